@@ -1,3 +1,11 @@
-// Filled in with the engine: after every test, every engine made through the
-// test harness is run past its longest timer and must show created == freed.
-export {};
+// After every test: every engine made through the Testbed is run past its
+// longest timer on its virtual clock and must show created == freed, an empty
+// table, no armed timer and no reference fault. Automatic, so no test can
+// forget it.
+import { afterEach, expect } from "vitest";
+import { checkAllTestbeds } from "../../packages/core/src/testing.js";
+
+afterEach(() => {
+  const problems = checkAllTestbeds();
+  expect(problems, "transaction leak check").toEqual([]);
+});

@@ -127,7 +127,10 @@ export interface ParseLimits {
   maxHeaders: number;
   /** Longest single header line including folded continuations, bytes. Default 8192. */
   maxHeaderLineLength: number;
-  /** Most Via values. Default 32. */
+  /**
+   * Most Via values. Default 72: a request may legally cross 70 proxies
+   * (Max-Forwards 70), and RFC 4475 longreq.dat carries 34 Vias.
+   */
   maxVias: number;
 }
 
@@ -135,5 +138,27 @@ export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
   maxMessageSize: 65535,
   maxHeaders: 256,
   maxHeaderLineLength: 8192,
-  maxVias: 32,
+  maxVias: 72,
 });
+
+/**
+ * Module map of the message layer (each file owns one job):
+ * - errors.ts  `SipParseError` (typed, with reason, byte offset and the SIP status to answer with)
+ * - parser.ts  `parseMessage(data, options)` → SipMessage (fast path: transaction fields only, rest lazy)
+ * - message.ts the SipMessage implementation: lazy header access, minimal edits, byte-identical output
+ * - stream.ts  `StreamFramer`: TCP byte stream → whole messages by Content-Length, RFC 5626 keep-alives
+ * - uri.ts     `parseUri` (SIP/SIPS/tel and absolute URIs, IPv6 references, %-escapes)
+ * - nameaddr.ts `parseNameAddr` (name-addr / addr-spec with display name and header params)
+ * - validate.ts `fullParse(msg)`: the strict grammar check of every known header (RFC 3261 §25)
+ * - build.ts   `buildResponse`, `buildRequest`
+ * - ids.ts     `newBranch`, `newTag`, `newCallId`
+ */
+export interface ParseOptions {
+  limits?: Partial<ParseLimits>;
+  /**
+   * True for a UDP datagram: a message without Content-Length takes the rest of
+   * the datagram as body (RFC 3261 §18.3), and octets after Content-Length are
+   * ignored. False for a framed stream message, where Content-Length is required.
+   */
+  datagram?: boolean;
+}

@@ -1,0 +1,713 @@
+/**
+ * The engine: the thin driver around the transaction actors. It wires
+ * transports ↔ parser ↔ table ↔ actors ↔ the user's handlers, owns one timer
+ * service (one clock wakeup for all timers) and the counters. It keeps no
+ * ambient "current transaction": every lookup names its holder and releases
+ * it before returning.
+ *
+ * Path of one datagram: transport.onMessage → Engine.onMessage → parseMessage
+ * → (response) table.get(clientKey) → actor.receiveResponse → effects via
+ * TxContext (send, timers, user) ; (request) table.get(serverKey) → actor, or
+ * a new server transaction → the user's onRequest handler → handle.reply →
+ * actor.sendResponse → TxContext.send → transport.send.
+ */
+import { type Clock, RealClock } from "./clock.js";
+import { buildRequest, buildResponse } from "./message/build.js";
+import { SipParseError } from "./message/errors.js";
+import { newBranch, newCallId, newTag } from "./message/ids.js";
+import { parseMessage } from "./message/parser.js";
+import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
+import { parseUri } from "./message/uri.js";
+import { fullParse } from "./message/validate.js";
+import type { Destination, SendErrorTarget, Source, Transport, TransportProtocol, TransportSink } from "./transport/types.js";
+import {
+  newStats,
+  type Observers,
+  type TimerKind,
+  type Transaction,
+  type TxContext,
+  type TxStats,
+} from "./transaction/actor.js";
+import type { CancelResult, ClientTu } from "./transaction/client.js";
+import { longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
+import { TransactionError } from "./transaction/errors.js";
+import { type ClientEvents, ClientTransactionHandle, type SafeCall, ServerTransactionHandle } from "./transaction/handles.js";
+import { InviteClientTransaction } from "./transaction/ict.js";
+import { InviteServerTransaction } from "./transaction/ist.js";
+import { NonInviteClientTransaction } from "./transaction/nict.js";
+import { NonInviteServerTransaction } from "./transaction/nist.js";
+import { countingReporter, type RefError, type RefReporter, throwingReporter } from "./transaction/refs.js";
+import type { ServerTu } from "./transaction/server.js";
+import { clientKey, serverKey, TransactionTable } from "./transaction/table.js";
+import type { TimerEntry } from "./transaction/timers.js";
+import { TimerService } from "./transaction/timers.js";
+
+export interface EngineLogger {
+  warn(obj: object, msg: string): void;
+  debug?(obj: object, msg: string): void;
+}
+
+export interface EngineOptions {
+  /** Time source; a VirtualClock in tests. Default: the real clock. */
+  clock?: Clock;
+  timers?: Partial<TimerConfig>;
+  limits?: Partial<ParseLimits>;
+  /** Cap on live transactions; past it new requests get 503 + Retry-After (back-pressure). Default 1,000,000. */
+  maxTransactions?: number;
+  /** Retry-After seconds on the 503 of a full table. Default 5. */
+  retryAfter?: number;
+  /** "throw" in tests and debugging; "count" in production (counted in stats.ref_faults and logged). Default "count". */
+  refFaults?: "throw" | "count";
+  /** Check the whole grammar of each new request (RFC 3261 §25) and answer 400 to violations. Default true. */
+  strict?: boolean;
+  /** Answer 487 to a cancelled INVITE automatically (§9.2). Default true; false lets the user answer. */
+  autoCancel487?: boolean;
+  /** A CANCEL matching no transaction: 481 without state (default), 481 in a transaction, or dropped. */
+  unmatchedCancel?: "stateless" | "stateful" | "drop";
+  /** §8.2.2.2 merged-request detection (482). Default true. */
+  mergedRequests?: boolean;
+  /** Extra text after "z9hG4bK" in our branches (e.g. a shard id), before the random part. */
+  branchPrefix?: string;
+  /** Engine id used in transaction ids. Default: random. */
+  id?: string;
+  /** Host to put in Via sent-by instead of the transport's local address (e.g. when bound to 0.0.0.0). */
+  advertisedHost?: string;
+  logger?: EngineLogger;
+  /** Default handler for new server transactions. */
+  onRequest?: (tx: ServerTransactionHandle) => void;
+}
+
+export interface RequestOptions extends ClientEvents {
+  method: string;
+  uri: string;
+  /** From header value; a tag is added when it has none. */
+  from: string;
+  to: string;
+  callId?: string;
+  cseq?: number;
+  maxForwards?: number;
+  headers?: Array<[string, string]>;
+  body?: Buffer | string;
+  contentType?: string;
+  /** Where to send: a Destination, "udp:HOST:PORT" / "tcp:HOST:PORT", or a SIP URI. Default: the Request-URI's host (IP literals). */
+  nextHop?: Destination | string;
+  /** Per-transaction timer overrides (Kamailio t_set_fr). */
+  timers?: Partial<TimerConfig>;
+}
+
+export interface AuditEntry {
+  id: string;
+  kind: string;
+  state: string;
+  method: string;
+  callId: string;
+  cseq: number;
+  ageMs: number;
+  holders: string[];
+  timers: string[];
+}
+
+export type StatsSnapshot = TxStats & { user_errors: number };
+
+const MAGIC = "z9hG4bK";
+
+export class Engine implements TxContext, TransportSink {
+  readonly clock: Clock;
+  readonly timerConfig: TimerConfig;
+  readonly stats: TxStats = newStats();
+  readonly observers: Observers = {};
+  readonly report: RefReporter;
+  readonly table = new TransactionTable();
+  readonly id: string;
+  onRequest: ((tx: ServerTransactionHandle) => void) | undefined;
+  /** An ACK that matched no transaction (the ACK of a 2xx passes statelessly, §17.2.3 / §13.3.1.4). */
+  onStrayAck: ((ack: SipRequest, source: Source) => void) | undefined;
+  /** A response that matched no client transaction (§18.1.2; a 2xx to an INVITE is passed up statelessly). */
+  onStrayResponse: ((res: SipResponse, source: Source) => void) | undefined;
+
+  private readonly timerService: TimerService<Transaction>;
+  private readonly transports: Transport[] = [];
+  private readonly limits: Partial<ParseLimits> | undefined;
+  private readonly maxTransactions: number;
+  private readonly retryAfter: number;
+  private readonly strict: boolean;
+  private readonly autoCancel487: boolean;
+  private readonly unmatchedCancel: "stateless" | "stateful" | "drop";
+  private readonly mergedRequests: boolean;
+  private readonly branchPrefix: string;
+  private readonly advertisedHost: string | undefined;
+  private readonly logger: EngineLogger | undefined;
+  private seq = 0;
+  /** Terminated actors out of every index but still held by someone: normally empty at once. */
+  private readonly unfreed = new Set<Transaction>();
+  private userErrors = 0;
+  private closed = false;
+  readonly refFaults: RefError[] = [];
+
+  constructor(opts: EngineOptions = {}) {
+    this.clock = opts.clock ?? new RealClock();
+    this.timerConfig = resolveTimers(opts.timers);
+    this.limits = opts.limits;
+    this.maxTransactions = opts.maxTransactions ?? 1_000_000;
+    this.retryAfter = opts.retryAfter ?? 5;
+    this.strict = opts.strict ?? true;
+    this.autoCancel487 = opts.autoCancel487 ?? true;
+    this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";
+    this.mergedRequests = opts.mergedRequests ?? true;
+    this.branchPrefix = opts.branchPrefix ?? "";
+    this.advertisedHost = opts.advertisedHost;
+    this.logger = opts.logger;
+    this.onRequest = opts.onRequest;
+    this.id = opts.id ?? Math.floor(Math.random() * 0xffffff).toString(36);
+    if (opts.refFaults === "throw") this.report = throwingReporter;
+    else {
+      const counter = countingReporter({ keep: 100 });
+      this.report = (err: RefError) => {
+        this.stats.ref_faults++;
+        if (this.refFaults.length < 100) this.refFaults.push(err);
+        this.logger?.warn({ fault: err.fault, holder: err.holder, tx: err.owner }, "transaction reference fault");
+        counter(err);
+      };
+    }
+    this.timerService = new TimerService<Transaction>(this.clock, (entry) => {
+      entry.owner.fire(entry.kind as TimerKind);
+    });
+  }
+
+  // --- transports -------------------------------------------------------------------
+  addTransport(t: Transport): void {
+    this.transports.push(t);
+  }
+  transportFor(protocol: TransportProtocol): Transport | undefined {
+    for (const t of this.transports) if (t.protocol === protocol) return t;
+    return undefined;
+  }
+
+  // --- TxContext ----------------------------------------------------------------------
+  now(): number {
+    return this.clock.now();
+  }
+  send(data: Buffer, dest: Destination, onError: SendErrorTarget): void {
+    const t = this.transportFor(dest.protocol);
+    if (!t) {
+      onError.transportError(new Error(`no ${dest.protocol} transport`));
+      return;
+    }
+    t.send(data, dest, onError);
+  }
+  armTimer(tx: Transaction, kind: TimerKind, duration: number): TimerEntry<Transaction> {
+    return this.timerService.arm(tx, kind, duration);
+  }
+  cancelTimer(entry: TimerEntry<Transaction>): boolean {
+    return this.timerService.cancel(entry);
+  }
+  leaveIndexes(tx: Transaction): void {
+    // Until it is freed, a terminated actor stays visible to audit() so a leak names its holders.
+    this.unfreed.add(tx);
+    this.table.remove(tx);
+  }
+  freed(tx: Transaction): void {
+    this.unfreed.delete(tx);
+    this.stats.freed++;
+    this.stats.current--;
+    if (this.observers.destroyed) this.observers.destroyed(tx);
+  }
+  startCancel(ict: Transaction, cancel: Buffer, dest: Destination): void {
+    const invite = ict as InviteClientTransaction;
+    const tu = new CancelTu(invite);
+    const tx = new NonInviteClientTransaction(
+      this.nextId(),
+      this,
+      invite.timers,
+      this.isReliable(dest.protocol),
+      cancel,
+      dest,
+      invite.callId,
+      invite.cseq,
+      "CANCEL",
+      invite.branch,
+      tu,
+    );
+    tx.key = clientKey(invite.branch, "CANCEL");
+    this.created(tx, true);
+    this.table.insert(tx);
+    tx.start();
+  }
+
+  private created(_tx: Transaction, local: boolean): void {
+    this.stats.created++;
+    this.stats.current++;
+    this.stats.total++;
+    if (local) this.stats.total_local++;
+  }
+  private nextId(): string {
+    return `${this.id}.${(++this.seq).toString(36)}`;
+  }
+  private isReliable(protocol: TransportProtocol): boolean {
+    const t = this.transportFor(protocol);
+    return t ? t.reliable : protocol !== "UDP";
+  }
+  /** Run a user callback; a throw is counted and logged, never propagated into the engine. */
+  readonly safe: SafeCall = (what, fn) => {
+    try {
+      fn();
+    } catch (err) {
+      this.userErrors++;
+      this.logger?.warn({ err, callback: what }, "user callback threw");
+    }
+  };
+
+  // --- receive path -----------------------------------------------------------------
+  /** TransportSink: one whole message from a transport. */
+  onMessage(data: Buffer, source: Source): void {
+    if (this.closed) return;
+    let msg: SipMessage;
+    try {
+      msg = parseMessage(data, { datagram: source.protocol === "UDP", limits: this.limits });
+    } catch (err) {
+      this.parseFailed(err, data, source);
+      return;
+    }
+    if (msg.isRequest) this.receiveRequest(msg, source);
+    else this.receiveResponse(msg, source);
+  }
+  /** Alias of onMessage for embedding code that feeds bytes itself. */
+  receive(data: Buffer, source: Source): void {
+    this.onMessage(data, source);
+  }
+
+  private parseFailed(err: unknown, data: Buffer, source: Source): void {
+    this.stats.parse_errors++;
+    if (!(err instanceof SipParseError)) {
+      this.logger?.warn({ err }, "parser threw an untyped error");
+      return;
+    }
+    // RFC 3261 §16.3/§8.2: answer a broken request when we can find where to send it; never answer a response.
+    if (err.kind !== "request" || err.status < 300) return;
+    const res = salvageResponse(data, err.status, err.reason);
+    if (res) this.sendStateless(res, replyDestination(source));
+  }
+
+  private receiveResponse(res: SipResponse, source: Source): void {
+    this.stats.rpl_received++;
+    const branch = res.via.branch;
+    const tx = branch === undefined ? undefined : this.table.get(clientKey(branch, res.method));
+    if (tx === undefined) {
+      this.stats.stray_responses++;
+      if (this.onStrayResponse) {
+        const cb = this.onStrayResponse;
+        this.safe("onStrayResponse", () => cb(res, source));
+      }
+      return;
+    }
+    (tx as InviteClientTransaction | NonInviteClientTransaction).receiveResponse(res);
+  }
+
+  private receiveRequest(req: SipRequest, source: Source): void {
+    const method = req.method;
+    // A retransmission, an ACK to a non-2xx, or a CANCEL retransmission: §17.2.3.
+    const existing = this.table.get(serverKey(req, false));
+    if (existing !== undefined && (existing.kind === "ist" || existing.kind === "nist")) {
+      if (method === "ACK" || method === existing.method) {
+        (existing as InviteServerTransaction | NonInviteServerTransaction).receiveRequest(req);
+        return;
+      }
+    }
+    if (method === "ACK") {
+      this.receiveStrayAck(req, source);
+      return;
+    }
+    if (this.strict) {
+      try {
+        fullParse(req);
+      } catch (err) {
+        this.stats.parse_errors++;
+        if (err instanceof SipParseError && err.status >= 300) this.replyStateless(req, source, err.status, err.reason);
+        return;
+      }
+    }
+    if (method === "CANCEL") {
+      this.receiveCancel(req, source);
+      return;
+    }
+    if (this.table.size >= this.maxTransactions) {
+      this.stats.table_full++;
+      this.replyStateless(req, source, 503, undefined, [["Retry-After", String(this.retryAfter)]]);
+      return;
+    }
+    if (this.mergedRequests && req.toTag === undefined && this.isMerged(req)) {
+      // §8.2.2.2: same From tag, Call-ID and CSeq as a request in progress, another branch.
+      this.stats.merged_requests++;
+      this.replyStateless(req, source, 482, "Loop Detected");
+      return;
+    }
+    const tx = this.newServerTransaction(req, source, serverKey(req, false));
+    const handle = new ServerTransactionHandle(tx, this.safe);
+    tx.tu = handle;
+    if (this.observers.requestIn) this.observers.requestIn(tx, req, source);
+    tx.start();
+    const handler = this.onRequest;
+    if (handler) this.safe("onRequest", () => handler(handle));
+    else if (!handle.finalStatus && method !== "ACK") tx.reply(501);
+  }
+
+  private newServerTransaction(
+    req: SipRequest,
+    source: Source,
+    key: string,
+  ): InviteServerTransaction | NonInviteServerTransaction {
+    stampVia(req, source);
+    const dest = replyDestination(source, req);
+    const reliable = this.isReliable(source.protocol);
+    const tx =
+      req.method === "INVITE"
+        ? new InviteServerTransaction(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU)
+        : new NonInviteServerTransaction(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU);
+    tx.key = key;
+    this.created(tx, false);
+    this.table.insert(tx);
+    return tx;
+  }
+
+  private isMerged(req: SipRequest): boolean {
+    const list = this.table.byCallId(req.callId, req.cseq.seq);
+    for (const tx of list) {
+      if ((tx.kind === "ist" || tx.kind === "nist") && tx.method === req.method) {
+        const other = (tx as InviteServerTransaction | NonInviteServerTransaction).request;
+        if (other.fromTag === req.fromTag) return true;
+      }
+    }
+    return false;
+  }
+
+  private receiveStrayAck(ack: SipRequest, source: Source): void {
+    // The ACK of a 2xx has its own branch: find the INVITE by Call-ID, CSeq and our To tag (§13.3.1.4).
+    const list = this.table.byCallId(ack.callId, ack.cseq.seq);
+    for (const tx of list) {
+      if (tx.kind === "ist") {
+        const ist = tx as InviteServerTransaction;
+        if (ist.state === "accepted" && ist.toTag === ack.toTag) {
+          ist.take("ack");
+          try {
+            ist.ack2xx(ack);
+          } finally {
+            ist.release("ack");
+          }
+          return;
+        }
+      }
+    }
+    if (this.onStrayAck) {
+      const cb = this.onStrayAck;
+      this.safe("onStrayAck", () => cb(ack, source));
+    }
+  }
+
+  private receiveCancel(cancel: SipRequest, source: Source): void {
+    // §9.2: the INVITE is found by the §17.2.3 rules with the method INVITE.
+    const target = this.table.get(serverKey(cancel, true));
+    if (target === undefined || target.kind !== "ist") {
+      this.stats.unmatched_cancels++;
+      if (this.unmatchedCancel === "drop") return;
+      if (this.unmatchedCancel === "stateless") {
+        this.replyStateless(cancel, source, 481);
+        return;
+      }
+      const tx = this.newServerTransaction(cancel, source, serverKey(cancel, false));
+      tx.start();
+      tx.reply(481);
+      return;
+    }
+    const ist = target as InviteServerTransaction;
+    ist.take("cancel-in");
+    try {
+      const tx = this.newServerTransaction(cancel, source, serverKey(cancel, false));
+      tx.useToTag(ist.toTag);
+      tx.start();
+      // §9.2: 200 to the CANCEL at once, then the 487 to the INVITE if it had no final yet.
+      tx.reply(200);
+      ist.cancel(cancel, this.autoCancel487);
+    } finally {
+      ist.release("cancel-in");
+    }
+  }
+
+  // --- stateless sending -------------------------------------------------------------
+  /** Send bytes without any transaction (a stateless response, the ACK of a 2xx). */
+  sendStateless(data: Buffer, dest: Destination): void {
+    const t = this.transportFor(dest.protocol);
+    if (t) t.send(data, dest);
+  }
+  /** A stateless response to a request (no transaction is created). */
+  replyStateless(
+    req: SipRequest,
+    source: Source,
+    status: number,
+    reason?: string,
+    headers?: Array<[string, string]>,
+  ): void {
+    const data = buildResponse(req, status, {
+      reason,
+      toTag: req.toTag || status === 100 ? undefined : newTag(),
+      headers,
+    });
+    this.stats.rpl_sent++;
+    this.stats.rpl_generated++;
+    this.sendStateless(data, replyDestination(source, req));
+  }
+
+  // --- client side (t_uac_start) ------------------------------------------------------
+  /** Send a request in a new client transaction. Returns the user's handle. */
+  request(opts: RequestOptions): ClientTransactionHandle {
+    if (this.closed) throw new TransactionError("terminated", "the engine is closed");
+    if (this.table.size >= this.maxTransactions) {
+      this.stats.table_full++;
+      throw new TransactionError("table-full", "the transaction table is full");
+    }
+    const method = opts.method.toUpperCase();
+    if (method === "ACK" || method === "CANCEL")
+      throw new TransactionError("bad-request", `${method} is not sent in a client transaction of its own`);
+    const dest = this.resolveNextHop(opts.nextHop ?? opts.uri);
+    const transport = this.transportFor(dest.protocol);
+    if (!transport) throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
+    const branch = newBranch(this.branchPrefix);
+    const callId = opts.callId ?? newCallId();
+    const cseq = opts.cseq ?? 1 + Math.floor(Math.random() * 10_000);
+    const from = hasTag(opts.from) ? opts.from : `${opts.from};tag=${newTag()}`;
+    const host = this.advertisedHost ?? transport.localAddress;
+    const sentBy = `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${transport.localPort}`;
+    const body = typeof opts.body === "string" ? Buffer.from(opts.body, "utf8") : opts.body;
+    const data = buildRequest({
+      method,
+      uri: opts.uri,
+      via: `SIP/2.0/${dest.protocol} ${sentBy};branch=${branch};rport`,
+      from,
+      to: opts.to,
+      callId,
+      cseq,
+      maxForwards: opts.maxForwards,
+      headers: opts.headers,
+      body,
+      contentType: opts.contentType,
+    });
+    const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
+    const reliable = transport.reliable;
+    const id = this.nextId();
+    const tx =
+      method === "INVITE"
+        ? new InviteClientTransaction(id, this, timers, reliable, data, dest, callId, cseq, branch, NO_CLIENT_TU)
+        : new NonInviteClientTransaction(id, this, timers, reliable, data, dest, callId, cseq, method, branch, NO_CLIENT_TU);
+    tx.key = clientKey(branch, method);
+    const handle = new ClientTransactionHandle(tx, opts, this.safe);
+    tx.tu = handle;
+    this.created(tx, true);
+    this.table.insert(tx);
+    tx.start();
+    return handle;
+  }
+
+  /** Where a request goes: an explicit next hop, or the host of a SIP URI (IP literals; names need a resolver). */
+  resolveNextHop(hop: Destination | string): Destination {
+    if (typeof hop !== "string") return hop;
+    const m = /^(udp|tcp|tls|ws|wss):(.+):(\d{1,5})$/i.exec(hop);
+    if (m) return { protocol: m[1]!.toUpperCase() as TransportProtocol, address: unbracket(m[2]!), port: Number(m[3]) };
+    let uri: ReturnType<typeof parseUri>;
+    try {
+      uri = parseUri(hop);
+    } catch {
+      throw new TransactionError("bad-request", `cannot route to ${hop}`);
+    }
+    const u = uri as { host?: string; port?: number; params?: ReadonlyArray<readonly [string, string | null]> };
+    if (!u.host) throw new TransactionError("bad-request", `no host in ${hop}`);
+    const address = unbracket(u.host);
+    if (!isIpLiteral(address)) throw new TransactionError("no-transport", `${u.host} needs DNS resolution: give a nextHop`);
+    let protocol: TransportProtocol = "UDP";
+    for (const [name, value] of u.params ?? []) if (name === "transport" && value) protocol = value.toUpperCase() as TransportProtocol;
+    return { protocol, address, port: u.port ?? 5060 };
+  }
+
+  /**
+   * Kamailio's `tm.cancel callid cseq`: cancel the local INVITE with this
+   * Call-ID and CSeq number. The lookup holds the named reference
+   * "rpc:cancel" while it works — there is no ambient current transaction.
+   */
+  cancel(callId: string, cseq: number, reason?: string): CancelResult {
+    for (const tx of this.table.byCallId(callId, cseq)) {
+      if (tx.kind !== "ict") continue;
+      tx.take("rpc:cancel");
+      try {
+        return (tx as InviteClientTransaction).cancel(reason);
+      } finally {
+        tx.release("rpc:cancel");
+      }
+    }
+    return "none";
+  }
+
+  /**
+   * Run `fn` on a transaction found by id, holding the named reference
+   * `holder` for the duration (control requests: tm.reply, tm.list…).
+   */
+  withTransaction<R>(id: string, holder: string, fn: (tx: Transaction) => R): R | undefined {
+    const tx = this.table.getById(id);
+    if (!tx) return undefined;
+    tx.take(holder);
+    try {
+      return fn(tx);
+    } finally {
+      tx.release(holder);
+    }
+  }
+
+  // --- introspection ------------------------------------------------------------------
+  snapshot(): StatsSnapshot {
+    return { ...this.stats, user_errors: this.userErrors };
+  }
+  /** Live transactions: state, age and who holds them. */
+  audit(): AuditEntry[] {
+    const now = this.clock.now();
+    const out: AuditEntry[] = [];
+    for (const tx of [...this.table.values(), ...this.unfreed]) {
+      out.push({
+        id: tx.id,
+        kind: tx.kind,
+        state: tx.state,
+        method: tx.method,
+        callId: tx.callId,
+        cseq: tx.cseq,
+        ageMs: now - tx.createdAt,
+        holders: tx.refs.holders(),
+        timers: tx.armedTimers(),
+      });
+    }
+    return out;
+  }
+  /** How long a leak check must wait for every timer to have run out. */
+  get longestTimer(): number {
+    return longestLifetime(this.timerConfig);
+  }
+  get armedTimers(): number {
+    return this.timerService.size;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.timerService.close();
+    await Promise.all(this.transports.map((t) => t.close()));
+  }
+}
+
+/** The CANCEL's own client transaction reports to its INVITE, holding "cancel-txn" until its final response. */
+class CancelTu implements ClientTu {
+  private held = true;
+  constructor(private readonly invite: InviteClientTransaction) {
+    invite.take("cancel-txn");
+  }
+  onResponse(): void {}
+  onFinal(_tx: Transaction, outcome: { status: number; cause: string; response?: SipResponse | undefined }): void {
+    if (outcome.cause === "response" && outcome.response)
+      this.invite.notifyCancel({ kind: "answered", status: outcome.status, response: outcome.response });
+    else
+      this.invite.notifyCancel({
+        kind: "failed",
+        cause: outcome.cause === "transport-error" ? "transport-error" : "timeout",
+      });
+    this.let();
+  }
+  onTerminated(): void {
+    this.let();
+  }
+  private let(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.invite.release("cancel-txn");
+  }
+}
+
+const NO_CLIENT_TU: ClientTu = {
+  onResponse() {},
+  onFinal() {},
+  onTerminated() {},
+};
+const NO_SERVER_TU: ServerTu = {
+  onTerminated() {},
+};
+
+function hasTag(nameAddr: string): boolean {
+  const gt = nameAddr.lastIndexOf(">");
+  return nameAddr.slice(gt + 1).toLowerCase().includes(";tag=");
+}
+
+function unbracket(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+function isIpLiteral(host: string): boolean {
+  if (host.includes(":")) return true;
+  const parts = host.split(".");
+  return parts.length === 4 && parts.every((p) => p.length > 0 && p.length <= 3 && /^\d+$/.test(p) && Number(p) <= 255);
+}
+
+/**
+ * §18.2.1 / RFC 3581: stamp `received` when the sent-by host is not the
+ * source address, and fill an empty `rport` with the source port. Only the
+ * top Via line changes.
+ */
+function stampVia(req: SipRequest, source: Source): void {
+  const via = req.via;
+  const needReceived = unbracket(via.host) !== source.address;
+  const needRport = via.rport === null;
+  if (!needReceived && !needRport) return;
+  const parts = via.raw.split(";");
+  let out = parts[0]!;
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i]!;
+    const name = p.trim().toLowerCase();
+    if (needRport && name === "rport") out += `;rport=${source.port}`;
+    else if (name.startsWith("received=") || name === "received") continue;
+    else out += `;${p}`;
+  }
+  out += `;received=${source.address}`;
+  req.popVia();
+  req.pushVia(out);
+}
+
+/**
+ * Where responses to a request go (§18.2.2, RFC 3581): back on the connection
+ * for reliable transports; for UDP, to the source address, at the source port
+ * when rport was asked for, else at the sent-by port (default 5060).
+ */
+function replyDestination(source: Source, req?: SipRequest): Destination {
+  if (source.protocol !== "UDP" || !req) {
+    return { protocol: source.protocol, address: source.address, port: source.port, connectionId: source.connectionId };
+  }
+  const via = req.via;
+  const port = via.rport !== undefined ? source.port : (via.port ?? 5060);
+  return { protocol: "UDP", address: source.address, port };
+}
+
+/**
+ * A response to a request that failed to parse, built from whatever Via,
+ * From, To, Call-ID and CSeq lines can be found with a tolerant line scan.
+ * Returns undefined when there is no Via to answer along.
+ */
+function salvageResponse(data: Buffer, status: number, reason: string): Buffer | undefined {
+  const end = data.indexOf("\r\n\r\n");
+  const head = data.subarray(0, end < 0 ? Math.min(data.length, 8192) : end).toString("latin1");
+  const lines = head.split("\r\n");
+  const keep: string[] = [];
+  let via = false;
+  for (let i = 1; i < lines.length && keep.length < 40; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (name === "via" || name === "v") via = true;
+    if (["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"].includes(name)) keep.push(line);
+  }
+  if (!via) return undefined;
+  const phrase = reason.replace(/[\r\n]/g, " ").slice(0, 100);
+  return Buffer.from(`SIP/2.0 ${status} ${phrase}\r\n${keep.join("\r\n")}\r\nContent-Length: 0\r\n\r\n`, "latin1");
+}
+
+export { MAGIC as BRANCH_MAGIC_COOKIE };

@@ -1,0 +1,228 @@
+/**
+ * Message builders. Output is built as one latin1 string (header values are
+ * latin1 byte strings, see types.ts) written into one Buffer, body appended:
+ * no intermediate object graph.
+ */
+
+import { SipMessageImpl } from "./message.js";
+import { isToken } from "./text.js";
+import type { SipRequest } from "./types.js";
+
+/** Default Reason-Phrases (RFC 3261 §21 and extensions). */
+export const REASON_PHRASES: Readonly<Record<number, string>> = Object.freeze({
+  100: "Trying",
+  180: "Ringing",
+  181: "Call Is Being Forwarded",
+  182: "Queued",
+  183: "Session Progress",
+  199: "Early Dialog Terminated",
+  200: "OK",
+  202: "Accepted",
+  204: "No Notification",
+  300: "Multiple Choices",
+  301: "Moved Permanently",
+  302: "Moved Temporarily",
+  305: "Use Proxy",
+  380: "Alternative Service",
+  400: "Bad Request",
+  401: "Unauthorized",
+  402: "Payment Required",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  407: "Proxy Authentication Required",
+  408: "Request Timeout",
+  410: "Gone",
+  412: "Conditional Request Failed",
+  413: "Request Entity Too Large",
+  414: "Request-URI Too Long",
+  415: "Unsupported Media Type",
+  416: "Unsupported URI Scheme",
+  417: "Unknown Resource-Priority",
+  420: "Bad Extension",
+  421: "Extension Required",
+  422: "Session Interval Too Small",
+  423: "Interval Too Brief",
+  428: "Use Identity Header",
+  429: "Provide Referrer Identity",
+  430: "Flow Failed",
+  433: "Anonymity Disallowed",
+  436: "Bad Identity-Info",
+  437: "Unsupported Certificate",
+  438: "Invalid Identity Header",
+  439: "First Hop Lacks Outbound Support",
+  440: "Max-Breadth Exceeded",
+  469: "Bad Info Package",
+  470: "Consent Needed",
+  480: "Temporarily Unavailable",
+  481: "Call/Transaction Does Not Exist",
+  482: "Loop Detected",
+  483: "Too Many Hops",
+  484: "Address Incomplete",
+  485: "Ambiguous",
+  486: "Busy Here",
+  487: "Request Terminated",
+  488: "Not Acceptable Here",
+  489: "Bad Event",
+  491: "Request Pending",
+  493: "Undecipherable",
+  494: "Security Agreement Required",
+  500: "Server Internal Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Server Time-out",
+  505: "Version Not Supported",
+  513: "Message Too Large",
+  555: "Push Notification Service Not Supported",
+  580: "Precondition Failure",
+  600: "Busy Everywhere",
+  603: "Decline",
+  604: "Does Not Exist Anywhere",
+  606: "Not Acceptable",
+  607: "Unwanted",
+  608: "Rejected",
+});
+
+/** The default Reason-Phrase of a status code (class default for unknown codes). */
+export function reasonPhrase(status: number): string {
+  const r = REASON_PHRASES[status];
+  if (r !== undefined) return r;
+  if (status < 200) return "Session Progress";
+  if (status < 300) return "OK";
+  if (status < 400) return "Redirection";
+  if (status < 500) return "Client Error";
+  if (status < 600) return "Server Error";
+  return "Global Failure";
+}
+
+export interface BuildResponseOptions {
+  /** Reason-Phrase; the table default when absent. */
+  reason?: string | undefined;
+  /** Added as `;tag=` to To when the request's To has none (not on 100 Trying, RFC 3261 §8.2.6.2). */
+  toTag?: string | undefined;
+  /** Extra header lines, after CSeq, in order. */
+  headers?: Array<[string, string]> | undefined;
+  body?: Buffer | undefined;
+  /** Content-Type line, written when given (normally with a body). */
+  contentType?: string | undefined;
+}
+
+export interface BuildRequestOptions {
+  method: string;
+  uri: string;
+  /** One via-parm: "SIP/2.0/UDP host:port;branch=z9hG4bK...". */
+  via: string;
+  from: string;
+  to: string;
+  callId: string;
+  cseq: number;
+  /** Default 70. */
+  maxForwards?: number | undefined;
+  headers?: Array<[string, string]> | undefined;
+  body?: Buffer | undefined;
+  contentType?: string | undefined;
+}
+
+function checkText(what: string, v: string): void {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 13 || c === 10 || c > 255) throw new RangeError(`${what} must be latin1 text without CR/LF`);
+  }
+}
+
+function extraHeaders(headers: Array<[string, string]> | undefined): string {
+  let s = "";
+  if (headers === undefined) return s;
+  for (const [name, value] of headers) {
+    if (!isToken(name)) throw new RangeError(`invalid header name ${JSON.stringify(name)}`);
+    checkText(name, value);
+    s += `${name}: ${value}\r\n`;
+  }
+  return s;
+}
+
+function finish(s: string, body: Buffer | undefined, contentType: string | undefined): Buffer {
+  if (contentType !== undefined) {
+    checkText("Content-Type", contentType);
+    s += `Content-Type: ${contentType}\r\n`;
+  }
+  const bl = body === undefined ? 0 : body.length;
+  s += `Content-Length: ${bl}\r\n\r\n`;
+  const hl = s.length;
+  const out = Buffer.allocUnsafe(hl + bl);
+  out.write(s, 0, hl, "latin1");
+  if (body !== undefined && bl > 0) body.copy(out, hl);
+  return out;
+}
+
+/** Lines of a header as written, for any SipRequest implementation. */
+function linesOf(req: SipRequest, name: string, label: string): string {
+  if (req instanceof SipMessageImpl) return req.headerText(name);
+  let s = "";
+  for (const v of req.headerLines(name)) s += `${label}: ${v}\r\n`;
+  return s;
+}
+
+/**
+ * Build a response to `req` (RFC 3261 §8.2.6.2): Via lines (all, in order, as
+ * written), From, To (+ tag), Call-ID and CSeq copied, then extra headers,
+ * Content-Type when given, and Content-Length.
+ */
+export function buildResponse(req: SipRequest, status: number, opts?: BuildResponseOptions): Buffer {
+  if (!Number.isInteger(status) || status < 100 || status > 699) {
+    throw new RangeError(`status ${status} is not a SIP status code`);
+  }
+  const reason = opts?.reason ?? reasonPhrase(status);
+  checkText("reason", reason);
+  let s = `SIP/2.0 ${status} ${reason}\r\n`;
+  s += linesOf(req, "via", "Via");
+  s += linesOf(req, "from", "From");
+  const toTag = opts?.toTag;
+  if (toTag !== undefined && status !== 100 && req.toTag === undefined) {
+    checkText("toTag", toTag);
+    let t = linesOf(req, "to", "To");
+    const nl = t.indexOf("\r\n", t.indexOf(":"));
+    let cut = nl < 0 ? t.length : nl;
+    // the first To line (a folded line continues after CRLF + WS)
+    while (nl >= 0 && cut + 2 < t.length && (t.charCodeAt(cut + 2) === 32 || t.charCodeAt(cut + 2) === 9)) {
+      const nx = t.indexOf("\r\n", cut + 2);
+      cut = nx < 0 ? t.length : nx;
+    }
+    let e = cut;
+    while (e > 0 && (t.charCodeAt(e - 1) === 32 || t.charCodeAt(e - 1) === 9)) e--;
+    t = t.slice(0, e);
+    s += `${t};tag=${toTag}\r\n`;
+  } else {
+    s += linesOf(req, "to", "To");
+  }
+  s += linesOf(req, "call-id", "Call-ID");
+  s += linesOf(req, "cseq", "CSeq");
+  s += extraHeaders(opts?.headers);
+  return finish(s, opts?.body, opts?.contentType);
+}
+
+/**
+ * Build a request: Request-Line, then Via, Max-Forwards (default 70), From,
+ * To, Call-ID, CSeq, extra headers, Content-Type when given, Content-Length.
+ */
+export function buildRequest(opts: BuildRequestOptions): Buffer {
+  const { method, uri, via, from, to, callId, cseq } = opts;
+  if (!isToken(method)) throw new RangeError(`invalid method ${JSON.stringify(method)}`);
+  for (let i = 0; i < uri.length; i++) {
+    const c = uri.charCodeAt(i);
+    if (c <= 32 || c === 127 || c > 255) throw new RangeError("Request-URI must not contain whitespace/CTL");
+  }
+  if (uri.length === 0) throw new RangeError("empty Request-URI");
+  checkText("Via", via);
+  checkText("From", from);
+  checkText("To", to);
+  checkText("Call-ID", callId);
+  if (!Number.isInteger(cseq) || cseq < 0 || cseq > 4294967295) throw new RangeError("CSeq out of range");
+  const mf = opts.maxForwards ?? 70;
+  if (!Number.isInteger(mf) || mf < 0 || mf > 255) throw new RangeError("Max-Forwards out of range");
+  let s = `${method} ${uri} SIP/2.0\r\nVia: ${via}\r\nMax-Forwards: ${mf}\r\nFrom: ${from}\r\nTo: ${to}\r\nCall-ID: ${callId}\r\nCSeq: ${cseq} ${method}\r\n`;
+  s += extraHeaders(opts.headers);
+  return finish(s, opts.body, opts.contentType);
+}

@@ -1,0 +1,10 @@
+/** The SIP message layer: parsing, lazy header access, minimal edits, framing, building. */
+
+export * from "./build.js";
+export * from "./errors.js";
+export * from "./ids.js";
+export * from "./message.js";
+export * from "./parser.js";
+export * from "./stream.js";
+export * from "./text.js";
+export * from "./types.js";

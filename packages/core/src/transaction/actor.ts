@@ -1,0 +1,303 @@
+/**
+ * The common shape of the four transaction actors (RFC 3261 §17).
+ *
+ * An actor is sans-I/O: it reacts to events (a message, a timer, a command
+ * from its user, a transport error) and its effects go out through the
+ * `TxContext` the engine gives it (send bytes, arm/cancel a timer, tell the
+ * user, leave the table). It never reads a clock or touches a socket.
+ *
+ * Reference ownership: every holder takes a NAMED reference (see refs.ts) —
+ * the table ("table"), each armed timer ("timer:A" …), the user's handle
+ * ("handle"), a pending CANCEL ("cancel"), a control request ("rpc:…"). The
+ * actor is freed only when it is Terminated and the last reference is gone,
+ * after it has left every index. Nothing else frees it: cancelling in
+ * particular only changes state.
+ */
+import type { SipRequest, SipResponse } from "../message/types.js";
+import type { Destination, SendErrorTarget, Source } from "../transport/types.js";
+import type { TimerConfig } from "./config.js";
+import { RefSet, type RefReporter } from "./refs.js";
+import type { TimerEntry } from "./timers.js";
+
+/** Timer kinds. Letters are RFC 3261 §17 / RFC 6026 timers; the rest are the engine's own. */
+export const Timer = {
+  A: 0,
+  B: 1,
+  D: 2,
+  E: 3,
+  F: 4,
+  G: 5,
+  H: 6,
+  I: 7,
+  J: 8,
+  K: 9,
+  L: 10,
+  M: 11,
+  /** Auto 100 Trying for INVITE (RFC 3261 §17.2.1). */
+  Trying100: 12,
+  /** Hard lifetime cap. */
+  Lifetime: 13,
+  /** fr_inv_timer: final response wait after a provisional (client INVITE). */
+  FrInv: 14,
+  /** Final response wait after CANCEL was sent (RFC 3261 §9.1). */
+  CancelWait: 15,
+  /** 2xx retransmission until ACK (RFC 3261 §13.3.1.4) in the server's Accepted state. */
+  Retransmit2xx: 16,
+  /** Deferred 100 to a non-INVITE (RFC 4320 §4.1). */
+  Nist100: 17,
+} as const;
+export type TimerKind = (typeof Timer)[keyof typeof Timer];
+const TIMER_COUNT = 18;
+
+export const TIMER_NAMES: readonly string[] = [
+  "A",
+  "B",
+  "D",
+  "E",
+  "F",
+  "G",
+  "H",
+  "I",
+  "J",
+  "K",
+  "L",
+  "M",
+  "100",
+  "lifetime",
+  "fr_inv",
+  "cancel_wait",
+  "2xx",
+  "nist100",
+];
+const TIMER_HOLDERS: readonly string[] = TIMER_NAMES.map((n) => `timer:${n}`);
+
+export type TxKind = "ict" | "nict" | "ist" | "nist";
+
+/** What the engine gives every actor: the only way an actor affects the world. */
+export interface TxContext {
+  now(): number;
+  send(data: Buffer, dest: Destination, onError: SendErrorTarget): void;
+  armTimer(tx: Transaction, kind: TimerKind, duration: number): TimerEntry<Transaction>;
+  cancelTimer(entry: TimerEntry<Transaction>): boolean;
+  /** The actor became Terminated: take it out of every index (releases "table"). */
+  leaveIndexes(tx: Transaction): void;
+  /** The actor is freed (Terminated and unheld). */
+  freed(tx: Transaction): void;
+  readonly report: RefReporter;
+  readonly stats: TxStats;
+  readonly observers: Observers;
+  /** Client INVITE: start the CANCEL's own non-INVITE client transaction (§9.1). */
+  startCancel(ict: Transaction, cancel: Buffer, dest: Destination): void;
+}
+
+/** Mutable counters kept by the engine (Kamailio tm.stats names where they exist). */
+export interface TxStats {
+  created: number;
+  freed: number;
+  current: number;
+  waiting: number;
+  total: number;
+  total_local: number;
+  rpl_received: number;
+  rpl_generated: number;
+  rpl_sent: number;
+  "1xx": number;
+  "2xx": number;
+  "3xx": number;
+  "4xx": number;
+  "5xx": number;
+  "6xx": number;
+  retransmissions: number;
+  lifetime_expired: number;
+  timeouts: number;
+  transport_errors: number;
+  ref_faults: number;
+  table_full: number;
+  parse_errors: number;
+  stray_responses: number;
+  unmatched_cancels: number;
+  merged_requests: number;
+}
+
+export function newStats(): TxStats {
+  return {
+    created: 0,
+    freed: 0,
+    current: 0,
+    waiting: 0,
+    total: 0,
+    total_local: 0,
+    rpl_received: 0,
+    rpl_generated: 0,
+    rpl_sent: 0,
+    "1xx": 0,
+    "2xx": 0,
+    "3xx": 0,
+    "4xx": 0,
+    "5xx": 0,
+    "6xx": 0,
+    retransmissions: 0,
+    lifetime_expired: 0,
+    timeouts: 0,
+    transport_errors: 0,
+    ref_faults: 0,
+    table_full: 0,
+    parse_errors: 0,
+    stray_responses: 0,
+    unmatched_cancels: 0,
+    merged_requests: 0,
+  };
+}
+
+/**
+ * Kamailio TMCB_*-style observer callbacks. Each is a plain optional field, so
+ * a call site costs one property check when nobody listens.
+ */
+export interface Observers {
+  requestIn?: ((tx: Transaction, req: SipRequest, source: Source) => void) | undefined;
+  responseIn?: ((tx: Transaction, res: SipResponse) => void) | undefined;
+  responseOut?: ((tx: Transaction, status: number, data: Buffer) => void) | undefined;
+  localAck?: ((tx: Transaction, data: Buffer) => void) | undefined;
+  destroyed?: ((tx: Transaction) => void) | undefined;
+}
+
+/** How a client transaction ended from its user's point of view. */
+export interface FinalOutcome {
+  readonly status: number;
+  readonly reason: string;
+  /** The final response, when one was received; absent for local outcomes. */
+  readonly response?: SipResponse | undefined;
+  /**
+   * "response": a final response arrived. "timeout": Timer B/F, fr_inv or the
+   * CANCEL wait expired (a local 408). "transport-error": a send failed (a local
+   * 503, RFC 3261 §8.1.3.1). "lifetime": the hard lifetime cap ended it.
+   */
+  readonly cause: "response" | "timeout" | "transport-error" | "lifetime";
+}
+
+export abstract class Transaction implements SendErrorTarget {
+  abstract readonly kind: TxKind;
+  abstract state: string;
+  readonly refs: RefSet;
+  readonly createdAt: number;
+  /** Table key (§17.1.3 / §17.2.3). */
+  key = "";
+  /** Secondary index key: Call-ID + CSeq number. */
+  dialogKey = "";
+  private readonly slots: Array<TimerEntry<Transaction> | undefined> = new Array(TIMER_COUNT);
+  /** True once in any terminal or waiting state counted in stats.waiting. */
+  protected countedWaiting = false;
+
+  constructor(
+    readonly id: string,
+    protected readonly ctx: TxContext,
+    readonly timers: TimerConfig,
+    readonly callId: string,
+    readonly cseq: number,
+    readonly method: string,
+    readonly reliable: boolean,
+  ) {
+    this.refs = new RefSet(id, ctx.report);
+    this.createdAt = ctx.now();
+  }
+
+  get terminated(): boolean {
+    return this.state === "terminated";
+  }
+
+  // --- references ---------------------------------------------------------
+  take(holder: string): void {
+    this.refs.take(holder);
+  }
+  /** Release a named reference; frees the actor when it was the last one and the actor is Terminated. */
+  release(holder: string): void {
+    const wasFreed = this.refs.freed;
+    if (this.refs.release(holder) && !wasFreed && this.state === "terminated") this.free();
+  }
+  private free(): void {
+    this.refs.markFreed();
+    this.ctx.freed(this);
+  }
+
+  // --- timers ---------------------------------------------------------------
+  protected arm(kind: TimerKind, duration: number): void {
+    const old = this.slots[kind];
+    if (old !== undefined) {
+      // Re-arming: the timer keeps its one reference.
+      this.ctx.cancelTimer(old);
+    } else {
+      this.refs.take(TIMER_HOLDERS[kind]!);
+    }
+    this.slots[kind] = this.ctx.armTimer(this, kind, duration);
+  }
+  protected disarm(kind: TimerKind): void {
+    const entry = this.slots[kind];
+    if (entry === undefined) return;
+    this.slots[kind] = undefined;
+    this.ctx.cancelTimer(entry);
+    this.release(TIMER_HOLDERS[kind]!);
+  }
+  protected isArmed(kind: TimerKind): boolean {
+    return this.slots[kind] !== undefined;
+  }
+  /** Called by the engine when an armed timer expires. The timer's reference is held until the handler returns. */
+  fire(kind: TimerKind): void {
+    if (this.slots[kind] === undefined) return; // cancelled in the same tick
+    this.slots[kind] = undefined;
+    try {
+      if (kind === Timer.Lifetime) this.lifetimeExpired();
+      else this.onTimer(kind);
+    } finally {
+      this.release(TIMER_HOLDERS[kind]!);
+    }
+  }
+  /** Timer names armed now (for audit). */
+  armedTimers(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < TIMER_COUNT; i++) if (this.slots[i] !== undefined) out.push(TIMER_NAMES[i]!);
+    return out;
+  }
+
+  protected abstract onTimer(kind: TimerKind): void;
+  /** The hard lifetime cap: end now, whatever the state (Kamailio max_inv_lifetime). */
+  protected lifetimeExpired(): void {
+    this.ctx.stats.lifetime_expired++;
+    this.terminate();
+  }
+  abstract transportError(err: Error): void;
+
+  protected enterWaiting(): void {
+    if (!this.countedWaiting) {
+      this.countedWaiting = true;
+      this.ctx.stats.waiting++;
+    }
+  }
+
+  /**
+   * Enter Terminated: cancel every timer (each releases its reference), leave
+   * every index (releases "table"), then tell the user. Freed when the last
+   * holder lets go — possibly right here.
+   */
+  protected terminate(): void {
+    if (this.state === "terminated") return;
+    this.state = "terminated";
+    if (this.countedWaiting) {
+      this.countedWaiting = false;
+      this.ctx.stats.waiting--;
+    }
+    // Hold a reference of our own while we unwind, so the actor cannot be
+    // freed in the middle of its own termination.
+    this.refs.take("terminating");
+    for (let k = 0; k < TIMER_COUNT; k++) this.disarm(k as TimerKind);
+    this.ctx.leaveIndexes(this);
+    this.onTerminated();
+    this.release("terminating");
+  }
+  /** Tell the user (releases "handle" in the handle). */
+  protected abstract onTerminated(): void;
+}
+
+export function statusClassKey(status: number): "1xx" | "2xx" | "3xx" | "4xx" | "5xx" | "6xx" {
+  const c = (status / 100) | 0;
+  return c <= 1 ? "1xx" : c === 2 ? "2xx" : c === 3 ? "3xx" : c === 4 ? "4xx" : c === 5 ? "5xx" : "6xx";
+}

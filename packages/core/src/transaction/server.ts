@@ -1,0 +1,119 @@
+/** What the two server transaction actors share: their user interface, the reply path and stats. */
+import { buildResponse } from "../message/build.js";
+import { newTag } from "../message/ids.js";
+import type { SipRequest } from "../message/types.js";
+import type { Destination, Source } from "../transport/types.js";
+import { statusClassKey, Transaction, type TxContext } from "./actor.js";
+import type { TimerConfig } from "./config.js";
+import { TransactionError } from "./errors.js";
+
+export type ServerEndCause = "normal" | "ack-timeout" | "transport-error" | "lifetime";
+
+/** The user of a server transaction (a handle, or a proxy's response context). */
+export interface ServerTu {
+  /** A CANCEL matched this INVITE (§9.2) before a final response. */
+  onCancel?(tx: Transaction, cancel: SipRequest): void;
+  /** The ACK for a 2xx this transaction sent (matched by dialog, §13.3.1.4). */
+  onAck?(tx: Transaction, ack: SipRequest): void;
+  /** A final response went out (from the user or automatically, e.g. the 487 after a CANCEL). */
+  onFinalSent?(tx: Transaction, status: number): void;
+  onTerminated(tx: Transaction, cause: ServerEndCause): void;
+}
+
+export interface ReplyOptions {
+  reason?: string | undefined;
+  headers?: Array<[string, string]> | undefined;
+  body?: Buffer | undefined;
+  contentType?: string | undefined;
+}
+
+export abstract class ServerTransaction extends Transaction {
+  /** The last response sent, as bytes: retransmissions resend it as is. */
+  lastResponse: Buffer | undefined;
+  lastStatus = 0;
+  /** To tag used in every response but 100 (one per transaction). */
+  private tag: string | undefined;
+  endCause: ServerEndCause = "normal";
+
+  constructor(
+    id: string,
+    ctx: TxContext,
+    timers: TimerConfig,
+    reliable: boolean,
+    readonly request: SipRequest,
+    readonly source: Source,
+    /** Where responses go (RFC 3261 §18.2.2, RFC 3581). */
+    readonly dest: Destination,
+    public tu: ServerTu,
+  ) {
+    super(id, ctx, timers, request.callId, request.cseq.seq, request.method, reliable);
+  }
+
+  /** The To tag of this transaction's responses: the request's own when it has one (in-dialog), else ours. */
+  get toTag(): string {
+    if (this.tag === undefined) this.tag = this.request.toTag ?? newTag();
+    return this.tag;
+  }
+
+  /** Use this To tag (a CANCEL's 200 carries the tag of its INVITE's responses, §9.2). */
+  useToTag(tag: string): void {
+    this.tag = tag;
+  }
+
+  get finalSent(): boolean {
+    return this.lastStatus >= 200;
+  }
+
+  /** Build a response to the request (§8.2.6) with this transaction's To tag. */
+  protected build(status: number, opts: ReplyOptions | undefined): Buffer {
+    if (!Number.isInteger(status) || status < 100 || status > 699)
+      throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
+    return buildResponse(this.request, status, {
+      reason: opts?.reason,
+      toTag: status === 100 || this.request.toTag ? undefined : this.toTag,
+      headers: opts?.headers,
+      body: opts?.body,
+      contentType: opts?.contentType,
+    });
+  }
+
+  /** Put a response on the wire and count it. */
+  protected transmit(status: number, data: Buffer, generated: boolean): void {
+    this.lastResponse = data;
+    this.lastStatus = status;
+    const stats = this.ctx.stats;
+    stats.rpl_sent++;
+    if (generated) stats.rpl_generated++;
+    stats[statusClassKey(status)]++;
+    if (this.ctx.observers.responseOut) this.ctx.observers.responseOut(this, status, data);
+    this.ctx.send(data, this.dest, this);
+  }
+
+  protected retransmitLast(): void {
+    if (!this.lastResponse) return;
+    this.ctx.stats.retransmissions++;
+    this.ctx.send(this.lastResponse, this.dest, this);
+  }
+
+  /** The user's reply: build and send. Throws TransactionError when the state does not allow it. */
+  reply(status: number, opts?: ReplyOptions): void {
+    this.checkReply(status);
+    this.sendResponse(status, this.build(status, opts), true);
+  }
+
+  /** Send a response the caller already built (a proxy relaying a response). */
+  abstract sendResponse(status: number, data: Buffer, generated: boolean): void;
+
+  protected checkReply(status: number): void {
+    if (this.state === "terminated")
+      throw new TransactionError("terminated", "the transaction has terminated", this.id);
+    if (this.finalSent)
+      throw new TransactionError("final-already-sent", `a final response (${this.lastStatus}) was already sent`, this.id);
+    if (!Number.isInteger(status) || status < 100 || status > 699)
+      throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
+  }
+
+  protected onTerminated(): void {
+    this.tu.onTerminated(this, this.endCause);
+  }
+}

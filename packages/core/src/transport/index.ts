@@ -1,0 +1,5 @@
+export { TransportBindError, TransportSendError } from "./errors.js";
+export * from "./memory.js";
+export * from "./tcp.js";
+export * from "./types.js";
+export * from "./udp.js";
