@@ -19,7 +19,6 @@ import { parseMessage } from "./message/parser.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
-import type { Destination, SendErrorTarget, Source, Transport, TransportProtocol, TransportSink } from "./transport/types.js";
 import {
   newStats,
   type Observers,
@@ -31,7 +30,12 @@ import {
 import type { CancelResult, ClientTu } from "./transaction/client.js";
 import { longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
 import { TransactionError } from "./transaction/errors.js";
-import { type ClientEvents, ClientTransactionHandle, type SafeCall, ServerTransactionHandle } from "./transaction/handles.js";
+import {
+  type ClientEvents,
+  ClientTransactionHandle,
+  type SafeCall,
+  ServerTransactionHandle,
+} from "./transaction/handles.js";
 import { InviteClientTransaction } from "./transaction/ict.js";
 import { InviteServerTransaction } from "./transaction/ist.js";
 import { NonInviteClientTransaction } from "./transaction/nict.js";
@@ -41,6 +45,14 @@ import type { ServerTu } from "./transaction/server.js";
 import { clientKey, serverKey, TransactionTable } from "./transaction/table.js";
 import type { TimerEntry } from "./transaction/timers.js";
 import { TimerService } from "./transaction/timers.js";
+import type {
+  Destination,
+  SendErrorTarget,
+  Source,
+  Transport,
+  TransportProtocol,
+  TransportSink,
+} from "./transport/types.js";
 
 export interface EngineLogger {
   warn(obj: object, msg: string): void;
@@ -165,7 +177,10 @@ export class Engine implements TxContext, TransportSink {
       this.report = (err: RefError) => {
         this.stats.ref_faults++;
         if (this.refFaults.length < 100) this.refFaults.push(err);
-        this.logger?.warn({ fault: err.fault, holder: err.holder, tx: err.owner }, "transaction reference fault");
+        this.logger?.warn(
+          { fault: err.fault, holder: err.holder, tx: err.owner },
+          "transaction reference fault",
+        );
         counter(err);
       };
     }
@@ -322,7 +337,8 @@ export class Engine implements TxContext, TransportSink {
         fullParse(req);
       } catch (err) {
         this.stats.parse_errors++;
-        if (err instanceof SipParseError && err.status >= 300) this.replyStateless(req, source, err.status, err.reason);
+        if (err instanceof SipParseError && err.status >= 300)
+          this.replyStateless(req, source, err.status, err.reason);
         return;
       }
     }
@@ -361,8 +377,26 @@ export class Engine implements TxContext, TransportSink {
     const reliable = this.isReliable(source.protocol);
     const tx =
       req.method === "INVITE"
-        ? new InviteServerTransaction(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU)
-        : new NonInviteServerTransaction(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU);
+        ? new InviteServerTransaction(
+            this.nextId(),
+            this,
+            this.timerConfig,
+            reliable,
+            req,
+            source,
+            dest,
+            NO_SERVER_TU,
+          )
+        : new NonInviteServerTransaction(
+            this.nextId(),
+            this,
+            this.timerConfig,
+            reliable,
+            req,
+            source,
+            dest,
+            NO_SERVER_TU,
+          );
     tx.key = key;
     this.created(tx, false);
     this.table.insert(tx);
@@ -474,13 +508,11 @@ export class Engine implements TxContext, TransportSink {
     const callId = opts.callId ?? newCallId();
     const cseq = opts.cseq ?? 1 + Math.floor(Math.random() * 10_000);
     const from = hasTag(opts.from) ? opts.from : `${opts.from};tag=${newTag()}`;
-    const host = this.advertisedHost ?? transport.localAddress;
-    const sentBy = `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${transport.localPort}`;
     const body = typeof opts.body === "string" ? Buffer.from(opts.body, "utf8") : opts.body;
     const data = buildRequest({
       method,
       uri: opts.uri,
-      via: `SIP/2.0/${dest.protocol} ${sentBy};branch=${branch};rport`,
+      via: this.viaFor(dest, branch),
       from,
       to: opts.to,
       callId,
@@ -495,8 +527,31 @@ export class Engine implements TxContext, TransportSink {
     const id = this.nextId();
     const tx =
       method === "INVITE"
-        ? new InviteClientTransaction(id, this, timers, reliable, data, dest, callId, cseq, branch, NO_CLIENT_TU)
-        : new NonInviteClientTransaction(id, this, timers, reliable, data, dest, callId, cseq, method, branch, NO_CLIENT_TU);
+        ? new InviteClientTransaction(
+            id,
+            this,
+            timers,
+            reliable,
+            data,
+            dest,
+            callId,
+            cseq,
+            branch,
+            NO_CLIENT_TU,
+          )
+        : new NonInviteClientTransaction(
+            id,
+            this,
+            timers,
+            reliable,
+            data,
+            dest,
+            callId,
+            cseq,
+            method,
+            branch,
+            NO_CLIENT_TU,
+          );
     tx.key = clientKey(branch, method);
     const handle = new ClientTransactionHandle(tx, opts, this.safe);
     tx.tu = handle;
@@ -510,20 +565,97 @@ export class Engine implements TxContext, TransportSink {
   resolveNextHop(hop: Destination | string): Destination {
     if (typeof hop !== "string") return hop;
     const m = /^(udp|tcp|tls|ws|wss):(.+):(\d{1,5})$/i.exec(hop);
-    if (m) return { protocol: m[1]!.toUpperCase() as TransportProtocol, address: unbracket(m[2]!), port: Number(m[3]) };
+    if (m)
+      return {
+        protocol: m[1]!.toUpperCase() as TransportProtocol,
+        address: unbracket(m[2]!),
+        port: Number(m[3]),
+      };
     let uri: ReturnType<typeof parseUri>;
     try {
       uri = parseUri(hop);
     } catch {
       throw new TransactionError("bad-request", `cannot route to ${hop}`);
     }
-    const u = uri as { host?: string; port?: number; params?: ReadonlyArray<readonly [string, string | null]> };
+    const u = uri as {
+      host?: string;
+      port?: number;
+      params?: ReadonlyArray<readonly [string, string | null]>;
+    };
     if (!u.host) throw new TransactionError("bad-request", `no host in ${hop}`);
     const address = unbracket(u.host);
-    if (!isIpLiteral(address)) throw new TransactionError("no-transport", `${u.host} needs DNS resolution: give a nextHop`);
+    if (!isIpLiteral(address))
+      throw new TransactionError("no-transport", `${u.host} needs DNS resolution: give a nextHop`);
     let protocol: TransportProtocol = "UDP";
-    for (const [name, value] of u.params ?? []) if (name === "transport" && value) protocol = value.toUpperCase() as TransportProtocol;
+    for (const [name, value] of u.params ?? [])
+      if (name === "transport" && value) protocol = value.toUpperCase() as TransportProtocol;
     return { protocol, address, port: u.port ?? 5060 };
+  }
+
+  /**
+   * The ACK of a 2xx (RFC 3261 §13.2.2.4): a new request outside any
+   * transaction, sent statelessly — to the Contact of the 2xx, along the
+   * route set from its Record-Route (reversed), with the INVITE's CSeq number.
+   * The bytes go to the INVITE's next hop. Returns the ACK sent.
+   */
+  ack2xx(invite: ClientTransactionHandle, answer: SipResponse): Buffer {
+    const d = this.dialogFrom(invite, answer);
+    const data = buildRequest({
+      method: "ACK",
+      uri: d.target,
+      via: this.viaFor(d.dest, newBranch(this.branchPrefix)),
+      from: d.from,
+      to: d.to,
+      callId: invite.callId,
+      cseq: invite.cseq,
+      headers: d.routes,
+    });
+    this.sendStateless(data, d.dest);
+    return data;
+  }
+
+  /**
+   * For a 2xx that raced a CANCEL (or any answered call to end at once): ACK
+   * it and send BYE in a new client transaction. Returns the BYE's handle.
+   */
+  ackAndBye(
+    invite: ClientTransactionHandle,
+    answer: SipResponse,
+    events?: ClientEvents,
+  ): ClientTransactionHandle {
+    this.ack2xx(invite, answer);
+    const d = this.dialogFrom(invite, answer);
+    return this.request({
+      ...events,
+      method: "BYE",
+      uri: d.target,
+      from: d.from,
+      to: d.to,
+      callId: invite.callId,
+      cseq: invite.cseq + 1,
+      headers: d.routes,
+      nextHop: d.dest,
+    });
+  }
+
+  private dialogFrom(invite: ClientTransactionHandle, answer: SipResponse) {
+    const sent = parseMessage(invite.request) as SipRequest;
+    const contact = answer.header("contact");
+    const target = contact ? uriOfNameAddr(contact) : sent.uri;
+    const routes: Array<[string, string]> = answer
+      .headerValues("record-route")
+      .reverse()
+      .map((r) => ["Route", r]);
+    const tx = this.table.getById(invite.id) as InviteClientTransaction | undefined;
+    const dest = tx?.dest ?? this.resolveNextHop(target);
+    return { target, routes, dest, from: sent.header("from") ?? "", to: answer.header("to") ?? "" };
+  }
+
+  private viaFor(dest: Destination, branch: string): string {
+    const transport = this.transportFor(dest.protocol);
+    const host = this.advertisedHost ?? transport?.localAddress ?? "127.0.0.1";
+    const sentBy = `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${transport?.localPort ?? 5060}`;
+    return `SIP/2.0/${dest.protocol} ${sentBy};branch=${branch};rport`;
   }
 
   /**
@@ -604,7 +736,10 @@ class CancelTu implements ClientTu {
     invite.take("cancel-txn");
   }
   onResponse(): void {}
-  onFinal(_tx: Transaction, outcome: { status: number; cause: string; response?: SipResponse | undefined }): void {
+  onFinal(
+    _tx: Transaction,
+    outcome: { status: number; cause: string; response?: SipResponse | undefined },
+  ): void {
     if (outcome.cause === "response" && outcome.response)
       this.invite.notifyCancel({ kind: "answered", status: outcome.status, response: outcome.response });
     else
@@ -633,9 +768,23 @@ const NO_SERVER_TU: ServerTu = {
   onTerminated() {},
 };
 
+/** The URI inside a name-addr ("<sip:x>;p") or an addr-spec ("sip:x;p" → "sip:x"). */
+function uriOfNameAddr(value: string): string {
+  const lt = value.indexOf("<");
+  if (lt >= 0) {
+    const gt = value.indexOf(">", lt);
+    return value.slice(lt + 1, gt < 0 ? undefined : gt).trim();
+  }
+  const semi = value.indexOf(";");
+  return (semi < 0 ? value : value.slice(0, semi)).trim();
+}
+
 function hasTag(nameAddr: string): boolean {
   const gt = nameAddr.lastIndexOf(">");
-  return nameAddr.slice(gt + 1).toLowerCase().includes(";tag=");
+  return nameAddr
+    .slice(gt + 1)
+    .toLowerCase()
+    .includes(";tag=");
 }
 
 function unbracket(host: string): string {
@@ -645,7 +794,10 @@ function unbracket(host: string): string {
 function isIpLiteral(host: string): boolean {
   if (host.includes(":")) return true;
   const parts = host.split(".");
-  return parts.length === 4 && parts.every((p) => p.length > 0 && p.length <= 3 && /^\d+$/.test(p) && Number(p) <= 255);
+  return (
+    parts.length === 4 &&
+    parts.every((p) => p.length > 0 && p.length <= 3 && /^\d+$/.test(p) && Number(p) <= 255)
+  );
 }
 
 /**
@@ -679,7 +831,12 @@ function stampVia(req: SipRequest, source: Source): void {
  */
 function replyDestination(source: Source, req?: SipRequest): Destination {
   if (source.protocol !== "UDP" || !req) {
-    return { protocol: source.protocol, address: source.address, port: source.port, connectionId: source.connectionId };
+    return {
+      protocol: source.protocol,
+      address: source.address,
+      port: source.port,
+      connectionId: source.connectionId,
+    };
   }
   const via = req.via;
   const port = via.rport !== undefined ? source.port : (via.port ?? 5060);
@@ -707,7 +864,10 @@ function salvageResponse(data: Buffer, status: number, reason: string): Buffer |
   }
   if (!via) return undefined;
   const phrase = reason.replace(/[\r\n]/g, " ").slice(0, 100);
-  return Buffer.from(`SIP/2.0 ${status} ${phrase}\r\n${keep.join("\r\n")}\r\nContent-Length: 0\r\n\r\n`, "latin1");
+  return Buffer.from(
+    `SIP/2.0 ${status} ${phrase}\r\n${keep.join("\r\n")}\r\nContent-Length: 0\r\n\r\n`,
+    "latin1",
+  );
 }
 
 export { MAGIC as BRANCH_MAGIC_COOKIE };

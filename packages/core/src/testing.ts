@@ -6,9 +6,9 @@
  */
 import { VirtualClock } from "./clock.js";
 import { Engine, type EngineOptions } from "./engine.js";
-import { type MemoryFaults, MemoryNetwork } from "./transport/memory.js";
 import { parseMessage } from "./message/parser.js";
 import type { SipMessage, SipRequest } from "./message/types.js";
+import { type MemoryFaults, MemoryNetwork } from "./transport/memory.js";
 import type { Destination, Source, Transport } from "./transport/types.js";
 
 /** A scripted SIP peer: records what it receives, sends what the test tells it. */
@@ -112,12 +112,17 @@ export class Testbed {
     this.engines.forEach((e, i) => {
       const s = e.stats;
       if (s.created !== s.freed) {
-        const live = e.audit().map((a) => `${a.id} ${a.kind} ${a.method} ${a.state} holders=[${a.holders.join(",")}]`);
-        out.push(`engine #${i}: created ${s.created} != freed ${s.freed}; live: ${live.join("; ") || "(none in table)"}`);
+        const live = e
+          .audit()
+          .map((a) => `${a.id} ${a.kind} ${a.method} ${a.state} holders=[${a.holders.join(",")}]`);
+        out.push(
+          `engine #${i}: created ${s.created} != freed ${s.freed}; live: ${live.join("; ") || "(none in table)"}`,
+        );
       }
       if (e.table.size !== 0) out.push(`engine #${i}: ${e.table.size} transactions still in the table`);
       if (e.armedTimers !== 0) out.push(`engine #${i}: ${e.armedTimers} timers still armed`);
-      if (e.refFaults.length) out.push(`engine #${i}: reference faults: ${e.refFaults.map((f) => f.message).join("; ")}`);
+      if (e.refFaults.length)
+        out.push(`engine #${i}: reference faults: ${e.refFaults.map((f) => f.message).join("; ")}`);
     });
     return out;
   }

@@ -125,7 +125,7 @@ function viaError(reason: string, at: number): SipParseError {
  * ',' outside quotes or at `e`; `viaEnd` tells where. Liberal about empty
  * parameters (";;"): the strict check is validate.ts's job.
  */
-export function parseVia(s: string, a: number, e: number): Via {
+export function parseVia(s: string, a: number, e: number, strict = false): Via {
   let i = skipWs(s, a, e);
   const start = i;
   let j = scanToken(s, i, e);
@@ -193,8 +193,8 @@ export function parseVia(s: string, a: number, e: number): Via {
     const ne = scanToken(s, i, e);
     if (ne === ns) {
       const d = s.charCodeAt(i);
-      if (i >= e || d === 59 || d === 44) continue; // empty parameter, tolerated here
-      throw viaError("bad parameter name", i);
+      if (!strict && (i >= e || d === 59 || d === 44)) continue; // empty parameter, tolerated here
+      throw viaError(i >= e || d === 59 || d === 44 ? "empty parameter" : "bad parameter name", i);
     }
     const name = s.slice(ns, ne).toLowerCase();
     i = skipWs(s, ne, e);
@@ -214,6 +214,9 @@ export function parseVia(s: string, a: number, e: number): Via {
         }
       }
       if (i === vs) throw viaError(`empty value for parameter ${name}`, vs);
+      if (strict && s.charCodeAt(vs) !== 34 && !viaValueOk(s, vs, i)) {
+        throw viaError(`invalid value for parameter ${name}`, vs);
+      }
       value = s.slice(vs, i);
       i = skipWs(s, i, e);
     }
@@ -252,6 +255,21 @@ export function parseVia(s: string, a: number, e: number): Via {
   let raw = s.slice(start, rawEnd);
   if (raw.indexOf("\n") >= 0) raw = unfold(raw);
   return { transport, host, port, branch, received, rport, maddr, ttl, params, raw };
+}
+
+/** gen-value that is a token, a bracketed IPv6 reference, or an unbracketed IPv6 (received, RFC 5118 §4.5). */
+function viaValueOk(s: string, a: number, e: number): boolean {
+  if (s.charCodeAt(a) === 91) {
+    if (s.charCodeAt(e - 1) !== 93) return false;
+    a++;
+    e--;
+    if (a >= e) return false;
+  }
+  for (let i = a; i < e; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 58 && (c > 255 || TOKEN_CHARS[c] !== 1)) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------- lists

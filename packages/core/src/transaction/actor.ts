@@ -16,7 +16,7 @@
 import type { SipRequest, SipResponse } from "../message/types.js";
 import type { Destination, SendErrorTarget, Source } from "../transport/types.js";
 import type { TimerConfig } from "./config.js";
-import { RefSet, type RefReporter } from "./refs.js";
+import { type RefReporter, RefSet } from "./refs.js";
 import type { TimerEntry } from "./timers.js";
 
 /** Timer kinds. Letters are RFC 3261 §17 / RFC 6026 timers; the rest are the engine's own. */

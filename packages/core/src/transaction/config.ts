@@ -71,12 +71,16 @@ export function defaultTimers(t1 = 500, t2 = 4000, t4 = 5000): TimerConfig {
 export function resolveTimers(partial: Partial<TimerConfig> | undefined, base?: TimerConfig): TimerConfig {
   if (!partial) return base ?? defaultTimers();
   const t1 = partial.t1 ?? base?.t1 ?? 500;
-  const derived = base && partial.t1 === undefined ? base : defaultTimers(t1, partial.t2 ?? base?.t2, partial.t4 ?? base?.t4);
+  const derived =
+    base && partial.t1 === undefined
+      ? base
+      : defaultTimers(t1, partial.t2 ?? base?.t2, partial.t4 ?? base?.t4);
   const out: TimerConfig = { ...derived };
   for (const key of Object.keys(partial) as Array<keyof TimerConfig>) {
     const v = partial[key];
     if (v !== undefined) {
-      if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`timer ${key} must be a finite number`);
+      if (typeof v !== "number" || !Number.isFinite(v))
+        throw new TypeError(`timer ${key} must be a finite number`);
       out[key] = v;
     }
   }

@@ -181,10 +181,16 @@ export class ServerTransactionHandle implements ServerTu {
     const tx = this.tx;
     if (!tx) {
       if (this.cancelled)
-        throw new TransactionError("cancelled", "the INVITE was cancelled: the final response was 487", this.id);
+        throw new TransactionError(
+          "cancelled",
+          "the INVITE was cancelled: the final response was 487",
+          this.id,
+        );
       throw new TransactionError(
         this.finalStatus ? "final-already-sent" : "terminated",
-        this.finalStatus ? `a final response (${this.finalStatus}) was already sent` : "the transaction has terminated",
+        this.finalStatus
+          ? `a final response (${this.finalStatus}) was already sent`
+          : "the transaction has terminated",
         this.id,
       );
     }

@@ -79,8 +79,14 @@ export class InviteServerTransaction extends ServerTransaction {
   }
 
   override reply(status: number, opts?: ReplyOptions): void {
-    if (this.cancelled && status >= 200 && !this.finalSent)
-      throw new TransactionError("cancelled", "the INVITE was cancelled: the final response was 487", this.id);
+    // After an automatic 487 the user's final is refused with a clear reason; with
+    // autoCancel487 off the user answers the cancelled INVITE itself.
+    if (this.cancelled && this.finalSent)
+      throw new TransactionError(
+        "cancelled",
+        `the INVITE was cancelled: the final response was ${this.lastStatus}`,
+        this.id,
+      );
     super.reply(status, opts);
   }
 
@@ -130,7 +136,8 @@ export class InviteServerTransaction extends ServerTransaction {
     switch (kind) {
       case Timer.Trying100:
         // §17.2.1: a 100 if the TU has not answered within 200 ms.
-        if (this.state === "proceeding" && !this.lastResponse) this.sendResponse(100, this.build(100, undefined), true);
+        if (this.state === "proceeding" && !this.lastResponse)
+          this.sendResponse(100, this.build(100, undefined), true);
         return;
       case Timer.G:
         if (this.state !== "completed") return;

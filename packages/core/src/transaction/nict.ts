@@ -8,7 +8,13 @@
 import type { SipResponse } from "../message/types.js";
 import type { Destination } from "../transport/types.js";
 import { type FinalOutcome, Timer, type TimerKind, Transaction, type TxContext } from "./actor.js";
-import { type ClientTu, LIFETIME_OUTCOME, responseOutcome, TIMEOUT_OUTCOME, TRANSPORT_ERROR_OUTCOME } from "./client.js";
+import {
+  type ClientTu,
+  LIFETIME_OUTCOME,
+  responseOutcome,
+  TIMEOUT_OUTCOME,
+  TRANSPORT_ERROR_OUTCOME,
+} from "./client.js";
 import type { TimerConfig } from "./config.js";
 
 export type NictState = "trying" | "proceeding" | "completed" | "terminated";

@@ -46,7 +46,11 @@ export class NonInviteServerTransaction extends ServerTransaction {
   override reply(status: number, opts?: ReplyOptions): void {
     this.checkReply(status);
     if (status < 200 && status !== 100)
-      throw new TransactionError("not-allowed", "RFC 4320 §4.1: no provisional other than 100 to a non-INVITE", this.id);
+      throw new TransactionError(
+        "not-allowed",
+        "RFC 4320 §4.1: no provisional other than 100 to a non-INVITE",
+        this.id,
+      );
     if (status === 408)
       throw new TransactionError("not-allowed", "RFC 4320 §4.1: no 408 to a non-INVITE request", this.id);
     const data = this.build(status, opts);

@@ -108,7 +108,11 @@ export abstract class ServerTransaction extends Transaction {
     if (this.state === "terminated")
       throw new TransactionError("terminated", "the transaction has terminated", this.id);
     if (this.finalSent)
-      throw new TransactionError("final-already-sent", `a final response (${this.lastStatus}) was already sent`, this.id);
+      throw new TransactionError(
+        "final-already-sent",
+        `a final response (${this.lastStatus}) was already sent`,
+        this.id,
+      );
     if (!Number.isInteger(status) || status < 100 || status > 699)
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
   }

@@ -156,7 +156,11 @@ describe("INVITE client transaction (RFC 3261 §17.1.1, RFC 6026)", () => {
     const cancels = peer.requests("CANCEL");
     expect(cancels).toHaveLength(1);
     const cancel = cancels[0] as SipRequest;
-    peer.send(buildResponse(cancel, 200, { toTag: "uas1" }), { protocol: "UDP", address: "127.0.0.1", port: 5060 });
+    peer.send(buildResponse(cancel, 200, { toTag: "uas1" }), {
+      protocol: "UDP",
+      address: "127.0.0.1",
+      port: 5060,
+    });
     respond(487);
     bed.flush();
     expect(peer.requests("ACK")).toHaveLength(1);
@@ -165,7 +169,10 @@ describe("INVITE client transaction (RFC 3261 §17.1.1, RFC 6026)", () => {
 
   it("the hard lifetime cap ends a transaction stuck in Proceeding", () => {
     const bed = new Testbed();
-    const uac = bed.engine({ address: "127.0.0.1", timers: { frInvTimer: 10_000_000, maxInviteLifetime: 60_000 } });
+    const uac = bed.engine({
+      address: "127.0.0.1",
+      timers: { frInvTimer: 10_000_000, maxInviteLifetime: 60_000 },
+    });
     const peer = bed.peer("127.0.0.9");
     const h = uac.request({ method: "INVITE", uri: "sip:b@127.0.0.9", from: "<sip:a@x>", to: "<sip:b@y>" });
     bed.flush();

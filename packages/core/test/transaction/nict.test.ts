@@ -7,7 +7,13 @@ function setup(protocol: "UDP" | "TCP" = "UDP", method = "OPTIONS") {
   const bed = new Testbed();
   const uac = bed.engine({ address: "127.0.0.1" });
   const peer = bed.peer("127.0.0.9", 5060, protocol);
-  const h = uac.request({ method, uri: "sip:127.0.0.9", from: "<sip:a@127.0.0.1>", to: "<sip:127.0.0.9>", nextHop: peer.hop });
+  const h = uac.request({
+    method,
+    uri: "sip:127.0.0.9",
+    from: "<sip:a@127.0.0.1>",
+    to: "<sip:127.0.0.9>",
+    nextHop: peer.hop,
+  });
   bed.flush();
   const respond = (status: number) =>
     peer.send(buildResponse(peer.requests(method)[0]!, status, { toTag: "x" }), {

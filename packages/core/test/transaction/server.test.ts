@@ -1,9 +1,9 @@
 // Server transactions: INVITE (RFC 3261 §17.2.1 + RFC 6026) and non-INVITE
 // (§17.2.2 + RFC 4320), driven by a scripted peer sending raw requests.
 import { describe, expect, it } from "vitest";
+import { Testbed } from "../../src/testing.js";
 import { TransactionError } from "../../src/transaction/errors.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
-import { Testbed } from "../../src/testing.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
