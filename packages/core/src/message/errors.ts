@@ -45,13 +45,7 @@ export class SipParseError extends Error {
   readonly code: string;
   readonly kind: SipParseErrorKind;
 
-  constructor(
-    code: string,
-    reason: string,
-    offset = -1,
-    status = 400,
-    kind: SipParseErrorKind = "unknown",
-  ) {
+  constructor(code: string, reason: string, offset = -1, status = 400, kind: SipParseErrorKind = "unknown") {
     const st = kind === "response" ? 0 : status;
     super(offset >= 0 ? `${reason} (at byte ${offset})` : reason);
     this.reason = reason;

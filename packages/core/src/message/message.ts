@@ -448,7 +448,8 @@ export abstract class SipMessageImpl {
   }
 
   setMaxForwards(n: number): void {
-    if (!Number.isInteger(n) || n < 0 || n > 255) throw new RangeError("Max-Forwards must be an integer 0-255");
+    if (!Number.isInteger(n) || n < 0 || n > 255)
+      throw new RangeError("Max-Forwards must be an integer 0-255");
     this.setHeader("Max-Forwards", String(n));
   }
 
@@ -521,7 +522,8 @@ export class SipRequestImpl extends SipMessageImpl implements SipRequest {
     if (uri.length === 0) throw new RangeError("empty Request-URI");
     for (let i = 0; i < uri.length; i++) {
       const c = uri.charCodeAt(i);
-      if (c <= 32 || c === 127 || c > 255) throw new RangeError("Request-URI must not contain whitespace/CTL");
+      if (c <= 32 || c === 127 || c > 255)
+        throw new RangeError("Request-URI must not contain whitespace/CTL");
     }
     this._out = null;
     this._startLine = `${this.method} ${uri} SIP/2.0\r\n`;

@@ -21,9 +21,15 @@ import {
   parseDecimal,
   parseVia,
 } from "./fields.js";
-import { F_FOLDED, SipMessageImpl, SipRequestImpl, SipResponseImpl, STRIDE } from "./message.js";
+import { F_FOLDED, type SipMessageImpl, SipRequestImpl, SipResponseImpl, STRIDE } from "./message.js";
 import { TOKEN_CHARS, unfold } from "./text.js";
-import { DEFAULT_PARSE_LIMITS, type ParseLimits, type ParseOptions, type SipMessage, type Via } from "./types.js";
+import {
+  DEFAULT_PARSE_LIMITS,
+  type ParseLimits,
+  type ParseOptions,
+  type SipMessage,
+  type Via,
+} from "./types.js";
 
 // header ids for the eager fields
 const H_OTHER = 0;
@@ -183,7 +189,8 @@ function parse(
   while (true) {
     if (p >= len) {
       // no blank line: tolerated for a datagram whose last header line is complete
-      if (!datagram) throw new SipParseError("no-end-of-headers", "no blank line after the headers", p - base);
+      if (!datagram)
+        throw new SipParseError("no-end-of-headers", "no blank line after the headers", p - base);
       headEnd = len;
       bodyStart = len;
       break;
@@ -311,7 +318,8 @@ function parse(
     }
     if (sp2 === us) throw new SipParseError("bad-start-line", "extra SP in Request-Line", us, 400, kind);
     const vs = sp2 + 1;
-    if (vs >= sle) throw new SipParseError("bad-start-line", "Request-Line without SIP-Version", vs, 400, kind);
+    if (vs >= sle)
+      throw new SipParseError("bad-start-line", "Request-Line without SIP-Version", vs, 400, kind);
     for (let j = vs; j < sle; j++) {
       const c = head.charCodeAt(j);
       if (c === 32 || c === 9) {
@@ -347,7 +355,13 @@ function parse(
         if (via === undefined) via = parseVia(head, a, e);
         viaCount += countValues(head, a, e);
         if (viaCount > limits.maxVias) {
-          throw new SipParseError("limit-exceeded", `more than ${limits.maxVias} Via values`, idx[r]!, 400, kind);
+          throw new SipParseError(
+            "limit-exceeded",
+            `more than ${limits.maxVias} Via values`,
+            idx[r]!,
+            400,
+            kind,
+          );
         }
         break;
       case H_CALLID:
@@ -392,7 +406,13 @@ function parse(
       case H_CLEN: {
         const v = parseDecimal(head, a, e, MAX_UINT32);
         if (v === -1) {
-          throw new SipParseError("bad-content-length", "Content-Length is not a non-negative decimal", a, 400, kind);
+          throw new SipParseError(
+            "bad-content-length",
+            "Content-Length is not a non-negative decimal",
+            a,
+            400,
+            kind,
+          );
         }
         if (v === -2 || v > limits.maxMessageSize) {
           throw new SipParseError("too-large", "Content-Length exceeds the message size limit", a, 513, kind);

@@ -112,7 +112,8 @@ function contentLengthOf(b: Buffer, a: number, e: number, max: number): number {
       if (bad || state === 0) {
         throw framingError("bad-content-length", "Content-Length is not a non-negative decimal");
       }
-      if (found >= 0 && found !== v) throw framingError("bad-content-length", "conflicting Content-Length values");
+      if (found >= 0 && found !== v)
+        throw framingError("bad-content-length", "conflicting Content-Length values");
       found = v;
     }
   }

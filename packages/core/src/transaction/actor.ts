@@ -221,6 +221,8 @@ export abstract class Transaction implements SendErrorTarget {
 
   // --- timers ---------------------------------------------------------------
   protected arm(kind: TimerKind, duration: number): void {
+    // A send inside the same step may have ended the actor (a synchronous transport error): arm nothing then.
+    if (this.state === "terminated") return;
     const old = this.slots[kind];
     if (old !== undefined) {
       // Re-arming: the timer keeps its one reference.

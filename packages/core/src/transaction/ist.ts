@@ -102,6 +102,11 @@ export class InviteServerTransaction extends ServerTransaction {
       return;
     }
     this.transmit(status, data, generated);
+    if (this.state === "terminated") {
+      // The send failed and ended the transaction.
+      if (this.tu.onFinalSent) this.tu.onFinalSent(this, status);
+      return;
+    }
     this.disarm(Timer.Lifetime); // the final states have their own bounded timers
     if (status < 300) {
       // RFC 6026 §7.1: Accepted, Timer L; the 2xx is resent until the ACK (§13.3.1.4).

@@ -1,3 +1,4 @@
+export { normalizeAddress } from "./address.js";
 export { TransportBindError, TransportSendError } from "./errors.js";
 export * from "./memory.js";
 export * from "./tcp.js";

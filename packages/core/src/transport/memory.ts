@@ -1,4 +1,5 @@
 import type { Clock } from "../clock.js";
+import { normalizeAddress } from "./address.js";
 import { hostPort, TransportBindError, TransportSendError } from "./errors.js";
 import type { Destination, SendErrorTarget, Source, Transport, TransportSink } from "./types.js";
 
@@ -376,11 +377,11 @@ export class MemoryTransport implements Transport {
 }
 
 function endpointKey(protocol: string, address: string, port: number): string {
-  return `${protocol}|${address.toLowerCase()}|${port}`;
+  return `${protocol}|${normalizeAddress(address)}|${port}`;
 }
 
 function peerKey(address: string, port: number): string {
-  return `${address.toLowerCase()}|${port}`;
+  return `${normalizeAddress(address)}|${port}`;
 }
 
 function describe(protocol: string, address: string, port: number): string {

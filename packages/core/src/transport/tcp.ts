@@ -1,6 +1,7 @@
 import * as net from "node:net";
 import { StreamFramer } from "../message/stream.js";
 import type { ParseLimits } from "../message/types.js";
+import { normalizeAddress } from "./address.js";
 import { TransportBindError, TransportSendError } from "./errors.js";
 import type { Destination, SendErrorTarget, Source, Transport, TransportSink } from "./types.js";
 
@@ -418,13 +419,6 @@ export async function createTcpTransport(opts: TcpTransportOptions): Promise<Tcp
 
 function usable(conn: Connection): boolean {
   return conn.state === "open" || conn.state === "connecting";
-}
-
-/** IPv4-mapped IPv6 ("::ffff:10.0.0.1") is shown as the IPv4 address; IPv6 lower-cased. */
-function normalizeAddress(address: string): string {
-  const lower = address.toLowerCase();
-  if (lower.startsWith("::ffff:") && net.isIPv4(lower.slice(7))) return lower.slice(7);
-  return lower;
 }
 
 function keyOf(address: string, port: number): string {

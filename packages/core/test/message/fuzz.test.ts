@@ -26,6 +26,12 @@ const RUNS = 300;
 
 const TORTURE = fileURLToPath(new URL("../fixtures/torture/", import.meta.url));
 
+/**
+ * "valid-syntax" files the parser answers with 400 by design (see torture.test.ts):
+ * insuf (no Call-ID/From/To), multi01 (duplicate single-value headers).
+ */
+const REJECTED_VALID_SYNTAX = new Set(["insuf.dat", "multi01.dat"]);
+
 /** RFC 4475 / RFC 5118 files that parse (the valid ones, per INDEX.tsv). */
 function validTortureFiles(): Buffer[] {
   const out: Buffer[] = [];
@@ -36,7 +42,7 @@ function validTortureFiles(): Buffer[] {
     const rows = readFileSync(`${TORTURE}${dir}/INDEX.tsv`, "utf8").split("\n").slice(1);
     for (const row of rows) {
       const [file, , validity] = row.split("\t");
-      if (!file || !validity?.startsWith("valid")) continue;
+      if (!file || !validity?.startsWith("valid") || REJECTED_VALID_SYNTAX.has(file)) continue;
       out.push(readFileSync(`${TORTURE}${fileDir}${file}`));
     }
   }
@@ -347,6 +353,8 @@ const mutatedArb = fc
 // A generator of valid messages (for the round-trip property).
 
 const tokenArb = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9.!%*_+`'~-]{0,11}$/);
+/** URI user part: unreserved characters only (a '%' would have to start an escape). */
+const userArb = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9.!*_+'~()-]{0,11}$/);
 const hostArb = fc.oneof(
   fc.stringMatching(/^[a-z][a-z0-9-]{0,8}(\.[a-z][a-z0-9-]{0,8}){0,2}\.example\.com$/),
   fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join(".")),
@@ -376,7 +384,7 @@ const viaArb = fc
 const nameAddrArb = fc
   .record({
     display: fc.constantFrom("", "Alice ", '"Bob B." ', '"q\\"uote" '),
-    user: tokenArb,
+    user: userArb,
     host: hostArb,
     tag: fc.option(tokenArb, { nil: undefined }),
   })
@@ -391,7 +399,7 @@ const validMessageArb: fc.Arbitrary<GeneratedMessage> = fc
   .record({
     request: fc.boolean(),
     method: methodArb,
-    ruriUser: tokenArb,
+    ruriUser: userArb,
     ruriHost: hostArb,
     status: fc.integer({ min: 100, max: 699 }),
     reason: fc.constantFrom("OK", "Ringing", "", "Not Found", "Weird \xc3\xa9 reason"),

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "vitest";
 import { parseMessage } from "../../src/message/parser.js";
+import { fullParse } from "../../src/message/validate.js";
 
 test("scratch", () => {
   const out: string[] = [];
@@ -12,7 +13,7 @@ test("scratch", () => {
         const m = parseMessage(data);
         let extra = "";
         try {
-          // fullParse later
+          fullParse(m);
         } catch (e) {
           extra = ` full:${(e as { status: number }).status} ${(e as Error).message}`;
         }

@@ -356,6 +356,28 @@ describe("TCP transport", () => {
     expect((errors[1] as TransportSendError).code).toBe("ECLOSED");
   });
 
+  it("works over IPv6 ::1 when the machine has it", async (ctx) => {
+    const probe = net.createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      probe.once("error", () => resolve(false));
+      probe.listen({ host: "::1", port: 0 }, () => probe.close(() => resolve(true)));
+    });
+    if (!ok) ctx.skip();
+    const bSink = collector();
+    const a = await transport({ address: "::1", sink: collector() });
+    const b = await transport({ address: "::1", sink: bSink });
+    a.send(sipMessage("v6"), { protocol: "TCP", address: "::1", port: b.localPort });
+    await vi.waitFor(() => expect(bSink.received).toHaveLength(1));
+    const src = bSink.received[0]!.source;
+    expect(src.address).toBe("::1");
+    expect(src.localAddress).toBe("::1");
+    expect(src.localPort).toBe(b.localPort);
+    // b reaches a's listening address with a new connection; a's send to b reuses its own.
+    a.send(sipMessage("v6-2"), { protocol: "TCP", address: "0:0:0:0:0:0:0:1", port: b.localPort });
+    await vi.waitFor(() => expect(bSink.received).toHaveLength(2));
+    expect(a.connectionCount).toBe(1);
+  });
+
   it("refuses inbound connections beyond maxConnections", async () => {
     const t = await transport({ sink: collector(), maxConnections: 1 });
     await rawClient(t.localPort);
