@@ -102,7 +102,7 @@ export class InviteServerTransaction extends ServerTransaction {
       return;
     }
     this.transmit(status, data, generated);
-    if (this.state === "terminated") {
+    if (this.terminated) {
       // The send failed and ended the transaction.
       if (this.tu.onFinalSent) this.tu.onFinalSent(this, status);
       return;

@@ -81,7 +81,7 @@ export class NonInviteServerTransaction extends ServerTransaction {
     this.transmit(status, data, generated);
     this.disarm(Timer.Lifetime);
     if (this.tu.onFinalSent) this.tu.onFinalSent(this, status);
-    if (this.state === "terminated") return; // the send failed and ended it
+    if (this.terminated) return; // the send failed and ended it
     // §17.2.2: Timer J = 64·T1 on unreliable transports, zero on reliable ones.
     if (this.reliable) this.terminate();
     else {

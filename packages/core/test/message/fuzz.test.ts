@@ -356,7 +356,7 @@ const tokenArb = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9.!%*_+`'~-]{0,11}$/);
 /** URI user part: unreserved characters only (a '%' would have to start an escape). */
 const userArb = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9.!*_+'~()-]{0,11}$/);
 const hostArb = fc.oneof(
-  fc.stringMatching(/^[a-z][a-z0-9-]{0,8}(\.[a-z][a-z0-9-]{0,8}){0,2}\.example\.com$/),
+  fc.stringMatching(/^[a-z]([a-z0-9-]{0,6}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,6}[a-z0-9])?){0,2}\.example\.com$/),
   fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join(".")),
   fc.constantFrom("[2001:db8::1]", "[::1]", "[2001:db8::9:255]", "[::ffff:192.0.2.1]"),
 );
@@ -644,6 +644,12 @@ describe("fuzz (c): limits refuse oversize input early; pathological input withi
 
 const PUSHED_VIA = "SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK-roundtrip-1";
 
+/**
+ * toBuffer() of an unmodified message is its raw bytes (same object); after
+ * pushVia + popVia the bytes are the original's again. The second part
+ * applies to well-formed messages: a datagram accepted without the empty line
+ * after its headers gets one when it is re-serialised after an edit.
+ */
 function roundTrip(data: Buffer): void {
   const m = parseMessage(data);
   expect(m.modified).toBe(false);
@@ -654,6 +660,7 @@ function roundTrip(data: Buffer): void {
   while (data[lead] === 13 || data[lead] === 10) lead++;
   expect(out.equals(data.subarray(lead, lead + m.raw.length))).toBe(true);
 
+  if (!(m.raw.includes("\n\r\n") || m.raw.includes("\n\n"))) return; // no empty line: not well-formed
   const viaCount = m.viaCount;
   const topBranch = m.via.branch;
   m.pushVia(PUSHED_VIA);
