@@ -12,14 +12,7 @@ import { fullParse, parseMessage, type SipMessage } from "@siptm/core";
 import sip, { type SipMessageObject } from "sip";
 import { environment, packageVersion } from "./lib/env.js";
 import { MESSAGES } from "./lib/messages.js";
-import {
-  type Goal,
-  goalsText,
-  jsonReport,
-  markdownReport,
-  type ReportRow,
-  textTable,
-} from "./lib/report.js";
+import { type Goal, goalsText, jsonReport, markdownReport, type ReportRow, textTable } from "./lib/report.js";
 import { type BenchCase, type CaseResult, runSuite, sink, sinkChecksum } from "./lib/suite.js";
 
 /** Operations per timed call. */
@@ -233,9 +226,7 @@ function casesFor(group: string, bytes: Buffer): BenchCase[] {
 function rowsWithRatios(results: readonly CaseResult[]): ReportRow[] {
   return results.map((result) => {
     const versus = VERSUS[result.operation];
-    const base = versus
-      ? results.find((r) => r.group === result.group && r.operation === versus)
-      : undefined;
+    const base = versus ? results.find((r) => r.group === result.group && r.operation === versus) : undefined;
     return {
       result,
       ratio: base && base.opsPerSec > 0 ? result.opsPerSec / base.opsPerSec : undefined,
@@ -252,8 +243,9 @@ function goal(rows: readonly ReportRow[], operation: string, name: string, targe
 
 function main(): void {
   const args = parseArgs(process.argv.slice(2));
-  const time = args.time ?? (args.quick ? 100 : 2000);
-  const warmupTime = args.quick ? 25 : 500;
+  const time = args.time ?? (args.quick ? 150 : 2000);
+  const warmupTime = args.quick ? 50 : 500;
+  const preWarmCalls = args.quick ? 50 : 300;
 
   checkMessages();
   const cases = MESSAGES.flatMap((m) => casesFor(m.name, m.bytes));
@@ -264,6 +256,7 @@ function main(): void {
   const results = runSuite(cases, {
     time,
     warmupTime,
+    preWarmCalls,
     onResult: (r) => process.stdout.write(`  ${r.group} / ${r.operation}: done\n`),
   });
   const rows = rowsWithRatios(results);
@@ -277,7 +270,8 @@ function main(): void {
   const repoDir = fileURLToPath(new URL("../../", import.meta.url));
   const env = environment(repoDir, {
     "@siptm/core": packageVersion(new URL("../../packages/core/package.json", import.meta.url)),
-    sip: packageVersion(new URL("../node_modules/sip/package.json", import.meta.url)) ??
+    sip:
+      packageVersion(new URL("../node_modules/sip/package.json", import.meta.url)) ??
       packageVersion(new URL("../../node_modules/sip/package.json", import.meta.url)),
     tinybench: packageVersion(new URL("../node_modules/tinybench/package.json", import.meta.url)),
   });

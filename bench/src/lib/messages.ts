@@ -62,7 +62,7 @@ export const INVITE = message(
     `To: ${dialogHead.to}`,
     `Call-ID: ${dialogHead.callId}`,
     "CSeq: 314159 INVITE",
-    "Contact: <sip:alice@198.51.100.23:5060;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"",
+    'Contact: <sip:alice@198.51.100.23:5060;transport=udp>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>"',
     "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, REFER, NOTIFY, INFO",
     "Supported: replaces, timer, 100rel",
     "Session-Expires: 1800",

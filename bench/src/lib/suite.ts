@@ -44,6 +44,8 @@ export interface SuiteOptions {
   readonly time: number;
   /** Warm-up budget per case, ms. */
   readonly warmupTime: number;
+  /** Calls of every case, round-robin, before the first measurement. */
+  readonly preWarmCalls: number;
   /** Called after each case finishes, for progress output. */
   readonly onResult?: (result: CaseResult) => void;
 }
@@ -57,7 +59,21 @@ export function sinkChecksum(): number {
   return sinkValue;
 }
 
+/**
+ * Call every case a few times before measuring any, so the code shared by
+ * several cases is already optimised when the first one is measured.
+ */
+function preWarm(cases: readonly BenchCase[], calls: number): void {
+  for (let i = 0; i < calls; i++) {
+    for (const c of cases) {
+      c.prepare?.();
+      c.run();
+    }
+  }
+}
+
 export function runSuite(cases: readonly BenchCase[], options: SuiteOptions): CaseResult[] {
+  preWarm(cases, options.preWarmCalls);
   const results: CaseResult[] = [];
   // One Bench per case so each case is warmed up right before it is measured
   // and a failure names its case.

@@ -41,7 +41,7 @@ import { InviteServerTransaction } from "./transaction/ist.js";
 import { NonInviteClientTransaction } from "./transaction/nict.js";
 import { NonInviteServerTransaction } from "./transaction/nist.js";
 import { countingReporter, RefError, type RefReporter, throwingReporter } from "./transaction/refs.js";
-import type { ServerTu } from "./transaction/server.js";
+import type { ReplyOptions, ServerTu } from "./transaction/server.js";
 import { clientKey, serverKey, TransactionTable } from "./transaction/table.js";
 import type { TimerEntry } from "./transaction/timers.js";
 import { TimerService } from "./transaction/timers.js";
@@ -676,6 +676,41 @@ export class Engine implements TxContext, TransportSink {
       }
     }
     return "none";
+  }
+
+  /**
+   * Kamailio's `tm.reply code reason tid to_tag …`: answer a server
+   * transaction found by its id (a route left it pending). Holds "rpc:reply"
+   * while it works. Throws TransactionError when unknown or not allowed.
+   */
+  replyById(id: string, status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">, toTag?: string): void {
+    const found = this.withTransaction(id, "rpc:reply", (tx) => {
+      if (tx.kind !== "ist" && tx.kind !== "nist")
+        throw new TransactionError("bad-request", `transaction ${id} is not a server transaction`, id);
+      const stx = tx as InviteServerTransaction | NonInviteServerTransaction;
+      if (toTag && !stx.finalSent && stx.lastStatus === 0) stx.useToTag(toTag);
+      stx.reply(status, { ...opts, reason });
+      return true;
+    });
+    if (!found) throw new TransactionError("terminated", `no transaction ${id}`, id);
+  }
+
+  /** Kamailio's `tm.reply_callid`: answer the server transaction with this Call-ID and CSeq number. */
+  replyByCallId(
+    callId: string,
+    cseq: number,
+    status: number,
+    reason?: string,
+    opts?: Omit<ReplyOptions, "reason">,
+    toTag?: string,
+  ): void {
+    for (const tx of this.table.byCallId(callId, cseq)) {
+      if ((tx.kind === "ist" || tx.kind === "nist") && !(tx as InviteServerTransaction).finalSent) {
+        this.replyById(tx.id, status, reason, opts, toTag);
+        return;
+      }
+    }
+    throw new TransactionError("terminated", `no pending server transaction for ${callId} ${cseq}`);
   }
 
   /**

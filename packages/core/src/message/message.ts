@@ -2,7 +2,7 @@
  * The SipMessage implementation.
  *
  * Two representations of the header section:
- * - as parsed: the latin1 head string plus an Int32Array of byte ranges, one
+ * - as parsed: the latin1 head string plus a flat array of byte ranges (a plain SMI array: small typed arrays are slow to allocate), one
  *   record of STRIDE numbers per header line (no objects per header);
  * - after the first edit: an array of Line objects; untouched lines keep a
  *   reference to their original range so serialisation copies their exact text.
@@ -84,7 +84,7 @@ export abstract class SipMessageImpl {
   /** @internal latin1 text of start line + headers + blank line. */
   protected readonly _head: string;
   /** @internal header line ranges into _head. */
-  protected readonly _idx: Int32Array;
+  protected readonly _idx: number[];
   /** @internal number of header lines in _idx. */
   protected readonly _n: number;
   /** @internal end of the start line including its terminator. */
@@ -101,7 +101,7 @@ export abstract class SipMessageImpl {
   constructor(
     raw: Buffer,
     head: string,
-    idx: Int32Array,
+    idx: number[],
     n: number,
     startEnd: number,
     headEnd: number,
@@ -505,7 +505,7 @@ export class SipRequestImpl extends SipMessageImpl implements SipRequest {
   constructor(
     raw: Buffer,
     head: string,
-    idx: Int32Array,
+    idx: number[],
     n: number,
     startEnd: number,
     headEnd: number,
@@ -540,7 +540,7 @@ export class SipResponseImpl extends SipMessageImpl implements SipResponse {
   constructor(
     raw: Buffer,
     head: string,
-    idx: Int32Array,
+    idx: number[],
     n: number,
     startEnd: number,
     headEnd: number,

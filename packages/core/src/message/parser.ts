@@ -59,7 +59,11 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   "UPDATE",
 ]);
 
-let scratch = new Int32Array(DEFAULT_PARSE_LIMITS.maxHeaders * STRIDE);
+const CRLFCRLF = Buffer.from("\r\n\r\n", "latin1");
+
+/** Line ranges of the message being parsed; copied out (slice) per message. Plain SMI array on purpose. */
+const scratch: number[] = [];
+for (let i = 0; i < DEFAULT_PARSE_LIMITS.maxHeaders * STRIDE; i++) scratch.push(0);
 
 function eq(s: string, a: number, lit: string): boolean {
   // lit is lower-case letters and '-'; s[a..] is known to be a token of the same length
@@ -171,97 +175,98 @@ function parse(
   const len = b.length;
   const maxLine = limits.maxHeaderLineLength;
   const maxHeaders = limits.maxHeaders;
-  if (scratch.length < maxHeaders * STRIDE) scratch = new Int32Array(maxHeaders * STRIDE);
   const idx = scratch;
 
-  // ---- pass 1 over bytes: line structure (offsets relative to base) ----
-  let p = base;
-  while (p < len && b[p] !== 10) p++;
-  if (p >= len) throw new SipParseError("no-end-of-headers", "no line end after the start line", p - base);
-  const startLineEnd = p + 1 - base; // after LF
-  if (startLineEnd - 1 > maxLine) {
-    throw new SipParseError("limit-exceeded", "start line too long", 0);
-  }
+  // ---- the head as one latin1 string ----
+  // The blank line is found natively for CRLF messages; the line scan below
+  // finds the real one (a bare-LF message may have it earlier).
+  const crlf2 = b.indexOf(CRLFCRLF, base);
+  const s0 = latin1Slice(b, base, crlf2 >= 0 ? crlf2 + 4 : len);
+  const sl = s0.length;
+
+  // ---- one pass over the head: line structure (offsets relative to base) ----
+  let p = s0.indexOf("\n");
+  if (p < 0) throw new SipParseError("no-end-of-headers", "no line end after the start line", sl);
+  const startLineEnd = p + 1; // after LF
+  if (p > maxLine) throw new SipParseError("limit-exceeded", "start line too long", 0);
   p++;
   let n = 0;
-  let headEnd = -1; // absolute start of the blank line
-  let bodyStart = -1;
+  let hEnd = -1; // start of the blank line
+  let bodyOff = -1; // start of the body (relative)
   while (true) {
-    if (p >= len) {
+    if (p >= sl) {
       // no blank line: tolerated for a datagram whose last header line is complete
-      if (!datagram)
-        throw new SipParseError("no-end-of-headers", "no blank line after the headers", p - base);
-      headEnd = len;
-      bodyStart = len;
+      if (!datagram) throw new SipParseError("no-end-of-headers", "no blank line after the headers", p);
+      hEnd = sl;
+      bodyOff = sl;
       break;
     }
-    const c = b[p]!;
+    const c = s0.charCodeAt(p);
     if (c === 10) {
-      headEnd = p;
-      bodyStart = p + 1;
+      hEnd = p;
+      bodyOff = p + 1;
       break;
     }
-    if (c === 13 && p + 1 < len && b[p + 1] === 10) {
-      headEnd = p;
-      bodyStart = p + 2;
+    if (c === 13 && s0.charCodeAt(p + 1) === 10) {
+      hEnd = p;
+      bodyOff = p + 2;
       break;
     }
     if (c === 32 || c === 9) {
       // continuation of the previous header line (RFC 3261 §7.3.1)
-      if (n === 0) throw new SipParseError("bad-header", "folded line before the first header", p - base);
+      if (n === 0) throw new SipParseError("bad-header", "folded line before the first header", p);
       const ls = p;
-      while (p < len && b[p] !== 10) p++;
-      if (p >= len) throw new SipParseError("no-end-of-headers", "unterminated header line", p - base);
+      p = s0.indexOf("\n", p);
+      if (p < 0) throw new SipParseError("no-end-of-headers", "unterminated header line", sl);
       let ce = p;
-      if (ce > ls && b[ce - 1] === 13) ce--;
+      if (ce > ls && s0.charCodeAt(ce - 1) === 13) ce--;
       p++;
       const r = (n - 1) * STRIDE;
       let ws = ls;
-      while (ws < ce && (b[ws] === 32 || b[ws] === 9)) ws++;
-      while (ce > ws && (b[ce - 1] === 32 || b[ce - 1] === 9)) ce--;
+      while (ws < ce && (s0.charCodeAt(ws) === 32 || s0.charCodeAt(ws) === 9)) ws++;
+      while (ce > ws && (s0.charCodeAt(ce - 1) === 32 || s0.charCodeAt(ce - 1) === 9)) ce--;
       if (ce > ws) {
-        if (idx[r + 2] === idx[r + 3]) idx[r + 2] = ws - base; // value starts on a continuation line
-        idx[r + 3] = ce - base;
+        if (idx[r + 2] === idx[r + 3]) idx[r + 2] = ws; // value starts on a continuation line
+        idx[r + 3] = ce;
         idx[r + 5] = idx[r + 5]! | F_FOLDED;
       }
-      idx[r + 4] = p - base;
-      if (p - base - idx[r]! > maxLine) {
-        throw new SipParseError("limit-exceeded", "header line too long", idx[r]!);
-      }
+      idx[r + 4] = p;
+      if (p - idx[r]! > maxLine) throw new SipParseError("limit-exceeded", "header line too long", idx[r]!);
       continue;
     }
     // a new header line: name, optional WS, ':'
     const ls = p;
-    while (p < len && TOKEN_CHARS[b[p]!] === 1) p++;
+    while (TOKEN_CHARS[s0.charCodeAt(p)] === 1) p++;
     const ne = p;
-    if (ne === ls) throw new SipParseError("bad-header", "bad header name", ls - base);
-    while (p < len && (b[p] === 32 || b[p] === 9)) p++;
-    if (p >= len || b[p] !== 58) throw new SipParseError("bad-header", "header line without ':'", p - base);
-    p++;
-    while (p < len && (b[p] === 32 || b[p] === 9)) p++;
+    if (ne === ls) throw new SipParseError("bad-header", "bad header name", ls);
+    let d = s0.charCodeAt(p);
+    while (d === 32 || d === 9) d = s0.charCodeAt(++p);
+    if (d !== 58) throw new SipParseError("bad-header", "header line without ':'", p);
+    d = s0.charCodeAt(++p);
+    while (d === 32 || d === 9) d = s0.charCodeAt(++p);
     const vs = p;
-    while (p < len && b[p] !== 10) p++;
-    if (p >= len) throw new SipParseError("no-end-of-headers", "unterminated header line", p - base);
+    p = s0.indexOf("\n", p);
+    if (p < 0) throw new SipParseError("no-end-of-headers", "unterminated header line", sl);
     let ve = p;
     p++;
-    while (ve > vs && (b[ve - 1] === 13 || b[ve - 1] === 32 || b[ve - 1] === 9)) ve--;
-    if (n >= maxHeaders) {
-      throw new SipParseError("limit-exceeded", `more than ${maxHeaders} header lines`, ls - base);
+    while (ve > vs) {
+      const t = s0.charCodeAt(ve - 1);
+      if (t === 13 || t === 32 || t === 9) ve--;
+      else break;
     }
-    if (p - ls > maxLine) throw new SipParseError("limit-exceeded", "header line too long", ls - base);
+    if (n >= maxHeaders) throw new SipParseError("limit-exceeded", `more than ${maxHeaders} header lines`, ls);
+    if (p - ls > maxLine) throw new SipParseError("limit-exceeded", "header line too long", ls);
     const r = n * STRIDE;
-    idx[r] = ls - base;
-    idx[r + 1] = ne - base;
-    idx[r + 2] = vs - base;
-    idx[r + 3] = ve - base;
-    idx[r + 4] = p - base;
+    idx[r] = ls;
+    idx[r + 1] = ne;
+    idx[r + 2] = vs;
+    idx[r + 3] = ve;
+    idx[r + 4] = p;
     idx[r + 5] = 0;
     n++;
   }
-
-  // ---- the head as one latin1 string ----
-  const head = latin1Slice(b, base, bodyStart);
-  const hEnd = headEnd - base;
+  const head = bodyOff === sl ? s0 : s0.slice(0, bodyOff);
+  const bodyStart = base + bodyOff;
 
   // ---- start line ----
   let sle = startLineEnd - 1;

@@ -182,7 +182,8 @@ interface NameAddrParts {
 const uriChecks = {
   uri(text: string): UriParts {
     const u = parseUri(text);
-    if (u.type === "sip") return { scheme: u.scheme, user: u.user, host: u.host, port: u.port, params: u.params };
+    if (u.type === "sip")
+      return { scheme: u.scheme, user: u.user, host: u.host, port: u.port, params: u.params };
     return { scheme: u.scheme, user: undefined, host: "", port: undefined, params: u.params };
   },
   nameAddr(text: string): NameAddrParts {
@@ -205,7 +206,9 @@ const RFC4475: Record<string, Expectation> = {
     expect(m.viaCount).toBe(3);
     const vias = m.headerValues("Via").map(lws);
     expect(vias).toHaveLength(3);
-    expect(vias[1]).toMatch(/^SIP\s*\/\s*2\.0\s*\/\s*TCP\s+spindle\.example\.com\s*;\s*branch\s*=\s*z9hG4bK9ikj8$/);
+    expect(vias[1]).toMatch(
+      /^SIP\s*\/\s*2\.0\s*\/\s*TCP\s+spindle\.example\.com\s*;\s*branch\s*=\s*z9hG4bK9ikj8$/,
+    );
     expect(vias[2]).toMatch(/^SIP\s*\/\s*2\.0\s*\/\s*UDP\s+192\.168\.255\.111\s*;\s*branch=\s*z9hG4bK30239$/);
     bodyByContentLength(m, data, 150);
     // Empty Subject (compact "s") is present with an empty value.
@@ -636,7 +639,9 @@ const RFC5118_WIRE: Record<string, Expectation> = {
     expect(req(m).method).toBe("BYE");
     topVia(m, { transport: "UDP", host: "[2001:db8::9:1]", port: 6050, branch: "z9hG4bKas3-111" });
     expect(m.viaCount).toBe(3);
-    expect(m.headerValues("Via")[2]).toBe("SIP/2.0/TCP [2001:db8::9:255];branch=z9hG4bK451jj;received=192.0.2.200");
+    expect(m.headerValues("Via")[2]).toBe(
+      "SIP/2.0/TCP [2001:db8::9:255];branch=z9hG4bK451jj;received=192.0.2.200",
+    );
     expect(m.toTag).toBe("9817--94");
   }),
   "mult-ip-in-sdp": parses((m, data) => {
@@ -684,8 +689,16 @@ describe("torture fixtures are intact", () => {
   }
 
   it("every INDEX.tsv row names a checksummed file and vice versa", () => {
-    expect(readIndex("rfc4475").map((r) => r.file).sort()).toEqual([...sums("rfc4475/SHA256SUMS").keys()].sort());
-    expect(readIndex("rfc5118").map((r) => r.file).sort()).toEqual([...sums("rfc5118/SHA256SUMS").keys()].sort());
+    expect(
+      readIndex("rfc4475")
+        .map((r) => r.file)
+        .sort(),
+    ).toEqual([...sums("rfc4475/SHA256SUMS").keys()].sort());
+    expect(
+      readIndex("rfc5118")
+        .map((r) => r.file)
+        .sort(),
+    ).toEqual([...sums("rfc5118/SHA256SUMS").keys()].sort());
     expect([...sums("rfc5118/wire.SHA256SUMS").keys()].sort()).toEqual(
       [...sums("rfc5118/SHA256SUMS").keys()].sort(),
     );
@@ -704,7 +717,8 @@ const OVERRIDES = new Set(["insuf", "multi01"]);
 function runExpectation(e: Expectation, data: Buffer): void {
   const { msg, error } = parseAndValidate(data);
   if (e.outcome === "parse") {
-    if (error) throw new Error(`expected to parse, got SipParseError ${error.status} ${error.code}: ${error.message}`);
+    if (error)
+      throw new Error(`expected to parse, got SipParseError ${error.status} ${error.code}: ${error.message}`);
     const m = msg!;
     // Unmodified: the bytes it came from, the same Buffer object.
     expect(m.modified).toBe(false);
