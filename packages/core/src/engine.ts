@@ -462,7 +462,7 @@ export class Engine implements TxContext, TransportSink {
       tx.start();
       // §9.2: 200 to the CANCEL at once, then the 487 to the INVITE if it had no final yet.
       tx.reply(200);
-      ist.cancel(cancel, this.autoCancel487);
+      ist.cancel(cancel, this.autoCancel487 && !ist.proxy);
     } finally {
       ist.release("cancel-in");
     }
@@ -506,7 +506,7 @@ export class Engine implements TxContext, TransportSink {
     const dest = this.resolveNextHop(opts.nextHop ?? opts.uri);
     const transport = this.transportFor(dest.protocol);
     if (!transport) throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
-    const branch = newBranch(this.branchPrefix);
+    const branch = this.newBranch();
     const callId = opts.callId ?? newCallId();
     const cseq = opts.cseq ?? 1 + Math.floor(Math.random() * 10_000);
     const from = hasTag(opts.from) ? opts.from : `${opts.from};tag=${newTag()}`;
@@ -525,42 +525,59 @@ export class Engine implements TxContext, TransportSink {
       contentType: opts.contentType,
     });
     const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
-    const reliable = transport.reliable;
-    const id = this.nextId();
-    const tx =
-      method === "INVITE"
-        ? new InviteClientTransaction(
-            id,
-            this,
-            timers,
-            reliable,
-            data,
-            dest,
-            callId,
-            cseq,
-            branch,
-            NO_CLIENT_TU,
-          )
-        : new NonInviteClientTransaction(
-            id,
-            this,
-            timers,
-            reliable,
-            data,
-            dest,
-            callId,
-            cseq,
-            method,
-            branch,
-            NO_CLIENT_TU,
-          );
-    tx.key = clientKey(branch, method);
+    const tx = this.startClient({ data, dest, method, callId, cseq, branch, timers, tu: NO_CLIENT_TU, defer: true });
     const handle = new ClientTransactionHandle(tx, opts, this.safe);
     tx.tu = handle;
-    this.created(tx, true);
-    this.table.insert(tx);
     tx.start();
     return handle;
+  }
+
+  /**
+   * Start a client transaction for bytes already built (a proxy branch, a
+   * request from the user). The caller's `tu` hears its responses. With
+   * `defer` the caller calls `start()` itself (after it attached a handle).
+   */
+  startClient(p: {
+    data: Buffer;
+    dest: Destination;
+    method: string;
+    callId: string;
+    cseq: number;
+    branch: string;
+    tu: ClientTu;
+    timers?: TimerConfig | undefined;
+    local?: boolean;
+    defer?: boolean;
+  }): InviteClientTransaction | NonInviteClientTransaction {
+    const reliable = this.isReliable(p.dest.protocol);
+    const timers = p.timers ?? this.timerConfig;
+    const id = this.nextId();
+    const tx =
+      p.method === "INVITE"
+        ? new InviteClientTransaction(id, this, timers, reliable, p.data, p.dest, p.callId, p.cseq, p.branch, p.tu)
+        : new NonInviteClientTransaction(id, this, timers, reliable, p.data, p.dest, p.callId, p.cseq, p.method, p.branch, p.tu);
+    tx.key = clientKey(p.branch, p.method);
+    this.created(tx, p.local ?? true);
+    this.table.insert(tx);
+    if (!p.defer) tx.start();
+    return tx;
+  }
+
+  /** A new branch id: z9hG4bK, the engine's prefix (a shard id), `extra`, then ≥ 96 random bits. */
+  newBranch(extra = ""): string {
+    return newBranch(this.branchPrefix + extra);
+  }
+
+  /** True when host:port is one of this engine's listening addresses (Route/R-URI processing, §16.4). */
+  isLocal(host: string, port: number | undefined): boolean {
+    const h = unbracket(host).toLowerCase();
+    for (const t of this.transports) {
+      const p = port ?? (t.protocol === "TLS" || t.protocol === "WSS" ? 5061 : 5060);
+      if (p !== t.localPort) continue;
+      if (h === t.localAddress.toLowerCase() || (this.advertisedHost && h === unbracket(this.advertisedHost).toLowerCase()))
+        return true;
+    }
+    return false;
   }
 
   /** Where a request goes: an explicit next hop, or the host of a SIP URI (IP literals; names need a resolver). */
@@ -653,7 +670,16 @@ export class Engine implements TxContext, TransportSink {
     return { target, routes, dest, from: sent.header("from") ?? "", to: answer.header("to") ?? "" };
   }
 
-  private viaFor(dest: Destination, branch: string): string {
+  /** A SIP URI that reaches this engine over `protocol` (for Record-Route). */
+  ownUri(protocol: TransportProtocol): string {
+    const t = this.transportFor(protocol) ?? this.transports[0];
+    const host = this.advertisedHost ?? t?.localAddress ?? "127.0.0.1";
+    const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+    return `sip:${h}:${t?.localPort ?? 5060}${protocol === "UDP" ? "" : `;transport=${protocol.toLowerCase()}`}`;
+  }
+
+  /** A Via value for a request we send to `dest`. */
+  viaFor(dest: Destination, branch: string): string {
     const transport = this.transportFor(dest.protocol);
     const host = this.advertisedHost ?? transport?.localAddress ?? "127.0.0.1";
     const sentBy = `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${transport?.localPort ?? 5060}`;

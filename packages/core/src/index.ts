@@ -25,3 +25,7 @@ export type { ReplyOptions, ServerEndCause, ServerTu } from "./transaction/serve
 export { clientKey, dialogKey, serverKey, TransactionTable } from "./transaction/table.js";
 export { TimerQueues, TimerService, type TimerEntry } from "./transaction/timers.js";
 export * from "./transport/index.js";
+export { type RelayContext, type RelayOptions, type RelayTarget, relay } from "./proxy/relay.js";
+export { isLoop, loopHash, ownRouteProcessing, uriHostPort } from "./proxy/routing.js";
+export { type BranchFinal, type Selection, selectBest } from "./proxy/select.js";
+export { forwardRequestStateless, forwardResponseStateless } from "./proxy/stateless.js";

@@ -119,6 +119,8 @@ export class Testbed {
           `engine #${i}: created ${s.created} != freed ${s.freed}; live: ${live.join("; ") || "(none in table)"}`,
         );
       }
+      if (s.ctx_created !== s.ctx_freed)
+        out.push(`engine #${i}: proxy contexts created ${s.ctx_created} != freed ${s.ctx_freed}`);
       if (e.table.size !== 0) out.push(`engine #${i}: ${e.table.size} transactions still in the table`);
       if (e.armedTimers !== 0) out.push(`engine #${i}: ${e.armedTimers} timers still armed`);
       if (e.refFaults.length)

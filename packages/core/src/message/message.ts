@@ -430,12 +430,7 @@ export abstract class SipMessageImpl {
     }
     if (restStart < 0) lines.splice(at, 1);
     else lines[at] = { name: l.name, key, value: v.slice(restStart), orig: -1 };
-    if (key === "via" && restStart < 0 && !lines.some((x) => x.key === "via")) {
-      // keep the old top Via object around; only the count says there is none left
-      this.viaCount = 0;
-    } else {
-      this.refresh(key);
-    }
+    this.refresh(key);
     return first;
   }
 
@@ -443,6 +438,7 @@ export abstract class SipMessageImpl {
     this.prependHeader("Via", value);
   }
 
+  /** Remove the top Via value. When none is left, `via` is an empty placeholder and `viaCount` is 0. */
   popVia(): string | undefined {
     return this.removeFirstValue("via");
   }

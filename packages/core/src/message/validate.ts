@@ -236,9 +236,21 @@ function checkVias(msg: SipMessage): void {
   }
 }
 
-function run(msg: SipMessage): void {
+export interface FullParseOptions {
+  /**
+   * Request-URI schemes this element serves (lower case, e.g. ["sip", "sips", "tel"]).
+   * When given, a request for another scheme fails with 416 Unsupported URI Scheme
+   * (RFC 3261 §8.2.2.1). Without it any well-formed scheme passes.
+   */
+  schemes?: ReadonlyArray<string>;
+}
+
+function run(msg: SipMessage, opts: FullParseOptions | undefined): void {
   if (msg.isRequest) {
     const uri = check("Request-URI", () => parseUri(msg.uri));
+    if (opts?.schemes !== undefined && !opts.schemes.includes(uri.scheme)) {
+      bad("Request-URI", `unsupported URI scheme ${uri.scheme}`, "unsupported-scheme", 416);
+    }
     if (uri.type === "sip" && uri.headers.length > 0) {
       bad("Request-URI", "headers (?...) are not allowed in a Request-URI", "bad-uri");
     }
@@ -309,13 +321,14 @@ function run(msg: SipMessage): void {
 
 /**
  * Strict grammar check of every known header of a parsed message. Throws
- * SipParseError (status 400, 501 for an unknown method whose CSeq differs,
- * 0 for responses); returns normally when the message is well-formed.
+ * SipParseError (status 400; 501 for an unknown method whose CSeq differs;
+ * 416 for a Request-URI scheme outside `opts.schemes`; 0 for responses);
+ * returns normally when the message is well-formed.
  */
-export function fullParse(msg: SipMessage): void {
+export function fullParse(msg: SipMessage, opts?: FullParseOptions): void {
   const kind = msg.isRequest ? "request" : "response";
   try {
-    run(msg);
+    run(msg, opts);
   } catch (e) {
     if (e instanceof Fault) throw new SipParseError(e.code, e.why, -1, e.status, kind);
     if (e instanceof SipParseError) throw e.withKind(kind);

@@ -1,13 +1,31 @@
 /**
  * Stateful proxying (RFC 3261 §16), Kamailio's t_relay(): a server
- * transaction forwarded through one or more client transactions, responses
- * relayed back. (Being built: the signature is stable.)
+ * transaction forwarded through one or more client transactions (branches),
+ * responses relayed back through a response context (§16.5–§16.7).
+ *
+ * References: the response context takes "proxy" on the server transaction
+ * and "proxy-branch" on each branch's client transaction; the context itself
+ * is held by "server" (until the server transaction ends) and "branch:N"
+ * (until each branch's transaction ends). Nothing is freed while a branch can
+ * still answer; the engine counts contexts made and freed.
  */
 import type { Engine } from "../engine.js";
+import { parseMessage } from "../message/parser.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
+import type { FinalOutcome, Transaction } from "../transaction/actor.js";
+import type { ClientTu } from "../transaction/client.js";
+import { resolveTimers } from "../transaction/config.js";
 import { TransactionError } from "../transaction/errors.js";
 import type { ServerTransactionHandle } from "../transaction/handles.js";
+import type { InviteClientTransaction } from "../transaction/ict.js";
+import type { InviteServerTransaction } from "../transaction/ist.js";
+import type { NonInviteClientTransaction } from "../transaction/nict.js";
+import type { NonInviteServerTransaction } from "../transaction/nist.js";
+import { RefSet } from "../transaction/refs.js";
+import type { ProxyLink } from "../transaction/server.js";
 import type { Destination } from "../transport/types.js";
+import { isLoop, loopHash, ownRouteProcessing } from "./routing.js";
+import { type BranchFinal, selectBest } from "./select.js";
 
 export interface RelayTarget {
   /** The Request-URI of the branch. */
@@ -23,29 +41,325 @@ export interface RelayOptions {
   targets?: RelayTarget[];
   /** Insert Record-Route (§16.6 item 4): true for our own URI, or a URI string. */
   recordRoute?: boolean | string;
-  /** Kamailio fr_timer (no response at all on a branch), ms. */
+  /** Kamailio fr_timer: no response at all on a branch (Timer B/F of the branch), ms. Default 64·T1. */
   frTimer?: number;
-  /** Kamailio fr_inv_timer (after a provisional), ms. */
-  frInvTimer?: number;
-  /** §16.6 item 11 Timer C for INVITE, refreshed by provisionals, ms. Default 180 s. */
+  /** Timer C (§16.6 item 11) / Kamailio fr_inv_timer: final wait after a provisional, refreshed by each. Default 180 s. */
   timerC?: number;
+  /** §16.3 item 4 loop detection (482). Default true. */
+  loopDetection?: boolean;
   /** Called for each branch request before it is sent (header edits). */
   onBranch?: (branch: { index: number; target: RelayTarget; request: SipRequest }) => void;
-  /** Called for each response received on a branch before it is considered for relaying. */
+  /** Called for each response received on a branch, before it is relayed or stored. */
   onResponse?: (response: SipResponse, branch: number) => void;
   /**
-   * Kamailio failure_route: all branches failed; return new targets to try,
-   * or nothing to send the best response upstream.
+   * Kamailio failure_route: all branches failed; return new targets to try
+   * (a new serial group), or nothing to send the best response upstream.
    */
-  onFailure?: (best: SipResponse | { status: number; reason: string }) => RelayTarget[] | undefined;
+  onFailure?: (best: { status: number; reason: string; response?: SipResponse | undefined }) => RelayTarget[] | undefined;
 }
 
 export interface RelayContext {
+  /** Branches started so far. */
   readonly branches: number;
-  /** Status relayed upstream as the final response, once it was. */
+  /** The final status relayed upstream (the first 2xx, or the best response), 0 while none. */
   readonly finalStatus: number;
 }
 
-export function relay(_engine: Engine, _tx: ServerTransactionHandle, _opts: RelayOptions = {}): RelayContext {
-  throw new TransactionError("not-allowed", "stateful proxying is not implemented yet");
+/** Option tags this proxy supports in Proxy-Require (§16.3 item 6): none. */
+const SUPPORTED_PROXY_OPTIONS: ReadonlySet<string> = new Set();
+
+const DONE: RelayContext = Object.freeze({ branches: 0, finalStatus: 0 });
+
+/**
+ * Relay `tx`'s request statefully. Validation of §16.3 answers 483, 482 or
+ * 420 itself (and returns a context with no branch). Throws TransactionError
+ * when the transaction already has a final response.
+ */
+export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOptions = {}): RelayContext {
+  const actor = tx.actor();
+  if (!actor || actor.finalSent) throw new TransactionError("final-already-sent", "nothing left to relay", tx.id);
+  const req = tx.request;
+  // §16.3 item 3: Max-Forwards.
+  if (req.maxForwards === 0) {
+    tx.reply(483);
+    return DONE;
+  }
+  // §16.3 item 6: Proxy-Require.
+  const unsupported = req
+    .headerValues("proxy-require")
+    .map((t) => t.trim())
+    .filter((t) => t && !SUPPORTED_PROXY_OPTIONS.has(t.toLowerCase()));
+  if (unsupported.length) {
+    tx.reply(420, undefined, { headers: [["Unsupported", unsupported.join(", ")]] });
+    return DONE;
+  }
+  // §16.3 item 4: loop detection.
+  if (opts.loopDetection !== false && isLoop(engine, req)) {
+    tx.reply(482, "Loop Detected");
+    return DONE;
+  }
+  const ctx = new ResponseContext(engine, actor, req, opts);
+  ctx.begin(opts.targets ?? [{ uri: req.uri }]);
+  return ctx;
 }
+
+class Branch implements ClientTu {
+  tx: InviteClientTransaction | NonInviteClientTransaction | null = null;
+  done = false;
+  provisional = false;
+  constructor(
+    readonly ctx: ResponseContext,
+    readonly index: number,
+  ) {}
+  attach(tx: InviteClientTransaction | NonInviteClientTransaction): void {
+    this.tx = tx;
+    tx.take("proxy-branch");
+  }
+  onResponse(_tx: Transaction, res: SipResponse): void {
+    this.ctx.branchResponse(this, res);
+  }
+  onFinal(_tx: Transaction, outcome: FinalOutcome): void {
+    this.ctx.branchFinal(this, outcome);
+  }
+  onTerminated(_tx: Transaction): void {
+    const tx = this.tx;
+    if (tx) {
+      this.tx = null;
+      tx.release("proxy-branch");
+    }
+    this.done = true;
+    this.ctx.release(`branch:${this.index}`);
+  }
+}
+
+class ResponseContext implements RelayContext, ProxyLink {
+  private readonly refs: RefSet;
+  private readonly list: Branch[] = [];
+  private readonly finals: BranchFinal[] = [];
+  private readonly groups: RelayTarget[][] = [];
+  private readonly popped = new WeakSet<SipResponse>();
+  private readonly branchTimers;
+  private group: Branch[] = [];
+  private serverHeld = true;
+  private cancelled = false;
+  private ended = false;
+  finalStatus = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly server: InviteServerTransaction | NonInviteServerTransaction,
+    private readonly req: SipRequest,
+    private readonly opts: RelayOptions,
+  ) {
+    this.refs = new RefSet(`ctx:${server.id}`, engine.report);
+    this.refs.take("server");
+    server.take("proxy");
+    server.proxy = this;
+    engine.stats.ctx_created++;
+    engine.stats.relayed++;
+    const base = engine.timerConfig;
+    this.branchTimers = resolveTimers(
+      {
+        timerB: opts.frTimer ?? base.timerB,
+        timerF: opts.frTimer ?? base.timerF,
+        frInvTimer: opts.timerC ?? 180_000,
+        maxInviteLifetime: Math.max(base.maxInviteLifetime, (opts.timerC ?? 180_000) + base.cancelTimeout + 1),
+      },
+      base,
+    );
+  }
+
+  get branches(): number {
+    return this.list.length;
+  }
+
+  /** Targets grouped by q-value, highest first: one group forks in parallel, groups go in series (§16.6). */
+  begin(targets: RelayTarget[]): void {
+    const byQ = new Map<number, RelayTarget[]>();
+    for (const t of targets) {
+      const q = t.q ?? 1;
+      const g = byQ.get(q);
+      if (g) g.push(t);
+      else byQ.set(q, [t]);
+    }
+    for (const q of [...byQ.keys()].sort((a, b) => b - a)) this.groups.push(byQ.get(q)!);
+    this.nextGroup();
+  }
+
+  private nextGroup(): void {
+    const targets = this.groups.shift();
+    if (!targets || targets.length === 0) {
+      this.sendBest();
+      return;
+    }
+    this.group = [];
+    const failedAtOnce: BranchFinal[] = [];
+    for (const target of targets) {
+      const b = new Branch(this, this.list.length);
+      this.list.push(b);
+      this.group.push(b);
+      this.refs.take(`branch:${b.index}`);
+      try {
+        this.startBranch(b, target);
+      } catch (err) {
+        // No route to this target: the branch fails at once like a 503 would (it is not retried here).
+        b.done = true;
+        this.release(`branch:${b.index}`);
+        failedAtOnce.push({ status: 503, reason: err instanceof Error ? err.message.slice(0, 80) : "Service Unavailable" });
+      }
+    }
+    this.finals.push(...failedAtOnce);
+    this.checkComplete();
+  }
+
+  /** §16.6: copy the request, set the target, Max-Forwards, Record-Route, Route, Via; send in a client transaction. */
+  private startBranch(b: Branch, target: RelayTarget): void {
+    const copy = parseMessage(this.req.toBuffer()) as SipRequest;
+    // §16.4: our own Route value (loose routing) or a strict-routing previous hop.
+    ownRouteProcessing(this.engine, copy);
+    if (target.uri !== copy.uri) copy.setUri(target.uri); // §16.6 item 2
+    copy.setMaxForwards(copy.maxForwards === undefined ? 70 : copy.maxForwards - 1); // §16.6 item 3
+    const dest = this.destinationFor(copy, target);
+    if (this.opts.recordRoute) {
+      // §16.6 item 4: a URI that resolves to us, with lr.
+      const rr =
+        typeof this.opts.recordRoute === "string" ? this.opts.recordRoute : `<${this.engine.ownUri(dest.protocol)};lr>`;
+      copy.prependHeader("Record-Route", rr);
+    }
+    if (this.opts.onBranch) this.opts.onBranch({ index: b.index, target, request: copy });
+    // §16.6 item 8: a branch that makes loop detection possible (§16.3 item 4).
+    const branch = this.engine.newBranch(`${loopHash(this.req)}.`);
+    copy.pushVia(this.engine.viaFor(dest, branch));
+    const tx = this.engine.startClient({
+      data: copy.toBuffer(),
+      dest,
+      method: copy.method,
+      callId: copy.callId,
+      cseq: copy.cseq.seq,
+      branch,
+      tu: b,
+      timers: this.branchTimers,
+      local: false,
+      defer: true,
+    });
+    b.attach(tx);
+    tx.start();
+  }
+
+  private destinationFor(copy: SipRequest, target: RelayTarget): Destination {
+    if (target.nextHop) return this.engine.resolveNextHop(target.nextHop);
+    // §16.6 item 6/7: the first Route if any, else the Request-URI.
+    const route = copy.headerValues("route")[0];
+    if (route) {
+      const lt = route.indexOf("<");
+      const gt = route.indexOf(">", lt);
+      const uri = lt >= 0 && gt > lt ? route.slice(lt + 1, gt) : route.split(";")[0]!.trim();
+      return this.engine.resolveNextHop(uri);
+    }
+    return this.engine.resolveNextHop(copy.uri);
+  }
+
+  // --- responses (§16.7) --------------------------------------------------------------
+  branchResponse(b: Branch, res: SipResponse): void {
+    const status = res.status;
+    if (this.opts.onResponse) this.engine.safe("onResponse", () => this.opts.onResponse!(res, b.index));
+    if (status === 100) return; // §16.7 item 3: a 100 is not forwarded
+    if (status < 200) {
+      b.provisional = true;
+      if (!this.server.finalSent) this.forward(res);
+      return;
+    }
+    if (status < 300) {
+      // §16.7 item 4/5: every 2xx is forwarded at once, even after another.
+      const first = this.finalStatus === 0;
+      if (first) this.finalStatus = status;
+      this.forward(res);
+      if (first) this.cancelOthers(b, 'SIP;cause=200;text="Call completed elsewhere"');
+    }
+  }
+
+  branchFinal(b: Branch, outcome: FinalOutcome): void {
+    b.done = true;
+    if (outcome.status >= 200 && outcome.status < 300) return;
+    this.finals.push({ status: outcome.status, reason: outcome.reason, response: outcome.response });
+    // §16.7: a 6xx ends the search: cancel the other branches.
+    if (outcome.status >= 600) this.cancelOthers(b, undefined);
+    this.checkComplete();
+  }
+
+  private checkComplete(): void {
+    if (this.finalStatus !== 0 || this.server.finalSent || this.server.terminated) return;
+    if (this.group.some((b) => !b.done)) return;
+    const six = this.finals.some((f) => f.status >= 600);
+    if (!six && !this.cancelled && this.groups.length) {
+      this.nextGroup();
+      return;
+    }
+    if (!six && !this.cancelled && this.opts.onFailure) {
+      const sel = selectBest(this.finals);
+      let more: RelayTarget[] | undefined;
+      this.engine.safe("onFailure", () => {
+        more = this.opts.onFailure!({ status: sel.status, reason: sel.reason, response: sel.response });
+      });
+      if (more?.length) {
+        this.begin(more);
+        return;
+      }
+    }
+    this.sendBest();
+  }
+
+  private sendBest(): void {
+    if (this.finalStatus !== 0 || this.server.finalSent || this.server.terminated) return;
+    const sel = selectBest(this.finals);
+    this.finalStatus = sel.status;
+    if (sel.response) {
+      for (const [name, value] of sel.challenges) sel.response.appendHeader(name, value);
+      this.forward(sel.response);
+    } else {
+      this.server.reply(sel.status, { reason: sel.reason, headers: sel.challenges.length ? sel.challenges : undefined });
+    }
+  }
+
+  /** §16.7 item 9: remove our Via and send the response upstream in the server transaction. */
+  private forward(res: SipResponse): void {
+    if (!this.popped.has(res)) {
+      this.popped.add(res);
+      res.popVia();
+    }
+    if (res.viaCount === 0) return; // it was addressed to us alone
+    this.server.sendResponse(res.status, res.toBuffer(), false);
+  }
+
+  private cancelOthers(except: Branch | undefined, reason: string | undefined): void {
+    for (const b of this.list) {
+      if (b === except || b.done || !b.tx) continue;
+      if (b.tx.kind === "ict") (b.tx as InviteClientTransaction).cancel(reason); // two-phase (§9.1)
+    }
+  }
+
+  // --- ProxyLink ------------------------------------------------------------------------
+  upstreamCancel(_cancel: SipRequest): void {
+    // §16.10: cancel every pending branch; their 487s make the final response.
+    this.cancelled = true;
+    this.groups.length = 0;
+    this.cancelOthers(undefined, undefined);
+  }
+  serverTerminated(): void {
+    if (!this.serverHeld) return;
+    this.serverHeld = false;
+    this.cancelOthers(undefined, undefined);
+    this.release("server");
+  }
+
+  release(holder: string): void {
+    if (this.refs.release(holder) && !this.ended) {
+      this.ended = true;
+      this.refs.markFreed();
+      this.engine.stats.ctx_freed++;
+      this.server.proxy = undefined;
+      this.server.release("proxy");
+    }
+  }
+}
+

@@ -117,6 +117,10 @@ export interface TxStats {
   stray_responses: number;
   unmatched_cancels: number;
   merged_requests: number;
+  /** Requests relayed statefully (t_relay) and proxy response contexts made/freed. */
+  relayed: number;
+  ctx_created: number;
+  ctx_freed: number;
 }
 
 export function newStats(): TxStats {
@@ -146,6 +150,9 @@ export function newStats(): TxStats {
     stray_responses: 0,
     unmatched_cancels: 0,
     merged_requests: 0,
+    relayed: 0,
+    ctx_created: 0,
+    ctx_freed: 0,
   };
 }
 

@@ -167,6 +167,10 @@ export class ServerTransactionHandle implements ServerTu {
   holders(): string[] {
     return this.tx ? this.tx.refs.holders() : [];
   }
+  /** @internal The actor, while attached (the proxy takes its own reference on it). */
+  actor(): InviteServerTransaction | NonInviteServerTransaction | null {
+    return this.tx;
+  }
   /** The To tag of this transaction's responses. */
   get toTag(): string | undefined {
     return this.tx?.toTag;

@@ -81,7 +81,7 @@ export class InviteServerTransaction extends ServerTransaction {
   override reply(status: number, opts?: ReplyOptions): void {
     // After an automatic 487 the user's final is refused with a clear reason; with
     // autoCancel487 off the user answers the cancelled INVITE itself.
-    if (this.cancelled && this.finalSent)
+    if (this.cancelled && this.finalSent && !this.proxy)
       throw new TransactionError(
         "cancelled",
         `the INVITE was cancelled: the final response was ${this.lastStatus}`,
@@ -132,6 +132,11 @@ export class InviteServerTransaction extends ServerTransaction {
     if (this.state !== "proceeding" || this.cancelled) return false;
     this.cancelled = true;
     if (this.tu.onCancel) this.tu.onCancel(this, cancelReq);
+    // §16.10: a proxy cancels its branches; the final response comes from them.
+    if (this.proxy) {
+      this.proxy.upstreamCancel(cancelReq);
+      return true;
+    }
     if (auto487 && !this.finalSent && this.state === "proceeding")
       this.sendResponse(487, this.build(487, undefined), true);
     return true;

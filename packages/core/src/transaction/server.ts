@@ -27,7 +27,17 @@ export interface ReplyOptions {
   contentType?: string | undefined;
 }
 
+/** A stateful proxy's response context, linked to the server transaction it relays for. */
+export interface ProxyLink {
+  /** A CANCEL matched the INVITE (§16.10): cancel the branches; no local 487. */
+  upstreamCancel(cancel: SipRequest): void;
+  /** The server transaction terminated. */
+  serverTerminated(): void;
+}
+
 export abstract class ServerTransaction extends Transaction {
+  /** Set while a proxy relays this request (RFC 3261 §16). */
+  proxy: ProxyLink | undefined;
   /** The last response sent, as bytes: retransmissions resend it as is. */
   lastResponse: Buffer | undefined;
   lastStatus = 0;
@@ -68,10 +78,16 @@ export abstract class ServerTransaction extends Transaction {
   protected build(status: number, opts: ReplyOptions | undefined): Buffer {
     if (!Number.isInteger(status) || status < 100 || status > 699)
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
+    let headers = opts?.headers;
+    // §12.1.1: a dialog-creating response copies the request's Record-Route, in order.
+    if (status > 100 && status < 300 && this.request.method === "INVITE" && this.request.has("record-route")) {
+      const rr: Array<[string, string]> = this.request.headerLines("record-route").map((v) => ["Record-Route", v]);
+      headers = headers ? [...rr, ...headers] : rr;
+    }
     return buildResponse(this.request, status, {
       reason: opts?.reason,
       toTag: status === 100 || this.request.toTag ? undefined : this.toTag,
-      headers: opts?.headers,
+      headers,
       body: opts?.body,
       contentType: opts?.contentType,
     });
@@ -119,5 +135,6 @@ export abstract class ServerTransaction extends Transaction {
 
   protected onTerminated(): void {
     this.tu.onTerminated(this, this.endCause);
+    if (this.proxy) this.proxy.serverTerminated();
   }
 }

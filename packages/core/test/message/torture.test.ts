@@ -167,9 +167,12 @@ function topVia(
 interface UriParts {
   readonly scheme: string;
   readonly user: string | undefined;
+  readonly password: string | undefined;
   readonly host: string;
   readonly port: number | undefined;
   readonly params: ReadonlyArray<readonly [string, string | null]>;
+  /** URI headers after "?", %-decoded. */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
 /** A name-addr / addr-spec as the checks see it: display name, URI as written, header params. */
@@ -182,9 +185,19 @@ interface NameAddrParts {
 const uriChecks = {
   uri(text: string): UriParts {
     const u = parseUri(text);
-    if (u.type === "sip")
-      return { scheme: u.scheme, user: u.user, host: u.host, port: u.port, params: u.params };
-    return { scheme: u.scheme, user: undefined, host: "", port: undefined, params: u.params };
+    if (u.type === "sip") {
+      const { scheme, user, password, host, port, params, headers } = u;
+      return { scheme, user, password, host, port, params, headers };
+    }
+    return {
+      scheme: u.scheme,
+      user: undefined,
+      password: undefined,
+      host: "",
+      port: undefined,
+      params: u.params,
+      headers: [],
+    };
   },
   nameAddr(text: string): NameAddrParts {
     const n = parseNameAddr(text);
@@ -255,6 +268,7 @@ const RFC4475: Record<string, Expectation> = {
     const uri = uriChecks.uri(r.uri);
     expect(uri.scheme).toBe("sip");
     expect(uri.user).toBe("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*");
+    expect(uri.password).toBe("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)");
     expect(uri.host).toBe("example.com");
     const from = uriChecks.nameAddr(m.header("From")!);
     expect(from.display).toBe("token1~` token2'+_ token3*%!.-");
@@ -398,6 +412,12 @@ const RFC4475: Record<string, Expectation> = {
       "UNKNOWN",
       "TCP",
     ]);
+    // An unknown transport is kept as written, like any other (seen once it is the top Via).
+    for (let i = 0; i < 3; i++) m.popVia();
+    expect(m.viaCount).toBe(2);
+    expect(m.via.transport).toBe("UNKNOWN");
+    expect(m.via.host).toBe("t4.example.com");
+    expect(m.via.branch).toBe("z9hG4bKasd0f3en");
   }),
 
   mpart01: parses((m, data) => {
@@ -552,6 +572,7 @@ const RFC4475: Record<string, Expectation> = {
     // The stored contact keeps its escaped header.
     expect(c.uri).toBe("sip:user@example.com?Route=%3Csip:sip.example.com%3E");
     expect(uriChecks.uri(c.uri).host).toBe("example.com");
+    expect(uriChecks.uri(c.uri).headers).toEqual([["Route", "<sip:sip.example.com>"]]);
     expect(m.contentLength).toBe(0);
   }),
 

@@ -1,0 +1,92 @@
+/** Route processing and loop detection of a proxy (RFC 3261 §16.3 item 4, §16.4, §16.6 item 8). */
+import type { Engine } from "../engine.js";
+import type { SipRequest } from "../message/types.js";
+import { parseUri } from "../message/uri.js";
+
+/** Host and port of a SIP URI (undefined port when absent); undefined when it is not a SIP URI with a host. */
+export function uriHostPort(uri: string): { host: string; port: number | undefined; user: string | undefined } | undefined {
+  try {
+    const u = parseUri(uri) as { host?: string; port?: number; user?: string };
+    if (!u.host) return undefined;
+    return { host: u.host, port: u.port, user: u.user };
+  } catch {
+    return undefined;
+  }
+}
+
+function uriOf(value: string): string {
+  const lt = value.indexOf("<");
+  if (lt < 0) return value.split(";")[0]!.trim();
+  const gt = value.indexOf(">", lt);
+  return value.slice(lt + 1, gt < 0 ? undefined : gt);
+}
+
+/**
+ * §16.4: a Request-URI that is a URI we put in Record-Route means a strict
+ * router sent it: the last Route value becomes the Request-URI. Then a top
+ * Route that is ours is removed (loose routing).
+ */
+export function ownRouteProcessing(engine: Engine, req: SipRequest): void {
+  const routes = req.headerValues("route");
+  if (routes.length) {
+    const r = uriHostPort(req.uri);
+    if (r && r.user === undefined && engine.isLocal(r.host, r.port)) {
+      const last = routes[routes.length - 1]!;
+      const kept = routes.slice(0, -1);
+      req.removeHeader("route");
+      for (const v of kept) req.appendHeader("Route", v);
+      req.setUri(uriOf(last));
+    }
+  }
+  const top = req.headerValues("route")[0];
+  if (top) {
+    const r = uriHostPort(uriOf(top));
+    if (r && engine.isLocal(r.host, r.port)) req.removeFirstValue("route");
+  }
+}
+
+/** FNV-1a, 32 bits, as 8 hex digits. Not cryptographic: it tells a loop from a spiral. */
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+/**
+ * §16.6 item 8: the part of our branch that changes when the request would be
+ * routed differently: To tag, From tag, Call-ID, Request-URI as received, CSeq
+ * number, Proxy-Require, Proxy-Authorization (and Route). The top Via is left
+ * out, so the same request coming back through another hop hashes the same.
+ */
+export function loopHash(req: SipRequest): string {
+  return fnv1a(
+    [
+      req.toTag ?? "",
+      req.fromTag ?? "",
+      req.callId,
+      req.uri,
+      String(req.cseq.seq),
+      req.headerLines("proxy-require").join(","),
+      req.headerLines("proxy-authorization").join(","),
+      req.headerLines("route").join(","),
+    ].join("\n"),
+  );
+}
+
+/** §16.3 item 4: a Via of ours whose branch carries this request's hash is a loop (a different hash is a spiral). */
+export function isLoop(engine: Engine, req: SipRequest): boolean {
+  const hash = loopHash(req);
+  for (const v of req.headerValues("via")) {
+    const semi = v.indexOf(";");
+    const sentBy = (semi < 0 ? v : v.slice(0, semi)).trim().split(/\s+/)[1];
+    if (!sentBy) continue;
+    const m = /^(\[[^\]]*\]|[^:]+)(?::(\d+))?$/.exec(sentBy);
+    if (!m || !engine.isLocal(m[1]!, m[2] ? Number(m[2]) : undefined)) continue;
+    const b = /;\s*branch\s*=\s*([^;\s]+)/i.exec(v);
+    if (b?.[1]?.includes(`${hash}.`)) return true;
+  }
+  return false;
+}

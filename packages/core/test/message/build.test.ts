@@ -1,0 +1,175 @@
+import { describe, expect, it } from "vitest";
+import { buildRequest, buildResponse, reasonPhrase } from "../../src/message/build.js";
+import { parseMessage } from "../../src/message/parser.js";
+import type { SipRequest } from "../../src/message/types.js";
+import { fullParse } from "../../src/message/validate.js";
+
+const REQ = [
+  "INVITE sip:bob@biloxi.example.com SIP/2.0",
+  "Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bKp1;received=192.0.2.9, SIP/2.0/UDP pc33.example.com;branch=z9hG4bKpc",
+  "v:  SIP/2.0/TCP  third.example.com ;branch=z9hG4bK3",
+  "Max-Forwards: 70",
+  "TO :",
+  " Bob <sip:bob@biloxi.example.com>  ",
+  "f: Alice <sip:alice@atlanta.example.com>;tag=1928301774",
+  "i: a84b4c76e66710",
+  "CSeq:   314159   INVITE",
+  "Record-Route: <sip:rr.example.com;lr>",
+  "Contact: <sip:alice@pc33.example.com>",
+  "Content-Length: 0",
+  "",
+  "",
+].join("\r\n");
+
+function parseReq(s: string): SipRequest {
+  const m = parseMessage(Buffer.from(s, "latin1"));
+  if (!m.isRequest) throw new Error("request expected");
+  return m;
+}
+
+describe("buildResponse", () => {
+  it("copies Via lines, From, To, Call-ID and CSeq as written, adds the To tag", () => {
+    const req = parseReq(REQ);
+    const out = buildResponse(req, 180, { toTag: "tt1" });
+    expect(out.toString("latin1")).toBe(
+      [
+        "SIP/2.0 180 Ringing",
+        "Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bKp1;received=192.0.2.9, SIP/2.0/UDP pc33.example.com;branch=z9hG4bKpc",
+        "v:  SIP/2.0/TCP  third.example.com ;branch=z9hG4bK3",
+        "f: Alice <sip:alice@atlanta.example.com>;tag=1928301774",
+        "TO :",
+        " Bob <sip:bob@biloxi.example.com>;tag=tt1",
+        "i: a84b4c76e66710",
+        "CSeq:   314159   INVITE",
+        "Content-Length: 0",
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    const r = parseMessage(out);
+    expect(r.isRequest).toBe(false);
+    expect(r.toTag).toBe("tt1");
+    expect(r.fromTag).toBe("1928301774");
+    expect(r.viaCount).toBe(3);
+    expect(r.via.branch).toBe("z9hG4bKp1");
+    expect(r.cseq).toEqual({ seq: 314159, method: "INVITE" });
+    expect(r.method).toBe("INVITE");
+    fullParse(r);
+  });
+
+  it("no To tag on 100 Trying, nor when the request's To already has one", () => {
+    const req = parseReq(REQ);
+    const trying = parseMessage(buildResponse(req, 100, { toTag: "x" }));
+    expect(trying.toTag).toBeUndefined();
+    const inDialog = parseReq(REQ.replace("Bob <sip:bob@biloxi.example.com>  ", "Bob <sip:bob@biloxi.example.com>;tag=abc"));
+    expect(parseMessage(buildResponse(inDialog, 200, { toTag: "other" })).toTag).toBe("abc");
+  });
+
+  it("reason, extra headers, body and Content-Type", () => {
+    const req = parseReq(REQ);
+    const body = Buffer.from("v=0\r\n");
+    const out = buildResponse(req, 200, {
+      reason: "Fine",
+      toTag: "t",
+      headers: [
+        ["Record-Route", "<sip:rr.example.com;lr>"],
+        ["Contact", "<sip:bob@192.0.2.4>"],
+      ],
+      body,
+      contentType: "application/sdp",
+    });
+    const s = out.toString("latin1");
+    expect(s.startsWith("SIP/2.0 200 Fine\r\n")).toBe(true);
+    expect(s.endsWith("Record-Route: <sip:rr.example.com;lr>\r\nContact: <sip:bob@192.0.2.4>\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n")).toBe(true);
+    const r = parseMessage(out);
+    expect(r.body.equals(body)).toBe(true);
+    expect(r.header("Contact")).toBe("<sip:bob@192.0.2.4>");
+  });
+
+  it("default reason phrases", () => {
+    const req = parseReq(REQ);
+    expect(buildResponse(req, 481).toString("latin1").split("\r\n")[0]).toBe(
+      "SIP/2.0 481 Call/Transaction Does Not Exist",
+    );
+    expect(reasonPhrase(200)).toBe("OK");
+    expect(reasonPhrase(487)).toBe("Request Terminated");
+    expect(reasonPhrase(513)).toBe("Message Too Large");
+    expect(reasonPhrase(199)).toBe("Early Dialog Terminated");
+    expect(reasonPhrase(299)).toBe("OK");
+    expect(() => buildResponse(req, 99)).toThrow(RangeError);
+    expect(() => buildResponse(req, 200, { headers: [["X", "a\r\nb"]] })).toThrow(RangeError);
+  });
+
+  it("copies the current (edited) Vias of a modified request", () => {
+    const req = parseReq(REQ);
+    req.popVia();
+    const r = parseMessage(buildResponse(req, 200, { toTag: "t" }));
+    expect(r.viaCount).toBe(2);
+    expect(r.via.host).toBe("pc33.example.com");
+  });
+});
+
+describe("buildRequest", () => {
+  it("writes the headers in order and parses back", () => {
+    const out = buildRequest({
+      method: "OPTIONS",
+      uri: "sip:bob@192.0.2.4",
+      via: "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;rport",
+      from: "<sip:alice@example.com>;tag=ft",
+      to: "<sip:bob@example.com>",
+      callId: "cid@host",
+      cseq: 7,
+      headers: [["Accept", "application/sdp"]],
+    });
+    expect(out.toString("latin1")).toBe(
+      [
+        "OPTIONS sip:bob@192.0.2.4 SIP/2.0",
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;rport",
+        "Max-Forwards: 70",
+        "From: <sip:alice@example.com>;tag=ft",
+        "To: <sip:bob@example.com>",
+        "Call-ID: cid@host",
+        "CSeq: 7 OPTIONS",
+        "Accept: application/sdp",
+        "Content-Length: 0",
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    const m = parseMessage(out);
+    expect(m.isRequest && m.method).toBe("OPTIONS");
+    expect(m.via.rport).toBeNull();
+    expect(m.fromTag).toBe("ft");
+    expect(m.maxForwards).toBe(70);
+    fullParse(m);
+  });
+
+  it("body, Content-Type and Max-Forwards", () => {
+    const body = Buffer.from([1, 2, 3, 0]);
+    const out = buildRequest({
+      method: "MESSAGE",
+      uri: "sip:bob@example.com",
+      via: "SIP/2.0/TCP h;branch=z9hG4bK1",
+      from: "<sip:a@example.com>;tag=1",
+      to: "<sip:bob@example.com>",
+      callId: "c",
+      cseq: 1,
+      maxForwards: 10,
+      body,
+      contentType: "application/octet-stream",
+    });
+    const m = parseMessage(out, { datagram: false });
+    expect(m.maxForwards).toBe(10);
+    expect(m.body.equals(body)).toBe(true);
+    expect(m.header("Content-Type")).toBe("application/octet-stream");
+  });
+
+  it("rejects injection and bad values", () => {
+    const ok = { method: "OPTIONS", uri: "sip:b@x", via: "SIP/2.0/UDP h", from: "<sip:a@x>", to: "<sip:b@x>", callId: "c", cseq: 1 };
+    expect(() => buildRequest({ ...ok, method: "BAD METHOD" })).toThrow(RangeError);
+    expect(() => buildRequest({ ...ok, uri: "sip:a b" })).toThrow(RangeError);
+    expect(() => buildRequest({ ...ok, from: "x\r\nVia: evil" })).toThrow(RangeError);
+    expect(() => buildRequest({ ...ok, cseq: -1 })).toThrow(RangeError);
+    expect(() => buildRequest({ ...ok, maxForwards: 300 })).toThrow(RangeError);
+  });
+});
