@@ -533,6 +533,58 @@ export class Engine implements TxContext, TransportSink {
   }
 
   /**
+   * Send a request the user wrote in full (start line, headers, body) in a new
+   * client transaction. siptm pushes its own Via (with a fresh branch) on top;
+   * everything else goes out as written. Max-Forwards is added when missing.
+   */
+  requestFrom(
+    message: Buffer | string,
+    opts: ClientEvents & { nextHop?: Destination | string; timers?: Partial<TimerConfig> } = {},
+  ): ClientTransactionHandle {
+    if (this.closed) throw new TransactionError("terminated", "the engine is closed");
+    if (this.table.size >= this.maxTransactions) {
+      this.stats.table_full++;
+      throw new TransactionError("table-full", "the transaction table is full");
+    }
+    const text = typeof message === "string" ? message : message.toString("latin1");
+    const eol = text.indexOf("\r\n");
+    const startLine = eol < 0 ? text : text.slice(0, eol);
+    const parts = startLine.split(" ");
+    if (parts.length !== 3 || !parts[1]) throw new TransactionError("bad-request", "not a request line");
+    const dest = this.resolveNextHop(opts.nextHop ?? parts[1]);
+    if (!this.transportFor(dest.protocol)) throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
+    const branch = this.newBranch();
+    // Our Via goes on top of whatever the user wrote.
+    const withVia = `${startLine}\r\nVia: ${this.viaFor(dest, branch)}${eol < 0 ? "\r\n\r\n" : text.slice(eol)}`;
+    let req: SipMessage;
+    try {
+      req = parseMessage(Buffer.from(withVia, "latin1"), { datagram: true, limits: this.limits });
+    } catch (err) {
+      throw new TransactionError("bad-request", `not a valid request: ${(err as Error).message}`);
+    }
+    if (!req.isRequest) throw new TransactionError("bad-request", "not a request");
+    if (req.method === "ACK" || req.method === "CANCEL")
+      throw new TransactionError("bad-request", `${req.method} is not sent in a client transaction of its own`);
+    if (req.maxForwards === undefined) req.setMaxForwards(70);
+    const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
+    const tx = this.startClient({
+      data: req.toBuffer(),
+      dest,
+      method: req.method,
+      callId: req.callId,
+      cseq: req.cseq.seq,
+      branch,
+      timers,
+      tu: NO_CLIENT_TU,
+      defer: true,
+    });
+    const handle = new ClientTransactionHandle(tx, opts, this.safe);
+    tx.tu = handle;
+    tx.start();
+    return handle;
+  }
+
+  /**
    * Start a client transaction for bytes already built (a proxy branch, a
    * request from the user). The caller's `tu` hears its responses. With
    * `defer` the caller calls `start()` itself (after it attached a handle).

@@ -1,13 +1,41 @@
 /** The SIP message layer: parsing, lazy header access, minimal edits, framing, building. */
 
-export * from "./build.js";
-export * from "./errors.js";
-export * from "./ids.js";
-export * from "./message.js";
-export * from "./nameaddr.js";
-export * from "./parser.js";
-export * from "./stream.js";
-export * from "./text.js";
+export {
+  type BuildRequestOptions,
+  type BuildResponseOptions,
+  buildRequest,
+  buildResponse,
+  REASON_PHRASES,
+  reasonPhrase,
+} from "./build.js";
+export { SipParseError, type SipParseErrorCode, type SipParseErrorKind, toSipParseError } from "./errors.js";
+export { BRANCH_COOKIE, newBranch, newCallId, newTag } from "./ids.js";
+export { SipMessageImpl, SipRequestImpl, SipResponseImpl } from "./message.js";
+export { type NameAddr, parseGenericParams, parseNameAddr, scanQuotedString } from "./nameaddr.js";
+export { KNOWN_METHODS, parseMessage } from "./parser.js";
+export { type KeepAliveKind, StreamFramer } from "./stream.js";
+export {
+  COMPACT_FORMS,
+  canonicalName,
+  compactCode,
+  isToken,
+  latin1,
+  properName,
+  unfold,
+  utf8,
+} from "./text.js";
 export * from "./types.js";
-export * from "./uri.js";
-export * from "./validate.js";
+export {
+  type AbsoluteUri,
+  isIPv4,
+  isIPv6,
+  parseUri,
+  pctDecode,
+  type SipUri,
+  type TelUri,
+  type Uri,
+  type UriParam,
+  uriEquals,
+  uriParam,
+} from "./uri.js";
+export { type FullParseOptions, fullParse } from "./validate.js";

@@ -254,7 +254,8 @@ function parse(
       if (t === 13 || t === 32 || t === 9) ve--;
       else break;
     }
-    if (n >= maxHeaders) throw new SipParseError("limit-exceeded", `more than ${maxHeaders} header lines`, ls);
+    if (n >= maxHeaders)
+      throw new SipParseError("limit-exceeded", `more than ${maxHeaders} header lines`, ls);
     if (p - ls > maxLine) throw new SipParseError("limit-exceeded", "header line too long", ls);
     const r = n * STRIDE;
     idx[r] = ls;

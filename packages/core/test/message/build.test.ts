@@ -61,7 +61,9 @@ describe("buildResponse", () => {
     const req = parseReq(REQ);
     const trying = parseMessage(buildResponse(req, 100, { toTag: "x" }));
     expect(trying.toTag).toBeUndefined();
-    const inDialog = parseReq(REQ.replace("Bob <sip:bob@biloxi.example.com>  ", "Bob <sip:bob@biloxi.example.com>;tag=abc"));
+    const inDialog = parseReq(
+      REQ.replace("Bob <sip:bob@biloxi.example.com>  ", "Bob <sip:bob@biloxi.example.com>;tag=abc"),
+    );
     expect(parseMessage(buildResponse(inDialog, 200, { toTag: "other" })).toTag).toBe("abc");
   });
 
@@ -80,7 +82,11 @@ describe("buildResponse", () => {
     });
     const s = out.toString("latin1");
     expect(s.startsWith("SIP/2.0 200 Fine\r\n")).toBe(true);
-    expect(s.endsWith("Record-Route: <sip:rr.example.com;lr>\r\nContact: <sip:bob@192.0.2.4>\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n")).toBe(true);
+    expect(
+      s.endsWith(
+        "Record-Route: <sip:rr.example.com;lr>\r\nContact: <sip:bob@192.0.2.4>\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n",
+      ),
+    ).toBe(true);
     const r = parseMessage(out);
     expect(r.body.equals(body)).toBe(true);
     expect(r.header("Contact")).toBe("<sip:bob@192.0.2.4>");
@@ -165,7 +171,15 @@ describe("buildRequest", () => {
   });
 
   it("rejects injection and bad values", () => {
-    const ok = { method: "OPTIONS", uri: "sip:b@x", via: "SIP/2.0/UDP h", from: "<sip:a@x>", to: "<sip:b@x>", callId: "c", cseq: 1 };
+    const ok = {
+      method: "OPTIONS",
+      uri: "sip:b@x",
+      via: "SIP/2.0/UDP h",
+      from: "<sip:a@x>",
+      to: "<sip:b@x>",
+      callId: "c",
+      cseq: 1,
+    };
     expect(() => buildRequest({ ...ok, method: "BAD METHOD" })).toThrow(RangeError);
     expect(() => buildRequest({ ...ok, uri: "sip:a b" })).toThrow(RangeError);
     expect(() => buildRequest({ ...ok, from: "x\r\nVia: evil" })).toThrow(RangeError);

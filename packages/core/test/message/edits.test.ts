@@ -260,7 +260,9 @@ describe("edits change only what they touch", () => {
     const s = `${HEAD.join("\n")}\n\nv=0\n`;
     const m = parseReq(s);
     m.setMaxForwards(5);
-    expect(m.toBuffer().toString("latin1")).toBe(`${withLines(3, 1, "Max-Forwards: 5\r").join("\n")}\n\nv=0\n`);
+    expect(m.toBuffer().toString("latin1")).toBe(
+      `${withLines(3, 1, "Max-Forwards: 5\r").join("\n")}\n\nv=0\n`,
+    );
     expect(parseMessage(m.toBuffer()).maxForwards).toBe(5);
   });
 });

@@ -15,7 +15,9 @@ function rejects(text: string): void {
 
 describe("parseNameAddr", () => {
   it("name-addr with a quoted display name and escapes", () => {
-    const na = parseNameAddr('"Alice \\"A\\" ;tag=no" <sip:alice@atlanta.example.com;transport=tcp>;tag=1928301774;x');
+    const na = parseNameAddr(
+      '"Alice \\"A\\" ;tag=no" <sip:alice@atlanta.example.com;transport=tcp>;tag=1928301774;x',
+    );
     expect(na.displayName).toBe('Alice "A" ;tag=no');
     expect(na.quoted).toBe(true);
     expect(na.angle).toBe(true);

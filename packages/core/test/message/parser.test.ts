@@ -333,7 +333,13 @@ describe("parseMessage: responses", () => {
       "Call-ID: c1",
       "CSeq: 5 INVITE",
     ];
-    for (const start of ["SIP/2.0 4294967301 big", "SIP/2.0 099 low", "SIP/2.0 700 high", "SIP/2.0 20 x", "SIP/2.0  200 OK"]) {
+    for (const start of [
+      "SIP/2.0 4294967301 big",
+      "SIP/2.0 099 low",
+      "SIP/2.0 700 high",
+      "SIP/2.0 20 x",
+      "SIP/2.0  200 OK",
+    ]) {
       const e = parseError(msg([start, ...lines]));
       expect(e.kind).toBe("response");
       expect(e.status).toBe(0);
@@ -341,7 +347,9 @@ describe("parseMessage: responses", () => {
     }
     const v = parseError(msg(["SIP/3.0 200 OK", ...lines]));
     expect(v).toMatchObject({ kind: "response", status: 0, code: "bad-version" });
-    const cs = parseError(msg(["SIP/2.0 200 OK", ...lines.slice(0, 4), "CSeq: 9292394834772304023312 OPTIONS"]));
+    const cs = parseError(
+      msg(["SIP/2.0 200 OK", ...lines.slice(0, 4), "CSeq: 9292394834772304023312 OPTIONS"]),
+    );
     expect(cs).toMatchObject({ kind: "response", status: 0, code: "bad-cseq" });
   });
 });
@@ -422,9 +430,9 @@ describe("parseMessage: rejects", () => {
       "CSeq: 4294967295 OPTIONS",
     ]);
     expect(parseMessage(max).cseq.seq).toBe(4294967295);
-    expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", ["Max-Forwards: 256"], "Max-Forwards"))).toMatchObject(
-      { status: 400, code: "bad-max-forwards" },
-    );
+    expect(
+      parseError(base("OPTIONS sip:x@example.com SIP/2.0", ["Max-Forwards: 256"], "Max-Forwards")),
+    ).toMatchObject({ status: 400, code: "bad-max-forwards" });
   });
 
   it("Content-Length: negative, non-numeric, conflicting, larger than the datagram", () => {
@@ -452,7 +460,9 @@ describe("parseMessage: rejects", () => {
     expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", ["Bad Name: x"]))).toMatchObject({
       code: "bad-header",
     });
-    expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", [": x"]))).toMatchObject({ code: "bad-header" });
+    expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", [": x"]))).toMatchObject({
+      code: "bad-header",
+    });
   });
 
   it("no blank line: a stream message is refused, a complete datagram accepted", () => {
@@ -534,7 +544,10 @@ describe("parseMessage: limits", () => {
     expect(parseMessage(msg(many), { limits: { maxHeaders: 400 } }).header("X-H299")).toBe("v");
     const long = [...lines, `X-Long: ${"a".repeat(9000)}`];
     expect(parseError(msg(long))).toMatchObject({ status: 400, code: "limit-exceeded" });
-    const vias = [...lines, ...Array.from({ length: 4 }, (_, i) => `Via: SIP/2.0/UDP h${i};branch=z9hG4bK${i}`)];
+    const vias = [
+      ...lines,
+      ...Array.from({ length: 4 }, (_, i) => `Via: SIP/2.0/UDP h${i};branch=z9hG4bK${i}`),
+    ];
     expect(parseError(msg(vias), { limits: { maxVias: 4 } })).toMatchObject({ code: "limit-exceeded" });
     expect(parseMessage(msg(vias), { limits: { maxVias: 5 } }).viaCount).toBe(5);
     const oneLine = [...lines, `Via: ${Array.from({ length: 5 }, (_, i) => `SIP/2.0/UDP h${i}`).join(", ")}`];

@@ -113,7 +113,11 @@ describe("StreamFramer", () => {
     const col = collector();
     f.push(Buffer.from("\r\n\r\n"), col.onMessage, col.onKeepAlive);
     f.push(Buffer.from("\r\n"), col.onMessage, col.onKeepAlive);
-    f.push(Buffer.concat([message("a"), Buffer.from("\r\n\r\n"), message("b"), Buffer.from("\r\n")]), col.onMessage, col.onKeepAlive);
+    f.push(
+      Buffer.concat([message("a"), Buffer.from("\r\n\r\n"), message("b"), Buffer.from("\r\n")]),
+      col.onMessage,
+      col.onKeepAlive,
+    );
     expect(col.events).toEqual(["ping", "pong", "msg:a", "ping", "msg:b", "pong"]);
     // a ping whose second CRLF comes later is two pongs; a ping split after CR waits
     const g = new StreamFramer();
@@ -192,10 +196,7 @@ describe("StreamFramer", () => {
 
   it("a large head fed in small chunks is scanned once (linear)", () => {
     const headers = Array.from({ length: 200 }, (_, i) => `X-H${i}: ${"v".repeat(200)}`).join("\r\n");
-    const data = Buffer.from(
-      `OPTIONS sip:x SIP/2.0\r\n${headers}\r\nContent-Length: 0\r\n\r\n`,
-      "latin1",
-    );
+    const data = Buffer.from(`OPTIONS sip:x SIP/2.0\r\n${headers}\r\nContent-Length: 0\r\n\r\n`, "latin1");
     const f = new StreamFramer({ maxMessageSize: 100000 });
     const got: Buffer[] = [];
     const t = performance.now();

@@ -21,7 +21,9 @@ function rejects(text: string): SipParseError {
 
 describe("parseUri: SIP/SIPS", () => {
   it("all parts", () => {
-    const u = sip("SIPS:alice:secret@Atlanta.Example.com:5061;Transport=TCP;lr;maddr=239.255.255.1?subject=project%20x&priority=urgent");
+    const u = sip(
+      "SIPS:alice:secret@Atlanta.Example.com:5061;Transport=TCP;lr;maddr=239.255.255.1?subject=project%20x&priority=urgent",
+    );
     expect(u).toMatchObject({
       scheme: "sips",
       user: "alice",
@@ -174,8 +176,14 @@ describe("uriEquals (RFC 3261 §19.1.4)", () => {
     ["sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"],
     ["sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"],
     ["sip:carol@chicago.com", "sip:carol@chicago.com;security=on"],
-    ["sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com", "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"],
-    ["sip:alice@atlanta.com?subject=project%20x&priority=urgent", "sip:alice@atlanta.com?priority=urgent&subject=project%20x"],
+    [
+      "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+      "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+    ],
+    [
+      "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+      "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+    ],
     ["tel:+1-201-555-0123", "tel:+12015550123"],
   ])("equal: %s = %s", (a, b) => {
     expect(uriEquals(a, b)).toBe(true);

@@ -37,8 +37,25 @@ function fault(data: Buffer): SipParseError {
 
 describe("fullParse", () => {
   it("accepts a well-formed message", () => {
-    fullParse(parseMessage(build({}, ["Route: <sip:p1.example.com;lr>, <sip:p2;lr>", "Supported: 100rel, timer", "Require: 100rel", "Allow: INVITE, ACK", "Expires: 60", "Content-Type: application/sdp;charset=utf-8", "Date: Sat, 13 Nov 2010 23:29:00 GMT", "Warning: 399 host \"text\"", "Reply-To: Bob <sip:bob@biloxi.example.com>", "X-Anything: ;;,,;;,;"])));
-    fullParse(parseMessage(build({ Contact: "Contact: *", "Content-Length": "Content-Length: 0" }, ["Expires: 0"])));
+    fullParse(
+      parseMessage(
+        build({}, [
+          "Route: <sip:p1.example.com;lr>, <sip:p2;lr>",
+          "Supported: 100rel, timer",
+          "Require: 100rel",
+          "Allow: INVITE, ACK",
+          "Expires: 60",
+          "Content-Type: application/sdp;charset=utf-8",
+          "Date: Sat, 13 Nov 2010 23:29:00 GMT",
+          'Warning: 399 host "text"',
+          "Reply-To: Bob <sip:bob@biloxi.example.com>",
+          "X-Anything: ;;,,;;,;",
+        ]),
+      ),
+    );
+    fullParse(
+      parseMessage(build({ Contact: "Contact: *", "Content-Length": "Content-Length: 0" }, ["Expires: 0"])),
+    );
   });
 
   it.each([
@@ -50,9 +67,17 @@ describe("fullParse", () => {
     ["contact expires > 2^32-1", { Contact: "Contact: <sip:a@b>;expires=280297596632815" }, "bad-header"],
     ["bad q", { Contact: "Contact: <sip:a@b>;q=1.5" }, "bad-header"],
     ["unterminated quote", { To: 'To: "Mr. J. User <sip:j.user@example.com>' }, "bad-header"],
-    ["non-token display name", { From: "From: Bell, Alexander <sip:a.g.bell@example.com>;tag=43" }, "bad-header"],
+    [
+      "non-token display name",
+      { From: "From: Bell, Alexander <sip:a.g.bell@example.com>;tag=43" },
+      "bad-header",
+    ],
     ["spaces in addr-spec", { To: 'To: "Watson, Thomas" < sip:t.watson@example.org >' }, "bad-header"],
-    ["addr-spec with ? headers", { Contact: "Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E" }, "bad-header"],
+    [
+      "addr-spec with ? headers",
+      { Contact: "Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E" },
+      "bad-header",
+    ],
     ["bad Call-ID", { "Call-ID": "Call-ID: a b" }, "bad-header"],
   ] as const)("%s → 400", (_name, replace, code) => {
     const e = fault(build(replace as Record<string, string>));
@@ -62,7 +87,13 @@ describe("fullParse", () => {
   });
 
   it("duplicate single-value headers → 400", () => {
-    for (const extra of ["To: <sip:other@example.net>", "From: <sip:x@y>;tag=2", "Call-ID: another", "CSeq: 59 INVITE", "Max-Forwards: 5"]) {
+    for (const extra of [
+      "To: <sip:other@example.net>",
+      "From: <sip:x@y>;tag=2",
+      "Call-ID: another",
+      "CSeq: 59 INVITE",
+      "Max-Forwards: 5",
+    ]) {
       const e = fault(build({}, [extra]));
       expect(e).toMatchObject({ status: 400, code: "duplicate-header" });
     }
@@ -77,7 +108,9 @@ describe("fullParse", () => {
   });
 
   it("Request-URI: escaped headers are refused, Route must be a name-addr", () => {
-    expect(fault(build({}, [], "INVITE sip:user@example.com?Route=%3Csip:example.com%3E SIP/2.0"))).toMatchObject({
+    expect(
+      fault(build({}, [], "INVITE sip:user@example.com?Route=%3Csip:example.com%3E SIP/2.0")),
+    ).toMatchObject({
       status: 400,
       code: "bad-uri",
     });

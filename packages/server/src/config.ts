@@ -1,0 +1,297 @@
+/**
+ * `siptm serve` configuration: flags (node:util parseArgs) over an optional
+ * JSON file, validated into one `ServerConfig`. Every problem is a
+ * `UsageError` with a one-line message.
+ */
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
+import { dirname, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import type { TimerConfig } from "@siptm/core";
+import { type OptionSpec, parseArgsOptions, SERVE_OPTIONS } from "./options.js";
+
+/** A bad flag, config value or file: printed as one line, exit status 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export type ListenProtocol = "UDP" | "TCP";
+
+export interface ListenSpec {
+  readonly protocol: ListenProtocol;
+  /** IP literal without brackets. */
+  readonly address: string;
+  /** 0 = ephemeral (the banner shows the real port). */
+  readonly port: number;
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface ProxyTimers {
+  frTimer?: number;
+  frInvTimer?: number;
+  timerC?: number;
+}
+
+export interface ServerConfig {
+  readonly listen: readonly ListenSpec[];
+  /** null: no control server. */
+  readonly rpc: HostPort | null;
+  readonly rpcToken: string | undefined;
+  /** Worker threads asked for (0 = one thread). */
+  readonly workers: number;
+  /** Built-in route name or module path as given. */
+  readonly route: string;
+  /** Directory a relative route path is resolved from (cwd, or the config file's directory). */
+  readonly routeBase: string;
+  /** Engine timers given (t1, t2, t4, timerD, frInvTimer); the rest are the engine's defaults. */
+  readonly timers: Partial<TimerConfig>;
+  /** Proxy branch timers (relay options). */
+  readonly proxy: ProxyTimers;
+  readonly maxTransactions: number | undefined;
+  readonly answerCode: number;
+  /** ms, or "never". */
+  readonly answerAfter: number | "never";
+  readonly advertise: string | undefined;
+  readonly logLevel: LogLevel;
+  readonly trace: boolean;
+  /** Seconds; 0 = off. */
+  readonly statusInterval: number;
+  readonly drainTimeout: number;
+  readonly configFile: string | undefined;
+}
+
+export const DEFAULT_SIP_PORT = 5060;
+export const DEFAULT_RPC: HostPort = { host: "127.0.0.1", port: 5080 };
+
+type Raw = Record<string, string | string[] | boolean | undefined>;
+
+const BY_NAME = new Map<string, OptionSpec>(SERVE_OPTIONS.map((s) => [s.name, s]));
+
+function camelToKebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Parse `siptm serve` arguments (after the command word) with the environment. */
+export function parseServeArgs(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): { config: ServerConfig; help: false } | { config: undefined; help: true } {
+  let values: Raw;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: parseArgsOptions(SERVE_OPTIONS),
+      strict: true,
+      allowPositionals: false,
+    }) as { values: Raw });
+  } catch (err) {
+    throw new UsageError(parseArgsMessage(err));
+  }
+  if (values.help) return { config: undefined, help: true };
+  let fileRaw: Raw = {};
+  let base = cwd;
+  const configFile = typeof values.config === "string" ? resolve(cwd, values.config) : undefined;
+  if (configFile) {
+    fileRaw = readConfigFile(configFile);
+    base = dirname(configFile);
+  }
+  // The route comes from the file only when no flag names one: resolve it from where it was written.
+  const routeBase = values.route === undefined && fileRaw.route !== undefined ? base : cwd;
+  const merged: Raw = { ...fileRaw };
+  for (const [k, v] of Object.entries(values)) if (v !== undefined && k !== "config") merged[k] = v;
+  return { config: resolveConfig(merged, env, routeBase, configFile), help: false };
+}
+
+function parseArgsMessage(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  // Node's messages carry a second sentence about '--' positionals: keep the first.
+  const first = msg.split(/\.\s/)[0]!.replace(/\.$/, "");
+  if (/Unexpected argument/i.test(first)) return `${first} (serve takes only --flags)`;
+  return first;
+}
+
+function readConfigFile(path: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data))
+    throw new UsageError(`config file ${path} must hold a JSON object of options`);
+  const out: Raw = {};
+  for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
+    const name = BY_NAME.has(key) ? key : camelToKebab(key);
+    const spec = BY_NAME.get(name);
+    if (!spec || spec.cliOnly) throw new UsageError(`config file ${path}: unknown option "${key}"`);
+    out[name] = fileValue(path, key, spec, value);
+  }
+  return out;
+}
+
+function fileValue(path: string, key: string, spec: OptionSpec, value: unknown): string | string[] | boolean {
+  const bad = (): never => {
+    throw new UsageError(`config file ${path}: "${key}" has the wrong type`);
+  };
+  if (spec.type === "boolean") return typeof value === "boolean" ? value : bad();
+  const scalar = (v: unknown): string =>
+    typeof v === "string" ? v : typeof v === "number" && Number.isFinite(v) ? String(v) : bad();
+  if (spec.multiple) return Array.isArray(value) ? value.map(scalar) : [scalar(value)];
+  return scalar(value);
+}
+
+function resolveConfig(
+  raw: Raw,
+  env: NodeJS.ProcessEnv,
+  routeBase: string,
+  configFile: string | undefined,
+): ServerConfig {
+  const str = (name: string): string | undefined => {
+    const v = raw[name];
+    return typeof v === "string" ? v : undefined;
+  };
+  const listenSpecs = raw.listen === undefined ? undefined : ([] as string[]).concat(raw.listen as string | string[]);
+  const listen = listenSpecs?.length
+    ? listenSpecs.flatMap((s) => parseListen(s))
+    : [
+        { protocol: "UDP" as const, address: "127.0.0.1", port: DEFAULT_SIP_PORT },
+        { protocol: "TCP" as const, address: "127.0.0.1", port: DEFAULT_SIP_PORT },
+      ];
+
+  const rpcText = str("rpc");
+  const rpc = rpcText === undefined ? DEFAULT_RPC : rpcText === "off" ? null : parseHostPort(rpcText, "--rpc");
+  const token = str("rpc-token") ?? (env.SIPTM_RPC_TOKEN || undefined);
+  if (token !== undefined && !/^[\x21-\x7e]{1,512}$/.test(token))
+    throw new UsageError("--rpc-token must be 1 to 512 visible ASCII characters");
+  if (rpc && !isLoopback(rpc.host) && token === undefined)
+    throw new UsageError(
+      `refusing to serve the control interface on ${hostPort(rpc.host, rpc.port)} without a token: give --rpc-token or SIPTM_RPC_TOKEN, or bind it to loopback`,
+    );
+
+  const workersText = str("workers");
+  const workers = workersText === undefined ? availableParallelism() : int("--workers", workersText, 0, 1024);
+
+  const timers: Partial<TimerConfig> = {};
+  const t1 = str("t1");
+  if (t1 !== undefined) timers.t1 = int("--t1", t1, 1);
+  const t2 = str("t2");
+  if (t2 !== undefined) timers.t2 = int("--t2", t2, 1);
+  const t4 = str("t4");
+  if (t4 !== undefined) timers.t4 = int("--t4", t4, 1);
+  const timerD = str("timer-d");
+  if (timerD !== undefined) timers.timerD = int("--timer-d", timerD, 0);
+  const proxy: ProxyTimers = {};
+  const frInv = str("fr-inv-timer");
+  if (frInv !== undefined) {
+    timers.frInvTimer = int("--fr-inv-timer", frInv, 1);
+    proxy.frInvTimer = timers.frInvTimer;
+  }
+  const fr = str("fr-timer");
+  if (fr !== undefined) proxy.frTimer = int("--fr-timer", fr, 1);
+  const timerC = str("timer-c");
+  if (timerC !== undefined) proxy.timerC = int("--timer-c", timerC, 1);
+
+  const maxTx = str("max-transactions");
+  const answerCodeText = str("answer-code");
+  const answerCode = answerCodeText === undefined ? 200 : int("--answer-code", answerCodeText, 200, 699);
+  const afterText = str("answer-after");
+  const answerAfter: number | "never" =
+    afterText === undefined ? 0 : afterText === "never" ? "never" : int("--answer-after", afterText, 0);
+
+  const advertise = str("advertise");
+  if (advertise !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(advertise))
+    throw new UsageError(`--advertise: "${advertise}" is not a host name or IP address`);
+
+  const levelText = str("log-level") ?? "warn";
+  if (!(LOG_LEVELS as readonly string[]).includes(levelText))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${levelText}"`);
+
+  const statusText = str("status-interval");
+  const drainText = str("drain-timeout");
+  const route = str("route") ?? "default";
+  if (route.length === 0) throw new UsageError("--route needs a name or a path");
+
+  return {
+    listen,
+    rpc,
+    rpcToken: token,
+    workers,
+    route,
+    routeBase,
+    timers,
+    proxy,
+    maxTransactions: maxTx === undefined ? undefined : int("--max-transactions", maxTx, 1),
+    answerCode,
+    answerAfter,
+    advertise,
+    logLevel: levelText as LogLevel,
+    trace: raw.trace === true,
+    statusInterval: statusText === undefined ? 5 : int("--status-interval", statusText, 0, 86_400),
+    drainTimeout: drainText === undefined ? 5000 : int("--drain-timeout", drainText, 0),
+    configFile,
+  };
+}
+
+function int(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} needs a whole number, got "${text}"`);
+  const n = Number(text.trim());
+  if (n < min || n > max)
+    throw new UsageError(`${flag} must be ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`}, got ${n}`);
+  return n;
+}
+
+/** "udp:127.0.0.1:5060", "tcp:[::1]:5060", "127.0.0.1:5060" (UDP and TCP), "udp:127.0.0.1" (port 5060). */
+export function parseListen(spec: string): ListenSpec[] {
+  const m = /^(?:(udp|tcp):)?(\[[^\]]*\]|[^:[\]]+)(?::(\d{1,5}))?$/i.exec(spec.trim());
+  if (!m)
+    throw new UsageError(
+      `--listen "${spec}": expected udp:HOST:PORT or tcp:HOST:PORT (IPv6 in brackets: udp:[::1]:5060)`,
+    );
+  const address = m[2]!.startsWith("[") ? m[2]!.slice(1, -1) : m[2]!;
+  if (isIP(address) === 0) throw new UsageError(`--listen "${spec}": "${address}" is not an IP address`);
+  if (m[2]!.startsWith("[") !== (isIP(address) === 6))
+    throw new UsageError(`--listen "${spec}": write an IPv6 address in brackets, and only an IPv6 address`);
+  const port = m[3] === undefined ? DEFAULT_SIP_PORT : Number(m[3]);
+  if (port > 65535) throw new UsageError(`--listen "${spec}": port ${port} is out of range`);
+  const protos: ListenProtocol[] = m[1] ? [m[1].toUpperCase() as ListenProtocol] : ["UDP", "TCP"];
+  return protos.map((protocol) => ({ protocol, address, port }));
+}
+
+/** "127.0.0.1:5080", "[::1]:5080", "localhost:5080". */
+export function parseHostPort(text: string, flag: string): HostPort {
+  const m = /^(\[[^\]]*\]|[^:[\]]+):(\d{1,5})$/.exec(text.trim());
+  if (!m) throw new UsageError(`${flag} "${text}": expected HOST:PORT (IPv6 in brackets: [::1]:5080)`);
+  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+  if (host !== "localhost" && isIP(host) === 0)
+    throw new UsageError(`${flag} "${text}": "${host}" is not an IP address (or localhost)`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new UsageError(`${flag} "${text}": port ${port} is out of range`);
+  return { host, port };
+}
+
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === "localhost" || h === "::1") return true;
+  if (h.startsWith("::ffff:")) return h.slice(7).startsWith("127.");
+  return isIP(h) === 4 && h.startsWith("127.");
+}
+
+/** "127.0.0.1:5060", "[::1]:5060". */
+export function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

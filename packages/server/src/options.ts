@@ -1,0 +1,202 @@
+/**
+ * The command-line surface in one table: what `parseArgs` accepts, what a
+ * `--config` file may hold and what `siptm --help` prints all come from here,
+ * so the three cannot drift apart.
+ */
+
+export interface OptionSpec {
+  /** Long flag name without the dashes ("timer-d"); the config-file key too (or its camelCase form). */
+  readonly name: string;
+  readonly type: "string" | "boolean";
+  readonly multiple?: boolean;
+  readonly short?: string;
+  /** Placeholder shown in help ("MS", "HOST:PORT"). */
+  readonly arg?: string;
+  readonly help: string;
+  /** Not accepted in a config file (--config, --help). */
+  readonly cliOnly?: boolean;
+}
+
+export const SERVE_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "listen",
+    type: "string",
+    multiple: true,
+    short: "l",
+    arg: "[PROTO:]HOST:PORT",
+    help: "SIP socket: udp:HOST:PORT or tcp:HOST:PORT, IPv6 as udp:[::1]:5060; no PROTO = both. Repeatable. Default udp+tcp 127.0.0.1:5060",
+  },
+  {
+    name: "rpc",
+    type: "string",
+    arg: "HOST:PORT|off",
+    help: "control HTTP server (JSON-RPC on POST /rpc, Prometheus on GET /metrics). Default 127.0.0.1:5080",
+  },
+  {
+    name: "rpc-token",
+    type: "string",
+    arg: "TOKEN",
+    help: "require 'Authorization: Bearer TOKEN' on every control request (env SIPTM_RPC_TOKEN); mandatory off loopback",
+  },
+  {
+    name: "workers",
+    type: "string",
+    short: "w",
+    arg: "N",
+    help: "worker threads to shard across (default: CPU count; 0 = one thread). Sharding is not available yet: runs in 1 thread",
+  },
+  {
+    name: "route",
+    type: "string",
+    short: "r",
+    arg: "NAME|PATH",
+    help: "request routing: built-in 'default' (proxy + registrar) or 'uas' (answers everything), or a module path (./my-route.js). Default 'default'",
+  },
+  { name: "t1", type: "string", arg: "MS", help: "RFC 3261 T1, RTT estimate (default 500)" },
+  { name: "t2", type: "string", arg: "MS", help: "RFC 3261 T2, longest retransmit interval (default 4000)" },
+  { name: "t4", type: "string", arg: "MS", help: "RFC 3261 T4, message lifetime in the network (default 5000)" },
+  { name: "timer-d", type: "string", arg: "MS", help: "Timer D, INVITE client wait for response retransmissions (default 32000)" },
+  { name: "fr-timer", type: "string", arg: "MS", help: "proxy: wait for any response on a branch (Kamailio fr_timer)" },
+  {
+    name: "fr-inv-timer",
+    type: "string",
+    arg: "MS",
+    help: "INVITE final response wait after a provisional (Kamailio fr_inv_timer, default 120000)",
+  },
+  { name: "timer-c", type: "string", arg: "MS", help: "proxy: RFC 3261 Timer C for INVITE branches (default 180000)" },
+  {
+    name: "max-transactions",
+    type: "string",
+    arg: "N",
+    help: "live transaction cap; past it new requests get 503 + Retry-After (default 1000000)",
+  },
+  { name: "answer-code", type: "string", arg: "CODE", help: "route uas: final status for INVITE (default 200)" },
+  {
+    name: "answer-after",
+    type: "string",
+    arg: "MS|never",
+    help: "route uas: ring this long before the final response (default 0; 'never' rings until cancelled)",
+  },
+  {
+    name: "advertise",
+    type: "string",
+    arg: "HOST",
+    help: "host to put in Via/Contact/Record-Route instead of the socket address (when listening on 0.0.0.0)",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    arg: "LEVEL",
+    help: "fatal|error|warn|info|debug|trace|silent, JSON lines on stderr (default warn)",
+  },
+  { name: "trace", type: "boolean", help: "log every SIP message in and out at info level" },
+  {
+    name: "status-interval",
+    type: "string",
+    arg: "S",
+    help: "seconds between live counter lines when stdout is a terminal (default 5; 0 = off)",
+  },
+  {
+    name: "drain-timeout",
+    type: "string",
+    arg: "MS",
+    help: "on SIGINT/SIGTERM, longest wait for live transactions to end (default 5000)",
+  },
+  { name: "config", type: "string", short: "c", arg: "FILE", help: "JSON file of these options; flags override it", cliOnly: true },
+  { name: "help", type: "boolean", short: "h", help: "show this help", cliOnly: true },
+];
+
+export const RPC_CLIENT_OPTIONS: readonly OptionSpec[] = [
+  { name: "rpc", type: "string", arg: "HOST:PORT", help: "the server's control address (default 127.0.0.1:5080)" },
+  { name: "rpc-token", type: "string", arg: "TOKEN", help: "bearer token (env SIPTM_RPC_TOKEN)" },
+  { name: "timeout", type: "string", arg: "MS", help: "give up after this long (default: wait)" },
+  { name: "help", type: "boolean", short: "h", help: "show this help" },
+];
+
+/** The `options` argument of node:util parseArgs. */
+export function parseArgsOptions(
+  specs: readonly OptionSpec[],
+): Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> {
+  const out: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
+  for (const s of specs) {
+    out[s.name] = { type: s.type };
+    if (s.multiple) out[s.name]!.multiple = true;
+    if (s.short) out[s.name]!.short = s.short;
+  }
+  return out;
+}
+
+function optionLines(specs: readonly OptionSpec[]): string {
+  const heads = specs.map((s) => {
+    const flag = `${s.short ? `-${s.short}, ` : "    "}--${s.name}${s.arg ? ` ${s.arg}` : ""}`;
+    return flag;
+  });
+  const width = Math.max(...heads.map((h) => h.length)) + 2;
+  return specs.map((s, i) => `  ${heads[i]!.padEnd(width)}${s.help}`).join("\n");
+}
+
+export const RPC_METHOD_SUMMARY: ReadonlyArray<readonly [string, string]> = [
+  ["tm.t_uac_start METHOD RURI NEXTHOP SOCKET HEADERS [BODY]", "send a request; → {callid, cseq, tid}"],
+  ["tm.t_uac_wait METHOD RURI NEXTHOP SOCKET HEADERS [BODY]", "send and wait; → {code, reason, headers, body}"],
+  ["tm.cancel CALLID CSEQ", "cancel a local INVITE; → {result: sent|pending|none}"],
+  ["tm.reply CODE REASON TID TO_TAG HEADERS [BODY]", "answer a pending server transaction by id"],
+  ["tm.reply_callid CODE REASON CALLID CSEQ TO_TAG HEADERS [BODY]", "answer one by Call-ID and CSeq"],
+  ["tm.list", "live transactions"],
+  ["tm.stats", "transaction counters (+ per shard)"],
+  ["tm.hash_stats", "transaction table occupancy"],
+  ["ul.dump", "registrar bindings"],
+  ["ul.lookup AOR", "bindings of one address-of-record"],
+  ["core.uptime", "uptime in seconds"],
+  ["core.version", "versions"],
+  ["system.listMethods", "method names"],
+  ["system.methodHelp METHOD", "one method's parameters"],
+];
+
+export function mainHelp(): string {
+  return `siptm — a SIP transaction server (RFC 3261 transaction layer, Kamailio tm semantics)
+
+Usage:
+  siptm serve [OPTIONS]                 run the server (the default command of npm start)
+  siptm rpc [OPTIONS] METHOD [ARGS...]  call a control method, print the JSON result (exit 1 on error)
+  siptm help [serve|rpc]                this help, or one command's
+  siptm version                         print the version (also --version, -V)
+
+siptm serve options:
+${optionLines(SERVE_OPTIONS)}
+
+siptm rpc options:
+${optionLines(RPC_CLIENT_OPTIONS)}
+  In ARGS, "." or "" means "none" (no next hop, default socket, no To tag), and the
+  two-character sequences \\r\\n and \\n are sent as line breaks (for HEADERS).
+
+Control methods (JSON-RPC 2.0 over HTTP POST /rpc; positional or named params):
+${RPC_METHOD_SUMMARY.map(([m, h]) => `  ${m.padEnd(62)}${h}`).join("\n")}
+
+Routes: 'default' = stateful proxy with an in-memory registrar; 'uas' = answers every
+request itself (INVITE: 180 then --answer-code after --answer-after). A module path
+loads a custom route: export default function route(ctx) { return { onRequest(tx) {...} } }.
+
+Examples:
+  siptm serve --route uas --listen udp:127.0.0.1:5060
+  siptm serve --listen udp:[::1]:5060 --rpc 127.0.0.1:5080 --log-level info --trace
+  siptm rpc tm.stats
+  siptm rpc tm.t_uac_start OPTIONS sip:127.0.0.1:5070 . . 'From: <sip:a@127.0.0.1>\\r\\nTo: <sip:b@127.0.0.1>'
+`;
+}
+
+export function serveHelp(): string {
+  return `Usage: siptm serve [OPTIONS]
+
+${optionLines(SERVE_OPTIONS)}
+`;
+}
+
+export function rpcHelp(): string {
+  return `Usage: siptm rpc [OPTIONS] METHOD [ARGS...]
+
+${optionLines(RPC_CLIENT_OPTIONS)}
+
+Methods:
+${RPC_METHOD_SUMMARY.map(([m, h]) => `  ${m.padEnd(62)}${h}`).join("\n")}
+`;
+}
