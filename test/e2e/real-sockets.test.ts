@@ -1,7 +1,7 @@
 // The transaction flows over real UDP and TCP sockets on 127.0.0.1, with the
 // real clock and short timers. Each test waits (bounded) until every engine
 // shows created == freed.
-import { afterEach, describe, expect, it } from "vitest";
+
 import {
   createTcpTransport,
   createUdpTransport,
@@ -9,6 +9,7 @@ import {
   type EngineOptions,
   type ServerTransactionHandle,
 } from "@siptm/core";
+import { afterEach, describe, expect, it } from "vitest";
 
 const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 const engines: Engine[] = [];
@@ -17,9 +18,11 @@ async function engine(opts: EngineOptions = {}): Promise<Engine> {
   const e = new Engine({ refFaults: "throw", timers: FAST, ...opts });
   e.addTransport(await createUdpTransport({ address: "127.0.0.1", port: 0, sink: e }));
   const udpPort = e.transportFor("UDP")!.localPort;
-  e.addTransport(await createTcpTransport({ address: "127.0.0.1", port: udpPort, sink: e }).catch(() =>
-    createTcpTransport({ address: "127.0.0.1", port: 0, sink: e }),
-  ));
+  e.addTransport(
+    await createTcpTransport({ address: "127.0.0.1", port: udpPort, sink: e }).catch(() =>
+      createTcpTransport({ address: "127.0.0.1", port: 0, sink: e }),
+    ),
+  );
   engines.push(e);
   return e;
 }

@@ -74,7 +74,10 @@ export class VirtualClock implements Clock {
       for (let i = 0; i < this.timers.length; i++) {
         const timer = this.timers[i]!;
         if (timer.cancelled) continue;
-        if (timer.at <= target && (!next || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq))) {
+        if (
+          timer.at <= target &&
+          (!next || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq))
+        ) {
           next = timer;
           nextIndex = i;
         }

@@ -82,6 +82,24 @@ export function parseDecimal(s: string, a: number, e: number, max: number): numb
 
 // ---------------------------------------------------------------- Via
 
+/** s[a, e) lower-cased; no case conversion call when it already is. */
+function lowerSlice(s: string, a: number, e: number): string {
+  for (let i = a; i < e; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.slice(a, e).toLowerCase();
+  }
+  return s.slice(a, e);
+}
+
+/** s[a, e) upper-cased; no case conversion call when it already is. */
+function upperSlice(s: string, a: number, e: number): string {
+  for (let i = a; i < e; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 97 && c <= 122) return s.slice(a, e).toUpperCase();
+  }
+  return s.slice(a, e);
+}
+
 /** Where the last parseVia stopped: the index of the ',' ending the value, or the range end. */
 export let viaEnd = 0;
 
@@ -156,8 +174,7 @@ export function parseVia(s: string, a: number, e: number, strict = false): Via {
   ) {
     throw viaError("sent-protocol is not SIP/2.0", protoStart);
   }
-  const tr = s.slice(i, j);
-  const transport = tr.toUpperCase();
+  const transport = upperSlice(s, i, j);
   i = skipWs(s, j, e);
   const hostStart = i;
   const hostEnd = scanHost(s, i, e);
@@ -196,7 +213,7 @@ export function parseVia(s: string, a: number, e: number, strict = false): Via {
       if (!strict && (i >= e || d === 59 || d === 44)) continue; // empty parameter, tolerated here
       throw viaError(i >= e || d === 59 || d === 44 ? "empty parameter" : "bad parameter name", i);
     }
-    const name = s.slice(ns, ne).toLowerCase();
+    const name = lowerSlice(s, ns, ne);
     i = skipWs(s, ne, e);
     let value: string | null = null;
     if (i < e && s.charCodeAt(i) === 61) {

@@ -32,7 +32,8 @@ export const F_FOLDED = 1;
 interface Line {
   name: string;
   key: string;
-  value: string;
+  /** null until first read for an original line (cut from the head lazily). */
+  value: string | null;
   orig: number;
 }
 
@@ -150,7 +151,7 @@ export abstract class SipMessageImpl {
     const key = canonicalName(name);
     const lines = this._lines;
     if (lines !== null) {
-      for (const l of lines) if (l.key === key) return l.value;
+      for (const l of lines) if (l.key === key) return this.val(l);
       return undefined;
     }
     const cc = compactCode(key);
@@ -163,7 +164,7 @@ export abstract class SipMessageImpl {
     const out: string[] = [];
     const lines = this._lines;
     if (lines !== null) {
-      for (const l of lines) if (l.key === key) out.push(l.value);
+      for (const l of lines) if (l.key === key) out.push(this.val(l));
       return out;
     }
     const cc = compactCode(key);
@@ -198,7 +199,7 @@ export abstract class SipMessageImpl {
 
   headers(): Array<[string, string]> {
     const lines = this._lines;
-    if (lines !== null) return lines.map((l) => [l.name, l.value]);
+    if (lines !== null) return lines.map((l) => [l.name, this.val(l)]);
     const out: Array<[string, string]> = [];
     for (let k = 0; k < this._n; k++) out.push([this.origName(k), this.origValue(k)]);
     return out;
@@ -253,7 +254,7 @@ export abstract class SipMessageImpl {
       lines = new Array<Line>(this._n);
       for (let k = 0; k < this._n; k++) {
         const name = this.origName(k);
-        lines[k] = { name, key: canonicalName(name), value: this.origValue(k), orig: k };
+        lines[k] = { name, key: canonicalName(name), value: null, orig: k };
       }
       this._lines = lines;
     }
@@ -285,6 +286,11 @@ export abstract class SipMessageImpl {
     }
   }
 
+  private val(l: Line): string {
+    if (l.value === null) l.value = this.origValue(l.orig);
+    return l.value;
+  }
+
   /** Recompute the eager field(s) derived from header `key` after an edit. */
   private refresh(key: string): void {
     const lines = this._lines!;
@@ -294,8 +300,9 @@ export abstract class SipMessageImpl {
         let top: Via | undefined;
         for (const l of lines) {
           if (l.key !== "via") continue;
-          if (top === undefined) top = parseVia(l.value, 0, l.value.length);
-          count += countValues(l.value, 0, l.value.length);
+          const v = this.val(l);
+          if (top === undefined) top = parseVia(v, 0, v.length);
+          count += countValues(v, 0, v.length);
         }
         this.via = top ?? EMPTY_VIA;
         this.viaCount = count;
@@ -303,14 +310,15 @@ export abstract class SipMessageImpl {
       }
       case "call-id": {
         const l = lines.find((x) => x.key === key);
-        this.callId = l === undefined ? "" : l.value.trim();
+        this.callId = l === undefined ? "" : this.val(l).trim();
         break;
       }
       case "cseq": {
         const l = lines.find((x) => x.key === key);
         if (l === undefined) this.cseq = { seq: 0, method: "" };
         else {
-          const seq = parseCSeqRange(l.value, 0, l.value.length);
+          const v = this.val(l);
+          const seq = parseCSeqRange(v, 0, v.length);
           this.cseq = { seq, method: cseqMethod };
         }
         this.onCSeq();
@@ -319,7 +327,8 @@ export abstract class SipMessageImpl {
       case "from":
       case "to": {
         const l = lines.find((x) => x.key === key);
-        const tag = l === undefined ? undefined : findTag(l.value, 0, l.value.length);
+        const v = l === undefined ? "" : this.val(l);
+        const tag = l === undefined ? undefined : findTag(v, 0, v.length);
         if (key === "from") this.fromTag = tag;
         else this.toTag = tag;
         break;
@@ -328,7 +337,7 @@ export abstract class SipMessageImpl {
         const l = lines.find((x) => x.key === key);
         if (l === undefined) this.maxForwards = undefined;
         else {
-          const v = l.value;
+          const v = this.val(l);
           this.maxForwards = parseDecimal(v, skipWs(v, 0, v.length), trimEnd(v, 0, v.length), 255);
         }
         break;
@@ -337,7 +346,7 @@ export abstract class SipMessageImpl {
         const l = lines.find((x) => x.key === key);
         if (l === undefined) this.contentLength = undefined;
         else {
-          const v = l.value;
+          const v = this.val(l);
           this.contentLength = parseDecimal(v, skipWs(v, 0, v.length), trimEnd(v, 0, v.length), MAX_UINT32);
         }
         break;
@@ -414,7 +423,7 @@ export abstract class SipMessageImpl {
     const lines = this.edit();
     const at = lines.findIndex((l) => l.key === key);
     const l = lines[at]!;
-    const v = l.value;
+    const v = this.val(l);
     const r: number[] = [];
     splitCommas(v, 0, v.length, r);
     // skip leading empty elements (", a")

@@ -1,0 +1,112 @@
+/**
+ * Routes are modules: `export default function route(ctx: RouteContext): RouteHandlers`.
+ * The server builds the context once, calls the factory once, and hands every
+ * new server transaction to `onRequest`. Built-in routes are loaded by name,
+ * anything else by path (resolved from the working directory, or from the
+ * config file's directory when the route came from the file).
+ */
+import { access } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Engine, ServerTransactionHandle, SipRequest, Source } from "@siptm/core";
+import type { ServerConfig } from "./config.js";
+import type { Logger } from "./log.js";
+import type { Registrar } from "./registrar.js";
+import type { RelayContext, RelayOptions } from "./relay.js";
+
+/** A bound SIP socket. */
+export interface BoundSocket {
+  readonly protocol: "UDP" | "TCP";
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface RouteContext {
+  readonly engine: Engine;
+  readonly config: Readonly<ServerConfig>;
+  /** A child logger ({ component: "route" }). */
+  readonly logger: Logger;
+  /** The in-memory registrar (RFC 3261 §10.3), shared by every route. */
+  readonly registrar: Registrar;
+  /**
+   * Relay statefully (Kamailio t_relay): the server's --fr-timer,
+   * --fr-inv-timer and --timer-c are the defaults of `opts`. Throws while
+   * @siptm/core has no proxy (see `relayAvailable`).
+   */
+  relay(tx: ServerTransactionHandle, opts?: RelayOptions): RelayContext;
+  /** False while @siptm/core does not export `relay`. */
+  readonly relayAvailable: boolean;
+  /** Run `fn` after `ms` on the one shared timer wheel (engine clock). Returns a cancel function. */
+  after(ms: number, fn: () => void): () => boolean;
+  /** Kamailio's "myself": the URI's host is one of our socket addresses (or the advertised host), and its port one of ours when given. */
+  isLocal(uri: string): boolean;
+  /** The sockets the server listens on (real ports, also for port 0). */
+  readonly sockets: readonly BoundSocket[];
+  /** A Contact URI (in <>) for answers to a request that came in on `source`'s local socket. */
+  contactFor(source: Source): string;
+}
+
+export interface RouteHandlers {
+  /** Every new server transaction (not ACK, not CANCEL: the engine handles those). Answer it, relay it, or leave it pending for tm.reply. */
+  onRequest(tx: ServerTransactionHandle): void;
+  /** An ACK that matched no transaction (the ACK of a 2xx, §13.2.2.4). */
+  onStrayAck?(ack: SipRequest, source: Source): void;
+  /** Called once on shutdown, after the drain. */
+  close?(): void | Promise<void>;
+  /** One line for the start-up banner. */
+  readonly description?: string;
+}
+
+export type RouteFactory = (ctx: RouteContext) => RouteHandlers | Promise<RouteHandlers>;
+
+/** A route that cannot be found, loaded or used: one line, exit 1. */
+export class RouteLoadError extends Error {
+  override readonly name = "RouteLoadError";
+}
+
+export const BUILTIN_ROUTE_NAMES = ["default", "uas"] as const;
+
+export interface LoadedRoute {
+  /** "uas", "default", or the resolved path. */
+  readonly name: string;
+  readonly factory: RouteFactory;
+}
+
+export async function loadRoute(spec: string, base: string): Promise<LoadedRoute> {
+  if ((BUILTIN_ROUTE_NAMES as readonly string[]).includes(spec)) {
+    const mod = (await import(`./routes/${spec}.js`)) as { default: RouteFactory };
+    return { name: spec, factory: mod.default };
+  }
+  const looksLikePath = /[/\\]/.test(spec) || /\.(m?js|cjs|ts)$/.test(spec);
+  if (!looksLikePath)
+    throw new RouteLoadError(
+      `unknown route "${spec}": built-in routes are ${BUILTIN_ROUTE_NAMES.join(", ")}; give a module as a path (./${spec}.js)`,
+    );
+  const path = isAbsolute(spec) ? spec : resolve(base, spec);
+  try {
+    await access(path);
+  } catch (err) {
+    throw new RouteLoadError(`cannot read route ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new RouteLoadError(`cannot load route ${path}: ${why.split("\n")[0]}`);
+  }
+  if (typeof mod.default !== "function")
+    throw new RouteLoadError(`route ${path} has no default export function route(ctx)`);
+  return { name: path, factory: mod.default as RouteFactory };
+}
+
+/** Check what a route factory returned. */
+export function checkHandlers(name: string, handlers: unknown): RouteHandlers {
+  if (
+    handlers === null ||
+    typeof handlers !== "object" ||
+    typeof (handlers as RouteHandlers).onRequest !== "function"
+  )
+    throw new RouteLoadError(`route ${name} did not return { onRequest(tx) { ... } }`);
+  return handlers as RouteHandlers;
+}

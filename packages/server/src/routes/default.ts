@@ -1,0 +1,101 @@
+/**
+ * Built-in route `default`: a stateful proxy with an in-memory registrar.
+ *
+ *  - REGISTER → the registrar (RFC 3261 §10.3): 200 with the current bindings.
+ *  - an initial request (no To tag) to a registered AOR → relayed to its
+ *    contacts, highest q first, with Record-Route.
+ *  - a request to the server itself (the Request-URI host is one of our
+ *    addresses, no Route): OPTIONS without a user part → 200; anything else
+ *    → 404 (nobody registered under that name).
+ *  - anything else → relayed by its Request-URI (Route headers, in-dialog).
+ *  - the ACK of a 2xx (no transaction) → forwarded statelessly.
+ */
+import { type ServerTransactionHandle, TransactionError, parseUri, type Uri } from "@siptm/core";
+import { forwardStateless } from "../forward.js";
+import type { Binding } from "../registrar.js";
+import type { RelayOptions, RelayTarget } from "../relay.js";
+import type { RouteContext, RouteHandlers } from "../route.js";
+
+const ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
+const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
+
+export default function defaultRoute(ctx: RouteContext): RouteHandlers {
+  const { registrar, logger } = ctx;
+
+  function reply(tx: ServerTransactionHandle, status: number, reason?: string, headers?: Array<[string, string]>) {
+    if (tx.finalStatus || tx.terminated) return;
+    try {
+      tx.reply(status, reason, headers ? { headers } : undefined);
+    } catch (err) {
+      if (!(err instanceof TransactionError)) throw err;
+    }
+  }
+
+  function relay(tx: ServerTransactionHandle, opts?: RelayOptions): void {
+    try {
+      ctx.relay(tx, opts);
+    } catch (err) {
+      logger.warn({ tx: tx.id, err: err instanceof Error ? err.message : String(err) }, "relay failed");
+      reply(tx, 500, "Server Internal Error");
+    }
+  }
+
+  function target(b: Binding): RelayTarget {
+    let host = "";
+    try {
+      const u = parseUri(b.uri);
+      if (u.type === "sip") host = u.host;
+    } catch {
+      // unparseable contacts were refused at REGISTER time
+    }
+    // A Contact with a host name (no resolver here): reach the UA where its REGISTER came from.
+    if (!IP_HOST.test(host) && b.source)
+      return {
+        uri: b.uri,
+        q: b.q,
+        nextHop: { protocol: b.source.protocol, address: b.source.address, port: b.source.port },
+      };
+    return { uri: b.uri, q: b.q };
+  }
+
+  return {
+    description: `default: stateful proxy + in-memory registrar${ctx.relayAvailable ? "" : " (relaying not available in @siptm/core yet: 500)"}`,
+    onRequest(tx) {
+      const req = tx.request;
+      if (req.method === "REGISTER") {
+        const out = registrar.register(req, tx.source);
+        logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
+        reply(tx, out.status, out.reason, out.headers);
+        return;
+      }
+      if (req.toTag === undefined) {
+        const bindings = registrar.lookup(req.uri);
+        if (bindings.length > 0) {
+          relay(tx, { targets: bindings.map(target), recordRoute: true });
+          return;
+        }
+      }
+      if (!req.has("route") && ctx.isLocal(req.uri)) {
+        let uri: Uri | undefined;
+        try {
+          uri = parseUri(req.uri);
+        } catch {
+          uri = undefined;
+        }
+        const user = uri?.type === "sip" ? uri.user : undefined;
+        if (user === undefined && req.method === "OPTIONS")
+          reply(tx, 200, undefined, [
+            ["Allow", ALLOW],
+            ["Accept", "application/sdp"],
+          ]);
+        else reply(tx, 404, "Not Found");
+        return;
+      }
+      relay(tx);
+    },
+    onStrayAck(ack) {
+      const out = forwardStateless(ctx, ack);
+      if (!out.sent) logger.debug({ callId: ack.callId, why: out.why }, "stray ACK dropped");
+    },
+  };
+}
