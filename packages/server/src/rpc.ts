@@ -13,7 +13,7 @@ import {
   TransactionError,
 } from "@siptm/core";
 import type { Logger } from "./log.js";
-import type { Registrar } from "./registrar.js";
+import type { Binding, Registrar } from "./registrar.js";
 import type { BoundSocket } from "./route.js";
 
 export const PARSE_ERROR = -32700;
@@ -256,10 +256,10 @@ export class RpcServer {
 
   // --- helpers --------------------------------------------------------------------
 
-  private binding(b: { uri: string; q: number; callId: string; cseq: number; expiresAt: number }) {
+  private binding(b: Binding) {
     return {
       uri: b.uri,
-      expires: this.deps.registrar.expiresIn(b as Parameters<Registrar["expiresIn"]>[0]),
+      expires: this.deps.registrar.expiresIn(b),
       q: b.q,
       callid: b.callId,
       cseq: b.cseq,
@@ -479,8 +479,8 @@ function toRpcError(err: unknown): RpcError {
       return new RpcError(INVALID_PARAMS, err.message, { reason: err.code });
     return new RpcError(TRANSACTION_REFUSED, err.message, { reason: err.code });
   }
-  // The message builders throw RangeError/TypeError for values they cannot write (bad header name, CR/LF, status…).
-  if (err instanceof RangeError || err instanceof TypeError) return new RpcError(INVALID_PARAMS, err.message);
+  // The message builders throw RangeError for values they cannot write (bad header name, CR/LF, status…).
+  if (err instanceof RangeError) return new RpcError(INVALID_PARAMS, err.message);
   return new RpcError(INTERNAL_ERROR, `internal error: ${err instanceof Error ? err.message : String(err)}`);
 }
 
