@@ -3,10 +3,11 @@
 // run uses, its statistics read back, and a kill that always happens.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as dgram from "node:dgram";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { onTestFinished } from "vitest";
 
 export const HOST = "127.0.0.1";
 export const SCENARIOS = join(dirname(fileURLToPath(import.meta.url)), "scenarios");
@@ -229,6 +230,18 @@ export class SippProcess {
         ].join("\n"),
     };
   }
+}
+
+/**
+ * Call inside a test: SIPp's folder is removed when the test passes, kept
+ * (and named in the failure message) when it fails. SIPTM_KEEP_SIPP_FILES=1
+ * keeps it always (for the message trace of a good run).
+ */
+export function discardFilesIfPassed(sipp: SippProcess): void {
+  onTestFinished((ctx) => {
+    if (ctx.task.result?.state === "pass" && !process.env.SIPTM_KEEP_SIPP_FILES)
+      rmSync(sipp.dir, { recursive: true, force: true });
+  });
 }
 
 /** SuccessfulCall(C) and FailedCall(C) from the last row of SIPp's -trace_stat CSV (';'-separated). */

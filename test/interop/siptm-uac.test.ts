@@ -19,7 +19,7 @@ import {
   type SiptmSide,
   startSiptm,
 } from "./harness.js";
-import { freeUdpPort, HOST, requireSipp, SippProcess, sleep } from "./sipp.js";
+import { discardFilesIfPassed, freeUdpPort, HOST, requireSipp, SippProcess, sleep } from "./sipp.js";
 
 const running = new Set<SippProcess>();
 afterAll(async () => {
@@ -31,6 +31,7 @@ async function startUas(calls: number, extra: string[] = []): Promise<SippProces
   const port = await freeUdpPort();
   const sipp = new SippProcess(bin, { scenario: "uas-cancel.xml", port, calls, rate: 10, extra });
   running.add(sipp);
+  discardFilesIfPassed(sipp);
   await sipp.listening();
   return sipp;
 }
@@ -55,7 +56,12 @@ async function callAndCancel(
   side: SiptmSide,
   sipp: SippProcess,
   n: number,
-  opts: { how: (i: number) => How; cancelOn: "180" | "1xx"; callId?: (i: number) => string; spacingMs?: number },
+  opts: {
+    how: (i: number) => How;
+    cancelOn: "180" | "1xx";
+    callId?: (i: number) => string;
+    spacingMs?: number;
+  },
 ): Promise<Call[]> {
   const { engine, port } = side;
   const target = `${HOST}:${sipp.port}`;
@@ -96,7 +102,9 @@ async function finals(calls: Call[], timeoutMs: number): Promise<FinalOutcome[]>
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const open = calls.filter((c) => !c.handle.outcome).map((c) => `${c.handle.callId} (${c.handle.state})`);
+      const open = calls
+        .filter((c) => !c.handle.outcome)
+        .map((c) => `${c.handle.callId} (${c.handle.state})`);
       reject(new Error(`no final response within ${timeoutMs} ms for: ${open.join(", ")}`));
     }, timeoutMs);
   });

@@ -19,6 +19,7 @@ import { parseMessage } from "./message/parser.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
+import type { Resolver } from "./proxy/resolver.js";
 import {
   newStats,
   type Observers,
@@ -85,6 +86,8 @@ export interface EngineOptions {
   /** Host to put in Via sent-by instead of the transport's local address (e.g. when bound to 0.0.0.0). */
   advertisedHost?: string;
   logger?: EngineLogger;
+  /** RFC 3263 next-hop resolution for host names (proxy branches, requests); IP literals never need it. */
+  resolver?: Resolver;
   /** Default handler for new server transactions. */
   onRequest?: (tx: ServerTransactionHandle) => void;
 }
@@ -149,6 +152,7 @@ export class Engine implements TxContext, TransportSink {
   private readonly branchPrefix: string;
   private readonly advertisedHost: string | undefined;
   private readonly logger: EngineLogger | undefined;
+  readonly resolver: Resolver | undefined;
   private seq = 0;
   /** Terminated actors out of every index but still held by someone: normally empty at once. */
   private readonly unfreed = new Set<Transaction>();
@@ -169,6 +173,7 @@ export class Engine implements TxContext, TransportSink {
     this.branchPrefix = opts.branchPrefix ?? "";
     this.advertisedHost = opts.advertisedHost;
     this.logger = opts.logger;
+    this.resolver = opts.resolver;
     this.onRequest = opts.onRequest;
     this.id = opts.id ?? Math.floor(Math.random() * 0xffffff).toString(36);
     if (opts.refFaults === "throw") this.report = throwingReporter;
@@ -525,7 +530,17 @@ export class Engine implements TxContext, TransportSink {
       contentType: opts.contentType,
     });
     const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
-    const tx = this.startClient({ data, dest, method, callId, cseq, branch, timers, tu: NO_CLIENT_TU, defer: true });
+    const tx = this.startClient({
+      data,
+      dest,
+      method,
+      callId,
+      cseq,
+      branch,
+      timers,
+      tu: NO_CLIENT_TU,
+      defer: true,
+    });
     const handle = new ClientTransactionHandle(tx, opts, this.safe);
     tx.tu = handle;
     tx.start();
@@ -552,7 +567,8 @@ export class Engine implements TxContext, TransportSink {
     const parts = startLine.split(" ");
     if (parts.length !== 3 || !parts[1]) throw new TransactionError("bad-request", "not a request line");
     const dest = this.resolveNextHop(opts.nextHop ?? parts[1]);
-    if (!this.transportFor(dest.protocol)) throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
+    if (!this.transportFor(dest.protocol))
+      throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
     const branch = this.newBranch();
     // Our Via goes on top of whatever the user wrote.
     const withVia = `${startLine}\r\nVia: ${this.viaFor(dest, branch)}${eol < 0 ? "\r\n\r\n" : text.slice(eol)}`;
@@ -564,7 +580,10 @@ export class Engine implements TxContext, TransportSink {
     }
     if (!req.isRequest) throw new TransactionError("bad-request", "not a request");
     if (req.method === "ACK" || req.method === "CANCEL")
-      throw new TransactionError("bad-request", `${req.method} is not sent in a client transaction of its own`);
+      throw new TransactionError(
+        "bad-request",
+        `${req.method} is not sent in a client transaction of its own`,
+      );
     if (req.maxForwards === undefined) req.setMaxForwards(70);
     const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
     const tx = this.startClient({
@@ -606,8 +625,31 @@ export class Engine implements TxContext, TransportSink {
     const id = this.nextId();
     const tx =
       p.method === "INVITE"
-        ? new InviteClientTransaction(id, this, timers, reliable, p.data, p.dest, p.callId, p.cseq, p.branch, p.tu)
-        : new NonInviteClientTransaction(id, this, timers, reliable, p.data, p.dest, p.callId, p.cseq, p.method, p.branch, p.tu);
+        ? new InviteClientTransaction(
+            id,
+            this,
+            timers,
+            reliable,
+            p.data,
+            p.dest,
+            p.callId,
+            p.cseq,
+            p.branch,
+            p.tu,
+          )
+        : new NonInviteClientTransaction(
+            id,
+            this,
+            timers,
+            reliable,
+            p.data,
+            p.dest,
+            p.callId,
+            p.cseq,
+            p.method,
+            p.branch,
+            p.tu,
+          );
     tx.key = clientKey(p.branch, p.method);
     this.created(tx, p.local ?? true);
     this.table.insert(tx);
@@ -626,7 +668,10 @@ export class Engine implements TxContext, TransportSink {
     for (const t of this.transports) {
       const p = port ?? (t.protocol === "TLS" || t.protocol === "WSS" ? 5061 : 5060);
       if (p !== t.localPort) continue;
-      if (h === t.localAddress.toLowerCase() || (this.advertisedHost && h === unbracket(this.advertisedHost).toLowerCase()))
+      if (
+        h === t.localAddress.toLowerCase() ||
+        (this.advertisedHost && h === unbracket(this.advertisedHost).toLowerCase())
+      )
         return true;
     }
     return false;
@@ -655,8 +700,14 @@ export class Engine implements TxContext, TransportSink {
     };
     if (!u.host) throw new TransactionError("bad-request", `no host in ${hop}`);
     const address = unbracket(u.host);
-    if (!isIpLiteral(address))
-      throw new TransactionError("no-transport", `${u.host} needs DNS resolution: give a nextHop`);
+    if (!isIpLiteral(address)) {
+      const cached = this.resolver?.resolveCached(hop);
+      if (cached?.[0]) return cached[0];
+      throw new TransactionError(
+        "no-transport",
+        `${u.host} needs DNS resolution (RFC 3263): use a resolver or a nextHop`,
+      );
+    }
     let protocol: TransportProtocol = "UDP";
     for (const [name, value] of u.params ?? [])
       if (name === "transport" && value) protocol = value.toUpperCase() as TransportProtocol;
@@ -739,6 +790,19 @@ export class Engine implements TxContext, TransportSink {
   }
 
   /**
+   * Every destination for a URI in RFC 3263 order: an IP literal at once, a
+   * host name through the resolver (NAPTR, SRV, A/AAAA, cached).
+   */
+  async resolveAll(uri: string): Promise<Destination[]> {
+    try {
+      return [this.resolveNextHop(uri)];
+    } catch (err) {
+      if (!this.resolver) throw err;
+      return this.resolver.resolve(uri);
+    }
+  }
+
+  /**
    * Kamailio's `tm.cancel callid cseq`: cancel the local INVITE with this
    * Call-ID and CSeq number. The lookup holds the named reference
    * "rpc:cancel" while it works — there is no ambient current transaction.
@@ -761,7 +825,13 @@ export class Engine implements TxContext, TransportSink {
    * transaction found by its id (a route left it pending). Holds "rpc:reply"
    * while it works. Throws TransactionError when unknown or not allowed.
    */
-  replyById(id: string, status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">, toTag?: string): void {
+  replyById(
+    id: string,
+    status: number,
+    reason?: string,
+    opts?: Omit<ReplyOptions, "reason">,
+    toTag?: string,
+  ): void {
     const found = this.withTransaction(id, "rpc:reply", (tx) => {
       if (tx.kind !== "ist" && tx.kind !== "nist")
         throw new TransactionError("bad-request", `transaction ${id} is not a server transaction`, id);

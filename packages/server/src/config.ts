@@ -34,9 +34,9 @@ export interface HostPort {
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** Relay options from the timer flags: fr_timer, and Timer C (--timer-c, else --fr-inv-timer). */
 export interface ProxyTimers {
   frTimer?: number;
-  frInvTimer?: number;
   timerC?: number;
 }
 
@@ -124,7 +124,9 @@ function readConfigFile(path: string): Raw {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new UsageError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new UsageError(
+      `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
   let data: unknown;
   try {
@@ -165,7 +167,8 @@ function resolveConfig(
     const v = raw[name];
     return typeof v === "string" ? v : undefined;
   };
-  const listenSpecs = raw.listen === undefined ? undefined : ([] as string[]).concat(raw.listen as string | string[]);
+  const listenSpecs =
+    raw.listen === undefined ? undefined : ([] as string[]).concat(raw.listen as string | string[]);
   const listen = listenSpecs?.length
     ? listenSpecs.flatMap((s) => parseListen(s))
     : [
@@ -174,7 +177,8 @@ function resolveConfig(
       ];
 
   const rpcText = str("rpc");
-  const rpc = rpcText === undefined ? DEFAULT_RPC : rpcText === "off" ? null : parseHostPort(rpcText, "--rpc");
+  const rpc =
+    rpcText === undefined ? DEFAULT_RPC : rpcText === "off" ? null : parseHostPort(rpcText, "--rpc");
   const token = str("rpc-token") ?? (env.SIPTM_RPC_TOKEN || undefined);
   if (token !== undefined && !/^[\x21-\x7e]{1,512}$/.test(token))
     throw new UsageError("--rpc-token must be 1 to 512 visible ASCII characters");
@@ -199,7 +203,8 @@ function resolveConfig(
   const frInv = str("fr-inv-timer");
   if (frInv !== undefined) {
     timers.frInvTimer = int("--fr-inv-timer", frInv, 1);
-    proxy.frInvTimer = timers.frInvTimer;
+    // In the core's proxy, Timer C is the fr_inv_timer of each branch.
+    proxy.timerC = timers.frInvTimer;
   }
   const fr = str("fr-timer");
   if (fr !== undefined) proxy.frTimer = int("--fr-timer", fr, 1);
@@ -251,7 +256,9 @@ function int(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTE
   if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} needs a whole number, got "${text}"`);
   const n = Number(text.trim());
   if (n < min || n > max)
-    throw new UsageError(`${flag} must be ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`}, got ${n}`);
+    throw new UsageError(
+      `${flag} must be ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`}, got ${n}`,
+    );
   return n;
 }
 

@@ -46,7 +46,8 @@ export class Metrics {
       if (GAUGES.has(key)) {
         new Gauge({
           name: `siptm_tm_${key}`,
-          help: key === "current" ? "live transactions (tm.stats current)" : "transactions in a waiting state",
+          help:
+            key === "current" ? "live transactions (tm.stats current)" : "transactions in a waiting state",
           registers,
           collect() {
             this.set(snap()[key]);

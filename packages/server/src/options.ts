@@ -54,23 +54,48 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   },
   { name: "t1", type: "string", arg: "MS", help: "RFC 3261 T1, RTT estimate (default 500)" },
   { name: "t2", type: "string", arg: "MS", help: "RFC 3261 T2, longest retransmit interval (default 4000)" },
-  { name: "t4", type: "string", arg: "MS", help: "RFC 3261 T4, message lifetime in the network (default 5000)" },
-  { name: "timer-d", type: "string", arg: "MS", help: "Timer D, INVITE client wait for response retransmissions (default 32000)" },
-  { name: "fr-timer", type: "string", arg: "MS", help: "proxy: wait for any response on a branch (Kamailio fr_timer)" },
+  {
+    name: "t4",
+    type: "string",
+    arg: "MS",
+    help: "RFC 3261 T4, message lifetime in the network (default 5000)",
+  },
+  {
+    name: "timer-d",
+    type: "string",
+    arg: "MS",
+    help: "Timer D, INVITE client wait for response retransmissions (default 32000)",
+  },
+  {
+    name: "fr-timer",
+    type: "string",
+    arg: "MS",
+    help: "proxy: wait for any response on a branch (Kamailio fr_timer; default 64·T1)",
+  },
   {
     name: "fr-inv-timer",
     type: "string",
     arg: "MS",
-    help: "INVITE final response wait after a provisional (Kamailio fr_inv_timer, default 120000)",
+    help: "INVITE final response wait after a provisional (Kamailio fr_inv_timer): local INVITEs (default 120000) and, unless --timer-c is given, proxied ones",
   },
-  { name: "timer-c", type: "string", arg: "MS", help: "proxy: RFC 3261 Timer C for INVITE branches (default 180000)" },
+  {
+    name: "timer-c",
+    type: "string",
+    arg: "MS",
+    help: "proxy: RFC 3261 Timer C of INVITE branches, restarted by each provisional (default 180000)",
+  },
   {
     name: "max-transactions",
     type: "string",
     arg: "N",
     help: "live transaction cap; past it new requests get 503 + Retry-After (default 1000000)",
   },
-  { name: "answer-code", type: "string", arg: "CODE", help: "route uas: final status for INVITE (default 200)" },
+  {
+    name: "answer-code",
+    type: "string",
+    arg: "CODE",
+    help: "route uas: final status for INVITE (default 200)",
+  },
   {
     name: "answer-after",
     type: "string",
@@ -102,12 +127,24 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     arg: "MS",
     help: "on SIGINT/SIGTERM, longest wait for live transactions to end (default 5000)",
   },
-  { name: "config", type: "string", short: "c", arg: "FILE", help: "JSON file of these options; flags override it", cliOnly: true },
+  {
+    name: "config",
+    type: "string",
+    short: "c",
+    arg: "FILE",
+    help: "JSON file of these options; flags override it",
+    cliOnly: true,
+  },
   { name: "help", type: "boolean", short: "h", help: "show this help", cliOnly: true },
 ];
 
 export const RPC_CLIENT_OPTIONS: readonly OptionSpec[] = [
-  { name: "rpc", type: "string", arg: "HOST:PORT", help: "the server's control address (default 127.0.0.1:5080)" },
+  {
+    name: "rpc",
+    type: "string",
+    arg: "HOST:PORT",
+    help: "the server's control address (default 127.0.0.1:5080)",
+  },
   { name: "rpc-token", type: "string", arg: "TOKEN", help: "bearer token (env SIPTM_RPC_TOKEN)" },
   { name: "timeout", type: "string", arg: "MS", help: "give up after this long (default: wait)" },
   { name: "help", type: "boolean", short: "h", help: "show this help" },
@@ -137,7 +174,10 @@ function optionLines(specs: readonly OptionSpec[]): string {
 
 export const RPC_METHOD_SUMMARY: ReadonlyArray<readonly [string, string]> = [
   ["tm.t_uac_start METHOD RURI NEXTHOP SOCKET HEADERS [BODY]", "send a request; → {callid, cseq, tid}"],
-  ["tm.t_uac_wait METHOD RURI NEXTHOP SOCKET HEADERS [BODY]", "send and wait; → {code, reason, headers, body}"],
+  [
+    "tm.t_uac_wait METHOD RURI NEXTHOP SOCKET HEADERS [BODY]",
+    "send and wait; → {code, reason, headers, body}",
+  ],
   ["tm.cancel CALLID CSEQ", "cancel a local INVITE; → {result: sent|pending|none}"],
   ["tm.reply CODE REASON TID TO_TAG HEADERS [BODY]", "answer a pending server transaction by id"],
   ["tm.reply_callid CODE REASON CALLID CSEQ TO_TAG HEADERS [BODY]", "answer one by Call-ID and CSeq"],

@@ -8,11 +8,18 @@
 import { access } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { Engine, ServerTransactionHandle, SipRequest, Source } from "@siptm/core";
+import type {
+  Engine,
+  RelayContext,
+  RelayOptions,
+  ServerTransactionHandle,
+  SipRequest,
+  SipResponse,
+  Source,
+} from "@siptm/core";
 import type { ServerConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import type { Registrar } from "./registrar.js";
-import type { RelayContext, RelayOptions } from "./relay.js";
 
 /** A bound SIP socket. */
 export interface BoundSocket {
@@ -29,13 +36,11 @@ export interface RouteContext {
   /** The in-memory registrar (RFC 3261 §10.3), shared by every route. */
   readonly registrar: Registrar;
   /**
-   * Relay statefully (Kamailio t_relay): the server's --fr-timer,
-   * --fr-inv-timer and --timer-c are the defaults of `opts`. Throws while
-   * @siptm/core has no proxy (see `relayAvailable`).
+   * Relay statefully (@siptm/core `relay`, Kamailio t_relay) with the
+   * server's --fr-timer and --timer-c (else --fr-inv-timer) as the defaults
+   * of `opts`. Host names are resolved by RFC 3263 (the engine's resolver).
    */
   relay(tx: ServerTransactionHandle, opts?: RelayOptions): RelayContext;
-  /** False while @siptm/core does not export `relay`. */
-  readonly relayAvailable: boolean;
   /** Run `fn` after `ms` on the one shared timer wheel (engine clock). Returns a cancel function. */
   after(ms: number, fn: () => void): () => boolean;
   /** Kamailio's "myself": the URI's host is one of our socket addresses (or the advertised host), and its port one of ours when given. */
@@ -51,6 +56,8 @@ export interface RouteHandlers {
   onRequest(tx: ServerTransactionHandle): void;
   /** An ACK that matched no transaction (the ACK of a 2xx, §13.2.2.4). */
   onStrayAck?(ack: SipRequest, source: Source): void;
+  /** A response that matched no client transaction (a 2xx retransmission after its transaction ended). */
+  onStrayResponse?(res: SipResponse, source: Source): void;
   /** Called once on shutdown, after the drain. */
   close?(): void | Promise<void>;
   /** One line for the start-up banner. */
@@ -86,7 +93,9 @@ export async function loadRoute(spec: string, base: string): Promise<LoadedRoute
   try {
     await access(path);
   } catch (err) {
-    throw new RouteLoadError(`cannot read route ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new RouteLoadError(
+      `cannot read route ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
   let mod: { default?: unknown };
   try {

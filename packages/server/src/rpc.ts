@@ -164,7 +164,8 @@ export class RpcServer {
     m.set("ul.dump", {
       params: [],
       help: "registrar bindings: [{aor, contacts: [{uri, expires, q, callid, cseq}]}]",
-      run: () => deps.registrar.dump().map((a) => ({ aor: a.aor, contacts: a.bindings.map((b) => this.binding(b)) })),
+      run: () =>
+        deps.registrar.dump().map((a) => ({ aor: a.aor, contacts: a.bindings.map((b) => this.binding(b)) })),
     });
     m.set("ul.lookup", {
       params: ["aor"],
@@ -223,7 +224,8 @@ export class RpcServer {
       return JSON.stringify(errorResponse(null, PARSE_ERROR, `parse error: ${(err as Error).message}`));
     }
     if (Array.isArray(msg)) {
-      if (msg.length === 0) return JSON.stringify(errorResponse(null, INVALID_REQUEST, "invalid request: empty batch"));
+      if (msg.length === 0)
+        return JSON.stringify(errorResponse(null, INVALID_REQUEST, "invalid request: empty batch"));
       const out = (await Promise.all(msg.map((m) => this.one(m)))).filter((r) => r !== undefined);
       return out.length > 0 ? JSON.stringify(out) : undefined;
     }
@@ -240,8 +242,10 @@ export class RpcServer {
     const validId = id === null || typeof id === "string" || (typeof id === "number" && Number.isFinite(id));
     if (hasId && !validId) return errorResponse(null, INVALID_REQUEST, "invalid request: bad id");
     const rid = hasId ? (id as string | number | null) : null;
-    if (req.jsonrpc !== JSONRPC) return errorResponse(rid, INVALID_REQUEST, 'invalid request: jsonrpc must be "2.0"');
-    if (typeof req.method !== "string") return errorResponse(rid, INVALID_REQUEST, "invalid request: no method");
+    if (req.jsonrpc !== JSONRPC)
+      return errorResponse(rid, INVALID_REQUEST, 'invalid request: jsonrpc must be "2.0"');
+    if (typeof req.method !== "string")
+      return errorResponse(rid, INVALID_REQUEST, "invalid request: no method");
     if (req.params !== undefined && (req.params === null || typeof req.params !== "object"))
       return errorResponse(rid, INVALID_REQUEST, "invalid request: params must be an array or an object");
     try {
@@ -249,7 +253,8 @@ export class RpcServer {
       return hasId ? { jsonrpc: JSONRPC, id: rid, result: result ?? null } : undefined;
     } catch (err) {
       const e = toRpcError(err);
-      if (e.code === INTERNAL_ERROR) this.deps.logger.warn({ err, method: req.method }, "control method failed");
+      if (e.code === INTERNAL_ERROR)
+        this.deps.logger.warn({ err, method: req.method }, "control method failed");
       return hasId ? errorResponse(rid, e.code, e.message, e.data) : undefined;
     }
   }
@@ -281,7 +286,8 @@ export class RpcServer {
     const { engine } = this.deps;
     if (this.deps.draining()) throw new RpcError(UNAVAILABLE, "the server is shutting down");
     const method = str(p, "method").toUpperCase();
-    if (!/^[A-Za-z][A-Za-z0-9._!%*+`'~-]*$/.test(method)) throw new RpcError(INVALID_PARAMS, `bad method "${method}"`);
+    if (!/^[A-Za-z][A-Za-z0-9._!%*+`'~-]*$/.test(method))
+      throw new RpcError(INVALID_PARAMS, `bad method "${method}"`);
     const ruri = str(p, "ruri");
     const fields = parseHeaderText(str(p, "headers", true));
     const pick = (...names: string[]): string | undefined => {
@@ -306,7 +312,10 @@ export class RpcServer {
     }
     const mfText = pick("max-forwards");
     const maxForwards = mfText === undefined ? undefined : Number(mfText.trim());
-    if (maxForwards !== undefined && !(Number.isInteger(maxForwards) && maxForwards >= 0 && maxForwards <= 255))
+    if (
+      maxForwards !== undefined &&
+      !(Number.isInteger(maxForwards) && maxForwards >= 0 && maxForwards <= 255)
+    )
       throw new RpcError(INVALID_PARAMS, `bad Max-Forwards "${mfText}"`);
     const contentType = pick("content-type", "c");
     pick("via", "v");
@@ -354,13 +363,17 @@ export class RpcServer {
     if (dest.protocol === sock.protocol) return dest;
     const explicit = /^(udp|tcp|tls|ws|wss):/i.test(hop) || /;transport=/i.test(hop);
     if (nexthop !== undefined && explicit)
-      throw new RpcError(INVALID_PARAMS, `socket ${socket} is ${sock.protocol} but the next hop ${hop} is ${dest.protocol}`);
+      throw new RpcError(
+        INVALID_PARAMS,
+        `socket ${socket} is ${sock.protocol} but the next hop ${hop} is ${dest.protocol}`,
+      );
     return { ...dest, protocol: sock.protocol };
   }
 
   private findSocket(text: string): BoundSocket {
     const m = /^(udp|tcp):(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/i.exec(text.trim());
-    if (!m) throw new RpcError(INVALID_PARAMS, `bad socket "${text}": expected udp:HOST:PORT or tcp:HOST:PORT`);
+    if (!m)
+      throw new RpcError(INVALID_PARAMS, `bad socket "${text}": expected udp:HOST:PORT or tcp:HOST:PORT`);
     const protocol = m[1]!.toUpperCase();
     const address = m[2]!.replace(/^\[|\]$/g, "").toLowerCase();
     const port = Number(m[3]);
@@ -416,7 +429,8 @@ function opt(p: Params, name: string): string | undefined {
 
 function int(p: Params, name: string, min: number, max: number): number {
   const v = p[name];
-  const n = typeof v === "number" ? v : typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+  const n =
+    typeof v === "number" ? v : typeof v === "string" && /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
   if (!Number.isInteger(n) || n < min || n > max)
     throw new RpcError(INVALID_PARAMS, `parameter "${name}" must be a whole number in ${min}..${max}`);
   return n;
@@ -467,7 +481,12 @@ function finalResult(o: FinalOutcome): { code: number; reason: string; headers: 
   return {
     code: o.status,
     reason: o.reason,
-    headers: res ? res.headers().map(([n, v]) => `${n}: ${v}`).join("\r\n") : "",
+    headers: res
+      ? res
+          .headers()
+          .map(([n, v]) => `${n}: ${v}`)
+          .join("\r\n")
+      : "",
     body: res ? res.body.toString("utf8") : "",
   };
 }

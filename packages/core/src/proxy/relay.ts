@@ -55,7 +55,11 @@ export interface RelayOptions {
    * Kamailio failure_route: all branches failed; return new targets to try
    * (a new serial group), or nothing to send the best response upstream.
    */
-  onFailure?: (best: { status: number; reason: string; response?: SipResponse | undefined }) => RelayTarget[] | undefined;
+  onFailure?: (best: {
+    status: number;
+    reason: string;
+    response?: SipResponse | undefined;
+  }) => RelayTarget[] | undefined;
 }
 
 export interface RelayContext {
@@ -68,6 +72,12 @@ export interface RelayContext {
 /** Option tags this proxy supports in Proxy-Require (§16.3 item 6): none. */
 const SUPPORTED_PROXY_OPTIONS: ReadonlySet<string> = new Set();
 
+function routeUri(route: string): string {
+  const lt = route.indexOf("<");
+  const gt = route.indexOf(">", lt);
+  return lt >= 0 && gt > lt ? route.slice(lt + 1, gt) : route.split(";")[0]!.trim();
+}
+
 const DONE: RelayContext = Object.freeze({ branches: 0, finalStatus: 0 });
 
 /**
@@ -77,7 +87,8 @@ const DONE: RelayContext = Object.freeze({ branches: 0, finalStatus: 0 });
  */
 export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOptions = {}): RelayContext {
   const actor = tx.actor();
-  if (!actor || actor.finalSent) throw new TransactionError("final-already-sent", "nothing left to relay", tx.id);
+  if (!actor || actor.finalSent)
+    throw new TransactionError("final-already-sent", "nothing left to relay", tx.id);
   const req = tx.request;
   // §16.3 item 3: Max-Forwards.
   if (req.maxForwards === 0) {
@@ -103,32 +114,50 @@ export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOp
   return ctx;
 }
 
-class Branch implements ClientTu {
+/** One target of the fork. Its attempts (RFC 3263 §4.3 failover) run one after another. */
+class Branch {
   tx: InviteClientTransaction | NonInviteClientTransaction | null = null;
   done = false;
   provisional = false;
+  attempts = 0;
+  /** The branch request without our Via, and where it may go, in order. */
+  template: Buffer | undefined;
+  destinations: Destination[] = [];
   constructor(
     readonly ctx: ResponseContext,
     readonly index: number,
   ) {}
+}
+
+/** One client transaction of a branch: its user, holding "proxy-branch" on it and "branch:N.A" on the context. */
+class Attempt implements ClientTu {
+  readonly holder: string;
+  private tx: InviteClientTransaction | NonInviteClientTransaction | null = null;
+  constructor(
+    readonly branch: Branch,
+    readonly dest: Destination,
+  ) {
+    this.holder = `branch:${branch.index}.${branch.attempts}`;
+  }
   attach(tx: InviteClientTransaction | NonInviteClientTransaction): void {
     this.tx = tx;
+    this.branch.tx = tx;
     tx.take("proxy-branch");
   }
   onResponse(_tx: Transaction, res: SipResponse): void {
-    this.ctx.branchResponse(this, res);
+    if (this.branch.tx === this.tx) this.branch.ctx.branchResponse(this.branch, res);
   }
   onFinal(_tx: Transaction, outcome: FinalOutcome): void {
-    this.ctx.branchFinal(this, outcome);
+    if (this.branch.tx === this.tx) this.branch.ctx.branchFinal(this.branch, outcome, this);
   }
   onTerminated(_tx: Transaction): void {
     const tx = this.tx;
     if (tx) {
       this.tx = null;
+      if (this.branch.tx === tx) this.branch.tx = null;
       tx.release("proxy-branch");
     }
-    this.done = true;
-    this.ctx.release(`branch:${this.index}`);
+    this.branch.ctx.release(this.holder);
   }
 }
 
@@ -141,6 +170,7 @@ class ResponseContext implements RelayContext, ProxyLink {
   private readonly branchTimers;
   private group: Branch[] = [];
   private serverHeld = true;
+  private starting = false;
   private cancelled = false;
   private ended = false;
   finalStatus = 0;
@@ -163,7 +193,10 @@ class ResponseContext implements RelayContext, ProxyLink {
         timerB: opts.frTimer ?? base.timerB,
         timerF: opts.frTimer ?? base.timerF,
         frInvTimer: opts.timerC ?? 180_000,
-        maxInviteLifetime: Math.max(base.maxInviteLifetime, (opts.timerC ?? 180_000) + base.cancelTimeout + 1),
+        maxInviteLifetime: Math.max(
+          base.maxInviteLifetime,
+          (opts.timerC ?? 180_000) + base.cancelTimeout + 1,
+        ),
       },
       base,
     );
@@ -193,40 +226,83 @@ class ResponseContext implements RelayContext, ProxyLink {
       return;
     }
     this.group = [];
-    const failedAtOnce: BranchFinal[] = [];
+    // Hold the context while the group starts: a branch may fail before the others exist.
+    this.refs.take("starting");
+    this.starting = true;
     for (const target of targets) {
       const b = new Branch(this, this.list.length);
       this.list.push(b);
       this.group.push(b);
-      this.refs.take(`branch:${b.index}`);
-      try {
-        this.startBranch(b, target);
-      } catch (err) {
-        // No route to this target: the branch fails at once like a 503 would (it is not retried here).
-        b.done = true;
-        this.release(`branch:${b.index}`);
-        failedAtOnce.push({ status: 503, reason: err instanceof Error ? err.message.slice(0, 80) : "Service Unavailable" });
-      }
+      this.startBranch(b, target);
     }
-    this.finals.push(...failedAtOnce);
+    this.starting = false;
     this.checkComplete();
+    this.release("starting");
   }
 
-  /** §16.6: copy the request, set the target, Max-Forwards, Record-Route, Route, Via; send in a client transaction. */
+  /** §16.6: copy the request, set the target, Max-Forwards, Record-Route, Route; then find where it goes. */
   private startBranch(b: Branch, target: RelayTarget): void {
     const copy = parseMessage(this.req.toBuffer()) as SipRequest;
     // §16.4: our own Route value (loose routing) or a strict-routing previous hop.
     ownRouteProcessing(this.engine, copy);
     if (target.uri !== copy.uri) copy.setUri(target.uri); // §16.6 item 2
     copy.setMaxForwards(copy.maxForwards === undefined ? 70 : copy.maxForwards - 1); // §16.6 item 3
-    const dest = this.destinationFor(copy, target);
     if (this.opts.recordRoute) {
       // §16.6 item 4: a URI that resolves to us, with lr.
       const rr =
-        typeof this.opts.recordRoute === "string" ? this.opts.recordRoute : `<${this.engine.ownUri(dest.protocol)};lr>`;
+        typeof this.opts.recordRoute === "string"
+          ? this.opts.recordRoute
+          : `<${this.engine.ownUri("UDP")};lr>`;
       copy.prependHeader("Record-Route", rr);
     }
     if (this.opts.onBranch) this.opts.onBranch({ index: b.index, target, request: copy });
+    b.template = copy.toBuffer();
+    if (target.nextHop) {
+      b.destinations = [this.engine.resolveNextHop(target.nextHop)];
+      this.attempt(b);
+      return;
+    }
+    // §16.6 items 6/7: the first Route if any, else the Request-URI; RFC 3263 for host names.
+    const route = copy.headerValues("route")[0];
+    const uri = route ? routeUri(route) : copy.uri;
+    try {
+      b.destinations = [this.engine.resolveNextHop(uri)];
+      this.attempt(b);
+    } catch (err) {
+      if (!this.engine.resolver) {
+        this.branchFailed(b, err);
+        return;
+      }
+      // Resolve asynchronously; the branch holds the context meanwhile.
+      const holder = `resolving:${b.index}`;
+      this.refs.take(holder);
+      this.engine.resolver.resolve(uri).then(
+        (dests) => {
+          b.destinations = dests;
+          if (this.cancelled || this.finalStatus !== 0 || this.server.terminated) b.done = true;
+          else this.attempt(b);
+          this.release(holder);
+          this.checkComplete();
+        },
+        (e: unknown) => {
+          this.branchFailed(b, e);
+          this.release(holder);
+        },
+      );
+    }
+  }
+
+  /** Send the branch to its next destination in a new client transaction (a new Via branch each time). */
+  private attempt(b: Branch): void {
+    const dest = b.destinations[b.attempts];
+    if (!dest || !b.template) {
+      this.branchFailed(b, new Error("no destination left"));
+      return;
+    }
+    const a = new Attempt(b, dest);
+    b.attempts++;
+    this.refs.take(a.holder);
+    const copy = parseMessage(b.template) as SipRequest;
     // §16.6 item 8: a branch that makes loop detection possible (§16.3 item 4).
     const branch = this.engine.newBranch(`${loopHash(this.req)}.`);
     copy.pushVia(this.engine.viaFor(dest, branch));
@@ -237,26 +313,22 @@ class ResponseContext implements RelayContext, ProxyLink {
       callId: copy.callId,
       cseq: copy.cseq.seq,
       branch,
-      tu: b,
+      tu: a,
       timers: this.branchTimers,
       local: false,
       defer: true,
     });
-    b.attach(tx);
+    a.attach(tx);
     tx.start();
   }
 
-  private destinationFor(copy: SipRequest, target: RelayTarget): Destination {
-    if (target.nextHop) return this.engine.resolveNextHop(target.nextHop);
-    // §16.6 item 6/7: the first Route if any, else the Request-URI.
-    const route = copy.headerValues("route")[0];
-    if (route) {
-      const lt = route.indexOf("<");
-      const gt = route.indexOf(">", lt);
-      const uri = lt >= 0 && gt > lt ? route.slice(lt + 1, gt) : route.split(";")[0]!.trim();
-      return this.engine.resolveNextHop(uri);
-    }
-    return this.engine.resolveNextHop(copy.uri);
+  /** No route for this branch: it fails alone, like a 503 (§16.6 item 10 would send 503 upstream if it were the only one). */
+  private branchFailed(b: Branch, err: unknown): void {
+    b.done = true;
+    const reason =
+      err instanceof Error ? err.message.replace(/[\r\n]/g, " ").slice(0, 80) : "Service Unavailable";
+    this.finals.push({ status: 503, reason });
+    this.checkComplete();
   }
 
   // --- responses (§16.7) --------------------------------------------------------------
@@ -278,7 +350,18 @@ class ResponseContext implements RelayContext, ProxyLink {
     }
   }
 
-  branchFinal(b: Branch, outcome: FinalOutcome): void {
+  branchFinal(b: Branch, outcome: FinalOutcome, a: Attempt): void {
+    // RFC 3263 §4.3: a transport error or a 503 moves on to the next destination of the branch.
+    if (
+      (outcome.cause === "transport-error" || outcome.status === 503) &&
+      b.attempts < b.destinations.length &&
+      !this.cancelled &&
+      this.finalStatus === 0
+    ) {
+      this.engine.resolver?.markFailed(a.dest);
+      this.attempt(b);
+      return;
+    }
     b.done = true;
     if (outcome.status >= 200 && outcome.status < 300) return;
     this.finals.push({ status: outcome.status, reason: outcome.reason, response: outcome.response });
@@ -288,6 +371,7 @@ class ResponseContext implements RelayContext, ProxyLink {
   }
 
   private checkComplete(): void {
+    if (this.starting) return;
     if (this.finalStatus !== 0 || this.server.finalSent || this.server.terminated) return;
     if (this.group.some((b) => !b.done)) return;
     const six = this.finals.some((f) => f.status >= 600);
@@ -317,7 +401,10 @@ class ResponseContext implements RelayContext, ProxyLink {
       for (const [name, value] of sel.challenges) sel.response.appendHeader(name, value);
       this.forward(sel.response);
     } else {
-      this.server.reply(sel.status, { reason: sel.reason, headers: sel.challenges.length ? sel.challenges : undefined });
+      this.server.reply(sel.status, {
+        reason: sel.reason,
+        headers: sel.challenges.length ? sel.challenges : undefined,
+      });
     }
   }
 
@@ -362,4 +449,3 @@ class ResponseContext implements RelayContext, ProxyLink {
     }
   }
 }
-

@@ -4,7 +4,9 @@ import type { SipRequest } from "../message/types.js";
 import { parseUri } from "../message/uri.js";
 
 /** Host and port of a SIP URI (undefined port when absent); undefined when it is not a SIP URI with a host. */
-export function uriHostPort(uri: string): { host: string; port: number | undefined; user: string | undefined } | undefined {
+export function uriHostPort(
+  uri: string,
+): { host: string; port: number | undefined; user: string | undefined } | undefined {
   try {
     const u = parseUri(uri) as { host?: string; port?: number; user?: string };
     if (!u.host) return undefined;

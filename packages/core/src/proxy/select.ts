@@ -23,7 +23,8 @@ export interface Selection {
 const RESUBMIT = new Set([401, 407, 415, 420, 484]);
 
 export function selectBest(finals: readonly BranchFinal[]): Selection {
-  if (finals.length === 0) return { status: 408, reason: "Request Timeout", response: undefined, challenges: [] };
+  if (finals.length === 0)
+    return { status: 408, reason: "Request Timeout", response: undefined, challenges: [] };
   let best: BranchFinal | undefined;
   for (const f of finals) {
     if (f.status >= 600) {
@@ -42,9 +43,11 @@ export function selectBest(finals: readonly BranchFinal[]): Selection {
     for (const f of finals) {
       if ((f.status !== 401 && f.status !== 407) || !f.response || f === best) continue;
       for (const v of f.response.headerLines("www-authenticate")) challenges.push(["WWW-Authenticate", v]);
-      for (const v of f.response.headerLines("proxy-authenticate")) challenges.push(["Proxy-Authenticate", v]);
+      for (const v of f.response.headerLines("proxy-authenticate"))
+        challenges.push(["Proxy-Authenticate", v]);
     }
   }
-  if (best.status === 503) return { status: 500, reason: "Server Internal Error", response: undefined, challenges };
+  if (best.status === 503)
+    return { status: 500, reason: "Server Internal Error", response: undefined, challenges };
   return { status: best.status, reason: best.reason, response: best.response, challenges };
 }

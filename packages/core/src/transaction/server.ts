@@ -80,8 +80,15 @@ export abstract class ServerTransaction extends Transaction {
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
     let headers = opts?.headers;
     // §12.1.1: a dialog-creating response copies the request's Record-Route, in order.
-    if (status > 100 && status < 300 && this.request.method === "INVITE" && this.request.has("record-route")) {
-      const rr: Array<[string, string]> = this.request.headerLines("record-route").map((v) => ["Record-Route", v]);
+    if (
+      status > 100 &&
+      status < 300 &&
+      this.request.method === "INVITE" &&
+      this.request.has("record-route")
+    ) {
+      const rr: Array<[string, string]> = this.request
+        .headerLines("record-route")
+        .map((v) => ["Record-Route", v]);
       headers = headers ? [...rr, ...headers] : rr;
     }
     return buildResponse(this.request, status, {

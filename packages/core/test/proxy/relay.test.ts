@@ -2,14 +2,17 @@
 // propagation, Timer C, loops — with in-process UAS engines behind a proxy.
 import { describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine.js";
-import { forwardRequestStateless } from "../../src/proxy/stateless.js";
 import { type RelayOptions, type RelayTarget, relay } from "../../src/proxy/relay.js";
-import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
+import { forwardRequestStateless } from "../../src/proxy/stateless.js";
 import { Testbed } from "../../src/testing.js";
+import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 
 type Behaviour = (tx: ServerTransactionHandle, bed: Testbed) => void;
 
-function setup(uasBehaviours: Behaviour[], relayOpts: (tx: ServerTransactionHandle) => RelayOptions = () => ({})) {
+function setup(
+  uasBehaviours: Behaviour[],
+  relayOpts: (tx: ServerTransactionHandle) => RelayOptions = () => ({}),
+) {
   const bed = new Testbed();
   const uac = bed.engine({ address: "127.0.0.1" });
   const seen: Array<{ uas: number; method: string; mf: number | undefined; vias: number; rr: string[] }> = [];
@@ -120,9 +123,15 @@ describe("stateful proxy: forwarding (RFC 3261 §16.6)", () => {
     const uac = bed.engine({ address: "127.0.0.1" });
     const proxy = bed.engine({
       address: "127.0.0.5",
-      onRequest: (tx) => relay(proxy, tx, { targets: [{ uri: tx.request.uri, nextHop: "udp:127.0.0.5:5060" }] }),
+      onRequest: (tx) =>
+        relay(proxy, tx, { targets: [{ uri: tx.request.uri, nextHop: "udp:127.0.0.5:5060" }] }),
     });
-    const h = uac.request({ method: "OPTIONS", uri: "sip:loop@127.0.0.5", from: "<sip:a@x>", to: "<sip:b@y>" });
+    const h = uac.request({
+      method: "OPTIONS",
+      uri: "sip:loop@127.0.0.5",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+    });
     bed.flush();
     expect(h.outcome?.status).toBe(482);
   });
@@ -135,9 +144,12 @@ describe("stateful proxy: forking and the response context (§16.7)", () => {
       tx.events.onCancel = () => cancelled.push(1);
       tx.reply(180);
     };
-    const { bed, call, seen, target, uases } = setup([later(1000, (tx) => tx.reply(200)), ringAndWatch], () => ({
-      targets: [target(0), target(1)],
-    }));
+    const { bed, call, seen, target, uases } = setup(
+      [later(1000, (tx) => tx.reply(200)), ringAndWatch],
+      () => ({
+        targets: [target(0), target(1)],
+      }),
+    );
     const { h, statuses } = call();
     bed.advance(1000);
     bed.flush();
@@ -159,7 +171,9 @@ describe("stateful proxy: forking and the response context (§16.7)", () => {
   });
 
   it("all fail: the best response is chosen (4xx over 5xx)", () => {
-    const { bed, call, target } = setup([reject(503), reject(486)], () => ({ targets: [target(0), target(1)] }));
+    const { bed, call, target } = setup([reject(503), reject(486)], () => ({
+      targets: [target(0), target(1)],
+    }));
     const { h } = call();
     bed.flush();
     expect(h.outcome?.status).toBe(486);
@@ -185,7 +199,9 @@ describe("stateful proxy: forking and the response context (§16.7)", () => {
   });
 
   it("CANCEL from upstream while branches ring: 200, CANCEL to each branch, 487 upstream, ACKed", () => {
-    const { bed, call, target, uases, uac } = setup([ring, ring], () => ({ targets: [target(0), target(1)] }));
+    const { bed, call, target, uases, uac } = setup([ring, ring], () => ({
+      targets: [target(0), target(1)],
+    }));
     const { h } = call();
     bed.flush();
     expect(h.cancel()).toBe("sent");
@@ -231,7 +247,10 @@ describe("stateful proxy: forking and the response context (§16.7)", () => {
       tx.events.onAck = (a) => acks.push(`${a.method} mf=${a.maxForwards} vias=${a.viaCount}`);
       answer(tx, undefined as never);
     };
-    const { bed, call, target, uac, uases } = setup([answerAndWatch], () => ({ targets: [target(0)], recordRoute: true }));
+    const { bed, call, target, uac, uases } = setup([answerAndWatch], () => ({
+      targets: [target(0)],
+      recordRoute: true,
+    }));
     const { h } = call();
     bed.flush();
     const answerRes = h.answers[0]!;
@@ -244,5 +263,4 @@ describe("stateful proxy: forking and the response context (§16.7)", () => {
     bed.advance(5000);
     expect(uases[0]!.stats.retransmissions).toBe(sent); // no 2xx retransmission after the ACK
   });
-
 });

@@ -3,24 +3,34 @@
  *
  *  - REGISTER → the registrar (RFC 3261 §10.3): 200 with the current bindings.
  *  - an initial request (no To tag) to a registered AOR → relayed to its
- *    contacts, highest q first, with Record-Route.
+ *    contacts (q-values: highest first, equal ones in parallel), with
+ *    Record-Route.
  *  - a request to the server itself (the Request-URI host is one of our
  *    addresses, no Route): OPTIONS without a user part → 200; anything else
  *    → 404 (nobody registered under that name).
- *  - anything else → relayed by its Request-URI (Route headers, in-dialog).
- *  - the ACK of a 2xx (no transaction) → forwarded statelessly.
+ *  - anything else → relayed by its Request-URI (Route set, in-dialog
+ *    requests, other domains through RFC 3263).
+ *  - the ACK of a 2xx and late 2xx retransmissions (no transaction) →
+ *    forwarded statelessly (§16.11).
  */
-import { type ServerTransactionHandle, TransactionError, parseUri, type Uri } from "@siptm/core";
-import { forwardStateless } from "../forward.js";
+import {
+  forwardRequestStateless,
+  forwardResponseStateless,
+  parseUri,
+  type RelayOptions,
+  type RelayTarget,
+  type ServerTransactionHandle,
+  TransactionError,
+  type Uri,
+} from "@siptm/core";
 import type { Binding } from "../registrar.js";
-import type { RelayOptions, RelayTarget } from "../relay.js";
 import type { RouteContext, RouteHandlers } from "../route.js";
 
 const ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
-  const { registrar, logger } = ctx;
+  const { registrar, logger, engine } = ctx;
 
   function reply(tx: ServerTransactionHandle, status: number, reason?: string, headers?: Array<[string, string]>) {
     if (tx.finalStatus || tx.terminated) return;
@@ -48,7 +58,7 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
     } catch {
       // unparseable contacts were refused at REGISTER time
     }
-    // A Contact with a host name (no resolver here): reach the UA where its REGISTER came from.
+    // A Contact with a host name (a UA behind NAT, or .invalid): reach it where its REGISTER came from.
     if (!IP_HOST.test(host) && b.source)
       return {
         uri: b.uri,
@@ -59,7 +69,7 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   }
 
   return {
-    description: `default: stateful proxy + in-memory registrar${ctx.relayAvailable ? "" : " (relaying not available in @siptm/core yet: 500)"}`,
+    description: "default: stateful proxy + in-memory registrar",
     onRequest(tx) {
       const req = tx.request;
       if (req.method === "REGISTER") {
@@ -93,9 +103,13 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
       }
       relay(tx);
     },
-    onStrayAck(ack) {
-      const out = forwardStateless(ctx, ack);
-      if (!out.sent) logger.debug({ callId: ack.callId, why: out.why }, "stray ACK dropped");
+    onStrayAck(ack, source) {
+      if (!forwardRequestStateless(engine, ack, source))
+        logger.debug({ callId: ack.callId }, "stray ACK not forwarded");
+    },
+    onStrayResponse(res) {
+      if (!forwardResponseStateless(engine, res))
+        logger.debug({ callId: res.callId, status: res.status }, "stray response not forwarded");
     },
   };
 }

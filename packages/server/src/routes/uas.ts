@@ -10,7 +10,8 @@
 import { type ServerTransactionHandle, TransactionError } from "@siptm/core";
 import type { RouteContext, RouteHandlers } from "../route.js";
 
-const ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
+const ALLOW =
+  "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 
 export default function uas(ctx: RouteContext): RouteHandlers {
   const { answerCode, answerAfter } = ctx.config;

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * The `siptm` command: serve, rpc, help, version. Every failure is one line
+ * on stderr and a non-zero exit status: 2 for a usage error, 1 otherwise.
+ */
+import { parseServeArgs, UsageError } from "./config.js";
+import { mainHelp, rpcHelp, serveHelp } from "./options.js";
+import { oneLine, rpcMain } from "./rpc-client.js";
+import { startServer, versions } from "./server.js";
+import { banner, startStatusLine } from "./ui.js";
+
+async function serve(args: readonly string[]): Promise<number | undefined> {
+  const parsed = parseServeArgs(args);
+  if (parsed.help) {
+    process.stdout.write(serveHelp());
+    return 0;
+  }
+  const config = parsed.config;
+  const server = await startServer(config);
+  process.stdout.write(banner(server.info, config, server.engine));
+  const stopStatus =
+    process.stdout.isTTY && config.statusInterval > 0
+      ? startStatusLine(server.engine, config.statusInterval, (l) => process.stdout.write(l))
+      : undefined;
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`siptm: ${signal} again, exiting without draining\n`);
+      process.exit(130);
+    }
+    stopStatus?.();
+    const live = server.engine.table.size;
+    process.stdout.write(
+      `stopping (${signal}): ${live > 0 ? `draining ${live} transaction(s), up to ${config.drainTimeout} ms` : "nothing to drain"}\n`,
+    );
+    server.shutdown(signal).then(
+      ({ left }) => {
+        process.stdout.write(left > 0 ? `stopped (${left} transaction(s) cut short)\n` : "stopped\n");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        process.stderr.write(
+          `siptm: shutdown failed: ${oneLine(err instanceof Error ? err.message : String(err))}\n`,
+        );
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  // A crash after start-up: log it (with its stack, on stderr) and leave with status 1.
+  process.on("uncaughtException", (err) => {
+    server.logger.fatal({ err }, "uncaught exception");
+    process.stderr.write(`siptm: fatal: ${oneLine(err.message)}\n`);
+    process.exit(1);
+  });
+  return undefined; // keep running
+}
+
+async function main(argv: readonly string[]): Promise<number | undefined> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      if (command === "help" && rest[0] === "serve") process.stdout.write(serveHelp());
+      else if (command === "help" && rest[0] === "rpc") process.stdout.write(rpcHelp());
+      else process.stdout.write(mainHelp());
+      return 0;
+    case "version":
+    case "--version":
+    case "-V": {
+      const v = versions();
+      process.stdout.write(`siptm ${v.version} (@siptm/core ${v.coreVersion}, node ${process.version})\n`);
+      return 0;
+    }
+    case "serve":
+      return serve(rest);
+    case "rpc":
+      return rpcMain(rest, process.env);
+    default:
+      throw new UsageError(
+        command.startsWith("-")
+          ? `unknown option ${command} before a command (siptm serve ${command} …?)`
+          : `unknown command "${command}" (commands: serve, rpc, help, version)`,
+      );
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const usage = err instanceof UsageError;
+    const msg = oneLine(err instanceof Error ? err.message : String(err));
+    process.stderr.write(`siptm: ${msg}${usage ? " (see siptm --help)" : ""}\n`);
+    process.exit(usage ? 2 : 1);
+  },
+);

@@ -1,0 +1,115 @@
+/**
+ * What sits between the transports and the engine: the admission gate (no
+ * new requests before the route is ready, and a stateless 503 to new ones
+ * while draining at shutdown) and, with --trace, the wire log of every
+ * message in and out.
+ */
+import {
+  type Destination,
+  type Engine,
+  parseMessage,
+  type SendErrorTarget,
+  type SipRequest,
+  type Source,
+  serverKey,
+  type Transport,
+  type TransportSink,
+} from "@siptm/core";
+import type { Logger } from "./log.js";
+
+const RESPONSE_START = Buffer.from("SIP/2.0 ", "latin1");
+
+export type GateState = "starting" | "open" | "draining";
+
+export class Gate implements TransportSink {
+  state: GateState = "starting";
+  /** New requests turned away while draining. */
+  refused = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly logger: Logger,
+    private readonly trace: boolean,
+  ) {}
+
+  onMessage(data: Buffer, source: Source): void {
+    if (this.trace) traceMessage(this.logger, "in", data, source.protocol, source.address, source.port);
+    if (this.state === "open" || isResponse(data)) {
+      this.engine.onMessage(data, source);
+      return;
+    }
+    if (this.state === "starting") return; // UDP peers retransmit; TCP ones will time out at worst
+    // Draining: what belongs to a live transaction goes on; a new request gets 503 without any state.
+    let req: SipRequest;
+    try {
+      const msg = parseMessage(data, { datagram: source.protocol === "UDP" });
+      if (!msg.isRequest) return;
+      req = msg;
+    } catch {
+      return;
+    }
+    if (req.method === "ACK" || req.method === "CANCEL" || this.engine.table.has(serverKey(req, false))) {
+      this.engine.onMessage(data, source);
+      return;
+    }
+    this.refused++;
+    this.engine.replyStateless(req, source, 503, "Shutting Down", [["Retry-After", "30"]]);
+  }
+
+  onFramingError(err: Error, source: Source): void {
+    this.logger.debug({ err: err.message, peer: `${source.address}:${source.port}` }, "stream framing error");
+  }
+}
+
+function isResponse(data: Buffer): boolean {
+  return data.length >= RESPONSE_START.length && data.compare(RESPONSE_START, 0, 8, 0, 8) === 0;
+}
+
+/** A transport that logs every message it sends (--trace), then sends it. */
+export class TracedTransport implements Transport {
+  readonly protocol: Transport["protocol"];
+  readonly reliable: boolean;
+  readonly localAddress: string;
+  readonly localPort: number;
+
+  constructor(
+    private readonly inner: Transport,
+    private readonly logger: Logger,
+  ) {
+    this.protocol = inner.protocol;
+    this.reliable = inner.reliable;
+    this.localAddress = inner.localAddress;
+    this.localPort = inner.localPort;
+  }
+
+  send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void {
+    traceMessage(this.logger, "out", data, dest.protocol, dest.address, dest.port);
+    this.inner.send(data, dest, onError);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+function traceMessage(
+  logger: Logger,
+  dir: "in" | "out",
+  data: Buffer,
+  protocol: string,
+  address: string,
+  port: number,
+): void {
+  const text = data.toString("utf8");
+  const eol = text.indexOf("\r\n");
+  logger.info(
+    {
+      dir,
+      proto: protocol,
+      peer: address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`,
+      bytes: data.length,
+      sip: text,
+    },
+    `${dir === "in" ? "<<" : ">>"} ${eol < 0 ? text.slice(0, 80) : text.slice(0, eol)}`,
+  );
+}

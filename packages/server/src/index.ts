@@ -1,0 +1,27 @@
+/**
+ * @siptm/server — the standalone `siptm` server as a library: start it from
+ * code, write routes against `RouteContext`, reuse the registrar or the RPC
+ * client.
+ */
+export { type ListenSpec, parseListen, parseServeArgs, type ServerConfig, UsageError } from "./config.js";
+export { forwardStateless } from "./forward.js";
+export { Metrics } from "./metrics.js";
+export {
+  type Binding,
+  canonicalAor,
+  type RegisterOutcome,
+  Registrar,
+  type RegistrarOptions,
+} from "./registrar.js";
+export type { RelayContext, RelayOptions, RelayTarget } from "./relay.js";
+export {
+  type BoundSocket,
+  loadRoute,
+  type RouteContext,
+  type RouteFactory,
+  type RouteHandlers,
+  RouteLoadError,
+} from "./route.js";
+export { RpcError, RpcServer } from "./rpc.js";
+export { RpcCallError, rpcCall } from "./rpc-client.js";
+export { type RunningServer, type ServerInfo, startServer } from "./server.js";

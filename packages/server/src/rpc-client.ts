@@ -1,0 +1,105 @@
+/**
+ * `siptm rpc METHOD [ARGS...]`: a kamcmd-like client. Positional arguments
+ * become the JSON-RPC params array; the result is printed as JSON.
+ */
+import { parseArgs } from "node:util";
+import { DEFAULT_RPC, hostPort, parseHostPort, UsageError } from "./config.js";
+import { parseArgsOptions, RPC_CLIENT_OPTIONS, rpcHelp } from "./options.js";
+
+export interface RpcCallOptions {
+  host: string;
+  port: number;
+  token?: string | undefined;
+  timeoutMs?: number | undefined;
+}
+
+/** A failed call: the server's JSON-RPC error or why it could not be reached. */
+export class RpcCallError extends Error {
+  override readonly name = "RpcCallError";
+  constructor(
+    message: string,
+    readonly code?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** One JSON-RPC call over HTTP. Resolves with the result; rejects with RpcCallError. */
+export async function rpcCall(
+  opts: RpcCallOptions,
+  method: string,
+  params: unknown[] | object = [],
+): Promise<unknown> {
+  const url = `http://${hostPort(opts.host, opts.port)}/rpc`;
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (opts.token !== undefined) headers.Authorization = `Bearer ${opts.token}`;
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+      signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    const why = cause?.code ?? (err instanceof Error ? err.message : String(err));
+    throw new RpcCallError(`cannot reach ${url}: ${why}`);
+  }
+  const text = await res.text();
+  let body: { result?: unknown; error?: { code?: number; message?: string } };
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    throw new RpcCallError(`HTTP ${res.status} from ${url}: not a JSON-RPC answer`);
+  }
+  if (body.error) throw new RpcCallError(`error ${body.error.code}: ${body.error.message}`, body.error.code);
+  if (!("result" in body)) throw new RpcCallError(`HTTP ${res.status} from ${url}: no result`);
+  return body.result;
+}
+
+/** The CLI: returns the exit status. */
+export async function rpcMain(args: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...args],
+      options: parseArgsOptions(RPC_CLIENT_OPTIONS),
+      strict: true,
+      allowPositionals: true,
+    }) as { values: Record<string, string | boolean | undefined>; positionals: string[] });
+  } catch (err) {
+    throw new UsageError((err instanceof Error ? err.message : String(err)).split(/\.\s/)[0]!);
+  }
+  if (values.help) {
+    process.stdout.write(rpcHelp());
+    return 0;
+  }
+  const [method, ...rest] = positionals;
+  if (!method) throw new UsageError("siptm rpc needs a METHOD (try: siptm rpc system.listMethods)");
+  const where = typeof values.rpc === "string" ? parseHostPort(values.rpc, "--rpc") : DEFAULT_RPC;
+  const timeoutText = values.timeout;
+  let timeoutMs: number | undefined;
+  if (typeof timeoutText === "string") {
+    if (!/^\d+$/.test(timeoutText))
+      throw new UsageError(`--timeout needs milliseconds, got "${timeoutText}"`);
+    timeoutMs = Number(timeoutText);
+  }
+  const token =
+    typeof values["rpc-token"] === "string" ? values["rpc-token"] : env.SIPTM_RPC_TOKEN || undefined;
+  // "\r\n" and "\n" typed as two characters stand for line breaks (header text on a command line).
+  const params = rest.map((a) => a.replace(/\\r\\n|\\n/g, "\r\n"));
+  try {
+    const result = await rpcCall({ host: where.host, port: where.port, token, timeoutMs }, method, params);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`siptm rpc: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
+    return 1;
+  }
+}
+
+export function oneLine(s: string): string {
+  return s.replace(/\s*[\r\n]+\s*/g, " ").trim();
+}

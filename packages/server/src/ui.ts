@@ -1,0 +1,61 @@
+/** What a person sees on stdout: the start-up banner and the live counter line. */
+
+import type { Engine } from "@siptm/core";
+import type { ServerConfig } from "./config.js";
+import { hostPort } from "./config.js";
+import type { ServerInfo } from "./server.js";
+
+export function banner(info: ServerInfo, config: ServerConfig, engine: Engine): string {
+  const t = engine.timerConfig;
+  const lines = [
+    `siptm ${info.version} (@siptm/core ${info.coreVersion}, node ${process.version}, pid ${process.pid})`,
+  ];
+  for (const s of info.sockets)
+    lines.push(`  listen   ${s.protocol.toLowerCase()} ${hostPort(s.address, s.port)}`);
+  if (info.control) {
+    const base = `http://${hostPort(info.control.host, info.control.port)}`;
+    lines.push(
+      `  control  ${base}/rpc  metrics ${base}/metrics  (token ${config.rpcToken !== undefined ? "required" : "off: loopback only"})`,
+    );
+  } else lines.push("  control  off");
+  lines.push(
+    `  route    ${info.routeDescription ?? info.route}${info.route.includes("/") ? ` (${info.route})` : ""}`,
+  );
+  const w = info.workers;
+  lines.push(
+    w.requested > 1
+      ? `  workers  ${w.requested} requested, running in 1 thread (${w.note})`
+      : `  workers  1 thread${w.requested === 0 ? " (--workers 0)" : ""}`,
+  );
+  lines.push(
+    `  timers   t1=${t.t1} t2=${t.t2} t4=${t.t4} timer_d=${t.timerD} fr_inv=${t.frInvTimer}${
+      config.proxy.frTimer !== undefined ? ` fr=${config.proxy.frTimer}` : ""
+    }${config.proxy.timerC !== undefined ? ` timer_c=${config.proxy.timerC}` : ""} ms`,
+  );
+  lines.push(`  limits   ${config.maxTransactions ?? 1_000_000} transactions`);
+  lines.push(`  logs     ${config.trace ? "trace of SIP messages, " : ""}level ${config.logLevel} on stderr`);
+  if (!config.advertise && info.sockets.some((s) => s.address === "0.0.0.0" || s.address === "::"))
+    lines.push(
+      "  warning  listening on a wildcard address without --advertise: Via and Contact will carry it",
+    );
+  lines.push("ready (Ctrl-C to stop)");
+  return `${lines.join("\n")}\n`;
+}
+
+/** Every `seconds`, one line of live counters (transactions/s, current, waiting, retransmissions, 4xx/5xx/6xx). */
+export function startStatusLine(engine: Engine, seconds: number, write: (line: string) => void): () => void {
+  let last = engine.snapshot();
+  let lastAt = Date.now();
+  const timer = setInterval(() => {
+    const now = Date.now();
+    const s = engine.snapshot();
+    const rate = ((s.total - last.total) * 1000) / Math.max(1, now - lastAt);
+    write(
+      `[${new Date(now).toISOString().slice(11, 19)}] tx/s ${rate.toFixed(1)}  current ${s.current}  waiting ${s.waiting}  retrans ${s.retransmissions}  4xx ${s["4xx"]}  5xx ${s["5xx"]}  6xx ${s["6xx"]}\n`,
+    );
+    last = s;
+    lastAt = now;
+  }, seconds * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}

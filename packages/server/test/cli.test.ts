@@ -1,0 +1,133 @@
+// The `siptm` command as a user meets it: help, one-line failures with a
+// non-zero exit status, a route module loaded by path, and a clean exit on
+// SIGTERM.
+import { createSocket, type Socket } from "node:dgram";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { SERVE_OPTIONS } from "../src/options.js";
+import { killAll, runCli, serve, testEngine } from "./helpers.js";
+
+const dir = mkdtempSync(join(tmpdir(), "siptm-cli-"));
+
+afterEach(killAll);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function oneLine(text: string): string {
+  const lines = text.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(text).not.toMatch(/\n\s+at /);
+  return lines[0]!;
+}
+
+describe("siptm", () => {
+  it("--help lists every command and every serve flag", async () => {
+    const c = runCli(["--help"]);
+    expect((await c.exited).code).toBe(0);
+    for (const cmd of ["siptm serve", "siptm rpc", "siptm help", "siptm version"])
+      expect(c.stdout()).toContain(cmd);
+    for (const o of SERVE_OPTIONS) expect(c.stdout()).toContain(`--${o.name}`);
+    expect(c.stdout()).toContain("tm.t_uac_start");
+  });
+
+  it.each([
+    [["serve", "--bogus"], /--bogus/],
+    [["serve", "--listen", "udp:nowhere:5060"], /not an IP address/],
+    [["serve", "--listen", "udp:::1:5060"], /--listen/],
+    [["serve", "--t1", "fast"], /--t1/],
+    [["serve", "--answer-code", "99"], /--answer-code/],
+    [["serve", "--rpc", "0.0.0.0:5080"], /without a token/],
+    [["frobnicate"], /unknown command/],
+  ])("bad usage %j → exit 2 with a one-line reason", async (args, why) => {
+    const c = runCli(args);
+    expect((await c.exited).code).toBe(2);
+    expect(oneLine(c.stderr())).toMatch(why);
+  });
+
+  it("a SIP port in use → non-zero exit with a one-line reason", async () => {
+    const sock: Socket = createSocket("udp4");
+    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", () => r()));
+    try {
+      const port = sock.address().port;
+      const c = runCli(["serve", "--listen", `udp:127.0.0.1:${port}`, "--rpc", "off"]);
+      expect((await c.exited).code).not.toBe(0);
+      expect(oneLine(c.stderr())).toMatch(/EADDRINUSE/);
+    } finally {
+      sock.close();
+    }
+  });
+
+  it("a control port in use → non-zero exit with a one-line reason", async () => {
+    const srv: Server = createServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+    try {
+      const port = (srv.address() as { port: number }).port;
+      const c = runCli(["serve", "--listen", "udp:127.0.0.1:0", "--rpc", `127.0.0.1:${port}`]);
+      expect((await c.exited).code).not.toBe(0);
+      expect(oneLine(c.stderr())).toMatch(/control.*EADDRINUSE/);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it("an unreadable or broken route → non-zero exit with a one-line reason", async () => {
+    const missing = runCli(["serve", "--route", "./does-not-exist.js", "--rpc", "off"]);
+    expect((await missing.exited).code).not.toBe(0);
+    expect(oneLine(missing.stderr())).toMatch(/cannot read route/);
+    const broken = join(dir, "broken.mjs");
+    writeFileSync(broken, "export default 42;\n");
+    const c = runCli(["serve", "--route", broken, "--rpc", "off"]);
+    expect((await c.exited).code).not.toBe(0);
+    expect(oneLine(c.stderr())).toMatch(/no default export function/);
+  });
+
+  it("a route module given by path answers requests", async () => {
+    const path = join(dir, "busy.mjs");
+    writeFileSync(
+      path,
+      `export default function route(ctx) {
+  return {
+    description: "busy: everything gets 486 (" + ctx.sockets.length + " sockets)",
+    onRequest(tx) { tx.reply(486, "Busy Here", { headers: [["X-Route", "busy"]] }); },
+  };
+}
+`,
+    );
+    const server = await serve(["--route", path]);
+    expect(server.stdout()).toMatch(/route\s+busy: everything gets 486 \(2 sockets\)/);
+    const uac = await testEngine();
+    try {
+      const h = uac.request({
+        method: "OPTIONS",
+        uri: `sip:127.0.0.1:${server.udp}`,
+        from: "<sip:a@127.0.0.1>",
+        to: "<sip:b@127.0.0.1>",
+        nextHop: `udp:127.0.0.1:${server.udp}`,
+      });
+      const outcome = await h.final;
+      expect(outcome.status).toBe(486);
+      expect(outcome.response?.header("x-route")).toBe("busy");
+    } finally {
+      await uac.close();
+    }
+  });
+
+  it("a --config file sets options, flags override it", async () => {
+    const file = join(dir, "siptm.json");
+    writeFileSync(file, JSON.stringify({ route: "uas", "answer-code": 486, workers: 3, t1: 100 }));
+    const server = await serve(["--config", file, "--answer-code", "603"]);
+    expect(server.stdout()).toMatch(/route\s+uas: INVITE → 180, then 603/);
+    expect(server.stdout()).toContain("t1=100");
+  });
+
+  it("SIGTERM → a clean exit with status 0", async () => {
+    const server = await serve(["--route", "uas"]);
+    expect(server.stdout()).toMatch(/workers\s+1 thread/);
+    server.proc.kill("SIGTERM");
+    const exit = await server.exited;
+    expect(exit.code).toBe(0);
+    expect(server.stdout()).toMatch(/^stopped/m);
+  });
+});

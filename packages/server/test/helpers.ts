@@ -1,0 +1,162 @@
+// Test helpers: run the built `siptm` CLI as a child process (as a user
+// would), talk JSON-RPC to it over HTTP, and make in-test SIP engines.
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createTcpTransport, createUdpTransport, Engine, type EngineOptions } from "@siptm/core";
+
+export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+/** Short timers for the engines made in tests. */
+export const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
+/** Short timers for the server under test (flags). */
+export const SERVER_TIMERS = ["--t1", "50", "--t2", "400", "--t4", "500", "--timer-d", "500"];
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Child {
+  readonly proc: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  readonly exited: Promise<Exit>;
+}
+
+export interface Served extends Child {
+  udp: number;
+  tcp: number;
+  rpc: number;
+}
+
+const children = new Set<ChildProcess>();
+
+/** Run the CLI with these arguments (no SIPTM_RPC_TOKEN inherited). */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  const { SIPTM_RPC_TOKEN: _drop, ...base } = process.env;
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    env: { ...base, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(proc);
+  let out = "";
+  let err = "";
+  proc.stdout!.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  proc.stderr!.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<Exit>((resolve) => {
+    proc.on("exit", (code, signal) => {
+      children.delete(proc);
+      // let the pipes drain
+      setImmediate(() => resolve({ code, signal }));
+    });
+  });
+  return { proc, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Start `siptm serve` on ephemeral ports (read back from the banner) and wait until it is ready. */
+export async function serve(extra: string[], env: NodeJS.ProcessEnv = {}): Promise<Served> {
+  const child = runCli(
+    [
+      "serve",
+      "--listen",
+      "udp:127.0.0.1:0",
+      "--listen",
+      "tcp:127.0.0.1:0",
+      "--rpc",
+      "127.0.0.1:0",
+      "--workers",
+      "0",
+      ...extra,
+    ],
+    env,
+  );
+  const deadline = Date.now() + 15_000;
+  let done: Exit | undefined;
+  void child.exited.then((e) => {
+    done = e;
+  });
+  while (!/^ready/m.test(child.stdout())) {
+    if (done) throw new Error(`siptm serve exited (${done.code}) before ready: ${child.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`siptm serve not ready: ${child.stdout()} ${child.stderr()}`);
+    await sleep(20);
+  }
+  const out = child.stdout();
+  const port = (re: RegExp) => Number(re.exec(out)?.[1]);
+  return {
+    ...child,
+    udp: port(/listen\s+udp 127\.0\.0\.1:(\d+)/),
+    tcp: port(/listen\s+tcp 127\.0\.0\.1:(\d+)/),
+    rpc: port(/control\s+http:\/\/127\.0\.0\.1:(\d+)\/rpc/),
+  };
+}
+
+/** Kill every child still running (afterEach/afterAll). */
+export async function killAll(): Promise<void> {
+  const list = [...children];
+  for (const p of list) p.kill("SIGKILL");
+  await Promise.all(list.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once("exit", r)))));
+}
+
+export interface RpcAnswer {
+  status: number;
+  body: { result?: unknown; error?: { code: number; message: string } } & Record<string, unknown>;
+}
+
+/** POST a JSON-RPC call (or raw text) to /rpc. */
+export async function rpc(
+  port: number,
+  method: string,
+  params?: unknown,
+  opts: { token?: string; raw?: string } = {},
+): Promise<RpcAnswer> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (opts.token !== undefined) headers.Authorization = `Bearer ${opts.token}`;
+  const res = await fetch(`http://127.0.0.1:${port}/rpc`, {
+    method: "POST",
+    headers,
+    body: opts.raw ?? JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : {} };
+}
+
+/** The result of a call that must succeed. */
+export async function call<T = unknown>(
+  port: number,
+  method: string,
+  params?: unknown,
+  token?: string,
+): Promise<T> {
+  const a = await rpc(port, method, params, { token });
+  if (a.body.error) throw new Error(`${method}: ${a.body.error.code} ${a.body.error.message}`);
+  return a.body.result as T;
+}
+
+/** An engine on 127.0.0.1 with UDP and TCP on ephemeral ports. */
+export async function testEngine(opts: EngineOptions = {}): Promise<Engine> {
+  const e = new Engine({ refFaults: "throw", timers: FAST, ...opts });
+  e.addTransport(await createUdpTransport({ address: "127.0.0.1", port: 0, sink: e }));
+  e.addTransport(await createTcpTransport({ address: "127.0.0.1", port: 0, sink: e }));
+  return e;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `probe` until it returns true (bounded); throws with `what` otherwise. */
+export async function until(
+  what: string,
+  probe: () => boolean | Promise<boolean>,
+  ms = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await probe()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
