@@ -137,6 +137,9 @@ export class SippProcess {
       "-trace_err",
       "-error_file",
       file("errors.log"),
+      "-trace_msg",
+      "-message_file",
+      file("messages.log"),
       ...(opts.extra ?? []),
     ];
     this.child = spawn(bin, this.args, { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"] });

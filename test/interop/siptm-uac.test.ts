@@ -135,8 +135,8 @@ describe("siptm as UAC, SIPp as UAS (uas-cancel.xml)", () => {
     let sipp: SippProcess | undefined;
     const side = await startSiptm({ timers: FAST_TIMERS });
     try {
-      // The message trace of this run is what cancel-trace.txt was cut from.
-      sipp = await startUas(N, ["-trace_msg", "-message_file", "messages.log"]);
+      // The message trace (messages.log) of this run is what cancel-trace.txt was cut from.
+      sipp = await startUas(N);
       const calls = await callAndCancel(side, sipp, N, {
         how: (i) => (i % 2 === 0 ? "handle" : "engine"),
         cancelOn: "180",

@@ -4,7 +4,6 @@
  * client.
  */
 export { type ListenSpec, parseListen, parseServeArgs, type ServerConfig, UsageError } from "./config.js";
-export { forwardStateless } from "./forward.js";
 export { Metrics } from "./metrics.js";
 export {
   type Binding,
@@ -13,7 +12,6 @@ export {
   Registrar,
   type RegistrarOptions,
 } from "./registrar.js";
-export type { RelayContext, RelayOptions, RelayTarget } from "./relay.js";
 export {
   type BoundSocket,
   loadRoute,

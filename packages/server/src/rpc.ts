@@ -73,15 +73,15 @@ export class RpcServer {
     m.set("tm.t_uac_start", {
       params: uacParams,
       help: "send a request in a new client transaction; headers is CRLF-separated text with From and To (Call-ID, CSeq used when given); nexthop/socket '.' = default → {callid, cseq, tid}",
-      run: (p) => {
-        const h = this.startUac(p);
+      run: async (p) => {
+        const h = await this.startUac(p);
         return { callid: h.callId, cseq: h.cseq, tid: h.id };
       },
     });
     m.set("tm.t_uac_wait", {
       params: uacParams,
       help: "like tm.t_uac_start, and wait for the final response → {code, reason, headers, body}",
-      run: async (p) => finalResult(await this.startUac(p).final),
+      run: async (p) => finalResult(await (await this.startUac(p)).final),
     });
     m.set("tm.cancel", {
       params: ["callid", "cseq"],
@@ -282,14 +282,14 @@ export class RpcServer {
     }
   }
 
-  private startUac(p: Params): ClientTransactionHandle {
+  private async startUac(p: Params): Promise<ClientTransactionHandle> {
     const { engine } = this.deps;
     if (this.deps.draining()) throw new RpcError(UNAVAILABLE, "the server is shutting down");
     const method = str(p, "method").toUpperCase();
     if (!/^[A-Za-z][A-Za-z0-9._!%*+`'~-]*$/.test(method))
       throw new RpcError(INVALID_PARAMS, `bad method "${method}"`);
     const ruri = str(p, "ruri");
-    const fields = parseHeaderText(str(p, "headers", true));
+    const fields = parseHeaderText(opt(p, "headers") ?? "");
     const pick = (...names: string[]): string | undefined => {
       const i = fields.findIndex(([n]) => names.includes(n.toLowerCase()));
       if (i < 0) return undefined;
@@ -320,7 +320,8 @@ export class RpcServer {
     const contentType = pick("content-type", "c");
     pick("via", "v");
     pick("content-length", "l");
-    const dest = this.destination(opt(p, "nexthop"), opt(p, "socket"), ruri);
+    const dest = await this.destination(opt(p, "nexthop"), opt(p, "socket"), ruri);
+    if (this.deps.draining()) throw new RpcError(UNAVAILABLE, "the server is shutting down");
     let handle: ClientTransactionHandle;
     try {
       handle = engine.request({
@@ -349,15 +350,28 @@ export class RpcServer {
     return handle;
   }
 
-  /** The next hop: `nexthop` (URI or PROTO:HOST:PORT) or the Request-URI, on the protocol of `socket` when one is named. */
-  private destination(nexthop: string | undefined, socket: string | undefined, ruri: string): Destination {
+  /**
+   * The next hop: `nexthop` (URI or PROTO:HOST:PORT) or the Request-URI —
+   * host names through the engine's RFC 3263 resolver — on the protocol of
+   * `socket` when one is named.
+   */
+  private async destination(
+    nexthop: string | undefined,
+    socket: string | undefined,
+    ruri: string,
+  ): Promise<Destination> {
     const hop = nexthop ?? ruri;
-    let dest: Destination;
+    let dest: Destination | undefined;
     try {
-      dest = this.deps.engine.resolveNextHop(hop);
+      dest = (await this.deps.engine.resolveAll(hop))[0];
     } catch (err) {
-      throw new RpcError(INVALID_PARAMS, `cannot route to ${hop}: ${(err as Error).message}`);
+      const temporary = (err as { code?: string }).code === "EDNS";
+      throw new RpcError(
+        temporary ? UNAVAILABLE : INVALID_PARAMS,
+        `cannot route to ${hop}: ${(err as Error).message}`,
+      );
     }
+    if (!dest) throw new RpcError(INVALID_PARAMS, `cannot route to ${hop}: no destination`);
     if (socket === undefined) return dest;
     const sock = this.findSocket(socket);
     if (dest.protocol === sock.protocol) return dest;

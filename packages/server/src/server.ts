@@ -13,6 +13,9 @@ import {
   Engine,
   normalizeAddress,
   parseUri,
+  type RelayOptions,
+  Resolver,
+  relay,
   type ServerTransactionHandle,
   type Source,
   type Transport,
@@ -23,7 +26,6 @@ import { type ControlServer, startControl } from "./http.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Registrar } from "./registrar.js";
-import { type RelayOptions, relay, relayExported } from "./relay.js";
 import {
   type BoundSocket,
   checkHandlers,
@@ -109,11 +111,16 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
         : undefined,
   };
 
+  // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
+  const protocols = [...new Set(config.listen.map((l) => l.protocol))];
+  const families = [...new Set(config.listen.map((l): 4 | 6 => (l.address.includes(":") ? 6 : 4)))].sort();
+  const resolver = new Resolver({ transports: protocols, families });
   const engine = new Engine({
     timers: config.timers,
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
     logger: logger.child({ component: "engine" }),
+    resolver,
   });
   const gate = new Gate(engine, logger.child({ component: "sip" }), config.trace);
 
@@ -177,7 +184,6 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     logger: routeLogger,
     registrar,
     relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
-    relayAvailable: relayExported,
     after: (ms, fn) => scheduler.after(ms, fn),
     isLocal,
     sockets,
@@ -206,6 +212,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     }
   };
   if (handlers.onStrayAck) engine.onStrayAck = handlers.onStrayAck.bind(handlers);
+  if (handlers.onStrayResponse) engine.onStrayResponse = handlers.onStrayResponse.bind(handlers);
   registrar.start();
   gate.state = "open";
 
@@ -221,7 +228,21 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
         while (engine.table.size > 0 && Date.now() < deadline)
           await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
         const left = engine.table.size;
-        if (left > 0) logger.warn({ left }, "drain timeout: closing with live transactions");
+        if (left > 0) {
+          logger.warn({ left }, "drain timeout: closing with live transactions");
+          // Requests still unanswered (a route left them ringing) get a final response before the sockets close.
+          let answered = 0;
+          for (const a of engine.audit())
+            if ((a.kind === "ist" || a.kind === "nist") && (a.state === "trying" || a.state === "proceeding"))
+              try {
+                engine.replyById(a.id, 503, "Shutting Down");
+                answered++;
+              } catch {
+                // ended in the meantime
+              }
+          // Datagram sends complete asynchronously: let them leave before the sockets close.
+          if (answered > 0) await new Promise((r) => setTimeout(r, 50));
+        }
         try {
           await handlers.close?.();
         } catch (err) {

@@ -11,32 +11,34 @@ export function banner(info: ServerInfo, config: ServerConfig, engine: Engine): 
     `siptm ${info.version} (@siptm/core ${info.coreVersion}, node ${process.version}, pid ${process.pid})`,
   ];
   for (const s of info.sockets)
-    lines.push(`  listen   ${s.protocol.toLowerCase()} ${hostPort(s.address, s.port)}`);
+    lines.push(`  listen:   ${s.protocol.toLowerCase()} ${hostPort(s.address, s.port)}`);
   if (info.control) {
     const base = `http://${hostPort(info.control.host, info.control.port)}`;
     lines.push(
-      `  control  ${base}/rpc  metrics ${base}/metrics  (token ${config.rpcToken !== undefined ? "required" : "off: loopback only"})`,
+      `  control:  ${base}/rpc  metrics ${base}/metrics  (token ${config.rpcToken !== undefined ? "required" : "off: loopback only"})`,
     );
-  } else lines.push("  control  off");
+  } else lines.push("  control:  off");
   lines.push(
-    `  route    ${info.routeDescription ?? info.route}${info.route.includes("/") ? ` (${info.route})` : ""}`,
+    `  route:    ${info.routeDescription ?? info.route}${info.route.includes("/") ? ` (${info.route})` : ""}`,
   );
   const w = info.workers;
   lines.push(
     w.requested > 1
-      ? `  workers  ${w.requested} requested, running in 1 thread (${w.note})`
-      : `  workers  1 thread${w.requested === 0 ? " (--workers 0)" : ""}`,
+      ? `  workers:  ${w.requested} requested, running in 1 thread (${w.note})`
+      : `  workers:  1 thread${w.requested === 0 ? " (--workers 0)" : ""}`,
   );
   lines.push(
-    `  timers   t1=${t.t1} t2=${t.t2} t4=${t.t4} timer_d=${t.timerD} fr_inv=${t.frInvTimer}${
+    `  timers:   t1=${t.t1} t2=${t.t2} t4=${t.t4} timer_d=${t.timerD} fr_inv=${t.frInvTimer}${
       config.proxy.frTimer !== undefined ? ` fr=${config.proxy.frTimer}` : ""
     }${config.proxy.timerC !== undefined ? ` timer_c=${config.proxy.timerC}` : ""} ms`,
   );
-  lines.push(`  limits   ${config.maxTransactions ?? 1_000_000} transactions`);
-  lines.push(`  logs     ${config.trace ? "trace of SIP messages, " : ""}level ${config.logLevel} on stderr`);
+  lines.push(`  limits:   ${config.maxTransactions ?? 1_000_000} transactions`);
+  lines.push(
+    `  logs:     ${config.trace ? "trace of SIP messages, " : ""}level ${config.logLevel} on stderr`,
+  );
   if (!config.advertise && info.sockets.some((s) => s.address === "0.0.0.0" || s.address === "::"))
     lines.push(
-      "  warning  listening on a wildcard address without --advertise: Via and Contact will carry it",
+      "  warning:  listening on a wildcard address without --advertise: Via and Contact will carry it",
     );
   lines.push("ready (Ctrl-C to stop)");
   return `${lines.join("\n")}\n`;

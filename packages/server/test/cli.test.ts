@@ -96,7 +96,7 @@ describe("siptm", () => {
 `,
     );
     const server = await serve(["--route", path]);
-    expect(server.stdout()).toMatch(/route\s+busy: everything gets 486 \(2 sockets\)/);
+    expect(server.stdout()).toMatch(/route:\s+busy: everything gets 486 \(2 sockets\)/);
     const uac = await testEngine();
     try {
       const h = uac.request({
@@ -118,13 +118,13 @@ describe("siptm", () => {
     const file = join(dir, "siptm.json");
     writeFileSync(file, JSON.stringify({ route: "uas", "answer-code": 486, workers: 3, t1: 100 }));
     const server = await serve(["--config", file, "--answer-code", "603"]);
-    expect(server.stdout()).toMatch(/route\s+uas: INVITE → 180, then 603/);
+    expect(server.stdout()).toMatch(/route:\s+uas: INVITE → 180, then 603/);
     expect(server.stdout()).toContain("t1=100");
   });
 
   it("SIGTERM → a clean exit with status 0", async () => {
     const server = await serve(["--route", "uas"]);
-    expect(server.stdout()).toMatch(/workers\s+1 thread/);
+    expect(server.stdout()).toMatch(/workers:\s+1 thread/);
     server.proc.kill("SIGTERM");
     const exit = await server.exited;
     expect(exit.code).toBe(0);

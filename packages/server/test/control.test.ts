@@ -21,7 +21,9 @@ let uac: Engine;
 
 beforeAll(async () => {
   [server, uac] = await Promise.all([
-    serve(["--route", "uas", "--answer-after", "never", ...SERVER_TIMERS], { SIPTM_RPC_TOKEN: TOKEN }),
+    serve(["--route", "uas", "--answer-after", "never", "--drain-timeout", "300", ...SERVER_TIMERS], {
+      SIPTM_RPC_TOKEN: TOKEN,
+    }),
     testEngine(),
   ]);
 });
@@ -101,5 +103,14 @@ describe("answering ringing INVITEs over RPC", () => {
     });
     expect(r.body.result).toEqual({ result: "sent" });
     expect((await inv.final).status).toBe(603);
+  });
+
+  it("on SIGTERM an INVITE still ringing after the drain gets 503, and the server exits 0", async () => {
+    const inv = invite();
+    await until("the INVITE ringing on the server", async () => (await ringing(inv.callId)) !== undefined);
+    server.proc.kill("SIGTERM");
+    expect((await inv.final).status).toBe(503);
+    expect((await server.exited).code).toBe(0);
+    expect(server.stdout()).toMatch(/stopping \(SIGTERM\): draining \d+ transaction/);
   });
 });

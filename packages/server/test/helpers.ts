@@ -87,9 +87,9 @@ export async function serve(extra: string[], env: NodeJS.ProcessEnv = {}): Promi
   const port = (re: RegExp) => Number(re.exec(out)?.[1]);
   return {
     ...child,
-    udp: port(/listen\s+udp 127\.0\.0\.1:(\d+)/),
-    tcp: port(/listen\s+tcp 127\.0\.0\.1:(\d+)/),
-    rpc: port(/control\s+http:\/\/127\.0\.0\.1:(\d+)\/rpc/),
+    udp: port(/listen:\s+udp 127\.0\.0\.1:(\d+)/),
+    tcp: port(/listen:\s+tcp 127\.0\.0\.1:(\d+)/),
+    rpc: port(/control:\s+http:\/\/127\.0\.0\.1:(\d+)\/rpc/),
   };
 }
 

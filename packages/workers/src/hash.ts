@@ -14,9 +14,10 @@
  *   hash: someone who chooses Call-IDs can aim them at one shard. That costs
  *   balance, not correctness, and the inbound queue bound limits the damage.
  *
- * `hashString` gives the same value as `hashBytes` over the string's UTF-8
- * bytes (Call-IDs are ASCII in practice), so a Call-ID the coordinator makes
- * for a local request lands on the same shard as the datagrams that carry it.
+ * `hashString` gives the same value as `hashBytes` over the string's latin1
+ * bytes — the core writes and reads header values as latin1 byte strings — so
+ * a Call-ID the coordinator makes for a local request, or one a user passes to
+ * `cancel(callId, …)`, lands on the same shard as the datagrams that carry it.
  */
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -32,38 +33,16 @@ export function hashBytes(bytes: Uint8Array, start = 0, end = bytes.length): num
   return h >>> 0;
 }
 
-/** FNV-1a 32-bit over the UTF-8 encoding of `s`, without encoding it. Unsigned result. */
+/**
+ * FNV-1a 32-bit over a latin1 byte string (one char per byte, the message
+ * layer's convention for header values: what `SipMessage.callId` returns and
+ * what the builders write). Equal to `hashBytes` over the same bytes.
+ */
 export function hashString(s: string): number {
   let h = FNV_OFFSET;
-  const n = s.length;
-  for (let i = 0; i < n; i++) {
-    let c = s.charCodeAt(i);
-    if (c < 0x80) {
-      h = Math.imul(h ^ c, FNV_PRIME);
-      continue;
-    }
-    if (c < 0x800) {
-      h = Math.imul(h ^ (0xc0 | (c >> 6)), FNV_PRIME);
-      h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
-      continue;
-    }
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < n) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-        i++;
-        h = Math.imul(h ^ (0xf0 | (c >> 18)), FNV_PRIME);
-        h = Math.imul(h ^ (0x80 | ((c >> 12) & 0x3f)), FNV_PRIME);
-        h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), FNV_PRIME);
-        h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
-        continue;
-      }
-    }
-    // A lone surrogate encodes as U+FFFD, as Buffer.from(s, "utf8") does.
-    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-    h = Math.imul(h ^ (0xe0 | (c >> 12)), FNV_PRIME);
-    h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), FNV_PRIME);
-    h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i) & 0xff;
+    h = Math.imul(h, FNV_PRIME);
   }
   return h >>> 0;
 }

@@ -43,7 +43,8 @@ export function dialogKey(callId: string, cseq: number): string {
 
 export class TransactionTable {
   private readonly byKey = new Map<string, Transaction>();
-  private readonly byDialog = new Map<string, Transaction[]>();
+  /** One transaction (the common case) or several: no array is made for the first. */
+  private readonly byDialog = new Map<string, Transaction | Transaction[]>();
   private readonly byId = new Map<string, Transaction>();
 
   get size(): number {
@@ -57,7 +58,8 @@ export class TransactionTable {
     return this.byId.get(id);
   }
   byCallId(callId: string, cseq: number): readonly Transaction[] {
-    return this.byDialog.get(dialogKey(callId, cseq)) ?? EMPTY;
+    const v = this.byDialog.get(dialogKey(callId, cseq));
+    return v === undefined ? EMPTY : Array.isArray(v) ? v : [v];
   }
   has(key: string): boolean {
     return this.byKey.has(key);
@@ -67,10 +69,15 @@ export class TransactionTable {
   insert(tx: Transaction): void {
     this.byKey.set(tx.key, tx);
     this.byId.set(tx.id, tx);
-    tx.dialogKey = dialogKey(tx.callId, tx.cseq);
-    const list = this.byDialog.get(tx.dialogKey);
-    if (list) list.push(tx);
-    else this.byDialog.set(tx.dialogKey, [tx]);
+    // Local non-INVITE requests are never looked up by Call-ID (tm.cancel and tm.reply_callid
+    // concern INVITEs and server transactions; merged-request detection concerns servers).
+    if (tx.kind !== "nict") {
+      tx.dialogKey = dialogKey(tx.callId, tx.cseq);
+      const v = this.byDialog.get(tx.dialogKey);
+      if (v === undefined) this.byDialog.set(tx.dialogKey, tx);
+      else if (Array.isArray(v)) v.push(tx);
+      else this.byDialog.set(tx.dialogKey, [v, tx]);
+    }
     tx.take("table");
   }
 
@@ -79,11 +86,15 @@ export class TransactionTable {
     if (this.byId.get(tx.id) !== tx) return;
     this.byId.delete(tx.id);
     if (this.byKey.get(tx.key) === tx) this.byKey.delete(tx.key);
-    const list = this.byDialog.get(tx.dialogKey);
-    if (list) {
-      const i = list.indexOf(tx);
-      if (i >= 0) list.splice(i, 1);
-      if (list.length === 0) this.byDialog.delete(tx.dialogKey);
+    if (tx.dialogKey) {
+      const v = this.byDialog.get(tx.dialogKey);
+      if (v === tx) this.byDialog.delete(tx.dialogKey);
+      else if (Array.isArray(v)) {
+        const i = v.indexOf(tx);
+        if (i >= 0) v.splice(i, 1);
+        if (v.length === 1) this.byDialog.set(tx.dialogKey, v[0]!);
+        else if (v.length === 0) this.byDialog.delete(tx.dialogKey);
+      }
     }
     tx.release("table");
   }

@@ -26,13 +26,19 @@ import {
 import type { Binding } from "../registrar.js";
 import type { RouteContext, RouteHandlers } from "../route.js";
 
-const ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
+const ALLOW =
+  "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   const { registrar, logger, engine } = ctx;
 
-  function reply(tx: ServerTransactionHandle, status: number, reason?: string, headers?: Array<[string, string]>) {
+  function reply(
+    tx: ServerTransactionHandle,
+    status: number,
+    reason?: string,
+    headers?: Array<[string, string]>,
+  ) {
     if (tx.finalStatus || tx.terminated) return;
     try {
       tx.reply(status, reason, headers ? { headers } : undefined);

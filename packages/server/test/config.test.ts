@@ -1,0 +1,117 @@
+// Flag and config-file parsing, in process (no child processes).
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { isLoopback, parseHostPort, parseListen, parseServeArgs, UsageError } from "../src/config.js";
+
+const dir = mkdtempSync(join(tmpdir(), "siptm-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const parse = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+  const r = parseServeArgs(args, env, dir);
+  if (r.help) throw new Error("unexpected help");
+  return r.config;
+};
+
+describe("serve flags", () => {
+  it("defaults: UDP and TCP on 127.0.0.1:5060, control on 127.0.0.1:5080, route default, quiet logs", () => {
+    const c = parse([]);
+    expect(c.listen).toEqual([
+      { protocol: "UDP", address: "127.0.0.1", port: 5060 },
+      { protocol: "TCP", address: "127.0.0.1", port: 5060 },
+    ]);
+    expect(c.rpc).toEqual({ host: "127.0.0.1", port: 5080 });
+    expect(c.route).toBe("default");
+    expect(c.logLevel).toBe("warn");
+    expect(c.workers).toBeGreaterThan(0);
+    expect(c.answerCode).toBe(200);
+    expect(c.answerAfter).toBe(0);
+  });
+
+  it("--listen takes PROTO:HOST:PORT, IPv6 in brackets, and HOST:PORT for both protocols", () => {
+    expect(parseListen("udp:[::1]:5070")).toEqual([{ protocol: "UDP", address: "::1", port: 5070 }]);
+    expect(parseListen("TCP:10.0.0.1:5080")).toEqual([{ protocol: "TCP", address: "10.0.0.1", port: 5080 }]);
+    expect(parseListen("127.0.0.1:5062").map((l) => l.protocol)).toEqual(["UDP", "TCP"]);
+    for (const bad of [
+      "udp:::1:5060",
+      "udp:[127.0.0.1]:5060",
+      "sctp:1.2.3.4:5060",
+      "udp:1.2.3.4:99999",
+      "udp:host:5060",
+    ])
+      expect(() => parseListen(bad), bad).toThrow(UsageError);
+  });
+
+  it("timers go to the engine (t1, t2, t4, timerD, frInvTimer) and the proxy (fr_timer, Timer C)", () => {
+    const c = parse([
+      "--t1",
+      "50",
+      "--t2",
+      "400",
+      "--t4",
+      "500",
+      "--timer-d",
+      "0",
+      "--fr-inv-timer",
+      "9000",
+      "--fr-timer",
+      "700",
+    ]);
+    expect(c.timers).toEqual({ t1: 50, t2: 400, t4: 500, timerD: 0, frInvTimer: 9000 });
+    expect(c.proxy).toEqual({ frTimer: 700, timerC: 9000 });
+    expect(parse(["--fr-inv-timer", "9000", "--timer-c", "60000"]).proxy.timerC).toBe(60000);
+  });
+
+  it("--answer-after never, --workers 0, --rpc off", () => {
+    const c = parse(["--answer-after", "never", "--workers", "0", "--rpc", "off"]);
+    expect(c.answerAfter).toBe("never");
+    expect(c.workers).toBe(0);
+    expect(c.rpc).toBeNull();
+  });
+
+  it("a control address off loopback needs a token (flag or SIPTM_RPC_TOKEN)", () => {
+    expect(() => parse(["--rpc", "0.0.0.0:5080"])).toThrow(/without a token/);
+    expect(parse(["--rpc", "0.0.0.0:5080", "--rpc-token", "t"]).rpcToken).toBe("t");
+    expect(parse(["--rpc", "[::]:5080"], { SIPTM_RPC_TOKEN: "e" }).rpcToken).toBe("e");
+    expect(isLoopback("127.1.2.3") && isLoopback("::1") && isLoopback("localhost")).toBe(true);
+    expect(isLoopback("10.0.0.1")).toBe(false);
+    expect(parseHostPort("[::1]:80", "--rpc")).toEqual({ host: "::1", port: 80 });
+  });
+
+  it("a config file is read (kebab-case or camelCase keys) and flags override it", () => {
+    const file = join(dir, "siptm.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        listen: "udp:127.0.0.1:5099",
+        route: "./routes/mine.js",
+        answerCode: 486,
+        "log-level": "info",
+        trace: true,
+      }),
+    );
+    const c = parse(["--config", file, "--answer-code", "603"]);
+    expect(c.listen).toEqual([{ protocol: "UDP", address: "127.0.0.1", port: 5099 }]);
+    expect(c.answerCode).toBe(603);
+    expect(c.logLevel).toBe("info");
+    expect(c.trace).toBe(true);
+    expect(c.routeBase).toBe(dir);
+    writeFileSync(file, JSON.stringify({ lsiten: "x" }));
+    expect(() => parse(["--config", file])).toThrow(/unknown option "lsiten"/);
+    writeFileSync(file, "{");
+    expect(() => parse(["--config", file])).toThrow(/not valid JSON/);
+    expect(() => parse(["--config", join(dir, "missing.json")])).toThrow(/cannot read config file/);
+  });
+
+  it("bad values are one-line usage errors", () => {
+    for (const args of [
+      ["--bogus"],
+      ["--t1", "0"],
+      ["--workers", "x"],
+      ["--log-level", "loud"],
+      ["--answer-after", "soon"],
+    ])
+      expect(() => parse(args), args.join(" ")).toThrow(UsageError);
+  });
+});

@@ -1,0 +1,557 @@
+/**
+ * One shard: a core `Engine` — one actor system, nothing shared with the
+ * other shards — running in its own worker thread for its whole life. This
+ * file is the piscina task: the default export receives the shard's two
+ * MessagePorts (transferred) and resolves only when the coordinator shuts the
+ * shard down.
+ *
+ * Data plane (port `data`): batches of received messages come in as one
+ * ArrayBuffer each (batch.ts) and go to `engine.onMessage` one by one; what
+ * the engine sends goes into the outgoing batch through a `ChannelTransport`
+ * per coordinator socket, and the coordinator puts it on the wire from its own
+ * socket, so source addresses and ports stay right for responses and for
+ * timer-driven retransmissions alike. Each outgoing batch also acknowledges
+ * the messages processed since the last one (the coordinator's bounded
+ * inbound queue counts on it) and tells the live transaction count (what the
+ * coordinator counts as lost if this thread dies).
+ *
+ * Control plane (port `control`): the ShardApi below, exposed with comlink.
+ *
+ * A throw out of the engine (a bug: user callbacks are already guarded by
+ * the engine) is not caught here: the thread dies, the task's promise rejects
+ * and the coordinator starts a new one. Half-updated actor state is worse than
+ * a restart.
+ */
+import { performance } from "node:perf_hooks";
+import type { MessagePort } from "node:worker_threads";
+import {
+  type ClientTransactionHandle,
+  type Destination,
+  Engine,
+  parseMessage,
+  type SendErrorTarget,
+  type ServerTransactionHandle,
+  type SipResponse,
+  type Source,
+  TransactionError,
+  type Transport,
+  type TransportProtocol,
+  TransportSendError,
+} from "@siptm/core";
+import { expose } from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import {
+  BatchReader,
+  BatchWriter,
+  CANCEL_KINDS,
+  CAUSES,
+  CEV_CANCEL,
+  CEV_FINAL,
+  CEV_RESPONSE,
+  CEV_TERMINATED,
+  REC_CLIENT,
+  REC_IN,
+  REC_SEND,
+  REC_SERVER,
+  REC_SERVER_NEW,
+  SEV_ACK,
+  SEV_CANCEL,
+  SEV_TERMINATED,
+} from "./batch.js";
+import type {
+  BatchLimits,
+  CreatedRequest,
+  ListenerInfo,
+  Result,
+  ShardApi,
+  ShardConfig,
+  ShardExit,
+  ShardTask,
+} from "./protocol.js";
+import { branchPrefixOf } from "./scan.js";
+
+/** What a route module's default export gets besides the engine. */
+export interface RouteContext {
+  shard: number;
+  shards: number;
+  incarnation: number;
+  /** Present when the main thread has an onRequest handler: hand a server transaction to it. */
+  forward: ((tx: ServerTransactionHandle) => void) | undefined;
+}
+
+/** A route module: `export default function route(engine, ctx) { engine.onRequest = … }`. */
+export type RouteModule = (engine: Engine, ctx: RouteContext) => void | Promise<void>;
+
+const EMPTY = Buffer.alloc(0);
+/** How often the live-transaction count is re-told when no batch carried it, and stale send targets swept. */
+const LIVE_REPORT_MS = 200;
+const TARGET_SWEEP_MS = 30_000;
+
+interface TargetEntry {
+  target: SendErrorTarget;
+  dest: Destination;
+  at: number;
+}
+
+/**
+ * The shard's outgoing batch. Sends with an `onError` target get the target's
+ * numeric id (one per target, reused by all its sends); the coordinator sends
+ * `{ sendError: id, code, message }` back when a send fails. An id is
+ * forgotten when its transaction is freed (the engine's `destroyed`
+ * observer); targets that are not transactions are swept after 30 s.
+ */
+class Outbox {
+  private readonly writer = new BatchWriter();
+  private acks = 0;
+  private scheduled = false;
+  private closed = false;
+  private toldLive = -1;
+  private nextId = 1;
+  private readonly ids = new WeakMap<SendErrorTarget, number>();
+  private readonly targets = new Map<number, TargetEntry>();
+  private readonly flushNow = () => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  constructor(
+    private readonly port: MessagePort,
+    public limits: BatchLimits,
+    private readonly live: () => number,
+  ) {}
+
+  send(listener: number, data: Buffer, dest: Destination, onError: SendErrorTarget | undefined): void {
+    let id = 0;
+    if (onError) {
+      const known = this.ids.get(onError);
+      if (known !== undefined) {
+        id = known;
+        const entry = this.targets.get(id);
+        if (entry) entry.dest = dest;
+      } else {
+        id = this.nextId++;
+        if (this.nextId > 0xfffffff0) this.nextId = 1;
+        this.ids.set(onError, id);
+        this.targets.set(id, { target: onError, dest, at: performance.now() });
+      }
+    }
+    const conn = dest.connectionId === undefined ? 0 : dest.connectionId + 1;
+    this.writer.add(REC_SEND, listener, dest.port, conn, id, dest.address, "", data);
+    this.kick();
+  }
+
+  record(type: number, b: number, w: number, n0: number, n1: number, s0: string, s1: string, data?: Uint8Array) {
+    this.writer.add(type, b, w, n0, n1, s0, s1, data);
+    this.kick();
+  }
+
+  ack(n: number): void {
+    this.acks += n;
+    this.kick();
+  }
+
+  /** The coordinator reported a failed send. */
+  sendError(id: number, code: string, message: string): void {
+    const entry = this.targets.get(id);
+    if (!entry) return;
+    entry.target.transportError(new TransportSendError(code, entry.dest, message));
+  }
+
+  /** A transaction was freed: forget its id. */
+  forget(target: SendErrorTarget): void {
+    const id = this.ids.get(target);
+    if (id === undefined) return;
+    this.ids.delete(target);
+    this.targets.delete(id);
+  }
+
+  /** Drop old entries whose target is not a live transaction (the `destroyed` observer normally did it). */
+  sweep(now: number): void {
+    for (const [id, entry] of this.targets) {
+      if (now - entry.at < TARGET_SWEEP_MS) continue;
+      const t = entry.target as { terminated?: unknown };
+      if (t.terminated === false) continue;
+      this.targets.delete(id);
+      this.ids.delete(entry.target);
+    }
+  }
+
+  get pendingTargets(): number {
+    return this.targets.size;
+  }
+
+  /** Tell the live count if it changed since the last batch. */
+  tellLive(): void {
+    if (this.live() !== this.toldLive) this.kick();
+  }
+
+  private kick(): void {
+    if (this.closed) return;
+    if (this.writer.count >= this.limits.maxMessages || this.writer.bytes >= this.limits.maxBytes) {
+      this.flush();
+      return;
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
+  }
+
+  flush(): void {
+    if (this.closed) return;
+    const live = this.live();
+    if (this.writer.count === 0 && this.acks === 0 && live === this.toldLive) return;
+    const ab = this.writer.finish(this.acks, live);
+    this.acks = 0;
+    this.toldLive = live;
+    this.port.postMessage(ab, [ab]);
+  }
+
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+}
+
+/** Inside the shard, the engine's transport for one coordinator socket: a send joins the outgoing batch. */
+export class ChannelTransport implements Transport {
+  readonly reliable: boolean;
+  constructor(
+    readonly protocol: TransportProtocol,
+    readonly localAddress: string,
+    readonly localPort: number,
+    private readonly listener: number,
+    private readonly out: Outbox,
+  ) {
+    this.reliable = protocol === "TCP" || protocol === "TLS" || protocol === "WS" || protocol === "WSS";
+  }
+  send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void {
+    this.out.send(this.listener, data, dest, onError);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function fail(err: unknown): { ok: false; name: string; code: string | undefined; message: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { ok: false, name: err.name, code: typeof code === "string" ? code : undefined, message: err.message };
+  }
+  return { ok: false, name: "Error", code: undefined, message: String(err) };
+}
+
+function attempt<T>(fn: () => T): Result<T> {
+  try {
+    return { ok: true, value: fn() };
+  } catch (err) {
+    return fail(err);
+  }
+}
+
+/** A structured-cloned Buffer arrives as a Uint8Array: make it a Buffer again, without copying. */
+function asBuffer(u: Uint8Array | Buffer | string | undefined): Buffer | string | undefined {
+  if (u === undefined || typeof u === "string" || Buffer.isBuffer(u)) return u;
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+class Shard {
+  readonly engine: Engine;
+  private readonly out: Outbox;
+  private readonly listeners: ListenerInfo[];
+  private readonly handles = new Map<number, ClientTransactionHandle>();
+  private forwardOn: boolean;
+  private routeHandler: Engine["onRequest"];
+  private batches = 0;
+  private messages = 0;
+  private busyMs = 0;
+  private maxBatchMs = 0;
+  private readonly elu0 = performance.eventLoopUtilization();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private lastSweep = performance.now();
+  private finished: ((exit: ShardExit) => void) | undefined;
+  private stopped = false;
+
+  constructor(private readonly task: ShardTask) {
+    this.listeners = task.listeners;
+    this.forwardOn = task.forward;
+    this.engine = new Engine({
+      ...task.engine,
+      id: task.engineId,
+      branchPrefix: branchPrefixOf(task.index),
+    });
+    this.out = new Outbox(task.data, task.batch, () => this.engine.stats.current);
+    task.listeners.forEach((l, i) => {
+      this.engine.addTransport(new ChannelTransport(l.protocol, l.address, l.port, i, this.out));
+    });
+    this.chainDestroyed();
+  }
+
+  /** Forget a freed transaction's send-error id; keeps any observer already installed. */
+  private chainDestroyed(): void {
+    const observers = this.engine.observers;
+    const prev = observers.destroyed;
+    if (prev && (prev as { siptmShard?: boolean }).siptmShard) return;
+    const mine = Object.assign(
+      (tx: Parameters<NonNullable<typeof prev>>[0]) => {
+        this.out.forget(tx);
+        if (prev) prev(tx);
+      },
+      { siptmShard: true },
+    );
+    observers.destroyed = mine;
+  }
+
+  async run(): Promise<ShardExit> {
+    const task = this.task;
+    if (task.route) {
+      const mod = (await import(task.route)) as { default?: unknown };
+      if (typeof mod.default !== "function")
+        throw new TypeError(`route module ${task.route} has no default export function`);
+      const ctx: RouteContext = {
+        shard: task.index,
+        shards: task.shards,
+        incarnation: task.incarnation,
+        forward: task.forward ? (tx) => this.forward(tx) : undefined,
+      };
+      await (mod.default as RouteModule)(this.engine, ctx);
+      // A route that installed its own `destroyed` observer replaced ours: chain it again.
+      this.chainDestroyed();
+    }
+    this.routeHandler = this.engine.onRequest;
+    if (this.forwardOn && !this.routeHandler) this.engine.onRequest = (tx) => this.forward(tx);
+
+    const done = new Promise<ShardExit>((resolve) => {
+      this.finished = resolve;
+    });
+    expose(this.api(), nodeEndpoint(task.control));
+    task.data.on("message", (m: unknown) => this.onData(m));
+    this.timer = setInterval(() => this.tick(), LIVE_REPORT_MS);
+    return done;
+  }
+
+  private tick(): void {
+    this.out.tellLive();
+    const now = performance.now();
+    if (now - this.lastSweep >= TARGET_SWEEP_MS) {
+      this.lastSweep = now;
+      this.out.sweep(now);
+    }
+  }
+
+  private onData(m: unknown): void {
+    if (this.stopped) return;
+    if (m instanceof ArrayBuffer) {
+      this.processBatch(m);
+      return;
+    }
+    const e = m as { sendError?: number; code?: string; message?: string };
+    if (typeof e.sendError === "number") this.out.sendError(e.sendError, e.code ?? "EIO", e.message ?? "");
+  }
+
+  private processBatch(ab: ArrayBuffer): void {
+    const t0 = performance.now();
+    const r = new BatchReader(ab);
+    const engine = this.engine;
+    const listeners = this.listeners;
+    let n = 0;
+    while (r.next()) {
+      if (r.type !== REC_IN) continue;
+      const l = listeners[r.b];
+      if (!l) continue;
+      const source: Source = {
+        protocol: l.protocol,
+        address: r.s0,
+        port: r.w,
+        localAddress: l.address,
+        localPort: l.port,
+        connectionId: r.n0 === 0 ? undefined : r.n0 - 1,
+      };
+      // Copy out of the batch: a transaction keeps its message's bytes for its whole life,
+      // and a view would keep the whole batch alive with it.
+      const data = Buffer.allocUnsafe(r.data.length);
+      data.set(r.data);
+      engine.onMessage(data, source);
+      n++;
+    }
+    const ms = performance.now() - t0;
+    this.batches++;
+    this.messages += n;
+    this.busyMs += ms;
+    if (ms > this.maxBatchMs) this.maxBatchMs = ms;
+    this.out.ack(r.count);
+  }
+
+  /** Hand a new server transaction to the main thread's onRequest; its events follow it. */
+  private forward(tx: ServerTransactionHandle): void {
+    const id = tx.id;
+    const out = this.out;
+    tx.events = {
+      onCancel: (cancel) => out.record(REC_SERVER, SEV_CANCEL, 0, 0, 0, "", id, cancel.toBuffer()),
+      onAck: (ack) => out.record(REC_SERVER, SEV_ACK, 0, 0, 0, "", id, ack.toBuffer()),
+      onTerminated: (cause) => out.record(REC_SERVER, SEV_TERMINATED, 0, 0, 0, cause, id),
+    };
+    const src = tx.source;
+    const listener = this.listenerOf(src);
+    const conn = src.connectionId === undefined ? 0 : src.connectionId + 1;
+    out.record(REC_SERVER_NEW, listener, src.port, conn, 0, src.address, id, tx.request.toBuffer());
+  }
+
+  private listenerOf(src: Source): number {
+    const ls = this.listeners;
+    for (let i = 0; i < ls.length; i++) {
+      const l = ls[i]!;
+      if (l.protocol === src.protocol && l.port === src.localPort && l.address === src.localAddress) return i;
+    }
+    return 0;
+  }
+
+  /** Start a client transaction for the main thread; its events go back as batch records. */
+  private startRequest(handleId: number, start: (events: ClientEventsOf) => ClientTransactionHandle): CreatedRequest {
+    const out = this.out;
+    let last: SipResponse | undefined;
+    const h = start({
+      onResponse: (res) => {
+        last = res;
+        out.record(REC_CLIENT, CEV_RESPONSE, res.status, handleId, 0, "", "", res.toBuffer());
+      },
+      onFinal: (o) => {
+        const data = o.response && o.response !== last ? o.response.toBuffer() : EMPTY;
+        out.record(REC_CLIENT, CEV_FINAL, o.status, handleId, CAUSES.indexOf(o.cause), o.reason, "", data);
+      },
+      onCancel: (p) => {
+        const kind = CANCEL_KINDS.indexOf(p.kind);
+        if (p.kind === "answered")
+          out.record(REC_CLIENT, CEV_CANCEL, p.status, handleId, kind, "", "", p.response.toBuffer());
+        else out.record(REC_CLIENT, CEV_CANCEL, 0, handleId, kind, p.kind === "failed" ? p.cause : "", "");
+      },
+      onTerminated: () => {
+        this.handles.delete(handleId);
+        out.record(REC_CLIENT, CEV_TERMINATED, 0, handleId, 0, "", "");
+      },
+    });
+    if (!h.terminated) this.handles.set(handleId, h);
+    return {
+      id: h.id,
+      callId: h.callId,
+      cseq: h.cseq,
+      method: h.method,
+      branch: h.branch,
+      request: h.request,
+    };
+  }
+
+  private api(): ShardApi {
+    const engine = this.engine;
+    const task = this.task;
+    const hooks = () => {
+      if (!task.testHooks) throw new Error("test hooks are off");
+    };
+    return {
+      ready: () => ({ shard: task.index, incarnation: task.incarnation }),
+      stats: () => ({
+        ...engine.snapshot(),
+        shard: task.index,
+        incarnation: task.incarnation,
+        batches: this.batches,
+        messages: this.messages,
+        busyMs: this.busyMs,
+        maxBatchMs: this.maxBatchMs,
+        elu: performance.eventLoopUtilization(this.elu0).utilization,
+        handles: this.handles.size,
+      }),
+      audit: () => engine.audit(),
+      request: (opts, handleId) =>
+        attempt(() =>
+          this.startRequest(handleId, (events) =>
+            engine.request({ ...opts, body: asBuffer(opts.body), ...events }),
+          ),
+        ),
+      requestFrom: (message, opts, handleId) =>
+        attempt(() =>
+          this.startRequest(handleId, (events) =>
+            engine.requestFrom(asBuffer(message) as Buffer | string, { ...opts, ...events }),
+          ),
+        ),
+      cancelHandle: (handleId, reason) => this.handles.get(handleId)?.cancel(reason) ?? "none",
+      cancel: (callId, cseq, reason) => engine.cancel(callId, cseq, reason),
+      replyById: (id, status, reason, opts, toTag) =>
+        attempt(() => engine.replyById(id, status, reason, withBody(opts), toTag)),
+      replyByCallId: (callId, cseq, status, reason, opts, toTag) =>
+        attempt(() => engine.replyByCallId(callId, cseq, status, reason, withBody(opts), toTag)),
+      ack2xx: (handleId, answer) =>
+        attempt(() => {
+          const h = this.handles.get(handleId);
+          if (!h) throw new TransactionError("terminated", "the INVITE transaction has ended");
+          const res = parseMessage(asBuffer(answer) as Buffer);
+          if (res.isRequest) throw new TransactionError("bad-request", "not a response");
+          engine.ack2xx(h, res);
+        }),
+      config: (patch) => this.configure(patch),
+      drain: (timeoutMs) => this.drain(timeoutMs),
+      shutdown: () => {
+        setImmediate(() => this.finish());
+      },
+      crash: (mode) => {
+        hooks();
+        if (mode === "exit") process.exit(1);
+        setImmediate(() => {
+          throw new Error(`shard ${task.index} crashed (test hook)`);
+        });
+      },
+      block: (ms) => {
+        hooks();
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+      },
+    };
+  }
+
+  private configure(patch: Partial<ShardConfig>): ShardConfig {
+    if (patch.batch) this.out.limits = { ...this.out.limits, ...patch.batch };
+    if (patch.forward !== undefined && patch.forward !== this.forwardOn) {
+      this.forwardOn = patch.forward;
+      if (!this.routeHandler) this.engine.onRequest = patch.forward ? (tx) => this.forward(tx) : undefined;
+    }
+    return { forward: this.forwardOn, batch: { ...this.out.limits } };
+  }
+
+  private async drain(timeoutMs: number): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.engine.stats.current > 0 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.out.flush();
+    return this.engine.stats.current;
+  }
+
+  private async finish(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    const abandoned = this.engine.stats.current;
+    await this.engine.close();
+    this.out.close();
+    this.task.data.close();
+    this.task.control.close();
+    this.finished?.({
+      shard: this.task.index,
+      incarnation: this.task.incarnation,
+      abandoned,
+      stats: this.engine.snapshot(),
+    });
+  }
+}
+
+type ClientEventsOf = Required<
+  Pick<import("@siptm/core").ClientEvents, "onResponse" | "onFinal" | "onCancel" | "onTerminated">
+>;
+
+function withBody<T extends { body?: Buffer | undefined } | undefined>(opts: T): T {
+  if (!opts || !opts.body) return opts;
+  return { ...opts, body: asBuffer(opts.body) as Buffer };
+}
+
+/** The piscina task: run shard `task.index` until the coordinator shuts it down. */
+export default async function runShard(task: ShardTask): Promise<ShardExit> {
+  return new Shard(task).run();
+}
