@@ -39,15 +39,29 @@ export async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-/** True when nothing holds this UDP port on 127.0.0.1. */
-async function udpPortFree(port: number): Promise<boolean> {
+/**
+ * True when some socket is bound to this UDP port. Read from /proc/net/udp,
+ * so that looking does not take the port for an instant (a probing bind
+ * could make SIPp's own bind fail); a probing bind only where /proc is not.
+ */
+async function udpPortBound(port: number): Promise<boolean> {
+  let table: string | undefined;
+  try {
+    table = readFileSync("/proc/net/udp", "latin1");
+  } catch {
+    table = undefined;
+  }
+  if (table !== undefined) {
+    const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+    return table.split("\n").some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex) === true);
+  }
   const socket = dgram.createSocket("udp4");
   return new Promise((resolve) => {
     socket.once("error", () => {
       socket.close();
-      resolve(false);
+      resolve(true);
     });
-    socket.bind({ address: HOST, port, exclusive: true }, () => socket.close(() => resolve(true)));
+    socket.bind({ address: HOST, port, exclusive: true }, () => socket.close(() => resolve(false)));
   });
 }
 
@@ -175,7 +189,7 @@ export class SippProcess {
         const r = await this.done;
         throw new Error(`SIPp exited before listening (code ${r.code}):\n${r.report()}`);
       }
-      if (!(await udpPortFree(port))) return;
+      if (await udpPortBound(port)) return;
       await sleep(50);
     }
     throw new Error(`SIPp did not bind 127.0.0.1:${port} within ${timeoutMs} ms`);

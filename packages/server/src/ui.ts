@@ -33,8 +33,10 @@ export function banner(info: ServerInfo, config: ServerConfig, engine: Engine): 
     }${config.proxy.timerC !== undefined ? ` timer_c=${config.proxy.timerC}` : ""} ms`,
   );
   lines.push(`  limits:   ${config.maxTransactions ?? 1_000_000} transactions`);
+  const quiet = ["fatal", "error", "warn", "silent"].includes(config.logLevel);
+  const level = config.trace && quiet ? "info (raised by --trace)" : config.logLevel;
   lines.push(
-    `  logs:     ${config.trace ? "trace of SIP messages, " : ""}level ${config.logLevel} on stderr`,
+    `  logs:     ${config.trace ? "every SIP message in and out, " : ""}level ${level}, JSON on stderr`,
   );
   if (!config.advertise && info.sockets.some((s) => s.address === "0.0.0.0" || s.address === "::"))
     lines.push(

@@ -1,7 +1,33 @@
 /**
  * @siptm/workers — the siptm engine sharded across worker threads by a hash
- * of the Call-ID. Filled by the sharding work; for now it re-exports the core
- * so that dependants can already import from here.
+ * of the Call-ID. `ShardedEngine` is the entry point; `wrapEngine` makes the
+ * one-thread core `Engine` fit the same `TransactionEngine` interface. The
+ * core is re-exported so that dependants can import everything from here.
  */
 export * from "@siptm/core";
-export const SHARDING_AVAILABLE = false as const;
+export {
+  type ClientTransactionLike,
+  type EngineStats,
+  emptyCoordinatorStats,
+  type MaybePromise,
+  type ServerTransactionLike,
+  type ShardAuditEntry,
+  type ShardStatsEntry,
+  type TransactionEngine,
+  wrapEngine,
+} from "./api.js";
+export { findCallId, scanCallId, type Span } from "./callid.js";
+export {
+  type CoordinatorLogger,
+  type ListenOption,
+  SHARD_LOST,
+  ShardedEngine,
+  type ShardedEngineOptions,
+} from "./coordinator.js";
+export { ShardClientHandle, ShardServerHandle } from "./handles.js";
+export { hashBytes, hashString, shardOf } from "./hash.js";
+export type { ShardEngineOptions } from "./protocol.js";
+export { buildReject } from "./reject.js";
+export { branchShard, isResponse, methodKind, newViaScan, scanTopVia, type ViaScan } from "./scan.js";
+export type { RouteContext, RouteModule } from "./shard.js";
+export const SHARDING_AVAILABLE = true as const;
