@@ -29,8 +29,9 @@ import {
 import { environment, packageVersion } from "./lib/env.js";
 
 const require = createRequire(import.meta.url);
-// biome-ignore lint/suspicious/noExplicitAny: the `sip` package has no types for its transaction layer
-const sip: any = require("sip");
+// biome-ignore lint/suspicious/noExplicitAny: the `sip` package is untyped; every value from it is one of these
+type SipAny = any;
+const sip: SipAny = require("sip");
 
 const quick = process.argv.includes("--quick");
 const COUNT = quick ? 2_000 : 20_000;
@@ -151,15 +152,9 @@ function siptmRunner(link: "memory" | "udp"): Runner {
 
 // --- the npm `sip` package, its own transaction layer, over the same kinds of link ---
 function sipRunner(link: "memory" | "udp"): Runner {
-  // biome-ignore lint/suspicious/noExplicitAny: untyped
-  let uacSend: (m: any, cb: (rs: any) => void) => void;
+  let uacSend: (m: SipAny, cb: (rs: SipAny) => void) => void;
   let closeAll: () => void;
-  const onUasRequest = (
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
-    rq: any,
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
-    reply: (rs: any) => void,
-  ) => {
+  const onUasRequest = (rq: SipAny, reply: (rs: SipAny) => void) => {
     if (rq.method === "INVITE") {
       reply(sip.makeResponse(rq, 180, "Ringing"));
       reply(sip.makeResponse(rq, 486, "Busy Here"));
@@ -168,18 +163,16 @@ function sipRunner(link: "memory" | "udp"): Runner {
   if (link === "memory") {
     // The same glue sip.create() puts around its UDP transport, with an in-process link instead of a socket:
     // stringify → bytes → (setImmediate batch) → parse → transaction lookup.
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
     const mk = (
       port: number,
       deliverTo: () => (data: Buffer) => void,
-      onRequest?: (rq: any, layer: any) => void,
+      onRequest?: (rq: SipAny, layer: SipAny) => void,
     ) => {
       let inbox: Buffer[] = [];
       let scheduled = false;
       const conn = {
         protocol: "UDP",
-        // biome-ignore lint/suspicious/noExplicitAny: untyped
-        send(m: any) {
+        send(m: SipAny) {
           if (m.method) {
             m.headers.via[0].host = "127.0.0.1";
             m.headers.via[0].port = port;
@@ -221,16 +214,12 @@ function sipRunner(link: "memory" | "udp"): Runner {
       };
       return { conn, layer, deliver };
     };
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
-    let uasSide: any;
+    let uasSide: SipAny;
     const uacSide = mk(5071, () => uasSide.deliver);
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
     uasSide = mk(
       5072,
       () => uacSide.deliver,
-      (rq: any, layer: any) =>
-        // biome-ignore lint/suspicious/noExplicitAny: untyped
-        onUasRequest(rq, (rs: any) => layer.getServer(rs)?.send(rs)),
+      (rq: SipAny, layer: SipAny) => onUasRequest(rq, (rs: SipAny) => layer.getServer(rs)?.send(rs)),
     );
     uacSend = (m, cb) => {
       m.headers.via = [{ params: {} }];
@@ -241,16 +230,12 @@ function sipRunner(link: "memory" | "udp"): Runner {
       uasSide.layer.destroy();
     };
   } else {
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
-    const uas: any = sip.create(
+    const uas: SipAny = sip.create(
       { address: "127.0.0.1", port: 5082, tcp: false, publicAddress: "127.0.0.1" },
-      (rq: any) =>
-        // biome-ignore lint/suspicious/noExplicitAny: untyped
-        onUasRequest(rq, (rs: any) => uas.send(rs)),
+      (rq: SipAny) => onUasRequest(rq, (rs: SipAny) => uas.send(rs)),
     );
     // Its own hostname must differ from the target's, or `sip` takes the target for one of its flow URIs.
-    // biome-ignore lint/suspicious/noExplicitAny: untyped
-    const uac: any = sip.create(
+    const uac: SipAny = sip.create(
       { address: "127.0.0.1", port: 5081, tcp: false, publicAddress: "uac.invalid" },
       () => {},
     );
@@ -283,8 +268,7 @@ function sipRunner(link: "memory" | "udp"): Runner {
                 "max-forwards": 70,
               },
             },
-            // biome-ignore lint/suspicious/noExplicitAny: untyped
-            (rs: any) => {
+            (rs: SipAny) => {
               if (rs.status >= 200) {
                 done++;
                 if (done === count) resolve();
@@ -357,7 +341,7 @@ async function main(): Promise<void> {
         });
     }
   }
-  process.stderr.write("\r" + " ".repeat(60) + "\r");
+  process.stderr.write(`\r${" ".repeat(60)}\r`);
   const lines = [
     "| link | flow | system | transactions/s | CPU µs per transaction (both sides) | vs sip |",
     "| --- | --- | --- | ---: | ---: | --- |",

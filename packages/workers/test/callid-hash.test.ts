@@ -197,8 +197,9 @@ describe("batches", () => {
     w.add(REC_SEND, 0, 40000, 8, 77, "::1", "id-1", b("SIP/2.0 200 OK\r\n\r\n"));
     w.add(REC_SEND, 255, 65535, 0xffffffff, 0, "", "", undefined);
     expect(w.count).toBe(3);
+    const size = w.bytes;
     const ab = w.finish(12, NOT_TOLD);
-    expect(ab.byteLength).toBe(w.bytes === 16 ? ab.byteLength : -1);
+    expect(ab.byteLength).toBe(size);
     expect(w.count).toBe(0);
     const r = new BatchReader(ab);
     expect([r.count, r.ack, r.live]).toEqual([3, 12, NOT_TOLD]);

@@ -93,7 +93,7 @@ export class ClientTransactionHandle implements ClientTu {
    */
   cancel(reason?: string): CancelResult {
     const tx = this.tx;
-    if (!tx || tx.kind !== "ict") return "none";
+    if (tx?.kind !== "ict") return "none";
     return tx.cancel(reason);
   }
 

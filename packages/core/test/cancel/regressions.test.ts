@@ -6,9 +6,9 @@ import { VirtualClock } from "../../src/clock.js";
 import { Engine } from "../../src/engine.js";
 import { buildResponse } from "../../src/message/build.js";
 import type { SipRequest } from "../../src/message/types.js";
+import { Testbed } from "../../src/testing.js";
 import type { ClientTransactionHandle } from "../../src/transaction/handles.js";
 import type { Destination, SendErrorTarget, Transport } from "../../src/transport/types.js";
-import { Testbed } from "../../src/testing.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
@@ -32,12 +32,16 @@ describe("Kamailio regressions", () => {
     const uac = bed.engine({ address: "127.0.0.1" });
     const peer = bed.peer("127.0.0.9");
     const mk = () =>
-      uac.request({ method: "INVITE", uri: "sip:b@127.0.0.9", from: "<sip:a@127.0.0.1>", to: "<sip:b@127.0.0.9>" });
+      uac.request({
+        method: "INVITE",
+        uri: "sip:b@127.0.0.9",
+        from: "<sip:a@127.0.0.1>",
+        to: "<sip:b@127.0.0.9>",
+      });
     const a = mk();
-    let b: ClientTransactionHandle | undefined;
     // While B's 180 is being processed, the control path cancels A by Call-ID/CSeq.
     const cancelledFromB: string[] = [];
-    b = mk();
+    const b: ClientTransactionHandle = mk();
     b.events.onProvisional = () => {
       cancelledFromB.push(uac.cancel(a.callId, a.cseq));
     };

@@ -2,9 +2,8 @@
 // in-memory network: the RFC 3261 §17 retransmission rules must recover every
 // one, and nothing may leak (the leak check runs after every test).
 import { describe, expect, it } from "vitest";
-import type { ClientEvents } from "../../src/transaction/handles.js";
-import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { Testbed } from "../../src/testing.js";
+import type { ClientEvents, ServerTransactionHandle } from "../../src/transaction/handles.js";
 
 /** Drop the first `count` messages whose text starts with `prefix` (e.g. "ACK ", "SIP/2.0 486"). */
 function dropFirst(bed: Testbed, prefix: string, count = 1): { dropped: () => number } {
@@ -24,7 +23,13 @@ function pair(uasHandler: (tx: ServerTransactionHandle) => void) {
   const uas = bed.engine({ address: "127.0.0.2", onRequest: uasHandler });
   const uac = bed.engine({ address: "127.0.0.1" });
   const send = (method: string, events: ClientEvents = {}) =>
-    uac.request({ ...events, method, uri: "sip:b@127.0.0.2", from: "<sip:a@127.0.0.1>", to: "<sip:b@127.0.0.2>" });
+    uac.request({
+      ...events,
+      method,
+      uri: "sip:b@127.0.0.2",
+      from: "<sip:a@127.0.0.1>",
+      to: "<sip:b@127.0.0.2>",
+    });
   return { bed, uas, uac, send };
 }
 
@@ -170,13 +175,18 @@ describe("engine limits and overrides", () => {
     expect(hs[2]!.outcome?.status).toBe(503);
     expect(hs[2]!.outcome?.response?.header("retry-after")).toBe("7");
     expect(uas.stats.table_full).toBe(1);
-    expect(() => uas.request({ method: "OPTIONS", uri: "sip:x@127.0.0.1", from: "<sip:a@x>", to: "<sip:b@y>" })).toThrow(
-      /full/,
-    );
+    expect(() =>
+      uas.request({ method: "OPTIONS", uri: "sip:x@127.0.0.1", from: "<sip:a@x>", to: "<sip:b@y>" }),
+    ).toThrow(/full/);
     // Back-pressure lifts when the load falls (here: the unanswered ones hit their lifetime cap).
     bed.advance(50_000);
     expect(uas.stats.lifetime_expired).toBe(2);
-    const later = uac.request({ method: "OPTIONS", uri: "sip:b@127.0.0.2", from: "<sip:a@x>", to: "<sip:b@y>" });
+    const later = uac.request({
+      method: "OPTIONS",
+      uri: "sip:b@127.0.0.2",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+    });
     bed.flush();
     expect(later.outcome).toBeUndefined();
     expect(uas.table.size).toBe(1);
@@ -193,7 +203,12 @@ describe("engine limits and overrides", () => {
       to: "<sip:b@y>",
       timers: { timerB: 2000 },
     });
-    const normal = uac.request({ method: "INVITE", uri: "sip:b@127.0.0.9", from: "<sip:a@x>", to: "<sip:b@y>" });
+    const normal = uac.request({
+      method: "INVITE",
+      uri: "sip:b@127.0.0.9",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+    });
     bed.advance(2000);
     expect(short.outcome?.status).toBe(408);
     expect(normal.outcome).toBeUndefined();
@@ -215,6 +230,10 @@ describe("engine limits and overrides", () => {
     expect(got.body.toString()).toBe("hi");
     expect(got.maxForwards).toBe(70);
     expect(got.via.branch).toBe(h.branch);
-    expect(() => uac.requestFrom("ACK sip:b@127.0.0.9 SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: q\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")).toThrow(/ACK/);
+    expect(() =>
+      uac.requestFrom(
+        "ACK sip:b@127.0.0.9 SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: q\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+      ),
+    ).toThrow(/ACK/);
   });
 });
