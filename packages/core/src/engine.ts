@@ -11,6 +11,7 @@
  * a new server transaction → the user's onRequest handler → handle.reply →
  * actor.sendResponse → TxContext.send → transport.send.
  */
+import { networkInterfaces } from "node:os";
 import { type Clock, RealClock } from "./clock.js";
 import { buildRequest, buildResponse } from "./message/build.js";
 import { SipParseError } from "./message/errors.js";
@@ -85,6 +86,8 @@ export interface EngineOptions {
   id?: string;
   /** Host to put in Via sent-by instead of the transport's local address (e.g. when bound to 0.0.0.0). */
   advertisedHost?: string;
+  /** Other names and addresses of this engine (DNS names, NAT addresses) recognised in Route and Request-URI (§16.4). */
+  aliases?: string[];
   logger?: EngineLogger;
   /** RFC 3263 next-hop resolution for host names (proxy branches, requests); IP literals never need it. */
   resolver?: Resolver;
@@ -151,6 +154,8 @@ export class Engine implements TxContext, TransportSink {
   private readonly mergedRequests: boolean;
   private readonly branchPrefix: string;
   private readonly advertisedHost: string | undefined;
+  private readonly aliases: Set<string>;
+  private draining = false;
   private readonly logger: EngineLogger | undefined;
   readonly resolver: Resolver | undefined;
   private seq = 0;
@@ -172,6 +177,8 @@ export class Engine implements TxContext, TransportSink {
     this.mergedRequests = opts.mergedRequests ?? true;
     this.branchPrefix = opts.branchPrefix ?? "";
     this.advertisedHost = opts.advertisedHost;
+    this.aliases = new Set((opts.aliases ?? []).map((a) => unbracket(a).toLowerCase()));
+    if (opts.advertisedHost) this.aliases.add(unbracket(opts.advertisedHost).toLowerCase());
     this.logger = opts.logger;
     this.resolver = opts.resolver;
     this.onRequest = opts.onRequest;
@@ -351,6 +358,10 @@ export class Engine implements TxContext, TransportSink {
     }
     if (method === "CANCEL") {
       this.receiveCancel(req, source);
+      return;
+    }
+    if (this.draining) {
+      this.replyStateless(req, source, 503, undefined, [["Retry-After", String(this.drainRetryAfter)]]);
       return;
     }
     if (this.table.size >= this.maxTransactions) {
@@ -662,20 +673,37 @@ export class Engine implements TxContext, TransportSink {
     return newBranch(this.branchPrefix + extra);
   }
 
-  /** True when host:port is one of this engine's listening addresses (Route/R-URI processing, §16.4). */
+  /**
+   * True when host:port is one of this engine's listening addresses, an alias,
+   * or — for a socket bound to a wildcard address — any address of this host
+   * (Route/R-URI processing, §16.4; loop detection, §16.3).
+   */
   isLocal(host: string, port: number | undefined): boolean {
     const h = unbracket(host).toLowerCase();
     for (const t of this.transports) {
       const p = port ?? (t.protocol === "TLS" || t.protocol === "WSS" ? 5061 : 5060);
       if (p !== t.localPort) continue;
-      if (
-        h === t.localAddress.toLowerCase() ||
-        (this.advertisedHost && h === unbracket(this.advertisedHost).toLowerCase())
-      )
-        return true;
+      const local = t.localAddress.toLowerCase();
+      if (h === local || this.aliases.has(h)) return true;
+      if ((local === "0.0.0.0" || local === "::") && hostAddresses().has(h)) return true;
     }
     return false;
   }
+
+  /**
+   * Stop taking new work: from now on new requests get 503 (RFC 3261
+   * §21.5.4) without any state, while retransmissions, ACKs, CANCELs and
+   * responses of the transactions in flight are still handled. For a bounded,
+   * clean shutdown: drain, wait until `table.size` is 0 (or a deadline), close.
+   */
+  drain(retryAfter = this.retryAfter): void {
+    this.draining = true;
+    this.drainRetryAfter = retryAfter;
+  }
+  get isDraining(): boolean {
+    return this.draining;
+  }
+  private drainRetryAfter = 5;
 
   /** Where a request goes: an explicit next hop, or the host of a SIP URI (IP literals; names need a resolver). */
   resolveNextHop(hop: Destination | string): Destination {
@@ -962,6 +990,17 @@ function uriOfNameAddr(value: string): string {
   }
   const semi = value.indexOf(";");
   return (semi < 0 ? value : value.slice(0, semi)).trim();
+}
+
+let localAddresses: Set<string> | undefined;
+/** Every address of this host's interfaces (lower case), read once. */
+function hostAddresses(): Set<string> {
+  if (!localAddresses) {
+    localAddresses = new Set(["127.0.0.1", "::1", "localhost"]);
+    for (const list of Object.values(networkInterfaces()))
+      for (const a of list ?? []) localAddresses.add(a.address.toLowerCase());
+  }
+  return localAddresses;
 }
 
 function hasTag(nameAddr: string): boolean {

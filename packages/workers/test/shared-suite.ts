@@ -1,0 +1,293 @@
+// One suite of transaction and CANCEL flows over real UDP on 127.0.0.1,
+// written once against `TransactionEngine` and run against the core Engine
+// (through wrapEngine) and the ShardedEngine. The other side of every flow is
+// a plain core Engine on another port. One engine under test per suite, so
+// the last test can check that everything the suite made was freed.
+import type { Engine, ServerEndCause, ServerTransactionHandle, SipRequest, TimerConfig } from "@siptm/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ServerTransactionLike, TransactionEngine } from "../src/api.js";
+import { deferred, FAST, FROM, peerEngine, sleep, TO, udp, waitFor } from "./helpers.js";
+
+export interface UnderTest {
+  engine: TransactionEngine;
+  /** The UDP port it listens on (127.0.0.1). */
+  port: number;
+}
+
+export type MakeEngine = (opts: {
+  timers: Partial<TimerConfig>;
+  onRequest: (tx: ServerTransactionLike) => void;
+}) => Promise<UnderTest>;
+
+/** Run a reply without letting a refused one (TransactionError) escape as an unhandled error. */
+function later(ms: number, fn: () => unknown): void {
+  setTimeout(() => {
+    Promise.resolve()
+      .then(fn)
+      .catch(() => {});
+  }, ms);
+}
+
+export function runSuite(name: string, makeEngine: MakeEngine): void {
+  describe(name, () => {
+    let under: UnderTest;
+    let peer: Engine;
+    let peerPort: number;
+    /** What the engine under test does with a new server transaction (set per test). */
+    let uas: (tx: ServerTransactionLike) => void = (tx) => later(0, () => tx.reply(200));
+    /** What the peer does with a new server transaction (set per test). */
+    let peerUas: (tx: ServerTransactionHandle) => void = (tx) => tx.reply(200);
+
+    const toUnder = () => udp(under.port);
+    const toPeer = () => udp(peerPort);
+
+    beforeAll(async () => {
+      under = await makeEngine({ timers: FAST, onRequest: (tx) => uas(tx) });
+      const p = await peerEngine({ onRequest: (tx) => peerUas(tx) });
+      peer = p.engine;
+      peerPort = p.port;
+    });
+    afterAll(async () => {
+      await under?.engine.close();
+      await peer?.close();
+    });
+
+    it("OPTIONS → 200, the engine as UAC", async () => {
+      peerUas = (tx) => tx.reply(200);
+      const handles = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          under.engine.request({ method: "OPTIONS", uri: "sip:bob@127.0.0.1", from: FROM, to: TO, nextHop: toPeer() }),
+        ),
+      );
+      const outcomes = await Promise.all(handles.map((h) => h.final));
+      expect(outcomes.map((o) => o.status)).toEqual([200, 200, 200, 200, 200, 200]);
+      for (const [i, h] of handles.entries()) {
+        expect(outcomes[i]!.response?.callId).toBe(h.callId);
+        expect(h.id).not.toBe("");
+        expect(h.branch.startsWith("z9hG4bK")).toBe(true);
+        expect(h.request.toString("latin1").startsWith("OPTIONS sip:bob@127.0.0.1 SIP/2.0")).toBe(true);
+      }
+    });
+
+    it("OPTIONS → 200, the engine as UAS", async () => {
+      const seen: ServerTransactionLike[] = [];
+      uas = (tx) => {
+        seen.push(tx);
+        later(0, () => tx.reply(200));
+      };
+      const outcomes = await Promise.all(
+        Array.from(
+          { length: 6 },
+          () =>
+            peer.request({ method: "OPTIONS", uri: "sip:bob@127.0.0.1", from: FROM, to: TO, nextHop: toUnder() }).final,
+        ),
+      );
+      expect(outcomes.map((o) => o.status)).toEqual([200, 200, 200, 200, 200, 200]);
+      expect(seen.length).toBe(6);
+      for (const tx of seen) {
+        expect(tx.method).toBe("OPTIONS");
+        expect(tx.source.address).toBe("127.0.0.1");
+        expect(tx.source.port).toBe(peerPort);
+        expect(tx.request.via.received === undefined || tx.request.via.received === "127.0.0.1").toBe(true);
+      }
+    });
+
+    it("INVITE → 180 → 486 → ACK, the engine as UAS (the ACK confirms its server transaction)", async () => {
+      let server: ServerTransactionLike | undefined;
+      const ended = deferred<ServerEndCause>();
+      uas = (tx) => {
+        server = tx;
+        tx.events.onTerminated = (cause) => ended.resolve(cause);
+        later(0, () => tx.reply(180));
+        later(30, () => tx.reply(486));
+      };
+      const statuses: number[] = [];
+      const h = peer.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toUnder(),
+        onResponse: (r) => statuses.push(r.status),
+      });
+      const outcome = await h.final;
+      expect(outcome.status).toBe(486);
+      expect(statuses.filter((s) => s !== 100)).toEqual([180, 486]);
+      // Confirmed by the ACK, then Timer I: "normal" (without the ACK it would be Timer H, "ack-timeout").
+      expect(await ended.promise).toBe("normal");
+      expect(server?.finalStatus).toBe(486);
+    });
+
+    it("INVITE → 180 → 486 → ACK, the engine as UAC (its ICT sends the ACK)", async () => {
+      const ended = deferred<ServerEndCause>();
+      peerUas = (tx) => {
+        tx.events.onTerminated = (cause) => ended.resolve(cause);
+        tx.reply(180);
+        later(30, () => tx.reply(486));
+      };
+      const statuses: number[] = [];
+      const h = await under.engine.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toPeer(),
+        onResponse: (r) => statuses.push(r.status),
+      });
+      const outcome = await h.final;
+      expect(outcome.status).toBe(486);
+      expect(outcome.cause).toBe("response");
+      expect(outcome.response?.status).toBe(486);
+      expect(statuses.filter((s) => s !== 100)).toEqual([180, 486]);
+      expect(await ended.promise).toBe("normal");
+    });
+
+    it("INVITE → 200, the engine as UAC; its ACK for the 2xx reaches the peer", async () => {
+      const acked = deferred<SipRequest>();
+      peerUas = (tx) => {
+        tx.events.onAck = (a) => acked.resolve(a);
+        tx.reply(200, undefined, { headers: [["Contact", `<sip:bob@127.0.0.1:${peerPort}>`]] });
+      };
+      const h = await under.engine.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toPeer(),
+      });
+      const outcome = await h.final;
+      expect(outcome.status).toBe(200);
+      expect(h.answers.length).toBe(1);
+      await under.engine.ack2xx(h, outcome.response!);
+      const ack = await acked.promise;
+      expect(ack.method).toBe("ACK");
+      expect(ack.callId).toBe(h.callId);
+    });
+
+    it("INVITE → 200, the engine as UAS; the ACK for the 2xx reaches its onAck", async () => {
+      const acked = deferred<SipRequest>();
+      uas = (tx) => {
+        tx.events.onAck = (a) => acked.resolve(a);
+        later(0, () => tx.reply(200, undefined, { headers: [["Contact", `<sip:bob@127.0.0.1:${under.port}>`]] }));
+      };
+      const h = peer.request({ method: "INVITE", uri: "sip:bob@127.0.0.1", from: FROM, to: TO, nextHop: toUnder() });
+      const outcome = await h.final;
+      expect(outcome.status).toBe(200);
+      peer.ack2xx(h, outcome.response!);
+      expect((await acked.promise).callId).toBe(h.callId);
+    });
+
+    it("INVITE → 180 → cancel by handle → 200 (CANCEL) / 487 → ACK", async () => {
+      peerUas = (tx) => tx.reply(180);
+      const ringing = deferred();
+      const h = await under.engine.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toPeer(),
+        onProvisional: (r) => {
+          if (r.status === 180) ringing.resolve();
+        },
+      });
+      await ringing.promise;
+      expect(await h.cancel()).toBe("sent");
+      const outcome = await h.final;
+      expect(outcome.status).toBe(487);
+      await waitFor(() => h.lastCancel?.kind === "answered", 5000, "the CANCEL's 200");
+      expect(h.lastCancel).toMatchObject({ kind: "answered", status: 200 });
+    });
+
+    it("cancel by Call-ID and CSeq (tm.cancel)", async () => {
+      peerUas = (tx) => tx.reply(180);
+      const ringing = deferred();
+      const h = await under.engine.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toPeer(),
+        onProvisional: (r) => {
+          if (r.status === 180) ringing.resolve();
+        },
+      });
+      await ringing.promise;
+      expect(await under.engine.cancel(h.callId, h.cseq)).toBe("sent");
+      expect((await h.final).status).toBe(487);
+      expect(await under.engine.cancel(h.callId, h.cseq)).toBe("none");
+      expect(await under.engine.cancel("no-such-call-id", 1)).toBe("none");
+    });
+
+    it("cancel before any provisional: pending, sent with the first provisional, then 487", async () => {
+      peerUas = (tx) => later(150, () => tx.reply(180));
+      const cancels: string[] = [];
+      const h = await under.engine.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toPeer(),
+        onCancel: (p) => cancels.push(p.kind),
+      });
+      expect(await h.cancel()).toBe("pending");
+      const outcome = await h.final;
+      expect(outcome.status).toBe(487);
+      await waitFor(() => cancels.includes("answered"), 5000, "the CANCEL's answer");
+      expect(cancels[0]).toBe("sent");
+    });
+
+    it("a UAS handler that never answers; replyById and replyByCallId answer later", async () => {
+      const pending: ServerTransactionLike[] = [];
+      uas = (tx) => {
+        pending.push(tx);
+      };
+      const options = peer.request({
+        method: "OPTIONS",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toUnder(),
+      });
+      const invite = peer.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toUnder(),
+      });
+      await waitFor(() => pending.length === 2, 5000, "both requests at the UAS");
+      await sleep(60); // let the peer retransmit the OPTIONS at least once: still one transaction
+      expect(pending.length).toBe(2);
+      const opt = pending.find((t) => t.method === "OPTIONS")!;
+      const inv = pending.find((t) => t.method === "INVITE")!;
+      await under.engine.replyById(opt.id, 200, "Fine");
+      await under.engine.replyByCallId(inv.request.callId, inv.request.cseq.seq, 486);
+      const [o1, o2] = await Promise.all([options.final, invite.final]);
+      expect([o1.status, o1.reason]).toEqual([200, "Fine"]);
+      expect(o2.status).toBe(486);
+      // A second final on the same transaction is refused; an unknown id too.
+      await expect((async () => under.engine.replyById(opt.id, 500))()).rejects.toThrow();
+      await expect((async () => under.engine.replyById("nobody.1", 200))()).rejects.toThrow();
+    });
+
+    it("stats: created == freed after a bounded wait; audit empty; no reference fault", async () => {
+      uas = (tx) => later(0, () => tx.reply(200));
+      await waitFor(
+        async () => {
+          const s = await under.engine.stats();
+          return s.created > 0 && s.created === s.freed && s.current === 0;
+        },
+        15_000,
+        "the engine under test to free everything",
+      );
+      await waitFor(() => peer.stats.created === peer.stats.freed, 15_000, "the peer to free everything");
+      const s = await under.engine.stats();
+      expect(s.ref_faults).toBe(0);
+      expect(s.user_errors).toBe(0);
+      expect(s.shards.length).toBeGreaterThan(0);
+      expect(s.shards.reduce((n, e) => n + e.created, 0)).toBe(s.created);
+      expect(await under.engine.audit()).toEqual([]);
+      expect(peer.stats.ref_faults).toBe(0);
+    });
+  });
+}
