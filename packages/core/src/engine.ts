@@ -511,11 +511,7 @@ export class Engine implements TxContext, TransportSink {
   // --- client side (t_uac_start) ------------------------------------------------------
   /** Send a request in a new client transaction. Returns the user's handle. */
   request(opts: RequestOptions): ClientTransactionHandle {
-    if (this.closed) throw new TransactionError("terminated", "the engine is closed");
-    if (this.table.size >= this.maxTransactions) {
-      this.stats.table_full++;
-      throw new TransactionError("table-full", "the transaction table is full");
-    }
+    this.admitLocal();
     const method = opts.method.toUpperCase();
     if (method === "ACK" || method === "CANCEL")
       throw new TransactionError("bad-request", `${method} is not sent in a client transaction of its own`);
@@ -552,10 +548,7 @@ export class Engine implements TxContext, TransportSink {
       tu: NO_CLIENT_TU,
       defer: true,
     });
-    const handle = new ClientTransactionHandle(tx, opts, this.safe);
-    tx.tu = handle;
-    tx.start();
-    return handle;
+    return this.handOut(tx, opts);
   }
 
   /**
@@ -567,11 +560,7 @@ export class Engine implements TxContext, TransportSink {
     message: Buffer | string,
     opts: ClientEvents & { nextHop?: Destination | string; timers?: Partial<TimerConfig> } = {},
   ): ClientTransactionHandle {
-    if (this.closed) throw new TransactionError("terminated", "the engine is closed");
-    if (this.table.size >= this.maxTransactions) {
-      this.stats.table_full++;
-      throw new TransactionError("table-full", "the transaction table is full");
-    }
+    this.admitLocal();
     const text = typeof message === "string" ? message : message.toString("latin1");
     const eol = text.indexOf("\r\n");
     const startLine = eol < 0 ? text : text.slice(0, eol);
@@ -608,10 +597,27 @@ export class Engine implements TxContext, TransportSink {
       tu: NO_CLIENT_TU,
       defer: true,
     });
-    const handle = new ClientTransactionHandle(tx, opts, this.safe);
+    return this.handOut(tx, opts);
+  }
+
+  /** Give a new client transaction its user's handle, then start it. */
+  private handOut(
+    tx: InviteClientTransaction | NonInviteClientTransaction,
+    events: ClientEvents,
+  ): ClientTransactionHandle {
+    const handle = new ClientTransactionHandle(tx, events, this.safe);
     tx.tu = handle;
     tx.start();
     return handle;
+  }
+
+  /** The engine can take a new local request (not closed, table not full), or throws. */
+  private admitLocal(): void {
+    if (this.closed) throw new TransactionError("terminated", "the engine is closed");
+    if (this.table.size >= this.maxTransactions) {
+      this.stats.table_full++;
+      throw new TransactionError("table-full", "the transaction table is full");
+    }
   }
 
   /**

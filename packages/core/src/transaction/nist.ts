@@ -101,17 +101,4 @@ export class NonInviteServerTransaction extends ServerTransaction {
         return;
     }
   }
-
-  protected override lifetimeExpired(): void {
-    this.ctx.stats.lifetime_expired++;
-    this.endCause = "lifetime";
-    this.terminate();
-  }
-
-  transportError(_err: Error): void {
-    if (this.state === "terminated") return;
-    this.ctx.stats.transport_errors++;
-    this.endCause = "transport-error";
-    this.terminate();
-  }
 }

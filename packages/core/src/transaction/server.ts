@@ -140,6 +140,21 @@ export abstract class ServerTransaction extends Transaction {
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
   }
 
+  /** The hard lifetime cap ended it (Kamailio max_inv_lifetime / max_noninv_lifetime). */
+  protected override lifetimeExpired(): void {
+    this.ctx.stats.lifetime_expired++;
+    this.endCause = "lifetime";
+    this.terminate();
+  }
+
+  /** §17.2.1 / §17.2.2: a transport failure ends a server transaction. */
+  transportError(_err: Error): void {
+    if (this.state === "terminated") return;
+    this.ctx.stats.transport_errors++;
+    this.endCause = "transport-error";
+    this.terminate();
+  }
+
   protected onTerminated(): void {
     this.tu.onTerminated(this, this.endCause);
     if (this.proxy) this.proxy.serverTerminated();
