@@ -128,6 +128,8 @@ export interface AuditEntry {
 export type StatsSnapshot = TxStats & { user_errors: number };
 
 const MAGIC = "z9hG4bK";
+/** Methods whose requests can create a dialog (RFC 3261 §12, RFC 6665, RFC 3515). */
+const DIALOG_CREATING: ReadonlySet<string> = new Set(["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"]);
 
 export class Engine implements TxContext, TransportSink {
   readonly clock: Clock;
@@ -523,6 +525,11 @@ export class Engine implements TxContext, TransportSink {
     const cseq = opts.cseq ?? 1 + Math.floor(Math.random() * 10_000);
     const from = hasTag(opts.from) ? opts.from : `${opts.from};tag=${newTag()}`;
     const body = typeof opts.body === "string" ? Buffer.from(opts.body, "utf8") : opts.body;
+    // §8.1.1.8: a request that can create a dialog carries a Contact; ours unless the user gave one.
+    let headers = opts.headers;
+    if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => n.toLowerCase() === "contact" || n === "m")) {
+      headers = [...(headers ?? []), ["Contact", `<${this.ownUri(dest.protocol)}>`]];
+    }
     const data = buildRequest({
       method,
       uri: opts.uri,
@@ -532,7 +539,7 @@ export class Engine implements TxContext, TransportSink {
       callId,
       cseq,
       maxForwards: opts.maxForwards,
-      headers: opts.headers,
+      headers,
       body,
       contentType: opts.contentType,
     });

@@ -79,17 +79,15 @@ export abstract class ServerTransaction extends Transaction {
     if (!Number.isInteger(status) || status < 100 || status > 699)
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
     let headers = opts?.headers;
-    // §12.1.1: a dialog-creating response copies the request's Record-Route, in order.
-    if (
-      status > 100 &&
-      status < 300 &&
-      this.request.method === "INVITE" &&
-      this.request.has("record-route")
-    ) {
-      const rr: Array<[string, string]> = this.request
-        .headerLines("record-route")
-        .map((v) => ["Record-Route", v]);
-      headers = headers ? [...rr, ...headers] : rr;
+    if (status > 100 && status < 300 && this.request.method === "INVITE") {
+      // §12.1.1: a dialog-creating response copies the request's Record-Route, in order,
+      // and carries a Contact: ours (the socket the request came in on) unless the user gave one.
+      const extra: Array<[string, string]> = this.request.has("record-route")
+        ? this.request.headerLines("record-route").map((v) => ["Record-Route", v])
+        : [];
+      if (!headers?.some(([n]) => n.toLowerCase() === "contact" || n === "m"))
+        extra.push(["Contact", this.ownContact()]);
+      headers = headers ? [...extra, ...headers] : extra;
     }
     return buildResponse(this.request, status, {
       reason: opts?.reason,
@@ -98,6 +96,14 @@ export abstract class ServerTransaction extends Transaction {
       body: opts?.body,
       contentType: opts?.contentType,
     });
+  }
+
+  /** A Contact URI for the local socket the request arrived on. */
+  private ownContact(): string {
+    const src = this.source;
+    const host = src.localAddress.includes(":") ? `[${src.localAddress}]` : src.localAddress;
+    const transport = src.protocol === "UDP" ? "" : `;transport=${src.protocol.toLowerCase()}`;
+    return `<sip:${host}:${src.localPort}${transport}>`;
   }
 
   /** Put a response on the wire and count it. */

@@ -1,5 +1,6 @@
 export { normalizeAddress } from "./address.js";
 export { TransportBindError, TransportSendError } from "./errors.js";
+export * from "./lossy.js";
 export * from "./memory.js";
 export * from "./tcp.js";
 export * from "./types.js";

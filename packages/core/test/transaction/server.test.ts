@@ -271,3 +271,36 @@ describe("non-INVITE server transaction (RFC 3261 §17.2.2, RFC 4320)", () => {
     expect(peer.messages().map((m) => (m.isRequest ? 0 : m.status))).toEqual([501]);
   });
 });
+
+describe("dialog-creating messages carry a Contact (RFC 3261 §8.1.1.8, §12.1.1)", () => {
+  it("our INVITE has a Contact; our 180 and 200 to an INVITE have one, and copy Record-Route", () => {
+    const bed = new Testbed();
+    const uas = bed.engine({
+      address: "127.0.0.2",
+      onRequest: (tx) => {
+        tx.reply(180);
+        tx.reply(200);
+      },
+    });
+    const uac = bed.engine({ address: "127.0.0.1" });
+    const got: Array<[number, string | undefined, string[]]> = [];
+    uac.request({
+      method: "INVITE",
+      uri: "sip:b@127.0.0.2",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+      headers: [["Record-Route", "<sip:p1.example;lr>"]],
+      onResponse: (r) => got.push([r.status, r.header("contact"), r.headerValues("record-route")]),
+    });
+    let invite: string | undefined;
+    uas.observers.requestIn = (_tx, req) => {
+      invite = req.header("contact");
+    };
+    bed.flush();
+    expect(invite).toBe("<sip:127.0.0.1:5060>");
+    expect(got).toEqual([
+      [180, "<sip:127.0.0.2:5060>", ["<sip:p1.example;lr>"]],
+      [200, "<sip:127.0.0.2:5060>", ["<sip:p1.example;lr>"]],
+    ]);
+  });
+});
