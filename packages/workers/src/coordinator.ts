@@ -200,9 +200,11 @@ interface Incarnation {
   readonly api: Remote<ShardApi>;
   readonly data: MessagePort;
   readonly control: MessagePort;
-  /** Rejects when this incarnation ends: every control call races it. */
+  /** Rejects when this incarnation ends. */
   readonly dead: Promise<never>;
   die(err: Error): void;
+  /** Control calls not answered yet: rejected when the incarnation ends (comlink would wait forever). */
+  readonly calls: Set<(err: Error) => void>;
   ended: boolean;
   expectedEnd: boolean;
 }
@@ -235,21 +237,28 @@ class Slot {
  * shard already has, and passes a full queue. Two generations of one window
  * each (64·T1 by default, the longest a client retransmits a request): an
  * entry lives between one and two windows. A hash collision lets a new
- * request through, which only makes the bound a little soft.
+ * request through, which only makes the bound a little soft. Hashes are kept
+ * to 30 bits so that V8 stores them as small integers, and a generation that
+ * reaches RECENT_CAP entries is rotated early (memory stays bounded at very
+ * high rates; the oldest entries are then forgotten sooner).
  */
+const RECENT_CAP = 500_000;
+
 class RecentBranches {
   private cur = new Set<number>();
   private old = new Set<number>();
   private since = Date.now();
   constructor(private readonly windowMs: number) {}
   add(h: number): void {
-    this.cur.add(h);
+    this.cur.add(h & 0x3fffffff);
+    if (this.cur.size >= RECENT_CAP) this.rotate(Date.now(), true);
   }
   has(h: number): boolean {
-    return this.cur.has(h) || this.old.has(h);
+    const k = h & 0x3fffffff;
+    return this.cur.has(k) || this.old.has(k);
   }
-  rotate(now: number): void {
-    if (now - this.since < this.windowMs) return;
+  rotate(now: number, force = false): void {
+    if (!force && now - this.since < this.windowMs) return;
     this.old = this.cur;
     this.cur = new Set();
     this.since = now;
@@ -264,7 +273,8 @@ function shardFile(): string {
 }
 
 function toError(r: Extract<Result<unknown>, { ok: false }>): Error {
-  if (r.name === "TransactionError" && r.code) return new TransactionError(r.code as TransactionErrorCode, r.message);
+  if (r.name === "TransactionError" && r.code)
+    return new TransactionError(r.code as TransactionErrorCode, r.message);
   const err = new Error(r.message);
   err.name = r.name;
   return err;
@@ -358,17 +368,24 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       const t =
         l.protocol === "UDP"
           ? await createUdpTransport({ address: l.address, port: l.port, sink })
-          : await createTcpTransport({ address: l.address, port: l.port, sink, limits: this.opts.engine?.limits });
+          : await createTcpTransport({
+              address: l.address,
+              port: l.port,
+              sink,
+              limits: this.opts.engine?.limits,
+            });
       this.transports.push(t);
       this.listeners.push({ protocol: l.protocol, address: l.address, port: t.localPort });
     }
     await Promise.all(
       this.slots.map(async (slot) => {
         const inc = this.launch(slot);
-        await Promise.race([inc.api.ready(), inc.dead]);
+        await this.call(slot.index, (api) => api.ready());
         if (slot.inc === inc) slot.alive = true;
       }),
     );
+    for (const slot of this.slots)
+      if (!slot.inc || slot.inc.ended) throw new Error(`shard ${slot.index} ended while starting`);
     this.state = "open";
   }
 
@@ -390,6 +407,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       control: control.port1,
       dead,
       die,
+      calls: new Set(),
       ended: false,
       expectedEnd: false,
     };
@@ -425,7 +443,10 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private onShardEnd(slot: Slot, inc: Incarnation, err: Error | undefined): void {
     if (inc.ended) return;
     inc.ended = true;
-    inc.die(err ?? new Error(`shard ${slot.index} ended`));
+    const why = err ?? new Error(`shard ${slot.index} ended`);
+    inc.die(why);
+    for (const reject of inc.calls) reject(why);
+    inc.calls.clear();
     inc.data.close();
     inc.control.close();
     if (slot.inc === inc) slot.alive = false;
@@ -433,6 +454,11 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const outcome: FinalOutcome = expected ? { ...SHARD_LOST, reason: "Shard Closed" } : SHARD_LOST;
     this.failHandles(slot.index, outcome);
     if (expected || this.state === "closed") return;
+    if (this.state === "starting") {
+      // create() fails with this error; no restart.
+      this.logger.warn({ shard: slot.index, err: why.message }, `shard ${slot.index} failed to start`);
+      return;
+    }
     // It died (a throw, an exit, a killed thread), or ended without being asked to.
     const lost = slot.live;
     slot.lost += lost;
@@ -461,7 +487,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       slot.restartTimer = undefined;
       if (this.state !== "open" && this.state !== "starting") return;
       const inc = this.launch(slot);
-      Promise.race([inc.api.ready(), inc.dead]).then(
+      this.call(slot.index, (api) => api.ready()).then(
         () => {
           if (slot.inc === inc) slot.alive = true;
         },
@@ -476,7 +502,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
 
   /** One single-thread pool per shard: affinity by construction. */
   private makePool(): Piscina {
-    return new Piscina({
+    const pool = new Piscina({
       filename: shardFile(),
       minThreads: 1,
       maxThreads: 1,
@@ -486,6 +512,11 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       // Task timings would describe one task as long as the shard: see the header comment.
       recordTiming: false,
     });
+    // piscina emits 'error' for a thread that fails with no task on it; unheard, that would end the process.
+    pool.on("error", (err: unknown) =>
+      this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, "shard pool error"),
+    );
+    return pool;
   }
 
   /** The transactions the main thread holds in a shard that is gone: a local outcome, then their end. */
@@ -508,7 +539,21 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const inc = slot?.inc;
     if (!slot || !inc || inc.ended)
       return Promise.reject(new TransactionError("no-transport", `shard ${shard} is not running`));
-    return Promise.race([fn(inc.api), inc.dead]);
+    // Not Promise.race with `inc.dead`: that would pile one reaction per call on a promise that
+    // lives as long as the shard. Pending calls are listed and rejected when it ends.
+    return new Promise<T>((resolve, reject) => {
+      inc.calls.add(reject);
+      fn(inc.api).then(
+        (v) => {
+          inc.calls.delete(reject);
+          resolve(v);
+        },
+        (e: unknown) => {
+          inc.calls.delete(reject);
+          reject(e);
+        },
+      );
+    });
   }
 
   // --- data plane: in -------------------------------------------------------------------
@@ -533,7 +578,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     slot.pending.add(REC_IN, listener, source.port, conn, 0, source.address, "", data);
     slot.inFlight++;
     this.counters.in_messages++;
-    if (slot.pending.count >= this.batchMessages || slot.pending.bytes >= this.batchBytes) this.flushSlot(slot);
+    if (slot.pending.count >= this.batchMessages || slot.pending.bytes >= this.batchBytes)
+      this.flushSlot(slot);
     else this.scheduleFlush();
   }
 
@@ -549,7 +595,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     scanTopVia(data, this.via);
     const b = this.via.branch;
     const h = b.start >= 0 ? hashBytes(data, b.start, b.end) : -1;
-    if (this.state === "open" && slot.inFlight < this.queueLimit) {
+    if ((this.state === "open" || this.state === "starting") && slot.inFlight < this.queueLimit) {
       if (h >= 0) this.recent.add(h);
       return true;
     }
@@ -659,8 +705,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         const cause = CAUSES[r.n1] ?? "response";
         const own = r.data.length > 0 ? this.parse(r.data) : undefined;
         h.deliver(() => {
-          const response =
-            own && !own.isRequest ? own : cause === "response" ? h.lastResponse : undefined;
+          const response = own && !own.isRequest ? own : cause === "response" ? h.lastResponse : undefined;
           h.onFinal(response ? { status, reason, cause, response } : { status, reason, cause });
         });
         return;
@@ -699,7 +744,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       connectionId: r.n0 === 0 ? undefined : r.n0 - 1,
     };
     const req = this.parse(r.data);
-    if (!req || !req.isRequest) return;
+    if (!req?.isRequest) return;
     const h = new ShardServerHandle(slot.index, id, req as SipRequest, source, this);
     this.serverHandles.set(id, h);
     const handler = this.onRequest;
@@ -740,7 +785,10 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
 
   userError(what: string, err: unknown): void {
     this.userErrors++;
-    this.logger.warn({ callback: what, err: err instanceof Error ? err.message : String(err) }, "user callback threw");
+    this.logger.warn(
+      { callback: what, err: err instanceof Error ? err.message : String(err) },
+      "user callback threw",
+    );
   }
 
   cancelHandle(h: ShardClientHandle, reason?: string): Promise<CancelResult> {
@@ -776,7 +824,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
    */
   async requestFrom(
     message: Buffer | string,
-    opts: RequestFromOptions & Pick<RequestOptions, "onProvisional" | "onResponse" | "onFinal" | "onCancel" | "onTerminated"> = {},
+    opts: RequestFromOptions &
+      Pick<RequestOptions, "onProvisional" | "onResponse" | "onFinal" | "onCancel" | "onTerminated"> = {},
   ): Promise<ShardClientHandle> {
     const bytes = typeof message === "string" ? Buffer.from(message, "latin1") : message;
     const span: Span = { start: 0, end: 0 };
@@ -861,13 +910,15 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     toTag?: string,
   ): Promise<void> {
     const owner = shardOf(callId, this.slots.length);
-    const first = await this.call<Result<void>>(owner, (api) => api.replyByCallId(callId, cseq, status, reason, opts, toTag));
+    const first = await this.call<Result<void>>(owner, (api) =>
+      api.replyByCallId(callId, cseq, status, reason, opts, toTag),
+    );
     if (first.ok) return;
     for (let i = 0; i < this.slots.length; i++) {
       if (i === owner) continue;
-      const r = await this.call<Result<void>>(i, (api) => api.replyByCallId(callId, cseq, status, reason, opts, toTag)).catch(
-        () => undefined,
-      );
+      const r = await this.call<Result<void>>(i, (api) =>
+        api.replyByCallId(callId, cseq, status, reason, opts, toTag),
+      ).catch(() => undefined);
       if (r?.ok) return;
     }
     throw toError(first);
@@ -875,15 +926,20 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
 
   /** ACK a 2xx to an INVITE started here (RFC 3261 §13.2.2.4); built and sent by the INVITE's shard. */
   async ack2xx(invite: ClientTransactionLike, answer: SipResponse): Promise<void> {
-    if (!(invite instanceof ShardClientHandle)) throw new TypeError("ack2xx: not a transaction of this engine");
-    unwrap(await this.call<Result<void>>(invite.shard, (api) => api.ack2xx(invite.handleId, answer.toBuffer())));
+    if (!(invite instanceof ShardClientHandle))
+      throw new TypeError("ack2xx: not a transaction of this engine");
+    unwrap(
+      await this.call<Result<void>>(invite.shard, (api) => api.ack2xx(invite.handleId, answer.toBuffer())),
+    );
   }
 
   /** Turn main-thread forwarding of new server transactions on or off in every shard. */
   async setOnRequest(handler: ((tx: ShardServerHandle) => void) | undefined): Promise<void> {
     this.onRequest = handler;
     await Promise.all(
-      this.slots.map((_, i) => this.call(i, (api) => api.config({ forward: handler !== undefined })).catch(() => {})),
+      this.slots.map((_, i) =>
+        this.call(i, (api) => api.config({ forward: handler !== undefined })).catch(() => {}),
+      ),
     );
   }
 
@@ -917,7 +973,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const keys = Object.keys(zeroSnapshot()) as Array<keyof StatsSnapshot>;
     const entries = await Promise.all(
       this.slots.map(async (slot): Promise<ShardStatsEntry> => {
-        const s = slot.alive ? await this.call(slot.index, (api) => api.stats()).catch(() => undefined) : undefined;
+        const s = slot.alive
+          ? await this.call(slot.index, (api) => api.stats()).catch(() => undefined)
+          : undefined;
         const snap = zeroSnapshot();
         if (s) for (const k of keys) snap[k] = s[k] ?? 0;
         return {

@@ -16,7 +16,7 @@ export {
   type TransactionEngine,
   wrapEngine,
 } from "./api.js";
-export { findCallId, scanCallId, type Span } from "./callid.js";
+export { findCallId, type Span, scanCallId } from "./callid.js";
 export {
   type CoordinatorLogger,
   type ListenOption,

@@ -119,7 +119,11 @@ export interface ShardApi {
   stats(): StatsSnapshot & ShardCounters;
   audit(): AuditEntry[];
   request(opts: PlainRequestOptions, handleId: number): Result<CreatedRequest>;
-  requestFrom(message: Uint8Array | string, opts: RequestFromOptions, handleId: number): Result<CreatedRequest>;
+  requestFrom(
+    message: Uint8Array | string,
+    opts: RequestFromOptions,
+    handleId: number,
+  ): Result<CreatedRequest>;
   /** Cancel the INVITE started for main-thread handle `handleId`. */
   cancelHandle(handleId: number, reason?: string): CancelResult;
   cancel(callId: string, cseq: number, reason?: string): CancelResult;
@@ -144,7 +148,7 @@ export interface ShardApi {
   drain(timeoutMs: number): Promise<number>;
   /** Close the engine and end the task (its promise resolves with a ShardExit). */
   shutdown(): void;
-  /** Test hooks (only with `testHooks`): die now; block the thread for `ms`. */
+  /** Test hooks (only with `testHooks`): die now; block the thread for `ms`, starting right after the answer. */
   crash(mode: "exit" | "throw"): void;
   block(ms: number): void;
 }

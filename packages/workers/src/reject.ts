@@ -9,7 +9,7 @@
  * the source address, at the source port when the top Via asked for rport,
  * else at the sent-by port (default 5060); on a stream, back on the connection.
  */
-import { newTag, type Destination, type Source } from "@siptm/core";
+import { type Destination, newTag, type Source } from "@siptm/core";
 import { newViaScan, scanTopVia } from "./scan.js";
 
 const KEEP = new Set(["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]);

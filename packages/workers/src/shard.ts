@@ -140,7 +140,16 @@ class Outbox {
     this.kick();
   }
 
-  record(type: number, b: number, w: number, n0: number, n1: number, s0: string, s1: string, data?: Uint8Array) {
+  record(
+    type: number,
+    b: number,
+    w: number,
+    n0: number,
+    n1: number,
+    s0: string,
+    s1: string,
+    data?: Uint8Array,
+  ) {
     this.writer.add(type, b, w, n0, n1, s0, s1, data);
     this.kick();
   }
@@ -236,7 +245,12 @@ export class ChannelTransport implements Transport {
 function fail(err: unknown): { ok: false; name: string; code: string | undefined; message: string } {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return { ok: false, name: err.name, code: typeof code === "string" ? code : undefined, message: err.message };
+    return {
+      ok: false,
+      name: err.name,
+      code: typeof code === "string" ? code : undefined,
+      message: err.message,
+    };
   }
   return { ok: false, name: "Error", code: undefined, message: String(err) };
 }
@@ -407,7 +421,10 @@ class Shard {
   }
 
   /** Start a client transaction for the main thread; its events go back as batch records. */
-  private startRequest(handleId: number, start: (events: ClientEventsOf) => ClientTransactionHandle): CreatedRequest {
+  private startRequest(
+    handleId: number,
+    start: (events: ClientEventsOf) => ClientTransactionHandle,
+  ): CreatedRequest {
     const out = this.out;
     let last: SipResponse | undefined;
     const h = start({
@@ -501,7 +518,8 @@ class Shard {
       },
       block: (ms) => {
         hooks();
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+        // Answer first, then block: when the caller hears back, the thread is (about to be) stuck.
+        setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms));
       },
     };
   }
@@ -516,6 +534,8 @@ class Shard {
   }
 
   private async drain(timeoutMs: number): Promise<number> {
+    // New requests that still reach the shard (queued before the coordinator stopped accepting) get 503 too.
+    this.engine.drain();
     const deadline = performance.now() + timeoutMs;
     while (this.engine.stats.current > 0 && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
@@ -547,7 +567,7 @@ type ClientEventsOf = Required<
 >;
 
 function withBody<T extends { body?: Buffer | undefined } | undefined>(opts: T): T {
-  if (!opts || !opts.body) return opts;
+  if (!opts?.body) return opts;
   return { ...opts, body: asBuffer(opts.body) as Buffer };
 }
 

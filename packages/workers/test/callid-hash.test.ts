@@ -24,9 +24,9 @@ function request(headers: string[], method = "INVITE"): Buffer {
 
 describe("Call-ID scan", () => {
   it("finds the long form", () => {
-    expect(findCallId(request(["Via: SIP/2.0/UDP h;branch=z9hG4bK1", "Call-ID: abc@host", "CSeq: 1 INVITE"]))).toBe(
-      "abc@host",
-    );
+    expect(
+      findCallId(request(["Via: SIP/2.0/UDP h;branch=z9hG4bK1", "Call-ID: abc@host", "CSeq: 1 INVITE"])),
+    ).toBe("abc@host");
   });
   it("finds the compact form i", () => {
     expect(findCallId(request(["v: SIP/2.0/UDP h;branch=z9hG4bK1", "i: compact-1", "CSeq: 1 INVITE"]))).toBe(
@@ -50,7 +50,9 @@ describe("Call-ID scan", () => {
   it("is absent: no header, an empty value, or only in the body", () => {
     expect(findCallId(request(["Via: SIP/2.0/UDP h", "CSeq: 1 INVITE"]))).toBeUndefined();
     expect(findCallId(request(["Call-ID:   "]))).toBeUndefined();
-    expect(findCallId(b("INVITE sip:x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\nCall-ID: in-body\r\n"))).toBeUndefined();
+    expect(
+      findCallId(b("INVITE sip:x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\nCall-ID: in-body\r\n")),
+    ).toBeUndefined();
     expect(findCallId(b(""))).toBeUndefined();
   });
   it("accepts bare LF line ends and stops at the blank line", () => {
@@ -64,7 +66,14 @@ describe("Call-ID scan", () => {
     expect(m.toString("latin1", span.start, span.end)).toBe("off@x");
   });
   it("agrees with the core parser on the first Call-ID", () => {
-    const m = request(["Via: SIP/2.0/UDP h;branch=z9hG4bK1", "From: <sip:a@h>;tag=1", "To: <sip:b@h>", "i: same", "CSeq: 1 INVITE", "Content-Length: 4"]);
+    const m = request([
+      "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+      "From: <sip:a@h>;tag=1",
+      "To: <sip:b@h>",
+      "i: same",
+      "CSeq: 1 INVITE",
+      "Content-Length: 4",
+    ]);
     expect(findCallId(m)).toBe(parseMessage(m).callId);
   });
 });
@@ -85,7 +94,9 @@ describe("FNV-1a hash", () => {
   });
   it("maps to stable shards", () => {
     // Fixed values: the multi-machine front must compute the same.
-    expect(shardOf("a84b4c76e66710@pc33.atlanta.com", 4)).toBe(hashString("a84b4c76e66710@pc33.atlanta.com") % 4);
+    expect(shardOf("a84b4c76e66710@pc33.atlanta.com", 4)).toBe(
+      hashString("a84b4c76e66710@pc33.atlanta.com") % 4,
+    );
     expect(shardOf("foobar", 7)).toBe(0xbf9cf968 % 7);
     expect(shardOf("anything", 1)).toBe(0);
     expect(shardOf(b("foobar"), 7)).toBe(shardOf("foobar", 7));
@@ -172,16 +183,41 @@ describe("the coordinator's 503", () => {
     expect(res.body.length).toBe(0);
   });
   it("keeps an existing To tag and answers nothing without a Via", () => {
-    const res = parseMessage(buildReject(request(["Via: SIP/2.0/UDP h;branch=z9hG4bK1", "To: <sip:b@h>;tag=t", "Call-ID: c", "CSeq: 1 BYE", "From: <sip:a@h>;tag=f"], "BYE"), 503, "Busy")!);
+    const res = parseMessage(
+      buildReject(
+        request(
+          [
+            "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+            "To: <sip:b@h>;tag=t",
+            "Call-ID: c",
+            "CSeq: 1 BYE",
+            "From: <sip:a@h>;tag=f",
+          ],
+          "BYE",
+        ),
+        503,
+        "Busy",
+      )!,
+    );
     expect(res.toTag).toBe("t");
     expect(buildReject(request(["Call-ID: c", "CSeq: 1 BYE"]), 503, "x")).toBeUndefined();
   });
   it("goes to the source address: rport → source port, else the sent-by port or 5060", () => {
-    const src = { protocol: "UDP" as const, address: "1.2.3.4", port: 40000, localAddress: "127.0.0.1", localPort: 5060 };
-    expect(replyDestination(request(["Via: SIP/2.0/UDP h:5070;rport;branch=z9hG4bK1"]), src).port).toBe(40000);
+    const src = {
+      protocol: "UDP" as const,
+      address: "1.2.3.4",
+      port: 40000,
+      localAddress: "127.0.0.1",
+      localPort: 5060,
+    };
+    expect(replyDestination(request(["Via: SIP/2.0/UDP h:5070;rport;branch=z9hG4bK1"]), src).port).toBe(
+      40000,
+    );
     expect(replyDestination(request(["Via: SIP/2.0/UDP h:5070;branch=z9hG4bK1"]), src).port).toBe(5070);
     expect(replyDestination(request(["Via: SIP/2.0/UDP h;branch=z9hG4bK1"]), src).port).toBe(5060);
-    expect(replyDestination(request(["Via: SIP/2.0/UDP h"]), { ...src, protocol: "TCP", connectionId: 3 })).toEqual({
+    expect(
+      replyDestination(request(["Via: SIP/2.0/UDP h"]), { ...src, protocol: "TCP", connectionId: 3 }),
+    ).toEqual({
       protocol: "TCP",
       address: "1.2.3.4",
       port: 40000,
