@@ -78,8 +78,10 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, every =
 }
 
 export interface SippOptions {
-  /** Scenario file name in scenarios/. */
-  scenario: string;
+  /** Scenario file name in scenarios/ (or `builtin`). */
+  scenario?: string;
+  /** One of SIPp's built-in scenarios (`-sn uac`, `-sn uas`…) instead of a file. */
+  builtin?: string;
   /** Local SIP port of SIPp (-p). */
   port: number;
   /** Number of calls (-m): SIPp exits after that many calls ended. */
@@ -122,10 +124,11 @@ export class SippProcess {
     this.dir = mkdtempSync(join(tmpdir(), "siptm-sipp-"));
     this.port = opts.port;
     const file = (name: string) => join(this.dir, name);
+    if (opts.builtin === undefined && opts.scenario === undefined)
+      throw new Error("SippProcess: give a scenario file or a built-in scenario");
     this.args = [
       ...(opts.remote ? [opts.remote] : []),
-      "-sf",
-      join(SCENARIOS, opts.scenario),
+      ...(opts.builtin !== undefined ? ["-sn", opts.builtin] : ["-sf", join(SCENARIOS, opts.scenario!)]),
       "-i",
       HOST,
       "-p",

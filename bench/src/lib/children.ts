@@ -115,7 +115,9 @@ export class Child {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        reject(new Error(`${this.name} exited (code ${code}, signal ${signal}) before ${re}\n${this.tail()}`));
+        reject(
+          new Error(`${this.name} exited (code ${code}, signal ${signal}) before ${re}\n${this.tail()}`),
+        );
       });
     });
   }

@@ -1,54 +1,75 @@
 /**
  * The SipMessage implementation.
  *
- * Two representations of the header section:
- * - as parsed: the latin1 head string plus a flat array of byte ranges (a plain SMI array: small typed arrays are slow to allocate), one
- *   record of STRIDE numbers per header line (no objects per header);
- * - after the first edit: an array of Line objects; untouched lines keep a
- *   reference to their original range so serialisation copies their exact text.
+ * The header section is held as parsed: the latin1 head string, the raw
+ * Buffer, and a flat array of line records (a plain SMI array: small typed
+ * arrays are slow to allocate), STRIDE numbers per header line, no objects
+ * per header. Values are cut from the head on demand.
+ *
+ * Edits do not rebuild that: the first edit creates `_ord`, the header lines
+ * in output order as small integers (k >= 0: original line k, untouched;
+ * ~j: the j-th added line, in `_added`). Serialisation then copies runs of
+ * untouched bytes from `raw` and writes only the added lines, into one
+ * allocation.
  */
 
 import { SipParseError } from "./errors.js";
 import {
+  bytesOf,
   countValues,
   cseqMethod,
+  EMPTY_VIA,
   findTag,
   MAX_UINT32,
   parseCSeqRange,
-  parseDecimal,
+  parseTrimmedDecimal,
   parseVia,
-  skipWs,
   splitCommas,
-  trimEnd,
+  viaEnd,
 } from "./fields.js";
-import { canonicalName, compactCode, isToken, rangeEqualsLower, unfold } from "./text.js";
+import {
+  H_CALL_ID,
+  H_CONTENT_LENGTH,
+  H_CSEQ,
+  H_FROM,
+  H_LAST_EAGER,
+  H_MAX_FORWARDS,
+  H_TO,
+  H_VIA,
+  headerIdOfKey,
+  nameString,
+} from "./names.js";
+import { canonicalName, isToken, unfold } from "./text.js";
 import type { CSeq, SipRequest, SipResponse, Via } from "./types.js";
 
-/** Numbers per header line in the index: lineStart, nameEnd, valueStart, valueEnd, lineEnd, flags. */
-export const STRIDE = 6;
+/**
+ * Numbers per header line in the index: lineStart, nameEnd, valueStart,
+ * valueEnd, info. info = header id (names.ts) << ID_SHIFT | flags. A line ends
+ * where the next one starts (the last one at the blank line).
+ */
+export const STRIDE = 5;
 export const F_FOLDED = 1;
+export const ID_SHIFT = 1;
+/**
+ * After the line records the index holds three more numbers (HEAD_EXTRA):
+ * the end of the start line (after its terminator), the start of the blank
+ * line, and the start of the body. Fewer fields per message object.
+ */
+export const HEAD_EXTRA = 3;
 
-/** A header line once the message is edited. `orig` is the index of the untouched original line, or -1. */
-interface Line {
-  name: string;
-  key: string;
-  /** null until first read for an original line (cut from the head lazily). */
-  value: string | null;
-  orig: number;
+/** A header line added by an edit. */
+class AddedLine {
+  declare readonly name: string;
+  declare readonly key: string;
+  declare readonly id: number;
+  declare readonly value: string;
+  constructor(name: string, key: string, id: number, value: string) {
+    this.name = name;
+    this.key = key;
+    this.id = id;
+    this.value = value;
+  }
 }
-
-const EMPTY_VIA: Via = Object.freeze({
-  transport: "",
-  host: "",
-  port: undefined,
-  branch: undefined,
-  received: undefined,
-  rport: undefined,
-  maddr: undefined,
-  ttl: undefined,
-  params: Object.freeze([]) as ReadonlyArray<readonly [string, string | null]>,
-  raw: "",
-});
 
 function checkName(name: string): void {
   if (!isToken(name)) throw new RangeError(`invalid header name ${JSON.stringify(name)}`);
@@ -69,106 +90,224 @@ function err(code: string, reason: string): SipParseError {
   return new SipParseError(code, reason, -1, 400, "unknown");
 }
 
-export abstract class SipMessageImpl {
-  readonly raw: Buffer;
-  readonly version: string = "SIP/2.0";
-  callId = "";
-  cseq: CSeq = { seq: 0, method: "" };
-  via: Via = EMPTY_VIA;
-  viaCount = 0;
-  fromTag: string | undefined = undefined;
-  toTag: string | undefined = undefined;
-  maxForwards: number | undefined = undefined;
-  contentLength: number | undefined = undefined;
-  body: Buffer;
+/** s without trailing SP/HT/CR/LF. */
+function trimEndText(s: string): string {
+  let e = s.length;
+  while (e > 0) {
+    const c = s.charCodeAt(e - 1);
+    if (c === 32 || c === 9 || c === 13 || c === 10) e--;
+    else break;
+  }
+  return e === s.length ? s : s.slice(0, e);
+}
 
-  /** @internal latin1 text of start line + headers + blank line. */
-  protected readonly _head: string;
-  /** @internal header line ranges into _head. */
-  protected readonly _idx: number[];
-  /** @internal number of header lines in _idx. */
-  protected readonly _n: number;
-  /** @internal end of the start line including its terminator. */
-  protected readonly _startEnd: number;
-  /** @internal start of the blank line. */
-  protected readonly _headEnd: number;
-  /** @internal replaced start line (with CRLF), null when original. */
-  protected _startLine: string | null = null;
-  /** @internal edited header lines, null while unmodified. */
-  protected _lines: Line[] | null = null;
-  /** @internal cached serialisation. */
-  protected _out: Buffer | null = null;
+/** Case-insensitive compare of b[a, e) with an already lower-cased ASCII string. */
+function bytesEqualLower(b: Uint8Array, a: number, e: number, lower: string): boolean {
+  const n = lower.length;
+  if (e - a !== n) return false;
+  for (let i = 0; i < n; i++) {
+    let c = b[a + i]!;
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+const latin1Write: (b: Buffer, s: string, at: number) => void =
+  typeof (Buffer.prototype as unknown as { latin1Write?: unknown }).latin1Write === "function"
+    ? (b, s, at) => {
+        (b as unknown as { latin1Write(s: string, o: number): number }).latin1Write(s, at);
+      }
+    : (b, s, at) => {
+        b.write(s, at, s.length, "latin1");
+      };
+
+/** Via values in the text of the last `precheck` of a Via (set with its result). */
+let precheckViaCount = 0;
+
+/** What the edits of a message changed; created by the first edit. */
+class EditState {
+  /** Replaced start line (with CRLF), null when original. */
+  declare startLine: string | null;
+  /** Header lines in output order (see the file comment), null while only the start line changed. */
+  declare ord: number[] | null;
+  /** Lines added by edits, referenced from ord as ~index. */
+  declare added: AddedLine[];
+  /** Cached serialisation. */
+  declare out: Buffer | null;
+  /** The body as parsed (its bytes follow the blank line in raw). */
+  declare body0: Buffer;
+  constructor(body0: Buffer) {
+    this.startLine = null;
+    this.ord = null;
+    this.added = [];
+    this.out = null;
+    this.body0 = body0;
+  }
+}
+
+/*
+ * Fields are `declare`d and assigned once in the constructors, always in the
+ * same order: one object shape, and no define-then-assign of every field.
+ * Constants (version, isRequest) live on the prototypes.
+ */
+export abstract class SipMessageImpl {
+  declare readonly raw: Buffer;
+  declare readonly version: string;
+  declare callId: string;
+  declare cseq: CSeq;
+  declare via: Via;
+  declare viaCount: number;
+  declare fromTag: string | undefined;
+  declare toTag: string | undefined;
+  declare maxForwards: number | undefined;
+  declare contentLength: number | undefined;
+  declare body: Buffer;
+
+  /** @internal latin1 text of the message from the start line at least to the blank line (offsets = raw offsets). */
+  declare readonly _head: string;
+  /** @internal header line records (STRIDE numbers each) into _head / raw, then HEAD_EXTRA numbers. */
+  declare readonly _idx: number[];
+  /** @internal null until the first edit. */
+  declare protected _edit: EditState | null;
 
   constructor(
     raw: Buffer,
     head: string,
     idx: number[],
-    n: number,
-    startEnd: number,
-    headEnd: number,
     body: Buffer,
+    callId: string,
+    cseq: CSeq,
+    via: Via,
+    viaCount: number,
+    fromTag: string | undefined,
+    toTag: string | undefined,
+    maxForwards: number | undefined,
+    contentLength: number | undefined,
   ) {
     this.raw = raw;
+    this.callId = callId;
+    this.cseq = cseq;
+    this.via = via;
+    this.viaCount = viaCount;
+    this.fromTag = fromTag;
+    this.toTag = toTag;
+    this.maxForwards = maxForwards;
+    this.contentLength = contentLength;
+    this.body = body;
     this._head = head;
     this._idx = idx;
-    this._n = n;
-    this._startEnd = startEnd;
-    this._headEnd = headEnd;
-    this.body = body;
+    this._edit = null;
+  }
+
+  /** @internal number of header lines. */
+  protected get _n(): number {
+    return (this._idx.length - HEAD_EXTRA) / STRIDE;
+  }
+
+  /** @internal end of the start line including its terminator. */
+  protected get _startEnd(): number {
+    const idx = this._idx;
+    return idx[idx.length - 3]!;
+  }
+
+  /** @internal start of the blank line. */
+  protected get _headEnd(): number {
+    const idx = this._idx;
+    return idx[idx.length - 2]!;
+  }
+
+  /** @internal start of the body (after the blank line). */
+  protected get _bodyOff(): number {
+    const idx = this._idx;
+    return idx[idx.length - 1]!;
   }
 
   abstract readonly isRequest: boolean;
 
   get modified(): boolean {
-    return this._lines !== null || this._startLine !== null;
+    return this._edit !== null;
   }
 
-  // ------------------------------------------------------------ lookups (original form)
+  // ------------------------------------------------------------ original lines
 
-  private matches(k: number, key: string, cc: number): boolean {
+  /** Original line k has that header (canonical key, id from headerIdOfKey). */
+  private origIs(k: number, key: string, id: number): boolean {
     const idx = this._idx;
-    const a = idx[k * STRIDE]!;
-    const e = idx[k * STRIDE + 1]!;
-    if (e - a === 1 && cc !== 0) return (this._head.charCodeAt(a) | 0x20) === cc;
-    return rangeEqualsLower(this._head, a, e, key);
+    const r = k * STRIDE;
+    const lid = idx[r + 4]! >> ID_SHIFT;
+    if (id !== 0) return lid === id;
+    return lid === 0 && bytesEqualLower(this.raw, idx[r]!, idx[r + 1]!, key);
   }
 
   private origValue(k: number): string {
     const idx = this._idx;
-    const b = k * STRIDE;
-    const v = this._head.slice(idx[b + 2]!, idx[b + 3]!);
-    return (idx[b + 5]! & F_FOLDED) !== 0 ? unfold(v) : v;
+    const r = k * STRIDE;
+    const v = this._head.slice(idx[r + 2]!, idx[r + 3]!);
+    return (idx[r + 4]! & F_FOLDED) !== 0 ? unfold(v) : v;
   }
 
   private origName(k: number): string {
-    const b = k * STRIDE;
-    return this._head.slice(this._idx[b]!, this._idx[b + 1]!);
+    const idx = this._idx;
+    const r = k * STRIDE;
+    return nameString(this.raw, this._head, idx[r]!, idx[r + 1]!, idx[r + 4]! >> ID_SHIFT);
+  }
+
+  /** End of original line k (after its line terminator, folds included). */
+  private lineEnd(k: number): number {
+    const idx = this._idx;
+    const r = (k + 1) * STRIDE;
+    return r < idx.length - HEAD_EXTRA ? idx[r]! : idx[idx.length - 2]!;
+  }
+
+  /** Header lines in output order once edited, null while the original lines are unchanged. */
+  private get _ord(): number[] | null {
+    const ed = this._edit;
+    return ed === null ? null : ed.ord;
+  }
+
+  // ------------------------------------------------------------ lines of an edited message
+
+  private added(ref: number): AddedLine {
+    return this._edit!.added[~ref]!;
+  }
+
+  private refIs(ref: number, key: string, id: number): boolean {
+    return ref >= 0 ? this.origIs(ref, key, id) : this.added(ref).key === key;
+  }
+
+  private refValue(ref: number): string {
+    return ref >= 0 ? this.origValue(ref) : this.added(ref).value;
+  }
+
+  private refName(ref: number): string {
+    return ref >= 0 ? this.origName(ref) : this.added(ref).name;
   }
 
   // ------------------------------------------------------------ header access
 
   header(name: string): string | undefined {
     const key = canonicalName(name);
-    const lines = this._lines;
-    if (lines !== null) {
-      for (const l of lines) if (l.key === key) return this.val(l);
+    const id = headerIdOfKey(key);
+    const ord = this._ord;
+    if (ord !== null) {
+      for (let i = 0; i < ord.length; i++) if (this.refIs(ord[i]!, key, id)) return this.refValue(ord[i]!);
       return undefined;
     }
-    const cc = compactCode(key);
-    for (let k = 0; k < this._n; k++) if (this.matches(k, key, cc)) return this.origValue(k);
+    for (let k = 0; k < this._n; k++) if (this.origIs(k, key, id)) return this.origValue(k);
     return undefined;
   }
 
   headerLines(name: string): string[] {
     const key = canonicalName(name);
+    const id = headerIdOfKey(key);
     const out: string[] = [];
-    const lines = this._lines;
-    if (lines !== null) {
-      for (const l of lines) if (l.key === key) out.push(this.val(l));
+    const ord = this._ord;
+    if (ord !== null) {
+      for (let i = 0; i < ord.length; i++) if (this.refIs(ord[i]!, key, id)) out.push(this.refValue(ord[i]!));
       return out;
     }
-    const cc = compactCode(key);
-    for (let k = 0; k < this._n; k++) if (this.matches(k, key, cc)) out.push(this.origValue(k));
+    for (let k = 0; k < this._n; k++) if (this.origIs(k, key, id)) out.push(this.origValue(k));
     return out;
   }
 
@@ -177,7 +316,7 @@ export abstract class SipMessageImpl {
     const r: number[] = [];
     for (const v of this.headerLines(name)) {
       r.length = 0;
-      splitCommas(v, 0, v.length, r);
+      splitCommas(bytesOf(v, true), 0, v.length, r);
       for (let i = 0; i < r.length; i += 2) {
         if (r[i + 1]! > r[i]!) out.push(v.slice(r[i], r[i + 1]));
       }
@@ -187,21 +326,26 @@ export abstract class SipMessageImpl {
 
   has(name: string): boolean {
     const key = canonicalName(name);
-    const lines = this._lines;
-    if (lines !== null) {
-      for (const l of lines) if (l.key === key) return true;
+    const id = headerIdOfKey(key);
+    const ord = this._ord;
+    if (ord !== null) {
+      for (let i = 0; i < ord.length; i++) if (this.refIs(ord[i]!, key, id)) return true;
       return false;
     }
-    const cc = compactCode(key);
-    for (let k = 0; k < this._n; k++) if (this.matches(k, key, cc)) return true;
+    for (let k = 0; k < this._n; k++) if (this.origIs(k, key, id)) return true;
     return false;
   }
 
   headers(): Array<[string, string]> {
-    const lines = this._lines;
-    if (lines !== null) return lines.map((l) => [l.name, this.val(l)]);
+    const ord = this._ord;
+    if (ord !== null) {
+      const out: Array<[string, string]> = [];
+      for (let i = 0; i < ord.length; i++) out.push([this.refName(ord[i]!), this.refValue(ord[i]!)]);
+      return out;
+    }
+    const n = this._n;
     const out: Array<[string, string]> = [];
-    for (let k = 0; k < this._n; k++) out.push([this.origName(k), this.origValue(k)]);
+    for (let k = 0; k < n; k++) out.push([this.origName(k), this.origValue(k)]);
     return out;
   }
 
@@ -212,27 +356,30 @@ export abstract class SipMessageImpl {
    */
   headerText(name: string): string {
     const key = canonicalName(name);
+    const id = headerIdOfKey(key);
     let out = "";
-    const lines = this._lines;
-    if (lines !== null) {
-      for (const l of lines) {
-        if (l.key !== key) continue;
-        out += l.orig >= 0 ? this.origText(l.orig) : `${l.name}: ${l.value}\r\n`;
+    const ord = this._ord;
+    if (ord !== null) {
+      for (let i = 0; i < ord.length; i++) {
+        const ref = ord[i]!;
+        if (!this.refIs(ref, key, id)) continue;
+        if (ref >= 0) out += this.origText(ref);
+        else {
+          const l = this.added(ref);
+          out += `${l.name}: ${l.value}\r\n`;
+        }
       }
       return out;
     }
-    const cc = compactCode(key);
     for (let k = 0; k < this._n; k++) {
-      if (this.matches(k, key, cc)) out += this.origText(k);
+      if (this.origIs(k, key, id)) out += this.origText(k);
     }
     return out;
   }
 
   /** Original text of header line k; a line using bare LF line ends is rebuilt with CRLF. */
   private origText(k: number): string {
-    const b = k * STRIDE;
-    const idx = this._idx;
-    const t = this._head.slice(idx[b]!, idx[b + 4]!);
+    const t = this._head.slice(this._idx[k * STRIDE]!, this.lineEnd(k));
     for (let i = t.indexOf("\n"); i >= 0; i = t.indexOf("\n", i + 1)) {
       if (i === 0 || t.charCodeAt(i - 1) !== 13) return `${this.origName(k)}: ${this.origValue(k)}\r\n`;
     }
@@ -241,116 +388,144 @@ export abstract class SipMessageImpl {
 
   /** The start line as it will be serialised, without its line terminator. */
   get startLine(): string {
-    const s = this._startLine ?? this._head.slice(0, this._startEnd);
-    return s.slice(0, trimEnd(s, 0, s.length));
+    return trimEndText(this._edit?.startLine ?? this._head.slice(0, this._startEnd));
   }
 
   // ------------------------------------------------------------ edits
 
-  private edit(): Line[] {
-    this._out = null;
-    let lines = this._lines;
-    if (lines === null) {
-      lines = new Array<Line>(this._n);
-      for (let k = 0; k < this._n; k++) {
-        const name = this.origName(k);
-        lines[k] = { name, key: canonicalName(name), value: null, orig: k };
-      }
-      this._lines = lines;
+  /** @internal the edit state, created on the first edit; drops the cached serialisation. */
+  protected editState(): EditState {
+    let ed = this._edit;
+    if (ed === null) {
+      ed = new EditState(this.body);
+      this._edit = ed;
     }
-    return lines;
+    ed.out = null;
+    return ed;
+  }
+
+  private edit(): number[] {
+    const ed = this.editState();
+    let ord = ed.ord;
+    if (ord === null) {
+      ord = [];
+      for (let k = 0, n = this._n; k < n; k++) ord.push(k);
+      ed.ord = ord;
+    }
+    return ord;
+  }
+
+  private addLine(name: string, key: string, id: number, value: string): number {
+    const added = this._edit!.added;
+    added.push(new AddedLine(name, key, id, value));
+    return ~(added.length - 1);
+  }
+
+  /** Index in `ord` of the first line with that header, -1 when none. */
+  private firstIn(ord: number[], key: string, id: number): number {
+    for (let i = 0; i < ord.length; i++) if (this.refIs(ord[i]!, key, id)) return i;
+    return -1;
   }
 
   /**
    * Check a new value of an eagerly parsed header before it is committed, so a
-   * failed edit leaves the message untouched.
+   * failed edit leaves the message untouched. Returns the parsed Via for a Via
+   * (and sets precheckViaCount).
    */
-  private precheck(key: string, value: string): void {
-    switch (key) {
-      case "via":
-        parseVia(value, 0, value.length);
+  private precheck(id: number, value: string): Via | undefined {
+    switch (id) {
+      case H_VIA: {
+        const b = bytesOf(value, true);
+        const via = parseVia(b, value, 0, value.length);
+        precheckViaCount = viaEnd === value.length ? 1 : countValues(b, 0, value.length);
+        return via;
+      }
+      case H_CSEQ:
+        parseCSeqRange(bytesOf(value, true), value, 0, value.length);
         break;
-      case "cseq":
-        parseCSeqRange(value, 0, value.length);
-        break;
-      case "max-forwards":
-        if (parseDecimal(value, skipWs(value, 0, value.length), trimEnd(value, 0, value.length), 255) < 0)
+      case H_MAX_FORWARDS:
+        if (parseTrimmedDecimal(bytesOf(value, true), 0, value.length, 255) < 0)
           throw err("bad-max-forwards", "Max-Forwards must be 0-255");
         break;
-      case "content-length":
-        if (
-          parseDecimal(value, skipWs(value, 0, value.length), trimEnd(value, 0, value.length), MAX_UINT32) < 0
-        )
+      case H_CONTENT_LENGTH:
+        if (parseTrimmedDecimal(bytesOf(value, true), 0, value.length, MAX_UINT32) < 0)
           throw err("bad-content-length", "Content-Length must be a non-negative decimal");
+        break;
+    }
+    return undefined;
+  }
+
+  /** Set the eager field of header `id` (not Via) from `value`, the value of its first line. */
+  private fieldFrom(id: number, value: string): void {
+    switch (id) {
+      case H_CALL_ID:
+        this.callId = value.trim();
+        break;
+      case H_CSEQ: {
+        const seq = parseCSeqRange(bytesOf(value, true), value, 0, value.length);
+        this.cseq = { seq, method: cseqMethod };
+        this.onCSeq();
+        break;
+      }
+      case H_FROM:
+        this.fromTag = findTag(bytesOf(value, true), value, 0, value.length);
+        break;
+      case H_TO:
+        this.toTag = findTag(bytesOf(value, true), value, 0, value.length);
+        break;
+      case H_MAX_FORWARDS:
+        this.maxForwards = parseTrimmedDecimal(bytesOf(value, true), 0, value.length, 255);
+        break;
+      case H_CONTENT_LENGTH:
+        this.contentLength = parseTrimmedDecimal(bytesOf(value, true), 0, value.length, MAX_UINT32);
         break;
     }
   }
 
-  private val(l: Line): string {
-    if (l.value === null) l.value = this.origValue(l.orig);
-    return l.value;
-  }
-
-  /** Recompute the eager field(s) derived from header `key` after an edit. */
-  private refresh(key: string): void {
-    const lines = this._lines!;
-    switch (key) {
-      case "via": {
-        let count = 0;
-        let top: Via | undefined;
-        for (const l of lines) {
-          if (l.key !== "via") continue;
-          const v = this.val(l);
-          if (top === undefined) top = parseVia(v, 0, v.length);
-          count += countValues(v, 0, v.length);
-        }
-        this.via = top ?? EMPTY_VIA;
-        this.viaCount = count;
-        break;
+  /** Recompute the eager field(s) of header `id` from the lines as they are now (after a removal). */
+  private refresh(key: string, id: number): void {
+    if (id === 0 || id > H_LAST_EAGER) return;
+    const ord = this._ord!;
+    if (id === H_VIA) {
+      let count = 0;
+      let top: Via | undefined;
+      for (let i = 0; i < ord.length; i++) {
+        const ref = ord[i]!;
+        if (!this.refIs(ref, key, id)) continue;
+        const v = this.refValue(ref);
+        const b = bytesOf(v, true);
+        if (top === undefined) top = parseVia(b, v, 0, v.length);
+        count += countValues(b, 0, v.length);
       }
-      case "call-id": {
-        const l = lines.find((x) => x.key === key);
-        this.callId = l === undefined ? "" : this.val(l).trim();
+      this.via = top ?? EMPTY_VIA;
+      this.viaCount = count;
+      return;
+    }
+    const at = this.firstIn(ord, key, id);
+    if (at >= 0) {
+      this.fieldFrom(id, this.refValue(ord[at]!));
+      return;
+    }
+    switch (id) {
+      case H_CALL_ID:
+        this.callId = "";
         break;
-      }
-      case "cseq": {
-        const l = lines.find((x) => x.key === key);
-        if (l === undefined) this.cseq = { seq: 0, method: "" };
-        else {
-          const v = this.val(l);
-          const seq = parseCSeqRange(v, 0, v.length);
-          this.cseq = { seq, method: cseqMethod };
-        }
+      case H_CSEQ:
+        this.cseq = { seq: 0, method: "" };
         this.onCSeq();
         break;
-      }
-      case "from":
-      case "to": {
-        const l = lines.find((x) => x.key === key);
-        const v = l === undefined ? "" : this.val(l);
-        const tag = l === undefined ? undefined : findTag(v, 0, v.length);
-        if (key === "from") this.fromTag = tag;
-        else this.toTag = tag;
+      case H_FROM:
+        this.fromTag = undefined;
         break;
-      }
-      case "max-forwards": {
-        const l = lines.find((x) => x.key === key);
-        if (l === undefined) this.maxForwards = undefined;
-        else {
-          const v = this.val(l);
-          this.maxForwards = parseDecimal(v, skipWs(v, 0, v.length), trimEnd(v, 0, v.length), 255);
-        }
+      case H_TO:
+        this.toTag = undefined;
         break;
-      }
-      case "content-length": {
-        const l = lines.find((x) => x.key === key);
-        if (l === undefined) this.contentLength = undefined;
-        else {
-          const v = this.val(l);
-          this.contentLength = parseDecimal(v, skipWs(v, 0, v.length), trimEnd(v, 0, v.length), MAX_UINT32);
-        }
+      case H_MAX_FORWARDS:
+        this.maxForwards = undefined;
         break;
-      }
+      case H_CONTENT_LENGTH:
+        this.contentLength = undefined;
+        break;
     }
   }
 
@@ -361,71 +536,97 @@ export abstract class SipMessageImpl {
     checkName(name);
     checkValue(value);
     const key = canonicalName(name);
-    this.precheck(key, value);
-    const lines = this.edit();
-    let at = lines.findIndex((l) => l.key === key);
-    if (at < 0) at = 0;
-    lines.splice(at, 0, { name, key, value, orig: -1 });
-    this.refresh(key);
+    const id = headerIdOfKey(key);
+    const via = this.precheck(id, value);
+    const ord = this.edit();
+    const at = this.firstIn(ord, key, id);
+    ord.splice(at < 0 ? 0 : at, 0, this.addLine(name, key, id, value));
+    // the new line is now the first of its header
+    if (via !== undefined) {
+      this.via = via;
+      this.viaCount += precheckViaCount;
+    } else if (id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
   }
 
   appendHeader(name: string, value: string): void {
     checkName(name);
     checkValue(value);
     const key = canonicalName(name);
-    this.precheck(key, value);
-    const lines = this.edit();
-    lines.push({ name, key, value, orig: -1 });
-    this.refresh(key);
+    const id = headerIdOfKey(key);
+    const via = this.precheck(id, value);
+    const ord = this.edit();
+    const first = this.firstIn(ord, key, id);
+    ord.push(this.addLine(name, key, id, value));
+    if (via !== undefined) {
+      if (first < 0) {
+        this.via = via;
+        this.viaCount = precheckViaCount;
+      } else {
+        const v = this.refValue(ord[first]!);
+        this.via = parseVia(bytesOf(v, true), v, 0, v.length);
+        this.viaCount += precheckViaCount;
+      }
+    } else if (first < 0 && id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
   }
 
   setHeader(name: string, value: string): void {
     checkName(name);
     checkValue(value);
     const key = canonicalName(name);
-    this.precheck(key, value);
-    const lines = this.edit();
+    const id = headerIdOfKey(key);
+    const via = this.precheck(id, value);
+    this.replaceAll(key, id, name, value);
+    if (via !== undefined) {
+      this.via = via;
+      this.viaCount = precheckViaCount;
+    } else if (id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
+  }
+
+  /** Replace every line of the header by one line (the first keeps its name as written; added at the end when none). */
+  private replaceAll(key: string, id: number, name: string, value: string): void {
+    const ord = this.edit();
     let first = -1;
     let w = 0;
-    for (let r = 0; r < lines.length; r++) {
-      const l = lines[r]!;
-      if (l.key === key) {
+    for (let r = 0; r < ord.length; r++) {
+      const ref = ord[r]!;
+      if (this.refIs(ref, key, id)) {
         if (first >= 0) continue;
         first = w;
-        lines[w++] = { name: l.name, key, value, orig: -1 };
+        ord[w++] = this.addLine(this.refName(ref), key, id, value);
       } else {
-        lines[w++] = l;
+        ord[w++] = ref;
       }
     }
-    lines.length = w;
-    if (first < 0) lines.push({ name, key, value, orig: -1 });
-    this.refresh(key);
+    ord.length = w;
+    if (first < 0) ord.push(this.addLine(name, key, id, value));
   }
 
   removeHeader(name: string): number {
     const key = canonicalName(name);
+    const id = headerIdOfKey(key);
     if (!this.has(name)) return 0;
-    const lines = this.edit();
+    const ord = this.edit();
     let w = 0;
-    for (let r = 0; r < lines.length; r++) {
-      const l = lines[r]!;
-      if (l.key !== key) lines[w++] = l;
+    for (let r = 0; r < ord.length; r++) {
+      const ref = ord[r]!;
+      if (!this.refIs(ref, key, id)) ord[w++] = ref;
     }
-    const removed = lines.length - w;
-    lines.length = w;
-    this.refresh(key);
+    const removed = ord.length - w;
+    ord.length = w;
+    this.refresh(key, id);
     return removed;
   }
 
   removeFirstValue(name: string): string | undefined {
     const key = canonicalName(name);
+    const id = headerIdOfKey(key);
     if (!this.has(name)) return undefined;
-    const lines = this.edit();
-    const at = lines.findIndex((l) => l.key === key);
-    const l = lines[at]!;
-    const v = this.val(l);
+    const ord = this.edit();
+    const at = this.firstIn(ord, key, id);
+    const ref = ord[at]!;
+    const v = this.refValue(ref);
     const r: number[] = [];
-    splitCommas(v, 0, v.length, r);
+    splitCommas(bytesOf(v, true), 0, v.length, r);
     // skip leading empty elements (", a")
     let k = 0;
     while (k + 2 < r.length && r[k] === r[k + 1]) k += 2;
@@ -437,9 +638,9 @@ export abstract class SipMessageImpl {
         break;
       }
     }
-    if (restStart < 0) lines.splice(at, 1);
-    else lines[at] = { name: l.name, key, value: v.slice(restStart), orig: -1 };
-    this.refresh(key);
+    if (restStart < 0) ord.splice(at, 1);
+    else ord[at] = this.addLine(this.refName(ref), key, id, v.slice(restStart));
+    this.refresh(key, id);
     return first;
   }
 
@@ -455,7 +656,8 @@ export abstract class SipMessageImpl {
   setMaxForwards(n: number): void {
     if (!Number.isInteger(n) || n < 0 || n > 255)
       throw new RangeError("Max-Forwards must be an integer 0-255");
-    this.setHeader("Max-Forwards", String(n));
+    this.replaceAll("max-forwards", H_MAX_FORWARDS, "Max-Forwards", String(n));
+    this.maxForwards = n;
   }
 
   setBody(body: Buffer, contentType?: string): void {
@@ -470,30 +672,85 @@ export abstract class SipMessageImpl {
   // ------------------------------------------------------------ serialisation
 
   toBuffer(): Buffer {
-    if (this._out !== null) return this._out;
-    if (this._lines === null && this._startLine === null) return this.raw;
-    const head = this._head;
+    const ed = this._edit;
+    if (ed === null) return this.raw;
+    if (ed.out !== null) return ed.out;
+    const ord = ed.ord;
+    const startLine = ed.startLine;
+    const raw = this.raw;
     const idx = this._idx;
-    let s = this._startLine ?? head.slice(0, this._startEnd);
-    const lines = this._lines;
-    if (lines === null) {
-      s += head.slice(this._startEnd);
-    } else {
-      for (const l of lines) {
-        if (l.orig >= 0) {
-          const b = l.orig * STRIDE;
-          s += head.slice(idx[b]!, idx[b + 4]!);
-        } else {
-          s += `${l.name}: ${l.value}\r\n`;
+    const added = ed.added;
+    const body = this.body;
+    const bodyKept = body === ed.body0;
+    const startEnd = this._startEnd;
+    const headEnd = this._headEnd;
+    const bodyOff = this._bodyOff;
+
+    let size = (startLine === null ? startEnd : startLine.length) + body.length;
+    if (ord === null) size += bodyOff - startEnd;
+    else {
+      for (let i = 0; i < ord.length; i++) {
+        const ref = ord[i]!;
+        if (ref >= 0) size += this.lineEnd(ref) - idx[ref * STRIDE]!;
+        else {
+          const l = added[~ref]!;
+          size += l.name.length + l.value.length + 4;
         }
       }
-      s += this._headEnd < head.length ? head.slice(this._headEnd) : "\r\n";
+      size += headEnd < bodyOff ? bodyOff - headEnd : 2;
     }
-    const hl = Buffer.byteLength(s, "latin1");
-    const out = Buffer.allocUnsafe(hl + this.body.length);
-    out.write(s, 0, hl, "latin1");
-    this.body.copy(out, hl);
-    this._out = out;
+    const out = Buffer.allocUnsafe(size);
+
+    // Untouched bytes are copied in runs: [runA, runE) of raw is pending at out[w].
+    let w = 0;
+    let runA = 0;
+    let runE = 0;
+    if (startLine === null) runE = startEnd;
+    else {
+      latin1Write(out, startLine, 0);
+      w = startLine.length;
+    }
+    if (ord === null) {
+      // only the start line changed (it was written above)
+      runA = startEnd;
+      runE = bodyOff;
+    } else {
+      for (let i = 0; i < ord.length; i++) {
+        const ref = ord[i]!;
+        if (ref >= 0) {
+          const a = idx[ref * STRIDE]!;
+          if (a !== runE) {
+            if (runE > runA) w += raw.copy(out, w, runA, runE);
+            runA = a;
+          }
+          runE = this.lineEnd(ref);
+        } else {
+          if (runE > runA) w += raw.copy(out, w, runA, runE);
+          runA = runE = 0;
+          const l = added[~ref]!;
+          const text = `${l.name}: ${l.value}\r\n`;
+          latin1Write(out, text, w);
+          w += text.length;
+        }
+      }
+      if (headEnd < bodyOff) {
+        if (headEnd !== runE) {
+          if (runE > runA) w += raw.copy(out, w, runA, runE);
+          runA = headEnd;
+        }
+        runE = bodyOff;
+      } else {
+        if (runE > runA) w += raw.copy(out, w, runA, runE);
+        runA = runE = 0;
+        out[w++] = 13;
+        out[w++] = 10;
+      }
+    }
+    // an unchanged body follows the blank line in raw: same run
+    if (bodyKept && runE === bodyOff) runE = raw.length;
+    if (runE > runA) w += raw.copy(out, w, runA, runE);
+    if (!(bodyKept && runE === raw.length) && body.length > 0) body.copy(out, w);
+    ed.out = out;
     return out;
   }
 
@@ -502,23 +759,30 @@ export abstract class SipMessageImpl {
   }
 }
 
+Object.defineProperty(SipMessageImpl.prototype, "version", { value: "SIP/2.0", enumerable: true });
+
 export class SipRequestImpl extends SipMessageImpl implements SipRequest {
-  readonly isRequest = true as const;
-  method: string;
-  uri: string;
+  declare readonly isRequest: true;
+  declare method: string;
+  declare uri: string;
 
   constructor(
     raw: Buffer,
     head: string,
     idx: number[],
-    n: number,
-    startEnd: number,
-    headEnd: number,
     body: Buffer,
+    callId: string,
+    cseq: CSeq,
+    via: Via,
+    viaCount: number,
+    fromTag: string | undefined,
+    toTag: string | undefined,
+    maxForwards: number | undefined,
+    contentLength: number | undefined,
     method: string,
     uri: string,
   ) {
-    super(raw, head, idx, n, startEnd, headEnd, body);
+    super(raw, head, idx, body, callId, cseq, via, viaCount, fromTag, toTag, maxForwards, contentLength);
     this.method = method;
     this.uri = uri;
   }
@@ -530,35 +794,44 @@ export class SipRequestImpl extends SipMessageImpl implements SipRequest {
       if (c <= 32 || c === 127 || c > 255)
         throw new RangeError("Request-URI must not contain whitespace/CTL");
     }
-    this._out = null;
-    this._startLine = `${this.method} ${uri} SIP/2.0\r\n`;
+    this.editState().startLine = `${this.method} ${uri} SIP/2.0\r\n`;
     this.uri = uri;
   }
 }
 
+Object.defineProperty(SipRequestImpl.prototype, "isRequest", { value: true, enumerable: true });
+
 export class SipResponseImpl extends SipMessageImpl implements SipResponse {
-  readonly isRequest = false as const;
-  status: number;
-  reason: string;
-  method = "";
+  declare readonly isRequest: false;
+  declare status: number;
+  declare reason: string;
+  declare method: string;
 
   constructor(
     raw: Buffer,
     head: string,
     idx: number[],
-    n: number,
-    startEnd: number,
-    headEnd: number,
     body: Buffer,
+    callId: string,
+    cseq: CSeq,
+    via: Via,
+    viaCount: number,
+    fromTag: string | undefined,
+    toTag: string | undefined,
+    maxForwards: number | undefined,
+    contentLength: number | undefined,
     status: number,
     reason: string,
   ) {
-    super(raw, head, idx, n, startEnd, headEnd, body);
+    super(raw, head, idx, body, callId, cseq, via, viaCount, fromTag, toTag, maxForwards, contentLength);
     this.status = status;
     this.reason = reason;
+    this.method = cseq.method;
   }
 
   protected override onCSeq(): void {
     this.method = this.cseq.method;
   }
 }
+
+Object.defineProperty(SipResponseImpl.prototype, "isRequest", { value: false, enumerable: true });

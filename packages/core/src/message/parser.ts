@@ -2,12 +2,17 @@
  * parseMessage: the receive fast path.
  *
  * 1. size check against the limits (before any other work);
- * 2. one pass over the bytes: start line end, each header line's name and
- *    value ranges (with folding), the blank line;
- * 3. one latin1 conversion of the head;
+ * 2. one latin1 conversion: the whole datagram when it is small (a UDP
+ *    message rarely exceeds the path MTU, RFC 3261 §18.1.1), else the head
+ *    up to the first CRLFCRLF;
+ * 3. one pass over the head bytes: each header line's name, value and line
+ *    ranges (with folding) and the id of its name (names.ts), the blank line;
  * 4. start line, then only the transaction fields: top Via and Via count,
  *    Call-ID, CSeq, From/To tags, Max-Forwards, Content-Length.
  * Everything else is left as byte ranges for lazy access (message.ts).
+ *
+ * Per-character tests read the Buffer (typed-array loads); strings are only
+ * cut from the head string for the values the transaction layer needs.
  */
 
 import { SipParseError, type SipParseErrorKind, toSipParseError } from "./errors.js";
@@ -17,11 +22,24 @@ import {
   cseqMethod,
   findTag,
   MAX_UINT32,
+  methodString,
   parseCSeqRange,
   parseDecimal,
   parseVia,
+  viaEnd,
 } from "./fields.js";
-import { F_FOLDED, type SipMessageImpl, SipRequestImpl, SipResponseImpl, STRIDE } from "./message.js";
+import { F_FOLDED, HEAD_EXTRA, ID_SHIFT, SipRequestImpl, SipResponseImpl, STRIDE } from "./message.js";
+import {
+  H_CALL_ID,
+  H_CONTENT_LENGTH,
+  H_CSEQ,
+  H_FROM,
+  H_LAST_EAGER,
+  H_MAX_FORWARDS,
+  H_TO,
+  H_VIA,
+  headerId,
+} from "./names.js";
 import { TOKEN_CHARS, unfold } from "./text.js";
 import {
   DEFAULT_PARSE_LIMITS,
@@ -30,16 +48,6 @@ import {
   type SipMessage,
   type Via,
 } from "./types.js";
-
-// header ids for the eager fields
-const H_OTHER = 0;
-const H_VIA = 1;
-const H_CALLID = 2;
-const H_CSEQ = 3;
-const H_FROM = 4;
-const H_TO = 5;
-const H_MAXFWD = 6;
-const H_CLEN = 7;
 
 /** Methods this layer knows; a CSeq mismatch on any other method is answered 501 (RFC 4475 §3.1.2.18). */
 export const KNOWN_METHODS: ReadonlySet<string> = new Set([
@@ -61,52 +69,20 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
 
 const CRLFCRLF = Buffer.from("\r\n\r\n", "latin1");
 
-/** Line ranges of the message being parsed; copied out (slice) per message. Plain SMI array on purpose. */
-const scratch: number[] = [];
-for (let i = 0; i < DEFAULT_PARSE_LIMITS.maxHeaders * STRIDE; i++) scratch.push(0);
+/**
+ * Up to this size the whole message is converted to one string (cheaper than
+ * searching the blank line natively first); bigger ones convert the head only.
+ */
+const WHOLE_MESSAGE = 1500;
 
-function eq(s: string, a: number, lit: string): boolean {
-  // lit is lower-case letters and '-'; s[a..] is known to be a token of the same length
-  for (let i = 0; i < lit.length; i++) if ((s.charCodeAt(a + i) | 0x20) !== lit.charCodeAt(i)) return false;
-  return true;
-}
+/**
+ * Line records of the message being parsed; copied out (slice) per message.
+ * Plain SMI array on purpose; grown when a message is allowed more lines.
+ */
+let scratch: number[] = [];
+for (let i = 0; i < DEFAULT_PARSE_LIMITS.maxHeaders * STRIDE + HEAD_EXTRA; i++) scratch.push(0);
 
-/** Id of the header whose name is s[a, e) (a token). */
-function headerId(s: string, a: number, e: number): number {
-  switch (e - a) {
-    case 1:
-      switch (s.charCodeAt(a) | 0x20) {
-        case 118:
-          return H_VIA;
-        case 105:
-          return H_CALLID;
-        case 102:
-          return H_FROM;
-        case 116:
-          return H_TO;
-        case 108:
-          return H_CLEN;
-      }
-      return H_OTHER;
-    case 2:
-      return eq(s, a, "to") ? H_TO : H_OTHER;
-    case 3:
-      return eq(s, a, "via") ? H_VIA : H_OTHER;
-    case 4:
-      if (eq(s, a, "cseq")) return H_CSEQ;
-      return eq(s, a, "from") ? H_FROM : H_OTHER;
-    case 7:
-      return eq(s, a, "call-id") ? H_CALLID : H_OTHER;
-    case 12:
-      return eq(s, a, "max-forwards") ? H_MAXFWD : H_OTHER;
-    case 14:
-      return eq(s, a, "content-length") ? H_CLEN : H_OTHER;
-  }
-  return H_OTHER;
-}
-
-function mergeLimits(l: Partial<ParseLimits> | undefined): Readonly<ParseLimits> {
-  if (l === undefined) return DEFAULT_PARSE_LIMITS;
+function mergeLimits(l: Partial<ParseLimits>): Readonly<ParseLimits> {
   return {
     maxMessageSize: l.maxMessageSize ?? DEFAULT_PARSE_LIMITS.maxMessageSize,
     maxHeaders: l.maxHeaders ?? DEFAULT_PARSE_LIMITS.maxHeaders,
@@ -133,6 +109,9 @@ const latin1Slice: (b: Buffer, a: number, e: number) => string =
     ? (b, a, e) => (b as unknown as { latin1Slice(a: number, e: number): string }).latin1Slice(a, e)
     : (b, a, e) => b.toString("latin1", a, e);
 
+/** The body of a message without one: shared, zero-length. */
+const NO_BODY: Buffer = Buffer.alloc(0);
+
 /**
  * Parse one SIP message (a UDP datagram, or a message framed out of a stream
  * with `datagram: false`). Throws SipParseError, and nothing else, for any input.
@@ -141,8 +120,12 @@ export function parseMessage(data: Buffer, options?: ParseOptions): SipMessage {
   if (!Buffer.isBuffer(data)) {
     throw new SipParseError("bad-input", "input is not a Buffer", -1, 400, "unknown");
   }
-  const limits = mergeLimits(options?.limits);
-  const datagram = options?.datagram !== false;
+  let limits = DEFAULT_PARSE_LIMITS;
+  let datagram = true;
+  if (options !== undefined) {
+    if (options.limits !== undefined) limits = mergeLimits(options.limits);
+    datagram = options.datagram !== false;
+  }
   const len = data.length;
   // RFC 3261 §7.5: CRLFs before the start line are ignored.
   let base = 0;
@@ -159,15 +142,15 @@ export function parseMessage(data: Buffer, options?: ParseOptions): SipMessage {
   }
   if (base >= len) throw new SipParseError("empty", "empty message", -1, 400, kind);
   try {
-    return parse(data, base, limits, datagram, kind);
+    return parse(base === 0 ? data : data.subarray(base), limits, datagram, kind);
   } catch (e) {
     throw toSipParseError(e, kind, base);
   }
 }
 
+/** Parse the message in b (leading CRLFs already skipped); offsets are relative to b. */
 function parse(
   b: Buffer,
-  base: number,
   limits: Readonly<ParseLimits>,
   datagram: boolean,
   kind: SipParseErrorKind,
@@ -175,24 +158,32 @@ function parse(
   const len = b.length;
   const maxLine = limits.maxHeaderLineLength;
   const maxHeaders = limits.maxHeaders;
+  if (scratch.length < maxHeaders * STRIDE + HEAD_EXTRA) {
+    const bigger = scratch.slice();
+    while (bigger.length < maxHeaders * STRIDE + HEAD_EXTRA) bigger.push(0);
+    scratch = bigger;
+  }
   const idx = scratch;
 
-  // ---- the head as one latin1 string ----
-  // The blank line is found natively for CRLF messages; the line scan below
-  // finds the real one (a bare-LF message may have it earlier).
-  const crlf2 = b.indexOf(CRLFCRLF, base);
-  const s0 = latin1Slice(b, base, crlf2 >= 0 ? crlf2 + 4 : len);
-  const sl = s0.length;
+  // ---- the head (or the whole message) as one latin1 string ----
+  // For a big message the blank line is found natively for CRLF messages; the
+  // line scan below finds the real one (a bare-LF message may have it earlier).
+  let sl = len;
+  if (len > WHOLE_MESSAGE) {
+    const crlf2 = b.indexOf(CRLFCRLF);
+    if (crlf2 >= 0) sl = crlf2 + 4;
+  }
+  const s = latin1Slice(b, 0, sl);
 
-  // ---- one pass over the head: line structure (offsets relative to base) ----
-  let p = s0.indexOf("\n");
+  // ---- one pass over the head: line structure ----
+  let p = s.indexOf("\n");
   if (p < 0) throw new SipParseError("no-end-of-headers", "no line end after the start line", sl);
   const startLineEnd = p + 1; // after LF
   if (p > maxLine) throw new SipParseError("limit-exceeded", "start line too long", 0);
   p++;
   let n = 0;
   let hEnd = -1; // start of the blank line
-  let bodyOff = -1; // start of the body (relative)
+  let bodyOff = -1; // start of the body
   while (true) {
     if (p >= sl) {
       // no blank line: tolerated for a datagram whose last header line is complete
@@ -201,13 +192,13 @@ function parse(
       bodyOff = sl;
       break;
     }
-    const c = s0.charCodeAt(p);
+    const c = b[p]!;
     if (c === 10) {
       hEnd = p;
       bodyOff = p + 1;
       break;
     }
-    if (c === 13 && s0.charCodeAt(p + 1) === 10) {
+    if (c === 13 && p + 1 < sl && b[p + 1] === 10) {
       hEnd = p;
       bodyOff = p + 2;
       break;
@@ -216,41 +207,40 @@ function parse(
       // continuation of the previous header line (RFC 3261 §7.3.1)
       if (n === 0) throw new SipParseError("bad-header", "folded line before the first header", p);
       const ls = p;
-      p = s0.indexOf("\n", p);
+      p = s.indexOf("\n", p);
       if (p < 0) throw new SipParseError("no-end-of-headers", "unterminated header line", sl);
       let ce = p;
-      if (ce > ls && s0.charCodeAt(ce - 1) === 13) ce--;
+      if (ce > ls && b[ce - 1] === 13) ce--;
       p++;
       const r = (n - 1) * STRIDE;
       let ws = ls;
-      while (ws < ce && (s0.charCodeAt(ws) === 32 || s0.charCodeAt(ws) === 9)) ws++;
-      while (ce > ws && (s0.charCodeAt(ce - 1) === 32 || s0.charCodeAt(ce - 1) === 9)) ce--;
+      while (ws < ce && (b[ws] === 32 || b[ws] === 9)) ws++;
+      while (ce > ws && (b[ce - 1] === 32 || b[ce - 1] === 9)) ce--;
       if (ce > ws) {
         if (idx[r + 2] === idx[r + 3]) idx[r + 2] = ws; // value starts on a continuation line
         idx[r + 3] = ce;
-        idx[r + 5] = idx[r + 5]! | F_FOLDED;
+        idx[r + 4] = idx[r + 4]! | F_FOLDED;
       }
-      idx[r + 4] = p;
       if (p - idx[r]! > maxLine) throw new SipParseError("limit-exceeded", "header line too long", idx[r]!);
       continue;
     }
     // a new header line: name, optional WS, ':'
     const ls = p;
-    while (TOKEN_CHARS[s0.charCodeAt(p)] === 1) p++;
+    while (p < sl && TOKEN_CHARS[b[p]!] === 1) p++;
     const ne = p;
     if (ne === ls) throw new SipParseError("bad-header", "bad header name", ls);
-    let d = s0.charCodeAt(p);
-    while (d === 32 || d === 9) d = s0.charCodeAt(++p);
+    let d = p < sl ? b[p]! : -1;
+    while (d === 32 || d === 9) d = ++p < sl ? b[p]! : -1;
     if (d !== 58) throw new SipParseError("bad-header", "header line without ':'", p);
-    d = s0.charCodeAt(++p);
-    while (d === 32 || d === 9) d = s0.charCodeAt(++p);
+    d = ++p < sl ? b[p]! : -1;
+    while (d === 32 || d === 9) d = ++p < sl ? b[p]! : -1;
     const vs = p;
-    p = s0.indexOf("\n", p);
+    p = s.indexOf("\n", p);
     if (p < 0) throw new SipParseError("no-end-of-headers", "unterminated header line", sl);
     let ve = p;
     p++;
     while (ve > vs) {
-      const t = s0.charCodeAt(ve - 1);
+      const t = b[ve - 1];
       if (t === 13 || t === 32 || t === 9) ve--;
       else break;
     }
@@ -262,63 +252,54 @@ function parse(
     idx[r + 1] = ne;
     idx[r + 2] = vs;
     idx[r + 3] = ve;
-    idx[r + 4] = p;
-    idx[r + 5] = 0;
+    idx[r + 4] = headerId(b, ls, ne) << ID_SHIFT;
     n++;
   }
-  const head = bodyOff === sl ? s0 : s0.slice(0, bodyOff);
-  const bodyStart = base + bodyOff;
+  const bodyStart = bodyOff;
 
   // ---- start line ----
   let sle = startLineEnd - 1;
-  if (sle > 0 && head.charCodeAt(sle - 1) === 13) sle--;
+  if (sle > 0 && b[sle - 1] === 13) sle--;
   let isRequest: boolean;
   let method = "";
   let uri = "";
   let status = 0;
   let reason = "";
-  if (
-    sle >= 4 &&
-    (head.charCodeAt(0) | 0x20) === 115 &&
-    (head.charCodeAt(1) | 0x20) === 105 &&
-    (head.charCodeAt(2) | 0x20) === 112 &&
-    head.charCodeAt(3) === 47
-  ) {
+  if (sle >= 4 && (b[0]! | 0x20) === 115 && (b[1]! | 0x20) === 105 && (b[2]! | 0x20) === 112 && b[3] === 47) {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
     isRequest = false;
     kind = "response";
-    const sp = head.indexOf(" ", 0);
+    const sp = s.indexOf(" ", 0);
     if (sp < 0 || sp > sle) throw new SipParseError("bad-start-line", "bad Status-Line", 0, 400, kind);
-    checkVersion(head, 0, sp, kind);
+    checkVersion(b, s, 0, sp, kind);
     const cs = sp + 1;
     const ce = cs + 3;
     if (
       ce > sle ||
-      (ce < sle && head.charCodeAt(ce) !== 32) ||
-      !isDigit(head.charCodeAt(cs)) ||
-      !isDigit(head.charCodeAt(cs + 1)) ||
-      !isDigit(head.charCodeAt(cs + 2))
+      (ce < sle && b[ce] !== 32) ||
+      !isDigit(b[cs]!) ||
+      !isDigit(b[cs + 1]!) ||
+      !isDigit(b[cs + 2]!)
     ) {
       throw new SipParseError("bad-status", "Status-Code must be 3 digits", cs, 400, kind);
     }
-    status =
-      (head.charCodeAt(cs) - 48) * 100 + (head.charCodeAt(cs + 1) - 48) * 10 + (head.charCodeAt(cs + 2) - 48);
+    status = (b[cs]! - 48) * 100 + (b[cs + 1]! - 48) * 10 + (b[cs + 2]! - 48);
     if (status < 100 || status > 699) {
       throw new SipParseError("bad-status", "Status-Code out of range 100-699", cs, 400, kind);
     }
-    reason = ce < sle ? head.slice(ce + 1, sle) : "";
+    reason = ce < sle ? s.slice(ce + 1, sle) : "";
   } else {
     // Request-Line = Method SP Request-URI SP SIP-Version (single SPs)
     isRequest = true;
     kind = "request";
     let i = 0;
-    while (i < sle && TOKEN_CHARS[head.charCodeAt(i)] === 1) i++;
-    if (i === 0 || i >= sle || head.charCodeAt(i) !== 32) {
+    while (i < sle && TOKEN_CHARS[b[i]!] === 1) i++;
+    if (i === 0 || i >= sle || b[i] !== 32) {
       throw new SipParseError("bad-start-line", "bad Method in Request-Line", i, 400, kind);
     }
-    method = head.slice(0, i);
+    method = methodString(b, s, 0, i);
     const us = i + 1;
-    const sp2 = head.indexOf(" ", us);
+    const sp2 = s.indexOf(" ", us);
     if (sp2 < 0 || sp2 >= sle) {
       throw new SipParseError("bad-start-line", "Request-Line without SIP-Version", sle, 400, kind);
     }
@@ -327,15 +308,15 @@ function parse(
     if (vs >= sle)
       throw new SipParseError("bad-start-line", "Request-Line without SIP-Version", vs, 400, kind);
     for (let j = vs; j < sle; j++) {
-      const c = head.charCodeAt(j);
+      const c = b[j];
       if (c === 32 || c === 9) {
         throw new SipParseError("bad-start-line", "extra whitespace in Request-Line", j, 400, kind);
       }
     }
-    checkVersion(head, vs, sle, kind);
-    const bad = checkRequestUri(head, us, sp2);
+    checkVersion(b, s, vs, sle, kind);
+    const bad = checkRequestUri(b, us, sp2);
     if (bad !== null) throw new SipParseError("bad-uri", bad, us, 400, kind);
-    uri = head.slice(us, sp2);
+    uri = s.slice(us, sp2);
   }
 
   // ---- eager header fields ----
@@ -350,16 +331,31 @@ function parse(
   let haveTo = false;
   let maxForwards: number | undefined;
   let contentLength: number | undefined;
-  for (let k = 0; k < n; k++) {
-    const r = k * STRIDE;
-    const id = headerId(head, idx[r]!, idx[r + 1]!);
-    if (id === H_OTHER) continue;
+  // Where the next ',' of the text is, from the last search on (sl: none). Lines
+  // come in order, so each search starts past the previous result: linear.
+  let nextComma = -1;
+  for (let r = 0, rn = n * STRIDE; r < rn; r += STRIDE) {
+    const info = idx[r + 4]!;
+    const id = info >> ID_SHIFT;
+    if (id === 0 || id > H_LAST_EAGER) continue;
     const a = idx[r + 2]!;
     const e = idx[r + 3]!;
     switch (id) {
       case H_VIA:
-        if (via === undefined) via = parseVia(head, a, e);
-        viaCount += countValues(head, a, e);
+        if (via === undefined) {
+          via = parseVia(b, s, a, e);
+          // parseVia stops at a ',' outside quotes: none means this line holds one value
+          viaCount += viaEnd === e ? 1 : countValues(b, a, e);
+        } else {
+          if (nextComma < a) {
+            nextComma = s.indexOf(",", a);
+            if (nextComma < 0) nextComma = sl;
+          }
+          // no ',' in the line and a value that starts with a non-blank: one value
+          const c = b[a]!;
+          viaCount +=
+            nextComma >= e && e > a && c !== 32 && c !== 9 && c !== 13 && c !== 10 ? 1 : countValues(b, a, e);
+        }
         if (viaCount > limits.maxVias) {
           throw new SipParseError(
             "limit-exceeded",
@@ -370,33 +366,33 @@ function parse(
           );
         }
         break;
-      case H_CALLID:
+      case H_CALL_ID:
         if (callId === undefined) {
           if (e === a) throw new SipParseError("bad-header", "empty Call-ID", a, 400, kind);
-          callId = (idx[r + 5]! & F_FOLDED) !== 0 ? unfold(head.slice(a, e)) : head.slice(a, e);
+          callId = (info & F_FOLDED) !== 0 ? unfold(s.slice(a, e)) : s.slice(a, e);
         }
         break;
       case H_CSEQ:
         if (cseqSeq < 0) {
-          cseqSeq = parseCSeqRange(head, a, e);
+          cseqSeq = parseCSeqRange(b, s, a, e);
           cseqMeth = cseqMethod;
         }
         break;
       case H_FROM:
         if (!haveFrom) {
           haveFrom = true;
-          fromTag = findTag(head, a, e);
+          fromTag = findTag(b, s, a, e);
         }
         break;
       case H_TO:
         if (!haveTo) {
           haveTo = true;
-          toTag = findTag(head, a, e);
+          toTag = findTag(b, s, a, e);
         }
         break;
-      case H_MAXFWD:
+      case H_MAX_FORWARDS:
         if (maxForwards === undefined) {
-          const v = parseDecimal(head, a, e, 255);
+          const v = parseDecimal(b, a, e, 255);
           if (v < 0) {
             throw new SipParseError(
               "bad-max-forwards",
@@ -409,8 +405,8 @@ function parse(
           maxForwards = v;
         }
         break;
-      case H_CLEN: {
-        const v = parseDecimal(head, a, e, MAX_UINT32);
+      case H_CONTENT_LENGTH: {
+        const v = parseDecimal(b, a, e, MAX_UINT32);
         if (v === -1) {
           throw new SipParseError(
             "bad-content-length",
@@ -454,7 +450,7 @@ function parse(
       throw new SipParseError(
         "truncated",
         `Content-Length ${contentLength} is larger than the ${avail} body bytes received`,
-        bodyStart - base,
+        bodyStart,
         400,
         kind,
       );
@@ -466,27 +462,48 @@ function parse(
     }
     end = len;
   }
-  const raw = base === 0 && end === len ? b : b.subarray(base, end);
-  const body = b.subarray(bodyStart, end);
-  const ix = idx.slice(0, n * STRIDE);
-  const startEnd = startLineEnd;
-  let msg: SipMessageImpl;
+  const raw = end === len ? b : b.subarray(0, end);
+  const body = end > bodyStart ? b.subarray(bodyStart, end) : NO_BODY;
+  const r = n * STRIDE;
+  idx[r] = startLineEnd;
+  idx[r + 1] = hEnd;
+  idx[r + 2] = bodyOff;
+  const ix = idx.slice(0, r + HEAD_EXTRA);
+  const cseq = { seq: cseqSeq, method: cseqMeth };
   if (isRequest) {
-    msg = new SipRequestImpl(raw, head, ix, n, startEnd, hEnd, body, method, uri);
-  } else {
-    const res = new SipResponseImpl(raw, head, ix, n, startEnd, hEnd, body, status, reason);
-    res.method = cseqMeth;
-    msg = res;
+    return new SipRequestImpl(
+      raw,
+      s,
+      ix,
+      body,
+      callId,
+      cseq,
+      via,
+      viaCount,
+      fromTag,
+      toTag,
+      maxForwards,
+      contentLength,
+      method,
+      uri,
+    );
   }
-  msg.via = via;
-  msg.viaCount = viaCount;
-  msg.callId = callId;
-  msg.cseq = { seq: cseqSeq, method: cseqMeth };
-  msg.fromTag = fromTag;
-  msg.toTag = toTag;
-  msg.maxForwards = maxForwards;
-  msg.contentLength = contentLength;
-  return msg as SipRequestImpl | SipResponseImpl;
+  return new SipResponseImpl(
+    raw,
+    s,
+    ix,
+    body,
+    callId,
+    cseq,
+    via,
+    viaCount,
+    fromTag,
+    toTag,
+    maxForwards,
+    contentLength,
+    status,
+    reason,
+  );
 }
 
 function isDigit(c: number): boolean {
@@ -494,16 +511,16 @@ function isDigit(c: number): boolean {
 }
 
 /** SIP-Version must be "SIP/2.0" (case-insensitive "SIP"): another "SIP/x.y" is 505, anything else 400. */
-function checkVersion(s: string, a: number, e: number, kind: SipParseErrorKind): void {
+function checkVersion(b: Uint8Array, s: string, a: number, e: number, kind: SipParseErrorKind): void {
   if (
     e - a === 7 &&
-    (s.charCodeAt(a) | 0x20) === 115 &&
-    (s.charCodeAt(a + 1) | 0x20) === 105 &&
-    (s.charCodeAt(a + 2) | 0x20) === 112 &&
-    s.charCodeAt(a + 3) === 47 &&
-    s.charCodeAt(a + 4) === 50 &&
-    s.charCodeAt(a + 5) === 46 &&
-    s.charCodeAt(a + 6) === 48
+    (b[a]! | 0x20) === 115 &&
+    (b[a + 1]! | 0x20) === 105 &&
+    (b[a + 2]! | 0x20) === 112 &&
+    b[a + 3] === 47 &&
+    b[a + 4] === 50 &&
+    b[a + 5] === 46 &&
+    b[a + 6] === 48
   ) {
     return;
   }
@@ -511,19 +528,19 @@ function checkVersion(s: string, a: number, e: number, kind: SipParseErrorKind):
   let i = a + 4;
   const looksSip =
     e - a > 4 &&
-    (s.charCodeAt(a) | 0x20) === 115 &&
-    (s.charCodeAt(a + 1) | 0x20) === 105 &&
-    (s.charCodeAt(a + 2) | 0x20) === 112 &&
-    s.charCodeAt(a + 3) === 47;
+    (b[a]! | 0x20) === 115 &&
+    (b[a + 1]! | 0x20) === 105 &&
+    (b[a + 2]! | 0x20) === 112 &&
+    b[a + 3] === 47;
   let ok = looksSip;
   if (ok) {
     const d1 = i;
-    while (i < e && isDigit(s.charCodeAt(i))) i++;
-    ok = i > d1 && i < e && s.charCodeAt(i) === 46;
+    while (i < e && isDigit(b[i]!)) i++;
+    ok = i > d1 && i < e && b[i] === 46;
     if (ok) {
       i++;
       const d2 = i;
-      while (i < e && isDigit(s.charCodeAt(i))) i++;
+      while (i < e && isDigit(b[i]!)) i++;
       ok = i > d2 && i === e;
     }
   }

@@ -44,16 +44,8 @@ export const COMPACT_FORMS: Readonly<Record<string, string>> = Object.freeze({
   n: "Identity-Info",
 });
 
-const CANON_SPELLING = new Map<string, string>();
-const COMPACT_OF = new Map<string, number>();
-const LOWER_OF_COMPACT = new Map<string, string>();
-for (const [letter, full] of Object.entries(COMPACT_FORMS)) {
-  const lower = full.toLowerCase();
-  CANON_SPELLING.set(lower, full);
-  COMPACT_OF.set(lower, letter.charCodeAt(0));
-  LOWER_OF_COMPACT.set(letter, lower);
-}
-for (const full of [
+/** Full names of the other headers this layer knows (the usual spelling). */
+export const KNOWN_HEADER_NAMES: ReadonlyArray<string> = Object.freeze([
   "Accept",
   "Accept-Encoding",
   "Accept-Language",
@@ -101,7 +93,18 @@ for (const full of [
   "Privacy",
   "Replaces",
   "Subscription-State",
-]) {
+]);
+
+const CANON_SPELLING = new Map<string, string>();
+const COMPACT_OF = new Map<string, number>();
+const LOWER_OF_COMPACT = new Map<string, string>();
+for (const [letter, full] of Object.entries(COMPACT_FORMS)) {
+  const lower = full.toLowerCase();
+  CANON_SPELLING.set(lower, full);
+  COMPACT_OF.set(lower, letter.charCodeAt(0));
+  LOWER_OF_COMPACT.set(letter, lower);
+}
+for (const full of KNOWN_HEADER_NAMES) {
   CANON_SPELLING.set(full.toLowerCase(), full);
 }
 

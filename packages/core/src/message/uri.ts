@@ -57,16 +57,16 @@ function fail(reason: string, at = -1): never {
   throw new SipParseError("bad-uri", reason, at);
 }
 
-// character classes (RFC 3261 §25.1)
-const C_ALNUM = 1;
-const C_MARK = 2; // - _ . ! ~ * ' ( )
-const C_USER = 4; // & = + $ , ; ? /
-const C_PASS = 8; // & = + $ ,
-const C_PARAM = 16; // [ ] / : & + $
-const C_HNV = 32; // [ ] / ? : + $
-const C_URIC = 64; // reserved ; / ? : @ & = + $ , and [ ]
+// character classes (RFC 3261 §25.1); exported for the byte-level checks of validate.ts
+export const C_ALNUM = 1;
+export const C_MARK = 2; // - _ . ! ~ * ' ( )
+export const C_USER = 4; // & = + $ , ; ? /
+export const C_PASS = 8; // & = + $ ,
+export const C_PARAM = 16; // [ ] / : & + $
+export const C_HNV = 32; // [ ] / ? : + $
+export const C_URIC = 64; // reserved ; / ? : @ & = + $ , and [ ]
 
-const CLASS = (() => {
+export const CLASS = (() => {
   const t = new Uint8Array(256);
   for (let c = 48; c <= 57; c++) t[c]! |= C_ALNUM;
   for (let c = 65; c <= 90; c++) t[c]! |= C_ALNUM;

@@ -7,16 +7,20 @@
 
 import { SipParseError } from "./errors.js";
 import {
+  bytesOf,
   cseqMethod,
   MAX_UINT32,
   parseCSeqRange,
   parseDecimal,
+  parseTrimmedDecimal,
   parseVia,
   skipWs,
   splitCommas,
   trimEnd,
   viaEnd,
 } from "./fields.js";
+import { fastValid, isSipDate } from "./fastcheck.js";
+import { SipMessageImpl } from "./message.js";
 import { parseGenericParams, parseNameAddr } from "./nameaddr.js";
 import { KNOWN_METHODS } from "./parser.js";
 import { isToken, TOKEN_CHARS } from "./text.js";
@@ -52,7 +56,7 @@ function elements(msg: SipMessage, name: string, header: string): string[] {
   const r: number[] = [];
   for (const v of msg.headerLines(name)) {
     r.length = 0;
-    splitCommas(v, 0, v.length, r);
+    splitCommas(bytesOf(v), 0, v.length, r);
     for (let i = 0; i < r.length; i += 2) {
       if (r[i + 1] === r[i]) bad(header, "empty list element (stray ',')");
       out.push(v.slice(r[i], r[i + 1]));
@@ -69,9 +73,10 @@ function single(msg: SipMessage, name: string, header: string, required: boolean
 }
 
 function deltaSeconds(v: string, header: string): number {
-  const a = skipWs(v, 0, v.length);
-  const e = trimEnd(v, a, v.length);
-  const n = parseDecimal(v, a, e, MAX_UINT32);
+  const b = bytesOf(v);
+  const a = skipWs(b, 0, v.length);
+  const e = trimEnd(b, a, v.length);
+  const n = parseDecimal(b, a, e, MAX_UINT32);
   if (n === -2) bad(header, "value above 2^32-1");
   if (n < 0) bad(header, "not a delta-seconds value");
   return n;
@@ -149,7 +154,7 @@ function checkRouteList(msg: SipMessage, name: string, header: string): void {
 function checkTokenList(msg: SipMessage, name: string, header: string, allowEmpty: boolean): void {
   for (const line of msg.headerLines(name)) {
     const r: number[] = [];
-    splitCommas(line, 0, line.length, r);
+    splitCommas(bytesOf(line), 0, line.length, r);
     if (r.length === 2 && r[0] === r[1] && allowEmpty) continue;
     for (let i = 0; i < r.length; i += 2) {
       if (!isToken(line.slice(r[i], r[i + 1]))) bad(header, "expected a token list");
@@ -159,13 +164,14 @@ function checkTokenList(msg: SipMessage, name: string, header: string, allowEmpt
 
 function checkMediaType(v: string): void {
   const e = v.length;
-  let i = skipWs(v, 0, e);
+  const b = bytesOf(v);
+  let i = skipWs(b, 0, e);
   let j = i;
   while (j < e && TOKEN_CHARS[v.charCodeAt(j)] === 1) j++;
   if (j === i) bad("Content-Type", "missing type");
-  i = skipWs(v, j, e);
+  i = skipWs(b, j, e);
   if (v.charCodeAt(i) !== 47) bad("Content-Type", "missing '/'");
-  i = skipWs(v, i + 1, e);
+  i = skipWs(b, i + 1, e);
   j = i;
   while (j < e && TOKEN_CHARS[v.charCodeAt(j)] === 1) j++;
   if (j === i) bad("Content-Type", "missing subtype");
@@ -182,37 +188,9 @@ function checkWarning(msg: SipMessage): void {
   }
 }
 
-const WKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-function digitsAt(v: string, i: number, n: number): boolean {
-  for (let k = 0; k < n; k++) {
-    const c = v.charCodeAt(i + k);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
-}
-
-/** SIP-date = rfc1123-date: wkday "," SP 2DIGIT SP month SP 4DIGIT SP 2DIGIT ":" 2DIGIT ":" 2DIGIT SP "GMT" */
+/** SIP-date = rfc1123-date in GMT (fastcheck.ts). */
 function checkDate(v: string): void {
-  // "Sat, 13 Nov 2010 23:29:00 GMT" is exactly 29 chars
-  const ok =
-    v.length === 29 &&
-    WKDAYS.includes(v.slice(0, 3)) &&
-    v.slice(3, 5) === ", " &&
-    digitsAt(v, 5, 2) &&
-    v.charCodeAt(7) === 32 &&
-    MONTHS.includes(v.slice(8, 11)) &&
-    v.charCodeAt(11) === 32 &&
-    digitsAt(v, 12, 4) &&
-    v.charCodeAt(16) === 32 &&
-    digitsAt(v, 17, 2) &&
-    v.charCodeAt(19) === 58 &&
-    digitsAt(v, 20, 2) &&
-    v.charCodeAt(22) === 58 &&
-    digitsAt(v, 23, 2) &&
-    v.slice(25) === " GMT";
-  if (!ok) bad("Date", "not an RFC 1123 date in GMT");
+  if (!isSipDate(v)) bad("Date", "not an RFC 1123 date in GMT");
 }
 
 function checkVias(msg: SipMessage): void {
@@ -220,13 +198,14 @@ function checkVias(msg: SipMessage): void {
   if (lines.length === 0) bad("Via", "missing", "missing-header");
   for (const line of lines) {
     const r: number[] = [];
-    splitCommas(line, 0, line.length, r);
+    const b = bytesOf(line);
+    splitCommas(b, 0, line.length, r);
     for (let i = 0; i < r.length; i += 2) {
       const a = r[i]!;
       const e = r[i + 1]!;
       if (a === e) bad("Via", "empty value (stray ',')", "bad-via");
       try {
-        parseVia(line, a, e, true);
+        parseVia(b, line, a, e, true);
       } catch (err) {
         if (err instanceof SipParseError) bad("Via", err.reason, "bad-via");
         throw err;
@@ -267,7 +246,7 @@ function run(msg: SipMessage, opts: FullParseOptions | undefined): void {
   checkCallId(callId.trim());
 
   const cseq = single(msg, "cseq", "CSeq", true)!;
-  const seq = check("CSeq", () => parseCSeqRange(cseq, 0, cseq.length));
+  const seq = check("CSeq", () => parseCSeqRange(bytesOf(cseq), cseq, 0, cseq.length));
   void seq;
   if (!isToken(cseqMethod)) bad("CSeq", "bad method");
   if (msg.isRequest && cseqMethod !== msg.method) {
@@ -281,12 +260,12 @@ function run(msg: SipMessage, opts: FullParseOptions | undefined): void {
 
   const mf = single(msg, "max-forwards", "Max-Forwards", false);
   if (mf !== undefined) {
-    const n = parseDecimal(mf, skipWs(mf, 0, mf.length), trimEnd(mf, 0, mf.length), 255);
+    const n = parseTrimmedDecimal(bytesOf(mf), 0, mf.length, 255);
     if (n < 0) bad("Max-Forwards", "must be 0-255", "bad-max-forwards");
   }
   const cl = msg.headerLines("content-length");
   for (const v of cl) {
-    if (parseDecimal(v, skipWs(v, 0, v.length), trimEnd(v, 0, v.length), MAX_UINT32) < 0) {
+    if (parseTrimmedDecimal(bytesOf(v), 0, v.length, MAX_UINT32) < 0) {
       bad("Content-Length", "not a decimal", "bad-content-length");
     }
   }
@@ -326,6 +305,10 @@ function run(msg: SipMessage, opts: FullParseOptions | undefined): void {
  * returns normally when the message is well-formed.
  */
 export function fullParse(msg: SipMessage, opts?: FullParseOptions): void {
+  // The byte-level check answers for a well-formed parsed message; anything
+  // else (a fault, an edited message, rare constructs) gets the reference
+  // check below, which reports the precise fault.
+  if (msg instanceof SipMessageImpl && fastValid(msg, opts?.schemes)) return;
   const kind = msg.isRequest ? "request" : "response";
   try {
     run(msg, opts);
