@@ -17,10 +17,15 @@ async function serve(args: readonly string[]): Promise<number | undefined> {
   }
   const config = parsed.config;
   const server = await startServer(config);
-  process.stdout.write(banner(server.info, config, server.engine));
+  process.stdout.write(banner(server.info, config, server.timers));
   const stopStatus =
     process.stdout.isTTY && config.statusInterval > 0
-      ? startStatusLine(server.engine, config.statusInterval, (l) => process.stdout.write(l))
+      ? startStatusLine(
+          () => server.tm.stats(),
+          config.statusInterval,
+          (l) => process.stdout.write(l),
+          server.info.workers.shards,
+        )
       : undefined;
 
   let signals = 0;
@@ -31,11 +36,16 @@ async function serve(args: readonly string[]): Promise<number | undefined> {
       process.exit(130);
     }
     stopStatus?.();
-    const live = server.engine.table.size;
-    process.stdout.write(
-      `stopping (${signal}): ${live > 0 ? `draining ${live} transaction(s), up to ${config.drainTimeout} ms` : "nothing to drain"}\n`,
-    );
-    server.shutdown(signal).then(
+    const stopping = server.shutdown(signal);
+    void server
+      .live()
+      .catch(() => 0)
+      .then((live) =>
+        process.stdout.write(
+          `stopping (${signal}): ${live > 0 ? `draining ${live} transaction(s), up to ${config.drainTimeout} ms` : "nothing to drain"}\n`,
+        ),
+      );
+    stopping.then(
       ({ left }) => {
         process.stdout.write(left > 0 ? `stopped (${left} transaction(s) cut short)\n` : "stopped\n");
         process.exit(0);

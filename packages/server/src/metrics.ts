@@ -1,9 +1,14 @@
 /**
  * Prometheus metrics (prom-client) on GET /metrics. The tm counters are read
  * from `engine.snapshot()` at scrape time (one object copy per scrape, nothing
- * on the SIP path); the two histograms are fed by engine observers.
+ * on the SIP path); the two histograms are fed by engine observers. With the
+ * sharded engine the counters are its merged `stats()`, read once per scrape
+ * (one control call per shard), with each shard's queue depth and live
+ * transactions; the histograms stay empty there (their observers would run in
+ * the shards).
  */
 import type { Engine, Observers, StatsSnapshot, Transaction } from "@siptm/core";
+import type { EngineStats } from "@siptm/workers";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 const GAUGES = new Set(["current", "waiting"]);
@@ -28,20 +33,46 @@ export interface MetricsOptions {
   shards?: number;
 }
 
+/** The sharded engine's stats: read at each scrape; `initial` gives the counter names. */
+export interface ShardedStatsSource {
+  stats(): Promise<EngineStats>;
+  initial: EngineStats;
+}
+
+/** Keys of EngineStats that are not per-engine counters (the coordinator's own, and the shard list). */
+const NOT_TM = new Set([
+  "shards",
+  "lost",
+  "restarts",
+  "overload_rejected",
+  "overload_dropped",
+  "overload_passed",
+  "in_messages",
+  "out_messages",
+  "in_batches",
+  "out_batches",
+]);
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly txDuration: Histogram<"kind">;
   private readonly firstResponse: Histogram<"method">;
   private readonly answered = new WeakSet<Transaction>();
+  private readonly engine: Engine | undefined;
+  private readonly sharded: ShardedStatsSource | undefined;
+  /** The sharded engine's stats of the scrape in progress. */
+  private last: EngineStats | undefined;
 
-  constructor(
-    private readonly engine: Engine,
-    opts: MetricsOptions = {},
-  ) {
+  constructor(source: Engine | ShardedStatsSource, opts: MetricsOptions = {}) {
     const registers = [this.registry];
-    const snap = (): StatsSnapshot => engine.snapshot();
-    const sample = engine.snapshot();
-    for (const key of Object.keys(sample) as Array<keyof StatsSnapshot>) {
+    const engine = "initial" in source ? undefined : source;
+    const sharded = "initial" in source ? source : undefined;
+    this.engine = engine;
+    this.sharded = sharded;
+    if (sharded) this.last = sharded.initial;
+    const snap = (): StatsSnapshot => (engine ? engine.snapshot() : this.last!);
+    const sample = snap();
+    for (const key of Object.keys(sample).filter((k) => !NOT_TM.has(k)) as Array<keyof StatsSnapshot>) {
       if (CLASSES.includes(key as (typeof CLASSES)[number])) continue;
       if (GAUGES.has(key)) {
         new Gauge({
@@ -78,13 +109,16 @@ export class Metrics {
       },
     });
     const shards = opts.shards ?? 1;
+    const shardList = () => (engine ? undefined : this.last!.shards);
     new Gauge({
       name: "siptm_shard_queue_depth",
-      help: "messages queued to a shard (0 until the sharded engine)",
+      help: "messages handed to a shard and not yet processed (0 in one thread)",
       labelNames: ["shard"],
       registers,
       collect() {
-        for (let i = 0; i < shards; i++) this.set({ shard: String(i) }, 0);
+        const list = shardList();
+        if (list) for (const s of list) this.set({ shard: String(s.shard) }, s.inFlight);
+        else for (let i = 0; i < shards; i++) this.set({ shard: String(i) }, 0);
       },
     });
     new Gauge({
@@ -93,7 +127,9 @@ export class Metrics {
       labelNames: ["shard"],
       registers,
       collect() {
-        this.set({ shard: "0" }, engine.table.size);
+        const list = shardList();
+        if (list) for (const s of list) this.set({ shard: String(s.shard) }, s.current);
+        else this.set({ shard: "0" }, engine!.table.size);
       },
     });
     this.txDuration = new Histogram({
@@ -111,13 +147,13 @@ export class Metrics {
       registers,
     });
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "siptm_" });
-    this.observe(engine.observers);
+    if (engine) this.observe(engine.observers);
   }
 
   private observe(observers: Observers): void {
     const prevDestroyed = observers.destroyed;
     observers.destroyed = (tx) => {
-      this.txDuration.observe({ kind: tx.kind }, (this.engine.now() - tx.createdAt) / 1000);
+      this.txDuration.observe({ kind: tx.kind }, (this.engine!.now() - tx.createdAt) / 1000);
       this.answered.delete(tx);
       if (prevDestroyed) prevDestroyed(tx);
     };
@@ -127,7 +163,7 @@ export class Metrics {
         this.answered.add(tx);
         this.firstResponse.observe(
           { method: tx.method === "INVITE" ? "INVITE" : "other" },
-          (this.engine.now() - tx.createdAt) / 1000,
+          (this.engine!.now() - tx.createdAt) / 1000,
         );
       }
       if (prevResponseIn) prevResponseIn(tx, res);
@@ -135,6 +171,7 @@ export class Metrics {
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
+    if (this.sharded) this.last = await this.sharded.stats();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

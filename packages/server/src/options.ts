@@ -43,7 +43,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     short: "w",
     arg: "N",
-    help: "worker threads to shard across (default: CPU count; 0 = one thread). Sharding is not available yet: runs in 1 thread",
+    help: "shards (worker threads) to spread transactions across by Call-ID (default: CPU count; 0 = one thread). --trace runs in 1 thread",
   },
   {
     name: "route",

@@ -22,6 +22,15 @@ export interface Binding {
   readonly source: Source | undefined;
 }
 
+/**
+ * One AOR's live bindings as plain data for another thread (structured-clonable). Expiries are
+ * relative: each thread has its own monotonic clock.
+ */
+export interface AorCopy {
+  readonly aor: string;
+  readonly bindings: ReadonlyArray<Omit<Binding, "expiresAt"> & { readonly expiresInMs: number }>;
+}
+
 export interface RegistrarOptions {
   /** Milliseconds, monotonic. Default Date.now. */
   now?: () => number;
@@ -226,6 +235,32 @@ export class Registrar {
       if (live) out.push({ aor, bindings: [...live.values()] });
     }
     return out;
+  }
+
+  /** The AOR's live bindings (none: it has none any more) as a copy for another thread's `replace`. */
+  copyOf(aor: string): AorCopy {
+    const now = this.now();
+    const live = this.live(aor, now);
+    return {
+      aor,
+      bindings: [...(live?.values() ?? [])].map(({ expiresAt, ...b }) => ({
+        ...b,
+        expiresInMs: expiresAt - now,
+      })),
+    };
+  }
+
+  /**
+   * Make the AOR's bindings those of `copy` (made by `copyOf` in another thread): what a read-only
+   * replica does with each update. Replaces every binding of the AOR; none removes it.
+   */
+  replace(copy: AorCopy): void {
+    const now = this.now();
+    const next = new Map<string, Binding>();
+    for (const { expiresInMs, ...b } of copy.bindings)
+      if (expiresInMs > 0) next.set(b.uri, { ...b, expiresAt: now + expiresInMs });
+    if (next.size === 0) this.aors.delete(copy.aor);
+    else this.aors.set(copy.aor, next);
   }
 
   /** Seconds left of a binding, rounded up. */

@@ -4,14 +4,8 @@
  * takes the request body text and returns the response text (or undefined
  * for notifications only); http.ts serves it on POST /rpc.
  */
-import {
-  type ClientTransactionHandle,
-  type Destination,
-  type Engine,
-  type FinalOutcome,
-  type SipResponse,
-  TransactionError,
-} from "@siptm/core";
+import { type Destination, type FinalOutcome, type SipResponse, TransactionError } from "@siptm/core";
+import type { ClientTransactionLike, TransactionEngine } from "@siptm/workers";
 import type { Logger } from "./log.js";
 import type { Binding, Registrar } from "./registrar.js";
 import type { BoundSocket } from "./route.js";
@@ -41,7 +35,10 @@ export class RpcError extends Error {
 }
 
 export interface RpcDeps {
-  readonly engine: Engine;
+  /** The engine: the core Engine through `wrapEngine` (one thread), or the sharded engine. Every call is awaited. */
+  readonly tm: TransactionEngine;
+  /** Every destination of a next hop, RFC 3263 order (the engine's resolver). */
+  readonly resolveAll: (hop: string) => Promise<Destination[]>;
   readonly registrar: Registrar;
   readonly sockets: readonly BoundSocket[];
   readonly logger: Logger;
@@ -86,16 +83,18 @@ export class RpcServer {
     m.set("tm.cancel", {
       params: ["callid", "cseq"],
       help: "cancel the local INVITE with this Call-ID and CSeq number → {result: sent|pending|none}",
-      run: (p) => ({ result: deps.engine.cancel(str(p, "callid"), int(p, "cseq", 0, 4294967295)) }),
+      run: async (p) => ({
+        result: await deps.tm.cancel(str(p, "callid"), int(p, "cseq", 0, 4294967295)),
+      }),
     });
     m.set("tm.reply", {
       params: ["code", "reason", "tid", "to_tag", "headers", "body?"],
       help: "answer the pending server transaction with this id (reason/to_tag/headers '.' = default)",
-      run: (p) => {
+      run: async (p) => {
         const tid = str(p, "tid");
         const { headers, contentType } = replyHeaders(p);
-        this.tx(tid, () =>
-          deps.engine.replyById(
+        await this.tx(tid, () =>
+          deps.tm.replyById(
             tid,
             int(p, "code", 100, 699),
             opt(p, "reason"),
@@ -109,12 +108,12 @@ export class RpcServer {
     m.set("tm.reply_callid", {
       params: ["code", "reason", "callid", "cseq", "to_tag", "headers", "body?"],
       help: "answer the pending server transaction with this Call-ID and CSeq number",
-      run: (p) => {
+      run: async (p) => {
         const { headers, contentType } = replyHeaders(p);
         const callId = str(p, "callid");
         const cseq = int(p, "cseq", 0, 4294967295);
-        this.tx(`${callId} ${cseq}`, () =>
-          deps.engine.replyByCallId(
+        await this.tx(`${callId} ${cseq}`, () =>
+          deps.tm.replyByCallId(
             callId,
             cseq,
             int(p, "code", 100, 699),
@@ -129,8 +128,8 @@ export class RpcServer {
     m.set("tm.list", {
       params: [],
       help: "live transactions: id, kind, state, method, callid, cseq, age (ms), shard, holders, timers",
-      run: () =>
-        deps.engine.audit().map((a) => ({
+      run: async () =>
+        (await deps.tm.audit()).map((a) => ({
           id: a.id,
           kind: a.kind,
           state: a.state,
@@ -138,7 +137,7 @@ export class RpcServer {
           callid: a.callId,
           cseq: a.cseq,
           age: Math.round(a.ageMs),
-          shard: 0,
+          shard: a.shard,
           holders: a.holders,
           timers: a.timers,
         })),
@@ -146,19 +145,29 @@ export class RpcServer {
     m.set("tm.stats", {
       params: [],
       help: "transaction counters (current, waiting, total, created, freed, rpl_*, 1xx..6xx, retransmissions, …) and the same per shard",
-      run: () => {
-        const s = deps.engine.snapshot();
-        return { ...s, shards: [{ shard: 0, ...s }] };
-      },
+      run: async () => await deps.tm.stats(),
     });
     m.set("tm.hash_stats", {
       params: [],
       help: "transaction table occupancy: entries in total, per shard and per kind",
-      run: () => {
-        const kinds: Record<string, number> = { ist: 0, nist: 0, ict: 0, nict: 0 };
-        for (const tx of deps.engine.table.values()) kinds[tx.kind] = (kinds[tx.kind] ?? 0) + 1;
-        const entries = deps.engine.table.size;
-        return { entries, shards: [{ shard: 0, entries, ...kinds }] };
+      run: async () => {
+        const [stats, list] = await Promise.all([deps.tm.stats(), deps.tm.audit()]);
+        const shards = stats.shards.map((s) => ({
+          shard: s.shard,
+          entries: 0,
+          ist: 0,
+          nist: 0,
+          ict: 0,
+          nict: 0,
+        }));
+        for (const a of list) {
+          const row = shards.find((s) => s.shard === a.shard);
+          if (!row) continue;
+          row.entries++;
+          const kind = a.kind as "ist" | "nist" | "ict" | "nict";
+          if (kind in row) row[kind]++;
+        }
+        return { entries: list.length, shards };
       },
     });
     m.set("ul.dump", {
@@ -272,9 +281,9 @@ export class RpcServer {
   }
 
   /** Run a reply on a server transaction, mapping the engine's refusals to RPC errors. */
-  private tx(what: string, fn: () => void): void {
+  private async tx(what: string, fn: () => unknown): Promise<void> {
     try {
-      fn();
+      await fn();
     } catch (err) {
       if (err instanceof TransactionError && err.code === "terminated")
         throw new RpcError(UNKNOWN_TRANSACTION, `unknown transaction: ${what} (${err.message})`);
@@ -282,8 +291,8 @@ export class RpcServer {
     }
   }
 
-  private async startUac(p: Params): Promise<ClientTransactionHandle> {
-    const { engine } = this.deps;
+  private async startUac(p: Params): Promise<ClientTransactionLike> {
+    const { tm } = this.deps;
     if (this.deps.draining()) throw new RpcError(UNAVAILABLE, "the server is shutting down");
     const method = str(p, "method").toUpperCase();
     if (!/^[A-Za-z][A-Za-z0-9._!%*+`'~-]*$/.test(method))
@@ -322,9 +331,9 @@ export class RpcServer {
     pick("content-length", "l");
     const dest = await this.destination(opt(p, "nexthop"), opt(p, "socket"), ruri);
     if (this.deps.draining()) throw new RpcError(UNAVAILABLE, "the server is shutting down");
-    let handle: ClientTransactionHandle;
+    let handle: ClientTransactionLike | undefined;
     try {
-      handle = engine.request({
+      handle = await tm.request({
         method,
         uri: ruri,
         from,
@@ -340,7 +349,11 @@ export class RpcServer {
         onResponse:
           method === "INVITE"
             ? (res: SipResponse) => {
-                if (res.status >= 200 && res.status < 300) engine.ack2xx(handle, res);
+                // (The sharded engine delivers events once the caller has the handle: a tick later at most.)
+                if (res.status >= 200 && res.status < 300)
+                  Promise.resolve()
+                    .then(() => (handle ? tm.ack2xx(handle, res) : undefined))
+                    .catch((err: unknown) => this.deps.logger.debug({ err }, "ACK of a 2xx not sent"));
               }
             : undefined,
       });
@@ -363,7 +376,7 @@ export class RpcServer {
     const hop = nexthop ?? ruri;
     let dest: Destination | undefined;
     try {
-      dest = (await this.deps.engine.resolveAll(hop))[0];
+      dest = (await this.deps.resolveAll(hop))[0];
     } catch (err) {
       const temporary = (err as { code?: string }).code === "EDNS";
       throw new RpcError(

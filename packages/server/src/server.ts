@@ -5,36 +5,40 @@
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { networkInterfaces } from "node:os";
 import { pathToFileURL } from "node:url";
 import {
   createTcpTransport,
   createUdpTransport,
   Engine,
-  normalizeAddress,
-  parseUri,
   type RelayOptions,
   Resolver,
   relay,
   type ServerTransactionHandle,
   type Source,
+  type TimerConfig,
   type Transport,
 } from "@siptm/core";
-import { hostPort, type ServerConfig } from "./config.js";
+import { ShardedEngine, type ShardServerHandle, type TransactionEngine, wrapEngine } from "@siptm/workers";
+import type { ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { type ControlServer, startControl } from "./http.js";
+import { contactFor, makeIsLocal } from "./local.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Registrar } from "./registrar.js";
 import {
   type BoundSocket,
   checkHandlers,
+  type LoadedRoute,
   loadRoute,
   type RouteContext,
   type RouteHandlers,
+  RouteLoadError,
 } from "./route.js";
-import { RpcServer } from "./rpc.js";
+import { type RpcDeps, RpcServer } from "./rpc.js";
 import { Scheduler } from "./scheduler.js";
+import { shardRouteUrl } from "./shard-route.js";
+import { RegistrarPublisher, registrarChannelName } from "./shared-registrar.js";
 
 export interface ServerInfo {
   readonly version: string;
@@ -43,15 +47,29 @@ export interface ServerInfo {
   readonly control: { host: string; port: number } | null;
   readonly route: string;
   readonly routeDescription: string | undefined;
-  readonly workers: { requested: number; threads: number; note: string | undefined };
+  /**
+   * `requested`: --workers. `shards`: worker threads the sharded engine runs (0 = the one-thread
+   * core engine). `note`: why the server runs in one thread although workers were asked for.
+   */
+  readonly workers: { requested: number; threads: number; shards: number; note: string | undefined };
 }
 
 export interface RunningServer {
-  readonly engine: Engine;
+  /** The one-thread core engine (--workers 0, or a fallback to one thread); undefined when sharded. */
+  readonly engine: Engine | undefined;
+  /** The sharded engine (--workers N ≥ 1); undefined in one thread. */
+  readonly sharded: ShardedEngine | undefined;
+  /** Whichever runs, through the common (async) API of @siptm/workers. */
+  readonly tm: TransactionEngine;
+  /** The engine timers in effect. */
+  readonly timers: TimerConfig;
   readonly config: ServerConfig;
   readonly logger: Logger;
+  /** The main thread's registrar (what the `default` route uses, and ul.dump / ul.lookup read). */
   readonly registrar: Registrar;
   readonly info: ServerInfo;
+  /** Live transactions (all shards). */
+  live(): Promise<number>;
   /** Stop accepting, drain (bounded by config.drainTimeout), close. Resolves once everything is closed. */
   shutdown(reason?: string): Promise<{ drained: boolean; left: number }>;
 }
@@ -80,41 +98,268 @@ export function versions(): { version: string; coreVersion: string } {
   return { version, coreVersion };
 }
 
-/** Is `ShardedEngine` exported by @siptm/workers (the sharding work)? */
-async function shardingExported(): Promise<boolean> {
-  try {
-    const mod = (await import("@siptm/workers")) as Record<string, unknown>;
-    return typeof mod.ShardedEngine === "function";
-  } catch {
-    return false;
-  }
+/** Why the server runs in one thread although --workers asked for shards (undefined: it shards). */
+function oneThreadReason(config: ServerConfig): string | undefined {
+  if (config.workers === 0) return undefined;
+  if (config.trace) return "--trace: the wire log runs in 1 thread";
+  return undefined;
 }
 
 export async function startServer(config: ServerConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel, config.trace);
-  const { version, coreVersion } = versions();
-  const startedAt = Date.now();
-
   // Load the route first: a bad route fails before any socket is bound.
   const loaded = await loadRoute(config.route, config.routeBase);
+  const note = oneThreadReason(config);
+  if (config.workers > 0 && note === undefined) return startSharded(config, logger, loaded);
+  return startOneThread(config, logger, loaded, note);
+}
 
-  const requested = config.workers;
-  const sharding = await shardingExported();
-  const workers = {
-    requested,
-    threads: 1,
-    note:
-      requested > 1
-        ? sharding
-          ? "the server does not drive the sharded engine yet"
-          : "sharding not available yet"
-        : undefined,
-  };
-
-  // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
+/** RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on. */
+function makeResolver(config: ServerConfig): Resolver {
   const protocols = [...new Set(config.listen.map((l) => l.protocol))];
   const families = [...new Set(config.listen.map((l): 4 | 6 => (l.address.includes(":") ? 6 : 4)))].sort();
-  const resolver = new Resolver({ transports: protocols, families });
+  return new Resolver({ transports: protocols, families });
+}
+
+interface Control {
+  rpc: RpcServer;
+  control: ControlServer | undefined;
+}
+
+async function startRpc(
+  config: ServerConfig,
+  logger: Logger,
+  deps: Omit<RpcDeps, "logger" | "version" | "coreVersion" | "startedAt">,
+  metrics: Metrics,
+): Promise<Control> {
+  const { version, coreVersion } = versions();
+  const rpc = new RpcServer({
+    ...deps,
+    logger: logger.child({ component: "rpc" }),
+    version,
+    coreVersion,
+    startedAt: Date.now(),
+  });
+  const control = config.rpc
+    ? await startControl({
+        host: config.rpc.host,
+        port: config.rpc.port,
+        token: config.rpcToken,
+        rpc,
+        metrics,
+        logger: logger.child({ component: "http" }),
+      })
+    : undefined;
+  return { rpc, control };
+}
+
+/**
+ * --workers N ≥ 1: the sharded engine of @siptm/workers. It owns the sockets; each shard (a worker
+ * thread with its own core Engine) loads shard-route.js, which installs the server's route there.
+ */
+async function startSharded(
+  config: ServerConfig,
+  logger: Logger,
+  loaded: LoadedRoute,
+): Promise<RunningServer> {
+  const { version, coreVersion } = versions();
+  // Main-thread helper engine: no transports, no transactions; it only resolves next hops for
+  // tm.t_uac_* (RFC 3263, the same rules as the shards) and tells the timers in effect.
+  const local = new Engine({
+    timers: config.timers,
+    maxTransactions: config.maxTransactions,
+    advertisedHost: config.advertise,
+    resolver: makeResolver(config),
+  });
+  // Route `default`: the registrar stays here, shared by the shards (shared-registrar.ts).
+  const registrar = new Registrar({ now: () => local.now() });
+  const publisher =
+    loaded.name === "default" ? new RegistrarPublisher(registrarChannelName(), registrar) : undefined;
+  const onRegister = (tx: ShardServerHandle) => {
+    if (tx.method !== "REGISTER") {
+      tx.reply(500).catch(() => {});
+      return;
+    }
+    const out = registrar.register(tx.request, tx.source);
+    logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
+    // The shards learn the new bindings before the UA learns it is registered.
+    if (out.status === 200 && out.aor) publisher?.publish(out.aor);
+    tx.reply(out.status, out.reason, { headers: out.headers }).catch((err: unknown) =>
+      logger.debug({ err }, "REGISTER answer not sent"),
+    );
+  };
+  const sharded = await ShardedEngine.create({
+    shards: config.workers,
+    listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
+    engine: {
+      timers: config.timers,
+      maxTransactions: config.maxTransactions,
+      advertisedHost: config.advertise,
+    },
+    route: shardRouteUrl({
+      route: config.route,
+      routeBase: config.routeBase,
+      config,
+      registrarChannel: publisher?.name,
+    }),
+    onRequest: publisher ? onRegister : undefined,
+    // Our own drain below answers what is still ringing at config.drainTimeout; the shards wait a
+    // little longer so that those 503s still leave through the coordinator's sockets.
+    drainTimeoutMs: config.drainTimeout + SHARD_DRAIN_MARGIN_MS,
+    logger: { warn: (obj, msg) => logger.warn(obj, msg) },
+  }).catch(async (err: unknown) => {
+    publisher?.close();
+    await local.close();
+    // A socket error (EADDRINUSE…) has a code and says what it is; anything else failed in a shard's route.
+    if (err instanceof Error && typeof (err as { code?: unknown }).code === "string") throw err;
+    throw new RouteLoadError(
+      `route ${loaded.name} failed to start in a shard: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  });
+  const sockets: BoundSocket[] = sharded.addresses.map((a) => ({
+    protocol: a.protocol === "TCP" ? "TCP" : "UDP",
+    address: a.address,
+    port: a.port,
+  }));
+  registrar.start();
+  const metrics = new Metrics({ stats: () => sharded.stats(), initial: await sharded.stats() });
+  let draining = false;
+  let ctl: Control;
+  try {
+    ctl = await startRpc(
+      config,
+      logger,
+      {
+        tm: sharded,
+        resolveAll: (hop) => local.resolveAll(hop),
+        registrar,
+        sockets,
+        draining: () => draining,
+      },
+      metrics,
+    );
+  } catch (err) {
+    await sharded.close();
+    publisher?.close();
+    await local.close();
+    throw err;
+  }
+  const { control } = ctl;
+  const live = async () => (await sharded.stats()).current;
+
+  let stopping: Promise<{ drained: boolean; left: number }> | undefined;
+  const shutdown = (reason?: string) => {
+    if (!stopping)
+      stopping = (async () => {
+        logger.info({ reason }, "shutting down");
+        draining = true;
+        control?.stopListening();
+        // close(): the coordinator answers new requests 503 at once while the shards drain.
+        const closing = sharded.close();
+        const deadline = Date.now() + config.drainTimeout;
+        let left = await live().catch(() => 0);
+        while (left > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+          left = await live().catch(() => 0);
+        }
+        if (left > 0) {
+          logger.warn({ left }, "drain timeout: closing with live transactions");
+          // Requests still unanswered (a route left them ringing) get a final response before the shards stop.
+          const list = await sharded.audit().catch(() => []);
+          await Promise.all(
+            list
+              .filter(
+                (a) =>
+                  (a.kind === "ist" || a.kind === "nist") &&
+                  (a.state === "trying" || a.state === "proceeding"),
+              )
+              .map((a) => sharded.replyById(a.id, 503, "Shutting Down").catch(() => {})),
+          );
+        }
+        await closing;
+        registrar.stop();
+        publisher?.close();
+        await control?.close();
+        await local.close();
+        return { drained: left === 0, left };
+      })();
+    return stopping;
+  };
+
+  return {
+    engine: undefined,
+    sharded,
+    tm: sharded,
+    timers: local.timerConfig,
+    config,
+    logger,
+    registrar,
+    live,
+    info: {
+      version,
+      coreVersion,
+      sockets,
+      control: control ? { host: control.host, port: control.port } : null,
+      route: loaded.name,
+      routeDescription: await describeRoute(loaded, config, sockets),
+      workers: {
+        requested: config.workers,
+        threads: config.workers,
+        shards: config.workers,
+        note: undefined,
+      },
+    },
+    shutdown,
+  };
+}
+
+/** The route's banner line, from a throwaway instance on the main thread (its factory is called once more, nothing else). */
+async function describeRoute(
+  loaded: LoadedRoute,
+  config: ServerConfig,
+  sockets: readonly BoundSocket[],
+): Promise<string | undefined> {
+  const engine = new Engine({ timers: config.timers });
+  const scheduler = new Scheduler(engine.clock, () => {});
+  try {
+    const handlers = checkHandlers(
+      loaded.name,
+      await loaded.factory({
+        engine,
+        config,
+        logger: createLogger("silent"),
+        registrar: new Registrar({ now: () => engine.now() }),
+        relay: (tx, o) => relay(engine, tx, { ...config.proxy, ...o }),
+        after: (ms, fn) => scheduler.after(ms, fn),
+        isLocal: makeIsLocal(sockets, config.advertise),
+        sockets,
+        contactFor: (source) => contactFor(source, config.advertise),
+      }),
+    );
+    await handlers.close?.();
+    return handlers.description;
+  } catch {
+    return undefined;
+  } finally {
+    scheduler.close();
+    await engine.close();
+  }
+}
+
+const SHARD_DRAIN_MARGIN_MS = 1_000;
+
+/** --workers 0 (or a fallback to one thread): the core Engine and its transports on the main thread. */
+async function startOneThread(
+  config: ServerConfig,
+  logger: Logger,
+  loaded: LoadedRoute,
+  note: string | undefined,
+): Promise<RunningServer> {
+  const { version, coreVersion } = versions();
+  const startedAt = Date.now();
+  const workers = { requested: config.workers, threads: 1, shards: 0, note };
+  // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
+  const resolver = makeResolver(config);
   const engine = new Engine({
     timers: config.timers,
     maxTransactions: config.maxTransactions,
@@ -149,8 +394,10 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
   const scheduler = new Scheduler(engine.clock, (err) => logger.warn({ err }, "route timer callback threw"));
   let draining = false;
 
+  const tm = wrapEngine(engine);
   const rpc = new RpcServer({
-    engine,
+    tm,
+    resolveAll: (hop) => engine.resolveAll(hop),
     registrar,
     sockets,
     logger: logger.child({ component: "rpc" }),
@@ -259,6 +506,10 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
 
   return {
     engine,
+    sharded: undefined,
+    tm,
+    timers: engine.timerConfig,
+    live: async () => engine.table.size,
     config,
     logger,
     registrar,
@@ -275,35 +526,4 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
   };
 }
 
-/** Kamailio's "myself": a URI whose host is one of our addresses (port one of ours when given). */
-export function makeIsLocal(
-  sockets: readonly BoundSocket[],
-  advertise: string | undefined,
-): (uri: string) => boolean {
-  const hosts = new Set<string>();
-  const ports = new Set<number>(sockets.map((s) => s.port));
-  const unbracket = (h: string) => (h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h);
-  for (const s of sockets) {
-    if (s.address === "0.0.0.0" || s.address === "::") {
-      for (const list of Object.values(networkInterfaces()))
-        for (const ni of list ?? []) hosts.add(normalizeAddress(ni.address.toLowerCase()));
-    } else hosts.add(normalizeAddress(s.address.toLowerCase()));
-  }
-  if (advertise) hosts.add(normalizeAddress(unbracket(advertise).toLowerCase()));
-  return (uri: string): boolean => {
-    try {
-      const u = parseUri(uri);
-      if (u.type !== "sip") return false;
-      if (!hosts.has(normalizeAddress(unbracket(u.host).toLowerCase()))) return false;
-      return u.port === undefined || ports.has(u.port);
-    } catch {
-      return false;
-    }
-  };
-}
-
-function contactFor(source: Source, advertise: string | undefined): string {
-  const host = advertise ?? source.localAddress;
-  const hp = hostPort(host.startsWith("[") ? host.slice(1, -1) : host, source.localPort);
-  return `<sip:siptm@${hp}${source.protocol === "UDP" ? "" : `;transport=${source.protocol.toLowerCase()}`}>`;
-}
+export { contactFor, makeIsLocal };

@@ -1,12 +1,11 @@
 /** What a person sees on stdout: the start-up banner and the live counter line. */
 
-import type { Engine } from "@siptm/core";
+import type { StatsSnapshot, TimerConfig } from "@siptm/core";
 import type { ServerConfig } from "./config.js";
 import { hostPort } from "./config.js";
 import type { ServerInfo } from "./server.js";
 
-export function banner(info: ServerInfo, config: ServerConfig, engine: Engine): string {
-  const t = engine.timerConfig;
+export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): string {
   const lines = [
     `siptm ${info.version} (@siptm/core ${info.coreVersion}, node ${process.version}, pid ${process.pid})`,
   ];
@@ -23,9 +22,11 @@ export function banner(info: ServerInfo, config: ServerConfig, engine: Engine): 
   );
   const w = info.workers;
   lines.push(
-    w.requested > 1
-      ? `  workers:  ${w.requested} requested, running in 1 thread (${w.note})`
-      : `  workers:  1 thread${w.requested === 0 ? " (--workers 0)" : ""}`,
+    w.shards > 0
+      ? `  workers:  ${w.shards} shard${w.shards === 1 ? "" : "s"} (worker threads; SIP sockets on the main thread)`
+      : w.note
+        ? `  workers:  ${w.requested} requested; ${w.note}`
+        : `  workers:  1 thread${w.requested === 0 ? " (--workers 0)" : ""}`,
   );
   lines.push(
     `  timers:   t1=${t.t1} t2=${t.t2} t4=${t.t4} timer_d=${t.timerD} fr_inv=${t.frInvTimer}${
@@ -46,16 +47,43 @@ export function banner(info: ServerInfo, config: ServerConfig, engine: Engine): 
   return `${lines.join("\n")}\n`;
 }
 
-/** Every `seconds`, one line of live counters (transactions/s, current, waiting, retransmissions, 4xx/5xx/6xx). */
-export function startStatusLine(engine: Engine, seconds: number, write: (line: string) => void): () => void {
-  let last = engine.snapshot();
+/**
+ * Every `seconds`, one line of live counters (transactions/s, current, waiting, retransmissions,
+ * 4xx/5xx/6xx), and `workers: N shards` when sharded.
+ */
+export function startStatusLine(
+  stats: () => StatsSnapshot | Promise<StatsSnapshot>,
+  seconds: number,
+  write: (line: string) => void,
+  shards = 0,
+): () => void {
+  let last: StatsSnapshot | undefined;
   let lastAt = Date.now();
-  const timer = setInterval(() => {
+  let busy = false;
+  const suffix = shards > 0 ? `  workers: ${shards} shard${shards === 1 ? "" : "s"}` : "";
+  void Promise.resolve(stats()).then((s) => {
+    last ??= s;
+  });
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    let s: StatsSnapshot;
+    try {
+      s = await stats();
+    } catch {
+      return;
+    } finally {
+      busy = false;
+    }
     const now = Date.now();
-    const s = engine.snapshot();
+    if (!last) {
+      last = s;
+      lastAt = now;
+      return;
+    }
     const rate = ((s.total - last.total) * 1000) / Math.max(1, now - lastAt);
     write(
-      `[${new Date(now).toISOString().slice(11, 19)}] tx/s ${rate.toFixed(1)}  current ${s.current}  waiting ${s.waiting}  retrans ${s.retransmissions}  4xx ${s["4xx"]}  5xx ${s["5xx"]}  6xx ${s["6xx"]}\n`,
+      `[${new Date(now).toISOString().slice(11, 19)}] tx/s ${rate.toFixed(1)}  current ${s.current}  waiting ${s.waiting}  retrans ${s.retransmissions}  4xx ${s["4xx"]}  5xx ${s["5xx"]}  6xx ${s["6xx"]}${suffix}\n`,
     );
     last = s;
     lastAt = now;

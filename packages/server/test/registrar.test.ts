@@ -66,6 +66,28 @@ describe("Registrar", () => {
     expect(q.headers).toHaveLength(1);
   });
 
+  it("a replica takes an AOR's bindings from copyOf (relative expiry: another clock) and drops it when empty", () => {
+    const { reg, clock } = fresh();
+    reg.register(register(["<sip:alice@10.0.0.1>;q=0.5", "<sip:alice@10.0.0.2>"], { expires: 100 }));
+    const replicaClock = { t: 5 };
+    const replica = new Registrar({ now: () => replicaClock.t });
+    replica.replace(structuredClone(reg.copyOf("sip:alice@example.com")));
+    expect(replica.lookup("sip:alice@example.com").map((b) => b.uri)).toEqual([
+      "sip:alice@10.0.0.2",
+      "sip:alice@10.0.0.1",
+    ]);
+    expect(replica.expiresIn(replica.lookup("sip:alice@example.com")[0]!)).toBe(100);
+    replicaClock.t += 100_001;
+    expect(replica.lookup("sip:alice@example.com")).toEqual([]);
+    clock.t += 1000;
+    replica.replace(reg.copyOf("sip:alice@example.com"));
+    expect(replica.lookup("sip:alice@example.com")).toHaveLength(2);
+    reg.register(register(["*"], { expires: 0, cseq: 1000 }));
+    replica.replace(reg.copyOf("sip:alice@example.com"));
+    expect(replica.lookup("sip:alice@example.com")).toEqual([]);
+    expect(replica.size).toBe(0);
+  });
+
   it("refreshes with a higher CSeq, refuses an out-of-order one, removes with expires=0", () => {
     const { reg, clock } = fresh();
     reg.register(register(["<sip:alice@10.0.0.1>"], { cseq: 10, expires: 100 }));

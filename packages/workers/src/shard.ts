@@ -77,6 +77,8 @@ export interface RouteContext {
   incarnation: number;
   /** Present when the main thread has an onRequest handler: hand a server transaction to it. */
   forward: ((tx: ServerTransactionHandle) => void) | undefined;
+  /** The coordinator's sockets (its `addresses`, with the bound ports), in listen order. */
+  listeners: readonly ListenerInfo[];
 }
 
 /** A route module: `export default function route(engine, ctx) { engine.onRequest = … }`. */
@@ -327,6 +329,7 @@ class Shard {
         shards: task.shards,
         incarnation: task.incarnation,
         forward: task.forward ? (tx) => this.forward(tx) : undefined,
+        listeners: task.listeners.map((l) => ({ ...l })),
       };
       await (mod.default as RouteModule)(this.engine, ctx);
       // A route that installed its own `destroyed` observer replaced ours: chain it again.

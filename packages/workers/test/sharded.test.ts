@@ -71,6 +71,14 @@ describe("routing", () => {
     expect(s.shards.map((e) => e.created)).toEqual([3, 3]);
   });
 
+  it("a route module gets the coordinator's sockets with their bound ports (ctx.listeners)", async () => {
+    const se = await sharded({ route: ROUTE });
+    const p = await peer();
+    const o = await p.engine.request(options(se.addresses[0]!.port)).final;
+    expect(o.status).toBe(200);
+    expect(o.response?.header("x-listeners")).toBe(`UDP:127.0.0.1:${se.addresses[0]!.port}`);
+  });
+
   it("a response finds its shard by the branch marker, whatever its Call-ID hashes to", async () => {
     const se = await sharded({ route: ROUTE });
     const relayTo = await peer((tx) => tx.reply(200));
@@ -281,17 +289,23 @@ describe("graceful shutdown", () => {
         } catch {}
       }, 150);
     });
-    const handles = await Promise.all(
-      Array.from({ length: 6 }, () =>
-        se.request({ method: "INVITE", uri: "sip:bob@127.0.0.1", from: FROM, to: TO, nextHop: udp(p.port) }),
-      ),
-    );
+    // The provisional handler goes in with the request: a 180 may come back before request() resolves.
     const ringing = deferred();
     let rung = 0;
-    for (const h of handles)
-      h.events.onProvisional = (r) => {
-        if (r.status === 180 && ++rung === 6) ringing.resolve();
-      };
+    const handles = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        se.request({
+          method: "INVITE",
+          uri: "sip:bob@127.0.0.1",
+          from: FROM,
+          to: TO,
+          nextHop: udp(p.port),
+          onProvisional: (r) => {
+            if (r.status === 180 && ++rung === 6) ringing.resolve();
+          },
+        }),
+      ),
+    );
     await ringing.promise;
     const closing = se.close();
     // While draining, a new request is turned away.

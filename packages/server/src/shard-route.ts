@@ -1,0 +1,128 @@
+/**
+ * The route adapter that `ShardedEngine` loads in EACH shard (worker thread):
+ * `siptm serve --workers N` (N ≥ 1) passes the URL of this module as the
+ * sharded engine's `route`. It builds the server's `RouteContext` inside the
+ * shard, on the shard's own core Engine, and installs the server's route there
+ * (the built-in `uas`/`default`, or a user's module by path).
+ *
+ * What the route needs from the main thread (its name or path and the
+ * resolved `ServerConfig`) cannot be handed over by `ShardedEngine`, which
+ * only passes a module URL: it travels in that URL's
+ * query string, `…/shard-route.js?cfg=<base64url JSON>` (`import()` accepts
+ * it, and the module reads it back from `import.meta.url`). No environment
+ * variable, no shared file. The bound sockets (real ports, also for port 0)
+ * come from the shard's context (`listeners`).
+ */
+import {
+  type Engine,
+  type RelayOptions,
+  Resolver,
+  relay,
+  type ServerTransactionHandle,
+  type Source,
+} from "@siptm/core";
+import type { ServerConfig } from "./config.js";
+import { contactFor, makeIsLocal } from "./local.js";
+import { createLogger } from "./log.js";
+import { Registrar } from "./registrar.js";
+import { type BoundSocket, checkHandlers, loadRoute, type RouteContext } from "./route.js";
+import { Scheduler } from "./scheduler.js";
+import { subscribeReplica } from "./shared-registrar.js";
+
+/** What the main thread tells every shard about the route. */
+export interface ShardRouteConfig {
+  /** Built-in name or module path as configured. */
+  readonly route: string;
+  readonly routeBase: string;
+  readonly config: ServerConfig;
+  /** Route `default`: the BroadcastChannel of the main thread's registrar (shared-registrar.ts). */
+  readonly registrarChannel?: string;
+}
+
+/** The module URL to give `ShardedEngine.create({ route })`, with `cfg` in its query string. */
+export function shardRouteUrl(cfg: ShardRouteConfig): string {
+  const url = new URL("./shard-route.js", import.meta.url);
+  url.searchParams.set("cfg", Buffer.from(JSON.stringify(cfg), "utf8").toString("base64url"));
+  return url.href;
+}
+
+function readConfig(): ShardRouteConfig {
+  const text = new URL(import.meta.url).searchParams.get("cfg");
+  if (!text) throw new Error("shard-route: no cfg in the module URL (load it through shardRouteUrl)");
+  return JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as ShardRouteConfig;
+}
+
+/** What `ShardedEngine` passes besides the engine (see @siptm/workers `RouteContext`). */
+interface ShardInfo {
+  shard: number;
+  shards: number;
+  incarnation: number;
+  forward: ((tx: ServerTransactionHandle) => void) | undefined;
+  /** The coordinator's sockets with their bound ports. */
+  listeners: ReadonlyArray<{ protocol: string; address: string; port: number }>;
+}
+
+/** The shard's route module: build the RouteContext on this shard's engine and install the server's route. */
+export default async function shardRoute(engine: Engine, info: ShardInfo): Promise<void> {
+  const { route, routeBase, config, registrarChannel } = readConfig();
+  const sockets: BoundSocket[] = info.listeners.map((l) => ({
+    protocol: l.protocol === "TCP" ? "TCP" : "UDP",
+    address: l.address,
+    port: l.port,
+  }));
+  const logger = createLogger(config.logLevel, config.trace).child({ shard: info.shard });
+  const routeLogger = logger.child({ component: "route" });
+
+  // The shard's engine is built by the shard from plain-data options: a Resolver (an object with
+  // caches and DNS handles) cannot be cloned into it, so the shard gets its own here, before any
+  // request arrives (relay and resolveAll read `engine.resolver`).
+  const protocols = [...new Set(config.listen.map((l) => l.protocol))];
+  const families = [...new Set(config.listen.map((l): 4 | 6 => (l.address.includes(":") ? 6 : 4)))].sort();
+  (engine as { resolver: Resolver | undefined }).resolver = new Resolver({ transports: protocols, families });
+
+  const loaded = await loadRoute(route, routeBase);
+  const scheduler = new Scheduler(engine.clock, (err) =>
+    routeLogger.warn({ err }, "route timer callback threw"),
+  );
+  // Route `default`: a read-only replica of the main thread's registrar, REGISTER handed over to the
+  // main thread (shared-registrar.ts: the seam for the later shared store). Other routes: a
+  // registrar of this shard's own.
+  const registrar = new Registrar({ now: () => engine.now() });
+  const shared = registrarChannel !== undefined && info.forward !== undefined;
+  if (shared) subscribeReplica(registrarChannel, registrar);
+  const ctx: RouteContext = {
+    engine,
+    config,
+    logger: routeLogger,
+    registrar,
+    relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
+    after: (ms, fn) => scheduler.after(ms, fn),
+    isLocal: makeIsLocal(sockets, config.advertise),
+    sockets,
+    contactFor: (source: Source) => contactFor(source, config.advertise),
+  };
+  const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
+  const onRequest = handlers.onRequest.bind(handlers);
+  const forward = info.forward;
+  engine.onRequest = (tx) => {
+    if (shared && forward && tx.method === "REGISTER") {
+      forward(tx);
+      return;
+    }
+    try {
+      onRequest(tx);
+    } catch (err) {
+      routeLogger.warn({ err, tx: tx.id, method: tx.method }, "route threw");
+      if (!tx.finalStatus && !tx.terminated)
+        try {
+          tx.reply(500);
+        } catch {
+          // already ended
+        }
+    }
+  };
+  if (handlers.onStrayAck) engine.onStrayAck = handlers.onStrayAck.bind(handlers);
+  if (handlers.onStrayResponse) engine.onStrayResponse = handlers.onStrayResponse.bind(handlers);
+  registrar.start();
+  logger.debug({ shard: info.shard, route: loaded.name }, "route installed in shard");
+}

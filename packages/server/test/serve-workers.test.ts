@@ -1,0 +1,362 @@
+// `siptm serve --workers 2`: the key flows of serve.test.ts / cli.test.ts /
+// control.test.ts / registrar.test.ts on the sharded engine (@siptm/workers) —
+// SIP to the `uas` route in the shards, a route module by path in the shards,
+// the `default` proxy with its registrar shared across shards, the JSON-RPC
+// methods through the sharded engine's async API, /metrics per shard, and a
+// clean SIGTERM. Child processes, in-test engines; everything killed in afterAll.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
+import { shardOf } from "@siptm/workers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, killAll, rpc, SERVER_TIMERS, type Served, serve, testEngine, until } from "./helpers.js";
+
+const WORKERS = ["--workers", "2"];
+let server: Served;
+let uac: Engine;
+const FROM = "<sip:alice@127.0.0.1>";
+const TO = "<sip:bob@127.0.0.1>";
+const dir = mkdtempSync(join(tmpdir(), "siptm-workers-"));
+
+beforeAll(async () => {
+  [server, uac] = await Promise.all([serve(["--route", "uas", ...WORKERS, ...SERVER_TIMERS]), testEngine()]);
+});
+
+afterAll(async () => {
+  await uac?.close();
+  await killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** `count` fresh Call-IDs that the server's 2 shards give to `shard`. */
+function callIdsFor(shard: number, count: number): string[] {
+  const out: string[] = [];
+  while (out.length < count) {
+    const id = newCallId();
+    if (shardOf(id, 2) === shard) out.push(id);
+  }
+  return out;
+}
+
+interface Stats {
+  created: number;
+  freed: number;
+  current: number;
+  shards: Array<{ shard: number; created: number; current: number }>;
+}
+
+describe("--workers 2: SIP against the uas route in the shards", () => {
+  it("the banner says 2 shards", () => {
+    expect(server.stdout()).toMatch(/workers:\s+2 shards/);
+  });
+
+  it("OPTIONS over UDP get 200 (several Call-IDs: both shards answer)", async () => {
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () =>
+          uac.request({
+            method: "OPTIONS",
+            uri: `sip:127.0.0.1:${server.udp}`,
+            from: FROM,
+            to: TO,
+            nextHop: `udp:127.0.0.1:${server.udp}`,
+          }).final,
+      ),
+    );
+    for (const o of outcomes) {
+      expect(o.status).toBe(200);
+      expect(o.response?.header("allow")).toContain("INVITE");
+    }
+    const s = await call<Stats>(server.rpc, "tm.stats");
+    expect(s.shards).toHaveLength(2);
+    expect(s.shards.map((x) => x.shard)).toEqual([0, 1]);
+    expect(s.shards.every((x) => x.created > 0)).toBe(true);
+  });
+
+  it("INVITE over TCP gets 180 then 200 with a Contact; the ACK and a BYE follow", async () => {
+    const seen: number[] = [];
+    const h = uac.request({
+      method: "INVITE",
+      uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
+      from: FROM,
+      to: TO,
+      nextHop: `tcp:127.0.0.1:${server.tcp}`,
+      onResponse: (r) => seen.push(r.status),
+    });
+    const outcome = await h.final;
+    expect(outcome.status).toBe(200);
+    expect(seen).toContain(180);
+    expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
+    uac.ack2xx(h, outcome.response!);
+    const bye = uac.ackAndBye(h, outcome.response!);
+    expect((await bye.final).status).toBe(200);
+  });
+});
+
+describe("--workers 2: JSON-RPC control and metrics", () => {
+  it("tm.stats: totals at top level, a shards array of 2, created == freed eventually", async () => {
+    await until(
+      "created == freed",
+      async () => {
+        const s = await call<Stats>(server.rpc, "tm.stats");
+        expect(s.shards).toHaveLength(2);
+        expect(s.created).toBe(s.shards[0]!.created + s.shards[1]!.created);
+        return s.created > 0 && s.created === s.freed && s.current === 0;
+      },
+      20_000,
+    );
+    const hs = await call<{ entries: number; shards: unknown[] }>(server.rpc, "tm.hash_stats");
+    expect(hs.shards).toHaveLength(2);
+  }, 30_000);
+
+  it("GET /metrics has the merged counters and a queue depth per shard", async () => {
+    const text = await (await fetch(`http://127.0.0.1:${server.rpc}/metrics`)).text();
+    expect(text).toMatch(/^siptm_tm_created_total [1-9]\d*$/m);
+    expect(text).toMatch(/^siptm_shard_queue_depth\{shard="0"\} \d+$/m);
+    expect(text).toMatch(/^siptm_shard_queue_depth\{shard="1"\} \d+$/m);
+    expect(text).toMatch(/^siptm_shard_transactions\{shard="1"\} \d+$/m);
+  });
+
+  it("tm.t_uac_wait returns the final response", async () => {
+    const uas = await testEngine({
+      onRequest: (tx) => tx.reply(200, undefined, { headers: [["X-Test", "yes"]] }),
+    });
+    try {
+      const port = uas.transportFor("UDP")!.localPort;
+      const r = await call<{ code: number; headers: string }>(server.rpc, "tm.t_uac_wait", [
+        "OPTIONS",
+        `sip:uas@127.0.0.1:${port}`,
+        ".",
+        ".",
+        `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`,
+      ]);
+      expect(r.code).toBe(200);
+      expect(r.headers).toContain("X-Test: yes");
+    } finally {
+      await uas.close();
+    }
+  });
+
+  it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {
+    let invite: ServerTransactionHandle | undefined;
+    let cancelled = false;
+    const uas = await testEngine({
+      onRequest: (tx) => {
+        invite = tx;
+        tx.events.onCancel = () => {
+          cancelled = true;
+        };
+        tx.reply(180);
+      },
+    });
+    try {
+      const port = uas.transportFor("UDP")!.localPort;
+      const started = await call<{ callid: string; cseq: number; tid: string }>(
+        server.rpc,
+        "tm.t_uac_start",
+        [
+          "INVITE",
+          `sip:bob@127.0.0.1:${port}`,
+          `udp:127.0.0.1:${port}`,
+          `udp:127.0.0.1:${server.udp}`,
+          `From: ${FROM}\r\nTo: ${TO}`,
+        ],
+      );
+      await until("the INVITE at the UAS", () => invite !== undefined);
+      expect(invite!.request.callId).toBe(started.callid);
+      await until("the 180 at the server", async () => {
+        const list = await call<Array<{ id: string; state: string; shard: number }>>(server.rpc, "tm.list");
+        return list.some((t) => t.id === started.tid && t.state === "proceeding");
+      });
+      const c = await call<{ result: string }>(server.rpc, "tm.cancel", [
+        started.callid,
+        String(started.cseq),
+      ]);
+      expect(c.result).toBe("sent");
+      await until("the CANCEL at the UAS", () => cancelled);
+      await until("the 487", () => invite!.finalStatus === 487);
+    } finally {
+      await uas.close();
+    }
+  }, 40_000);
+
+  it("tm.cancel of an unknown call answers none; tm.reply of an unknown id is -32001", async () => {
+    expect(await call(server.rpc, "tm.cancel", ["nothing-here", 1])).toEqual({ result: "none" });
+    const noTx = await rpc(server.rpc, "tm.reply", [200, ".", "no-such-tid", ".", "."]);
+    expect(noTx.body.error?.code).toBe(-32001);
+  });
+});
+
+describe("--workers 2: other servers", () => {
+  it("--answer-after never: a ringing INVITE in a shard is answered by tm.reply (id) and tm.reply_callid", async () => {
+    const s = await serve([
+      "--route",
+      "uas",
+      "--answer-after",
+      "never",
+      "--drain-timeout",
+      "300",
+      ...WORKERS,
+      ...SERVER_TIMERS,
+    ]);
+    const ring = (callId?: string) =>
+      uac.request({
+        method: "INVITE",
+        uri: `sip:bob@127.0.0.1:${s.udp}`,
+        from: FROM,
+        to: TO,
+        callId,
+        nextHop: `udp:127.0.0.1:${s.udp}`,
+      });
+    const a = ring();
+    await until("a ringing INVITE", async () =>
+      (await call<Array<{ callid: string; kind: string }>>(s.rpc, "tm.list")).some(
+        (t) => t.callid === a.callId && t.kind === "ist",
+      ),
+    );
+    const list = await call<Array<{ id: string; callid: string; shard: number }>>(s.rpc, "tm.list");
+    const tx = list.find((t) => t.callid === a.callId)!;
+    expect([0, 1]).toContain(tx.shard);
+    await call(s.rpc, "tm.reply", [486, "Busy Here", tx.id, ".", "."]);
+    expect((await a.final).status).toBe(486);
+    const b = ring();
+    await until("the second INVITE", async () =>
+      (await call<Array<{ callid: string }>>(s.rpc, "tm.list")).some((t) => t.callid === b.callId),
+    );
+    await call(s.rpc, "tm.reply_callid", [603, ".", b.callId, b.cseq, ".", "."]);
+    expect((await b.final).status).toBe(603);
+    // Shutdown: an INVITE still ringing after the drain gets 503, and the server exits 0.
+    const c = ring();
+    await until("the third INVITE", async () =>
+      (await call<Array<{ callid: string }>>(s.rpc, "tm.list")).some((t) => t.callid === c.callId),
+    );
+    s.proc.kill("SIGTERM");
+    expect((await c.final).status).toBe(503);
+    expect((await s.exited).code).toBe(0);
+  }, 40_000);
+
+  it("a route module given by path runs in the shards; SIGTERM → exit 0", async () => {
+    const path = join(dir, "busy.mjs");
+    writeFileSync(
+      path,
+      `export default function route(ctx) {
+  return {
+    description: "busy in shards (" + ctx.sockets.length + " sockets)",
+    onRequest(tx) { tx.reply(486, "Busy Here", { headers: [["X-Route", "busy"]] }); },
+  };
+}
+`,
+    );
+    const s = await serve(["--route", path, "--drain-timeout", "500", ...WORKERS]);
+    expect(s.stdout()).toMatch(/route:\s+busy in shards \(2 sockets\)/);
+    expect(s.stdout()).toMatch(/workers:\s+2 shards/);
+    const o = await uac.request({
+      method: "OPTIONS",
+      uri: `sip:127.0.0.1:${s.udp}`,
+      from: FROM,
+      to: TO,
+      nextHop: `udp:127.0.0.1:${s.udp}`,
+    }).final;
+    expect(o.status).toBe(486);
+    expect(o.response?.header("x-route")).toBe("busy");
+    s.proc.kill("SIGTERM");
+    const exit = await s.exited;
+    expect(exit.code).toBe(0);
+    expect(s.stdout()).toMatch(/^stopped/m);
+  }, 30_000);
+
+  it("--route default: a REGISTER on one shard, then a call to the AOR routed by the other shard reaches the contact", async () => {
+    const server = await serve([
+      "--route",
+      "default",
+      "--drain-timeout",
+      "500",
+      ...WORKERS,
+      ...SERVER_TIMERS,
+    ]);
+    expect(server.stdout()).toMatch(/workers:\s+2 shards/);
+    const methods: string[] = [];
+    const acks: string[] = [];
+    const callee = await testEngine({
+      onRequest: (tx) => {
+        methods.push(tx.method);
+        if (tx.method === "INVITE") {
+          tx.events.onAck = (ack) => acks.push(ack.method);
+          tx.reply(200, undefined, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
+        } else tx.reply(200);
+      },
+    });
+    const port = callee.transportFor("UDP")!.localPort;
+    const caller = await testEngine();
+    // The REGISTER's Call-ID on shard 0, the INVITE's on shard 1: only a shared registrar finds dave.
+    const [regCallId] = callIdsFor(0, 1);
+    const [inviteCallId] = callIdsFor(1, 1);
+    try {
+      const hop = `udp:127.0.0.1:${server.udp}`;
+      const reg = await callee.request({
+        method: "REGISTER",
+        uri: "sip:127.0.0.1",
+        from: "<sip:dave@127.0.0.1>",
+        to: "<sip:dave@127.0.0.1>",
+        callId: regCallId,
+        cseq: 1,
+        headers: [["Contact", `<sip:dave@127.0.0.1:${port}>;expires=600`]],
+        nextHop: hop,
+      }).final;
+      expect(reg.status).toBe(200);
+      expect(reg.response!.headerValues("contact").join()).toContain(
+        `<sip:dave@127.0.0.1:${port}>;expires=600`,
+      );
+      const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
+      expect(dump.map((a) => a.aor)).toEqual(["sip:dave@127.0.0.1"]);
+      const invite = caller.request({
+        method: "INVITE",
+        uri: "sip:dave@127.0.0.1",
+        from: "<sip:erin@127.0.0.1>",
+        to: "<sip:dave@127.0.0.1>",
+        callId: inviteCallId,
+        nextHop: hop,
+      });
+      const answer = await invite.final;
+      expect(answer.status).toBe(200);
+      expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
+      const bye = caller.ackAndBye(invite, answer.response!);
+      expect((await bye.final).status).toBe(200);
+      await until("the ACK at the callee", () => acks.length > 0);
+      expect(methods).toEqual(["INVITE", "BYE"]);
+      // Unregistered: the shards forget dave too (a call now is a 404 from the server itself).
+      const unreg = await callee.request({
+        method: "REGISTER",
+        uri: "sip:127.0.0.1",
+        from: "<sip:dave@127.0.0.1>",
+        to: "<sip:dave@127.0.0.1>",
+        callId: regCallId,
+        cseq: 100,
+        headers: [
+          ["Contact", "*"],
+          ["Expires", "0"],
+        ],
+        nextHop: hop,
+      }).final;
+      expect(unreg.status).toBe(200);
+      const after = await caller.request({
+        method: "MESSAGE",
+        uri: `sip:dave@127.0.0.1:${server.udp}`,
+        from: "<sip:erin@127.0.0.1>",
+        to: "<sip:dave@127.0.0.1>",
+        callId: callIdsFor(1, 1)[0],
+        nextHop: hop,
+      }).final;
+      expect(after.status).toBe(404);
+      expect(methods).toEqual(["INVITE", "BYE"]);
+      const s = await call<Stats>(server.rpc, "tm.stats");
+      expect(s.shards.every((x) => x.created > 0)).toBe(true);
+      server.proc.kill("SIGTERM");
+      expect((await server.exited).code).toBe(0);
+    } finally {
+      await Promise.all([callee.close(), caller.close()]);
+    }
+  }, 40_000);
+});
