@@ -16,8 +16,15 @@
  */
 
 import { SipParseError } from "./errors.js";
-import { TOKEN_CHARS, unfold } from "./text.js";
+import { TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
 import type { Via } from "./types.js";
+
+/**
+ * Module-local alias of the token table: V8 folds a module's own constants
+ * into optimised code, while an imported binding is re-read (with a TDZ
+ * check) on every use, here once per byte.
+ */
+const TOKEN_CHARS = TOKEN_TABLE;
 
 export const MAX_UINT32 = 4294967295;
 
@@ -290,7 +297,6 @@ function viaParamId(b: Uint8Array, a: number, e: number): number {
 }
 
 const VIA_PARAM_NAMES = ["", "branch", "received", "rport", "maddr", "ttl"];
-const NO_PARAMS: Array<readonly [string, string | null]> = [];
 
 /** Bytes that end an unquoted Via parameter value: ; , SP HT CR LF " */
 const VIA_VALUE_END = (() => {
@@ -308,8 +314,15 @@ const VIA_VALUE_END = (() => {
  * byte is), token scans are inline, and "SIP/2.0/" written without LWS is
  * recognised in one go.
  */
-export function parseVia(b: Uint8Array, s: string, a: number, e: number, strict = false): Via {
-  return scanVia(b, s, a, e, strict, true)!;
+export function parseVia(
+  b: Uint8Array,
+  s: string,
+  a: number,
+  e: number,
+  strict = false,
+  mayFold = true,
+): Via {
+  return scanVia(b, s, a, e, strict, true, mayFold)!;
 }
 
 /**
@@ -317,7 +330,7 @@ export function parseVia(b: Uint8Array, s: string, a: number, e: number, strict 
  * throws what `parseVia(b, s, a, e, true)` throws; `viaEnd` tells where it stopped.
  */
 export function checkVia(b: Uint8Array, s: string, a: number, e: number): void {
-  scanVia(b, s, a, e, true, false);
+  scanVia(b, s, a, e, true, false, true);
 }
 
 /** Lower-cased name of the Via parameter b[ns, ne), for messages. */
@@ -326,7 +339,16 @@ function paramName(b: Uint8Array, s: string, ns: number, ne: number): string {
   return pid !== P_OTHER ? VIA_PARAM_NAMES[pid]! : lowerSlice(b, s, ns, ne);
 }
 
-function scanVia(b: Uint8Array, s: string, a: number, e: number, strict: boolean, build: boolean): Via | null {
+/** mayFold: the range may hold a line fold (else `raw` needs no unfolding). */
+function scanVia(
+  b: Uint8Array,
+  s: string,
+  a: number,
+  e: number,
+  strict: boolean,
+  build: boolean,
+  mayFold: boolean,
+): Via | null {
   let i = a < e && b[a]! <= 32 ? skipWs(b, a, e) : a;
   const start = i;
   let j: number;
@@ -413,7 +435,12 @@ function scanVia(b: Uint8Array, s: string, a: number, e: number, strict: boolean
   let ttl: number | undefined;
   let seenRport = false;
   let seenTtl = false;
-  const params: Array<readonly [string, string | null]> = build ? [] : NO_PARAMS;
+  // the first parameters in locals, the array built once at its final size
+  let np = 0;
+  let p0: readonly [string, string | null] | undefined;
+  let p1: readonly [string, string | null] | undefined;
+  let p2: readonly [string, string | null] | undefined;
+  let more: Array<readonly [string, string | null]> | undefined;
   while (i < e) {
     const c = b[i]!;
     if (c === 44) break;
@@ -464,7 +491,16 @@ function scanVia(b: Uint8Array, s: string, a: number, e: number, strict: boolean
       }
       continue;
     }
-    params.push([pid !== P_OTHER ? VIA_PARAM_NAMES[pid]! : lowerSlice(b, s, ns, ne), value]);
+    const param: readonly [string, string | null] = [
+      pid !== P_OTHER ? VIA_PARAM_NAMES[pid]! : lowerSlice(b, s, ns, ne),
+      value,
+    ];
+    if (np === 0) p0 = param;
+    else if (np === 1) p1 = param;
+    else if (np === 2) p2 = param;
+    else if (more === undefined) more = [param];
+    else more.push(param);
+    np++;
     switch (pid) {
       case P_BRANCH:
         if (branch === undefined) branch = value ?? "";
@@ -496,9 +532,15 @@ function scanVia(b: Uint8Array, s: string, a: number, e: number, strict: boolean
   }
   viaEnd = i;
   if (!build) return null;
+  let params: Array<readonly [string, string | null]>;
+  if (np === 0) params = [];
+  else if (np === 1) params = [p0!];
+  else if (np === 2) params = [p0!, p1!];
+  else if (np === 3) params = [p0!, p1!, p2!];
+  else params = [p0!, p1!, p2!, ...more!];
   const rawEnd = trimEnd(b, start, i);
   let raw = s.slice(start, rawEnd);
-  if (raw.indexOf("\n") >= 0) raw = unfold(raw);
+  if (mayFold && raw.indexOf("\n") >= 0) raw = unfold(raw);
   return new ViaValue(transport, host, port, branch, received, rport, maddr, ttl, params, raw);
 }
 
@@ -633,8 +675,19 @@ export function methodString(b: Uint8Array, s: string, a: number, e: number): st
 
 export let cseqMethod = "";
 
-/** Parse "number LWS method" in [a, e); returns the number and sets `cseqMethod`. */
-export function parseCSeqRange(b: Uint8Array, s: string, a: number, e: number): number {
+/**
+ * Parse "number LWS method" in [a, e); returns the number and sets
+ * `cseqMethod`. When the method is byte for byte `hint` (the Request-Line's,
+ * written at hintAt), that string is reused.
+ */
+export function parseCSeqRange(
+  b: Uint8Array,
+  s: string,
+  a: number,
+  e: number,
+  hint = "",
+  hintAt = 0,
+): number {
   let i = skipWs(b, a, e);
   let j = i;
   while (j < e) {
@@ -651,6 +704,15 @@ export function parseCSeqRange(b: Uint8Array, s: string, a: number, e: number): 
   const me = scanToken(b, i, e);
   if (me === ms) throw new SipParseError("bad-cseq", "CSeq: missing method", i);
   if (skipWs(b, me, e) !== e) throw new SipParseError("bad-cseq", "CSeq: junk after the method", me);
+  const hl = hint.length;
+  if (hl === me - ms && hl > 0) {
+    let k = 0;
+    while (k < hl && b[ms + k] === b[hintAt + k]) k++;
+    if (k === hl) {
+      cseqMethod = hint;
+      return n;
+    }
+  }
   cseqMethod = methodString(b, s, ms, me);
   return n;
 }
@@ -759,7 +821,59 @@ export function schemeLength(b: Uint8Array, a: number, e: number): number {
  * control characters, not wrapped in <>, has a scheme, and sip/sips URIs have
  * a well-formed host and port. Returns an error reason or null.
  */
-export function checkRequestUri(b: Uint8Array, a: number, e: number): string | null {
+export function checkRequestUri(b: Uint8Array, s: string, a: number, e: number): string | null {
+  return sipRequestUriOk(b, s, a, e) ? null : requestUriFault(b, a, e);
+}
+
+/** Control characters and whitespace (refused anywhere in a Request-URI). */
+function ctlOrWs(c: number): boolean {
+  return c <= 32 || c === 127;
+}
+
+/**
+ * One pass over a well-formed sip/sips Request-URI: the host is checked once
+ * (its characters are never controls), the rest for controls. False when it
+ * is not that (or not well-formed): requestUriFault then decides.
+ */
+function sipRequestUriOk(b: Uint8Array, s: string, a: number, e: number): boolean {
+  if (e - a < 5 || (b[a]! | 0x20) !== 115 || (b[a + 1]! | 0x20) !== 105 || (b[a + 2]! | 0x20) !== 112) {
+    return false;
+  }
+  let i = a + 3;
+  if ((b[i]! | 0x20) === 115) i++;
+  if (b[i] !== 58) return false;
+  i++;
+  // userinfo: up to the first '@' (searched natively; once per message)
+  const at = s.indexOf("@", i);
+  if (at >= 0 && at < e) {
+    for (; i < at; i++) if (ctlOrWs(b[i]!)) return false;
+    i = at + 1;
+  }
+  const h = i;
+  while (i < e && HOST_CHARS[b[i]!] === 1) i++;
+  if (i === h) return false;
+  if (i < e && b[i] === 58) {
+    const ps = ++i;
+    let v = 0;
+    while (i < e) {
+      const d = b[i]! - 48;
+      if (d < 0 || d > 9) break;
+      v = v * 10 + d;
+      if (v > 65535) return false;
+      i++;
+    }
+    if (i === ps) return false;
+  }
+  if (i < e) {
+    const c = b[i]!;
+    if (c !== 59 && c !== 63) return false;
+    for (; i < e; i++) if (ctlOrWs(b[i]!)) return false;
+  }
+  return true;
+}
+
+/** The full structural check of a Request-URI: the reason it is refused, or null. */
+function requestUriFault(b: Uint8Array, a: number, e: number): string | null {
   if (a >= e) return "empty Request-URI";
   if (b[a] === 60) return "Request-URI enclosed in <>";
   let at = -1;

@@ -14,33 +14,37 @@
  */
 
 import { SipParseError } from "./errors.js";
+import * as fld from "./fields.js";
 import {
   bytesOf,
   countValues,
   cseqMethod,
   EMPTY_VIA,
   findTag,
-  MAX_UINT32,
   parseCSeqRange,
   parseTrimmedDecimal,
   parseVia,
   splitCommas,
   viaEnd,
 } from "./fields.js";
-import {
-  H_CALL_ID,
-  H_CONTENT_LENGTH,
-  H_CSEQ,
-  H_FROM,
-  H_LAST_EAGER,
-  H_MAX_FORWARDS,
-  H_TO,
-  H_VIA,
-  headerIdOfKey,
-  nameString,
-} from "./names.js";
+import * as ids from "./names.js";
+import { headerId, headerIdOfKey, nameString } from "./names.js";
 import { canonicalName, isToken, unfold } from "./text.js";
 import type { CSeq, SipRequest, SipResponse, Via } from "./types.js";
+
+// Module-local copies of imported constants and functions: V8 folds a module's own
+// constants into optimised code but re-reads an imported binding (with a
+// TDZ check) at every use, which costs in the per-byte and per-line loops.
+const H_CALL_ID = ids.H_CALL_ID;
+const H_CONTENT_LENGTH = ids.H_CONTENT_LENGTH;
+const H_CSEQ = ids.H_CSEQ;
+const H_FROM = ids.H_FROM;
+const H_LAST_EAGER = ids.H_LAST_EAGER;
+const H_MAX_FORWARDS = ids.H_MAX_FORWARDS;
+const H_PENDING = ids.H_PENDING;
+const H_TO = ids.H_TO;
+const H_VIA = ids.H_VIA;
+const MAX_UINT32 = fld.MAX_UINT32;
 
 /**
  * Numbers per header line in the index: lineStart, nameEnd, valueStart,
@@ -75,15 +79,29 @@ function checkName(name: string): void {
   if (!isToken(name)) throw new RangeError(`invalid header name ${JSON.stringify(name)}`);
 }
 
+/**
+ * CR, LF or a char above 0xFF. One character class: a linear scan that cannot
+ * backtrack (and several times faster than a charCodeAt loop).
+ */
+const NOT_IN_VALUE = /[\r\n\u0100-\uffff]/;
+
 function checkValue(value: string): void {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 13 || c === 10 || c > 255) {
-      throw new RangeError(
-        "header value must be a latin1 string without CR/LF (use latin1() from text.ts for UTF-8 text)",
-      );
-    }
+  if (NOT_IN_VALUE.test(value)) {
+    throw new RangeError(
+      "header value must be a latin1 string without CR/LF (use latin1() from text.ts for UTF-8 text)",
+    );
   }
+}
+
+/** 0, 1, 2, ...: the order of the lines of an unedited message is a slice of it. */
+let identity: number[] = [];
+function firstIntegers(n: number): number[] {
+  if (identity.length < n) {
+    const more = identity.slice();
+    for (let k = more.length; k < Math.max(n, 64); k++) more.push(k);
+    identity = more;
+  }
+  return identity.slice(0, n);
 }
 
 function err(code: string, reason: string): SipParseError {
@@ -121,6 +139,25 @@ const latin1Write: (b: Buffer, s: string, at: number) => void =
     : (b, s, at) => {
         b.write(s, at, s.length, "latin1");
       };
+
+/** Below this many bytes a JS loop beats the native copy/write call. */
+const SHORT = 48;
+
+/** Copy raw[a, e) to out at w; returns the bytes copied. */
+function copyRun(raw: Buffer, out: Buffer, w: number, a: number, e: number): number {
+  const n = e - a;
+  if (n >= SHORT) return raw.copy(out, w, a, e);
+  for (let i = 0; i < n; i++) out[w + i] = raw[a + i]!;
+  return n;
+}
+
+/** Write the latin1 text at out[w]; returns its length. */
+function writeText(out: Buffer, text: string, w: number): number {
+  const n = text.length;
+  if (n >= SHORT) latin1Write(out, text, w);
+  else for (let i = 0; i < n; i++) out[w + i] = text.charCodeAt(i);
+  return n;
+}
 
 /** Via values in the text of the last `precheck` of a Via (set with its result). */
 let precheckViaCount = 0;
@@ -231,12 +268,34 @@ export abstract class SipMessageImpl {
 
   // ------------------------------------------------------------ original lines
 
-  /** Original line k has that header (canonical key, id from headerIdOfKey). */
-  private origIs(k: number, key: string, id: number): boolean {
+  /**
+   * Header id of original line k. The parser identifies only the eager
+   * headers; another line is resolved here on first use and the id kept.
+   */
+  private lineId(k: number): number {
     const idx = this._idx;
     const r = k * STRIDE;
-    const lid = idx[r + 4]! >> ID_SHIFT;
+    const info = idx[r + 4]!;
+    const id = info >> ID_SHIFT;
+    if (id !== H_PENDING) return id;
+    const resolved = headerId(this.raw, idx[r]!, idx[r + 1]!);
+    idx[r + 4] = (resolved << ID_SHIFT) | (info & F_FOLDED);
+    return resolved;
+  }
+
+  /** @internal resolve the ids of all lines (for code that reads _idx directly). */
+  resolveIds(): void {
+    for (let k = 0, n = this._n; k < n; k++) this.lineId(k);
+  }
+
+  /** Original line k has that header (canonical key, id from headerIdOfKey). */
+  private origIs(k: number, key: string, id: number): boolean {
+    // the parser resolved every eager header: a pending line is none of them
+    if (id !== 0 && id <= H_LAST_EAGER) return this._idx[k * STRIDE + 4]! >> ID_SHIFT === id;
+    const lid = this.lineId(k);
     if (id !== 0) return lid === id;
+    const idx = this._idx;
+    const r = k * STRIDE;
     return lid === 0 && bytesEqualLower(this.raw, idx[r]!, idx[r + 1]!, key);
   }
 
@@ -250,7 +309,7 @@ export abstract class SipMessageImpl {
   private origName(k: number): string {
     const idx = this._idx;
     const r = k * STRIDE;
-    return nameString(this.raw, this._head, idx[r]!, idx[r + 1]!, idx[r + 4]! >> ID_SHIFT);
+    return nameString(this.raw, this._head, idx[r]!, idx[r + 1]!, this.lineId(k));
   }
 
   /** End of original line k (after its line terminator, folds included). */
@@ -408,8 +467,7 @@ export abstract class SipMessageImpl {
     const ed = this.editState();
     let ord = ed.ord;
     if (ord === null) {
-      ord = [];
-      for (let k = 0, n = this._n; k < n; k++) ord.push(k);
+      ord = firstIntegers(this._n);
       ed.ord = ord;
     }
     return ord;
@@ -540,7 +598,11 @@ export abstract class SipMessageImpl {
     const via = this.precheck(id, value);
     const ord = this.edit();
     const at = this.firstIn(ord, key, id);
-    ord.splice(at < 0 ? 0 : at, 0, this.addLine(name, key, id, value));
+    // insert at `at` (0 when none): shift the rest up by one
+    const pos = Math.max(at, 0);
+    ord.push(0);
+    for (let i = ord.length - 1; i > pos; i--) ord[i] = ord[i - 1]!;
+    ord[pos] = this.addLine(name, key, id, value);
     // the new line is now the first of its header
     if (via !== undefined) {
       this.via = via;
@@ -585,6 +647,18 @@ export abstract class SipMessageImpl {
   /** Replace every line of the header by one line (the first keeps its name as written; added at the end when none). */
   private replaceAll(key: string, id: number, name: string, value: string): void {
     const ord = this.edit();
+    const at = this.firstIn(ord, key, id);
+    if (at < 0) {
+      ord.push(this.addLine(name, key, id, value));
+      return;
+    }
+    let others = false;
+    for (let r = at + 1; r < ord.length && !others; r++) others = this.refIs(ord[r]!, key, id);
+    if (!others) {
+      // the usual case: one line, replaced in place
+      ord[at] = this.addLine(this.refName(ord[at]!), key, id, value);
+      return;
+    }
     let first = -1;
     let w = 0;
     for (let r = 0; r < ord.length; r++) {
@@ -706,10 +780,7 @@ export abstract class SipMessageImpl {
     let runA = 0;
     let runE = 0;
     if (startLine === null) runE = startEnd;
-    else {
-      latin1Write(out, startLine, 0);
-      w = startLine.length;
-    }
+    else w = writeText(out, startLine, 0);
     if (ord === null) {
       // only the start line changed (it was written above)
       runA = startEnd;
@@ -720,27 +791,25 @@ export abstract class SipMessageImpl {
         if (ref >= 0) {
           const a = idx[ref * STRIDE]!;
           if (a !== runE) {
-            if (runE > runA) w += raw.copy(out, w, runA, runE);
+            if (runE > runA) w += copyRun(raw, out, w, runA, runE);
             runA = a;
           }
           runE = this.lineEnd(ref);
         } else {
-          if (runE > runA) w += raw.copy(out, w, runA, runE);
+          if (runE > runA) w += copyRun(raw, out, w, runA, runE);
           runA = runE = 0;
           const l = added[~ref]!;
-          const text = `${l.name}: ${l.value}\r\n`;
-          latin1Write(out, text, w);
-          w += text.length;
+          w += writeText(out, `${l.name}: ${l.value}\r\n`, w);
         }
       }
       if (headEnd < bodyOff) {
         if (headEnd !== runE) {
-          if (runE > runA) w += raw.copy(out, w, runA, runE);
+          if (runE > runA) w += copyRun(raw, out, w, runA, runE);
           runA = headEnd;
         }
         runE = bodyOff;
       } else {
-        if (runE > runA) w += raw.copy(out, w, runA, runE);
+        if (runE > runA) w += copyRun(raw, out, w, runA, runE);
         runA = runE = 0;
         out[w++] = 13;
         out[w++] = 10;
@@ -748,7 +817,7 @@ export abstract class SipMessageImpl {
     }
     // an unchanged body follows the blank line in raw: same run
     if (bodyKept && runE === bodyOff) runE = raw.length;
-    if (runE > runA) w += raw.copy(out, w, runA, runE);
+    if (runE > runA) w += copyRun(raw, out, w, runA, runE);
     if (!(bodyKept && runE === raw.length) && body.length > 0) body.copy(out, w);
     ed.out = out;
     return out;

@@ -16,31 +16,12 @@
  */
 
 import { SipParseError, type SipParseErrorKind, toSipParseError } from "./errors.js";
-import {
-  checkRequestUri,
-  countValues,
-  cseqMethod,
-  findTag,
-  MAX_UINT32,
-  methodString,
-  parseCSeqRange,
-  parseDecimal,
-  parseVia,
-  viaEnd,
-} from "./fields.js";
-import { F_FOLDED, HEAD_EXTRA, ID_SHIFT, SipRequestImpl, SipResponseImpl, STRIDE } from "./message.js";
-import {
-  H_CALL_ID,
-  H_CONTENT_LENGTH,
-  H_CSEQ,
-  H_FROM,
-  H_LAST_EAGER,
-  H_MAX_FORWARDS,
-  H_TO,
-  H_VIA,
-  headerId,
-} from "./names.js";
-import { TOKEN_CHARS, unfold } from "./text.js";
+import * as fld from "./fields.js";
+import { cseqMethod, viaEnd } from "./fields.js";
+import * as lay from "./message.js";
+import * as ids from "./names.js";
+
+import { TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
 import {
   DEFAULT_PARSE_LIMITS,
   type ParseLimits,
@@ -48,6 +29,40 @@ import {
   type SipMessage,
   type Via,
 } from "./types.js";
+
+// Module-local copies of imported constants and functions: V8 folds a module's own
+// constants into optimised code but re-reads an imported binding (with a
+// TDZ check) at every use, which costs in the per-byte and per-line loops.
+const checkRequestUri = fld.checkRequestUri;
+const countValues = fld.countValues;
+const findTag = fld.findTag;
+const methodString = fld.methodString;
+const parseCSeqRange = fld.parseCSeqRange;
+const parseDecimal = fld.parseDecimal;
+const parseVia = fld.parseVia;
+const parsedHeaderId = ids.parsedHeaderId;
+const F_FOLDED = lay.F_FOLDED;
+const HEAD_EXTRA = lay.HEAD_EXTRA;
+const ID_SHIFT = lay.ID_SHIFT;
+const STRIDE = lay.STRIDE;
+const SipRequestImpl = lay.SipRequestImpl;
+const SipResponseImpl = lay.SipResponseImpl;
+const H_CALL_ID = ids.H_CALL_ID;
+const H_CONTENT_LENGTH = ids.H_CONTENT_LENGTH;
+const H_CSEQ = ids.H_CSEQ;
+const H_FROM = ids.H_FROM;
+const H_LAST_EAGER = ids.H_LAST_EAGER;
+const H_MAX_FORWARDS = ids.H_MAX_FORWARDS;
+const H_TO = ids.H_TO;
+const H_VIA = ids.H_VIA;
+const MAX_UINT32 = fld.MAX_UINT32;
+
+/**
+ * Module-local alias of the token table: V8 folds a module's own constants
+ * into optimised code, while an imported binding is re-read (with a TDZ
+ * check) on every use, here once per byte.
+ */
+const TOKEN_CHARS = TOKEN_TABLE;
 
 /** Methods this layer knows; a CSeq mismatch on any other method is answered 501 (RFC 4475 §3.1.2.18). */
 export const KNOWN_METHODS: ReadonlySet<string> = new Set([
@@ -252,7 +267,7 @@ function parse(
     idx[r + 1] = ne;
     idx[r + 2] = vs;
     idx[r + 3] = ve;
-    idx[r + 4] = headerId(b, ls, ne) << ID_SHIFT;
+    idx[r + 4] = parsedHeaderId(b, ls, ne) << ID_SHIFT;
     n++;
   }
   const bodyStart = bodyOff;
@@ -314,7 +329,7 @@ function parse(
       }
     }
     checkVersion(b, s, vs, sle, kind);
-    const bad = checkRequestUri(b, us, sp2);
+    const bad = checkRequestUri(b, s, us, sp2);
     if (bad !== null) throw new SipParseError("bad-uri", bad, us, 400, kind);
     uri = s.slice(us, sp2);
   }
@@ -343,7 +358,7 @@ function parse(
     switch (id) {
       case H_VIA:
         if (via === undefined) {
-          via = parseVia(b, s, a, e);
+          via = parseVia(b, s, a, e, false, (info & F_FOLDED) !== 0);
           // parseVia stops at a ',' outside quotes: none means this line holds one value
           viaCount += viaEnd === e ? 1 : countValues(b, a, e);
         } else {
@@ -374,7 +389,7 @@ function parse(
         break;
       case H_CSEQ:
         if (cseqSeq < 0) {
-          cseqSeq = parseCSeqRange(b, s, a, e);
+          cseqSeq = parseCSeqRange(b, s, a, e, method, 0);
           cseqMeth = cseqMethod;
         }
         break;

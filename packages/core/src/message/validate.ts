@@ -6,6 +6,7 @@
  */
 
 import { SipParseError } from "./errors.js";
+import { fastValid, isSipDate } from "./fastcheck.js";
 import {
   bytesOf,
   cseqMethod,
@@ -19,7 +20,6 @@ import {
   trimEnd,
   viaEnd,
 } from "./fields.js";
-import { fastValid, isSipDate } from "./fastcheck.js";
 import { SipMessageImpl } from "./message.js";
 import { parseGenericParams, parseNameAddr } from "./nameaddr.js";
 import { KNOWN_METHODS } from "./parser.js";
