@@ -121,11 +121,11 @@ export class SippProcess {
   private exited = false;
 
   constructor(bin: string, opts: SippOptions) {
+    if (opts.builtin === undefined && opts.scenario === undefined)
+      throw new Error("SippProcess: give a scenario file or a built-in scenario");
     this.dir = mkdtempSync(join(tmpdir(), "siptm-sipp-"));
     this.port = opts.port;
     const file = (name: string) => join(this.dir, name);
-    if (opts.builtin === undefined && opts.scenario === undefined)
-      throw new Error("SippProcess: give a scenario file or a built-in scenario");
     this.args = [
       ...(opts.remote ? [opts.remote] : []),
       ...(opts.builtin !== undefined ? ["-sn", opts.builtin] : ["-sf", join(SCENARIOS, opts.scenario!)]),

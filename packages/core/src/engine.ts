@@ -199,7 +199,11 @@ export class Engine implements TxContext, TransportSink {
       };
     }
     this.timerService = new TimerService<Transaction>(this.clock, (entry) => {
-      entry.owner.fire(entry.kind as TimerKind);
+      try {
+        entry.owner.fire(entry.kind as TimerKind);
+      } catch (err) {
+        this.contain(err, "timer");
+      }
     });
   }
 
@@ -299,8 +303,23 @@ export class Engine implements TxContext, TransportSink {
       this.parseFailed(err, data, source);
       return;
     }
-    if (msg.isRequest) this.receiveRequest(msg, source);
-    else this.receiveResponse(msg, source);
+    try {
+      if (msg.isRequest) this.receiveRequest(msg, source);
+      else this.receiveResponse(msg, source);
+    } catch (err) {
+      this.contain(err, "message");
+    }
+  }
+
+  /**
+   * An exception escaped while handling a message or a timer (a bug in a route
+   * or in siptm): counted in `internal_errors` and logged, never a crashed
+   * process. A reference fault in throwing mode (tests) is let out.
+   */
+  private contain(err: unknown, where: string): void {
+    if (err instanceof RefError && this.report === throwingReporter) throw err;
+    this.stats.internal_errors++;
+    this.logger?.warn({ err, where }, "exception contained by the engine");
   }
   /** Alias of onMessage for embedding code that feeds bytes itself. */
   receive(data: Buffer, source: Source): void {

@@ -11,7 +11,7 @@ export { isLoop, loopHash, ownRouteProcessing, uriHostPort } from "./proxy/routi
 export { type BranchFinal, type Selection, selectBest } from "./proxy/select.js";
 export { forwardRequestStateless, forwardResponseStateless } from "./proxy/stateless.js";
 export type { FinalOutcome, Observers, Transaction, TxKind, TxStats } from "./transaction/actor.js";
-export { TIMER_NAMES, Timer } from "./transaction/actor.js";
+export { newStats, TIMER_NAMES, Timer } from "./transaction/actor.js";
 export type { CancelProgress, CancelResult, ClientTu } from "./transaction/client.js";
 export { defaultTimers, longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
 export { TransactionError, type TransactionErrorCode } from "./transaction/errors.js";

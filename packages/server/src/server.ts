@@ -195,6 +195,7 @@ async function startSharded(
       timers: config.timers,
       maxTransactions: config.maxTransactions,
       advertisedHost: config.advertise,
+      mergedRequests: mergedRequestsFor(config),
     },
     route: shardRouteUrl({
       route: config.route,
@@ -364,6 +365,7 @@ async function startOneThread(
     timers: config.timers,
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
+    mergedRequests: mergedRequestsFor(config),
     logger: logger.child({ component: "engine" }),
     resolver,
   });
@@ -527,3 +529,12 @@ async function startOneThread(
 }
 
 export { contactFor, makeIsLocal };
+
+/**
+ * Merged-request detection (RFC 3261 §8.2.2.2, 482) is a UAS rule. The
+ * `default` route is a proxy, where the same request coming back changed is a
+ * spiral to relay; real loops are caught by the proxy's own check (§16.3 item 4).
+ */
+function mergedRequestsFor(config: ServerConfig): boolean {
+  return config.route !== "default";
+}

@@ -69,6 +69,7 @@ import {
   type Destination,
   type FinalOutcome,
   newCallId,
+  newStats,
   parseMessage,
   type ReplyOptions,
   type RequestOptions,
@@ -1069,35 +1070,5 @@ function delay(ms: number): Promise<void> {
 }
 
 function zeroSnapshot(): StatsSnapshot {
-  return {
-    created: 0,
-    freed: 0,
-    current: 0,
-    waiting: 0,
-    total: 0,
-    total_local: 0,
-    rpl_received: 0,
-    rpl_generated: 0,
-    rpl_sent: 0,
-    "1xx": 0,
-    "2xx": 0,
-    "3xx": 0,
-    "4xx": 0,
-    "5xx": 0,
-    "6xx": 0,
-    retransmissions: 0,
-    lifetime_expired: 0,
-    timeouts: 0,
-    transport_errors: 0,
-    ref_faults: 0,
-    table_full: 0,
-    parse_errors: 0,
-    stray_responses: 0,
-    unmatched_cancels: 0,
-    merged_requests: 0,
-    relayed: 0,
-    ctx_created: 0,
-    ctx_freed: 0,
-    user_errors: 0,
-  };
+  return { ...newStats(), user_errors: 0 };
 }

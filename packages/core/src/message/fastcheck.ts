@@ -10,8 +10,9 @@
  * refuses; refusing more only costs time. Each one mirrors the function of
  * validate.ts / nameaddr.ts / uri.ts it names.
  *
- * Every scan is bounded by the end of its element (no unbounded indexOf per
- * list element), so the check is linear in the message size.
+ * Every byte loop is bounded by the end of its element, and the native
+ * searches for '@' and '>' resume past their previous result (atIn, gtIn), so
+ * the check is linear in the message size.
  */
 
 import * as fld from "./fields.js";
@@ -23,9 +24,10 @@ import { TOKEN_CHARS as TOKEN_TABLE } from "./text.js";
 import type { SipMessage } from "./types.js";
 import * as uri from "./uri.js";
 
-// Module-local copies of imported constants and functions: V8 folds a module's own
-// constants into optimised code but re-reads an imported binding (with a
-// TDZ check) at every use, which costs in the per-byte and per-line loops.
+// Module-local copies of imported constants and functions: V8 folds a
+// module's own constants into optimised code (and knows a call's target) but
+// re-reads an imported binding, with a TDZ check, at every use, which costs
+// in the per-byte and per-line loops.
 const checkVia = fld.checkVia;
 const parseDecimal = fld.parseDecimal;
 const skipQuoted = fld.skipQuoted;
@@ -65,11 +67,7 @@ const C_URIC = uri.C_URIC;
 const C_USER = uri.C_USER;
 const CLASS = uri.CLASS;
 
-/**
- * Module-local alias of the token table: V8 folds a module's own constants
- * into optimised code, while an imported binding is re-read (with a TDZ
- * check) on every use, here once per byte.
- */
+/** Module-local alias of the token table (read once per byte: see above). */
 const TOKEN_CHARS = TOKEN_TABLE;
 
 /*
@@ -399,7 +397,7 @@ function uriOk(b: Uint8Array, s: string, a: number, e: number): number {
 
 // ---------------------------------------------------------------- name-addr (nameaddr.ts)
 
-// What genericParamsOk / nameAddrOk check besides the grammar. In every
+// What genericParamsAt / nameAddrAt check besides the grammar. In every
 // name-addr (parseNameAddr) the first tag parameter needs a value; the
 // parameters of a media type (parseGenericParams alone) have no such rule.
 const P_MEDIA = 0;
@@ -644,7 +642,7 @@ function viaLineOk(b: Uint8Array, s: string, a: number, e: number): boolean {
 
 /**
  * The elements of a list line (elements() of validate.ts): none may be
- * empty; each goes through nameAddrOk(mode). Returns the number of elements,
+ * empty; each goes through nameAddrAt(mode). Returns the number of elements,
  * -1 when one fails; `star` counts the elements that are a lone "*", which
  * are not checked further (Contact decides on them).
  */
@@ -737,9 +735,12 @@ export function fastValid(
   nextAt = -1;
   nextGt = -1;
   if (msg.isRequest) {
-    // the Request-URI is where the parser found it: after "METHOD SP"
-    const us = msg.method.length + 1;
+    // the Request-URI is where the parser found it: after "METHOD SP" (unless
+    // the method or uri fields were assigned since: then the reference decides)
+    const method = msg.method;
+    const us = method.length + 1;
     const ue = us + msg.uri.length;
+    if (!s.startsWith(method, 0) || !s.startsWith(msg.uri, us)) return false;
     const kind = uriOk(b, s, us, ue);
     if (kind === U_BAD || kind === U_SIP_HEADERS) return false;
     if (schemes !== undefined && !schemes.includes(s.slice(us, s.indexOf(":", us)).toLowerCase()))

@@ -22,7 +22,7 @@ import type { Via } from "./types.js";
 /**
  * Module-local alias of the token table: V8 folds a module's own constants
  * into optimised code, while an imported binding is re-read (with a TDZ
- * check) on every use, here once per byte.
+ * check) at every use, here once per byte.
  */
 const TOKEN_CHARS = TOKEN_TABLE;
 

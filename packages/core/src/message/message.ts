@@ -4,13 +4,16 @@
  * The header section is held as parsed: the latin1 head string, the raw
  * Buffer, and a flat array of line records (a plain SMI array: small typed
  * arrays are slow to allocate), STRIDE numbers per header line, no objects
- * per header. Values are cut from the head on demand.
+ * per header. Values are cut from the head on demand; the header id of a line
+ * the parser did not identify (not a transaction header) is resolved on first
+ * lookup and kept in its record.
  *
- * Edits do not rebuild that: the first edit creates `_ord`, the header lines
- * in output order as small integers (k >= 0: original line k, untouched;
- * ~j: the j-th added line, in `_added`). Serialisation then copies runs of
- * untouched bytes from `raw` and writes only the added lines, into one
- * allocation.
+ * Edits do not rebuild that. The first edit creates an EditState whose `ord`
+ * lists the header lines in output order as small integers (k >= 0: original
+ * line k, untouched; ~j: the j-th line added by an edit). Eager fields are
+ * updated from the edited value alone where that is exact (a pushed Via is
+ * the new top Via). Serialisation copies runs of untouched bytes from `raw`
+ * and writes only the added lines, into one allocation.
  */
 
 import { SipParseError } from "./errors.js";
@@ -174,12 +177,15 @@ class EditState {
   declare out: Buffer | null;
   /** The body as parsed (its bytes follow the blank line in raw). */
   declare body0: Buffer;
+  /** viaCount may not match the lines (a recount threw): the next Via edit recounts. */
+  declare viaStale: boolean;
   constructor(body0: Buffer) {
     this.startLine = null;
     this.ord = null;
     this.added = [];
     this.out = null;
     this.body0 = body0;
+    this.viaStale = false;
   }
 }
 
@@ -403,8 +409,8 @@ export abstract class SipMessageImpl {
       return out;
     }
     const n = this._n;
-    const out: Array<[string, string]> = [];
-    for (let k = 0; k < n; k++) out.push([this.origName(k), this.origValue(k)]);
+    const out = new Array<[string, string]>(n);
+    for (let k = 0; k < n; k++) out[k] = [this.origName(k), this.origValue(k)];
     return out;
   }
 
@@ -545,6 +551,10 @@ export abstract class SipMessageImpl {
     if (id === 0 || id > H_LAST_EAGER) return;
     const ord = this._ord!;
     if (id === H_VIA) {
+      // a throw below (a malformed Via becoming the top one) leaves the edit
+      // done and via/viaCount as they were: marked stale until a recount
+      const ed = this._edit!;
+      ed.viaStale = true;
       let count = 0;
       let top: Via | undefined;
       for (let i = 0; i < ord.length; i++) {
@@ -557,6 +567,7 @@ export abstract class SipMessageImpl {
       }
       this.via = top ?? EMPTY_VIA;
       this.viaCount = count;
+      ed.viaStale = false;
       return;
     }
     const at = this.firstIn(ord, key, id);
@@ -605,8 +616,11 @@ export abstract class SipMessageImpl {
     ord[pos] = this.addLine(name, key, id, value);
     // the new line is now the first of its header
     if (via !== undefined) {
-      this.via = via;
-      this.viaCount += precheckViaCount;
+      if (this._edit!.viaStale) this.refresh(key, id);
+      else {
+        this.via = via;
+        this.viaCount += precheckViaCount;
+      }
     } else if (id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
   }
 
@@ -616,19 +630,9 @@ export abstract class SipMessageImpl {
     const key = canonicalName(name);
     const id = headerIdOfKey(key);
     const via = this.precheck(id, value);
-    const ord = this.edit();
-    const first = this.firstIn(ord, key, id);
-    ord.push(this.addLine(name, key, id, value));
-    if (via !== undefined) {
-      if (first < 0) {
-        this.via = via;
-        this.viaCount = precheckViaCount;
-      } else {
-        const v = this.refValue(ord[first]!);
-        this.via = parseVia(bytesOf(v, true), v, 0, v.length);
-        this.viaCount += precheckViaCount;
-      }
-    } else if (first < 0 && id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
+    this.edit().push(this.addLine(name, key, id, value));
+    // rare: recompute from the lines as they are now
+    if (via !== undefined || (id !== 0 && id <= H_LAST_EAGER)) this.refresh(key, id);
   }
 
   setHeader(name: string, value: string): void {

@@ -6,7 +6,8 @@
  *    message rarely exceeds the path MTU, RFC 3261 §18.1.1), else the head
  *    up to the first CRLFCRLF;
  * 3. one pass over the head bytes: each header line's name, value and line
- *    ranges (with folding) and the id of its name (names.ts), the blank line;
+ *    ranges (with folding), the blank line; the transaction headers are
+ *    identified by id (names.ts), other names are left for the first lookup;
  * 4. start line, then only the transaction fields: top Via and Via count,
  *    Call-ID, CSeq, From/To tags, Max-Forwards, Content-Length.
  * Everything else is left as byte ranges for lazy access (message.ts).
@@ -30,9 +31,10 @@ import {
   type Via,
 } from "./types.js";
 
-// Module-local copies of imported constants and functions: V8 folds a module's own
-// constants into optimised code but re-reads an imported binding (with a
-// TDZ check) at every use, which costs in the per-byte and per-line loops.
+// Module-local copies of imported constants and functions: V8 folds a
+// module's own constants into optimised code (and knows a call's target) but
+// re-reads an imported binding, with a TDZ check, at every use, which costs
+// in the per-byte and per-line loops.
 const checkRequestUri = fld.checkRequestUri;
 const countValues = fld.countValues;
 const findTag = fld.findTag;
@@ -57,11 +59,7 @@ const H_TO = ids.H_TO;
 const H_VIA = ids.H_VIA;
 const MAX_UINT32 = fld.MAX_UINT32;
 
-/**
- * Module-local alias of the token table: V8 folds a module's own constants
- * into optimised code, while an imported binding is re-read (with a TDZ
- * check) on every use, here once per byte.
- */
+/** Module-local alias of the token table (read once per byte: see above). */
 const TOKEN_CHARS = TOKEN_TABLE;
 
 /** Methods this layer knows; a CSeq mismatch on any other method is answered 501 (RFC 4475 §3.1.2.18). */

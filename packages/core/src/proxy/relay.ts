@@ -397,25 +397,31 @@ class ResponseContext implements RelayContext, ProxyLink {
     if (this.finalStatus !== 0 || this.server.finalSent || this.server.terminated) return;
     const sel = selectBest(this.finals);
     this.finalStatus = sel.status;
+    if (sel.status === 408 && this.server.kind === "nist") {
+      // RFC 4320 §4.2: no 408 to a non-INVITE. A proxy that has nothing better sends
+      // nothing: the client's own Timer F ends its transaction; ours ends by its lifetime.
+      return;
+    }
     if (sel.response) {
       for (const [name, value] of sel.challenges) sel.response.appendHeader(name, value);
-      this.forward(sel.response);
-    } else {
-      this.server.reply(sel.status, {
-        reason: sel.reason,
-        headers: sel.challenges.length ? sel.challenges : undefined,
-      });
+      if (this.forward(sel.response)) return;
     }
+    // No response to relay (timeouts, 503 → 500), or one that named only us: answer locally.
+    this.server.reply(sel.status, {
+      reason: sel.reason,
+      headers: sel.challenges.length ? sel.challenges : undefined,
+    });
   }
 
   /** §16.7 item 9: remove our Via and send the response upstream in the server transaction. */
-  private forward(res: SipResponse): void {
+  private forward(res: SipResponse): boolean {
     if (!this.popped.has(res)) {
       this.popped.add(res);
       res.popVia();
     }
-    if (res.viaCount === 0) return; // it was addressed to us alone
+    if (res.viaCount === 0) return false; // it was addressed to us alone
     this.server.sendResponse(res.status, res.toBuffer(), false);
+    return true;
   }
 
   private cancelOthers(except: Branch | undefined, reason: string | undefined): void {

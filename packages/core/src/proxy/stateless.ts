@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type { Engine } from "../engine.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
 import type { Destination, Source } from "../transport/types.js";
-import { ownRouteProcessing } from "./routing.js";
+import { ownRouteProcessing, uriHostPort } from "./routing.js";
 
 /**
  * Forward a request statelessly along its Route set or Request-URI. The
@@ -21,8 +21,13 @@ export function forwardRequestStateless(engine: Engine, req: SipRequest, _source
   ownRouteProcessing(engine, req);
   req.setMaxForwards(req.maxForwards === undefined ? 70 : req.maxForwards - 1);
   let dest: Destination;
+  const route = req.headerValues("route")[0];
+  if (!route) {
+    // A request whose Request-URI is ours and has no Route left ends here (it would come back to us).
+    const own = uriHostPort(req.uri);
+    if (own && engine.isLocal(own.host, own.port)) return false;
+  }
   try {
-    const route = req.headerValues("route")[0];
     const target = route ? route.slice(route.indexOf("<") + 1, route.indexOf(">")) : req.uri;
     dest = engine.resolveNextHop(target);
   } catch {

@@ -121,6 +121,8 @@ export interface TxStats {
   relayed: number;
   ctx_created: number;
   ctx_freed: number;
+  /** Exceptions the engine caught while handling a message or a timer (each one is a bug somewhere). */
+  internal_errors: number;
 }
 
 export function newStats(): TxStats {
@@ -153,6 +155,7 @@ export function newStats(): TxStats {
     relayed: 0,
     ctx_created: 0,
     ctx_freed: 0,
+    internal_errors: 0,
   };
 }
 

@@ -112,7 +112,10 @@ export class InviteServerTransaction extends ServerTransaction {
       // RFC 6026 §7.1: Accepted, Timer L; the 2xx is resent until the ACK (§13.3.1.4).
       this.state = "accepted";
       this.arm(Timer.L, this.timers.timerL);
-      if (!this.reliable) this.arm(Timer.Retransmit2xx, this.retransmit2xxInterval);
+      // §13.3.1.4: a UAS resends its own 2xx until the ACK. A 2xx a proxy relays is never
+      // resent by the proxy (RFC 6026 §8.5: no 2xx retransmissions of its own in Accepted).
+      if (!this.reliable && generated && !this.proxy)
+        this.arm(Timer.Retransmit2xx, this.retransmit2xxInterval);
     } else {
       // §17.2.1: Completed, G (unreliable), H.
       this.state = "completed";

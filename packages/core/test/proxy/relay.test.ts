@@ -264,3 +264,97 @@ describe("stateful proxy: forking and the response context (§16.7)", () => {
     expect(uases[0]!.stats.retransmissions).toBe(sent); // no 2xx retransmission after the ACK
   });
 });
+
+describe("stateful proxy: regressions found against SIPp", () => {
+  it("a relayed 2xx is not retransmitted by the proxy (RFC 6026: the UAS does that)", () => {
+    const { bed, call, target, proxy } = setup([answer], () => ({ targets: [target(0)] }));
+    const { h } = call();
+    bed.flush();
+    expect(h.outcome?.status).toBe(200);
+    const before = proxy.stats.retransmissions;
+    bed.advance(5000);
+    expect(proxy.stats.retransmissions).toBe(before);
+  });
+
+  it("a relayed non-INVITE that times out gets no 408 upstream (RFC 4320) and nothing throws", () => {
+    const bed = new Testbed();
+    const uac = bed.engine({ address: "127.0.0.1" });
+    bed.peer("127.0.0.77"); // a next hop that never answers
+    const proxy = bed.engine({ address: "127.0.0.5", onRequest: (tx) => relay(proxy, tx) });
+    const h = uac.request({
+      method: "OPTIONS",
+      uri: "sip:x@127.0.0.77",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+      nextHop: "udp:127.0.0.5:5060",
+    });
+    bed.advance(40_000);
+    expect(h.outcome).toMatchObject({ status: 408, cause: "timeout" }); // the client's own Timer F
+    expect(proxy.stats["4xx"]).toBe(0);
+    expect(proxy.stats.internal_errors).toBe(0);
+  });
+
+  it("a best response naming only the proxy is answered locally, so the caller gets a final", () => {
+    const bed = new Testbed();
+    const uac = bed.engine({ address: "127.0.0.1" });
+    const peer = bed.peer("127.0.0.77");
+    const proxy = bed.engine({ address: "127.0.0.5", onRequest: (tx) => relay(proxy, tx) });
+    const h = uac.request({
+      method: "INVITE",
+      uri: "sip:x@127.0.0.77",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+      nextHop: "udp:127.0.0.5:5060",
+    });
+    bed.flush();
+    const inv = peer.requests("INVITE")[0]!;
+    const only = inv.headerValues("via")[0]!; // a broken UAS that answers with our Via alone
+    peer.send(
+      `SIP/2.0 486 Busy Here\r\nVia: ${only}\r\nFrom: ${inv.header("from")}\r\nTo: ${inv.header("to")};tag=u\r\n` +
+        `Call-ID: ${inv.callId}\r\nCSeq: ${inv.cseq.seq} INVITE\r\nContent-Length: 0\r\n\r\n`,
+      { protocol: "UDP", address: "127.0.0.5", port: 5060 },
+    );
+    bed.flush();
+    expect(h.outcome?.status).toBe(486);
+  });
+
+  it("a stray ACK whose Request-URI is the proxy itself stops there", () => {
+    const bed = new Testbed();
+    const proxy = bed.engine({ address: "127.0.0.5", onRequest: (tx) => relay(proxy, tx) });
+    let forwarded = 0;
+    proxy.onStrayAck = (ack, source) => {
+      if (forwardRequestStateless(proxy, ack, source)) forwarded++;
+    };
+    const peer = bed.peer("127.0.0.9");
+    peer.send(
+      "ACK sip:127.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstray\r\nMax-Forwards: 70\r\n" +
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+      { protocol: "UDP", address: "127.0.0.5", port: 5060 },
+    );
+    bed.advance(100);
+    expect(forwarded).toBe(0);
+  });
+
+  it("an exception escaping into a timer (here: an observer) is contained and counted, the engine carries on", () => {
+    const bed = new Testbed();
+    const uac = bed.engine({ address: "127.0.0.1" });
+    const uas = bed.engine({ address: "127.0.0.2", onRequest: (tx) => tx.reply(200) });
+    uas.observers.destroyed = () => {
+      throw new Error("observer bug");
+    };
+    const h = uac.request({ method: "OPTIONS", uri: "sip:b@127.0.0.2", from: "<sip:a@x>", to: "<sip:b@y>" });
+    bed.flush();
+    expect(h.outcome?.status).toBe(200);
+    bed.advance(40_000); // Timer J frees the server transaction: the observer throws inside the timer
+    expect(uas.stats.internal_errors).toBe(1);
+    expect(uas.stats.freed).toBe(uas.stats.created);
+    const again = uac.request({
+      method: "OPTIONS",
+      uri: "sip:b@127.0.0.2",
+      from: "<sip:a@x>",
+      to: "<sip:b@y>",
+    });
+    bed.flush();
+    expect(again.outcome?.status).toBe(200);
+  });
+});
