@@ -31,7 +31,6 @@ const running = new Set<SippProcess>();
 
 beforeAll(async () => {
   requireSipp();
-  server = await startServer(["--route", "default", ...SERVER_TIMERS]);
   registrar = await startSiptm({ timers: FAST_TIMERS });
 });
 
@@ -62,176 +61,188 @@ function delta(before: ServerStats, after: ServerStats, key: string): number {
   return (after[key] as number) - (before[key] as number);
 }
 
-describe("siptm serve --route default as a stateful proxy between SIPp UAC and UAS", () => {
-  it("(a) a call through the proxy: INVITE–180–200–ACK–BYE–200 (SIPp built-in uac, -rsa to the server; uas-call.xml)", async () => {
-    const before = await server.stats();
-    const uas = await sipp({ scenario: "uas-call.xml", calls: 1, listen: true });
-    const uac = await sipp({
-      builtin: "uac",
-      calls: 1,
-      remote: `${HOST}:${uas.port}`,
-      extra: [...viaServer(), "-s", "service"],
+// The proxy on the core engine in one thread, and on the sharded engine with two shards.
+for (const workers of ["0", "2"]) {
+  describe(`siptm serve --route default --workers ${workers} as a stateful proxy between SIPp UAC and UAS`, () => {
+    beforeAll(async () => {
+      server = await startServer(["--route", "default", "--workers", workers, ...SERVER_TIMERS]);
     });
-    const [u, s] = await finish(uac, uas);
-    expectSippClean(u!, 1);
-    expectSippClean(s!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    // Relayed statefully: the INVITE and the BYE (the ACK of the 2xx is forwarded statelessly, §16.11).
-    expect(delta(before, after, "relayed")).toBe(2);
-    expect(delta(before, after, "timeouts")).toBe(0);
-    expectNo2xxRetransmissions(server, uas.port, uac.port);
-  });
+    afterAll(async () => {
+      await server?.kill();
+    });
 
-  it("(b) the UAS answers 486: the UAC gets the 486 and the proxy ACKs it toward the UAS with its INVITE's branch (uac-busy.xml, uas-busy.xml)", async () => {
-    const before = await server.stats();
-    const uas = await sipp({ scenario: "uas-busy.xml", calls: 1, listen: true });
-    const uac = await sipp({
-      scenario: "uac-busy.xml",
-      calls: 1,
-      remote: `${HOST}:${uas.port}`,
-      extra: [...viaServer(), "-s", "service"],
+    it("(a) a call through the proxy: INVITE–180–200–ACK–BYE–200 (SIPp built-in uac, -rsa to the server; uas-call.xml)", async () => {
+      const before = await server.stats();
+      const uas = await sipp({ scenario: "uas-call.xml", calls: 1, listen: true });
+      const uac = await sipp({
+        builtin: "uac",
+        calls: 1,
+        remote: `${HOST}:${uas.port}`,
+        extra: [...viaServer(), "-s", "service"],
+      });
+      const [u, s] = await finish(uac, uas);
+      expectSippClean(u!, 1);
+      expectSippClean(s!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      // Relayed statefully: the INVITE and the BYE (the ACK of the 2xx is forwarded statelessly, §16.11).
+      expect(delta(before, after, "relayed")).toBe(2);
+      expect(delta(before, after, "timeouts")).toBe(0);
+      // One thread: the wire trace shows each 2xx relayed once; shards: no retransmission counted at all.
+      if (workers === "0") expectNo2xxRetransmissions(server, uas.port, uac.port);
+      else expect(delta(before, after, "retransmissions")).toBe(0);
     });
-    const [u, s] = await finish(uac, uas);
-    expectSippClean(u!, 1);
-    expectSippClean(s!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    // One server transaction (the UAC's INVITE) and one client transaction (the branch).
-    expect(delta(before, after, "created")).toBe(2);
-    expect(delta(before, after, "relayed")).toBe(1);
-    expect(delta(before, after, "4xx")).toBe(1);
-    expect(delta(before, after, "timeouts")).toBe(0);
-  });
 
-  it("(c) the UAC cancels while the UAS rings: the UAS gets the CANCEL, answers 200 and 487, gets the proxy's ACK; the UAC gets 200 (CANCEL) and 487 (uac-cancel.xml, uas-proxied-cancel.xml)", async () => {
-    const before = await server.stats();
-    const uas = await sipp({ scenario: "uas-proxied-cancel.xml", calls: 1, listen: true });
-    const uac = await sipp({
-      scenario: "uac-cancel.xml",
-      calls: 1,
-      remote: `${HOST}:${uas.port}`,
-      extra: [...viaServer(), "-s", "service"],
+    it("(b) the UAS answers 486: the UAC gets the 486 and the proxy ACKs it toward the UAS with its INVITE's branch (uac-busy.xml, uas-busy.xml)", async () => {
+      const before = await server.stats();
+      const uas = await sipp({ scenario: "uas-busy.xml", calls: 1, listen: true });
+      const uac = await sipp({
+        scenario: "uac-busy.xml",
+        calls: 1,
+        remote: `${HOST}:${uas.port}`,
+        extra: [...viaServer(), "-s", "service"],
+      });
+      const [u, s] = await finish(uac, uas);
+      expectSippClean(u!, 1);
+      expectSippClean(s!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      // One server transaction (the UAC's INVITE) and one client transaction (the branch).
+      expect(delta(before, after, "created")).toBe(2);
+      expect(delta(before, after, "relayed")).toBe(1);
+      expect(delta(before, after, "4xx")).toBe(1);
+      expect(delta(before, after, "timeouts")).toBe(0);
     });
-    const [u, s] = await finish(uac, uas);
-    expectSippClean(u!, 1);
-    expectSippClean(s!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    // INVITE server + client, CANCEL server (answered 200 by the proxy) + the branch's CANCEL client transaction.
-    expect(delta(before, after, "created")).toBe(4);
-    expect(delta(before, after, "unmatched_cancels")).toBe(0);
-    expect(delta(before, after, "timeouts")).toBe(0);
-  });
 
-  it("(d) Max-Forwards: 0 on a request the proxy would forward → 483 Too Many Hops, not relayed (uac-max-forwards-0.xml)", async () => {
-    const before = await server.stats();
-    // The Request-URI names a UAS that is not there: relaying would end in a 408, not the 483 the scenario requires.
-    const nobody = await freeUdpPort();
-    const uac = await sipp({
-      scenario: "uac-max-forwards-0.xml",
-      calls: 1,
-      remote: `${HOST}:${nobody}`,
-      extra: [...viaServer(), "-s", "service"],
+    it("(c) the UAC cancels while the UAS rings: the UAS gets the CANCEL, answers 200 and 487, gets the proxy's ACK; the UAC gets 200 (CANCEL) and 487 (uac-cancel.xml, uas-proxied-cancel.xml)", async () => {
+      const before = await server.stats();
+      const uas = await sipp({ scenario: "uas-proxied-cancel.xml", calls: 1, listen: true });
+      const uac = await sipp({
+        scenario: "uac-cancel.xml",
+        calls: 1,
+        remote: `${HOST}:${uas.port}`,
+        extra: [...viaServer(), "-s", "service"],
+      });
+      const [u, s] = await finish(uac, uas);
+      expectSippClean(u!, 1);
+      expectSippClean(s!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      // INVITE server + client, CANCEL server (answered 200 by the proxy) + the branch's CANCEL client transaction.
+      expect(delta(before, after, "created")).toBe(4);
+      expect(delta(before, after, "unmatched_cancels")).toBe(0);
+      expect(delta(before, after, "timeouts")).toBe(0);
     });
-    const [u] = await finish(uac);
-    expectSippClean(u!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    expect(delta(before, after, "created")).toBe(1);
-    expect(delta(before, after, "relayed")).toBe(0);
-  });
 
-  it("(d) a Request-URI naming the proxy itself with an unregistered user → 404, not relayed to itself (uac-not-found.xml)", async () => {
-    const before = await server.stats();
-    const uac = await sipp({
-      scenario: "uac-not-found.xml",
-      calls: 1,
-      remote: `${HOST}:${server.udp}`,
-      extra: ["-s", "nobody"],
+    it("(d) Max-Forwards: 0 on a request the proxy would forward → 483 Too Many Hops, not relayed (uac-max-forwards-0.xml)", async () => {
+      const before = await server.stats();
+      // The Request-URI names a UAS that is not there: relaying would end in a 408, not the 483 the scenario requires.
+      const nobody = await freeUdpPort();
+      const uac = await sipp({
+        scenario: "uac-max-forwards-0.xml",
+        calls: 1,
+        remote: `${HOST}:${nobody}`,
+        extra: [...viaServer(), "-s", "service"],
+      });
+      const [u] = await finish(uac);
+      expectSippClean(u!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      expect(delta(before, after, "created")).toBe(1);
+      expect(delta(before, after, "relayed")).toBe(0);
     });
-    const [u] = await finish(uac);
-    expectSippClean(u!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    expect(delta(before, after, "created")).toBe(1);
-    expect(delta(before, after, "relayed")).toBe(0);
-  });
 
-  it("(d) a lone ACK addressed to the proxy itself (no Route, no transaction) ends there: it is not forwarded to the proxy again and again (uac-stray-ack.xml)", async () => {
-    const seen = server.trace().length;
-    const uac = await sipp({
-      scenario: "uac-stray-ack.xml",
-      calls: 1,
-      remote: `${HOST}:${server.udp}`,
-      extra: ["-s", "nobody"],
+    it("(d) a Request-URI naming the proxy itself with an unregistered user → 404, not relayed to itself (uac-not-found.xml)", async () => {
+      const before = await server.stats();
+      const uac = await sipp({
+        scenario: "uac-not-found.xml",
+        calls: 1,
+        remote: `${HOST}:${server.udp}`,
+        extra: ["-s", "nobody"],
+      });
+      const [u] = await finish(uac);
+      expectSippClean(u!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      expect(delta(before, after, "created")).toBe(1);
+      expect(delta(before, after, "relayed")).toBe(0);
     });
-    const [u] = await finish(uac);
-    expectSippClean(u!, 1);
-    await expectServerDrained(server, 15_000);
-    const sent = server
-      .trace()
-      .slice(seen)
-      .filter((m) => m.dir === "out" && m.method === "ACK");
-    expect(
-      sent.map((m) => `${m.peer} Max-Forwards ${/^Max-Forwards:\s*(\d+)/im.exec(m.text)?.[1]}`),
-      "ACKs the proxy sent",
-    ).toEqual([]);
-  });
 
-  it("(d) a loop: an address of record whose contact is the proxy itself → the request comes back unchanged → 482 Loop Detected (uac-loop.xml)", async () => {
-    const aor = `sip:loop@${HOST}`;
-    const reg = await register(registrar.engine, server, aor, `sip:loop@${HOST}:${server.udp}`);
-    expect(reg.status).toBe(200);
-    const before = await server.stats();
-    const uac = await sipp({
-      scenario: "uac-loop.xml",
-      calls: 1,
-      remote: `${HOST}:${server.udp}`,
-      extra: ["-s", "loop"],
+    it("(d) a lone ACK addressed to the proxy itself (no Route, no transaction) ends there: it is not forwarded to the proxy again and again (uac-stray-ack.xml)", async () => {
+      const seen = server.trace().length;
+      const uac = await sipp({
+        scenario: "uac-stray-ack.xml",
+        calls: 1,
+        remote: `${HOST}:${server.udp}`,
+        extra: ["-s", "nobody"],
+      });
+      const [u] = await finish(uac);
+      expectSippClean(u!, 1);
+      await expectServerDrained(server, 15_000);
+      const sent = server
+        .trace()
+        .slice(seen)
+        .filter((m) => m.dir === "out" && m.method === "ACK");
+      expect(
+        sent.map((m) => `${m.peer} Max-Forwards ${/^Max-Forwards:\s*(\d+)/im.exec(m.text)?.[1]}`),
+        "ACKs the proxy sent",
+      ).toEqual([]);
     });
-    const [u] = await finish(uac);
-    expectSippClean(u!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    expect(delta(before, after, "timeouts")).toBe(0);
-    // The proxy's own hop-by-hop ACK of the 482 it got back is addressed to itself and ends there: it is
-    // not forwarded (statelessly, §16.11) to itself again and again until Max-Forwards runs out.
-    const self = `${HOST}:${server.udp}`;
-    const looped = server
-      .trace()
-      .filter((m) => m.dir === "out" && m.method === "ACK" && m.peer === self && m.vias > 1);
-    expect(
-      looped.length,
-      `ACKs the proxy forwarded to itself (Max-Forwards ${looped.map((m) => /^Max-Forwards:\s*(\d+)/im.exec(m.text)?.[1]).join(",")})`,
-    ).toBe(0);
-  });
 
-  it("(d) a spiral is not a loop: an address of record whose contact is another name at the proxy, registered to a SIPp UAS, reaches the UAS (uac-busy.xml, uas-busy.xml)", async () => {
-    const uas = await sipp({ scenario: "uas-busy.xml", calls: 1, listen: true });
-    // alias@ → carol@<the proxy> (back to the proxy, another Request-URI: §16.3 item 4 calls that a spiral) → carol@<the UAS>.
-    const alias = await register(
-      registrar.engine,
-      server,
-      `sip:alias@${HOST}`,
-      `sip:carol@${HOST}:${server.udp}`,
-    );
-    const carol = await register(
-      registrar.engine,
-      server,
-      `sip:carol@${HOST}`,
-      `sip:carol@${HOST}:${uas.port}`,
-    );
-    expect([alias.status, carol.status]).toEqual([200, 200]);
-    const before = await server.stats();
-    const uac = await sipp({
-      scenario: "uac-busy.xml",
-      calls: 1,
-      remote: `${HOST}:${server.udp}`,
-      extra: ["-s", "alias"],
+    it("(d) a loop: an address of record whose contact is the proxy itself → the request comes back unchanged → 482 Loop Detected (uac-loop.xml)", async () => {
+      const aor = `sip:loop@${HOST}`;
+      const reg = await register(registrar.engine, server, aor, `sip:loop@${HOST}:${server.udp}`);
+      expect(reg.status).toBe(200);
+      const before = await server.stats();
+      const uac = await sipp({
+        scenario: "uac-loop.xml",
+        calls: 1,
+        remote: `${HOST}:${server.udp}`,
+        extra: ["-s", "loop"],
+      });
+      const [u] = await finish(uac);
+      expectSippClean(u!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      expect(delta(before, after, "timeouts")).toBe(0);
+      // The proxy's own hop-by-hop ACK of the 482 it got back is addressed to itself and ends there: it is
+      // not forwarded (statelessly, §16.11) to itself again and again until Max-Forwards runs out.
+      const self = `${HOST}:${server.udp}`;
+      const looped = server
+        .trace()
+        .filter((m) => m.dir === "out" && m.method === "ACK" && m.peer === self && m.vias > 1);
+      expect(
+        looped.length,
+        `ACKs the proxy forwarded to itself (Max-Forwards ${looped.map((m) => /^Max-Forwards:\s*(\d+)/im.exec(m.text)?.[1]).join(",")})`,
+      ).toBe(0);
     });
-    const [u, s] = await finish(uac, uas);
-    expectSippClean(u!, 1);
-    expectSippClean(s!, 1);
-    const after = await expectServerDrained(server, 15_000);
-    expect(delta(before, after, "relayed")).toBe(2);
-    expect(delta(before, after, "merged_requests")).toBe(0);
+
+    it("(d) a spiral is not a loop: an address of record whose contact is another name at the proxy, registered to a SIPp UAS, reaches the UAS (uac-busy.xml, uas-busy.xml)", async () => {
+      const uas = await sipp({ scenario: "uas-busy.xml", calls: 1, listen: true });
+      // alias@ → carol@<the proxy> (back to the proxy, another Request-URI: §16.3 item 4 calls that a spiral) → carol@<the UAS>.
+      const alias = await register(
+        registrar.engine,
+        server,
+        `sip:alias@${HOST}`,
+        `sip:carol@${HOST}:${server.udp}`,
+      );
+      const carol = await register(
+        registrar.engine,
+        server,
+        `sip:carol@${HOST}`,
+        `sip:carol@${HOST}:${uas.port}`,
+      );
+      expect([alias.status, carol.status]).toEqual([200, 200]);
+      const before = await server.stats();
+      const uac = await sipp({
+        scenario: "uac-busy.xml",
+        calls: 1,
+        remote: `${HOST}:${server.udp}`,
+        extra: ["-s", "alias"],
+      });
+      const [u, s] = await finish(uac, uas);
+      expectSippClean(u!, 1);
+      expectSippClean(s!, 1);
+      const after = await expectServerDrained(server, 15_000);
+      expect(delta(before, after, "relayed")).toBe(2);
+      expect(delta(before, after, "merged_requests")).toBe(0);
+    });
   });
-});
+}
 
 describe("siptm serve --route default: a relayed non-INVITE that is never answered", () => {
   it("(e) OPTIONS relayed to a next hop that never answers: no 408 upstream (RFC 4320 §4.1), the server keeps running and frees everything (uac-options-unanswered.xml)", async () => {

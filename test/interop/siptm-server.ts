@@ -43,18 +43,10 @@ export class SiptmServer {
   constructor(extra: string[]) {
     const cli = requireServerBuild();
     // `--trace` logs every SIP message in and out (pino JSON on stderr): shown when a test fails.
-    this.args = [
-      cli,
-      "serve",
-      "--listen",
-      `udp:${HOST}:0`,
-      "--rpc",
-      `${HOST}:0`,
-      "--workers",
-      "0",
-      "--trace",
-      ...extra,
-    ];
+    // One thread with `--trace` unless the test asks for shards (the wire trace exists only in one thread).
+    const w = extra.indexOf("--workers");
+    const threads = w < 0 ? ["--workers", "0", "--trace"] : extra[w + 1] === "0" ? ["--trace"] : [];
+    this.args = [cli, "serve", "--listen", `udp:${HOST}:0`, "--rpc", `${HOST}:0`, ...threads, ...extra];
     const { SIPTM_RPC_TOKEN: _drop, ...env } = process.env;
     this.child = spawn(process.execPath, this.args, { env, stdio: ["ignore", "pipe", "pipe"] });
     this.child.stdout?.setEncoding("utf8").on("data", (d: string) => {
