@@ -414,28 +414,8 @@ export class Engine implements TxContext, TransportSink {
     stampVia(req, source);
     const dest = replyDestination(source, req);
     const reliable = this.isReliable(source.protocol);
-    const tx =
-      req.method === "INVITE"
-        ? new InviteServerTransaction(
-            this.nextId(),
-            this,
-            this.timerConfig,
-            reliable,
-            req,
-            source,
-            dest,
-            NO_SERVER_TU,
-          )
-        : new NonInviteServerTransaction(
-            this.nextId(),
-            this,
-            this.timerConfig,
-            reliable,
-            req,
-            source,
-            dest,
-            NO_SERVER_TU,
-          );
+    const Actor = req.method === "INVITE" ? InviteServerTransaction : NonInviteServerTransaction;
+    const tx = new Actor(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU);
     tx.key = key;
     this.created(tx, false);
     this.table.insert(tx);

@@ -119,3 +119,33 @@ export function checkHandlers(name: string, handlers: unknown): RouteHandlers {
     throw new RouteLoadError(`route ${name} did not return { onRequest(tx) { ... } }`);
   return handlers as RouteHandlers;
 }
+
+/**
+ * Install a route's handlers on an engine: a handler that throws is logged and
+ * its request answered 500 (when nothing final went out yet). `intercept` sees
+ * each request first and returns true when it took it (the sharded registrar).
+ */
+export function installRoute(
+  engine: Engine,
+  handlers: RouteHandlers,
+  routeLogger: { warn(obj: object, msg: string): void },
+  intercept?: (tx: ServerTransactionHandle) => boolean,
+): void {
+  const onRequest = handlers.onRequest.bind(handlers);
+  engine.onRequest = (tx) => {
+    if (intercept?.(tx)) return;
+    try {
+      onRequest(tx);
+    } catch (err) {
+      routeLogger.warn({ err, tx: tx.id, method: tx.method }, "route threw");
+      if (!tx.finalStatus && !tx.terminated)
+        try {
+          tx.reply(500);
+        } catch {
+          // already ended
+        }
+    }
+  };
+  if (handlers.onStrayAck) engine.onStrayAck = handlers.onStrayAck.bind(handlers);
+  if (handlers.onStrayResponse) engine.onStrayResponse = handlers.onStrayResponse.bind(handlers);
+}

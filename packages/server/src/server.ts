@@ -29,6 +29,7 @@ import { Registrar } from "./registrar.js";
 import {
   type BoundSocket,
   checkHandlers,
+  installRoute,
   type LoadedRoute,
   loadRoute,
   type RouteContext,
@@ -446,22 +447,7 @@ async function startOneThread(
     await closeTransports();
     throw err;
   }
-  const onRequest = handlers.onRequest.bind(handlers);
-  engine.onRequest = (tx) => {
-    try {
-      onRequest(tx);
-    } catch (err) {
-      routeLogger.warn({ err, tx: tx.id, method: tx.method }, "route threw");
-      if (!tx.finalStatus && !tx.terminated)
-        try {
-          tx.reply(500);
-        } catch {
-          // already ended
-        }
-    }
-  };
-  if (handlers.onStrayAck) engine.onStrayAck = handlers.onStrayAck.bind(handlers);
-  if (handlers.onStrayResponse) engine.onStrayResponse = handlers.onStrayResponse.bind(handlers);
+  installRoute(engine, handlers, routeLogger);
   registrar.start();
   gate.state = "open";
 

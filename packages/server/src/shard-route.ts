@@ -25,7 +25,7 @@ import type { ServerConfig } from "./config.js";
 import { contactFor, makeIsLocal } from "./local.js";
 import { createLogger } from "./log.js";
 import { Registrar } from "./registrar.js";
-import { type BoundSocket, checkHandlers, loadRoute, type RouteContext } from "./route.js";
+import { type BoundSocket, checkHandlers, installRoute, loadRoute, type RouteContext } from "./route.js";
 import { Scheduler } from "./scheduler.js";
 import { subscribeReplica } from "./shared-registrar.js";
 
@@ -102,27 +102,15 @@ export default async function shardRoute(engine: Engine, info: ShardInfo): Promi
     contactFor: (source: Source) => contactFor(source, config.advertise),
   };
   const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
-  const onRequest = handlers.onRequest.bind(handlers);
   const forward = info.forward;
-  engine.onRequest = (tx) => {
+  // The shared registrar: REGISTER goes to the main thread.
+  installRoute(engine, handlers, routeLogger, (tx) => {
     if (shared && forward && tx.method === "REGISTER") {
       forward(tx);
-      return;
+      return true;
     }
-    try {
-      onRequest(tx);
-    } catch (err) {
-      routeLogger.warn({ err, tx: tx.id, method: tx.method }, "route threw");
-      if (!tx.finalStatus && !tx.terminated)
-        try {
-          tx.reply(500);
-        } catch {
-          // already ended
-        }
-    }
-  };
-  if (handlers.onStrayAck) engine.onStrayAck = handlers.onStrayAck.bind(handlers);
-  if (handlers.onStrayResponse) engine.onStrayResponse = handlers.onStrayResponse.bind(handlers);
+    return false;
+  });
   registrar.start();
   logger.debug({ shard: info.shard, route: loaded.name }, "route installed in shard");
 }
