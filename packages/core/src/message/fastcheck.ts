@@ -16,7 +16,7 @@
  */
 
 import * as fld from "./fields.js";
-import { viaEnd } from "./fields.js";
+import { elEnd, elStart, viaEnd } from "./fields.js";
 import type { SipMessageImpl } from "./message.js";
 import * as lay from "./message.js";
 import * as ids from "./names.js";
@@ -30,9 +30,10 @@ import * as uri from "./uri.js";
 // in the per-byte and per-line loops.
 const checkVia = fld.checkVia;
 const parseDecimal = fld.parseDecimal;
-const skipQuoted = fld.skipQuoted;
+const nextElement = fld.nextElement;
 const isIPv6 = uri.isIPv6;
 const F_FOLDED = lay.F_FOLDED;
+const F_VIA_CHECKED = lay.F_VIA_CHECKED;
 const HEAD_EXTRA = lay.HEAD_EXTRA;
 const ID_SHIFT = lay.ID_SHIFT;
 const STRIDE = lay.STRIDE;
@@ -96,46 +97,6 @@ function gtIn(s: string, p: number, e: number): number {
     if (nextGt < 0) nextGt = INF;
   }
   return nextGt < e ? nextGt : -1;
-}
-
-/**
- * Comma lists (splitCommas semantics, without an array): nextElement(b, i, e)
- * takes the element starting at i, sets elStart/elEnd to it trimmed, and
- * returns where the next one starts, or -1 when this was the last.
- */
-let elStart = 0;
-let elEnd = 0;
-function nextElement(b: Uint8Array, i: number, e: number): number {
-  const seg = i;
-  while (i < e) {
-    const c = b[i]!;
-    if (c === 34) {
-      const q = skipQuoted(b, i, e);
-      i = q < 0 ? e : q;
-      continue;
-    }
-    if (c === 60) {
-      // '<' ... '>': commas inside a URI are not separators
-      let j = i + 1;
-      while (j < e && b[j] !== 62) j++;
-      i = j < e ? j + 1 : e;
-      continue;
-    }
-    if (c === 44) {
-      trimmed(b, seg, i);
-      return i + 1;
-    }
-    i++;
-  }
-  trimmed(b, seg, e);
-  return -1;
-}
-
-function trimmed(b: Uint8Array, a: number, e: number): void {
-  while (a < e && isWs(b[a]!)) a++;
-  while (e > a && isWs(b[e - 1]!)) e--;
-  elStart = a;
-  elEnd = e;
 }
 
 function isWs(c: number): boolean {
@@ -233,10 +194,15 @@ function runEnd(
   return e;
 }
 
-/** alphanum, '-', '_': the characters of a hostname label (isHostname). */
-const LABEL_CHARS = (() => {
-  const t = new Uint8Array(256);
-  for (let c = 0; c < 256; c++) t[c] = (CLASS[c]! & C_ALNUM) !== 0 || c === 45 || c === 95 ? 1 : 0;
+/**
+ * In the host of a SIP URI: 0 a hostname label character (alphanum '-' '_',
+ * isHostname), 1 '.', 2 what ends the host (':' ';' '?'), 3 anything else.
+ */
+const HOST_CLASS = (() => {
+  const t = new Uint8Array(256).fill(3);
+  for (let c = 0; c < 256; c++) if ((CLASS[c]! & C_ALNUM) !== 0 || c === 45 || c === 95) t[c] = 0;
+  t[46] = 1;
+  t[58] = t[59] = t[63] = 2;
   return t;
 })();
 
@@ -252,14 +218,17 @@ function hostEnd(b: Uint8Array, h: number, e: number): number {
   let top = 0; // first char of the last complete label
   let ok = true;
   while (i < e) {
-    const c = b[i]!;
-    if (c === 58 || c === 59 || c === 63) break;
-    if (c === 46) {
-      if (i === ls || b[ls] === 45 || b[i - 1] === 45) ok = false;
-      top = b[ls]!;
-      ls = i + 1;
-    } else if (LABEL_CHARS[c] !== 1) return -1; // neither a hostname nor an IPv4 address
-    i++;
+    const k = HOST_CLASS[b[i]!]!;
+    if (k === 0) {
+      i++;
+      continue;
+    }
+    if (k === 2) break;
+    if (k === 3) return -1; // neither a hostname nor an IPv4 address
+    // '.'
+    if (i === ls || b[ls] === 45 || b[i - 1] === 45) ok = false;
+    top = b[ls]!;
+    ls = ++i;
   }
   if (i === h) return -1;
   if (ls < i) {
@@ -405,21 +374,32 @@ const P_NAME_ADDR = 1;
 const P_CONTACT = 2; // and expires, q values
 const P_ROUTE = 3; // and the URI in <>
 
+/** In a quoted string: 0 qdtext, 1 '"', 2 '\\', 3 refused (controls other than HT CR LF, and DEL). */
+const QUOTED_CLASS = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 32; c++) if (c !== 9 && c !== 13 && c !== 10) t[c] = 3;
+  t[127] = 3;
+  t[34] = 1;
+  t[92] = 2;
+  return t;
+})();
+
 /** scanQuotedString at b[i] === '"': the index after the closing quote, or -1. */
 function quotedEnd(b: Uint8Array, i: number, e: number): number {
   i++;
   while (i < e) {
-    const c = b[i]!;
-    if (c === 34) return i + 1;
-    if (c === 92) {
-      if (i + 1 >= e) return -1;
-      const d = b[i + 1]!;
-      if (d === 10 || d === 13 || d > 0x7f) return -1;
-      i += 2;
+    const k = QUOTED_CLASS[b[i]!]!;
+    if (k === 0) {
+      i++;
       continue;
     }
-    if ((c < 32 && c !== 9 && c !== 13 && c !== 10) || c === 127) return -1;
-    i++;
+    if (k === 1) return i + 1;
+    if (k === 3) return -1;
+    // quoted-pair
+    if (i + 1 >= e) return -1;
+    const d = b[i + 1]!;
+    if (d === 10 || d === 13 || d > 0x7f) return -1;
+    i += 2;
   }
   return -1;
 }
@@ -766,7 +746,8 @@ export function fastValid(
     const e = idx[r + 3]!;
     switch (info >> ID_SHIFT) {
       case H_VIA:
-        if (!viaLineOk(b, s, a, e)) return false;
+        // (the parser may have found the line strictly valid already)
+        if ((info & F_VIA_CHECKED) === 0 && !viaLineOk(b, s, a, e)) return false;
         break;
       case H_FROM:
         if (++nFrom > 1 || !nameAddrOk(b, s, a, e, P_NAME_ADDR)) return false;

@@ -155,6 +155,12 @@ function isLower(b: Uint8Array, a: number, e: number, low: Uint8Array): boolean 
 
 /** Where the last parseVia stopped: the index of the ',' ending the value, or the range end. */
 export let viaEnd = 0;
+/**
+ * Whether the last parseVia also met the strict rules (no empty parameter,
+ * unquoted values of token characters and ':'), so a strict parse of the
+ * same range would succeed too.
+ */
+export let viaStrictClean = false;
 
 function hostChar(c: number): boolean {
   return (
@@ -298,9 +304,14 @@ function viaParamId(b: Uint8Array, a: number, e: number): number {
 
 const VIA_PARAM_NAMES = ["", "branch", "received", "rport", "maddr", "ttl"];
 
-/** Bytes that end an unquoted Via parameter value: ; , SP HT CR LF " */
-const VIA_VALUE_END = (() => {
-  const t = new Uint8Array(256);
+/**
+ * Bytes of an unquoted Via parameter value: 1 ends it (; , SP HT CR LF "),
+ * 0 is a token character or ':' (what the strict check accepts), 2 any other.
+ */
+const VIA_VALUE_CLASS = (() => {
+  const t = new Uint8Array(256).fill(2);
+  for (let c = 0; c < 256; c++) if (TOKEN_TABLE[c] === 1) t[c] = 0;
+  t[58] = 0;
   for (const c of [59, 44, 32, 9, 13, 10, 34]) t[c] = 1;
   return t;
 })();
@@ -435,6 +446,7 @@ function scanVia(
   let ttl: number | undefined;
   let seenRport = false;
   let seenTtl = false;
+  let unclean = 0; // non-zero once something only the liberal parse accepts was seen
   // the first parameters in locals, the array built once at its final size
   let np = 0;
   let p0: readonly [string, string | null] | undefined;
@@ -452,7 +464,10 @@ function scanVia(
     while (ne < e && TOKEN_CHARS[b[ne]!] === 1) ne++;
     if (ne === ns) {
       const d = i < e ? b[i]! : -1;
-      if (!strict && (i >= e || d === 59 || d === 44)) continue; // empty parameter, tolerated here
+      if (!strict && (i >= e || d === 59 || d === 44)) {
+        unclean = 1; // empty parameter, tolerated here
+        continue;
+      }
       throw viaError(i >= e || d === 59 || d === 44 ? "empty parameter" : "bad parameter name", i);
     }
     const pid = viaParamId(b, ns, ne);
@@ -469,7 +484,12 @@ function scanVia(
         if (q < 0) throw viaError("unterminated quoted string", i);
         i = q;
       } else {
-        while (i < e && VIA_VALUE_END[b[i]!] === 0) i++;
+        while (i < e) {
+          const k = VIA_VALUE_CLASS[b[i]!]!;
+          if (k === 1) break;
+          unclean |= k;
+          i++;
+        }
       }
       if (i === vs) throw viaError(`empty value for parameter ${paramName(b, s, ns, ne)}`, vs);
       if (strict && b[vs] !== 34 && !viaValueOk(b, vs, i)) {
@@ -531,6 +551,7 @@ function scanVia(
     }
   }
   viaEnd = i;
+  viaStrictClean = unclean === 0;
   if (!build) return null;
   let params: Array<readonly [string, string | null]>;
   if (np === 0) params = [];
@@ -591,6 +612,42 @@ export function splitCommas(b: Uint8Array, a: number, e: number, out: number[]):
   }
   const st = skipWs(b, segStart, e);
   out.push(st, trimEnd(b, st, e));
+}
+
+/**
+ * splitCommas one element at a time, without an array (a big one is slow in
+ * V8): nextElement(b, i, e) takes the element starting at i, sets
+ * elStart/elEnd to it trimmed, and returns where the next one starts, or -1
+ * when this was the last.
+ */
+export let elStart = 0;
+export let elEnd = 0;
+export function nextElement(b: Uint8Array, i: number, e: number): number {
+  const seg = i;
+  while (i < e) {
+    const c = b[i]!;
+    if (c === 34) {
+      const q = skipQuoted(b, i, e);
+      i = q < 0 ? e : q;
+      continue;
+    }
+    if (c === 60) {
+      // '<' ... '>': commas inside a URI are not separators
+      let j = i + 1;
+      while (j < e && b[j] !== 62) j++;
+      i = j < e ? j + 1 : e;
+      continue;
+    }
+    if (c === 44) {
+      elStart = skipWs(b, seg, i);
+      elEnd = trimEnd(b, elStart, i);
+      return i + 1;
+    }
+    i++;
+  }
+  elStart = skipWs(b, seg, e);
+  elEnd = trimEnd(b, elStart, e);
+  return -1;
 }
 
 /** Number of non-empty comma-separated values in [a, e) (quotes respected). */
@@ -688,7 +745,7 @@ export function parseCSeqRange(
   hint = "",
   hintAt = 0,
 ): number {
-  let i = skipWs(b, a, e);
+  let i = a < e && b[a]! <= 32 ? skipWs(b, a, e) : a;
   let j = i;
   while (j < e) {
     const c = b[j]!;
@@ -701,19 +758,21 @@ export function parseCSeqRange(
   i = skipWs(b, j, e);
   if (i === j) throw new SipParseError("bad-cseq", "CSeq: missing LWS after the number", i);
   const ms = i;
-  const me = scanToken(b, i, e);
-  if (me === ms) throw new SipParseError("bad-cseq", "CSeq: missing method", i);
-  if (skipWs(b, me, e) !== e) throw new SipParseError("bad-cseq", "CSeq: junk after the method", me);
+  // The usual case: the method is the hint's bytes followed by a non-token
+  // byte; as the hint is a token, that is also where a token scan would stop.
   const hl = hint.length;
-  if (hl === me - ms && hl > 0) {
-    let k = 0;
-    while (k < hl && b[ms + k] === b[hintAt + k]) k++;
-    if (k === hl) {
-      cseqMethod = hint;
-      return n;
-    }
+  let me = ms + hl;
+  let same = hl > 0 && me <= e && (me === e || TOKEN_CHARS[b[me]!] !== 1);
+  for (let k = 0; same && k < hl; k++) same = b[ms + k] === b[hintAt + k];
+  if (!same) {
+    me = ms;
+    while (me < e && TOKEN_CHARS[b[me]!] === 1) me++;
   }
-  cseqMethod = methodString(b, s, ms, me);
+  if (me === ms) throw new SipParseError("bad-cseq", "CSeq: missing method", i);
+  if (me < e && skipWs(b, me, e) !== e) {
+    throw new SipParseError("bad-cseq", "CSeq: junk after the method", me);
+  }
+  cseqMethod = same ? hint : methodString(b, s, ms, me);
   return n;
 }
 
@@ -754,16 +813,20 @@ export function headerParamsStart(b: Uint8Array, s: string, a: number, e: number
 export function findTag(b: Uint8Array, s: string, a: number, e: number): string | undefined {
   let i = headerParamsStart(b, s, a, e);
   if (i < 0) return undefined;
+  // (whitespace calls guarded by b[i] <= 32, token scan inline: see parseVia)
   while (i < e) {
     // b[i] === ';'
-    i = skipWs(b, i + 1, e);
+    i++;
+    if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
     const ns = i;
-    const ne = scanToken(b, i, e);
-    i = skipWs(b, ne, e);
+    while (i < e && TOKEN_CHARS[b[i]!] === 1) i++;
+    const ne = i;
+    if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
     let vs = -1;
     let ve = -1;
     if (i < e && b[i] === 61) {
-      i = skipWs(b, i + 1, e);
+      i++;
+      if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
       vs = i;
       if (i < e && b[i] === 34) {
         const q = skipQuoted(b, i, e);
@@ -776,7 +839,7 @@ export function findTag(b: Uint8Array, s: string, a: number, e: number): string 
         }
       }
       ve = i;
-      i = skipWs(b, i, e);
+      if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
     }
     if (
       ne - ns === 3 &&

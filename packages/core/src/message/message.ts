@@ -56,7 +56,10 @@ const MAX_UINT32 = fld.MAX_UINT32;
  */
 export const STRIDE = 5;
 export const F_FOLDED = 1;
-export const ID_SHIFT = 1;
+/** On a Via line: the parser found it to be one via-parm that passes the strict check too. */
+export const F_VIA_CHECKED = 2;
+export const ID_SHIFT = 2;
+const FLAGS = (1 << ID_SHIFT) - 1;
 /**
  * After the line records the index holds three more numbers (HEAD_EXTRA):
  * the end of the start line (after its terminator), the start of the blank
@@ -285,7 +288,7 @@ export abstract class SipMessageImpl {
     const id = info >> ID_SHIFT;
     if (id !== H_PENDING) return id;
     const resolved = headerId(this.raw, idx[r]!, idx[r + 1]!);
-    idx[r + 4] = (resolved << ID_SHIFT) | (info & F_FOLDED);
+    idx[r + 4] = (resolved << ID_SHIFT) | (info & FLAGS);
     return resolved;
   }
 

@@ -18,10 +18,9 @@
 
 import { SipParseError, type SipParseErrorKind, toSipParseError } from "./errors.js";
 import * as fld from "./fields.js";
-import { cseqMethod, viaEnd } from "./fields.js";
+import { cseqMethod, viaEnd, viaStrictClean } from "./fields.js";
 import * as lay from "./message.js";
 import * as ids from "./names.js";
-
 import { TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
 import {
   DEFAULT_PARSE_LIMITS,
@@ -44,6 +43,7 @@ const parseDecimal = fld.parseDecimal;
 const parseVia = fld.parseVia;
 const parsedHeaderId = ids.parsedHeaderId;
 const F_FOLDED = lay.F_FOLDED;
+const F_VIA_CHECKED = lay.F_VIA_CHECKED;
 const HEAD_EXTRA = lay.HEAD_EXTRA;
 const ID_SHIFT = lay.ID_SHIFT;
 const STRIDE = lay.STRIDE;
@@ -357,6 +357,8 @@ function parse(
       case H_VIA:
         if (via === undefined) {
           via = parseVia(b, s, a, e, false, (info & F_FOLDED) !== 0);
+          // one via-parm on this line that passes the strict check too: fullParse need not redo it
+          if (viaEnd === e && viaStrictClean) idx[r + 4] = info | F_VIA_CHECKED;
           // parseVia stops at a ',' outside quotes: none means this line holds one value
           viaCount += viaEnd === e ? 1 : countValues(b, a, e);
         } else {

@@ -140,18 +140,6 @@ export function properName(name: string): string {
   return out;
 }
 
-/** Case-insensitive compare of `s[a..a+lower.length)` with an already lower-cased ASCII string. */
-export function rangeEqualsLower(s: string, a: number, e: number, lower: string): boolean {
-  const n = lower.length;
-  if (e - a !== n) return false;
-  for (let i = 0; i < n; i++) {
-    let c = s.charCodeAt(a + i);
-    if (c >= 65 && c <= 90) c += 32;
-    if (c !== lower.charCodeAt(i)) return false;
-  }
-  return true;
-}
-
 /** RFC 3261 token characters: alphanum - . ! % * _ + ` ' ~ */
 export const TOKEN_CHARS: Uint8Array = (() => {
   const t = new Uint8Array(256);

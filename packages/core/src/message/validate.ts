@@ -3,6 +3,12 @@
  * layer knows, run on demand (a UAS or registrar before acting on a request;
  * the parse fast path only checks what the transaction layer needs).
  * Unknown headers are opaque and never checked.
+ *
+ * Two implementations of one check: fastcheck.ts answers "well-formed" for a
+ * parsed, unedited message straight from its bytes, allocation-free; this
+ * file is the reference, run when the fast one is not sure (a fault, an
+ * edited message, rare constructs such as folded lines). The reference is
+ * what reports faults, so they read the same whichever path ran.
  */
 
 import { SipParseError } from "./errors.js";
@@ -10,13 +16,15 @@ import { fastValid, isSipDate } from "./fastcheck.js";
 import {
   bytesOf,
   cseqMethod,
+  elEnd,
+  elStart,
   MAX_UINT32,
+  nextElement,
   parseCSeqRange,
   parseDecimal,
   parseTrimmedDecimal,
   parseVia,
   skipWs,
-  splitCommas,
   trimEnd,
   viaEnd,
 } from "./fields.js";
@@ -53,14 +61,14 @@ function check<T>(header: string, fn: () => T): T {
 
 function elements(msg: SipMessage, name: string, header: string): string[] {
   const out: string[] = [];
-  const r: number[] = [];
   for (const v of msg.headerLines(name)) {
-    r.length = 0;
-    splitCommas(bytesOf(v), 0, v.length, r);
-    for (let i = 0; i < r.length; i += 2) {
-      if (r[i + 1] === r[i]) bad(header, "empty list element (stray ',')");
-      out.push(v.slice(r[i], r[i + 1]));
-    }
+    const b = bytesOf(v);
+    let i = 0;
+    do {
+      i = nextElement(b, i, v.length);
+      if (elEnd === elStart) bad(header, "empty list element (stray ',')");
+      out.push(v.slice(elStart, elEnd));
+    } while (i >= 0);
   }
   return out;
 }
@@ -153,11 +161,14 @@ function checkRouteList(msg: SipMessage, name: string, header: string): void {
 
 function checkTokenList(msg: SipMessage, name: string, header: string, allowEmpty: boolean): void {
   for (const line of msg.headerLines(name)) {
-    const r: number[] = [];
-    splitCommas(bytesOf(line), 0, line.length, r);
-    if (r.length === 2 && r[0] === r[1] && allowEmpty) continue;
-    for (let i = 0; i < r.length; i += 2) {
-      if (!isToken(line.slice(r[i], r[i + 1]))) bad(header, "expected a token list");
+    const b = bytesOf(line);
+    let i = nextElement(b, 0, line.length);
+    // one empty element: an empty line
+    if (i < 0 && elStart === elEnd && allowEmpty) continue;
+    while (true) {
+      if (!isToken(line.slice(elStart, elEnd))) bad(header, "expected a token list");
+      if (i < 0) break;
+      i = nextElement(b, i, line.length);
     }
   }
 }
@@ -197,12 +208,12 @@ function checkVias(msg: SipMessage): void {
   const lines = msg.headerLines("via");
   if (lines.length === 0) bad("Via", "missing", "missing-header");
   for (const line of lines) {
-    const r: number[] = [];
     const b = bytesOf(line);
-    splitCommas(b, 0, line.length, r);
-    for (let i = 0; i < r.length; i += 2) {
-      const a = r[i]!;
-      const e = r[i + 1]!;
+    let next = 0;
+    while (next >= 0) {
+      next = nextElement(b, next, line.length);
+      const a = elStart;
+      const e = elEnd;
       if (a === e) bad("Via", "empty value (stray ',')", "bad-via");
       try {
         parseVia(b, line, a, e, true);
