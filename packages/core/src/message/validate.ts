@@ -320,6 +320,14 @@ export function fullParse(msg: SipMessage, opts?: FullParseOptions): void {
   // else (a fault, an edited message, rare constructs) gets the reference
   // check below, which reports the precise fault.
   if (msg instanceof SipMessageImpl && fastValid(msg, opts?.schemes)) return;
+  referenceParse(msg, opts);
+}
+
+/**
+ * The reference check alone (no byte-level fast path): what `fullParse` falls
+ * back to. Exported so a test can hold the fast path to it.
+ */
+export function referenceParse(msg: SipMessage, opts?: FullParseOptions): void {
   const kind = msg.isRequest ? "request" : "response";
   try {
     run(msg, opts);
