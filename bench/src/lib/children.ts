@@ -6,6 +6,7 @@
  * the child's pid in /proc and killed too if the main process leaves them.
  */
 import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { alive, descendants } from "./proc.js";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -116,7 +117,7 @@ export class Child {
         done = true;
         clearTimeout(timer);
         reject(
-          new Error(`${this.name} exited (code ${code}, signal ${signal}) before ${re}\n${this.tail()}`),
+          new Error(`${this.name} exited (code ${code}, signal ${signal}) before ${re}: ${this.tail()}`),
         );
       });
     });
@@ -128,9 +129,13 @@ export class Child {
     return this.knownDescendants;
   }
 
+  /** The end of stderr, then of stdout (where a failing server says why). */
   tail(max = 3000): string {
-    const t = `--- stdout\n${this.out.slice(-max)}\n--- stderr\n${this.err.slice(-max)}`;
-    return t;
+    const err = this.err.trim();
+    const out = this.out.trim();
+    return [err ? `stderr: ${err.slice(-max)}` : "", out ? `stdout: ${out.slice(-max)}` : ""]
+      .filter((s) => s.length > 0)
+      .join("\n");
   }
 
   /**
@@ -182,12 +187,28 @@ export class Child {
 const registry = new Set<Child>();
 let handlersInstalled = false;
 
+/** Temporary folders removed when the process exits, however it exits (unless released). */
+const tempDirs = new Set<string>();
+export function trackTempDir(dir: string): string {
+  tempDirs.add(dir);
+  return dir;
+}
+export function releaseTempDir(dir: string, remove: boolean): void {
+  tempDirs.delete(dir);
+  if (remove) rmSync(dir, { recursive: true, force: true });
+}
+function removeTempDirs(): void {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
 /** Install the exit/signal handlers that kill every child still running (idempotent). */
 export function installCleanupHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   process.on("exit", () => {
     for (const c of registry) c.killNow();
+    removeTempDirs();
   });
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`\nload: ${signal}: stopping every child process\n`);

@@ -222,3 +222,49 @@ export class CpuSampler {
     return { cpuSeconds: cpu, wallSeconds, average, peak: Math.max(this.peak, average) };
   }
 }
+
+/** Busy and total jiffies of the whole machine (the aggregate "cpu" line of /proc/stat). */
+function machineTicks(): { busy: number; total: number } | undefined {
+  const line = read("/proc/stat")?.split("\n", 1)[0];
+  if (!line?.startsWith("cpu ")) return undefined;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  const total = v.slice(0, 8).reduce((a, b) => a + (b || 0), 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * How busy the whole machine was while a load ran (every process, other
+ * people's included), as a share of all its cores: average and busiest second.
+ */
+export class MachineSampler {
+  private readonly first: { busy: number; total: number } | undefined;
+  private last: { busy: number; total: number } | undefined;
+  private peak = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(everyMs = 1000) {
+    this.first = machineTicks();
+    this.last = this.first;
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.timer.unref();
+  }
+
+  private sample(): void {
+    const now = machineTicks();
+    if (now && this.last && now.total > this.last.total) {
+      this.peak = Math.max(this.peak, (now.busy - this.last.busy) / (now.total - this.last.total));
+      this.last = now;
+    }
+  }
+
+  stop(): { average: number; peak: number } {
+    clearInterval(this.timer);
+    this.sample();
+    const end = machineTicks();
+    if (!end || !this.first || end.total <= this.first.total) return { average: 0, peak: this.peak };
+    const average = (end.busy - this.first.busy) / (end.total - this.first.total);
+    return { average, peak: Math.max(this.peak, average) };
+  }
+}
