@@ -8,8 +8,8 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { fullParse, parseMessage, type SipMessage } from "@siptm/core";
-import sip, { type SipMessageObject } from "sip";
+import { fullParse, parseMessage, type SipMessage, type SipRequest, serverKey } from "@siptm/core";
+import sip, { type SipMessageObject, type SipTransactionLayer } from "sip";
 import { environment, packageVersion } from "./lib/env.js";
 import { MESSAGES } from "./lib/messages.js";
 import { type Goal, goalsText, jsonReport, markdownReport, type ReportRow, textTable } from "./lib/report.js";
@@ -29,8 +29,10 @@ const OP = {
   full: "siptm full parse",
   serialise: "siptm toBuffer (unmodified)",
   edit: "siptm pushVia+setMaxForwards+toBuffer",
+  match: "siptm match (server key + table lookup)",
   sipParse: "sip.parse",
   sipStringify: "sip.stringify",
+  sipMatch: "sip getServer (transaction id + lookup)",
 } as const;
 
 /** Which `sip` case each siptm case is compared with. */
@@ -39,7 +41,77 @@ const VERSUS: Record<string, string> = {
   [OP.full]: OP.sipParse,
   [OP.serialise]: OP.sipStringify,
   [OP.edit]: OP.sipStringify,
+  [OP.match]: OP.sipMatch,
 };
+
+/** Live transactions in the tables the match cases look up in. */
+const LIVE = 10_000;
+/** sip transaction layers made by the match cases: shut down at the end (they hold timers). */
+const sipLayers: SipTransactionLayer[] = [];
+
+/**
+ * Matching a received request to its server transaction (RFC 3261 §17.2.3),
+ * in a table of LIVE transactions: siptm's key (branch + sent-by + method) and
+ * Map lookup; sip's transaction id (CSeq method + Call-ID + branch) and lookup.
+ * The parse is not timed: both start from their parsed message.
+ */
+function matchCases(group: string, bytes: Buffer, copies: Buffer[]): BenchCase[] {
+  const parsed = copies.map((b) => parseMessage(b, PARSE_OPTIONS));
+  if (!parsed[0]!.isRequest) return [];
+  const table = new Map<string, number>();
+  // the table holds other transactions plus the ones being matched
+  for (let i = 0; i < LIVE; i++)
+    table.set(
+      serverKey(
+        parseMessage(
+          Buffer.from(bytes.toString("latin1").replace("branch=", `branch=x${i}`), "latin1"),
+        ) as SipRequest,
+        false,
+      ),
+      i,
+    );
+  for (const m of parsed) table.set(serverKey(m as SipRequest, false), 1);
+  const sipParsed = copies.map((b) => sip.parse(b.toString("binary"))!);
+  const conn = { send() {}, release() {}, protocol: "UDP" };
+  const layer = sip.makeTransactionLayer({}, () => conn);
+  sipLayers.push(layer);
+  for (let i = 0; i < LIVE; i++)
+    layer.createServerTransaction(
+      sip.parse(
+        Buffer.from(bytes.toString("latin1").replace("branch=", `branch=x${i}`), "latin1").toString("binary"),
+      )!,
+      conn,
+    );
+  for (const m of sipParsed) layer.createServerTransaction(m, conn);
+  let k = 0;
+  const next = (): number => {
+    k = (k + 1) & (RING - 1);
+    return k;
+  };
+  const common = { group, bytes: bytes.length, batch: BATCH };
+  return [
+    {
+      ...common,
+      operation: OP.match,
+      impl: "siptm",
+      run: () => {
+        let s = 0;
+        for (let i = 0; i < BATCH; i++) s += table.get(serverKey(parsed[next()]! as SipRequest, false)) ?? 0;
+        sink(s);
+      },
+    },
+    {
+      ...common,
+      operation: OP.sipMatch,
+      impl: "sip",
+      run: () => {
+        let s = 0;
+        for (let i = 0; i < BATCH; i++) s += layer.getServer(sipParsed[next()]!) ? 1 : 0;
+        sink(s);
+      },
+    },
+  ];
+}
 
 interface Args {
   quick: boolean;
@@ -248,7 +320,10 @@ function main(): void {
   const preWarmCalls = args.quick ? 50 : 300;
 
   checkMessages();
-  const cases = MESSAGES.flatMap((m) => casesFor(m.name, m.bytes));
+  const cases = MESSAGES.flatMap((m) => [
+    ...casesFor(m.name, m.bytes),
+    ...matchCases(m.name, m.bytes, ring(m.bytes)),
+  ]);
   console.log(
     `siptm micro benchmark: ${cases.length} cases, ${time} ms each (+${warmupTime} ms warm-up), ` +
       `${BATCH} operations per sample, Node ${process.version}`,
@@ -259,6 +334,8 @@ function main(): void {
     preWarmCalls,
     onResult: (r) => process.stdout.write(`  ${r.group} / ${r.operation}: done\n`),
   });
+  // sip's transaction layer arms a real timer per transaction: end them, or the process waits for them.
+  for (const layer of sipLayers) layer.destroy();
   const rows = rowsWithRatios(results);
   const goals = [
     goal(rows, OP.parse, "parse, transaction-layer fields vs sip.parse", 5),

@@ -54,11 +54,24 @@ declare module "sip" {
   export function parse(data: string | Buffer): SipMessageObject | undefined;
   export function stringify(message: SipMessageObject): string;
   export function parseUri(uri: string): SipUri | undefined;
+  /** The package's transaction layer over a connection factory (used by the match benchmark). */
+  export interface SipTransactionLayer {
+    createServerTransaction(rq: SipMessageObject, cn: SipConnection): unknown;
+    getServer(m: SipMessageObject): unknown;
+    destroy(): void;
+  }
+  export interface SipConnection {
+    send(m: SipMessageObject): void;
+    release(): void;
+    protocol: string;
+  }
+  export function makeTransactionLayer(options: object, open: () => SipConnection): SipTransactionLayer;
 
   const sip: {
     parse: typeof parse;
     stringify: typeof stringify;
     parseUri: typeof parseUri;
+    makeTransactionLayer: typeof makeTransactionLayer;
   };
   export default sip;
 }
