@@ -587,36 +587,18 @@ function viaValueOk(b: Uint8Array, a: number, e: number): boolean {
  * [start, end) pairs into `out` (empty elements included, as start === end).
  */
 export function splitCommas(b: Uint8Array, a: number, e: number, out: number[]): void {
-  let segStart = a;
   let i = a;
-  while (i < e) {
-    const c = b[i]!;
-    if (c === 34) {
-      const q = skipQuoted(b, i, e);
-      i = q < 0 ? e : q;
-      continue;
-    }
-    if (c === 60) {
-      // '<' ... '>': commas inside a URI are not separators
-      let j = i + 1;
-      while (j < e && b[j] !== 62) j++;
-      i = j < e ? j + 1 : e;
-      continue;
-    }
-    if (c === 44) {
-      const st = skipWs(b, segStart, i);
-      out.push(st, trimEnd(b, st, i));
-      segStart = i + 1;
-    }
-    i++;
+  for (;;) {
+    const next = nextElement(b, i, e);
+    out.push(elStart, elEnd);
+    if (next < 0) return;
+    i = next;
   }
-  const st = skipWs(b, segStart, e);
-  out.push(st, trimEnd(b, st, e));
 }
 
 /**
- * splitCommas one element at a time, without an array (a big one is slow in
- * V8): nextElement(b, i, e) takes the element starting at i, sets
+ * One element at a time, without an array (a big one is slow in V8; splitCommas
+ * collects them): nextElement(b, i, e) takes the element starting at i, sets
  * elStart/elEnd to it trimmed, and returns where the next one starts, or -1
  * when this was the last.
  */
