@@ -1,11 +1,14 @@
-// After every test: every engine made through the Testbed is run past its
-// longest timer on its virtual clock and must show created == freed, an empty
-// table, no armed timer and no reference fault. Automatic, so no test can
-// forget it.
+// After every test: every engine made through a test bed — core's Testbed, or
+// the beds of @siptm/workers/testing that run a test on the core Engine and on
+// the ShardedEngine — is run past its longest timer on its virtual clock and
+// must show created == freed, an empty table, no armed timer and no reference
+// fault (a sharded engine also: no lost transaction, no restart, no main-thread
+// handle left). Automatic, so no test can forget it.
 import { afterEach, expect } from "vitest";
 import { checkAllTestbeds } from "../../packages/core/src/testing.js";
+import { checkAllEngineBeds } from "../../packages/workers/src/testing.js";
 
-afterEach(() => {
-  const problems = checkAllTestbeds();
+afterEach(async () => {
+  const problems = [...checkAllTestbeds(), ...(await checkAllEngineBeds())];
   expect(problems, "transaction leak check").toEqual([]);
 });

@@ -62,6 +62,12 @@ export class VirtualClock implements Clock {
   get pending(): number {
     return this.timers.filter((t) => !t.cancelled).length;
   }
+  /** The deadline of the earliest pending timer, or undefined when none is pending. */
+  nextDue(): number | undefined {
+    let next: number | undefined;
+    for (const timer of this.timers) if (!timer.cancelled && (next === undefined || timer.at < next)) next = timer.at;
+    return next;
+  }
   /** Move time forward by `ms`, running every timer that falls due on the way. */
   advance(ms: number): void {
     this.advanceTo(this.t + ms);

@@ -51,6 +51,14 @@ export const REC_SERVER_NEW = 4;
  * b = SEV_*, s0 = end cause, s1 = transaction id, data = the CANCEL or ACK.
  */
 export const REC_SERVER = 5;
+/**
+ * Lockstep (tests on a virtual clock, `ShardedEngineOptions.virtualClock`), both directions.
+ * Coordinator → shard: n0 = sequence number, s0 = the time to move the shard's clock to (ms, decimal):
+ * the shard runs what falls due on the way, then answers when it has processed the whole batch.
+ * Shard → coordinator: n0 = the same sequence number, s0 = the deadline of the shard's earliest
+ * pending timer ("" when none); everything the shard sent before it is in this batch or an earlier one.
+ */
+export const REC_SYNC = 6;
 
 export const CEV_RESPONSE = 1;
 /** n1 = FinalOutcome cause (CAUSES index); data = the final response when it is not the last response told. */

@@ -82,6 +82,7 @@ import {
   type TransactionErrorCode,
   type Transport,
   type TransportSendError,
+  type TransportSink,
 } from "@siptm/core";
 import { type Remote, wrap } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
@@ -109,6 +110,7 @@ import {
   REC_SEND,
   REC_SERVER,
   REC_SERVER_NEW,
+  REC_SYNC,
   SEV_ACK,
   SEV_CANCEL,
   SEV_TERMINATED,
@@ -125,6 +127,7 @@ import type {
   ShardApi,
   ShardEngineOptions,
   ShardExit,
+  ShardHealth,
   ShardTask,
 } from "./protocol.js";
 import { buildReject, replyDestination } from "./reject.js";
@@ -177,6 +180,17 @@ export interface ShardedEngineOptions {
   logger?: CoordinatorLogger;
   /** Enable `crashShard` / `blockShard` (tests). */
   testHooks?: boolean;
+  /**
+   * Make the coordinator's sockets with this instead of real UDP/TCP sockets
+   * (tests use an in-memory network; later transports plug in the same way).
+   */
+  transportFactory?: (listen: ListenOption, sink: TransportSink) => Transport | Promise<Transport>;
+  /**
+   * Lockstep tests: every shard's engine runs on a virtual clock that starts at
+   * this clock's time and moves only when `syncShards(t)` is called (the test
+   * bed moves this clock and the shards' together; @siptm/workers/testing).
+   */
+  virtualClock?: { now(): number };
 }
 
 /** The local outcome of a client transaction whose shard died or closed with it (like a transport failure, §8.1.3.1). */
@@ -224,6 +238,9 @@ class Slot {
   overloaded = 0;
   restartTimes: number[] = [];
   restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Lockstep: the sync this shard has not answered yet, and its next deadline as last told. */
+  syncWait: { seq: number; done: () => void } | undefined;
+  nextDue: number | undefined;
   constructor(
     readonly index: number,
     pool: Piscina,
@@ -311,6 +328,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private state: "starting" | "open" | "closing" | "closed" = "starting";
   private closing: Promise<void> | undefined;
   private flushScheduled = false;
+  /** Control calls sent and not answered yet (lockstep tests wait for none). */
+  private pendingCalls = 0;
+  private syncSeq = 0;
   private readonly counters = emptyCoordinatorStats();
   private userErrors = 0;
   private readonly span: Span = { start: 0, end: 0 };
@@ -366,8 +386,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       const sink = {
         onMessage: (data: Buffer, source: Source) => this.onMessage(i, data, source),
       };
-      const t =
-        l.protocol === "UDP"
+      const t = this.opts.transportFactory
+        ? await this.opts.transportFactory(l, sink)
+        : l.protocol === "UDP"
           ? await createUdpTransport({ address: l.address, port: l.port, sink })
           : await createTcpTransport({
               address: l.address,
@@ -423,6 +444,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       route: this.routeUrl,
       forward: this.onRequest !== undefined,
       testHooks: this.opts.testHooks ?? false,
+      virtualStart: this.opts.virtualClock?.now(),
       batch: { maxMessages: this.batchMessages, maxBytes: this.batchBytes },
       data: data.port2,
       control: control.port2,
@@ -542,16 +564,21 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       return Promise.reject(new TransactionError("no-transport", `shard ${shard} is not running`));
     // Not Promise.race with `inc.dead`: that would pile one reaction per call on a promise that
     // lives as long as the shard. Pending calls are listed and rejected when it ends.
+    this.pendingCalls++;
     return new Promise<T>((resolve, reject) => {
-      inc.calls.add(reject);
+      const failed = (e: unknown) => {
+        this.pendingCalls--;
+        reject(e);
+      };
+      inc.calls.add(failed);
       fn(inc.api).then(
         (v) => {
-          inc.calls.delete(reject);
+          if (!inc.calls.delete(failed)) return;
+          this.pendingCalls--;
           resolve(v);
         },
         (e: unknown) => {
-          inc.calls.delete(reject);
-          reject(e);
+          if (inc.calls.delete(failed)) failed(e);
         },
       );
     });
@@ -652,6 +679,14 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
           break;
         case REC_SERVER:
           this.serverEvent(r);
+          break;
+        case REC_SYNC:
+          if (slot.inc === inc && slot.syncWait?.seq === r.n0) {
+            slot.nextDue = r.s0 === "" ? undefined : Number(r.s0);
+            const w = slot.syncWait;
+            slot.syncWait = undefined;
+            w.done();
+          }
           break;
       }
     }
@@ -958,6 +993,61 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   async blockShard(shard: number, ms: number): Promise<void> {
     if (!this.opts.testHooks) throw new Error("test hooks are off");
     await this.call(shard, (api) => api.block(ms));
+  }
+
+  // --- lockstep (tests on a virtual clock) ---------------------------------------------
+
+  /**
+   * Lockstep tests (`virtualClock`): move every shard's clock to `t` (each runs
+   * what falls due on the way, after the messages queued for it), and resolve
+   * once every shard has answered — by then everything the shards sent before
+   * has been received here and handed to the transports. Resolves with the
+   * earliest deadline still pending in any shard.
+   */
+  async syncShards(t: number): Promise<number | undefined> {
+    if (!this.opts.virtualClock) throw new Error("syncShards: the engine has no virtual clock");
+    await Promise.all(
+      this.slots.map((slot) => {
+        const inc = slot.inc;
+        if (!inc || inc.ended) return undefined;
+        const seq = ++this.syncSeq;
+        const answered = new Promise<void>((done) => {
+          slot.syncWait = { seq, done };
+        });
+        slot.pending.add(REC_SYNC, 0, 0, seq, 0, String(t), "");
+        this.flushSlot(slot);
+        return Promise.race([answered, inc.dead.catch(() => {})]);
+      }),
+    );
+    return this.shardsNextDue;
+  }
+
+  /** Lockstep: nothing waits in the coordinator — no message queued for a shard, no control call unanswered. */
+  get idle(): boolean {
+    return this.pendingCalls === 0 && this.slots.every((s) => s.pending.count === 0);
+  }
+
+  /** Lockstep: no control call unanswered. */
+  get callsDone(): boolean {
+    return this.pendingCalls === 0;
+  }
+
+  /** Lockstep: the earliest deadline pending in any shard, as told at the last `syncShards`. */
+  get shardsNextDue(): number | undefined {
+    let due: number | undefined;
+    for (const slot of this.slots)
+      if (slot.nextDue !== undefined && (due === undefined || slot.nextDue < due)) due = slot.nextDue;
+    return due;
+  }
+
+  /** Main-thread handles of transactions not yet told their end (0 once everything has ended). */
+  get handlesLive(): number {
+    return this.clientHandles.size + this.serverHandles.size;
+  }
+
+  /** What the tests' leak check reads from every running shard. */
+  async health(): Promise<ShardHealth[]> {
+    return Promise.all(this.slots.map((slot) => this.call(slot.index, (api) => api.health())));
   }
 
   /** Resolves when every shard is up (after a restart). */

@@ -51,6 +51,8 @@ export interface ShardTask {
   /** Hand each new server transaction to the main thread's onRequest. */
   forward: boolean;
   testHooks: boolean;
+  /** Lockstep tests: the engine runs on a virtual clock starting here, moved only by REC_SYNC records. */
+  virtualStart: number | undefined;
   batch: BatchLimits;
   /** Data plane: batches both ways, send errors to the shard. */
   data: MessagePort;
@@ -105,6 +107,24 @@ export interface ShardCounters {
   handles: number;
 }
 
+/** What the leak check of the tests needs from a shard's engine (`ShardApi.health`). */
+export interface ShardHealth {
+  shard: number;
+  created: number;
+  freed: number;
+  ctxCreated: number;
+  ctxFreed: number;
+  /** Transactions still in the table, and timers still armed. */
+  table: number;
+  armedTimers: number;
+  /** Reference faults recorded (with refFaults "count"), as messages. */
+  refFaults: string[];
+  /** Live transactions, as `engine.audit()` describes them. */
+  live: string[];
+  /** The engine's longest timer (ms): how far a test must run the clock to see everything end. */
+  longestTimer: number;
+}
+
 export interface ShardConfig {
   forward: boolean;
   batch: BatchLimits;
@@ -118,6 +138,7 @@ export interface ShardApi {
   ready(): { shard: number; incarnation: number };
   stats(): StatsSnapshot & ShardCounters;
   audit(): AuditEntry[];
+  health(): ShardHealth;
   request(opts: PlainRequestOptions, handleId: number): Result<CreatedRequest>;
   requestFrom(
     message: Uint8Array | string,

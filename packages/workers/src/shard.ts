@@ -37,6 +37,7 @@ import {
   type Transport,
   type TransportProtocol,
   TransportSendError,
+  VirtualClock,
 } from "@siptm/core";
 import { expose } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
@@ -54,6 +55,7 @@ import {
   REC_SEND,
   REC_SERVER,
   REC_SERVER_NEW,
+  REC_SYNC,
   SEV_ACK,
   SEV_CANCEL,
   SEV_TERMINATED,
@@ -64,6 +66,7 @@ import type {
   ListenerInfo,
   Result,
   ShardApi,
+  ShardHealth,
   ShardConfig,
   ShardExit,
   ShardTask,
@@ -287,12 +290,16 @@ class Shard {
   private lastSweep = performance.now();
   private finished: ((exit: ShardExit) => void) | undefined;
   private stopped = false;
+  /** Lockstep tests only: the engine's virtual clock, moved by REC_SYNC records. */
+  private readonly vclock: VirtualClock | undefined;
 
   constructor(private readonly task: ShardTask) {
     this.listeners = task.listeners;
     this.forwardOn = task.forward;
+    this.vclock = task.virtualStart === undefined ? undefined : new VirtualClock(task.virtualStart);
     this.engine = new Engine({
       ...task.engine,
+      ...(this.vclock ? { clock: this.vclock } : {}),
       id: task.engineId,
       branchPrefix: branchPrefixOf(task.index),
     });
@@ -372,7 +379,15 @@ class Shard {
     const engine = this.engine;
     const listeners = this.listeners;
     let n = 0;
+    let sync = -1;
+    let syncs = 0;
     while (r.next()) {
+      if (r.type === REC_SYNC) {
+        sync = r.n0;
+        syncs++;
+        this.vclock?.advanceTo(Number(r.s0));
+        continue;
+      }
       if (r.type !== REC_IN) continue;
       const l = listeners[r.b];
       if (!l) continue;
@@ -396,7 +411,14 @@ class Shard {
     this.messages += n;
     this.busyMs += ms;
     if (ms > this.maxBatchMs) this.maxBatchMs = ms;
-    this.out.ack(r.count);
+    // The coordinator's queue counts messages, not lockstep records.
+    this.out.ack(r.count - syncs);
+    if (sync >= 0) {
+      // Lockstep: answer once the whole batch is processed, with the shard's next deadline, at once.
+      const due = this.vclock?.nextDue();
+      this.out.record(REC_SYNC, 0, 0, sync, 0, due === undefined ? "" : String(due), "");
+      this.out.flush();
+    }
   }
 
   /** Hand a new server transaction to the main thread's onRequest; its events follow it. */
@@ -481,6 +503,23 @@ class Shard {
         handles: this.handles.size,
       }),
       audit: () => engine.audit(),
+      health: (): ShardHealth => {
+        const st = engine.stats;
+        return {
+          shard: task.index,
+          created: st.created,
+          freed: st.freed,
+          ctxCreated: st.ctx_created,
+          ctxFreed: st.ctx_freed,
+          table: engine.table.size,
+          armedTimers: engine.armedTimers,
+          refFaults: engine.refFaults.map((f) => f.message),
+          live: engine
+            .audit()
+            .map((a) => `${a.id} ${a.kind} ${a.method} ${a.state} holders=[${a.holders.join(",")}]`),
+          longestTimer: engine.longestTimer,
+        };
+      },
       request: (opts, handleId) =>
         attempt(() =>
           this.startRequest(handleId, (events) =>

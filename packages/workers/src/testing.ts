@@ -1,0 +1,337 @@
+/**
+ * Test beds that run one test against either engine (exported as
+ * `@siptm/workers/testing`): the one-thread core `Engine` and the
+ * `ShardedEngine`, both on a virtual clock over the in-memory network, so the
+ * transaction and CANCEL suites (test/engines) are written once and run on
+ * both. A test talks to a `BedEngine` (the `TransactionEngine` API plus the
+ * server handler and its address) and moves time with `await bed.flush()` /
+ * `await bed.advance(ms)`.
+ *
+ * The sharded bed runs real shards (worker threads, batches, comlink), in
+ * lockstep: every shard's engine has its own virtual clock, moved only by the
+ * bed. To move time to T the bed repeats, until nothing moves any more: wait
+ * for the control calls in flight, tell every shard to move its clock to T
+ * (`syncShards`: the shard runs what falls due and answers after everything it
+ * sent, on the same FIFO port), then move the main clock to T (the in-memory
+ * network delivers to the peers and to the coordinators). Going further, it
+ * stops at every deadline of any clock on the way. So a 32 s Timer D in a
+ * shard also takes microseconds, and a test sees the same order of events on
+ * both engines.
+ *
+ * Every bed made here is checked after each test (test/setup/leak-check.ts,
+ * `checkAllEngineBeds`): its clocks are run past the longest timer, and each
+ * engine — each shard — must show created == freed, no proxy context left, an
+ * empty table, no armed timer and no reference fault; a sharded engine also
+ * no lost transaction, no restart and no main-thread handle left. Then the
+ * bed's threads are ended.
+ */
+import {
+  type Destination,
+  Engine,
+  type EngineOptions,
+  type MemoryFaults,
+  MemoryNetwork,
+  VirtualClock,
+} from "@siptm/core";
+import { Peer, Testbed } from "@siptm/core/testing";
+import { type ServerTransactionLike, type TransactionEngine, wrapEngine } from "./api.js";
+import { ShardedEngine } from "./coordinator.js";
+import type { ShardServerHandle } from "./handles.js";
+
+export type BedKind = "core" | "sharded";
+
+export interface BedOptions extends Partial<MemoryFaults> {
+  seed?: number;
+  /** Sharded beds: shards per engine. Default 2. */
+  shards?: number;
+}
+
+/** Engine options a bed accepts: plain data, so that they can be cloned into shards. */
+export interface BedEngineOptions
+  extends Omit<EngineOptions, "clock" | "logger" | "onRequest" | "branchPrefix" | "id" | "resolver"> {
+  /** Address of the engine's transports. Default 127.0.0.N for the N-th engine of the bed. */
+  address?: string;
+  port?: number;
+  /** Which transports to attach. Default UDP and TCP. */
+  protocols?: Array<"UDP" | "TCP">;
+}
+
+/** An engine of a bed: the common API, the server handler, and where it listens. */
+export interface BedEngine extends TransactionEngine {
+  readonly kind: BedKind;
+  /** New server transactions. Unset: 501, as the core engine does. */
+  onRequest: ((tx: ServerTransactionLike) => void) | undefined;
+  /** Where it listens, for `nextHop` and for peers. */
+  hop(protocol?: "UDP" | "TCP"): Destination;
+}
+
+export abstract class EngineBed {
+  abstract readonly kind: BedKind;
+  abstract readonly clock: VirtualClock;
+  abstract readonly network: MemoryNetwork;
+  constructor() {
+    beds.add(this);
+  }
+  abstract engine(opts?: BedEngineOptions): Promise<BedEngine>;
+  abstract peer(address: string, port?: number, protocol?: "UDP" | "TCP"): Peer;
+  /** Deliver and process everything due now, without moving time. */
+  abstract flush(): Promise<void>;
+  /** Move time forward by `ms`, everything due on the way processed in order. */
+  abstract advance(ms: number): Promise<void>;
+  /** Run the clocks past every engine's longest timer. */
+  abstract settle(): Promise<void>;
+  /** Problems found after settling: leaks, armed timers, reference faults. */
+  abstract leaks(): Promise<string[]>;
+  abstract close(): Promise<void>;
+}
+
+function describeLeaks(
+  name: string,
+  h: {
+    created: number;
+    freed: number;
+    ctxCreated: number;
+    ctxFreed: number;
+    table: number;
+    armedTimers: number;
+    refFaults: string[];
+    live: string[];
+  },
+): string[] {
+  const out: string[] = [];
+  if (h.created !== h.freed)
+    out.push(`${name}: created ${h.created} != freed ${h.freed}; live: ${h.live.join("; ") || "(none in table)"}`);
+  if (h.ctxCreated !== h.ctxFreed) out.push(`${name}: proxy contexts created ${h.ctxCreated} != freed ${h.ctxFreed}`);
+  if (h.table !== 0) out.push(`${name}: ${h.table} transactions still in the table`);
+  if (h.armedTimers !== 0) out.push(`${name}: ${h.armedTimers} timers still armed`);
+  if (h.refFaults.length) out.push(`${name}: reference faults: ${h.refFaults.join("; ")}`);
+  return out;
+}
+
+// --- the core engine -------------------------------------------------------------------
+
+/** The one-thread core Engine on core's Testbed. */
+export class CoreBed extends EngineBed {
+  readonly kind = "core" as const;
+  private readonly bed: Testbed;
+  readonly engines: Engine[] = [];
+  constructor(opts: BedOptions = {}) {
+    super();
+    const { shards: _shards, ...rest } = opts;
+    this.bed = new Testbed(rest);
+  }
+  get clock(): VirtualClock {
+    return this.bed.clock;
+  }
+  get network(): MemoryNetwork {
+    return this.bed.network;
+  }
+  async engine(opts: BedEngineOptions = {}): Promise<BedEngine> {
+    const engine = this.bed.engine(opts);
+    this.engines.push(engine);
+    const api = wrapEngine(engine);
+    return {
+      ...api,
+      kind: "core",
+      get onRequest() {
+        return engine.onRequest as ((tx: ServerTransactionLike) => void) | undefined;
+      },
+      set onRequest(fn) {
+        engine.onRequest = fn;
+      },
+      hop: (protocol = "UDP") => Testbed.hop(engine, protocol),
+    };
+  }
+  peer(address: string, port = 5060, protocol: "UDP" | "TCP" = "UDP"): Peer {
+    return this.bed.peer(address, port, protocol);
+  }
+  async flush(): Promise<void> {
+    this.bed.flush();
+  }
+  async advance(ms: number): Promise<void> {
+    this.bed.advance(ms);
+  }
+  async settle(): Promise<void> {
+    this.bed.settle();
+  }
+  async leaks(): Promise<string[]> {
+    return this.bed.leaks();
+  }
+  async close(): Promise<void> {
+    await Promise.all(this.engines.map((e) => e.close()));
+  }
+}
+
+// --- the sharded engine ----------------------------------------------------------------
+
+interface ShardedEntry {
+  engine: ShardedEngine;
+  longestTimer: number;
+}
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Real time a lockstep step may take before the bed gives up (a shard that never answers). */
+const STEP_LIMIT_MS = 10_000;
+
+/** The ShardedEngine: real shard threads, every clock in lockstep with the bed's. */
+export class ShardedBed extends EngineBed {
+  readonly kind = "sharded" as const;
+  readonly clock = new VirtualClock(0);
+  readonly network: MemoryNetwork;
+  readonly engines: ShardedEntry[] = [];
+  private readonly shards: number;
+
+  constructor(opts: BedOptions = {}) {
+    super();
+    const { shards, ...faults } = opts;
+    this.shards = shards ?? 2;
+    this.network = new MemoryNetwork({ clock: this.clock, ...faults });
+  }
+
+  async engine(opts: BedEngineOptions = {}): Promise<BedEngine> {
+    const { address: addr, port: p, protocols, ...engineOpts } = opts;
+    const address = addr ?? `127.0.0.${this.engines.length + 1}`;
+    const port = p ?? 5060;
+    let handler: ((tx: ServerTransactionLike) => void) | undefined;
+    const network = this.network;
+    const engine = await ShardedEngine.create({
+      shards: this.shards,
+      listen: (protocols ?? ["UDP", "TCP"]).map((protocol) => ({ protocol, address, port })),
+      transportFactory: (l, sink) =>
+        network.createTransport({ address: l.address, port: l.port, protocol: l.protocol, sink }),
+      virtualClock: this.clock,
+      engine: { refFaults: "count", ...engineOpts },
+      // Always forwarded to the main thread, so that a test may set its handler at any time.
+      onRequest: (tx: ShardServerHandle) => {
+        if (handler) handler(tx);
+        else tx.reply(501).catch(() => {});
+      },
+      drainTimeoutMs: 0,
+      testHooks: true,
+    });
+    const health = await engine.health();
+    this.engines.push({ engine, longestTimer: Math.max(0, ...health.map((h) => h.longestTimer)) });
+    return {
+      kind: "sharded",
+      get onRequest() {
+        return handler;
+      },
+      set onRequest(fn) {
+        handler = fn;
+      },
+      hop: (protocol = "UDP") => {
+        const l = engine.addresses.find((a) => a.protocol === protocol);
+        if (!l) throw new Error(`engine has no ${protocol} transport`);
+        return { protocol, address: l.address, port: l.port };
+      },
+      request: (o) => engine.request(o),
+      cancel: (callId, cseq, reason) => engine.cancel(callId, cseq, reason),
+      replyById: (id, status, reason, o, toTag) => engine.replyById(id, status, reason, o, toTag),
+      replyByCallId: (callId, cseq, status, reason, o, toTag) =>
+        engine.replyByCallId(callId, cseq, status, reason, o, toTag),
+      ack2xx: (invite, answer) => engine.ack2xx(invite, answer),
+      stats: () => engine.stats(),
+      audit: () => engine.audit(),
+      close: () => engine.close(),
+    };
+  }
+
+  peer(address: string, port = 5060, protocol: "UDP" | "TCP" = "UDP"): Peer {
+    const peer = new Peer(protocol);
+    peer.transport = this.network.createTransport({ address, port, protocol, sink: peer });
+    return peer;
+  }
+
+  /** Everything due at `t` (main clock and every shard's) processed, until nothing moves. */
+  private async stepTo(t: number): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      if (Date.now() - started > STEP_LIMIT_MS) throw new Error(`lockstep: no rest at t=${t} ms`);
+      await tick();
+      // Control calls in flight (a reply from a handler, a cancel…) finish in the shards first.
+      while (!this.engines.every((e) => e.engine.callsDone)) {
+        if (Date.now() - started > STEP_LIMIT_MS) throw new Error("lockstep: a control call never answered");
+        await tick();
+      }
+      for (const e of this.engines) await e.engine.syncShards(t);
+      this.clock.advanceTo(t);
+      await tick();
+      const due = this.clock.nextDue();
+      if (this.engines.every((e) => e.engine.idle) && (due === undefined || due > t)) return;
+    }
+  }
+
+  private nextDue(): number | undefined {
+    let due = this.clock.nextDue();
+    for (const e of this.engines) {
+      const d = e.engine.shardsNextDue;
+      if (d !== undefined && (due === undefined || d < due)) due = d;
+    }
+    return due;
+  }
+
+  private async advanceTo(target: number): Promise<void> {
+    for (;;) {
+      await this.stepTo(this.clock.now());
+      const due = this.nextDue();
+      if (due === undefined || due > target) break;
+      await this.stepTo(due);
+    }
+    await this.stepTo(target);
+  }
+
+  flush(): Promise<void> {
+    return this.advanceTo(this.clock.now());
+  }
+  advance(ms: number): Promise<void> {
+    return this.advanceTo(this.clock.now() + ms);
+  }
+  async settle(): Promise<void> {
+    let longest = 0;
+    for (const e of this.engines) longest = Math.max(longest, e.longestTimer);
+    await this.advance(longest + 1_000);
+  }
+
+  async leaks(): Promise<string[]> {
+    await this.settle();
+    const out: string[] = [];
+    for (const [i, e] of this.engines.entries()) {
+      for (const h of await e.engine.health()) out.push(...describeLeaks(`engine #${i} shard ${h.shard}`, h));
+      const st = await e.engine.stats();
+      if (st.lost !== 0 || st.restarts !== 0)
+        out.push(`engine #${i}: ${st.lost} transaction(s) lost, ${st.restarts} shard restart(s)`);
+      if (e.engine.handlesLive !== 0)
+        out.push(`engine #${i}: ${e.engine.handlesLive} main-thread handle(s) never told their end`);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.engines.map((e) => e.engine.close()));
+  }
+}
+
+const beds = new Set<EngineBed>();
+
+/** Called after every test (test/setup/leak-check.ts): checks, closes and forgets every bed made during the test. */
+export async function checkAllEngineBeds(): Promise<string[]> {
+  const problems: string[] = [];
+  const all = [...beds];
+  beds.clear();
+  for (const bed of all) {
+    try {
+      problems.push(...(await bed.leaks()));
+    } catch (err) {
+      problems.push(`${bed.kind} bed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      await bed.close().catch(() => {});
+    }
+  }
+  return problems;
+}
+
+/** The two kinds, for `describe.each`. */
+export const BED_KINDS: ReadonlyArray<{ name: string; kind: BedKind; make: (opts?: BedOptions) => EngineBed }> = [
+  { name: "core Engine", kind: "core", make: (opts) => new CoreBed(opts) },
+  { name: "ShardedEngine, 2 shards", kind: "sharded", make: (opts) => new ShardedBed(opts) },
+];
