@@ -31,12 +31,20 @@ import {
   type EngineOptions,
   type MemoryFaults,
   MemoryNetwork,
+  type RequestOptions,
   VirtualClock,
 } from "@siptm/core";
 import { Peer, Testbed } from "@siptm/core/testing";
-import { type ServerTransactionLike, type TransactionEngine, wrapEngine } from "./api.js";
+import {
+  type ClientTransactionLike,
+  type MaybePromise,
+  type ServerTransactionLike,
+  type TransactionEngine,
+  wrapEngine,
+} from "./api.js";
 import { ShardedEngine } from "./coordinator.js";
 import type { ShardServerHandle } from "./handles.js";
+import type { RequestFromOptions } from "./protocol.js";
 
 export type BedKind = "core" | "sharded";
 
@@ -59,6 +67,11 @@ export interface BedEngineOptions
 /** An engine of a bed: the common API, the server handler, and where it listens. */
 export interface BedEngine extends TransactionEngine {
   readonly kind: BedKind;
+  /** A request written in full (core's `requestFrom`). */
+  requestFrom(
+    message: Buffer | string,
+    opts?: RequestFromOptions & Pick<RequestOptions, "onProvisional" | "onResponse" | "onFinal" | "onCancel" | "onTerminated">,
+  ): MaybePromise<ClientTransactionLike>;
   /** New server transactions. Unset: 501, as the core engine does. */
   onRequest: ((tx: ServerTransactionLike) => void) | undefined;
   /** Where it listens, for `nextHop` and for peers. */
@@ -133,6 +146,7 @@ export class CoreBed extends EngineBed {
     return {
       ...api,
       kind: "core",
+      requestFrom: (message, o) => engine.requestFrom(message, o),
       get onRequest() {
         return engine.onRequest as ((tx: ServerTransactionLike) => void) | undefined;
       },
@@ -225,6 +239,7 @@ export class ShardedBed extends EngineBed {
         return { protocol, address: l.address, port: l.port };
       },
       request: (o) => engine.request(o),
+      requestFrom: (message, o) => engine.requestFrom(message, o),
       cancel: (callId, cseq, reason) => engine.cancel(callId, cseq, reason),
       replyById: (id, status, reason, o, toTag) => engine.replyById(id, status, reason, o, toTag),
       replyByCallId: (callId, cseq, status, reason, o, toTag) =>
