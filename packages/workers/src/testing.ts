@@ -25,9 +25,11 @@
  * no lost transaction, no restart and no main-thread handle left. Then the
  * bed's threads are ended.
  */
+
+import { pathToFileURL } from "node:url";
 import {
   type Destination,
-  Engine,
+  type Engine,
   type EngineOptions,
   type MemoryFaults,
   MemoryNetwork,
@@ -45,11 +47,14 @@ import {
 import { ShardedEngine } from "./coordinator.js";
 import type { ShardServerHandle } from "./handles.js";
 import type { RequestFromOptions } from "./protocol.js";
+import type { RouteContext } from "./shard.js";
 
 export type BedKind = "core" | "sharded";
 
 export interface BedOptions extends Partial<MemoryFaults> {
   seed?: number;
+  /** Keep the in-memory network's log of message fates (`bed.network.log`). */
+  log?: boolean | number;
   /** Sharded beds: shards per engine. Default 2. */
   shards?: number;
 }
@@ -62,6 +67,12 @@ export interface BedEngineOptions
   port?: number;
   /** Which transports to attach. Default UDP and TCP. */
   protocols?: Array<"UDP" | "TCP">;
+  /**
+   * A route module (plain JS, absolute path or file URL) installed on the
+   * engine: in each shard of a sharded engine, on the engine itself for the
+   * core one. Its default export gets `(engine, ctx)` as in ShardedEngine's `route`.
+   */
+  route?: string;
 }
 
 /** An engine of a bed: the common API, the server handler, and where it listens. */
@@ -70,7 +81,8 @@ export interface BedEngine extends TransactionEngine {
   /** A request written in full (core's `requestFrom`). */
   requestFrom(
     message: Buffer | string,
-    opts?: RequestFromOptions & Pick<RequestOptions, "onProvisional" | "onResponse" | "onFinal" | "onCancel" | "onTerminated">,
+    opts?: RequestFromOptions &
+      Pick<RequestOptions, "onProvisional" | "onResponse" | "onFinal" | "onCancel" | "onTerminated">,
   ): MaybePromise<ClientTransactionLike>;
   /** New server transactions. Unset: 501, as the core engine does. */
   onRequest: ((tx: ServerTransactionLike) => void) | undefined;
@@ -113,8 +125,11 @@ function describeLeaks(
 ): string[] {
   const out: string[] = [];
   if (h.created !== h.freed)
-    out.push(`${name}: created ${h.created} != freed ${h.freed}; live: ${h.live.join("; ") || "(none in table)"}`);
-  if (h.ctxCreated !== h.ctxFreed) out.push(`${name}: proxy contexts created ${h.ctxCreated} != freed ${h.ctxFreed}`);
+    out.push(
+      `${name}: created ${h.created} != freed ${h.freed}; live: ${h.live.join("; ") || "(none in table)"}`,
+    );
+  if (h.ctxCreated !== h.ctxFreed)
+    out.push(`${name}: proxy contexts created ${h.ctxCreated} != freed ${h.ctxFreed}`);
   if (h.table !== 0) out.push(`${name}: ${h.table} transactions still in the table`);
   if (h.armedTimers !== 0) out.push(`${name}: ${h.armedTimers} timers still armed`);
   if (h.refFaults.length) out.push(`${name}: reference faults: ${h.refFaults.join("; ")}`);
@@ -140,8 +155,30 @@ export class CoreBed extends EngineBed {
     return this.bed.network;
   }
   async engine(opts: BedEngineOptions = {}): Promise<BedEngine> {
-    const engine = this.bed.engine(opts);
+    const { route, ...engineOpts } = opts;
+    const engine = this.bed.engine(engineOpts);
     this.engines.push(engine);
+    if (route !== undefined) {
+      const mod = (await import(routeUrl(route))) as {
+        default: (engine: Engine, ctx: RouteContext) => unknown;
+      };
+      const listeners = (opts.protocols ?? ["UDP", "TCP"]).map((protocol) => {
+        const t = engine.transportFor(protocol)!;
+        return { protocol, address: t.localAddress, port: t.localPort };
+      });
+      const ctx: RouteContext = {
+        shard: 0,
+        shards: 1,
+        incarnation: 1,
+        forward: undefined,
+        listeners,
+        // One thread: nothing to call from another one, nothing to trace here.
+        provide: () => {},
+        onClose: () => {},
+        tap: () => {},
+      };
+      await mod.default(engine, ctx);
+    }
     const api = wrapEngine(engine);
     return {
       ...api,
@@ -203,7 +240,7 @@ export class ShardedBed extends EngineBed {
   }
 
   async engine(opts: BedEngineOptions = {}): Promise<BedEngine> {
-    const { address: addr, port: p, protocols, ...engineOpts } = opts;
+    const { address: addr, port: p, protocols, route, ...engineOpts } = opts;
     const address = addr ?? `127.0.0.${this.engines.length + 1}`;
     const port = p ?? 5060;
     let handler: ((tx: ServerTransactionLike) => void) | undefined;
@@ -222,6 +259,7 @@ export class ShardedBed extends EngineBed {
       },
       drainTimeoutMs: 0,
       testHooks: true,
+      route: route === undefined ? undefined : routeUrl(route),
     });
     const health = await engine.health();
     this.engines.push({ engine, longestTimer: Math.max(0, ...health.map((h) => h.longestTimer)) });
@@ -326,6 +364,10 @@ export class ShardedBed extends EngineBed {
   }
 }
 
+function routeUrl(route: string): string {
+  return route.startsWith("file:") ? route : pathToFileURL(route).href;
+}
+
 const beds = new Set<EngineBed>();
 
 /** Called after every test (test/setup/leak-check.ts): checks, closes and forgets every bed made during the test. */
@@ -346,7 +388,11 @@ export async function checkAllEngineBeds(): Promise<string[]> {
 }
 
 /** The two kinds, for `describe.each`. */
-export const BED_KINDS: ReadonlyArray<{ name: string; kind: BedKind; make: (opts?: BedOptions) => EngineBed }> = [
+export const BED_KINDS: ReadonlyArray<{
+  name: string;
+  kind: BedKind;
+  make: (opts?: BedOptions) => EngineBed;
+}> = [
   { name: "core Engine", kind: "core", make: (opts) => new CoreBed(opts) },
   { name: "ShardedEngine, 2 shards", kind: "sharded", make: (opts) => new ShardedBed(opts) },
 ];

@@ -1,0 +1,344 @@
+// Stateful proxy (RFC 3261 §16): forwarding, forking, best response, CANCEL
+// propagation, Timer C, loops — with UAS engines behind a proxy, on both
+// engines: the proxy runs relay() in its route (fixtures/relay-route.mjs), in
+// each shard of a sharded engine. The relay options travel in an X-Relay header.
+import { fileURLToPath } from "node:url";
+import type { RelayTarget } from "@siptm/core";
+import { describe, expect, it } from "vitest";
+import type { ServerTransactionLike } from "../../packages/workers/src/api.js";
+import { type BedEngine, type EngineBed, forEachEngine } from "./beds.js";
+
+const ROUTE = fileURLToPath(new URL("./fixtures/relay-route.mjs", import.meta.url));
+const PROXY = { protocol: "UDP" as const, address: "127.0.0.5", port: 5060 };
+
+type Behaviour = (tx: ServerTransactionLike, bed: EngineBed) => void;
+
+interface Spec {
+  targets?: RelayTarget[];
+  recordRoute?: boolean;
+  timerC?: number;
+  /** Failure hook: best status → new targets. */
+  failover?: Record<string, RelayTarget[]>;
+}
+
+/** The X-Relay header for the proxy's route. */
+function spec(s: Spec): [string, string] {
+  return ["X-Relay", Buffer.from(JSON.stringify(s), "utf8").toString("base64url")];
+}
+
+/** Run a reply from a handler; the engine under test decides whether it may. */
+function send(p: unknown): void {
+  Promise.resolve(p).catch(() => {});
+}
+
+const target = (i: number, q?: number): RelayTarget => ({ uri: `sip:uas${i}@127.0.0.${10 + i}`, q });
+
+async function setup(makeBed: () => EngineBed, behaviours: Behaviour[], relay: Spec = {}) {
+  const bed = makeBed();
+  const uac = await bed.engine({ address: "127.0.0.1" });
+  const seen: Array<{ uas: number; method: string; mf: number | undefined; vias: number; rr: string[] }> = [];
+  const requests: Buffer[] = [];
+  const uases: BedEngine[] = [];
+  for (const [i, behave] of behaviours.entries()) {
+    const uas = await bed.engine({ address: `127.0.0.${10 + i}` });
+    uas.onRequest = (tx) => {
+      seen.push({
+        uas: i,
+        method: tx.method,
+        mf: tx.request.maxForwards,
+        vias: tx.request.viaCount,
+        rr: tx.request.headerValues("record-route"),
+      });
+      requests.push(tx.request.toBuffer());
+      if (tx.method === "INVITE") behave(tx, bed);
+      else send(tx.reply(200));
+    };
+    uases.push(uas);
+  }
+  const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
+  const call = async (uri = "sip:bob@127.0.0.5") => {
+    const statuses: number[] = [];
+    const h = await uac.request({
+      method: "INVITE",
+      uri,
+      from: "<sip:alice@127.0.0.1>",
+      to: "<sip:bob@127.0.0.5>",
+      headers: [spec(relay)],
+      nextHop: PROXY,
+      onResponse: (r) => statuses.push(r.status),
+    });
+    return { h, statuses };
+  };
+  return { bed, uac, proxy, uases, seen, requests, call };
+}
+
+const ring: Behaviour = (tx) => send(tx.reply(180));
+const answer: Behaviour = (tx) => {
+  send(tx.reply(180));
+  send(tx.reply(200, undefined, { headers: [["Contact", "<sip:uas@127.0.0.10>"]] }));
+};
+const reject =
+  (status: number): Behaviour =>
+  (tx) =>
+    send(tx.reply(status));
+const later =
+  (ms: number, then: Behaviour): Behaviour =>
+  (tx, bed) => {
+    send(tx.reply(180));
+    bed.clock.setTimer(bed.clock.now() + ms, () => then(tx, bed));
+  };
+
+forEachEngine((makeBed) => {
+  describe("stateful proxy: forwarding (RFC 3261 §16.6)", () => {
+    it("relays by Request-URI: Via pushed, Max-Forwards decremented, Record-Route added, untouched headers byte-identical", async () => {
+      const { bed, call, seen, requests, proxy } = await setup(makeBed, [answer], {
+        targets: [{ uri: "sip:bob@127.0.0.10" }],
+        recordRoute: true,
+      });
+      const { h, statuses } = await call();
+      await bed.flush();
+      expect(seen[0]).toMatchObject({ uas: 0, method: "INVITE", mf: 69, vias: 2 });
+      expect(seen[0]!.rr).toEqual(["<sip:127.0.0.5:5060;lr>"]);
+      expect(statuses).toEqual([180, 200]);
+      expect(h.outcome?.status).toBe(200);
+      const text = requests[0]!.toString("latin1");
+      expect(text).toContain(`Call-ID: ${h.callId}\r\n`);
+      expect(text).toContain(
+        `X-Relay: ${spec({ targets: [{ uri: "sip:bob@127.0.0.10" }], recordRoute: true })[1]}\r\n`,
+      );
+      expect(text.startsWith("INVITE sip:bob@127.0.0.10 SIP/2.0\r\n")).toBe(true);
+      expect((await proxy.stats()).relayed).toBe(1);
+    });
+
+    it("Max-Forwards 0 → 483; Proxy-Require with an unknown option → 420 with Unsupported", async () => {
+      const { bed, uac, proxy } = await setup(makeBed, [answer]);
+      const a = await uac.request({
+        method: "OPTIONS",
+        uri: "sip:x@127.0.0.10",
+        from: "<sip:a@x>",
+        to: "<sip:b@y>",
+        maxForwards: 0,
+        nextHop: "udp:127.0.0.5:5060",
+      });
+      const b = await uac.request({
+        method: "OPTIONS",
+        uri: "sip:x@127.0.0.10",
+        from: "<sip:a@x>",
+        to: "<sip:b@y>",
+        headers: [["Proxy-Require", "foo, bar"]],
+        nextHop: "udp:127.0.0.5:5060",
+      });
+      await bed.flush();
+      expect(a.outcome?.status).toBe(483);
+      expect(b.outcome?.status).toBe(420);
+      expect(b.outcome?.response?.header("unsupported")).toBe("foo, bar");
+      expect((await proxy.stats()).relayed).toBe(0);
+    });
+
+    it("a request relayed back to the proxy itself is a loop: 482", async () => {
+      const bed = makeBed();
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const h = await uac.request({
+        method: "OPTIONS",
+        uri: "sip:loop@127.0.0.5",
+        from: "<sip:a@x>",
+        to: "<sip:b@y>",
+        headers: [spec({ targets: [{ uri: "sip:loop@127.0.0.5", nextHop: "udp:127.0.0.5:5060" }] })],
+      });
+      await bed.flush();
+      expect(h.outcome?.status).toBe(482);
+    });
+  });
+
+  describe("stateful proxy: forking and the response context (§16.7)", () => {
+    it("parallel: one answers 200, the other is CANCELled and its 487 is absorbed", async () => {
+      const cancelled: number[] = [];
+      const ringAndWatch: Behaviour = (tx) => {
+        tx.events.onCancel = () => cancelled.push(1);
+        send(tx.reply(180));
+      };
+      const { bed, call, seen, uases } = await setup(
+        makeBed,
+        [later(1000, (tx) => send(tx.reply(200))), ringAndWatch],
+        { targets: [target(0), target(1)] },
+      );
+      const { h, statuses } = await call();
+      await bed.advance(1000);
+      await bed.flush();
+      expect(seen.filter((s) => s.method === "INVITE").map((s) => s.uas)).toEqual([0, 1]);
+      expect(cancelled).toEqual([1]);
+      expect(h.outcome?.status).toBe(200);
+      expect(statuses.filter((s) => s >= 200)).toEqual([200]);
+      expect((await uases[1]!.stats())["4xx"]).toBe(1); // its 487
+    });
+
+    it("serial: the first group answers 486, then the next q-value group is tried and answers 200", async () => {
+      const { bed, call, seen } = await setup(makeBed, [reject(486), answer], {
+        targets: [target(1, 0.5), target(0, 1.0)],
+      });
+      const { h } = await call();
+      await bed.flush();
+      expect(seen.filter((s) => s.method === "INVITE").map((s) => s.uas)).toEqual([0, 1]);
+      expect(h.outcome?.status).toBe(200);
+    });
+
+    it("all fail: the best response is chosen (4xx over 5xx)", async () => {
+      const { bed, call } = await setup(makeBed, [reject(503), reject(486)], {
+        targets: [target(0), target(1)],
+      });
+      const { h } = await call();
+      await bed.flush();
+      expect(h.outcome?.status).toBe(486);
+    });
+
+    it("a 6xx cancels the other branches and is relayed", async () => {
+      const { bed, call, uases } = await setup(makeBed, [ring, later(500, (tx) => send(tx.reply(603)))], {
+        targets: [target(0), target(1)],
+      });
+      const { h } = await call();
+      await bed.advance(500);
+      await bed.flush();
+      expect(h.outcome?.status).toBe(603);
+      expect((await uases[0]!.stats())["4xx"]).toBe(1); // 487 after the CANCEL
+    });
+
+    it("every 2xx is relayed, even after another", async () => {
+      const { bed, call } = await setup(makeBed, [answer, answer], { targets: [target(0), target(1)] });
+      const { h, statuses } = await call();
+      await bed.flush();
+      expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+      expect(h.answers).toHaveLength(2);
+    });
+
+    it("CANCEL from upstream while branches ring: 200, CANCEL to each branch, 487 upstream, ACKed", async () => {
+      const { bed, call, uases, uac } = await setup(makeBed, [ring, ring], {
+        targets: [target(0), target(1)],
+      });
+      const { h } = await call();
+      await bed.flush();
+      expect(await h.cancel()).toBe("sent");
+      await bed.flush();
+      expect(h.outcome?.status).toBe(487);
+      expect(h.lastCancel).toMatchObject({ kind: "answered", status: 200 });
+      expect((await uases[0]!.stats())["4xx"] + (await uases[1]!.stats())["4xx"]).toBe(2);
+      expect((await uac.stats()).created).toBe(2);
+    });
+
+    it("Timer C: a branch that rings too long is CANCELled and counts as 408", async () => {
+      const { bed, call, uases } = await setup(makeBed, [ring], { targets: [target(0)], timerC: 10_000 });
+      const { h } = await call();
+      await bed.flush();
+      await bed.advance(10_000);
+      await bed.flush();
+      expect(h.outcome?.status).toBe(408);
+      expect((await uases[0]!.stats())["4xx"]).toBe(1); // the UAS answered the CANCEL with 487
+    });
+
+    it("failure hook (failure_route): new targets after all branches failed", async () => {
+      const { bed, call } = await setup(makeBed, [reject(404), answer], {
+        targets: [target(0)],
+        failover: { "404": [target(1)] },
+      });
+      const { h } = await call();
+      await bed.flush();
+      expect(h.outcome?.status).toBe(200);
+    });
+
+    it("the ACK of a 2xx is forwarded statelessly to the UAS along the Record-Route", async () => {
+      const acks: string[] = [];
+      const answerAndWatch: Behaviour = (tx, bed) => {
+        tx.events.onAck = (a) => acks.push(`${a.method} mf=${a.maxForwards} vias=${a.viaCount}`);
+        answer(tx, bed);
+      };
+      const { bed, call, uac, uases } = await setup(makeBed, [answerAndWatch], {
+        targets: [target(0)],
+        recordRoute: true,
+      });
+      const { h } = await call();
+      await bed.flush();
+      const answerRes = h.answers[0]!;
+      expect(answerRes.headerValues("record-route")).toEqual(["<sip:127.0.0.5:5060;lr>"]);
+      // The UAC sends the ACK along the route set: through the proxy, which forwards it statelessly.
+      await uac.ack2xx(h, answerRes);
+      await bed.flush();
+      expect(acks).toEqual(["ACK mf=69 vias=2"]);
+      const sent = (await uases[0]!.stats()).retransmissions;
+      await bed.advance(5000);
+      expect((await uases[0]!.stats()).retransmissions).toBe(sent); // no 2xx retransmission after the ACK
+    });
+  });
+
+  describe("stateful proxy: regressions found against SIPp", () => {
+    it("a relayed 2xx is not retransmitted by the proxy (RFC 6026: the UAS does that)", async () => {
+      const { bed, call, proxy } = await setup(makeBed, [answer], { targets: [target(0)] });
+      const { h } = await call();
+      await bed.flush();
+      expect(h.outcome?.status).toBe(200);
+      const before = (await proxy.stats()).retransmissions;
+      await bed.advance(5000);
+      expect((await proxy.stats()).retransmissions).toBe(before);
+    });
+
+    it("a relayed non-INVITE that times out gets no 408 upstream (RFC 4320) and nothing throws", async () => {
+      const bed = makeBed();
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      bed.peer("127.0.0.77"); // a next hop that never answers
+      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const h = await uac.request({
+        method: "OPTIONS",
+        uri: "sip:x@127.0.0.77",
+        from: "<sip:a@x>",
+        to: "<sip:b@y>",
+        nextHop: "udp:127.0.0.5:5060",
+      });
+      await bed.advance(40_000);
+      expect(h.outcome).toMatchObject({ status: 408, cause: "timeout" }); // the client's own Timer F
+      const st = await proxy.stats();
+      expect(st["4xx"]).toBe(0);
+      expect(st.internal_errors).toBe(0);
+    });
+
+    it("a best response naming only the proxy is answered locally, so the caller gets a final", async () => {
+      const bed = makeBed();
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      const peer = bed.peer("127.0.0.77");
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const h = await uac.request({
+        method: "INVITE",
+        uri: "sip:x@127.0.0.77",
+        from: "<sip:a@x>",
+        to: "<sip:b@y>",
+        nextHop: "udp:127.0.0.5:5060",
+      });
+      await bed.flush();
+      const inv = peer.requests("INVITE")[0]!;
+      const only = inv.headerValues("via")[0]!; // a broken UAS that answers with our Via alone
+      peer.send(
+        `SIP/2.0 486 Busy Here\r\nVia: ${only}\r\nFrom: ${inv.header("from")}\r\nTo: ${inv.header("to")};tag=u\r\n` +
+          `Call-ID: ${inv.callId}\r\nCSeq: ${inv.cseq.seq} INVITE\r\nContent-Length: 0\r\n\r\n`,
+        PROXY,
+      );
+      await bed.flush();
+      expect(h.outcome?.status).toBe(486);
+    });
+
+    it("a stray ACK whose Request-URI is the proxy itself stops there", async () => {
+      const bed = makeBed({ log: true });
+      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const peer = bed.peer("127.0.0.9");
+      peer.send(
+        "ACK sip:127.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstray\r\nMax-Forwards: 70\r\n" +
+          "From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        PROXY,
+      );
+      await bed.advance(100);
+      // Not forwarded (not even back to the proxy itself) and not answered: the only message on the wire is the ACK.
+      expect(bed.network.log.map((e) => `${e.from} → ${e.to}`)).toEqual([
+        "UDP 127.0.0.9:5060 → UDP 127.0.0.5:5060",
+      ]);
+      expect(peer.received).toHaveLength(0);
+      expect((await proxy.stats()).created).toBe(0);
+    });
+  });
+});
