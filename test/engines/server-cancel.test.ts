@@ -120,6 +120,9 @@ forEachEngine((makeBed) => {
       peer.send(HEAD("CANCEL", "z9hG4bKman"), UAS);
       await bed.flush();
       expect(responses()).toEqual(["180 INVITE", "200 CANCEL"]);
+      // No automatic 487: the INVITE waits for the user.
+      await bed.advance(1000);
+      expect(responses()).toEqual(["180 INVITE", "200 CANCEL"]);
       await txs[0]!.reply(487);
       await bed.flush();
       expect(responses()).toEqual(["180 INVITE", "200 CANCEL", "487 INVITE"]);

@@ -65,7 +65,8 @@ export class VirtualClock implements Clock {
   /** The deadline of the earliest pending timer, or undefined when none is pending. */
   nextDue(): number | undefined {
     let next: number | undefined;
-    for (const timer of this.timers) if (!timer.cancelled && (next === undefined || timer.at < next)) next = timer.at;
+    for (const timer of this.timers)
+      if (!timer.cancelled && (next === undefined || timer.at < next)) next = timer.at;
     return next;
   }
   /** Move time forward by `ms`, running every timer that falls due on the way. */
@@ -74,27 +75,34 @@ export class VirtualClock implements Clock {
   }
   /** Move time to `target`, running due timers in order; each runs with now() equal to its deadline. */
   advanceTo(target: number): void {
-    for (;;) {
-      let next: VTimer | undefined;
-      let nextIndex = -1;
-      for (let i = 0; i < this.timers.length; i++) {
-        const timer = this.timers[i]!;
-        if (timer.cancelled) continue;
-        if (
-          timer.at <= target &&
-          (!next || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq))
-        ) {
-          next = timer;
-          nextIndex = i;
-        }
-      }
-      if (!next) break;
-      this.timers.splice(nextIndex, 1);
-      if (next.at > this.t) this.t = next.at;
-      next.fn();
-    }
+    while (this.runNext(target)) {}
     this.timers = this.timers.filter((t) => !t.cancelled);
     if (target > this.t) this.t = target;
+  }
+  /**
+   * Run only the earliest timer due at or before `target` (time moves to its
+   * deadline); false when none is due. Lets a caller settle what one timer set
+   * off — elsewhere — before the next runs.
+   */
+  runNext(target: number): boolean {
+    let next: VTimer | undefined;
+    let nextIndex = -1;
+    for (let i = 0; i < this.timers.length; i++) {
+      const timer = this.timers[i]!;
+      if (timer.cancelled) continue;
+      if (
+        timer.at <= target &&
+        (!next || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq))
+      ) {
+        next = timer;
+        nextIndex = i;
+      }
+    }
+    if (!next) return false;
+    this.timers.splice(nextIndex, 1);
+    if (next.at > this.t) this.t = next.at;
+    next.fn();
+    return true;
   }
   /** Run timers that are due now without moving time. */
   runDue(): void {

@@ -295,9 +295,16 @@ export class ShardedBed extends EngineBed {
     return peer;
   }
 
-  /** Everything due at `t` (main clock and every shard's) processed, until nothing moves. */
+  /**
+   * Everything due at `t` (main clock and every shard's) processed, until
+   * nothing moves. The main clock's events — a datagram delivered, a peer's
+   * timer — run ONE at a time, each settled everywhere before the next: what
+   * the core engine does within one call (a handler's reply goes out before
+   * the next datagram is read) holds here too, across threads.
+   */
   private async stepTo(t: number): Promise<void> {
     const started = Date.now();
+    const synced = new Set<ShardedEntry>();
     for (;;) {
       if (Date.now() - started > STEP_LIMIT_MS) throw new Error(`lockstep: no rest at t=${t} ms`);
       await tick();
@@ -306,11 +313,20 @@ export class ShardedBed extends EngineBed {
         if (Date.now() - started > STEP_LIMIT_MS) throw new Error("lockstep: a control call never answered");
         await tick();
       }
-      for (const e of this.engines) await e.engine.syncShards(t);
-      this.clock.advanceTo(t);
+      let moved = false;
+      for (const e of this.engines) {
+        if (synced.has(e) && e.engine.idle) continue;
+        await e.engine.syncShards(t);
+        synced.add(e);
+        moved = true;
+      }
+      if (moved) continue;
+      if (this.clock.runNext(t)) continue;
       await tick();
-      const due = this.clock.nextDue();
-      if (this.engines.every((e) => e.engine.idle) && (due === undefined || due > t)) return;
+      if (this.engines.every((e) => e.engine.idle) && !this.clock.runNext(t)) {
+        this.clock.advanceTo(t);
+        return;
+      }
     }
   }
 
