@@ -3,7 +3,12 @@
 // threads), both on a virtual clock (@siptm/workers/testing). The automatic
 // leak check (test/setup/leak-check.ts) covers every bed made here.
 import { describe } from "vitest";
-import { BED_KINDS, type BedKind, type BedOptions, type EngineBed } from "../../packages/workers/src/testing.js";
+import {
+  BED_KINDS,
+  type BedKind,
+  type BedOptions,
+  type EngineBed,
+} from "../../packages/workers/src/testing.js";
 
 export type { BedEngine, BedKind, EngineBed } from "../../packages/workers/src/testing.js";
 
