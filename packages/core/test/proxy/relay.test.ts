@@ -56,21 +56,10 @@ function setup(
   return { bed, uac, proxy, uases, seen, target, call };
 }
 
-const ring: Behaviour = (tx) => tx.reply(180);
 const answer: Behaviour = (tx) => {
   tx.reply(180);
   tx.reply(200, undefined, { headers: [["Contact", "<sip:uas@127.0.0.10>"]] });
 };
-const reject =
-  (status: number): Behaviour =>
-  (tx) =>
-    tx.reply(status);
-const later =
-  (ms: number, then: Behaviour): Behaviour =>
-  (tx, bed) => {
-    tx.reply(180);
-    bed.clock.setTimer(bed.clock.now() + ms, () => then(tx, bed));
-  };
 
 describe("stateful proxy: core engine only", () => {
   it("a branch with no route fails alone (503) and does not leak the others", () => {
