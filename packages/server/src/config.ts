@@ -40,6 +40,19 @@ export interface ProxyTimers {
   timerC?: number;
 }
 
+/** --max-transactions when not given (the core engine's own default). */
+export const DEFAULT_MAX_TRANSACTIONS = 1_000_000;
+
+/**
+ * --max-transactions caps the whole server. With N shards (--workers N) each shard's engine enforces
+ * a cap of its own, so the server's is divided among them, rounded up: ceil(cap / N) each (the default
+ * cap too). In one thread: the cap as it is.
+ */
+export function maxTransactionsPerShard(config: Pick<ServerConfig, "maxTransactions" | "workers">): number {
+  const total = config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS;
+  return config.workers > 0 ? Math.ceil(total / config.workers) : total;
+}
+
 export interface ServerConfig {
   readonly listen: readonly ListenSpec[];
   /** null: no control server. */
@@ -55,6 +68,10 @@ export interface ServerConfig {
   readonly timers: Partial<TimerConfig>;
   /** Proxy branch timers (relay options). */
   readonly proxy: ProxyTimers;
+  /**
+   * The live-transaction cap of the whole server (undefined: DEFAULT_MAX_TRANSACTIONS). With shards
+   * each shard's engine gets its share: `maxTransactionsPerShard`.
+   */
   readonly maxTransactions: number | undefined;
   readonly answerCode: number;
   /** ms, or "never". */

@@ -92,7 +92,11 @@ export class TracedTransport implements Transport {
   }
 }
 
-function traceMessage(
+/**
+ * One --trace line: `dir`, `proto`, `peer`, `bytes` and the whole message in `sip`, at info. The same
+ * in one thread (Gate, TracedTransport) and in each shard (shard-route.ts, whose logger adds `shard`).
+ */
+export function traceMessage(
   logger: Logger,
   dir: "in" | "out",
   data: Buffer,

@@ -1,15 +1,26 @@
 /**
  * Prometheus metrics (prom-client) on GET /metrics. The tm counters are read
  * from `engine.snapshot()` at scrape time (one object copy per scrape, nothing
- * on the SIP path); the two histograms are fed by engine observers. With the
- * sharded engine the counters are its merged `stats()`, read once per scrape
- * (one control call per shard), with each shard's queue depth and live
- * transactions; the histograms stay empty there (their observers would run in
- * the shards).
+ * on the SIP path); the two histograms are fed by engine observers into plain
+ * bucket counts (histograms.ts). With the sharded engine the counters are its
+ * merged `stats()`, read once per scrape (one control call per shard), with
+ * each shard's queue depth and live transactions; the histogram observers run
+ * in the shards (on each shard's engine, installed by shard-route.ts), and each
+ * scrape fetches every shard's bucket counts over the control plane
+ * (`ShardedEngine.routeCall`, one call per shard) and adds them up here — never
+ * a message per observation across threads.
  */
-import type { Engine, Observers, StatsSnapshot, Transaction } from "@siptm/core";
+import type { Engine, StatsSnapshot } from "@siptm/core";
 import type { EngineStats } from "@siptm/workers";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
+import {
+  DURATION_BUCKETS,
+  FIRST_RESPONSE_BUCKETS,
+  type HistogramData,
+  ShardHistogramMerge,
+  type TxHistogramData,
+  TxHistograms,
+} from "./histograms.js";
 
 const GAUGES = new Set(["current", "waiting"]);
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"] as const;
@@ -37,6 +48,8 @@ export interface MetricsOptions {
 export interface ShardedStatsSource {
   stats(): Promise<EngineStats>;
   initial: EngineStats;
+  /** Each shard's histogram counts (histograms.ts `ShardHistograms`, one entry per shard), read at each scrape. */
+  histograms?(): Promise<readonly unknown[]>;
 }
 
 /** Keys of EngineStats that are not per-engine counters (the coordinator's own, and the shard list). */
@@ -55,19 +68,20 @@ const NOT_TM = new Set([
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly txDuration: Histogram<"kind">;
-  private readonly firstResponse: Histogram<"method">;
-  private readonly answered = new WeakSet<Transaction>();
-  private readonly engine: Engine | undefined;
   private readonly sharded: ShardedStatsSource | undefined;
+  /** One thread: the engine's histograms. */
+  private readonly local: TxHistograms | undefined;
+  /** Sharded: the shards' histograms, merged. */
+  private readonly merged = new ShardHistogramMerge();
   /** The sharded engine's stats of the scrape in progress. */
   private last: EngineStats | undefined;
+  /** The histogram counts of the scrape in progress (read once for both histograms). */
+  private scrape: TxHistogramData | undefined;
 
   constructor(source: Engine | ShardedStatsSource, opts: MetricsOptions = {}) {
     const registers = [this.registry];
     const engine = "initial" in source ? undefined : source;
     const sharded = "initial" in source ? source : undefined;
-    this.engine = engine;
     this.sharded = sharded;
     if (sharded) this.last = sharded.initial;
     const snap = (): StatsSnapshot => (engine ? engine.snapshot() : this.last!);
@@ -132,46 +146,87 @@ export class Metrics {
         else this.set({ shard: "0" }, engine!.table.size);
       },
     });
-    this.txDuration = new Histogram({
-      name: "siptm_tm_transaction_duration_seconds",
-      help: "life of a transaction, creation to free (waiting states included)",
-      labelNames: ["kind"],
-      buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 32, 64, 180],
-      registers,
-    });
-    this.firstResponse = new Histogram({
-      name: "siptm_tm_client_first_response_seconds",
-      help: "client transactions: time from the request to the first response",
-      labelNames: ["method"],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 32],
-      registers,
-    });
+    this.local = engine ? new TxHistograms(engine) : undefined;
+    const data = () => this.histogramData();
+    this.registry.registerMetric(
+      histogramMetric(
+        "siptm_tm_transaction_duration_seconds",
+        "life of a transaction, creation to free (waiting states included)",
+        "kind",
+        DURATION_BUCKETS,
+        () => data().duration,
+      ),
+    );
+    this.registry.registerMetric(
+      histogramMetric(
+        "siptm_tm_client_first_response_seconds",
+        "client transactions: time from the request to the first response",
+        "method",
+        FIRST_RESPONSE_BUCKETS,
+        () => data().firstResponse,
+      ),
+    );
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "siptm_" });
-    if (engine) this.observe(engine.observers);
   }
 
-  private observe(observers: Observers): void {
-    const prevDestroyed = observers.destroyed;
-    observers.destroyed = (tx) => {
-      this.txDuration.observe({ kind: tx.kind }, (this.engine!.now() - tx.createdAt) / 1000);
-      this.answered.delete(tx);
-      if (prevDestroyed) prevDestroyed(tx);
-    };
-    const prevResponseIn = observers.responseIn;
-    observers.responseIn = (tx, res) => {
-      if (!this.answered.has(tx)) {
-        this.answered.add(tx);
-        this.firstResponse.observe(
-          { method: tx.method === "INVITE" ? "INVITE" : "other" },
-          (this.engine!.now() - tx.createdAt) / 1000,
-        );
-      }
-      if (prevResponseIn) prevResponseIn(tx, res);
-    };
+  private histogramData(): TxHistogramData {
+    if (!this.scrape) this.scrape = this.local ? this.local.data : this.merged.total();
+    return this.scrape;
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
-    if (this.sharded) this.last = await this.sharded.stats();
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    if (this.sharded) {
+      const [stats, shards] = await Promise.all([
+        this.sharded.stats(),
+        // A failed read leaves the last counts in place: the scrape still answers.
+        this.sharded.histograms?.().catch(() => undefined),
+      ]);
+      this.last = stats;
+      if (shards) this.merged.update(shards);
+    }
+    this.scrape = undefined;
+    try {
+      return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    } finally {
+      this.scrape = undefined;
+    }
   }
+}
+
+/**
+ * A Prometheus histogram rendered from plain bucket counts, in prom-client's
+ * own text layout (`_bucket{le,…}` cumulative, `+Inf`, `_sum`, `_count`).
+ * prom-client's `Histogram` cannot be set from counts kept elsewhere (it only
+ * observes), so this is a collector object of the shape the registry reads —
+ * name, help, type and `get()` — as prom-client's own AggregatorRegistry
+ * registers for merged cluster metrics.
+ */
+function histogramMetric(
+  name: string,
+  help: string,
+  labelName: string,
+  bounds: readonly number[],
+  read: () => HistogramData,
+): Metric {
+  const type = "histogram";
+  const get = async () => {
+    const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+    for (const [label, s] of Object.entries(read())) {
+      let acc = 0;
+      bounds.forEach((le, i) => {
+        acc += s.counts[i] ?? 0;
+        values.push({ metricName: `${name}_bucket`, labels: { le, [labelName]: label }, value: acc });
+      });
+      values.push({
+        metricName: `${name}_bucket`,
+        labels: { le: "+Inf", [labelName]: label },
+        value: s.count,
+      });
+      values.push({ metricName: `${name}_sum`, labels: { [labelName]: label }, value: s.sum });
+      values.push({ metricName: `${name}_count`, labels: { [labelName]: label }, value: s.count });
+    }
+    return { name, help, type, aggregator: "sum", values };
+  };
+  const reset = () => {};
+  return { name, help, type, aggregator: "sum", get, reset } as unknown as Metric;
 }

@@ -43,7 +43,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     short: "w",
     arg: "N",
-    help: "shards (worker threads) to spread transactions across by Call-ID (default: CPU count; 0 = one thread). --trace runs in 1 thread",
+    help: "shards (worker threads) to spread transactions across by Call-ID (default: CPU count; 0 = one thread)",
   },
   {
     name: "route",
@@ -88,7 +88,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     name: "max-transactions",
     type: "string",
     arg: "N",
-    help: "live transaction cap; past it new requests get 503 + Retry-After (default 1000000)",
+    help: "live transaction cap of the whole server; past it new requests get 503 + Retry-After (default 1000000). With --workers N each shard enforces ceil(cap / N)",
   },
   {
     name: "answer-code",
@@ -114,7 +114,11 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     arg: "LEVEL",
     help: "fatal|error|warn|info|debug|trace|silent, JSON lines on stderr (default warn)",
   },
-  { name: "trace", type: "boolean", help: "log every SIP message in and out at info level" },
+  {
+    name: "trace",
+    type: "boolean",
+    help: "log every SIP message in and out at info level (with --workers N, logged by the shard that handles it, with its number)",
+  },
   {
     name: "status-interval",
     type: "string",

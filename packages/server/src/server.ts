@@ -19,8 +19,9 @@ import {
   type Transport,
 } from "@siptm/core";
 import { ShardedEngine, type ShardServerHandle, type TransactionEngine, wrapEngine } from "@siptm/workers";
-import type { ServerConfig } from "./config.js";
+import { maxTransactionsPerShard, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
+import { SHARD_HISTOGRAMS } from "./histograms.js";
 import { type ControlServer, startControl } from "./http.js";
 import { contactFor, makeIsLocal } from "./local.js";
 import { createLogger, type Logger } from "./log.js";
@@ -50,13 +51,14 @@ export interface ServerInfo {
   readonly routeDescription: string | undefined;
   /**
    * `requested`: --workers. `shards`: worker threads the sharded engine runs (0 = the one-thread
-   * core engine). `note`: why the server runs in one thread although workers were asked for.
+   * core engine). `note`: why the server runs in one thread although workers were asked for (no
+   * option forces that at present: always undefined).
    */
   readonly workers: { requested: number; threads: number; shards: number; note: string | undefined };
 }
 
 export interface RunningServer {
-  /** The one-thread core engine (--workers 0, or a fallback to one thread); undefined when sharded. */
+  /** The one-thread core engine (--workers 0); undefined when sharded. */
   readonly engine: Engine | undefined;
   /** The sharded engine (--workers N ≥ 1); undefined in one thread. */
   readonly sharded: ShardedEngine | undefined;
@@ -99,20 +101,12 @@ export function versions(): { version: string; coreVersion: string } {
   return { version, coreVersion };
 }
 
-/** Why the server runs in one thread although --workers asked for shards (undefined: it shards). */
-function oneThreadReason(config: ServerConfig): string | undefined {
-  if (config.workers === 0) return undefined;
-  if (config.trace) return "--trace: the wire log runs in 1 thread";
-  return undefined;
-}
-
 export async function startServer(config: ServerConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel, config.trace);
   // Load the route first: a bad route fails before any socket is bound.
   const loaded = await loadRoute(config.route, config.routeBase);
-  const note = oneThreadReason(config);
-  if (config.workers > 0 && note === undefined) return startSharded(config, logger, loaded);
-  return startOneThread(config, logger, loaded, note);
+  if (config.workers > 0) return startSharded(config, logger, loaded);
+  return startOneThread(config, logger, loaded);
 }
 
 /** RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on. */
@@ -194,7 +188,7 @@ async function startSharded(
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
     engine: {
       timers: config.timers,
-      maxTransactions: config.maxTransactions,
+      maxTransactions: maxTransactionsPerShard(config),
       advertisedHost: config.advertise,
       mergedRequests: mergedRequestsFor(config),
     },
@@ -224,7 +218,12 @@ async function startSharded(
     port: a.port,
   }));
   registrar.start();
-  const metrics = new Metrics({ stats: () => sharded.stats(), initial: await sharded.stats() });
+  const metrics = new Metrics({
+    stats: () => sharded.stats(),
+    initial: await sharded.stats(),
+    // The histograms are counted in the shards (shard-route.ts); read at each scrape.
+    histograms: () => sharded.routeCall(SHARD_HISTOGRAMS),
+  });
   let draining = false;
   let ctl: Control;
   try {
@@ -350,16 +349,15 @@ async function describeRoute(
 
 const SHARD_DRAIN_MARGIN_MS = 1_000;
 
-/** --workers 0 (or a fallback to one thread): the core Engine and its transports on the main thread. */
+/** --workers 0: the core Engine and its transports on the main thread. */
 async function startOneThread(
   config: ServerConfig,
   logger: Logger,
   loaded: LoadedRoute,
-  note: string | undefined,
 ): Promise<RunningServer> {
   const { version, coreVersion } = versions();
   const startedAt = Date.now();
-  const workers = { requested: config.workers, threads: 1, shards: 0, note };
+  const workers = { requested: config.workers, threads: 1, shards: 0, note: undefined };
   // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
   const resolver = makeResolver(config);
   const engine = new Engine({

@@ -12,6 +12,15 @@
  * it, and the module reads it back from `import.meta.url`). No environment
  * variable, no shared file. The bound sockets (real ports, also for port 0)
  * come from the shard's context (`listeners`).
+ *
+ * Besides the route, what the server produces where the messages are:
+ * - --trace: the wire log of this shard (a tap on its engine's messages in and
+ *   out, `ctx.tap`), the same lines as in one thread plus `shard`;
+ * - the /metrics histograms: observers on this shard's engine count into plain
+ *   buckets, which the main thread reads at scrape time
+ *   (`ctx.provide(SHARD_HISTOGRAMS)`, histograms.ts);
+ * - on shutdown (`ShardedEngine.close()`, after the drain) the route's
+ *   `close()`, then the shard's timers and registrar (`ctx.onClose`).
  */
 import {
   type Engine,
@@ -21,7 +30,10 @@ import {
   type ServerTransactionHandle,
   type Source,
 } from "@siptm/core";
+import type { RouteContext as ShardContext } from "@siptm/workers";
 import type { ServerConfig } from "./config.js";
+import { traceMessage } from "./gate.js";
+import { SHARD_HISTOGRAMS, type ShardHistograms, TxHistograms } from "./histograms.js";
 import { contactFor, makeIsLocal } from "./local.js";
 import { createLogger } from "./log.js";
 import { Registrar } from "./registrar.js";
@@ -52,18 +64,8 @@ function readConfig(): ShardRouteConfig {
   return JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as ShardRouteConfig;
 }
 
-/** What `ShardedEngine` passes besides the engine (see @siptm/workers `RouteContext`). */
-interface ShardInfo {
-  shard: number;
-  shards: number;
-  incarnation: number;
-  forward: ((tx: ServerTransactionHandle) => void) | undefined;
-  /** The coordinator's sockets with their bound ports. */
-  listeners: ReadonlyArray<{ protocol: string; address: string; port: number }>;
-}
-
 /** The shard's route module: build the RouteContext on this shard's engine and install the server's route. */
-export default async function shardRoute(engine: Engine, info: ShardInfo): Promise<void> {
+export default async function shardRoute(engine: Engine, info: ShardContext): Promise<void> {
   const { route, routeBase, config, registrarChannel } = readConfig();
   const sockets: BoundSocket[] = info.listeners.map((l) => ({
     protocol: l.protocol === "TCP" ? "TCP" : "UDP",
@@ -72,6 +74,18 @@ export default async function shardRoute(engine: Engine, info: ShardInfo): Promi
   }));
   const logger = createLogger(config.logLevel, config.trace).child({ shard: info.shard });
   const routeLogger = logger.child({ component: "route" });
+  if (config.trace) {
+    const sip = logger.child({ component: "sip" });
+    info.tap({
+      in: (data, s) => traceMessage(sip, "in", data, s.protocol, s.address, s.port),
+      out: (data, d) => traceMessage(sip, "out", data, d.protocol, d.address, d.port),
+    });
+  }
+  const histograms = new TxHistograms(engine);
+  info.provide(
+    SHARD_HISTOGRAMS,
+    (): ShardHistograms => ({ incarnation: info.incarnation, data: histograms.data }),
+  );
 
   // The shard's engine is built by the shard from plain-data options: a Resolver (an object with
   // caches and DNS handles) cannot be cloned into it, so the shard gets its own here, before any
@@ -89,7 +103,7 @@ export default async function shardRoute(engine: Engine, info: ShardInfo): Promi
   // registrar of this shard's own.
   const registrar = new Registrar({ now: () => engine.now() });
   const shared = registrarChannel !== undefined && info.forward !== undefined;
-  if (shared) subscribeReplica(registrarChannel, registrar);
+  const unsubscribe = shared ? subscribeReplica(registrarChannel, registrar) : undefined;
   const ctx: RouteContext = {
     engine,
     config,
@@ -112,5 +126,16 @@ export default async function shardRoute(engine: Engine, info: ShardInfo): Promi
     return false;
   });
   registrar.start();
+  // Shutdown, after the drain (as in one thread): the route's close(), then our timers and registrar.
+  info.onClose(async () => {
+    try {
+      await handlers.close?.();
+    } catch (err) {
+      routeLogger.warn({ err }, "route close failed");
+    }
+    scheduler.close();
+    registrar.stop();
+    unsubscribe?.();
+  });
   logger.debug({ shard: info.shard, route: loaded.name }, "route installed in shard");
 }

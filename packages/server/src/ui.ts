@@ -2,7 +2,7 @@
 
 import type { StatsSnapshot, TimerConfig } from "@siptm/core";
 import type { ServerConfig } from "./config.js";
-import { hostPort } from "./config.js";
+import { DEFAULT_MAX_TRANSACTIONS, hostPort, maxTransactionsPerShard } from "./config.js";
 import type { ServerInfo } from "./server.js";
 
 export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): string {
@@ -33,7 +33,9 @@ export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): 
       config.proxy.frTimer !== undefined ? ` fr=${config.proxy.frTimer}` : ""
     }${config.proxy.timerC !== undefined ? ` timer_c=${config.proxy.timerC}` : ""} ms`,
   );
-  lines.push(`  limits:   ${config.maxTransactions ?? 1_000_000} transactions`);
+  const cap = config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS;
+  const perShard = maxTransactionsPerShard({ maxTransactions: cap, workers: w.shards });
+  lines.push(`  limits:   ${cap} transactions${w.shards > 0 ? ` (${perShard} per shard)` : ""}`);
   const quiet = ["fatal", "error", "warn", "silent"].includes(config.logLevel);
   const level = config.trace && quiet ? "info (raised by --trace)" : config.logLevel;
   lines.push(

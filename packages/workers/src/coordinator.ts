@@ -330,6 +330,14 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private flushScheduled = false;
   /** Control calls sent and not answered yet (lockstep tests wait for none). */
   private pendingCalls = 0;
+  /**
+   * Lockstep: things whose effects in a shard the data port has not yet been
+   * synced past — control calls answered (what they sent comes on the data
+   * port after their answer), send errors posted — and their count when the
+   * last sync began.
+   */
+  private unsynced = 0;
+  private unsyncedAtSync = 0;
   private syncSeq = 0;
   private readonly counters = emptyCoordinatorStats();
   private userErrors = 0;
@@ -568,6 +576,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     return new Promise<T>((resolve, reject) => {
       const failed = (e: unknown) => {
         this.pendingCalls--;
+        this.unsynced++;
         reject(e);
       };
       inc.calls.add(failed);
@@ -575,6 +584,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         (v) => {
           if (!inc.calls.delete(failed)) return;
           this.pendingCalls--;
+          this.unsynced++;
           resolve(v);
         },
         (e: unknown) => {
@@ -712,6 +722,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
           const e = err as TransportSendError;
           const cause = e.cause instanceof Error ? e.cause.message : undefined;
           inc.data.postMessage({ sendError: id, code: e.code ?? "EIO", message: cause ?? e.message });
+          this.unsynced++;
         },
       });
   }
@@ -979,6 +990,33 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     );
   }
 
+  /**
+   * Call the function the route module provided as `name` (`ctx.provide(name, fn)`) in EVERY shard,
+   * over the control plane (arguments and results are structured-cloned; for what is read now and
+   * then, never per message). One result per shard, in shard order; `undefined` for a shard that is
+   * not running (restarting, or ending during the call). Rejects when a shard's function throws or
+   * was not provided (code ENOROUTEFN).
+   */
+  async routeCall(name: string, ...args: unknown[]): Promise<unknown[]> {
+    return Promise.all(
+      this.slots.map(async (slot) => {
+        const inc = slot.inc;
+        if (!slot.alive || !inc || inc.ended) return undefined;
+        let r: Result<unknown>;
+        try {
+          r = await this.call<Result<unknown>>(slot.index, (api) => api.routeCall(name, args));
+        } catch (err) {
+          if (inc.ended) return undefined;
+          throw err;
+        }
+        if (r.ok) return r.value;
+        const err = toError(r);
+        if (r.code && !("code" in err)) Object.assign(err, { code: r.code });
+        throw err;
+      }),
+    );
+  }
+
   /** Test hook (`testHooks`): kill shard `shard` — `process.exit` in its thread, or an uncaught throw. */
   async crashShard(shard: number, mode: "exit" | "throw" = "exit"): Promise<void> {
     if (!this.opts.testHooks) throw new Error("test hooks are off");
@@ -1006,6 +1044,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
    */
   async syncShards(t: number): Promise<number | undefined> {
     if (!this.opts.virtualClock) throw new Error("syncShards: the engine has no virtual clock");
+    // What a control call sent leaves on the data port after its answer (another port): this sync,
+    // answered on the data port, comes after it.
+    this.unsyncedAtSync = this.unsynced;
     await Promise.all(
       this.slots.map((slot) => {
         const inc = slot.inc;
@@ -1022,9 +1063,17 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     return this.shardsNextDue;
   }
 
-  /** Lockstep: nothing waits in the coordinator — no message queued for a shard, no control call unanswered. */
+  /**
+   * Lockstep: nothing waits — no message queued for a shard or posted and not
+   * yet processed, no control call unanswered, none answered since the last
+   * sync (what it sent may still be on its way).
+   */
   get idle(): boolean {
-    return this.pendingCalls === 0 && this.slots.every((s) => s.pending.count === 0);
+    return (
+      this.pendingCalls === 0 &&
+      this.unsynced === this.unsyncedAtSync &&
+      this.slots.every((s) => s.pending.count === 0 && s.inFlight === 0)
+    );
   }
 
   /** Lockstep: no control call unanswered. */

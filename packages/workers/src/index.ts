@@ -28,6 +28,7 @@ export { ShardClientHandle, ShardServerHandle } from "./handles.js";
 export { hashBytes, hashString, shardOf } from "./hash.js";
 export type { ShardEngineOptions } from "./protocol.js";
 export { buildReject } from "./reject.js";
+export type { RouteFunction, WireTap } from "./route-hooks.js";
 export { branchShard, isResponse, methodKind, newViaScan, scanTopVia, type ViaScan } from "./scan.js";
 export type { RouteContext, RouteModule } from "./shard.js";
 export const SHARDING_AVAILABLE = true as const;

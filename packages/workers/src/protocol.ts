@@ -165,6 +165,8 @@ export interface ShardApi {
   ): Result<void>;
   ack2xx(handleId: number, answer: Uint8Array): Result<void>;
   config(patch: Partial<ShardConfig>): ShardConfig;
+  /** Call the function the route module provided as `name` (`RouteContext.provide`, route-hooks.ts). */
+  routeCall(name: string, args: unknown[]): Promise<Result<unknown>>;
   /** Wait until no transaction is live or `timeoutMs` passed; resolves with the live count. */
   drain(timeoutMs: number): Promise<number>;
   /** Close the engine and end the task (its promise resolves with a ShardExit). */

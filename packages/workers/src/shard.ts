@@ -66,11 +66,12 @@ import type {
   ListenerInfo,
   Result,
   ShardApi,
-  ShardHealth,
   ShardConfig,
   ShardExit,
+  ShardHealth,
   ShardTask,
 } from "./protocol.js";
+import { type RouteFunction, RouteHooks, type WireTap } from "./route-hooks.js";
 import { branchPrefixOf } from "./scan.js";
 
 /** What a route module's default export gets besides the engine. */
@@ -82,6 +83,15 @@ export interface RouteContext {
   forward: ((tx: ServerTransactionHandle) => void) | undefined;
   /** The coordinator's sockets (its `addresses`, with the bound ports), in listen order. */
   listeners: readonly ListenerInfo[];
+  /**
+   * Name a function the main thread calls on every shard with `ShardedEngine.routeCall(name, ...args)`
+   * (control plane; arguments and result structured-cloned). See route-hooks.ts.
+   */
+  provide(name: string, fn: RouteFunction): void;
+  /** Run `fn` when the shard shuts down (`ShardedEngine.close()`): after the drain, before its engine closes. */
+  onClose(fn: () => void | Promise<void>): void;
+  /** Watch every message the shard's engine receives and sends (a wire trace); a throw out of it is ignored. */
+  tap(tap: WireTap): void;
 }
 
 /** A route module: `export default function route(engine, ctx) { engine.onRequest = … }`. */
@@ -236,10 +246,12 @@ export class ChannelTransport implements Transport {
     readonly localPort: number,
     private readonly listener: number,
     private readonly out: Outbox,
+    private readonly hooks?: RouteHooks,
   ) {
     this.reliable = protocol === "TCP" || protocol === "TLS" || protocol === "WS" || protocol === "WSS";
   }
   send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void {
+    if (this.hooks?.tapping) this.hooks.tapOut(data, dest);
     this.out.send(this.listener, data, dest, onError);
   }
   close(): Promise<void> {
@@ -290,6 +302,8 @@ class Shard {
   private lastSweep = performance.now();
   private finished: ((exit: ShardExit) => void) | undefined;
   private stopped = false;
+  /** The route's control functions, close hooks and wire taps (route-hooks.ts). */
+  private readonly hooks = new RouteHooks();
   /** Lockstep tests only: the engine's virtual clock, moved by REC_SYNC records. */
   private readonly vclock: VirtualClock | undefined;
 
@@ -305,7 +319,7 @@ class Shard {
     });
     this.out = new Outbox(task.data, task.batch, () => this.engine.stats.current);
     task.listeners.forEach((l, i) => {
-      this.engine.addTransport(new ChannelTransport(l.protocol, l.address, l.port, i, this.out));
+      this.engine.addTransport(new ChannelTransport(l.protocol, l.address, l.port, i, this.out, this.hooks));
     });
     this.chainDestroyed();
   }
@@ -337,6 +351,9 @@ class Shard {
         incarnation: task.incarnation,
         forward: task.forward ? (tx) => this.forward(tx) : undefined,
         listeners: task.listeners.map((l) => ({ ...l })),
+        provide: (name, fn) => this.hooks.provide(name, fn),
+        onClose: (fn) => this.hooks.onClose(fn),
+        tap: (tap) => this.hooks.tap(tap),
       };
       await (mod.default as RouteModule)(this.engine, ctx);
       // A route that installed its own `destroyed` observer replaced ours: chain it again.
@@ -403,6 +420,7 @@ class Shard {
       // and a view would keep the whole batch alive with it.
       const data = Buffer.allocUnsafe(r.data.length);
       data.set(r.data);
+      if (this.hooks.tapping) this.hooks.tapIn(data, source);
       engine.onMessage(data, source);
       n++;
     }
@@ -414,10 +432,13 @@ class Shard {
     // The coordinator's queue counts messages, not lockstep records.
     this.out.ack(r.count - syncs);
     if (sync >= 0) {
-      // Lockstep: answer once the whole batch is processed, with the shard's next deadline, at once.
-      const due = this.vclock?.nextDue();
-      this.out.record(REC_SYNC, 0, 0, sync, 0, due === undefined ? "" : String(due), "");
-      this.out.flush();
+      // Lockstep: answer once the whole batch is processed and the promise jobs it started have run
+      // (a route's async next-hop resolution…), with the shard's next deadline.
+      setImmediate(() => {
+        const due = this.vclock?.nextDue();
+        this.out.record(REC_SYNC, 0, 0, sync, 0, due === undefined ? "" : String(due), "");
+        this.out.flush();
+      });
     }
   }
 
@@ -547,6 +568,7 @@ class Shard {
           engine.ack2xx(h, res);
         }),
       config: (patch) => this.configure(patch),
+      routeCall: (name, args) => this.hooks.call(name, args),
       drain: (timeoutMs) => this.drain(timeoutMs),
       shutdown: () => {
         setImmediate(() => this.finish());
@@ -590,6 +612,8 @@ class Shard {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    // The route's close hooks, after the drain, while the engine and the outgoing batch still work.
+    await this.hooks.close();
     const abandoned = this.engine.stats.current;
     await this.engine.close();
     this.out.close();

@@ -196,16 +196,36 @@ export class CoreBed extends EngineBed {
   peer(address: string, port = 5060, protocol: "UDP" | "TCP" = "UDP"): Peer {
     return this.bed.peer(address, port, protocol);
   }
+  /** What is due now, then the promise jobs it started (a route's async next-hop resolution…), until nothing is due. */
   async flush(): Promise<void> {
-    this.bed.flush();
+    const clock = this.clock;
+    for (;;) {
+      this.bed.flush();
+      await tick();
+      const due = clock.nextDue();
+      if (due === undefined || due > clock.now()) return;
+    }
   }
+  /** Deadline by deadline, with the promise jobs of each settled before the next. */
   async advance(ms: number): Promise<void> {
-    this.bed.advance(ms);
+    const clock = this.clock;
+    const target = clock.now() + ms;
+    for (;;) {
+      await this.flush();
+      const due = clock.nextDue();
+      if (due === undefined || due > target) break;
+      clock.advanceTo(due);
+    }
+    clock.advanceTo(target);
+    await this.flush();
   }
   async settle(): Promise<void> {
-    this.bed.settle();
+    let longest = 0;
+    for (const e of this.engines) longest = Math.max(longest, e.longestTimer);
+    await this.advance(longest + 1_000);
   }
   async leaks(): Promise<string[]> {
+    await this.settle();
     return this.bed.leaks();
   }
   async close(): Promise<void> {
