@@ -42,10 +42,9 @@ export class SiptmServer {
 
   constructor(extra: string[]) {
     const cli = requireServerBuild();
-    // `--trace` logs every SIP message in and out (pino JSON on stderr): shown when a test fails.
-    // One thread with `--trace` unless the test asks for shards (the wire trace exists only in one thread).
-    const w = extra.indexOf("--workers");
-    const threads = w < 0 ? ["--workers", "0", "--trace"] : extra[w + 1] === "0" ? ["--trace"] : [];
+    // `--trace` logs every SIP message in and out (pino JSON on stderr, from each shard with shards):
+    // shown when a test fails, and read by `trace()`. One thread unless the test asks for shards.
+    const threads = extra.includes("--workers") ? ["--trace"] : ["--workers", "0", "--trace"];
     this.args = [cli, "serve", "--listen", `udp:${HOST}:0`, "--rpc", `${HOST}:0`, ...threads, ...extra];
     const { SIPTM_RPC_TOKEN: _drop, ...env } = process.env;
     this.child = spawn(process.execPath, this.args, { env, stdio: ["ignore", "pipe", "pipe"] });
