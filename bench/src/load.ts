@@ -8,6 +8,7 @@
  *
  * Options: --step=SECONDS  --rates=250,500,…  --scenarios=uas,cancel,proxy,register
  *          --systems=siptm,kamailio,sip  --memory=10000,50000,100000 (0 = skip)
+ *          --shards=1,2 (the siptm --workers N variants beside the one-thread server)
  *          --no-install (do not apt-get what is missing)  --keep-files (keep SIPp's folders)
  *          --render=results/load-DATE.json (write the Markdown and the chart of a recorded run again)
  *
@@ -87,6 +88,8 @@ interface Args {
   render: string | undefined;
   costRate: number;
   goalRate: number;
+  /** siptm --workers N variants measured beside the one-thread server. */
+  shards: number[];
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -103,6 +106,7 @@ function parseArgs(argv: readonly string[]): Args {
     render: undefined,
     costRate: 500,
     goalRate: 2000,
+    shards: [1, 2],
   };
   const list = (v: string) =>
     v
@@ -121,6 +125,10 @@ function parseArgs(argv: readonly string[]): Args {
         .map(Number)
         .filter((n) => n > 0);
     else if (key === "--cost-rate") args.costRate = Number(value);
+    else if (key === "--shards")
+      args.shards = list(value)
+        .map(Number)
+        .filter((n) => Number.isInteger(n) && n > 0);
     else if (key === "--render") args.render = value;
     else if (a === "--no-install") args.install = false;
     else if (a === "--keep-files") args.keepFiles = true;
@@ -749,8 +757,9 @@ async function main(): Promise<number> {
         "node packages/server/dist/cli.js serve --workers 0 --route uas|default [--answer-after never]",
     });
     if (probe.sharded) {
-      if (args.quick) notes.push("--quick: siptm --workers 1 and 2 run in the uas scenario only.");
-      for (const w of [1, 2]) {
+      if (args.quick)
+        notes.push(`--quick: siptm --workers ${args.shards.join("/")} run in the uas scenario only.`);
+      for (const w of args.shards) {
         systems.push({ id: `siptm-w${w}`, label: `siptm --workers ${w}`, kind: "siptm", workers: w });
         infos.push({
           id: `siptm-w${w}`,
@@ -762,7 +771,7 @@ async function main(): Promise<number> {
       }
     } else {
       skipped.push(
-        `siptm --workers 1/2 not measured: the server runs in one thread (banner: "${probe.line}")`,
+        `siptm --workers ${args.shards.join("/")} not measured: the server runs in one thread (banner: "${probe.line}")`,
       );
     }
   }
