@@ -74,6 +74,20 @@ export type Result<T> =
   | { ok: true; value: T }
   | { ok: false; name: string; code: string | undefined; message: string };
 
+/** A thrown value as a control-plane failure (name, code and message survive the clone). */
+export function failure(err: unknown): Extract<Result<never>, { ok: false }> {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return {
+      ok: false,
+      name: err.name,
+      code: typeof code === "string" ? code : undefined,
+      message: err.message,
+    };
+  }
+  return { ok: false, name: "Error", code: undefined, message: String(err) };
+}
+
 /** RequestOptions without the callbacks (those stay on the main thread). */
 export type PlainRequestOptions = Omit<
   RequestOptions,

@@ -16,7 +16,7 @@
  * again, which provides its functions again.
  */
 import type { Destination, Source } from "@siptm/core";
-import type { Result } from "./protocol.js";
+import { failure, type Result } from "./protocol.js";
 
 /** A function a route provides to the main thread; its arguments and result must be structured-cloneable. */
 export type RouteFunction = (...args: never[]) => unknown;
@@ -27,19 +27,6 @@ export interface WireTap {
   in?(data: Buffer, source: Source): void;
   /** A message the shard's engine sends (`dest`: the peer). */
   out?(data: Buffer, dest: Destination): void;
-}
-
-function failure(err: unknown): Extract<Result<never>, { ok: false }> {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return {
-      ok: false,
-      name: err.name,
-      code: typeof code === "string" ? code : undefined,
-      message: err.message,
-    };
-  }
-  return { ok: false, name: "Error", code: undefined, message: String(err) };
 }
 
 export class RouteHooks {

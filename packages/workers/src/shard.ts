@@ -60,16 +60,17 @@ import {
   SEV_CANCEL,
   SEV_TERMINATED,
 } from "./batch.js";
-import type {
-  BatchLimits,
-  CreatedRequest,
-  ListenerInfo,
-  Result,
-  ShardApi,
-  ShardConfig,
-  ShardExit,
-  ShardHealth,
-  ShardTask,
+import {
+  type BatchLimits,
+  type CreatedRequest,
+  failure,
+  type ListenerInfo,
+  type Result,
+  type ShardApi,
+  type ShardConfig,
+  type ShardExit,
+  type ShardHealth,
+  type ShardTask,
 } from "./protocol.js";
 import { type RouteFunction, RouteHooks, type WireTap } from "./route-hooks.js";
 import { branchPrefixOf } from "./scan.js";
@@ -259,24 +260,11 @@ export class ChannelTransport implements Transport {
   }
 }
 
-function fail(err: unknown): { ok: false; name: string; code: string | undefined; message: string } {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return {
-      ok: false,
-      name: err.name,
-      code: typeof code === "string" ? code : undefined,
-      message: err.message,
-    };
-  }
-  return { ok: false, name: "Error", code: undefined, message: String(err) };
-}
-
 function attempt<T>(fn: () => T): Result<T> {
   try {
     return { ok: true, value: fn() };
   } catch (err) {
-    return fail(err);
+    return failure(err);
   }
 }
 

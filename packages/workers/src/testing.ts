@@ -46,7 +46,7 @@ import {
 } from "./api.js";
 import { ShardedEngine } from "./coordinator.js";
 import type { ShardServerHandle } from "./handles.js";
-import type { RequestFromOptions } from "./protocol.js";
+import type { RequestFromOptions, ShardHealth } from "./protocol.js";
 import type { RouteContext } from "./shard.js";
 
 export type BedKind = "core" | "sharded";
@@ -103,26 +103,18 @@ export abstract class EngineBed {
   abstract flush(): Promise<void>;
   /** Move time forward by `ms`, everything due on the way processed in order. */
   abstract advance(ms: number): Promise<void>;
+  /** The longest timer of any engine made here (ms). */
+  protected abstract get longestTimer(): number;
   /** Run the clocks past every engine's longest timer. */
-  abstract settle(): Promise<void>;
+  settle(): Promise<void> {
+    return this.advance(this.longestTimer + 1_000);
+  }
   /** Problems found after settling: leaks, armed timers, reference faults. */
   abstract leaks(): Promise<string[]>;
   abstract close(): Promise<void>;
 }
 
-function describeLeaks(
-  name: string,
-  h: {
-    created: number;
-    freed: number;
-    ctxCreated: number;
-    ctxFreed: number;
-    table: number;
-    armedTimers: number;
-    refFaults: string[];
-    live: string[];
-  },
-): string[] {
+function describeLeaks(name: string, h: ShardHealth): string[] {
   const out: string[] = [];
   if (h.created !== h.freed)
     out.push(
@@ -219,10 +211,8 @@ export class CoreBed extends EngineBed {
     clock.advanceTo(target);
     await this.flush();
   }
-  async settle(): Promise<void> {
-    let longest = 0;
-    for (const e of this.engines) longest = Math.max(longest, e.longestTimer);
-    await this.advance(longest + 1_000);
+  protected get longestTimer(): number {
+    return Math.max(0, ...this.engines.map((e) => e.longestTimer));
   }
   async leaks(): Promise<string[]> {
     await this.settle();
@@ -375,10 +365,8 @@ export class ShardedBed extends EngineBed {
   advance(ms: number): Promise<void> {
     return this.advanceTo(this.clock.now() + ms);
   }
-  async settle(): Promise<void> {
-    let longest = 0;
-    for (const e of this.engines) longest = Math.max(longest, e.longestTimer);
-    await this.advance(longest + 1_000);
+  protected get longestTimer(): number {
+    return Math.max(0, ...this.engines.map((e) => e.longestTimer));
   }
 
   async leaks(): Promise<string[]> {
