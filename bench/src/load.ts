@@ -8,7 +8,7 @@
  *
  * Options: --step=SECONDS  --rates=250,500,…  --scenarios=uas,cancel,proxy,register
  *          --systems=siptm,kamailio,sip  --memory=10000,50000,100000 (0 = skip)
- *          --shards=1,2 (the siptm --workers N variants beside the one-thread server)
+ *          --shards=1,2,4 (the siptm --workers N variants beside the one-thread server)
  *          --no-install (do not apt-get what is missing)  --keep-files (keep SIPp's folders)
  *          --render=results/load-DATE.json (write the Markdown and the chart of a recorded run again)
  *
@@ -106,7 +106,7 @@ function parseArgs(argv: readonly string[]): Args {
     render: undefined,
     costRate: 500,
     goalRate: 2000,
-    shards: [1, 2],
+    shards: [1, 2, 4],
   };
   const list = (v: string) =>
     v

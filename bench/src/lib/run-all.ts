@@ -1,14 +1,15 @@
 /**
- * `npm run bench` at the repository root: the micro, transaction and load
- * benchmarks one after the other, each in its own Node process, with a
+ * `npm run bench` at the repository root: the micro, transaction, sharded
+ * engine and load benchmarks one after the other, each in its own Node process, with a
  * progress line before each and a summary at the end. Exit status 1 when one
  * of them failed (the others still run).
  *
- *   node dist/lib/run-all.js [--quick] [--only=micro,transactions,load] [options of the benchmarks]
+ *   node dist/lib/run-all.js [--quick] [--only=micro,transactions,workers,load] [options of the benchmarks]
  *
- * Options go to the benchmark that knows them: --time=MS to micro; --step=,
+ * Options go to the benchmarks that know them: --time=MS to micro; --count=,
+ * --concurrency=, --rounds= to workers; --shards= to workers and load; --step=,
  * --rates=, --scenarios=, --systems=, --memory=, --cost-rate=, --no-install,
- * --keep-files to load; --quick to all three.
+ * --keep-files to load; --quick to all.
  */
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -37,12 +38,18 @@ const BENCHES: readonly Bench[] = [
     owns: () => false,
   },
   {
+    name: "workers",
+    file: "workers.js",
+    what: "the sharded engine (1, 2, 4 shards) vs one thread, in-process load generator",
+    owns: (a) => ["--count=", "--concurrency=", "--rounds=", "--shards="].some((p) => a.startsWith(p)),
+  },
+  {
     name: "load",
     file: "load.js",
     what: "SIPp against siptm, Kamailio and npm sip (RFC 7501/7502 style)",
     owns: (a) =>
-      ["--step=", "--rates=", "--scenarios=", "--systems=", "--memory=", "--cost-rate="].some((p) =>
-        a.startsWith(p),
+      ["--step=", "--rates=", "--scenarios=", "--systems=", "--memory=", "--cost-rate=", "--shards="].some(
+        (p) => a.startsWith(p),
       ) || ["--no-install", "--keep-files"].includes(a),
   },
 ];
@@ -75,7 +82,7 @@ async function main(): Promise<number> {
     if (a.startsWith("--only=")) only = a.slice("--only=".length).split(",");
     else if (a === "--help" || a === "-h") {
       console.log(
-        "usage: npm run bench -- [--quick] [--only=micro,transactions,load] [--time=MS] [load options, see node bench/dist/load.js --help]",
+        "usage: npm run bench -- [--quick] [--only=micro,transactions,workers,load] [--time=MS] [workers and load options, see node bench/dist/{workers,load}.js --help]",
       );
       return 0;
     } else if (BENCHES.some((b) => b.owns(a))) rest.push(a);
