@@ -2,19 +2,23 @@
  * Load benchmark of the sharded engine (@siptm/workers) against the core
  * engine in one thread, all in the same run, over real UDP on 127.0.0.1.
  *
- *   node dist/workers.js           full run (20000 transactions per case, concurrency 200, 3 rounds)
+ *   node dist/workers.js           full run (30000 transactions per case, concurrency 1000, 3 rounds)
  *   node dist/workers.js --quick   short run (2000 per case, concurrency 50, 1 round)
- *   node dist/workers.js --count=N --concurrency=C --rounds=R --shards=1,2,4
+ *   node dist/workers.js --count=N --concurrency=C --rounds=R --shards=1,2,4 --generators=raw,engine
  *
  * Rounds alternate the systems under test (A B C D, A B C D, …) so that a
  * slow phase of a shared machine does not land on one of them only; each
  * row is the round with the median transactions/s.
  *
- * The load generator is a core Engine (UAC) in its own worker thread, so the
- * main thread holds only the system under test: the core Engine answering
- * requests itself, or the ShardedEngine's coordinator with N shard threads
- * answering with a route module (this file's default export, loaded in each
- * shard: the fast path, no main-thread handler).
+ * The load generator runs in its own worker thread, so the main thread holds
+ * only the system under test: the core Engine answering requests itself, or
+ * the ShardedEngine's coordinator with N shard threads answering with a route
+ * module (this file's default export, loaded in each shard: the fast path, no
+ * main-thread handler). Two generators, each against every system: "raw"
+ * sends template-built datagrams and reads status codes, about what SIPp
+ * costs, so the system under test gets most of the machine; "engine" is a
+ * siptm core Engine running full UAC transactions, which costs about as much
+ * as the system under test and so takes half of a 2-core machine.
  *
  * Per case it prints transactions/s (as the load generator saw them), the
  * process CPU per SIP message at the system under test (process.cpuUsage():
@@ -54,13 +58,17 @@ interface RunCommand {
   count: number;
   concurrency: number;
 }
+
+/** Which load generator: a siptm core Engine (full UAC transactions) or raw datagrams (a SIPp-like cost). */
+type GeneratorKind = "engine" | "raw";
 interface RunResult {
   elapsedMs: number;
   ok: number;
   failed: number;
 }
 
-async function loadGenerator(): Promise<void> {
+async function loadGenerator(kind: GeneratorKind): Promise<void> {
+  if (kind === "raw") return rawGenerator();
   // Short Timer M (2xx accepted) and T4 (Timer K): the generator's own table stays small across
   // rounds, so a later round is not slowed by the state of earlier ones.
   const engine = new Engine({ timers: { timerM: 2000, t4: 1000 } });
@@ -107,6 +115,166 @@ function run(engine: Engine, m: RunCommand): Promise<RunResult> {
   });
 }
 
+/**
+ * The raw generator: what SIPp does, at a fraction of a full UAC's cost, so
+ * that the system under test gets most of the machine. Requests are built from
+ * a template by string concatenation (a fresh Call-ID, branch and From tag per
+ * transaction) and sent from one UDP socket; a response is tied to its
+ * transaction by the number in its top Via branch (z9hG4bKraw<n>.) and judged
+ * by its status code. The 2xx of an INVITE is ACKed (a new branch, the 2xx's
+ * To tag). A request unanswered after 500 ms is sent again, up to 6 times
+ * (loss on the loopback is rare; this only keeps a run from hanging).
+ */
+async function rawGenerator(): Promise<void> {
+  const { createSocket } = await import("node:dgram");
+  const socket = createSocket("udp4");
+  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", r));
+  socket.setRecvBufferSize(4 * 1024 * 1024);
+  socket.setSendBufferSize(4 * 1024 * 1024);
+  const localPort = socket.address().port;
+  let job: RawJob | undefined;
+  socket.on("message", (msg) => job?.onResponse(msg));
+  parentPort!.on("message", (m: RunCommand | { cmd: "close" }) => {
+    if (m.cmd === "close") {
+      socket.close(() => parentPort!.close());
+      return;
+    }
+    job = new RawJob(m, localPort, (data) => socket.send(data, m.port, "127.0.0.1"));
+    void job.run().then((r) => {
+      job = undefined;
+      parentPort!.postMessage(r);
+    });
+  });
+  parentPort!.postMessage({ ready: true });
+}
+
+let rawRun = 0;
+
+class RawJob {
+  private readonly prefix = `r${(rawRun++).toString(36)}x`;
+  private readonly sentAt: Float64Array;
+  private readonly tries: Uint8Array;
+  private readonly data: Array<Buffer | undefined>;
+  private started = 0;
+  private done = 0;
+  private ok = 0;
+  private failed = 0;
+  private readonly t0 = performance.now();
+  private finish: ((r: RunResult) => void) | undefined;
+
+  constructor(
+    private readonly m: RunCommand,
+    private readonly localPort: number,
+    private readonly send: (data: Buffer) => void,
+  ) {
+    this.sentAt = new Float64Array(m.count);
+    this.tries = new Uint8Array(m.count);
+    this.data = new Array(m.count);
+  }
+
+  run(): Promise<RunResult> {
+    return new Promise((resolveRun) => {
+      this.finish = resolveRun;
+      const timer = setInterval(() => this.resend(), 100);
+      const end = this.finish;
+      this.finish = (r) => {
+        clearInterval(timer);
+        end(r);
+      };
+      for (let i = 0; i < this.m.concurrency; i++) this.next();
+    });
+  }
+
+  private request(n: number): Buffer {
+    const m = this.m.method;
+    const id = `${this.prefix}${n}`;
+    const body =
+      m === "INVITE"
+        ? "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        : "";
+    return Buffer.from(
+      `${m} sip:bench@127.0.0.1:${this.m.port} SIP/2.0\r\n` +
+        `Via: SIP/2.0/UDP 127.0.0.1:${this.localPort};branch=z9hG4bKraw${n}.${id}\r\n` +
+        "Max-Forwards: 70\r\n" +
+        `From: <sip:load@127.0.0.1>;tag=${id}\r\n` +
+        "To: <sip:bench@127.0.0.1>\r\n" +
+        `Call-ID: ${id}@127.0.0.1\r\n` +
+        `CSeq: 1 ${m}\r\n` +
+        (m === "INVITE"
+          ? `Contact: <sip:load@127.0.0.1:${this.localPort}>\r\nContent-Type: application/sdp\r\n`
+          : "") +
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+      "latin1",
+    );
+  }
+
+  private next(): void {
+    if (this.started >= this.m.count) return;
+    const n = this.started++;
+    const data = this.request(n);
+    this.data[n] = data;
+    this.sentAt[n] = performance.now();
+    this.tries[n] = 1;
+    this.send(data);
+  }
+
+  private resend(): void {
+    const now = performance.now();
+    for (let n = 0; n < this.started; n++) {
+      const data = this.data[n];
+      if (!data || now - this.sentAt[n]! < 500) continue;
+      if (this.tries[n]! >= 7) {
+        this.data[n] = undefined;
+        this.end(false);
+        continue;
+      }
+      this.tries[n]!++;
+      this.sentAt[n] = now;
+      this.send(data);
+    }
+  }
+
+  onResponse(msg: Buffer): void {
+    // "SIP/2.0 200 OK": the status at bytes 8–10; the transaction number after "branch=z9hG4bKraw".
+    const status = (msg[8]! - 48) * 100 + (msg[9]! - 48) * 10 + (msg[10]! - 48);
+    if (status < 200) return;
+    const at = msg.indexOf("branch=z9hG4bKraw");
+    if (at < 0) return;
+    let n = 0;
+    let i = at + 17;
+    for (; msg[i]! >= 48 && msg[i]! <= 57; i++) n = n * 10 + msg[i]! - 48;
+    if (n >= this.started || !this.data[n]) return; // a retransmitted final: already done
+    this.data[n] = undefined;
+    if (status === 200 && this.m.method === "INVITE") this.send(this.ack(msg, n));
+    this.end(status === 200);
+  }
+
+  /** The ACK of a 2xx (RFC 3261 §13.2.2.4): a new branch, the 2xx's To (with its tag). */
+  private ack(res: Buffer, n: number): Buffer {
+    const id = `${this.prefix}${n}`;
+    const toAt = res.indexOf("\r\nTo:");
+    const toEnd = toAt < 0 ? -1 : res.indexOf("\r\n", toAt + 2);
+    const to = toAt < 0 ? "To: <sip:bench@127.0.0.1>" : res.toString("latin1", toAt + 2, toEnd);
+    return Buffer.from(
+      `ACK sip:bench@127.0.0.1:${this.m.port} SIP/2.0\r\n` +
+        `Via: SIP/2.0/UDP 127.0.0.1:${this.localPort};branch=z9hG4bKack${n}.${id}\r\n` +
+        "Max-Forwards: 70\r\n" +
+        `From: <sip:load@127.0.0.1>;tag=${id}\r\n${to}\r\n` +
+        `Call-ID: ${id}@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n`,
+      "latin1",
+    );
+  }
+
+  private end(ok: boolean): void {
+    if (ok) this.ok++;
+    else this.failed++;
+    this.done++;
+    if (this.done === this.m.count)
+      this.finish?.({ elapsedMs: performance.now() - this.t0, ok: this.ok, failed: this.failed });
+    else this.next();
+  }
+}
+
 // --- the orchestration (main thread) -----------------------------------------------------
 
 interface Args {
@@ -115,10 +283,18 @@ interface Args {
   concurrency: number;
   rounds: number;
   shards: number[];
+  generators: GeneratorKind[];
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: false, count: 20_000, concurrency: 200, rounds: 3, shards: [1, 2, 4] };
+  const args: Args = {
+    quick: false,
+    count: 30_000,
+    concurrency: 1000,
+    rounds: 3,
+    shards: [1, 2, 4],
+    generators: ["raw", "engine"],
+  };
   for (const a of argv) {
     if (a === "--quick") {
       args.quick = true;
@@ -129,9 +305,10 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a.startsWith("--count=")) args.count = Number(a.slice(8));
     else if (a.startsWith("--concurrency=")) args.concurrency = Number(a.slice(14));
     else if (a.startsWith("--shards=")) args.shards = a.slice(9).split(",").map(Number);
+    else if (a.startsWith("--generators=")) args.generators = a.slice(13).split(",") as GeneratorKind[];
     else if (a === "--help" || a === "-h") {
       console.log(
-        "usage: node dist/workers.js [--quick] [--count=N] [--concurrency=C] [--rounds=R] [--shards=1,2,4]",
+        "usage: node dist/workers.js [--quick] [--count=N] [--concurrency=C] [--rounds=R] [--shards=1,2,4] [--generators=raw,engine]",
       );
       process.exit(0);
     } else {
@@ -143,9 +320,11 @@ function parseArgs(argv: readonly string[]): Args {
     !(args.count > 0) ||
     !(args.concurrency > 0) ||
     !(args.rounds >= 1) ||
-    args.shards.some((n) => !(n >= 1))
+    args.shards.some((n) => !(n >= 1)) ||
+    args.generators.length === 0 ||
+    args.generators.some((g) => g !== "raw" && g !== "engine")
   )
-    throw new Error("bad --count, --concurrency, --rounds or --shards");
+    throw new Error("bad --count, --concurrency, --rounds, --shards or --generators");
   return args;
 }
 
@@ -202,8 +381,8 @@ class LoadGenerator {
   private readonly worker: Worker;
   private waiting: ((v: unknown) => void) | undefined;
   readonly ready: Promise<unknown>;
-  constructor() {
-    this.worker = new Worker(SELF, { workerData: { role: "loadgen" } });
+  constructor(readonly kind: GeneratorKind) {
+    this.worker = new Worker(SELF, { workerData: { role: "loadgen", kind } });
     this.worker.on("message", (m: unknown) => {
       const w = this.waiting;
       this.waiting = undefined;
@@ -226,6 +405,7 @@ class LoadGenerator {
 }
 
 interface Row {
+  generator: GeneratorKind;
   scenario: string;
   target: string;
   txPerSec: number;
@@ -261,6 +441,7 @@ async function measure(
   const shardMs = (await target.shardBusyMs()) - s0;
   const batches = (await target.batches()) - b0;
   return {
+    generator: gen.kind,
     scenario: method === "INVITE" ? "INVITE→200→ACK" : "OPTIONS→200",
     target: target.name,
     txPerSec: (r.ok / r.elapsedMs) * 1000,
@@ -274,6 +455,7 @@ async function measure(
 
 function table(rows: Row[]): string {
   const head = [
+    "generator",
     "scenario",
     "system under test",
     "tx/s",
@@ -284,6 +466,7 @@ function table(rows: Row[]): string {
     "msgs/batch",
   ];
   const body = rows.map((r) => [
+    r.generator,
     r.scenario,
     r.target,
     r.txPerSec.toFixed(0),
@@ -304,51 +487,58 @@ async function main(): Promise<void> {
     `siptm workers benchmark: ${args.count} transactions per case at concurrency ${args.concurrency}, ` +
       `Node ${process.version}, ${(await import("node:os")).availableParallelism()} CPUs`,
   );
-  const gen = new LoadGenerator();
-  await gen.ready;
   const rows: Row[] = [];
-  for (const method of ["OPTIONS", "INVITE"] as const) {
-    const perTx = method === "INVITE" ? 3 : 2;
-    const makers: Array<() => Promise<Target>> = [
-      () => coreTarget(perTx),
-      ...args.shards.map((n) => () => shardedTarget(n)),
-    ];
-    const byTarget: Row[][] = makers.map(() => []);
-    for (let round = 0; round < args.rounds; round++) {
-      for (const [i, make] of makers.entries()) {
-        const target = await make();
-        try {
-          const row = await measure(gen, target, method, args.count, args.concurrency);
-          byTarget[i]!.push(row);
-          console.log(
-            `  round ${round + 1}  ${row.scenario.padEnd(15)} ${row.target.padEnd(24)} ${row.txPerSec.toFixed(0).padStart(7)} tx/s`,
-          );
-        } finally {
-          await target.close();
+  for (const kind of args.generators) {
+    const gen = new LoadGenerator(kind);
+    await gen.ready;
+    for (const method of ["OPTIONS", "INVITE"] as const) {
+      const perTx = method === "INVITE" ? 3 : 2;
+      const makers: Array<() => Promise<Target>> = [
+        () => coreTarget(perTx),
+        ...args.shards.map((n) => () => shardedTarget(n)),
+      ];
+      const byTarget: Row[][] = makers.map(() => []);
+      for (let round = 0; round < args.rounds; round++) {
+        for (const [i, make] of makers.entries()) {
+          const target = await make();
+          try {
+            const row = await measure(gen, target, method, args.count, args.concurrency);
+            byTarget[i]!.push(row);
+            console.log(
+              `  ${kind.padEnd(6)} round ${round + 1}  ${row.scenario.padEnd(15)} ${row.target.padEnd(24)} ${row.txPerSec.toFixed(0).padStart(7)} tx/s`,
+            );
+          } finally {
+            await target.close();
+          }
         }
       }
+      for (const list of byTarget) {
+        const sorted = [...list].sort((a, b) => a.txPerSec - b.txPerSec);
+        rows.push(sorted[Math.floor(sorted.length / 2)]!);
+      }
     }
-    for (const list of byTarget) {
-      const sorted = [...list].sort((a, b) => a.txPerSec - b.txPerSec);
-      rows.push(sorted[Math.floor(sorted.length / 2)]!);
-    }
+    await gen.close();
   }
-  await gen.close();
   console.log(`\n${table(rows)}\n`);
-  for (const scenario of new Set(rows.map((r) => r.scenario))) {
-    const core = rows.find((r) => r.scenario === scenario && r.target.startsWith("core"));
-    const one = rows.find((r) => r.scenario === scenario && r.target.endsWith(", 1 shard"));
-    if (!core || !one) continue;
-    console.log(
-      `${scenario}: crossing threads costs ${(one.cpuPerMsg - core.cpuPerMsg).toFixed(1)} µs CPU per message ` +
-        `(1 shard vs one thread, all threads); the coordinator spends ${one.mainPerMsg.toFixed(1)} µs per message ` +
-        `on the main thread, the shard ${one.shardPerMsg.toFixed(1)} µs, the one-thread engine ${core.mainPerMsg.toFixed(1)} µs.`,
-    );
+  for (const kind of args.generators) {
+    for (const scenario of new Set(rows.map((r) => r.scenario))) {
+      const of = rows.filter((r) => r.generator === kind && r.scenario === scenario);
+      const core = of.find((r) => r.target.startsWith("core"));
+      const one = of.find((r) => r.target.endsWith(", 1 shard"));
+      if (!core || !one) continue;
+      const best = of.reduce((a, b) => (b.txPerSec > a.txPerSec ? b : a));
+      console.log(
+        `${kind} generator, ${scenario}: crossing threads costs ${(one.cpuPerMsg - core.cpuPerMsg).toFixed(1)} µs CPU per message ` +
+          `(1 shard vs one thread, all threads); the coordinator spends ${one.mainPerMsg.toFixed(1)} µs per message ` +
+          `on the main thread, the shard ${one.shardPerMsg.toFixed(1)} µs, the one-thread engine ${core.mainPerMsg.toFixed(1)} µs; ` +
+          `most tx/s: ${best.target} (${(best.txPerSec / core.txPerSec).toFixed(2)}× one thread).`,
+      );
+    }
   }
 }
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === "loadgen") {
-  void loadGenerator();
+  void loadGenerator((workerData as { kind: GeneratorKind }).kind);
 } else if (isMainThread && process.argv[1] && resolve(process.argv[1]) === SELF) {
   main().catch((err: unknown) => {
     console.error(err);
