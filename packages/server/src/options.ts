@@ -210,8 +210,10 @@ ${optionLines(SERVE_OPTIONS)}
 
 siptm rpc options:
 ${optionLines(RPC_CLIENT_OPTIONS)}
-  In ARGS, "." or "" means "none" (no next hop, default socket, no To tag), and the
-  two-character sequences \\r\\n and \\n are sent as line breaks (for HEADERS).
+  OPTIONS come before METHOD: every argument after METHOD (or after --) is an ARG as
+  typed, even one that starts with "-" (a Call-ID may). In ARGS, "." or "" means
+  "none" (no next hop, default socket, no To tag), and the two-character sequences
+  \\r\\n and \\n are sent as line breaks (for HEADERS).
 
 Control methods (JSON-RPC 2.0 over HTTP POST /rpc; positional or named params):
 ${RPC_METHOD_SUMMARY.map(([m, h]) => `  ${m.padEnd(62)}${h}`).join("\n")}

@@ -58,20 +58,37 @@ export async function rpcCall(
   return body.result;
 }
 
+/**
+ * Where the options end: at METHOD (the first argument that is neither an
+ * option nor an option's value) or at "--". Everything after is ARGS, as
+ * typed — a Call-ID, a header or a reason may well start with "-".
+ */
+export function splitRpcArgs(args: readonly string[]): { options: string[]; positionals: string[] } {
+  const takesValue = new Set(RPC_CLIENT_OPTIONS.filter((o) => o.type === "string").map((o) => `--${o.name}`));
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") return { options: args.slice(0, i), positionals: args.slice(i + 1) };
+    if (!a.startsWith("-") || a === "-") return { options: args.slice(0, i), positionals: args.slice(i) };
+    if (takesValue.has(a)) i++;
+  }
+  return { options: [...args], positionals: [] };
+}
+
 /** The CLI: returns the exit status. */
 export async function rpcMain(args: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const split = splitRpcArgs(args);
   let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({
-      args: [...args],
+    ({ values } = parseArgs({
+      args: split.options,
       options: parseArgsOptions(RPC_CLIENT_OPTIONS),
       strict: true,
-      allowPositionals: true,
-    }) as { values: Record<string, string | boolean | undefined>; positionals: string[] });
+      allowPositionals: false,
+    }) as { values: Record<string, string | boolean | undefined> });
   } catch (err) {
     throw new UsageError((err instanceof Error ? err.message : String(err)).split(/\.\s/)[0]!);
   }
+  const positionals = split.positionals;
   if (values.help) {
     process.stdout.write(rpcHelp());
     return 0;

@@ -3,6 +3,7 @@
 // SIGTERM.
 import { createSocket, type Socket } from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +45,50 @@ describe("siptm", () => {
     const c = runCli(args);
     expect((await c.exited).code).toBe(2);
     expect(oneLine(c.stderr())).toMatch(why);
+  });
+
+  it("siptm rpc: arguments after METHOD starting with '-' (a Call-ID may) are ARGS, not options", async () => {
+    // Regression: a generated Call-ID "-8GAG…" was refused as an unknown option.
+    const http = createHttpServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => {
+        body += d.toString("utf8");
+      });
+      req.on("end", () => {
+        const call = JSON.parse(body) as { method: string; params: unknown };
+        res.setHeader("Content-Type", "application/json");
+        res.end(
+          JSON.stringify({ jsonrpc: "2.0", id: 1, result: { method: call.method, params: call.params } }),
+        );
+      });
+    });
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+    try {
+      const port = (http.address() as { port: number }).port;
+      const c = runCli([
+        "rpc",
+        "--rpc",
+        `127.0.0.1:${port}`,
+        "tm.cancel",
+        "-8GAGsz1C618",
+        "8685",
+        "--timeout",
+      ]);
+      expect((await c.exited).code).toBe(0);
+      expect(JSON.parse(c.stdout())).toEqual({
+        method: "tm.cancel",
+        params: ["-8GAGsz1C618", "8685", "--timeout"],
+      });
+      const d = runCli(["rpc", `--rpc=127.0.0.1:${port}`, "--", "core.echo", "-h"]);
+      expect((await d.exited).code).toBe(0);
+      expect(JSON.parse(d.stdout())).toEqual({ method: "core.echo", params: ["-h"] });
+      // Options still work before METHOD, and a bad one is still refused.
+      const bad = runCli(["rpc", "--bogus", "core.uptime"]);
+      expect((await bad.exited).code).toBe(2);
+      expect(oneLine(bad.stderr())).toMatch(/--bogus/);
+    } finally {
+      await new Promise((r) => http.close(r));
+    }
   });
 
   it("a SIP port in use → non-zero exit with a one-line reason", async () => {
