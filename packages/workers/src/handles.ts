@@ -159,10 +159,19 @@ export class ShardServerHandle implements ServerTransactionLike {
     return this.request.method;
   }
 
-  /** Answer in the shard (async). Rejects with a TransactionError when the state does not allow it. */
-  async reply(status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">): Promise<void> {
-    await this.owner.replyById(this.id, status, reason, opts);
-    if (status >= 200 && this.finalStatus === 0) this.finalStatus = status;
+  /**
+   * Answer in the shard (async). Rejects with a TransactionError when the
+   * state does not allow it — which a main-thread handler cannot always know
+   * (a CANCEL may reach the shard before the handler's reply does). A refusal
+   * nobody awaits is dropped rather than left as an unhandled rejection, which
+   * would end the process; an awaiting caller still gets it.
+   */
+  reply(status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">): Promise<void> {
+    const done = this.owner.replyById(this.id, status, reason, opts).then(() => {
+      if (status >= 200 && this.finalStatus === 0) this.finalStatus = status;
+    });
+    done.catch(() => {});
+    return done;
   }
 
   /** @internal */
