@@ -8,18 +8,21 @@
 import { access } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type {
-  Engine,
-  RelayContext,
-  RelayOptions,
-  ServerTransactionHandle,
-  SipRequest,
-  SipResponse,
-  Source,
+import {
+  type Engine,
+  type RelayContext,
+  type RelayOptions,
+  relay,
+  type ServerTransactionHandle,
+  type SipRequest,
+  type SipResponse,
+  type Source,
 } from "@siptm/core";
 import type { ServerConfig } from "./config.js";
+import { contactFor, makeIsLocal } from "./local.js";
 import type { Logger } from "./log.js";
 import type { Registrar } from "./registrar.js";
+import type { Scheduler } from "./scheduler.js";
 
 /** A bound SIP socket. */
 export interface BoundSocket {
@@ -65,6 +68,43 @@ export interface RouteHandlers {
 }
 
 export type RouteFactory = (ctx: RouteContext) => RouteHandlers | Promise<RouteHandlers>;
+
+/** What a route's context is made of: the same in one thread and in each shard. */
+export interface RouteParts {
+  engine: Engine;
+  config: ServerConfig;
+  /** The route's logger ({ component: "route" }). */
+  logger: Logger;
+  registrar: Registrar;
+  scheduler: Scheduler;
+  sockets: readonly BoundSocket[];
+}
+
+export function routeContext(p: RouteParts): RouteContext {
+  const { engine, config, scheduler } = p;
+  return {
+    engine,
+    config,
+    logger: p.logger,
+    registrar: p.registrar,
+    relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
+    after: (ms, fn) => scheduler.after(ms, fn),
+    isLocal: makeIsLocal(p.sockets, config.advertise),
+    sockets: p.sockets,
+    contactFor: (source: Source) => contactFor(source, config.advertise),
+  };
+}
+
+/** Shutdown, after the drain: the route's close() (a throw is logged), then its timers and registrar. */
+export async function closeRoute(handlers: RouteHandlers, p: RouteParts): Promise<void> {
+  try {
+    await handlers.close?.();
+  } catch (err) {
+    p.logger.warn({ err }, "route close failed");
+  }
+  p.scheduler.close();
+  p.registrar.stop();
+}
 
 /** A route that cannot be found, loaded or used: one line, exit 1. */
 export class RouteLoadError extends Error {

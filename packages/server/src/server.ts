@@ -10,11 +10,7 @@ import {
   createTcpTransport,
   createUdpTransport,
   Engine,
-  type RelayOptions,
   Resolver,
-  relay,
-  type ServerTransactionHandle,
-  type Source,
   type TimerConfig,
   type Transport,
 } from "@siptm/core";
@@ -30,12 +26,14 @@ import { Registrar } from "./registrar.js";
 import {
   type BoundSocket,
   checkHandlers,
+  closeRoute,
   installRoute,
   type LoadedRoute,
   loadRoute,
-  type RouteContext,
   type RouteHandlers,
   RouteLoadError,
+  type RouteParts,
+  routeContext,
 } from "./route.js";
 import { type RpcDeps, RpcServer } from "./rpc.js";
 import { Scheduler } from "./scheduler.js";
@@ -323,20 +321,15 @@ async function describeRoute(
   const engine = new Engine({ timers: config.timers });
   const scheduler = new Scheduler(engine.clock, () => {});
   try {
-    const handlers = checkHandlers(
-      loaded.name,
-      await loaded.factory({
-        engine,
-        config,
-        logger: createLogger("silent"),
-        registrar: new Registrar({ now: () => engine.now() }),
-        relay: (tx, o) => relay(engine, tx, { ...config.proxy, ...o }),
-        after: (ms, fn) => scheduler.after(ms, fn),
-        isLocal: makeIsLocal(sockets, config.advertise),
-        sockets,
-        contactFor: (source) => contactFor(source, config.advertise),
-      }),
-    );
+    const ctx = routeContext({
+      engine,
+      config,
+      logger: createLogger("silent"),
+      registrar: new Registrar({ now: () => engine.now() }),
+      scheduler,
+      sockets,
+    });
+    const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
     await handlers.close?.();
     return handlers.description;
   } catch {
@@ -424,19 +417,15 @@ async function startOneThread(
     }
   }
 
-  const isLocal = makeIsLocal(sockets, config.advertise);
-  const routeLogger = logger.child({ component: "route" });
-  const ctx: RouteContext = {
+  const parts: RouteParts = {
     engine,
     config,
-    logger: routeLogger,
+    logger: logger.child({ component: "route" }),
     registrar,
-    relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
-    after: (ms, fn) => scheduler.after(ms, fn),
-    isLocal,
+    scheduler,
     sockets,
-    contactFor: (source: Source) => contactFor(source, config.advertise),
   };
+  const ctx = routeContext(parts);
   let handlers: RouteHandlers;
   try {
     handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
@@ -445,7 +434,7 @@ async function startOneThread(
     await closeTransports();
     throw err;
   }
-  installRoute(engine, handlers, routeLogger);
+  installRoute(engine, handlers, parts.logger);
   registrar.start();
   gate.state = "open";
 
@@ -476,13 +465,7 @@ async function startOneThread(
           // Datagram sends complete asynchronously: let them leave before the sockets close.
           if (answered > 0) await new Promise((r) => setTimeout(r, 50));
         }
-        try {
-          await handlers.close?.();
-        } catch (err) {
-          logger.warn({ err }, "route close failed");
-        }
-        scheduler.close();
-        registrar.stop();
+        await closeRoute(handlers, parts);
         await control?.close();
         await engine.close();
         return { drained: left === 0, left };

@@ -22,22 +22,22 @@
  * - on shutdown (`ShardedEngine.close()`, after the drain) the route's
  *   `close()`, then the shard's timers and registrar (`ctx.onClose`).
  */
-import {
-  type Engine,
-  type RelayOptions,
-  Resolver,
-  relay,
-  type ServerTransactionHandle,
-  type Source,
-} from "@siptm/core";
+import { type Engine, Resolver } from "@siptm/core";
 import type { RouteContext as ShardContext } from "@siptm/workers";
 import type { ServerConfig } from "./config.js";
 import { traceMessage } from "./gate.js";
 import { SHARD_HISTOGRAMS, type ShardHistograms, TxHistograms } from "./histograms.js";
-import { contactFor, makeIsLocal } from "./local.js";
 import { createLogger } from "./log.js";
 import { Registrar } from "./registrar.js";
-import { type BoundSocket, checkHandlers, installRoute, loadRoute, type RouteContext } from "./route.js";
+import {
+  type BoundSocket,
+  checkHandlers,
+  closeRoute,
+  installRoute,
+  loadRoute,
+  type RouteParts,
+  routeContext,
+} from "./route.js";
 import { Scheduler } from "./scheduler.js";
 import { subscribeReplica } from "./shared-registrar.js";
 
@@ -104,18 +104,8 @@ export default async function shardRoute(engine: Engine, info: ShardContext): Pr
   const registrar = new Registrar({ now: () => engine.now() });
   const shared = registrarChannel !== undefined && info.forward !== undefined;
   const unsubscribe = shared ? subscribeReplica(registrarChannel, registrar) : undefined;
-  const ctx: RouteContext = {
-    engine,
-    config,
-    logger: routeLogger,
-    registrar,
-    relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
-    after: (ms, fn) => scheduler.after(ms, fn),
-    isLocal: makeIsLocal(sockets, config.advertise),
-    sockets,
-    contactFor: (source: Source) => contactFor(source, config.advertise),
-  };
-  const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
+  const parts: RouteParts = { engine, config, logger: routeLogger, registrar, scheduler, sockets };
+  const handlers = checkHandlers(loaded.name, await loaded.factory(routeContext(parts)));
   const forward = info.forward;
   // The shared registrar: REGISTER goes to the main thread.
   installRoute(engine, handlers, routeLogger, (tx) => {
@@ -128,13 +118,7 @@ export default async function shardRoute(engine: Engine, info: ShardContext): Pr
   registrar.start();
   // Shutdown, after the drain (as in one thread): the route's close(), then our timers and registrar.
   info.onClose(async () => {
-    try {
-      await handlers.close?.();
-    } catch (err) {
-      routeLogger.warn({ err }, "route close failed");
-    }
-    scheduler.close();
-    registrar.stop();
+    await closeRoute(handlers, parts);
     unsubscribe?.();
   });
   logger.debug({ shard: info.shard, route: loaded.name }, "route installed in shard");
