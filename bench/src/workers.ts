@@ -4,7 +4,7 @@
  *
  *   node dist/workers.js           full run (30000 transactions per case, concurrency 1000, 3 rounds)
  *   node dist/workers.js --quick   short run (2000 per case, concurrency 50, 1 round)
- *   node dist/workers.js --count=N --concurrency=C --rounds=R --shards=1,2,4 --generators=raw,engine
+ *   node dist/workers.js --count=N --concurrency=C --rounds=R --shards=1,2,4 --generators=raw,engine --warmup=N
  *
  * Rounds alternate the systems under test (A B C D, A B C D, …) so that a
  * slow phase of a shared machine does not land on one of them only; each
@@ -284,6 +284,8 @@ interface Args {
   rounds: number;
   shards: number[];
   generators: GeneratorKind[];
+  /** Warm-up transactions per engine thread (one thread: 1; N shards: N) before each measured case. */
+  warmup: number;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -294,6 +296,7 @@ function parseArgs(argv: readonly string[]): Args {
     rounds: 3,
     shards: [1, 2, 4],
     generators: ["raw", "engine"],
+    warmup: 3000,
   };
   for (const a of argv) {
     if (a === "--quick") {
@@ -301,14 +304,16 @@ function parseArgs(argv: readonly string[]): Args {
       args.count = 2_000;
       args.concurrency = 50;
       args.rounds = 1;
+      args.warmup = 500;
     } else if (a.startsWith("--rounds=")) args.rounds = Number(a.slice(9));
     else if (a.startsWith("--count=")) args.count = Number(a.slice(8));
     else if (a.startsWith("--concurrency=")) args.concurrency = Number(a.slice(14));
     else if (a.startsWith("--shards=")) args.shards = a.slice(9).split(",").map(Number);
     else if (a.startsWith("--generators=")) args.generators = a.slice(13).split(",") as GeneratorKind[];
+    else if (a.startsWith("--warmup=")) args.warmup = Number(a.slice(9));
     else if (a === "--help" || a === "-h") {
       console.log(
-        "usage: node dist/workers.js [--quick] [--count=N] [--concurrency=C] [--rounds=R] [--shards=1,2,4] [--generators=raw,engine]",
+        "usage: node dist/workers.js [--quick] [--count=N] [--concurrency=C] [--rounds=R] [--shards=1,2,4] [--generators=raw,engine] [--warmup=N]",
       );
       process.exit(0);
     } else {
@@ -320,17 +325,20 @@ function parseArgs(argv: readonly string[]): Args {
     !(args.count > 0) ||
     !(args.concurrency > 0) ||
     !(args.rounds >= 1) ||
+    !(args.warmup >= 0) ||
     args.shards.some((n) => !(n >= 1)) ||
     args.generators.length === 0 ||
     args.generators.some((g) => g !== "raw" && g !== "engine")
   )
-    throw new Error("bad --count, --concurrency, --rounds, --shards or --generators");
+    throw new Error("bad --count, --concurrency, --rounds, --shards, --generators or --warmup");
   return args;
 }
 
 interface Target {
   name: string;
   port: number;
+  /** Threads running the engine: 1 for the core engine, the shard count for the sharded one. */
+  threads: number;
   /** SIP messages through the system under test so far (in + out). */
   messages(): Promise<number>;
   /** Milliseconds the shards spent processing batches so far (0 for the core engine). */
@@ -345,6 +353,7 @@ async function coreTarget(perTx: number): Promise<Target> {
   engine.addTransport(await createUdpTransport({ address: "127.0.0.1", port: 0, sink: engine }));
   return {
     name: "core Engine, 1 thread",
+    threads: 1,
     port: engine.transportFor("UDP")!.localPort,
     // Requests in, responses out (+ the ACK of INVITE); retransmissions are counted apart.
     messages: async () => engine.stats.total * perTx + engine.stats.retransmissions,
@@ -363,6 +372,7 @@ async function shardedTarget(shards: number): Promise<Target> {
   });
   return {
     name: `ShardedEngine, ${shards} shard${shards > 1 ? "s" : ""}`,
+    threads: shards,
     port: engine.addresses[0]!.port,
     messages: async () => {
       const s: EngineStats = await engine.stats();
@@ -426,9 +436,13 @@ async function measure(
   method: "OPTIONS" | "INVITE",
   count: number,
   concurrency: number,
+  warmup: number,
 ): Promise<Row> {
-  // Warm-up: JIT on both sides, sockets, shards.
-  await gen.run({ port: target.port, method, count: Math.min(1000, count), concurrency });
+  // Warm-up: sockets, and the JIT of every thread of the system under test. Each shard is a fresh
+  // V8 isolate that compiles the engine's code anew, where the one-thread engine reuses the main
+  // thread's code from earlier cases; so the warm-up grows with the number of shards, and every
+  // engine thread has seen about the same number of transactions before the measurement.
+  if (warmup > 0) await gen.run({ port: target.port, method, count: warmup * target.threads, concurrency });
   const m0 = await target.messages();
   const s0 = await target.shardBusyMs();
   const b0 = await target.batches();
@@ -502,7 +516,7 @@ async function main(): Promise<void> {
         for (const [i, make] of makers.entries()) {
           const target = await make();
           try {
-            const row = await measure(gen, target, method, args.count, args.concurrency);
+            const row = await measure(gen, target, method, args.count, args.concurrency, args.warmup);
             byTarget[i]!.push(row);
             console.log(
               `  ${kind.padEnd(6)} round ${round + 1}  ${row.scenario.padEnd(15)} ${row.target.padEnd(24)} ${row.txPerSec.toFixed(0).padStart(7)} tx/s`,

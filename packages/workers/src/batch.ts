@@ -8,7 +8,8 @@
  * Batch   = header (16 bytes) + records.
  * Header  = u32 record count | u32 ack (messages the sender finished, shard →
  *           coordinator) | u32 live transactions (shard → coordinator,
- *           0xffffffff = not told) | u32 reserved.
+ *           0xffffffff = not told) | u32 batches the sender finished (shard →
+ *           coordinator; the coordinator keeps at most a few unfinished).
  * Record  = u8 type | u8 b | u16 w | u32 n0 | u32 n1 | u16 |s0| | u16 |s1| |
  *           u32 |data| | s0 | s1 | data     (20 bytes + the three fields)
  * s0 and s1 are latin1 strings (addresses, transaction ids, reason phrases:
@@ -126,7 +127,7 @@ export class BatchWriter {
   }
 
   /** Write everything pending into one new ArrayBuffer of the exact size and start over. */
-  finish(ack: number, live: number): ArrayBuffer {
+  finish(ack: number, live: number, batches = 0): ArrayBuffer {
     const records = this.records;
     // allocUnsafeSlow: its own ArrayBuffer (not the shared pool), so it can be transferred.
     const buf = Buffer.allocUnsafeSlow(this.size);
@@ -134,7 +135,7 @@ export class BatchWriter {
     view.setUint32(0, records.length, true);
     view.setUint32(4, ack >>> 0, true);
     view.setUint32(8, live >>> 0, true);
-    view.setUint32(12, 0, true);
+    view.setUint32(12, batches >>> 0, true);
     let off = BATCH_HEADER;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
@@ -170,6 +171,7 @@ export class BatchReader {
   readonly count: number;
   readonly ack: number;
   readonly live: number;
+  readonly batches: number;
   type = 0;
   b = 0;
   w = 0;
@@ -189,6 +191,7 @@ export class BatchReader {
     this.count = this.view.getUint32(0, true);
     this.ack = this.view.getUint32(4, true);
     this.live = this.view.getUint32(8, true);
+    this.batches = this.view.getUint32(12, true);
   }
 
   next(): boolean {

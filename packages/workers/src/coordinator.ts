@@ -18,7 +18,9 @@
  *
  * Data plane: messages for a shard are batched per event-loop turn (flushed
  * by setImmediate, or at once when a batch reaches `batchMessages` messages
- * or `batchBytes` bytes) into ONE ArrayBuffer, posted with the buffer in the
+ * or `batchBytes` bytes; a shard that has `batchesInFlight` batches not yet
+ * processed gets the next when it reports one done, so a busy shard gets
+ * fewer, larger batches) into ONE ArrayBuffer, posted with the buffer in the
  * transfer list (batch.ts). Never one postMessage per SIP message, never a
  * structured-cloned object per message. The shards batch their sends back the
  * same way, and the coordinator sends them from its own sockets.
@@ -174,6 +176,14 @@ export interface ShardedEngineOptions {
   batchMessages?: number;
   /** …or at this many bytes (default 256 KiB), without waiting for the end of the turn. */
   batchBytes?: number;
+  /**
+   * Batches posted to a shard and not yet processed, past which the end of a
+   * turn does not flush: what arrives meanwhile joins the held batch, which
+   * goes when the shard reports one done (or at `batchMessages`). Default 2:
+   * the shard always has the next batch queued while it works on one, and a
+   * busy shard gets fewer, larger batches (fewer thread wakeups).
+   */
+  batchesInFlight?: number;
   /** close(): longest wait for the shards' live transactions to end. Default 5000 ms. */
   drainTimeoutMs?: number;
   /** Where the coordinator logs a shard's death. Default: console.warn. */
@@ -203,6 +213,7 @@ export const SHARD_LOST: FinalOutcome = Object.freeze({
 const DEFAULT_QUEUE_LIMIT = 10_000;
 const DEFAULT_BATCH_MESSAGES = 256;
 const DEFAULT_BATCH_BYTES = 256 * 1024;
+const DEFAULT_BATCHES_IN_FLIGHT = 2;
 const DEFAULT_DRAIN_MS = 5_000;
 const SHUTDOWN_WAIT_MS = 2_000;
 /** Restarts within this window beyond RESTART_BURST are delayed by RESTART_DELAY_MS (a crash loop must not spin). */
@@ -230,7 +241,10 @@ class Slot {
   alive = false;
   incarnations = 0;
   readonly pending = new BatchWriter();
+  /** Messages posted or pending, not yet acknowledged by the shard. */
   inFlight = 0;
+  /** Batches posted to the current incarnation and not yet reported processed. */
+  batchesOut = 0;
   /** The live transaction count the shard told last. */
   live = 0;
   restarts = 0;
@@ -318,6 +332,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private readonly retryAfter: number;
   private readonly batchMessages: number;
   private readonly batchBytes: number;
+  private readonly batchesInFlight: number;
   private readonly recent: RecentBranches;
   private readonly routeUrl: string | undefined;
   private readonly baseId: string;
@@ -346,7 +361,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private readonly flushAll = () => {
     this.flushScheduled = false;
     this.recent.rotate(Date.now());
-    for (const slot of this.slots) this.flushSlot(slot);
+    for (const slot of this.slots) if (slot.batchesOut < this.batchesInFlight) this.flushSlot(slot);
   };
 
   private constructor(opts: ShardedEngineOptions) {
@@ -360,6 +375,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     this.retryAfter = opts.retryAfter ?? opts.engine?.retryAfter ?? 5;
     this.batchMessages = Math.max(1, opts.batchMessages ?? DEFAULT_BATCH_MESSAGES);
     this.batchBytes = Math.max(1024, opts.batchBytes ?? DEFAULT_BATCH_BYTES);
+    this.batchesInFlight = Math.max(1, opts.batchesInFlight ?? DEFAULT_BATCHES_IN_FLIGHT);
     const t1 = opts.engine?.timers?.t1 ?? 500;
     const window = Math.max(opts.engine?.timers?.timerB ?? 64 * t1, opts.engine?.timers?.timerF ?? 64 * t1);
     this.recent = new RecentBranches(window);
@@ -462,6 +478,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     slot.live = 0;
     // Whatever was posted to the previous incarnation is gone; what is still pending goes to this one.
     slot.inFlight = slot.pending.count;
+    slot.batchesOut = 0;
     const run = slot.pool.run(task, { transferList: [data.port2, control.port2] }) as Promise<ShardExit>;
     run.then(
       () => this.onShardEnd(slot, inc, undefined),
@@ -663,6 +680,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     if (!inc || inc.ended || slot.pending.count === 0) return;
     const ab = slot.pending.finish(0, NOT_TOLD);
     inc.data.postMessage(ab, [ab]);
+    slot.batchesOut++;
     this.counters.in_batches++;
   }
 
@@ -673,7 +691,10 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const r = new BatchReader(m);
     if (slot.inc === inc) {
       slot.inFlight = Math.max(0, slot.inFlight - r.ack);
+      slot.batchesOut = Math.max(0, slot.batchesOut - r.batches);
       if (r.live !== NOT_TOLD) slot.live = r.live;
+      // A held batch goes as soon as the shard has room for it.
+      if (slot.pending.count > 0 && slot.batchesOut < this.batchesInFlight) this.flushSlot(slot);
     }
     this.counters.out_batches++;
     while (r.next()) {
@@ -1173,7 +1194,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       if (slot.restartTimer) clearTimeout(slot.restartTimer);
       slot.restartTimer = undefined;
     }
-    this.flushAll();
+    for (const slot of this.slots) this.flushSlot(slot);
     const drainMs = this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_MS;
     await Promise.all(
       this.slots.map(async (slot) => {

@@ -119,6 +119,7 @@ interface TargetEntry {
 class Outbox {
   private readonly writer = new BatchWriter();
   private acks = 0;
+  private ackedBatches = 0;
   private scheduled = false;
   private closed = false;
   private toldLive = -1;
@@ -170,8 +171,10 @@ class Outbox {
     this.kick();
   }
 
+  /** A batch of `n` messages is processed: tell the coordinator with the next flush. */
   ack(n: number): void {
     this.acks += n;
+    this.ackedBatches++;
     this.kick();
   }
 
@@ -225,9 +228,10 @@ class Outbox {
   flush(): void {
     if (this.closed) return;
     const live = this.live();
-    if (this.writer.count === 0 && this.acks === 0 && live === this.toldLive) return;
-    const ab = this.writer.finish(this.acks, live);
+    if (this.writer.count === 0 && this.ackedBatches === 0 && live === this.toldLive) return;
+    const ab = this.writer.finish(this.acks, live, this.ackedBatches);
     this.acks = 0;
+    this.ackedBatches = 0;
     this.toldLive = live;
     this.port.postMessage(ab, [ab]);
   }
