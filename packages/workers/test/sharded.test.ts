@@ -2,6 +2,7 @@
 // Call-ID and by branch marker, TCP through the coordinator, a shard dying
 // under load, backpressure, graceful shutdown. Real sockets on 127.0.0.1,
 // short timers; everything closed in afterEach.
+import dgram from "node:dgram";
 import { createTcpTransport, type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { SHARD_LOST, ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
@@ -275,6 +276,50 @@ describe("backpressure", () => {
     // The dropped ones are retransmitted and get through once the shard is back.
     const outcomes = await Promise.all(handles.map((h) => h.final));
     expect(outcomes.filter((o) => o.status === 200).length).toBeGreaterThan(0);
+  });
+});
+
+describe("batching", () => {
+  /** 20 OPTIONS datagrams, 5 ms apart (each in its own event-loop turn at the coordinator), sent once. */
+  async function trickle(port: number): Promise<void> {
+    const sock = dgram.createSocket("udp4");
+    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
+    try {
+      for (let i = 0; i < 20; i++) {
+        const callId = newCallId();
+        const msg =
+          `OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-trickle-${i}-${callId}\r\n` +
+          `Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=t${i}\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: ${callId}\r\n` +
+          `CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`;
+        await new Promise<void>((r, j) => sock.send(msg, port, "127.0.0.1", (e) => (e ? j(e) : r())));
+        await sleep(5);
+      }
+    } finally {
+      sock.close();
+    }
+  }
+
+  async function batchesFor20(batchesInFlight: number | undefined): Promise<number> {
+    const se = await sharded({
+      shards: 1,
+      route: ROUTE,
+      testHooks: true,
+      ...(batchesInFlight ? { batchesInFlight } : {}),
+    });
+    const before = await se.stats();
+    await se.blockShard(0, 400);
+    await trickle(se.addresses[0]!.port);
+    await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "the shard to take all 20");
+    const after = await se.stats();
+    expect(after.in_messages - before.in_messages).toBe(20);
+    return after.in_batches - before.in_batches;
+  }
+
+  it("a busy shard gets what arrives meanwhile in one held batch, not one batch per turn", async () => {
+    // The first message goes at once; the shard is stuck on it, so the other 19 (19 turns) wait as one batch.
+    expect(await batchesFor20(1)).toBe(2);
+    // Default: two batches in flight, then one held batch.
+    expect(await batchesFor20(undefined)).toBe(3);
   });
 });
 
