@@ -26,7 +26,8 @@
  * the main thread's busy time per message (event-loop utilization: for the
  * sharded engine, the coordinator's cost per message) and the shards' own
  * busy time per message (time inside their batch processing). The cost of
- * crossing threads is read from the differences to the one-thread case.
+ * crossing threads is read from the differences to the one-thread case, and
+ * measured alone first (crossing.ts: the data plane without SIP work).
  */
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -34,6 +35,7 @@ import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { createUdpTransport, Engine, type ServerTransactionHandle } from "@siptm/core";
 import { type EngineStats, ShardedEngine } from "@siptm/workers";
+import { crossingBenchmark, crossingTable } from "./crossing.js";
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -501,6 +503,13 @@ async function main(): Promise<void> {
     `siptm workers benchmark: ${args.count} transactions per case at concurrency ${args.concurrency}, ` +
       `Node ${process.version}, ${(await import("node:os")).availableParallelism()} CPUs`,
   );
+  // First the data plane alone (crossing.ts): the cost of crossing threads without SIP work.
+  const crossing = await crossingBenchmark(args.quick);
+  console.log(
+    "\nCrossing threads alone (400-byte messages there and an answer back, at most 2 batches in flight, " +
+      "one postMessage per message with 64 in flight):\n",
+  );
+  console.log(`${crossingTable(crossing)}\n`);
   const rows: Row[] = [];
   for (const kind of args.generators) {
     const gen = new LoadGenerator(kind);

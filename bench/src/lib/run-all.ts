@@ -7,7 +7,7 @@
  *   node dist/lib/run-all.js [--quick] [--only=micro,transactions,workers,load] [options of the benchmarks]
  *
  * Options go to the benchmarks that know them: --time=MS to micro; --count=,
- * --concurrency=, --rounds= to workers; --shards= to workers and load; --step=,
+ * --concurrency=, --rounds=, --generators=, --warmup= to workers; --shards= to workers and load; --step=,
  * --rates=, --scenarios=, --systems=, --memory=, --cost-rate=, --no-install,
  * --keep-files to load; --quick to all.
  */
@@ -41,7 +41,10 @@ const BENCHES: readonly Bench[] = [
     name: "workers",
     file: "workers.js",
     what: "the sharded engine (1, 2, 4 shards) vs one thread, in-process load generator",
-    owns: (a) => ["--count=", "--concurrency=", "--rounds=", "--shards="].some((p) => a.startsWith(p)),
+    owns: (a) =>
+      ["--count=", "--concurrency=", "--rounds=", "--shards=", "--generators=", "--warmup="].some((p) =>
+        a.startsWith(p),
+      ),
   },
   {
     name: "load",
