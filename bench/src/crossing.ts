@@ -7,6 +7,11 @@
  *
  *   node dist/crossing.js [--quick]
  *
+ * Two ways of moving a batch: as a transferred ArrayBuffer (a new one per
+ * batch: what the sharded engine does), and through a ring in shared memory
+ * where the port carries only a number (lib/ring.ts: measured, not used by
+ * the engine — its header says why).
+ *
  * A message is a 400-byte SIP request with its source address and port. The
  * main thread plays the coordinator: it writes the records, posts the batch,
  * keeps at most two batches in flight (as the coordinator does) and reads the
@@ -21,6 +26,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { BatchReader, BatchWriter, REC_IN, REC_SEND } from "@siptm/workers/batch";
+import { newRing, RingReader, RingWriter } from "./lib/ring.js";
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -47,21 +53,41 @@ interface PerMessage {
 
 // --- the echo worker (plays a shard) -------------------------------------------------------
 
+interface RingsCommand {
+  cmd: "rings";
+  /** Driver → echo, echo → driver. */
+  toEcho: SharedArrayBuffer;
+  fromEcho: SharedArrayBuffer;
+}
+
 function echo(): void {
   const port = parentPort!;
   const out = new BatchWriter();
-  port.on("message", (m: ArrayBuffer | PerMessage | { cmd: "close" }) => {
-    if (m instanceof ArrayBuffer) {
-      const r = new BatchReader(m);
-      while (r.next()) {
-        const data = Buffer.allocUnsafe(r.data.length);
-        data.set(r.data);
-        out.add(REC_SEND, r.b, r.w, r.n0, 0, r.s0, "", data);
-      }
+  let ringIn: RingReader | undefined;
+  let ringOut: RingWriter | undefined;
+  const answer = (r: BatchReader, viaRing: boolean) => {
+    while (r.next()) {
+      const data = Buffer.allocUnsafe(r.data.length);
+      data.set(r.data);
+      out.add(REC_SEND, r.b, r.w, r.n0, 0, r.s0, "", data);
+    }
+    if (viaRing) ringOut!.post(out, r.count, 0, 1);
+    else {
       const ab = out.finish(r.count, 0, 1);
       port.postMessage(ab, [ab]);
+    }
+  };
+  port.on("message", (m: number | ArrayBuffer | PerMessage | RingsCommand | { cmd: "close" }) => {
+    if (typeof m === "number") {
+      answer(ringIn!.open(m), true);
+      ringIn!.release();
+    } else if (m instanceof ArrayBuffer) {
+      answer(new BatchReader(m), false);
     } else if ("cmd" in m) {
-      port.close();
+      if (m.cmd === "rings") {
+        ringIn = new RingReader(m.toEcho);
+        ringOut = new RingWriter(m.fromEcho, port);
+      } else port.close();
     } else {
       // One structured clone each way per message.
       const data = Buffer.allocUnsafe(m.data.length);
@@ -91,8 +117,17 @@ function startEcho(): Promise<Worker> {
   });
 }
 
-async function runBatched(w: Worker, total: number, batch: number): Promise<CrossingRow> {
+/** Batches both ways: transferred ArrayBuffers, or through a pair of rings with the port as doorbell. */
+async function runBatched(w: Worker, total: number, batch: number, ring: boolean): Promise<CrossingRow> {
   const writer = new BatchWriter();
+  let toEcho: RingWriter | undefined;
+  let fromEcho: RingReader | undefined;
+  if (ring) {
+    const rings: RingsCommand = { cmd: "rings", toEcho: newRing(), fromEcho: newRing() };
+    w.postMessage(rings);
+    toEcho = new RingWriter(rings.toEcho, w);
+    fromEcho = new RingReader(rings.fromEcho);
+  }
   let sent = 0;
   let answered = 0;
   let inFlight = 0;
@@ -100,8 +135,11 @@ async function runBatched(w: Worker, total: number, batch: number): Promise<Cros
     while (inFlight < 2 && sent < total) {
       const n = Math.min(batch, total - sent);
       for (let i = 0; i < n; i++) writer.add(REC_IN, 0, 5061, 0, 0, "127.0.0.1", "", MESSAGE);
-      const ab = writer.finish(0, 0);
-      w.postMessage(ab, [ab]);
+      if (toEcho) toEcho.post(writer, 0, 0, 0);
+      else {
+        const ab = writer.finish(0, 0);
+        w.postMessage(ab, [ab]);
+      }
       sent += n;
       inFlight++;
     }
@@ -110,12 +148,13 @@ async function runBatched(w: Worker, total: number, batch: number): Promise<Cros
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await new Promise<void>((done) => {
-    const onMessage = (m: ArrayBuffer) => {
-      const r = new BatchReader(m);
+    const onMessage = (m: ArrayBuffer | number) => {
+      const r = typeof m === "number" ? fromEcho!.open(m) : new BatchReader(m);
       let bytes = 0;
       while (r.next()) bytes += r.data.length + r.s0.length;
       if (bytes === 0) throw new Error("empty answer");
       answered += r.ack;
+      if (typeof m === "number") fromEcho!.release();
       inFlight--;
       if (answered >= total) {
         w.off("message", onMessage);
@@ -125,7 +164,7 @@ async function runBatched(w: Worker, total: number, batch: number): Promise<Cros
     w.on("message", onMessage);
     fill();
   });
-  return row(`batches of ${batch}`, total, t0, elu0, cpu0);
+  return row(`${ring ? "ring" : "transferred"} batches of ${batch}`, total, t0, elu0, cpu0);
 }
 
 async function runPerMessage(w: Worker, total: number, window: number): Promise<CrossingRow> {
@@ -185,12 +224,14 @@ export async function crossingBenchmark(quick: boolean): Promise<CrossingRow[]> 
   const rounds = quick ? 1 : 3;
   try {
     // Warm-up: JIT on both sides.
-    await runBatched(w, 20_000, 64);
+    await runBatched(w, 20_000, 64, false);
+    await runBatched(w, 20_000, 64, true);
     await runPerMessage(w, 5_000, 64);
     const rows: CrossingRow[] = [];
     rows.push(await median(rounds, () => runPerMessage(w, total / 4, 64)));
-    for (const b of [1, 8, 32, 64, 256])
-      rows.push(await median(rounds, () => runBatched(w, b === 1 ? total / 4 : total, b)));
+    for (const ring of [false, true])
+      for (const b of [1, 8, 32, 64, 256])
+        rows.push(await median(rounds, () => runBatched(w, b === 1 ? total / 4 : total, b, ring)));
     return rows;
   } finally {
     w.postMessage({ cmd: "close" });

@@ -4,7 +4,7 @@
  *
  *   node dist/workers.js           full run (30000 transactions per case, concurrency 1000, 3 rounds)
  *   node dist/workers.js --quick   short run (2000 per case, concurrency 50, 1 round)
- *   node dist/workers.js --count=N --concurrency=C --rounds=R --shards=1,2,4 --generators=raw,engine --warmup=N
+ *   node dist/workers.js --count=N --concurrency=C --rounds=R --shards=1,2,4 --generators=raw,engine --warmup=N --no-crossing
  *
  * Rounds alternate the systems under test (A B C D, A B C D, …) so that a
  * slow phase of a shared machine does not land on one of them only; each
@@ -288,6 +288,8 @@ interface Args {
   generators: GeneratorKind[];
   /** Warm-up transactions per engine thread (one thread: 1; N shards: N) before each measured case. */
   warmup: number;
+  /** Measure the data plane alone first (crossing.ts); --no-crossing skips it. */
+  crossing: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -299,6 +301,7 @@ function parseArgs(argv: readonly string[]): Args {
     shards: [1, 2, 4],
     generators: ["raw", "engine"],
     warmup: 3000,
+    crossing: true,
   };
   for (const a of argv) {
     if (a === "--quick") {
@@ -313,9 +316,10 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a.startsWith("--shards=")) args.shards = a.slice(9).split(",").map(Number);
     else if (a.startsWith("--generators=")) args.generators = a.slice(13).split(",") as GeneratorKind[];
     else if (a.startsWith("--warmup=")) args.warmup = Number(a.slice(9));
+    else if (a === "--no-crossing") args.crossing = false;
     else if (a === "--help" || a === "-h") {
       console.log(
-        "usage: node dist/workers.js [--quick] [--count=N] [--concurrency=C] [--rounds=R] [--shards=1,2,4] [--generators=raw,engine] [--warmup=N]",
+        "usage: node dist/workers.js [--quick] [--count=N] [--concurrency=C] [--rounds=R] [--shards=1,2,4] [--generators=raw,engine] [--warmup=N] [--no-crossing]",
       );
       process.exit(0);
     } else {
@@ -504,12 +508,14 @@ async function main(): Promise<void> {
       `Node ${process.version}, ${(await import("node:os")).availableParallelism()} CPUs`,
   );
   // First the data plane alone (crossing.ts): the cost of crossing threads without SIP work.
-  const crossing = await crossingBenchmark(args.quick);
-  console.log(
-    "\nCrossing threads alone (400-byte messages there and an answer back, at most 2 batches in flight, " +
-      "one postMessage per message with 64 in flight):\n",
-  );
-  console.log(`${crossingTable(crossing)}\n`);
+  if (args.crossing) {
+    const crossing = await crossingBenchmark(args.quick);
+    console.log(
+      "\nCrossing threads alone (400-byte messages there and an answer back, at most 2 batches in flight, " +
+        "one postMessage per message with 64 in flight):\n",
+    );
+    console.log(`${crossingTable(crossing)}\n`);
+  }
   const rows: Row[] = [];
   for (const kind of args.generators) {
     const gen = new LoadGenerator(kind);

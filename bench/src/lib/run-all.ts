@@ -7,7 +7,7 @@
  *   node dist/lib/run-all.js [--quick] [--only=micro,transactions,workers,load] [options of the benchmarks]
  *
  * Options go to the benchmarks that know them: --time=MS to micro; --count=,
- * --concurrency=, --rounds=, --generators=, --warmup= to workers; --shards= to workers and load; --step=,
+ * --concurrency=, --rounds=, --generators=, --warmup=, --no-crossing to workers; --shards= to workers and load; --step=,
  * --rates=, --scenarios=, --systems=, --memory=, --cost-rate=, --no-install,
  * --keep-files to load; --quick to all.
  */
@@ -44,7 +44,7 @@ const BENCHES: readonly Bench[] = [
     owns: (a) =>
       ["--count=", "--concurrency=", "--rounds=", "--shards=", "--generators=", "--warmup="].some((p) =>
         a.startsWith(p),
-      ),
+      ) || a === "--no-crossing",
   },
   {
     name: "load",

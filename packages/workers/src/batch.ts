@@ -128,10 +128,16 @@ export class BatchWriter {
 
   /** Write everything pending into one new ArrayBuffer of the exact size and start over. */
   finish(ack: number, live: number, batches = 0): ArrayBuffer {
-    const records = this.records;
     // allocUnsafeSlow: its own ArrayBuffer (not the shared pool), so it can be transferred.
     const buf = Buffer.allocUnsafeSlow(this.size);
-    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.finishInto(buf, 0, ack, live, batches);
+    return buf.buffer as ArrayBuffer;
+  }
+
+  /** Write everything pending into `buf` at `at` (`bytes` of room) and start over. */
+  finishInto(buf: Buffer, at: number, ack: number, live: number, batches = 0): void {
+    const records = this.records;
+    const view = new DataView(buf.buffer, buf.byteOffset + at, this.size);
     view.setUint32(0, records.length, true);
     view.setUint32(4, ack >>> 0, true);
     view.setUint32(8, live >>> 0, true);
@@ -151,21 +157,21 @@ export class BatchWriter {
       view.setUint16(off + 14, l1, true);
       view.setUint32(off + 16, ld, true);
       off += RECORD_HEADER;
-      if (l0 > 0) off += buf.write(r.s0, off, l0, "latin1");
-      if (l1 > 0) off += buf.write(r.s1, off, l1, "latin1");
+      if (l0 > 0) off += buf.write(r.s0, at + off, l0, "latin1");
+      if (l1 > 0) off += buf.write(r.s1, at + off, l1, "latin1");
       if (ld > 0) {
-        buf.set(r.data, off);
+        buf.set(r.data, at + off);
         off += ld;
       }
     }
     this.clear();
-    return buf.buffer as ArrayBuffer;
   }
 }
 
 /**
  * Reads a batch record by record into its own fields (one reader object per
- * batch; `data` is a view into the batch, valid as long as the batch is).
+ * batch; `data` is a view into the batch, valid as long as the batch is — for
+ * a batch in a ring, until the ring entry is released: copy what you keep).
  */
 export class BatchReader {
   readonly count: number;
@@ -185,9 +191,9 @@ export class BatchReader {
   private off = BATCH_HEADER;
   private read = 0;
 
-  constructor(ab: ArrayBuffer) {
-    this.buf = Buffer.from(ab);
-    this.view = new DataView(ab);
+  constructor(src: ArrayBuffer | Buffer) {
+    this.buf = src instanceof ArrayBuffer ? Buffer.from(src) : src;
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.count = this.view.getUint32(0, true);
     this.ack = this.view.getUint32(4, true);
     this.live = this.view.getUint32(8, true);
