@@ -29,6 +29,7 @@
  * crossing threads is read from the differences to the one-thread case, and
  * measured alone first (crossing.ts: the data plane without SIP work).
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
@@ -286,7 +287,7 @@ interface Args {
   rounds: number;
   shards: number[];
   generators: GeneratorKind[];
-  /** Warm-up transactions per engine thread (one thread: 1; N shards: N) before each measured case. */
+  /** Warm-up transactions per engine thread (one thread: ×1; N shards: ×N) before each measured case. */
   warmup: number;
   /** Measure the data plane alone first (crossing.ts); --no-crossing skips it. */
   crossing: boolean;
@@ -300,7 +301,7 @@ function parseArgs(argv: readonly string[]): Args {
     rounds: 3,
     shards: [1, 2, 4],
     generators: ["raw", "engine"],
-    warmup: 3000,
+    warmup: 12_000,
     crossing: true,
   };
   for (const a of argv) {
@@ -434,6 +435,22 @@ interface Row {
   shardPerMsg: number;
   /** Messages per batch, both directions (0: no batches, the core engine). */
   perBatch: number;
+  /** Context switches of all the process's threads per message (Linux /proc; -1 elsewhere). */
+  switchesPerMsg: number;
+}
+
+/** Context switches (voluntary + involuntary) of every thread of this process so far; -1 without /proc. */
+function contextSwitches(): number {
+  try {
+    let total = 0;
+    for (const t of readdirSync("/proc/self/task")) {
+      const status = readFileSync(`/proc/self/task/${t}/status`, "latin1");
+      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s*(\d+)$/gm)) total += Number(m[1]);
+    }
+    return total;
+  } catch {
+    return -1;
+  }
 }
 
 async function measure(
@@ -447,14 +464,19 @@ async function measure(
   // Warm-up: sockets, and the JIT of every thread of the system under test. Each shard is a fresh
   // V8 isolate that compiles the engine's code anew, where the one-thread engine reuses the main
   // thread's code from earlier cases; so the warm-up grows with the number of shards, and every
-  // engine thread has seen about the same number of transactions before the measurement.
+  // engine thread has seen about the same number of transactions before the measurement. 12000 per
+  // thread: with 3000, 4 shards still paid for compiling during the measurement (52.7 µs CPU per
+  // message against 37.1 after 12000; 1 shard 39.6 and 35.8) — a server that has run for a while
+  // has compiled its code in every thread.
   if (warmup > 0) await gen.run({ port: target.port, method, count: warmup * target.threads, concurrency });
   const m0 = await target.messages();
   const s0 = await target.shardBusyMs();
   const b0 = await target.batches();
+  const cs0 = contextSwitches();
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const r = await gen.run({ port: target.port, method, count, concurrency });
+  const cs = contextSwitches();
   const elu = performance.eventLoopUtilization(elu0);
   const cpu = process.cpuUsage(cpu0);
   const messages = (await target.messages()) - m0;
@@ -470,6 +492,8 @@ async function measure(
     mainPerMsg: (elu.active * 1000) / messages,
     shardPerMsg: (shardMs * 1000) / messages,
     perBatch: batches > 0 ? messages / batches : 0,
+    // Threads that ended during the case (none should) would make this low; -1 when not on Linux.
+    switchesPerMsg: cs0 < 0 || cs < 0 ? -1 : (cs - cs0) / messages,
   };
 }
 
@@ -484,6 +508,7 @@ function table(rows: Row[]): string {
     "main thread µs/msg",
     "shards µs/msg",
     "msgs/batch",
+    "context switches/msg",
   ];
   const body = rows.map((r) => [
     r.generator,
@@ -495,6 +520,7 @@ function table(rows: Row[]): string {
     r.mainPerMsg.toFixed(1),
     r.shardPerMsg.toFixed(1),
     r.perBatch > 0 ? r.perBatch.toFixed(1) : "-",
+    r.switchesPerMsg >= 0 ? r.switchesPerMsg.toFixed(2) : "-",
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
