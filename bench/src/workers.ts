@@ -589,6 +589,22 @@ async function main(): Promise<void> {
           `most tx/s: ${best.target} (${(best.txPerSec / core.txPerSec).toFixed(2)}× one thread).`,
       );
     }
+    // The goal (issue #5): sharded at least as fast as one thread at every shard count, 2 shards faster.
+    const of = rows.filter((r) => r.generator === kind);
+    const ratios = of
+      .filter((r) => !r.target.startsWith("core"))
+      .map((r) => {
+        const core = of.find((c) => c.scenario === r.scenario && c.target.startsWith("core"))!;
+        return { r, x: r.txPerSec / core.txPerSec };
+      });
+    const below = ratios.filter(({ x }) => x < 1);
+    const two = ratios.filter(({ r }) => r.target.endsWith(", 2 shards"));
+    console.log(
+      `${kind} generator, goal "never below one thread, 2 shards above"${args.quick ? " (--quick: a smoke run, not a measurement)" : ""}: ` +
+        (below.length === 0 && two.every(({ x }) => x > 1)
+          ? `met (${ratios.map(({ x }) => x.toFixed(2)).join(", ")}× one thread)`
+          : `not met — ${below.map(({ r, x }) => `${r.scenario} ${r.target} ${x.toFixed(2)}×`).join(", ") || "2 shards not above one thread"}`),
+    );
   }
 }
 
