@@ -17,16 +17,7 @@ async function serve(args: readonly string[]): Promise<number | undefined> {
   }
   const config = parsed.config;
   const server = await startServer(config);
-  process.stdout.write(banner(server.info, config, server.timers));
-  const stopStatus =
-    process.stdout.isTTY && config.statusInterval > 0
-      ? startStatusLine(
-          () => server.tm.stats(),
-          config.statusInterval,
-          (l) => process.stdout.write(l),
-          server.info.workers.shards,
-        )
-      : undefined;
+  let stopStatus: (() => void) | undefined;
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -58,6 +49,8 @@ async function serve(args: readonly string[]): Promise<number | undefined> {
       },
     );
   };
+  // The handlers go in before the banner: whoever reads the banner (a supervisor, a test) may signal
+  // at once, and a SIGTERM before them would kill the process without draining.
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   // A crash after start-up: log it (with its stack, on stderr) and leave with status 1.
@@ -66,6 +59,16 @@ async function serve(args: readonly string[]): Promise<number | undefined> {
     process.stderr.write(`siptm: fatal: ${oneLine(err.message)}\n`);
     process.exit(1);
   });
+  process.stdout.write(banner(server.info, config, server.timers));
+  stopStatus =
+    process.stdout.isTTY && config.statusInterval > 0
+      ? startStatusLine(
+          () => server.tm.stats(),
+          config.statusInterval,
+          (l) => process.stdout.write(l),
+          server.info.workers.shards,
+        )
+      : undefined;
   return undefined; // keep running
 }
 

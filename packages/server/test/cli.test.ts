@@ -1,15 +1,17 @@
 // The `siptm` command as a user meets it: help, one-line failures with a
 // non-zero exit status, a route module loaded by path, and a clean exit on
 // SIGTERM.
+import { spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { SERVE_OPTIONS } from "../src/options.js";
-import { killAll, runCli, serve, testEngine } from "./helpers.js";
+import { CLI, killAll, runCli, serve, sleep, testEngine } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "siptm-cli-"));
 
@@ -165,6 +167,36 @@ describe("siptm", () => {
     const server = await serve(["--config", file, "--answer-code", "603"]);
     expect(server.stdout()).toMatch(/route:\s+uas: INVITE → 180, then 603/);
     expect(server.stdout()).toContain("t1=100");
+  });
+
+  it("the SIGTERM handler is in place when the banner is written (a signal right after it drains, not kills)", async () => {
+    const probe = fileURLToPath(new URL("./fixtures/banner-probe.mjs", import.meta.url));
+    const proc = spawn(
+      process.execPath,
+      [
+        "--import",
+        probe,
+        CLI,
+        "serve",
+        "--listen",
+        "udp:127.0.0.1:0",
+        "--rpc",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let err = "";
+    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+    });
+    const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
+    const deadline = Date.now() + 15_000;
+    while (!/sigterm-handlers-at-banner=/.test(err) && Date.now() < deadline) await sleep(20);
+    proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(err).toMatch(/sigterm-handlers-at-banner=[1-9]/);
   });
 
   it("SIGTERM → a clean exit with status 0", async () => {
