@@ -134,7 +134,7 @@ export class BatchWriter {
     return buf.buffer as ArrayBuffer;
   }
 
-  /** Write everything pending into `buf` at `at` (`bytes` of room) and start over. */
+  /** Write everything pending into `buf` at `at` (it needs `bytes` of room there) and start over. */
   finishInto(buf: Buffer, at: number, ack: number, live: number, batches = 0): void {
     const records = this.records;
     const view = new DataView(buf.buffer, buf.byteOffset + at, this.size);
@@ -171,7 +171,8 @@ export class BatchWriter {
 /**
  * Reads a batch record by record into its own fields (one reader object per
  * batch; `data` is a view into the batch, valid as long as the batch is — for
- * a batch in a ring, until the ring entry is released: copy what you keep).
+ * a batch read from shared memory (the benchmark's ring, bench/src/lib/ring.ts),
+ * until that memory is handed back: copy what you keep).
  */
 export class BatchReader {
   readonly count: number;
