@@ -11,6 +11,7 @@
  *          --shards=1,2,4 (the siptm --workers N variants beside the one-thread server)
  *          --no-install (do not apt-get what is missing)  --keep-files (keep SIPp's folders)
  *          --render=results/load-DATE.json (write the Markdown and the chart of a recorded run again)
+ *          --sequential (one system at a time instead of taking turns at each rate)
  *
  * Scenarios (SIPp always -buff_size 4194304, bounded by -m and a wall-clock timeout):
  *  - uas:      SIPp's built-in uac (INVITE, 180, 200, ACK, BYE, 200) against each system's UAS;
@@ -24,7 +25,8 @@
  * the Session Establishment Rate is the highest rate that held. At every step the server's CPU
  * (/proc utime+stime, all its processes) and memory are read, and SIPp's own CPU is sampled: a
  * SIPp near 100 % of a core is the limit, not the server. The cost table is the step at
- * --cost-rate (500/s). Within a step the systems take turns in a rotating order.
+ * --cost-rate (500/s). Within a step the systems take turns in a rotating order (--sequential:
+ * one system after the other, each with its own server).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -90,6 +92,13 @@ interface Args {
   goalRate: number;
   /** siptm --workers N variants measured beside the one-thread server. */
   shards: number[];
+  /**
+   * --sequential: one system at a time (its own server, started for its series and stopped after
+   * it) instead of all started at once and taking turns at each rate. Slower to cover a slow phase
+   * of the machine, but no server runs the timers of its earlier steps (Timer J: 32 s) during
+   * another system's step.
+   */
+  sequential: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -107,6 +116,7 @@ function parseArgs(argv: readonly string[]): Args {
     costRate: 500,
     goalRate: 2000,
     shards: [1, 2, 4],
+    sequential: false,
   };
   const list = (v: string) =>
     v
@@ -132,10 +142,11 @@ function parseArgs(argv: readonly string[]): Args {
     else if (key === "--render") args.render = value;
     else if (a === "--no-install") args.install = false;
     else if (a === "--keep-files") args.keepFiles = true;
+    else if (a === "--sequential") args.sequential = true;
     else if (a === "--help" || a === "-h") {
       console.log(
         "usage: node dist/load.js [--quick] [--step=S] [--rates=R1,R2,…] [--scenarios=uas,cancel,proxy,register]\n" +
-          "                         [--systems=siptm,kamailio,sip] [--memory=N1,N2,…] [--cost-rate=R] [--no-install] [--keep-files]\n" +
+          "                         [--systems=siptm,kamailio,sip] [--memory=N1,N2,…] [--cost-rate=R] [--no-install] [--keep-files] [--sequential]\n" +
           "       node dist/load.js --render=results/load-DATE.json   (tables and chart of a recorded run again)",
       );
       process.exit(0);
@@ -806,7 +817,12 @@ async function main(): Promise<number> {
   for (const scenario of args.scenarios) {
     // --quick keeps to about a minute: the sharded siptm runs in the uas scenario only.
     const here = args.quick && scenario !== "uas" ? systems.filter((s) => (s.workers ?? 0) === 0) : systems;
-    series.push(...(await stepUp(ctx, scenario, here, paths, rotation++)));
+    if (args.sequential) {
+      // One system at a time, the starting one rotating across scenarios.
+      const shift = rotation++ % here.length;
+      for (const sys of [...here.slice(shift), ...here.slice(0, shift)])
+        series.push(...(await stepUp(ctx, scenario, [sys], paths, 0)));
+    } else series.push(...(await stepUp(ctx, scenario, here, paths, rotation++)));
   }
   // Kamailio's process count, as measured.
   const kamInfo = infos.find((i) => i.id === "kamailio");
