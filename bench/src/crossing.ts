@@ -26,6 +26,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { BatchReader, BatchWriter, REC_IN, REC_SEND } from "@siptm/workers/batch";
+import { pipeTable } from "./lib/report.js";
 import { newRing, RingReader, RingWriter } from "./lib/ring.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -242,9 +243,7 @@ export async function crossingBenchmark(quick: boolean): Promise<CrossingRow[]> 
 export function crossingTable(rows: readonly CrossingRow[]): string {
   const head = ["data plane", "messages/s", "main thread µs/msg", "CPU µs/msg (both threads)"];
   const body = rows.map((r) => [r.mode, r.perSec.toFixed(0), r.mainUs.toFixed(2), r.cpuUs.toFixed(2)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+  return pipeTable(head, body);
 }
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === "echo") {

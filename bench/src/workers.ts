@@ -37,6 +37,7 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { createUdpTransport, Engine, type ServerTransactionHandle } from "@siptm/core";
 import { type EngineStats, ShardedEngine } from "@siptm/workers";
 import { crossingBenchmark, crossingTable } from "./crossing.js";
+import { pipeTable } from "./lib/report.js";
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -522,9 +523,7 @@ function table(rows: Row[]): string {
     r.perBatch > 0 ? r.perBatch.toFixed(1) : "-",
     r.switchesPerMsg >= 0 ? r.switchesPerMsg.toFixed(2) : "-",
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+  return pipeTable(head, body);
 }
 
 async function main(): Promise<void> {

@@ -117,3 +117,11 @@ export function jsonReport(
     2,
   )}\n`;
 }
+
+/** A padded Markdown pipe table (header, separator, rows) for console output that pastes into docs. */
+export function pipeTable(head: readonly string[], body: readonly (readonly string[])[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]?.length ?? 0)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+}
