@@ -11,7 +11,8 @@
  *          --shards=1,2,4 (the siptm --workers N variants beside the one-thread server)
  *          --no-install (do not apt-get what is missing)  --keep-files (keep SIPp's folders)
  *          --render=results/load-DATE.json (write the Markdown and the chart of a recorded run again)
- *          --sequential (one system at a time instead of taking turns at each rate)
+ *          --interleaved (all systems started at once, taking turns at each rate, instead of
+ *          one system at a time)
  *
  * Scenarios (SIPp always -buff_size 4194304, bounded by -m and a wall-clock timeout):
  *  - uas:      SIPp's built-in uac (INVITE, 180, 200, ACK, BYE, 200) against each system's UAS;
@@ -25,8 +26,9 @@
  * the Session Establishment Rate is the highest rate that held. At every step the server's CPU
  * (/proc utime+stime, all its processes) and memory are read, and SIPp's own CPU is sampled: a
  * SIPp near 100 % of a core is the limit, not the server. The cost table is the step at
- * --cost-rate (500/s). Within a step the systems take turns in a rotating order (--sequential:
- * one system after the other, each with its own server).
+ * --cost-rate (500/s). The systems run one after the other, each with its own server started for
+ * its series and stopped after it (--interleaved: all started at once, taking turns at each rate
+ * in a rotating order).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -93,10 +95,11 @@ interface Args {
   /** siptm --workers N variants measured beside the one-thread server. */
   shards: number[];
   /**
-   * --sequential: one system at a time (its own server, started for its series and stopped after
-   * it) instead of all started at once and taking turns at each rate. Slower to cover a slow phase
-   * of the machine, but no server runs the timers of its earlier steps (Timer J: 32 s) during
-   * another system's step.
+   * One system at a time (its own server, started for its series and stopped after it), the
+   * default; --interleaved: all started at once, taking turns at each rate. Interleaving spreads
+   * a slow phase of the machine over every system, but a server waiting for its turn still runs
+   * the timers of its earlier steps (Timer J: 32 s after every CANCEL and BYE) during another
+   * system's step, which made the sharded rows vary from run to run.
    */
   sequential: boolean;
 }
@@ -116,7 +119,7 @@ function parseArgs(argv: readonly string[]): Args {
     costRate: 500,
     goalRate: 2000,
     shards: [1, 2, 4],
-    sequential: false,
+    sequential: true,
   };
   const list = (v: string) =>
     v
@@ -143,10 +146,11 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a === "--no-install") args.install = false;
     else if (a === "--keep-files") args.keepFiles = true;
     else if (a === "--sequential") args.sequential = true;
+    else if (a === "--interleaved") args.sequential = false;
     else if (a === "--help" || a === "-h") {
       console.log(
         "usage: node dist/load.js [--quick] [--step=S] [--rates=R1,R2,…] [--scenarios=uas,cancel,proxy,register]\n" +
-          "                         [--systems=siptm,kamailio,sip] [--memory=N1,N2,…] [--cost-rate=R] [--no-install] [--keep-files] [--sequential]\n" +
+          "                         [--systems=siptm,kamailio,sip] [--memory=N1,N2,…] [--cost-rate=R] [--no-install] [--keep-files] [--interleaved]\n" +
           "       node dist/load.js --render=results/load-DATE.json   (tables and chart of a recorded run again)",
       );
       process.exit(0);

@@ -9,7 +9,7 @@
  * Options go to the benchmarks that know them: --time=MS to micro; --count=,
  * --concurrency=, --rounds=, --generators=, --warmup=, --no-crossing to workers; --shards= to workers and load; --step=,
  * --rates=, --scenarios=, --systems=, --memory=, --cost-rate=, --no-install,
- * --keep-files, --sequential to load; --quick to all.
+ * --keep-files, --interleaved, --sequential to load; --quick to all.
  */
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -53,7 +53,7 @@ const BENCHES: readonly Bench[] = [
     owns: (a) =>
       ["--step=", "--rates=", "--scenarios=", "--systems=", "--memory=", "--cost-rate=", "--shards="].some(
         (p) => a.startsWith(p),
-      ) || ["--no-install", "--keep-files", "--sequential"].includes(a),
+      ) || ["--no-install", "--keep-files", "--sequential", "--interleaved"].includes(a),
   },
 ];
 

@@ -8,8 +8,9 @@
  * Batch   = header (16 bytes) + records.
  * Header  = u32 record count | u32 ack (messages the sender finished, shard →
  *           coordinator) | u32 live transactions (shard → coordinator,
- *           0xffffffff = not told) | u32 batches the sender finished (shard →
- *           coordinator; the coordinator keeps at most a few unfinished).
+ *           0xffffffff = not told) | u32 word 3: shard → coordinator, the
+ *           batches the sender finished (the coordinator keeps at most a few
+ *           unfinished); coordinator → shard, flags (ACK_NOW).
  * Record  = u8 type | u8 b | u16 w | u32 n0 | u32 n1 | u16 |s0| | u16 |s1| |
  *           u32 |data| | s0 | s1 | data     (20 bytes + the three fields)
  * s0 and s1 are latin1 strings (addresses, transaction ids, reason phrases:
@@ -23,6 +24,17 @@
 export const BATCH_HEADER = 16;
 export const RECORD_HEADER = 20;
 export const NOT_TOLD = 0xffffffff;
+/**
+ * Coordinator → shard, header word 3: acknowledge this batch as soon as it is
+ * processed. Without it a shard may hold the acknowledgement back until it has
+ * something else to send (or its next live-count report, ≤ 200 ms): a batch
+ * whose messages caused no send (an ACK absorbed by its transaction, a
+ * retransmission) then costs no crossing back. The coordinator asks for it
+ * whenever it would otherwise have to wait: its next batch would be held
+ * (ack-clocking), the queue is half full, it is closing, or a test runs the
+ * shards in lockstep.
+ */
+export const ACK_NOW = 1;
 
 /**
  * A message received by the coordinator (coordinator → shard).

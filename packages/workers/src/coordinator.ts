@@ -98,6 +98,7 @@ import {
   type TransactionEngine,
 } from "./api.js";
 import {
+  ACK_NOW,
   BatchReader,
   BatchWriter,
   CANCEL_KINDS,
@@ -184,6 +185,13 @@ export interface ShardedEngineOptions {
    * busy shard gets fewer, larger batches (fewer thread wakeups).
    */
   batchesInFlight?: number;
+  /**
+   * How often a shard tells its live transaction count when no batch carried
+   * it, and the acknowledgements it held back (batches whose messages caused
+   * no send and whose acknowledgement nothing waited for, batch.ts ACK_NOW).
+   * Default 200 ms.
+   */
+  reportIntervalMs?: number;
   /** close(): longest wait for the shards' live transactions to end. Default 5000 ms. */
   drainTimeoutMs?: number;
   /** Where the coordinator logs a shard's death. Default: console.warn. */
@@ -214,6 +222,7 @@ const DEFAULT_QUEUE_LIMIT = 10_000;
 const DEFAULT_BATCH_MESSAGES = 256;
 const DEFAULT_BATCH_BYTES = 256 * 1024;
 const DEFAULT_BATCHES_IN_FLIGHT = 2;
+const DEFAULT_REPORT_MS = 200;
 const DEFAULT_DRAIN_MS = 5_000;
 const SHUTDOWN_WAIT_MS = 2_000;
 /** Restarts within this window beyond RESTART_BURST are delayed by RESTART_DELAY_MS (a crash loop must not spin). */
@@ -470,6 +479,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       testHooks: this.opts.testHooks ?? false,
       virtualStart: this.opts.virtualClock?.now(),
       batch: { maxMessages: this.batchMessages, maxBytes: this.batchBytes },
+      reportMs: Math.max(1, this.opts.reportIntervalMs ?? DEFAULT_REPORT_MS),
       data: data.port2,
       control: control.port2,
     };
@@ -678,9 +688,16 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private flushSlot(slot: Slot): void {
     const inc = slot.inc;
     if (!inc || inc.ended || slot.pending.count === 0) return;
-    const ab = slot.pending.finish(0, NOT_TOLD);
-    inc.data.postMessage(ab, [ab]);
     slot.batchesOut++;
+    // Ask for the acknowledgement at once only when something waits for it (batch.ts, ACK_NOW):
+    // the next batch would be held, the queue fills, the engine is closing, or lockstep tests.
+    const now =
+      slot.batchesOut >= this.batchesInFlight ||
+      slot.inFlight >= this.queueLimit / 2 ||
+      this.state !== "open" ||
+      this.opts.virtualClock !== undefined;
+    const ab = slot.pending.finish(0, NOT_TOLD, now ? ACK_NOW : 0);
+    inc.data.postMessage(ab, [ab]);
     this.counters.in_batches++;
   }
 

@@ -54,6 +54,8 @@ export interface ShardTask {
   /** Lockstep tests: the engine runs on a virtual clock starting here, moved only by REC_SYNC records. */
   virtualStart: number | undefined;
   batch: BatchLimits;
+  /** How often the shard tells its live count and any acknowledgement it held back (ms). */
+  reportMs: number;
   /** Data plane: batches both ways, send errors to the shard. */
   data: MessagePort;
   /** Control plane: comlink. */

@@ -23,7 +23,7 @@
  * a restart.
  */
 import { performance } from "node:perf_hooks";
-import type { MessagePort } from "node:worker_threads";
+import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
   type ClientTransactionHandle,
   type Destination,
@@ -42,6 +42,7 @@ import {
 import { expose } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import {
+  ACK_NOW,
   BatchReader,
   BatchWriter,
   CANCEL_KINDS,
@@ -99,8 +100,9 @@ export interface RouteContext {
 export type RouteModule = (engine: Engine, ctx: RouteContext) => void | Promise<void>;
 
 const EMPTY = Buffer.alloc(0);
-/** How often the live-transaction count is re-told when no batch carried it, and stale send targets swept. */
-const LIVE_REPORT_MS = 200;
+/** How often stale send targets are swept. */
+/** Batches read off the data port after the one whose event fired, before the outgoing batch is posted. */
+const DRAIN_MAX = 16;
 const TARGET_SWEEP_MS = 30_000;
 
 interface TargetEntry {
@@ -126,9 +128,11 @@ class Outbox {
   private nextId = 1;
   private readonly ids = new WeakMap<SendErrorTarget, number>();
   private readonly targets = new Map<number, TargetEntry>();
+  /** An acknowledgement the coordinator asked for now (ACK_NOW) is pending. */
+  private ackDue = false;
   private readonly flushNow = () => {
     this.scheduled = false;
-    this.flush();
+    this.flushDue();
   };
 
   constructor(
@@ -171,11 +175,19 @@ class Outbox {
     this.kick();
   }
 
-  /** A batch of `n` messages is processed: tell the coordinator with the next flush. */
-  ack(n: number): void {
+  /**
+   * A batch of `n` messages is processed: tell the coordinator with the next
+   * flush. `now` (the batch had ACK_NOW): that flush is due at the end of this
+   * turn even with nothing else in it; otherwise the acknowledgement waits for
+   * the next batch that goes anyway, or the next live-count report.
+   */
+  ack(n: number, now: boolean): void {
     this.acks += n;
     this.ackedBatches++;
-    this.kick();
+    if (now) {
+      this.ackDue = true;
+      this.kick();
+    }
   }
 
   /** The coordinator reported a failed send. */
@@ -208,9 +220,14 @@ class Outbox {
     return this.targets.size;
   }
 
-  /** Tell the live count if it changed since the last batch. */
+  /** The periodic report: tell the live count if it changed since the last batch, and any acknowledgement held back. */
   tellLive(): void {
-    if (this.live() !== this.toldLive) this.kick();
+    if (this.live() !== this.toldLive || this.ackedBatches > 0) this.flush();
+  }
+
+  /** Post the batch if the coordinator waits for something in it: records, or an acknowledgement asked for now. */
+  flushDue(): void {
+    if (this.writer.count > 0 || this.ackDue) this.flush();
   }
 
   private kick(): void {
@@ -232,6 +249,7 @@ class Outbox {
     const ab = this.writer.finish(this.acks, live, this.ackedBatches);
     this.acks = 0;
     this.ackedBatches = 0;
+    this.ackDue = false;
     this.toldLive = live;
     this.port.postMessage(ab, [ab]);
   }
@@ -359,7 +377,7 @@ class Shard {
     });
     expose(this.api(), nodeEndpoint(task.control));
     task.data.on("message", (m: unknown) => this.onData(m));
-    this.timer = setInterval(() => this.tick(), LIVE_REPORT_MS);
+    this.timer = setInterval(() => this.tick(), task.reportMs);
     return done;
   }
 
@@ -372,8 +390,25 @@ class Shard {
     }
   }
 
+  /**
+   * One 'message' event of the data port: this message, then whatever else is
+   * already queued on the port (read with receiveMessageOnPort, no event each),
+   * then ONE outgoing batch with the sends and acknowledgements of them all —
+   * at once, not on setImmediate: the coordinator waits for it.
+   */
   private onData(m: unknown): void {
     if (this.stopped) return;
+    this.dataMessage(m);
+    const port = this.task.data;
+    for (let i = 0; i < DRAIN_MAX && !this.stopped; i++) {
+      const next = receiveMessageOnPort(port);
+      if (next === undefined) break;
+      this.dataMessage(next.message);
+    }
+    if (!this.stopped) this.out.flushDue();
+  }
+
+  private dataMessage(m: unknown): void {
     if (m instanceof ArrayBuffer) {
       this.processBatch(m);
       return;
@@ -422,7 +457,7 @@ class Shard {
     this.busyMs += ms;
     if (ms > this.maxBatchMs) this.maxBatchMs = ms;
     // The coordinator's queue counts messages, not lockstep records.
-    this.out.ack(r.count - syncs);
+    this.out.ack(r.count - syncs, (r.batches & ACK_NOW) !== 0);
     if (sync >= 0) {
       // Lockstep: answer once the whole batch is processed and the promise jobs it started have run
       // (a route's async next-hop resolution…), with the shard's next deadline.

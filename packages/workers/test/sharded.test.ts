@@ -321,6 +321,63 @@ describe("batching", () => {
     // Default: two batches in flight, then one held batch.
     expect(await batchesFor20(undefined)).toBe(3);
   });
+
+  /** Send `n` ACKs that match no transaction (the shard absorbs them: nothing to send), each in its own turn. */
+  async function strayAcks(port: number, n: number): Promise<void> {
+    const sock = dgram.createSocket("udp4");
+    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
+    try {
+      for (let i = 0; i < n; i++) {
+        const msg =
+          `ACK sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-stray-${i}\r\n` +
+          `Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a${i}\r\nTo: <sip:bob@127.0.0.1>;tag=b${i}\r\n` +
+          `Call-ID: stray-${i}@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n`;
+        await new Promise<void>((r, j) => sock.send(msg, port, "127.0.0.1", (e) => (e ? j(e) : r())));
+        await sleep(5);
+      }
+    } finally {
+      sock.close();
+    }
+  }
+
+  it("a batch that sends nothing costs no crossing back: its acknowledgement rides the next batch", async () => {
+    // No periodic report during the test: acknowledgements travel only when due or with other records.
+    const se = await sharded({ shards: 1, route: ROUTE, batchesInFlight: 4, reportIntervalMs: 60_000 });
+    const port = se.addresses[0]!.port;
+    const before = await se.stats();
+    await strayAcks(port, 3);
+    await waitFor(async () => (await se.stats()).shards[0]!.messages === 3, 5000, "the shard to take 3 ACKs");
+    let now = await se.stats();
+    // Three batches in, none back: nothing waited for their acknowledgement (under 4 in flight).
+    expect(now.in_batches - before.in_batches).toBe(3);
+    expect(now.out_batches - before.out_batches).toBe(0);
+    expect(now.shards[0]!.inFlight).toBe(3);
+    // An OPTIONS: its 200 goes back in one batch, which acknowledges all four.
+    const p = await peer();
+    const h = p.engine.request(options(port));
+    expect((await h.final).status).toBe(200);
+    await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "the acknowledgements");
+    now = await se.stats();
+    expect(now.out_batches - before.out_batches).toBe(1);
+  });
+
+  it("the coordinator asks for the acknowledgement when its next batch would be held (never stalls)", async () => {
+    // One batch in flight: every batch would hold the next one back, so every batch asks to be
+    // acknowledged at once (with no periodic report, a batch left unacknowledged would hold the rest).
+    const se = await sharded({ shards: 1, route: ROUTE, batchesInFlight: 1, reportIntervalMs: 60_000 });
+    const before = await se.stats();
+    await strayAcks(se.addresses[0]!.port, 4);
+    await waitFor(async () => (await se.stats()).shards[0]!.messages === 4, 5000, "the shard to take 4 ACKs");
+    await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "all acknowledged");
+    const now = await se.stats();
+    expect(now.out_batches - before.out_batches).toBe(now.in_batches - before.in_batches);
+  });
+
+  it("an acknowledgement held back goes with the periodic report", async () => {
+    const se = await sharded({ shards: 1, route: ROUTE, batchesInFlight: 4, reportIntervalMs: 50 });
+    await strayAcks(se.addresses[0]!.port, 1);
+    await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "the report");
+  });
 });
 
 describe("graceful shutdown", () => {
