@@ -58,7 +58,7 @@ import {
   stepAt,
   textTable,
 } from "./lib/load-report.js";
-import { CpuSampler, groupMemory, MachineSampler } from "./lib/proc.js";
+import { CpuSampler, groupMemory, MachineSampler, udpReceiveBufferDrops } from "./lib/proc.js";
 import { freeUdpPort, HOST, SippRun, sippVersion } from "./lib/sipp-load.js";
 import { snapshotPackages } from "./lib/snapshot.js";
 import {
@@ -301,6 +301,7 @@ async function runStep(
   const target = uacFor(scenario, server.port, uas?.opts.port);
   const serverCpu = new CpuSampler(server.group);
   const machineCpu = new MachineSampler();
+  const drops0 = udpReceiveBufferDrops();
   const uac = new SippRun({
     bin: ctx.tools.sipp,
     name: `sipp uac (${scenario} ${rate}/s → ${server.spec.id})`,
@@ -343,6 +344,8 @@ async function runStep(
     uasResult = await uas.result;
   }
   const mem = groupMemory(server.group);
+  const drops1 = udpReceiveBufferDrops();
+  const drops = drops0 === undefined || drops1 === undefined ? undefined : drops1 - drops0;
   const stats = r.stats;
   const reasons: string[] = [];
   const successful = stats?.successful ?? 0;
@@ -361,12 +364,22 @@ async function runStep(
       reasons.push(`${calls - successful} calls unfinished`);
     if (retransPct > 1) reasons.push(`retransmissions ${retransPct.toFixed(1)}% of calls`);
   }
-  if (aborted) reasons.push(aborted);
-  else if (r.killed) reasons.push("SIPp killed at the wall-clock limit");
+  if (aborted) {
+    // How many calls were still open when the step was stopped: a handful means messages lost
+    // that nobody retransmits (the call waits for SIPp's 10 s timeout), many means overload.
+    const open = stats ? calls - successful - failed : undefined;
+    reasons.push(
+      open !== undefined && open > 0 ? `${aborted} with ${open} call${open === 1 ? "" : "s"} open` : aborted,
+    );
+  } else if (r.killed) reasons.push("SIPp killed at the wall-clock limit");
   else if (r.code !== 0 && stats && failed === 0) reasons.push(`SIPp exit code ${r.code}`);
   if (r.wallSeconds > allowed && reasons.length === 0)
     reasons.push(`took ${r.wallSeconds.toFixed(1)} s for a ${stepSeconds} s step (rate not sustained)`);
   const pass = reasons.length === 0;
+  // Datagrams the kernel dropped at a full socket buffer during the step (any socket of the
+  // machine: SIPp's, the server's): said beside the reasons of a failed step.
+  if (!pass && drops !== undefined && drops > 0)
+    reasons.push(`${drops} datagram${drops === 1 ? "" : "s"} dropped at full socket buffers (kernel)`);
   const sippPeak = Math.max(r.cpu.peak, uasResult?.cpu.peak ?? 0);
   const total = srv.average + r.cpu.average + (uasResult?.cpu.average ?? 0);
   const limit = pass
@@ -394,6 +407,7 @@ async function runStep(
     retransPct,
     failures: { ...(stats?.failures ?? {}) },
     strayMessages: stats?.strayMessages ?? 0,
+    ...(drops !== undefined ? { udpDrops: drops } : {}),
     wallSeconds: r.wallSeconds,
     server: {
       cpuSeconds: srv.cpuSeconds,

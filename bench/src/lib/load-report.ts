@@ -24,6 +24,8 @@ export interface StepResult {
   readonly retransPct: number;
   readonly failures: Readonly<Record<string, number>>;
   readonly strayMessages: number;
+  /** UDP datagrams the kernel dropped at full socket buffers during the step (whole machine). */
+  readonly udpDrops?: number;
   /** Seconds from SIPp's start to its exit. */
   readonly wallSeconds: number;
   readonly server: {

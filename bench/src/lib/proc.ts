@@ -268,3 +268,23 @@ export class MachineSampler {
     return { average, peak: Math.max(this.peak, average) };
   }
 }
+
+/**
+ * The kernel's count of UDP datagrams dropped because a socket's receive
+ * buffer was full (`RcvbufErrors` in /proc/net/snmp, the whole machine since
+ * boot); undefined where it cannot be read. Read before and after a step: a
+ * loss there is no retransmission SIPp or the server chose, and a call whose
+ * lost message nobody retransmits waits for its timeout.
+ */
+export function udpReceiveBufferDrops(): number | undefined {
+  try {
+    const lines = readFileSync("/proc/net/snmp", "utf8").split("\n");
+    const [head, values] = lines.filter((l) => l.startsWith("Udp:"));
+    if (!head || !values) return undefined;
+    const i = head.split(/\s+/).indexOf("RcvbufErrors");
+    const v = Number(values.split(/\s+/)[i]);
+    return i > 0 && Number.isFinite(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
