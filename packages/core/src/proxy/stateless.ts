@@ -35,8 +35,8 @@ export function forwardRequestStateless(engine: Engine, req: SipRequest, _source
   }
   const digest = createHash("sha1")
     .update(`${req.via.branch ?? req.via.raw}\n${req.uri}`)
-    .digest("base64url")
-    .slice(0, 22);
+    .digest("hex")
+    .slice(0, 32); // 128 bits, in hex like every id of ours (message/ids.ts says why)
   req.pushVia(engine.viaFor(dest, `z9hG4bK${digest}`));
   engine.sendStateless(req.toBuffer(), dest);
   return true;
