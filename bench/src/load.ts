@@ -367,7 +367,7 @@ async function runStep(
   if (aborted) {
     // How many calls were still open when the step was stopped: a handful means messages lost
     // that nobody retransmits (the call waits for SIPp's 10 s timeout), many means overload.
-    const open = stats ? calls - successful - failed : undefined;
+    const open = stats?.current;
     reasons.push(
       open !== undefined && open > 0 ? `${aborted} with ${open} call${open === 1 ? "" : "s"} open` : aborted,
     );
