@@ -100,9 +100,9 @@ export interface RouteContext {
 export type RouteModule = (engine: Engine, ctx: RouteContext) => void | Promise<void>;
 
 const EMPTY = Buffer.alloc(0);
-/** How often stale send targets are swept. */
 /** Batches read off the data port after the one whose event fired, before the outgoing batch is posted. */
 const DRAIN_MAX = 16;
+/** How often stale send targets are swept. */
 const TARGET_SWEEP_MS = 30_000;
 
 interface TargetEntry {
@@ -177,17 +177,15 @@ class Outbox {
 
   /**
    * A batch of `n` messages is processed: tell the coordinator with the next
-   * flush. `now` (the batch had ACK_NOW): that flush is due at the end of this
-   * turn even with nothing else in it; otherwise the acknowledgement waits for
-   * the next batch that goes anyway, or the next live-count report.
+   * flush. `now` (the batch had ACK_NOW): the data handler's `flushDue()` at
+   * the end of its event posts it even with nothing else in it; otherwise the
+   * acknowledgement waits for the next batch that goes anyway, or the next
+   * live-count report.
    */
   ack(n: number, now: boolean): void {
     this.acks += n;
     this.ackedBatches++;
-    if (now) {
-      this.ackDue = true;
-      this.kick();
-    }
+    if (now) this.ackDue = true;
   }
 
   /** The coordinator reported a failed send. */

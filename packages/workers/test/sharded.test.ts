@@ -280,23 +280,34 @@ describe("backpressure", () => {
 });
 
 describe("batching", () => {
-  /** 20 OPTIONS datagrams, 5 ms apart (each in its own event-loop turn at the coordinator), sent once. */
-  async function trickle(port: number): Promise<void> {
+  /**
+   * Send `n` datagrams from one socket, 5 ms apart (each in its own event-loop turn at the
+   * coordinator), once each; `message(i, localPort)` writes the i-th.
+   */
+  async function oneByOne(port: number, n: number, message: (i: number, localPort: number) => string) {
     const sock = dgram.createSocket("udp4");
     await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
     try {
-      for (let i = 0; i < 20; i++) {
-        const callId = newCallId();
-        const msg =
-          `OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-trickle-${i}-${callId}\r\n` +
-          `Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=t${i}\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: ${callId}\r\n` +
-          `CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`;
+      for (let i = 0; i < n; i++) {
+        const msg = message(i, sock.address().port);
         await new Promise<void>((r, j) => sock.send(msg, port, "127.0.0.1", (e) => (e ? j(e) : r())));
         await sleep(5);
       }
     } finally {
       sock.close();
     }
+  }
+
+  /** 20 OPTIONS datagrams, one a turn. */
+  function trickle(port: number): Promise<void> {
+    return oneByOne(port, 20, (i, local) => {
+      const callId = newCallId();
+      return (
+        `OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${local};branch=z9hG4bK-trickle-${i}-${callId}\r\n` +
+        `Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=t${i}\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: ${callId}\r\n` +
+        `CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`
+      );
+    });
   }
 
   async function batchesFor20(batchesInFlight: number | undefined): Promise<number> {
@@ -322,22 +333,16 @@ describe("batching", () => {
     expect(await batchesFor20(undefined)).toBe(3);
   });
 
-  /** Send `n` ACKs that match no transaction (the shard absorbs them: nothing to send), each in its own turn. */
-  async function strayAcks(port: number, n: number): Promise<void> {
-    const sock = dgram.createSocket("udp4");
-    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
-    try {
-      for (let i = 0; i < n; i++) {
-        const msg =
-          `ACK sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-stray-${i}\r\n` +
-          `Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a${i}\r\nTo: <sip:bob@127.0.0.1>;tag=b${i}\r\n` +
-          `Call-ID: stray-${i}@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n`;
-        await new Promise<void>((r, j) => sock.send(msg, port, "127.0.0.1", (e) => (e ? j(e) : r())));
-        await sleep(5);
-      }
-    } finally {
-      sock.close();
-    }
+  /** `n` ACKs that match no transaction (the shard absorbs them: nothing to send), one a turn. */
+  function strayAcks(port: number, n: number): Promise<void> {
+    return oneByOne(
+      port,
+      n,
+      (i, local) =>
+        `ACK sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${local};branch=z9hG4bK-stray-${i}\r\n` +
+        `Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a${i}\r\nTo: <sip:bob@127.0.0.1>;tag=b${i}\r\n` +
+        `Call-ID: stray-${i}@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n`,
+    );
   }
 
   it("a batch that sends nothing costs no crossing back: its acknowledgement rides the next batch", async () => {
