@@ -356,7 +356,8 @@ export class Engine implements TxContext, TransportSink {
   private receiveRequest(req: SipRequest, source: Source): void {
     const method = req.method;
     // A retransmission, an ACK to a non-2xx, or a CANCEL retransmission: §17.2.3.
-    const existing = this.table.get(serverKey(req, false));
+    const key = serverKey(req, false);
+    const existing = this.table.get(key);
     if (existing !== undefined && (existing.kind === "ist" || existing.kind === "nist")) {
       if (method === "ACK" || method === existing.method) {
         (existing as InviteServerTransaction | NonInviteServerTransaction).receiveRequest(req);
@@ -396,7 +397,7 @@ export class Engine implements TxContext, TransportSink {
       this.replyStateless(req, source, 482, "Loop Detected");
       return;
     }
-    const tx = this.newServerTransaction(req, source, serverKey(req, false));
+    const tx = this.newServerTransaction(req, source, key);
     const handle = new ServerTransactionHandle(tx, this.safe);
     tx.tu = handle;
     if (this.observers.requestIn) this.observers.requestIn(tx, req, source);

@@ -60,6 +60,32 @@ export function bytesOf(s: string, latin1 = false): Buffer {
   return b;
 }
 
+// ---------------------------------------------------------------- values that outlive the head
+
+const latin1SliceOf: (b: Uint8Array, a: number, e: number) => string =
+  typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === "function"
+    ? (b, a, e) =>
+        (
+          Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, a: number, e: number): string }
+        ).latin1Slice.call(b, a, e)
+    : (b, a, e) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1", a, e);
+
+/**
+ * Below this length V8 copies a slice; from it on a slice is a view that
+ * keeps its whole parent string alive.
+ */
+const VIEW_MIN = 13;
+
+/**
+ * s[a, e) as a string of its own, for a value a message keeps (Call-ID,
+ * Request-URI, tags, Via fields): a view into the head string would keep the
+ * whole head alive after `SipMessageImpl.compact()` let go of it. b must hold
+ * exactly the latin1 bytes of s over the range.
+ */
+export function own(b: Uint8Array, s: string, a: number, e: number): string {
+  return e - a < VIEW_MIN ? s.slice(a, e) : latin1SliceOf(b, a, e);
+}
+
 // ---------------------------------------------------------------- basics
 
 export function isWs(c: number): boolean {
@@ -417,7 +443,7 @@ function scanVia(
     if (hostEnd === i) hostEnd = -1;
   } else hostEnd = scanHost(b, i, e);
   if (hostEnd < 0) throw viaError("bad sent-by host", i);
-  const host = build ? s.slice(hostStart, hostEnd) : "";
+  const host = build ? own(b, s, hostStart, hostEnd) : "";
   i = hostEnd < e && b[hostEnd]! <= 32 ? skipWs(b, hostEnd, e) : hostEnd;
   let port: number | undefined;
   if (i < e && b[i] === 58) {
@@ -496,7 +522,7 @@ function scanVia(
         throw viaError(`invalid value for parameter ${paramName(b, s, ns, ne)}`, vs);
       }
       ve = i;
-      if (build) value = s.slice(vs, i);
+      if (build) value = own(b, s, vs, i);
       if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
     }
     if (!build) {
@@ -560,7 +586,7 @@ function scanVia(
   else if (np === 3) params = [p0!, p1!, p2!];
   else params = [p0!, p1!, p2!, ...more!];
   const rawEnd = trimEnd(b, start, i);
-  let raw = s.slice(start, rawEnd);
+  let raw = own(b, s, start, rawEnd);
   if (mayFold && raw.indexOf("\n") >= 0) raw = unfold(raw);
   return new ViaValue(transport, host, port, branch, received, rport, maddr, ttl, params, raw);
 }
@@ -830,7 +856,7 @@ export function findTag(b: Uint8Array, s: string, a: number, e: number): string 
       (b[ns + 2]! | 0x20) === 103 &&
       vs >= 0
     ) {
-      return s.slice(vs, ve);
+      return own(b, s, vs, ve);
     }
     while (i < e && b[i] !== 59) {
       if (b[i] === 34) {

@@ -67,6 +67,18 @@ const FLAGS = (1 << ID_SHIFT) - 1;
  */
 export const HEAD_EXTRA = 3;
 
+/**
+ * Parses the bytes of a message that parsed before (set by parser.ts, which
+ * imports this module: a hook instead of an import cycle).
+ */
+let reparse: (raw: Buffer, lines: number, vias: number) => SipMessageImpl = () => {
+  throw new Error("the parser is not loaded");
+};
+/** @internal */
+export function setReparse(fn: (raw: Buffer, lines: number, vias: number) => SipMessageImpl): void {
+  reparse = fn;
+}
+
 /** A header line added by an edit. */
 class AddedLine {
   declare readonly name: string;
@@ -210,10 +222,12 @@ export abstract class SipMessageImpl {
   declare contentLength: number | undefined;
   declare body: Buffer;
 
-  /** @internal latin1 text of the message from the start line at least to the blank line (offsets = raw offsets). */
-  declare readonly _head: string;
-  /** @internal header line records (STRIDE numbers each) into _head / raw, then HEAD_EXTRA numbers. */
-  declare readonly _idx: number[];
+  /** Storage of `_head`; null after `compact()` until the next read parses `raw` again. */
+  declare private _h: string | null;
+  /** Storage of `_idx`; null with `_h`. */
+  declare private _i: number[] | null;
+  /** Header lines, kept by compact() for the parse that restores them. */
+  declare private _lines: number;
   /** @internal null until the first edit. */
   declare protected _edit: EditState | null;
 
@@ -241,9 +255,53 @@ export abstract class SipMessageImpl {
     this.maxForwards = maxForwards;
     this.contentLength = contentLength;
     this.body = body;
-    this._head = head;
-    this._idx = idx;
+    this._h = head;
+    this._i = idx;
+    this._lines = 0;
     this._edit = null;
+  }
+
+  /** @internal latin1 text of the message from the start line at least to the blank line (offsets = raw offsets). */
+  get _head(): string {
+    const h = this._h;
+    return h !== null ? h : this.restore();
+  }
+
+  /** @internal header line records (STRIDE numbers each) into _head / raw, then HEAD_EXTRA numbers. */
+  get _idx(): number[] {
+    const i = this._i;
+    if (i !== null) return i;
+    this.restore();
+    return this._i!;
+  }
+
+  /**
+   * Let go of the parsed head (its latin1 string and line records), keeping
+   * `raw` and the eager fields, which hold no view into the head. A message
+   * that must stay a long time and will rarely be read again (the request of
+   * a completed server transaction, kept for 32 s) shrinks by about twice its
+   * size; the next header read parses `raw` again, to the same result. An
+   * edited message keeps everything (its edits refer to the lines).
+   */
+  compact(): void {
+    if (this._edit === null && this._i !== null) {
+      this._lines = this._n;
+      this._h = null;
+      this._i = null;
+    }
+  }
+
+  /** @internal true while compacted (for tests). */
+  get compacted(): boolean {
+    return this._h === null;
+  }
+
+  /** Parse `raw` again after compact(); returns the head. */
+  private restore(): string {
+    const again = reparse(this.raw, this._lines, this.viaCount);
+    this._h = again._h;
+    this._i = again._i;
+    return again._h!;
   }
 
   /** @internal number of header lines. */

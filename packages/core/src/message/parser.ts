@@ -18,7 +18,7 @@
 
 import { SipParseError, type SipParseErrorKind, toSipParseError } from "./errors.js";
 import * as fld from "./fields.js";
-import { cseqMethod, viaEnd, viaStrictClean } from "./fields.js";
+import { cseqMethod, own, viaEnd, viaStrictClean } from "./fields.js";
 import * as lay from "./message.js";
 import * as ids from "./names.js";
 import { TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
@@ -121,6 +121,19 @@ const latin1Slice: (b: Buffer, a: number, e: number) => string =
   typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === "function"
     ? (b, a, e) => (b as unknown as { latin1Slice(a: number, e: number): string }).latin1Slice(a, e)
     : (b, a, e) => b.toString("latin1", a, e);
+
+// A compacted message parses its own bytes again on its next header read: they
+// parsed before, so under limits that fit them they parse again, to the same
+// head and line records.
+lay.setReparse((raw, lines, vias) => {
+  const limits: ParseLimits = {
+    maxMessageSize: raw.length,
+    maxHeaders: Math.max(lines, 1),
+    maxHeaderLineLength: raw.length,
+    maxVias: Math.max(vias, 1),
+  };
+  return parse(raw, limits, true, "unknown") as unknown as lay.SipMessageImpl;
+});
 
 /** The body of a message without one: shared, zero-length. */
 const NO_BODY: Buffer = Buffer.alloc(0);
@@ -329,7 +342,7 @@ function parse(
     checkVersion(b, s, vs, sle, kind);
     const bad = checkRequestUri(b, s, us, sp2);
     if (bad !== null) throw new SipParseError("bad-uri", bad, us, 400, kind);
-    uri = s.slice(us, sp2);
+    uri = own(b, s, us, sp2);
   }
 
   // ---- eager header fields ----
@@ -384,7 +397,7 @@ function parse(
       case H_CALL_ID:
         if (callId === undefined) {
           if (e === a) throw new SipParseError("bad-header", "empty Call-ID", a, 400, kind);
-          callId = (info & F_FOLDED) !== 0 ? unfold(s.slice(a, e)) : s.slice(a, e);
+          callId = (info & F_FOLDED) !== 0 ? unfold(s.slice(a, e)) : own(b, s, a, e);
         }
         break;
       case H_CSEQ:

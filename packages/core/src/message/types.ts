@@ -97,6 +97,12 @@ export interface SipMessageBase {
   toBuffer(): Buffer;
   /** True when an edit was made since parsing. */
   readonly modified: boolean;
+  /**
+   * Memory hint for a message kept long and rarely read again: let go of the
+   * parsed head, keep `raw` and the eager fields. Reads still answer the same
+   * (the next one parses `raw` again). No effect on an edited message.
+   */
+  compact(): void;
 }
 
 export interface SipRequest extends SipMessageBase {

@@ -194,7 +194,17 @@ export abstract class Transaction implements SendErrorTarget {
   key = "";
   /** Secondary index key: Call-ID + CSeq number. */
   dialogKey = "";
-  private readonly slots: Array<TimerEntry<Transaction> | undefined> = new Array(TIMER_COUNT);
+  /**
+   * Armed timers, at most one per kind, in no order. A transaction has a few
+   * armed at once, so a short scan by kind beats one slot per kind (18 slots,
+   * kept as long as the transaction lives).
+   */
+  private readonly armed: Array<TimerEntry<Transaction> | undefined> = [
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+  ];
   /** True once in any terminal or waiting state counted in stats.waiting. */
   protected countedWaiting = false;
 
@@ -230,32 +240,43 @@ export abstract class Transaction implements SendErrorTarget {
   }
 
   // --- timers ---------------------------------------------------------------
+  /** Index in `armed` of the timer of this kind, or -1. */
+  private slotOf(kind: TimerKind): number {
+    const armed = this.armed;
+    for (let i = 0; i < armed.length; i++) if (armed[i]?.kind === kind) return i;
+    return -1;
+  }
   protected arm(kind: TimerKind, duration: number): void {
     // A send inside the same step may have ended the actor (a synchronous transport error): arm nothing then.
     if (this.state === "terminated") return;
-    const old = this.slots[kind];
-    if (old !== undefined) {
+    const armed = this.armed;
+    let i = this.slotOf(kind);
+    if (i >= 0) {
       // Re-arming: the timer keeps its one reference.
-      this.ctx.cancelTimer(old);
+      this.ctx.cancelTimer(armed[i]!);
     } else {
       this.refs.take(TIMER_HOLDERS[kind]!);
+      i = armed.indexOf(undefined);
+      if (i < 0) i = armed.length;
     }
-    this.slots[kind] = this.ctx.armTimer(this, kind, duration);
+    armed[i] = this.ctx.armTimer(this, kind, duration);
   }
   protected disarm(kind: TimerKind): void {
-    const entry = this.slots[kind];
-    if (entry === undefined) return;
-    this.slots[kind] = undefined;
+    const i = this.slotOf(kind);
+    if (i < 0) return;
+    const entry = this.armed[i]!;
+    this.armed[i] = undefined;
     this.ctx.cancelTimer(entry);
     this.release(TIMER_HOLDERS[kind]!);
   }
   protected isArmed(kind: TimerKind): boolean {
-    return this.slots[kind] !== undefined;
+    return this.slotOf(kind) >= 0;
   }
   /** Called by the engine when an armed timer expires. The timer's reference is held until the handler returns. */
   fire(kind: TimerKind): void {
-    if (this.slots[kind] === undefined) return; // cancelled in the same tick
-    this.slots[kind] = undefined;
+    const i = this.slotOf(kind);
+    if (i < 0) return; // cancelled in the same tick
+    this.armed[i] = undefined;
     try {
       if (kind === Timer.Lifetime) this.lifetimeExpired();
       else this.onTimer(kind);
@@ -263,10 +284,10 @@ export abstract class Transaction implements SendErrorTarget {
       this.release(TIMER_HOLDERS[kind]!);
     }
   }
-  /** Timer names armed now (for audit). */
+  /** Timer names armed now (for audit), in kind order. */
   armedTimers(): string[] {
     const out: string[] = [];
-    for (let i = 0; i < TIMER_COUNT; i++) if (this.slots[i] !== undefined) out.push(TIMER_NAMES[i]!);
+    for (let k = 0; k < TIMER_COUNT; k++) if (this.slotOf(k as TimerKind) >= 0) out.push(TIMER_NAMES[k]!);
     return out;
   }
 
@@ -300,7 +321,11 @@ export abstract class Transaction implements SendErrorTarget {
     // Hold a reference of our own while we unwind, so the actor cannot be
     // freed in the middle of its own termination.
     this.refs.take("terminating");
-    for (let k = 0; k < TIMER_COUNT; k++) this.disarm(k as TimerKind);
+    const armed = this.armed;
+    for (let i = 0; i < armed.length; i++) {
+      const entry = armed[i];
+      if (entry !== undefined) this.disarm(entry.kind as TimerKind);
+    }
     this.ctx.leaveIndexes(this);
     this.onTerminated();
     this.release("terminating");

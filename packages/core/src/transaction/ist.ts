@@ -124,6 +124,7 @@ export class InviteServerTransaction extends ServerTransaction {
     }
     this.enterWaiting();
     if (this.tu.onFinalSent) this.tu.onFinalSent(this, status);
+    if (!this.terminated) this.settle();
   }
 
   /**

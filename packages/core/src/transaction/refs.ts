@@ -11,7 +11,9 @@
  *
  * A transaction has few holders (<= 8 typically), so a `RefSet` is one
  * small array of holder names, one slot per outstanding reference, in take
- * order: no Map, no per-holder object, and `take` is an array push.
+ * order: no Map, no per-holder object. The array starts with room for four
+ * (a first push would give it seventeen, kept as long as the owner lives)
+ * and its used length is counted apart.
  */
 
 export type RefFault = "double-release" | "take-after-free" | "release-after-free" | "leak";
@@ -97,8 +99,9 @@ const FREE_HOLDER = "(free)";
 export class RefSet {
   readonly ownerId: string;
   private readonly report: RefReporter;
-  /** One slot per outstanding reference, in take order. */
-  private readonly names: string[] = [];
+  /** One slot per outstanding reference, in take order: names[0, n). */
+  private readonly names: string[] = ["", "", "", ""];
+  private n = 0;
   private isFreed = false;
 
   constructor(ownerId: string, report: RefReporter) {
@@ -112,7 +115,10 @@ export class RefSet {
       this.report(new RefError("take-after-free", holder, this.ownerId));
       return;
     }
-    this.names.push(holder);
+    const names = this.names;
+    if (this.n < names.length) names[this.n] = holder;
+    else names.push(holder);
+    this.n++;
   }
 
   /**
@@ -127,7 +133,7 @@ export class RefSet {
       return false;
     }
     const names = this.names;
-    const n = names.length;
+    const n = this.n;
     let i = n - 1;
     while (i >= 0 && names[i] !== holder) i--;
     if (i < 0) {
@@ -136,31 +142,34 @@ export class RefSet {
     }
     // Close the gap in place (no splice: it would allocate the removed array).
     for (let j = i + 1; j < n; j++) names[j - 1] = names[j]!;
-    names.length = n - 1;
+    names[n - 1] = "";
+    this.n = n - 1;
     return n === 1;
   }
 
   /** True if `holder` holds at least one reference. */
   holds(holder: string): boolean {
-    return this.names.includes(holder);
+    const names = this.names;
+    for (let i = 0; i < this.n; i++) if (names[i] === holder) return true;
+    return false;
   }
 
   /** How many references `holder` holds. */
   countOf(holder: string): number {
     const names = this.names;
     let c = 0;
-    for (let i = 0; i < names.length; i++) if (names[i] === holder) c++;
+    for (let i = 0; i < this.n; i++) if (names[i] === holder) c++;
     return c;
   }
 
   /** Total references held, all holders together. */
   get count(): number {
-    return this.names.length;
+    return this.n;
   }
 
   /** Outstanding references in take order, one entry per reference (a holder may repeat). */
   holders(): string[] {
-    return this.names.slice();
+    return this.names.slice(0, this.n);
   }
 
   get freed(): boolean {
@@ -180,7 +189,7 @@ export class RefSet {
     }
     this.isFreed = true;
     const names = this.names;
-    for (let i = 0; i < names.length; i++) this.report(new RefError("leak", names[i]!, this.ownerId));
+    for (let i = 0; i < this.n; i++) this.report(new RefError("leak", names[i]!, this.ownerId));
   }
 
   /**
@@ -189,7 +198,7 @@ export class RefSet {
    */
   reportLeaks(): number {
     const names = this.names;
-    const n = names.length;
+    const n = this.n;
     for (let i = 0; i < n; i++) this.report(new RefError("leak", names[i]!, this.ownerId));
     return n;
   }

@@ -118,6 +118,15 @@ export abstract class ServerTransaction extends Transaction {
     this.ctx.send(data, this.dest, this);
   }
 
+  /**
+   * A final response went out and the transaction now waits (Timer J, L, H, I)
+   * with nothing left to build: its request shrinks to its bytes and eager
+   * fields for that time (the handle still reads it the same).
+   */
+  protected settle(): void {
+    this.request.compact();
+  }
+
   protected retransmitLast(): void {
     if (!this.lastResponse) return;
     this.ctx.stats.retransmissions++;

@@ -756,3 +756,75 @@ describe("fuzz (d): round trip", () => {
     );
   });
 });
+
+/** Everything a reader can see of a message, as plain data. */
+function view(m: SipMessage): unknown {
+  const out: Record<string, unknown> = {
+    startLine: m.startLine,
+    callId: m.callId,
+    cseq: m.cseq,
+    via: m.via,
+    viaCount: m.viaCount,
+    fromTag: m.fromTag,
+    toTag: m.toTag,
+    body: m.body.toString("latin1"),
+    headers: m.headers(),
+    bytes: m.toBuffer().toString("latin1"),
+  };
+  for (const name of [
+    "Via",
+    "v",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Route",
+    "Record-Route",
+    "X-Unknown",
+  ]) {
+    out[`h:${name}`] = [m.header(name), m.headerLines(name), m.headerValues(name), m.has(name)];
+  }
+  return out;
+}
+
+/** A message compacted before each read answers as one never compacted; so does an edit after compact. */
+function compactAgrees(data: Buffer, datagram: boolean): void {
+  const plain = onlySipParseError("parseMessage", () => parseMessage(data, { datagram }));
+  if (plain instanceof SipParseError) return;
+  const before = view(plain);
+  const m = parseMessage(data, { datagram }) as SipMessage & { compacted: boolean };
+  m.compact();
+  expect(m.compacted).toBe(true);
+  expect(view(m)).toEqual(before);
+  expect(m.compacted).toBe(false); // a read parsed the bytes again
+  m.compact();
+  expect(m.toBuffer()).toBe(m.raw); // an unedited message serialises to its bytes without a parse
+  if (m.viaCount === 0) return;
+  // An edit on a compacted message, and compact() after an edit (no effect).
+  plain.pushVia("SIP/2.0/UDP 192.0.2.250:5060;branch=z9hG4bKcompact");
+  m.pushVia("SIP/2.0/UDP 192.0.2.250:5060;branch=z9hG4bKcompact");
+  m.compact();
+  expect(m.compacted).toBe(false);
+  expect(view(m)).toEqual(view(plain));
+}
+
+describe("compact(): a compacted message reads the same", () => {
+  it("every corpus message, as a datagram and framed", () => {
+    for (const data of CORPUS) for (const datagram of [true, false]) compactAgrees(data, datagram);
+  });
+
+  it("generated valid messages", () => {
+    fc.assert(
+      fc.property(validMessageArb, ({ bytes }) => compactAgrees(bytes, true)),
+      { seed: SEED + 6, numRuns: RUNS },
+    );
+  });
+
+  it("mutated messages that still parse", () => {
+    fc.assert(
+      fc.property(mutatedArb, (data) => compactAgrees(data, true)),
+      { seed: SEED + 7, numRuns: RUNS },
+    );
+  });
+});
