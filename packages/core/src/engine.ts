@@ -17,6 +17,7 @@ import { buildRequest, buildResponse } from "./message/build.js";
 import { SipParseError } from "./message/errors.js";
 import { newBranch, newCallId, newTag } from "./message/ids.js";
 import { parseMessage } from "./message/parser.js";
+import { flat } from "./message/text.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
@@ -274,7 +275,7 @@ export class Engine implements TxContext, TransportSink {
     if (local) this.stats.total_local++;
   }
   private nextId(): string {
-    return `${this.id}.${(++this.seq).toString(36)}`;
+    return flat(`${this.id}.${(++this.seq).toString(36)}`);
   }
   private isReliable(protocol: TransportProtocol): boolean {
     const t = this.transportFor(protocol);

@@ -11,13 +11,14 @@
  *   (§8.2.2.2) and the ACK of a 2xx (§13.3.1.4).
  * - byId: the opaque transaction id of the control interface.
  */
+import { flat } from "../message/text.js";
 import type { SipRequest } from "../message/types.js";
 import type { Transaction } from "./actor.js";
 
 const MAGIC = "z9hG4bK";
 
 export function clientKey(branch: string, method: string): string {
-  return `c\0${branch}\0${method}`;
+  return flat(`c\0${branch}\0${method}`);
 }
 
 /**
@@ -30,15 +31,15 @@ export function serverKey(req: SipRequest, asInvite: boolean): string {
   const via = req.via;
   const branch = via.branch;
   if (branch !== undefined && branch.length > MAGIC.length && branch.startsWith(MAGIC)) {
-    return `s\0${branch}\0${via.host}:${via.port ?? ""}\0${method}`;
+    return flat(`s\0${branch}\0${via.host}:${via.port ?? ""}\0${method}`);
   }
   // RFC 2543 fallback (§17.2.3): Request-URI, From tag, Call-ID, CSeq number and top Via.
   // The ACK's To tag is the one of our response, so it is left out of the key.
-  return `2\0${req.uri}\0${req.fromTag ?? ""}\0${req.callId}\0${req.cseq.seq}\0${via.raw}\0${method}`;
+  return flat(`2\0${req.uri}\0${req.fromTag ?? ""}\0${req.callId}\0${req.cseq.seq}\0${via.raw}\0${method}`);
 }
 
 export function dialogKey(callId: string, cseq: number): string {
-  return `${callId}\0${cseq}`;
+  return flat(`${callId}\0${cseq}`);
 }
 
 export class TransactionTable {

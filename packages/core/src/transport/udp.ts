@@ -1,4 +1,5 @@
 import * as dgram from "node:dgram";
+import * as dns from "node:dns";
 import { isIP } from "node:net";
 import { TransportBindError, TransportSendError } from "./errors.js";
 import type { Destination, SendErrorTarget, Source, Transport, TransportSink } from "./types.js";
@@ -99,7 +100,11 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Udp
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
     throw new RangeError(`UDP transport: bad port ${opts.port}`);
   }
-  const socket = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4", ipv6Only: family === 6 });
+  const socket = dgram.createSocket({
+    type: family === 6 ? "udp6" : "udp4",
+    ipv6Only: family === 6,
+    lookup: literalLookup,
+  });
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => {
@@ -138,6 +143,22 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Udp
 
   const bound = socket.address();
   return new UdpTransport(socket, opts.sink, opts.address, bound.port);
+}
+
+/**
+ * The engine sends to IP literals only (names are resolved before, RFC 3263).
+ * dgram looks up every destination, and its default lookup answers even a
+ * literal one tick later: a queued callback and its allocations per datagram.
+ * A literal is answered here at once; anything else still goes to the DNS.
+ */
+function literalLookup(
+  address: string,
+  family: unknown,
+  callback: (err: Error | null, address: string, family: number) => void,
+): void {
+  const f = isIP(address);
+  if (f !== 0) callback(null, address, f);
+  else dns.lookup(address, family as dns.LookupOneOptions, callback as never);
 }
 
 function codeOf(err: Error): string {
