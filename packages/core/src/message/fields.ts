@@ -62,7 +62,8 @@ export function bytesOf(s: string, latin1 = false): Buffer {
 
 // ---------------------------------------------------------------- values that outlive the head
 
-const latin1SliceOf: (b: Uint8Array, a: number, e: number) => string =
+/** The latin1 text of b[a, e), a new string (not a view of another). */
+export const latin1Slice: (b: Uint8Array, a: number, e: number) => string =
   typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === "function"
     ? (b, a, e) =>
         (
@@ -83,7 +84,7 @@ const VIEW_MIN = 13;
  * exactly the latin1 bytes of s over the range.
  */
 export function own(b: Uint8Array, s: string, a: number, e: number): string {
-  return e - a < VIEW_MIN ? s.slice(a, e) : latin1SliceOf(b, a, e);
+  return e - a < VIEW_MIN ? s.slice(a, e) : latin1Slice(b, a, e);
 }
 
 // ---------------------------------------------------------------- basics

@@ -18,7 +18,7 @@
 
 import { SipParseError, type SipParseErrorKind, toSipParseError } from "./errors.js";
 import * as fld from "./fields.js";
-import { cseqMethod, own, viaEnd, viaStrictClean } from "./fields.js";
+import { cseqMethod, latin1Slice, own, viaEnd, viaStrictClean } from "./fields.js";
 import * as lay from "./message.js";
 import * as ids from "./names.js";
 import { TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
@@ -116,11 +116,6 @@ function guessKind(b: Buffer, p: number): SipParseErrorKind {
   }
   return p < b.length && TOKEN_CHARS[b[p]!] === 1 ? "request" : "unknown";
 }
-
-const latin1Slice: (b: Buffer, a: number, e: number) => string =
-  typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === "function"
-    ? (b, a, e) => (b as unknown as { latin1Slice(a: number, e: number): string }).latin1Slice(a, e)
-    : (b, a, e) => b.toString("latin1", a, e);
 
 // A compacted message parses its own bytes again on its next header read: they
 // parsed before, so under limits that fit them they parse again, to the same
