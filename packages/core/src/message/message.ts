@@ -230,6 +230,8 @@ export abstract class SipMessageImpl {
   declare private _lines: number;
   /** @internal null until the first edit. */
   declare protected _edit: EditState | null;
+  /** compact() folded edits into `raw`: still `modified`. */
+  declare private _folded: boolean;
 
   constructor(
     raw: Buffer,
@@ -259,6 +261,7 @@ export abstract class SipMessageImpl {
     this._i = idx;
     this._lines = 0;
     this._edit = null;
+    this._folded = false;
   }
 
   /** @internal latin1 text of the message from the start line at least to the blank line (offsets = raw offsets). */
@@ -280,11 +283,31 @@ export abstract class SipMessageImpl {
    * `raw` and the eager fields, which hold no view into the head. A message
    * that must stay a long time and will rarely be read again (the request of
    * a completed server transaction, kept for 32 s) shrinks by about twice its
-   * size; the next header read parses `raw` again, to the same result. An
-   * edited message keeps everything (its edits refer to the lines).
+   * size; the next header read parses `raw` again, to the same result.
+   *
+   * An edited message (a Via stamped with `received`, say) is first folded:
+   * its serialisation becomes `raw` and the edit records go, so it reads and
+   * serialises the same afterwards and stays `modified`. A message whose Via
+   * count is unsure after a failed edit keeps everything.
    */
   compact(): void {
-    if (this._edit === null && this._i !== null) {
+    const ed = this._edit;
+    if (ed !== null) {
+      if (ed.viaStale) return;
+      const out = this.toBuffer();
+      const lines = ed.ord === null ? this._n : ed.ord.length;
+      const body = this.body;
+      (this as { raw: Buffer }).raw = out;
+      // The body as a view of the new bytes: nothing keeps the old datagram alive.
+      if (body.length > 0) this.body = out.subarray(out.length - body.length);
+      this._edit = null;
+      this._folded = true;
+      this._lines = lines;
+      this._h = null;
+      this._i = null;
+      return;
+    }
+    if (this._i !== null) {
       this._lines = this._n;
       this._h = null;
       this._i = null;
@@ -330,7 +353,7 @@ export abstract class SipMessageImpl {
   abstract readonly isRequest: boolean;
 
   get modified(): boolean {
-    return this._edit !== null;
+    return this._edit !== null || this._folded;
   }
 
   // ------------------------------------------------------------ original lines

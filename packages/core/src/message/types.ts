@@ -43,7 +43,10 @@ export interface CSeq {
 }
 
 export interface SipMessageBase {
-  /** The bytes this message was parsed from (the UDP datagram or the framed TCP message), trailing octets excluded. */
+  /**
+   * The bytes this message was parsed from (the UDP datagram or the framed TCP message), trailing
+   * octets excluded; after `compact()` of an edited message, its serialisation.
+   */
   readonly raw: Buffer;
   readonly version: string; // "SIP/2.0"
 
@@ -100,7 +103,8 @@ export interface SipMessageBase {
   /**
    * Memory hint for a message kept long and rarely read again: let go of the
    * parsed head, keep `raw` and the eager fields. Reads still answer the same
-   * (the next one parses `raw` again). No effect on an edited message.
+   * (the next one parses `raw` again). An edited message is folded first:
+   * its serialisation becomes `raw` (it stays `modified`).
    */
   compact(): void;
 }

@@ -33,7 +33,7 @@ export const Timer = {
   K: 9,
   L: 10,
   M: 11,
-  /** Auto 100 Trying for INVITE (RFC 3261 §17.2.1). */
+  /** Auto 100 Trying for INVITE (RFC 3261 §17.2.1); after a provisional, a ringing request is compacted when it fires. */
   Trying100: 12,
   /** Hard lifetime cap. */
   Lifetime: 13,

@@ -3,7 +3,8 @@
  * RFC 6026 §7.1 (the Accepted state), with §9.2 CANCEL handling.
  *
  *   proceeding ──2xx──▶ accepted ──L──▶ terminated   (2xx resent until ACK, §13.3.1.4)
- *       │ (100 after autoInv100 ms; retransmitted INVITE → last provisional again)
+ *       │ (100 after autoInv100 ms; retransmitted INVITE → last provisional again;
+ *       │  still ringing autoInv100 ms after a provisional → the request is compacted)
  *       └──300-699──▶ completed ──ACK──▶ confirmed ──I──▶ terminated
  *                     G: resend final, G=min(2G,T2); H: no ACK → terminated
  */
@@ -37,6 +38,12 @@ export class InviteServerTransaction extends ServerTransaction {
     super(id, ctx, timers, reliable, request, source, dest, tu);
     this.gInterval = timers.t1;
     this.retransmit2xxInterval = timers.t1;
+  }
+
+  /** How long a ringing INVITE waits before its request is compacted: the auto 100's wait, else T1. */
+  private get idleWait(): number {
+    const auto = this.timers.autoInv100;
+    return auto > 0 ? auto : this.timers.t1;
   }
 
   start(): void {
@@ -96,11 +103,13 @@ export class InviteServerTransaction extends ServerTransaction {
       if (this.state === "accepted" && status >= 200 && status < 300) this.transmit(status, data, generated);
       return;
     }
-    this.disarm(Timer.Trying100);
     if (status < 200) {
+      // Ringing: the request is compacted if no final follows within the wait of the auto 100.
+      if (status > 100 && !this.isArmed(Timer.Trying100)) this.arm(Timer.Trying100, this.idleWait);
       this.transmit(status, data, generated);
       return;
     }
+    this.disarm(Timer.Trying100);
     this.transmit(status, data, generated);
     if (this.terminated) {
       // The send failed and ended the transaction.
@@ -149,9 +158,12 @@ export class InviteServerTransaction extends ServerTransaction {
   protected onTimer(kind: TimerKind): void {
     switch (kind) {
       case Timer.Trying100:
+        if (this.state !== "proceeding") return;
         // §17.2.1: a 100 if the TU has not answered within 200 ms.
-        if (this.state === "proceeding" && !this.lastResponse)
-          this.sendResponse(100, this.build(100, undefined), true);
+        if (!this.lastResponse) this.sendResponse(100, this.build(100, undefined), true);
+        // Still ringing after a provisional: nothing to build until the final response, which
+        // may be minutes away; the request waits compacted (a read parses it again).
+        else if (this.lastStatus > 100) this.request.compact();
         return;
       case Timer.G:
         if (this.state !== "completed") return;

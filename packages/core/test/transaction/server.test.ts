@@ -21,10 +21,11 @@ function ack(branch = "z9hG4bKabc123", toTag = "", cseq = 1): string {
   );
 }
 
-function request(method: "INVITE" | "OPTIONS", branch: string): string {
+/** `viaParams` ";rport" makes the engine stamp the Via (RFC 3581): an edited request. */
+function request(method: "INVITE" | "OPTIONS" | "CANCEL", branch: string, viaParams = ""): string {
   return (
     `${method} sip:bob@127.0.0.1 SIP/2.0\r\n` +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\n` +
+    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}${viaParams}\r\n` +
     "Max-Forwards: 70\r\n" +
     "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
     "To: <sip:bob@127.0.0.1>\r\n" +
@@ -98,4 +99,80 @@ describe("a waiting server transaction keeps a compact request", () => {
       expect(finals()).toBe(method === "INVITE" && status === 200 ? 1 : 2);
     });
   }
+
+  // RFC 3581 §4: with rport, received is added even when it equals the sent-by host.
+  it("a request the engine stamped (RFC 3581 rport) is compacted too, and its responses keep the stamp", () => {
+    const { bed, peer, txs } = setup();
+    peer.send(request("OPTIONS", "z9hG4bKstamped", ";rport"), UAS);
+    bed.flush();
+    const tx = txs[0]!;
+    expect(tx.request.via.rport).toBe(5060);
+    tx.reply(200);
+    bed.flush();
+    expect(compacted(tx)).toBe(true);
+    expect(tx.request.modified).toBe(true);
+    expect(tx.request.header("Via")).toBe("SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstamped;rport=5060;received=127.0.0.9");
+    // The retransmitted final response is the one built before compaction, stamp included.
+    peer.send(request("OPTIONS", "z9hG4bKstamped", ";rport"), UAS);
+    bed.flush();
+    const finals = peer.messages((m) => !m.isRequest && m.status === 200);
+    expect(finals).toHaveLength(2);
+    expect(finals[1]!.header("Via")).toBe("SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstamped;rport=5060;received=127.0.0.9");
+  });
+
+  it("a ringing INVITE's request is compacted after the auto 100's wait; a CANCEL's 487 is built from it", () => {
+    const { bed, peer, txs, statuses } = setup((tx) => tx.reply(180), { autoInv100: 200 });
+    peer.send(request("INVITE", "z9hG4bKringing", ";rport"), UAS);
+    bed.flush();
+    const tx = txs[0]!;
+    expect(compacted(tx)).toBe(false);
+    bed.advance(199);
+    expect(compacted(tx)).toBe(false);
+    bed.advance(1);
+    expect(compacted(tx)).toBe(true);
+    expect(tx.request.header("X-Kept")).toBe("still here");
+    expect(compacted(tx)).toBe(false); // the read parsed it again
+    tx.request.compact();
+    // §9.2: the CANCEL gets its 200 and the INVITE its 487, with the To tag of the 180.
+    peer.send(request("CANCEL", "z9hG4bKringing", ";rport"), UAS);
+    bed.flush();
+    expect(statuses()).toEqual([180, 200, 487]);
+    const [ringing, , terminated] = peer.messages((m) => !m.isRequest);
+    expect(terminated!.toTag).toBe(ringing!.toTag);
+    expect(terminated!.header("Via")).toBe(ringing!.header("Via"));
+    expect(terminated!.header("X-Kept")).toBeUndefined();
+    expect(terminated!.header("Call-ID")).toBe("z9hG4bKringing@127.0.0.9");
+  });
+
+  it("an INVITE answered at once is not compacted before its final response (no parse wasted)", () => {
+    const seen: boolean[] = [];
+    const { bed, peer } = setup((tx) => {
+      tx.reply(180);
+      seen.push(compacted(tx));
+      tx.reply(200);
+    });
+    peer.send(request("INVITE", "z9hG4bKatonce"), UAS);
+    bed.flush();
+    expect(seen).toEqual([false]);
+    expect(peer.messages((m) => !m.isRequest).map((m) => (m.isRequest ? 0 : m.status))).toEqual([180, 200]);
+  });
+
+  it("an INVITE whose 180 follows the auto 100 is compacted a wait after the 180", () => {
+    const { bed, peer, txs, statuses } = setup(undefined, { autoInv100: 200 });
+    peer.send(request("INVITE", "z9hG4bKlate"), UAS);
+    bed.flush();
+    const tx = txs[0]!;
+    bed.advance(200);
+    expect(statuses()).toEqual([100]);
+    expect(compacted(tx)).toBe(false); // only a 100: the user is still deciding
+    bed.advance(300);
+    tx.reply(180);
+    bed.advance(199);
+    expect(compacted(tx)).toBe(false);
+    bed.advance(1);
+    expect(compacted(tx)).toBe(true);
+    tx.reply(486);
+    bed.flush();
+    expect(statuses()).toEqual([100, 180, 486]);
+  });
 });
