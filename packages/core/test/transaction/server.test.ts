@@ -111,13 +111,17 @@ describe("a waiting server transaction keeps a compact request", () => {
     bed.flush();
     expect(compacted(tx)).toBe(true);
     expect(tx.request.modified).toBe(true);
-    expect(tx.request.header("Via")).toBe("SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstamped;rport=5060;received=127.0.0.9");
+    expect(tx.request.header("Via")).toBe(
+      "SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstamped;rport=5060;received=127.0.0.9",
+    );
     // The retransmitted final response is the one built before compaction, stamp included.
     peer.send(request("OPTIONS", "z9hG4bKstamped", ";rport"), UAS);
     bed.flush();
     const finals = peer.messages((m) => !m.isRequest && m.status === 200);
     expect(finals).toHaveLength(2);
-    expect(finals[1]!.header("Via")).toBe("SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstamped;rport=5060;received=127.0.0.9");
+    expect(finals[1]!.header("Via")).toBe(
+      "SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKstamped;rport=5060;received=127.0.0.9",
+    );
   });
 
   it("a ringing INVITE's request is compacted after the auto 100's wait; a CANCEL's 487 is built from it", () => {
