@@ -295,23 +295,17 @@ export abstract class SipMessageImpl {
     if (ed !== null) {
       if (ed.viaStale) return;
       const out = this.toBuffer();
-      const lines = ed.ord === null ? this._n : ed.ord.length;
+      this._lines = ed.ord === null ? this._n : ed.ord.length;
       const body = this.body;
       (this as { raw: Buffer }).raw = out;
       // The body as a view of the new bytes: nothing keeps the old datagram alive.
       if (body.length > 0) this.body = out.subarray(out.length - body.length);
       this._edit = null;
       this._folded = true;
-      this._lines = lines;
-      this._h = null;
-      this._i = null;
-      return;
-    }
-    if (this._i !== null) {
-      this._lines = this._n;
-      this._h = null;
-      this._i = null;
-    }
+    } else if (this._i !== null) this._lines = this._n;
+    else return;
+    this._h = null;
+    this._i = null;
   }
 
   /** @internal true while compacted (for tests). */
