@@ -231,7 +231,12 @@ function viaError(reason: string, at: number): SipParseError {
   return new SipParseError("bad-via", `Via: ${reason}`, at);
 }
 
-/** The parsed Via (a class so every Via has one shape; all fields are own data properties). */
+/**
+ * The parsed Via (a class so every Via has one shape). `params` is built on
+ * first read, from `raw`: the engine reads the interpreted fields only, and a
+ * transaction keeps its request's Via for its whole life (32 s in Timer J), so
+ * the list and its pairs would be allocated for every message and rarely read.
+ */
 class ViaValue implements Via {
   declare readonly transport: string;
   declare readonly host: string;
@@ -241,8 +246,8 @@ class ViaValue implements Via {
   declare readonly rport: number | null | undefined;
   declare readonly maddr: string | undefined;
   declare readonly ttl: number | undefined;
-  declare readonly params: ReadonlyArray<readonly [string, string | null]>;
   declare readonly raw: string;
+  declare private _p: ReadonlyArray<readonly [string, string | null]> | null;
   constructor(
     transport: string,
     host: string,
@@ -252,7 +257,7 @@ class ViaValue implements Via {
     rport: number | null | undefined,
     maddr: string | undefined,
     ttl: number | undefined,
-    params: ReadonlyArray<readonly [string, string | null]>,
+    params: ReadonlyArray<readonly [string, string | null]> | null,
     raw: string,
   ) {
     this.transport = transport;
@@ -263,8 +268,18 @@ class ViaValue implements Via {
     this.rport = rport;
     this.maddr = maddr;
     this.ttl = ttl;
-    this.params = params;
     this.raw = raw;
+    this._p = params;
+  }
+
+  get params(): ReadonlyArray<readonly [string, string | null]> {
+    const p = this._p;
+    if (p !== null) return p;
+    // raw is the via-parm as parsed (trimmed, unfolded): it scans again without error.
+    const again = scanVia(bytesOf(this.raw, true), this.raw, 0, this.raw.length, false, true, false, true)!;
+    const params = (again as ViaValue)._p!;
+    this._p = params;
+    return params;
   }
 }
 
@@ -386,6 +401,7 @@ function scanVia(
   strict: boolean,
   build: boolean,
   mayFold: boolean,
+  withParams = false,
 ): Via | null {
   let i = a < e && b[a]! <= 32 ? skipWs(b, a, e) : a;
   const start = i;
@@ -523,10 +539,10 @@ function scanVia(
         throw viaError(`invalid value for parameter ${paramName(b, s, ns, ne)}`, vs);
       }
       ve = i;
-      if (build) value = own(b, s, vs, i);
+      if (build && (withParams || pid !== P_OTHER)) value = own(b, s, vs, i);
       if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
     }
-    if (!build) {
+    if (!build || (!withParams && pid === P_OTHER)) {
       // only what can fail: rport and ttl values
       if ((pid === P_RPORT && !seenRport) || (pid === P_TTL && !seenTtl)) {
         if (pid === P_RPORT) seenRport = true;
@@ -538,16 +554,18 @@ function scanVia(
       }
       continue;
     }
-    const param: readonly [string, string | null] = [
-      pid !== P_OTHER ? VIA_PARAM_NAMES[pid]! : lowerSlice(b, s, ns, ne),
-      value,
-    ];
-    if (np === 0) p0 = param;
-    else if (np === 1) p1 = param;
-    else if (np === 2) p2 = param;
-    else if (more === undefined) more = [param];
-    else more.push(param);
-    np++;
+    if (withParams) {
+      const param: readonly [string, string | null] = [
+        pid !== P_OTHER ? VIA_PARAM_NAMES[pid]! : lowerSlice(b, s, ns, ne),
+        value,
+      ];
+      if (np === 0) p0 = param;
+      else if (np === 1) p1 = param;
+      else if (np === 2) p2 = param;
+      else if (more === undefined) more = [param];
+      else more.push(param);
+      np++;
+    }
     switch (pid) {
       case P_BRANCH:
         if (branch === undefined) branch = value ?? "";
@@ -580,8 +598,9 @@ function scanVia(
   viaEnd = i;
   viaStrictClean = unclean === 0;
   if (!build) return null;
-  let params: Array<readonly [string, string | null]>;
-  if (np === 0) params = [];
+  let params: Array<readonly [string, string | null]> | null;
+  if (!withParams) params = null;
+  else if (np === 0) params = [];
   else if (np === 1) params = [p0!];
   else if (np === 2) params = [p0!, p1!];
   else if (np === 3) params = [p0!, p1!, p2!];

@@ -214,7 +214,6 @@ export abstract class SipMessageImpl {
   declare readonly version: string;
   declare callId: string;
   declare cseq: CSeq;
-  declare via: Via;
   declare viaCount: number;
   declare fromTag: string | undefined;
   declare toTag: string | undefined;
@@ -232,6 +231,8 @@ export abstract class SipMessageImpl {
   declare protected _edit: EditState | null;
   /** compact() folded edits into `raw`: still `modified`. */
   declare private _folded: boolean;
+  /** Storage of `via`; null after `compact()` until the next read of `via` parses `raw` again. */
+  declare private _v: Via | null;
 
   constructor(
     raw: Buffer,
@@ -250,7 +251,7 @@ export abstract class SipMessageImpl {
     this.raw = raw;
     this.callId = callId;
     this.cseq = cseq;
-    this.via = via;
+    this._v = via;
     this.viaCount = viaCount;
     this.fromTag = fromTag;
     this.toTag = toTag;
@@ -262,6 +263,16 @@ export abstract class SipMessageImpl {
     this._lines = 0;
     this._edit = null;
     this._folded = false;
+  }
+
+  /** The top Via, parsed (an empty placeholder when there is none). */
+  get via(): Via {
+    const v = this._v;
+    if (v !== null) return v;
+    // compacted: the top Via of `raw`, without keeping the rest of the parse
+    const again = reparse(this.raw, this._lines, this.viaCount).via;
+    this._v = again;
+    return again;
   }
 
   /** @internal latin1 text of the message from the start line at least to the blank line (offsets = raw offsets). */
@@ -279,11 +290,13 @@ export abstract class SipMessageImpl {
   }
 
   /**
-   * Let go of the parsed head (its latin1 string and line records), keeping
-   * `raw` and the eager fields, which hold no view into the head. A message
+   * Let go of the parsed head (its latin1 string and line records) and the
+   * parsed top Via, keeping `raw` and the other eager fields, which hold no
+   * view into the head. A message
    * that must stay a long time and will rarely be read again (the request of
    * a completed server transaction, kept for 32 s) shrinks by about twice its
-   * size; the next header read parses `raw` again, to the same result.
+   * size; the next header read (or read of `via`) parses `raw` again, to the
+   * same result.
    *
    * An edited message (a Via stamped with `received`, say) is first folded:
    * its serialisation becomes `raw` and the edit records go, so it reads and
@@ -306,6 +319,7 @@ export abstract class SipMessageImpl {
     else return;
     this._h = null;
     this._i = null;
+    this._v = null;
   }
 
   /** @internal true while compacted (for tests). */
@@ -318,6 +332,7 @@ export abstract class SipMessageImpl {
     const again = reparse(this.raw, this._lines, this.viaCount);
     this._h = again._h;
     this._i = again._i;
+    if (this._v === null) this._v = again.via;
     return again._h!;
   }
 
@@ -643,7 +658,7 @@ export abstract class SipMessageImpl {
         if (top === undefined) top = parseVia(b, v, 0, v.length);
         count += countValues(b, 0, v.length);
       }
-      this.via = top ?? EMPTY_VIA;
+      this._v = top ?? EMPTY_VIA;
       this.viaCount = count;
       ed.viaStale = false;
       return;
@@ -696,7 +711,7 @@ export abstract class SipMessageImpl {
     if (via !== undefined) {
       if (this._edit!.viaStale) this.refresh(key, id);
       else {
-        this.via = via;
+        this._v = via;
         this.viaCount += precheckViaCount;
       }
     } else if (id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
@@ -721,7 +736,7 @@ export abstract class SipMessageImpl {
     const via = this.precheck(id, value);
     this.replaceAll(key, id, name, value);
     if (via !== undefined) {
-      this.via = via;
+      this._v = via;
       this.viaCount = precheckViaCount;
     } else if (id !== 0 && id <= H_LAST_EAGER) this.fieldFrom(id, value);
   }

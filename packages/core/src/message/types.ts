@@ -102,7 +102,7 @@ export interface SipMessageBase {
   readonly modified: boolean;
   /**
    * Memory hint for a message kept long and rarely read again: let go of the
-   * parsed head, keep `raw` and the eager fields. Reads still answer the same
+   * parsed head and top Via, keep `raw` and the other eager fields. Reads still answer the same
    * (the next one parses `raw` again). An edited message is folded first:
    * its serialisation becomes `raw` (it stays `modified`).
    */

@@ -58,7 +58,20 @@ describe("parseMessage: requests", () => {
     expect(m.body.toString()).toBe("v=0\n");
     expect(m.raw).toBe(data);
     expect(m.viaCount).toBe(1);
-    expect(m.via).toEqual({
+    const v = m.via;
+    // params is built on first read, from raw: compare the fields, not the object's own properties
+    expect({
+      transport: v.transport,
+      host: v.host,
+      port: v.port,
+      branch: v.branch,
+      received: v.received,
+      rport: v.rport,
+      maddr: v.maddr,
+      ttl: v.ttl,
+      params: v.params,
+      raw: v.raw,
+    }).toEqual({
       transport: "UDP",
       host: "pc33.atlanta.example.com",
       port: 5060,
@@ -105,6 +118,36 @@ describe("parseMessage: requests", () => {
     expect(m.maxForwards).toBeUndefined();
     expect(m.contentLength).toBeUndefined();
     expect(m.body.length).toBe(0);
+  });
+
+  it("builds Via params on first read, the same as written, once", () => {
+    const m = req(
+      msg([
+        "OPTIONS sip:x@example.com SIP/2.0",
+        'Via: SIP/2.0/UDP a.example.com:5062 ;Branch=z9hG4bKq ; X-Q="a;b,c"',
+        " ;received=192.0.2.7;flag;rport=1;ttl=3;x=1, SIP/2.0/TCP b.example.com;branch=z9hG4bKr",
+        "To: <sip:x@example.com>",
+        "From: <sip:y@example.com>;tag=1",
+        "Call-ID: c1",
+        "CSeq: 1 OPTIONS",
+      ]),
+    );
+    const p = m.via.params;
+    expect(p).toEqual([
+      ["branch", "z9hG4bKq"],
+      ["x-q", '"a;b,c"'],
+      ["received", "192.0.2.7"],
+      ["flag", null],
+      ["rport", "1"],
+      ["ttl", "3"],
+      ["x", "1"],
+    ]);
+    expect(m.via.params).toBe(p);
+    expect(m.via.branch).toBe("z9hG4bKq");
+    expect(m.via.received).toBe("192.0.2.7");
+    expect(m.via.rport).toBe(1);
+    expect(m.via.ttl).toBe(3);
+    expect(m.viaCount).toBe(2);
   });
 
   it("compact forms and case-insensitive names", () => {
