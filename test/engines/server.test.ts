@@ -37,6 +37,10 @@ function ack(branch = "z9hG4bKabc123", toTag = "", cseq = 1): string {
   );
 }
 
+function cancel(branch = "z9hG4bKabc123"): string {
+  return invite(branch).replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+}
+
 function options(branch = "z9hG4bKopt1"): string {
   return (
     "OPTIONS sip:127.0.0.1 SIP/2.0\r\n" +
@@ -175,6 +179,42 @@ forEachEngine((makeBed) => {
       expect(statuses()).toEqual([482]);
       expect((await uas.stats()).merged_requests).toBe(1);
       expect(await live(uas)).toBe(1);
+    });
+
+    it("merged request beside the INVITE's CANCEL (two transactions on one Call-ID and CSeq) still gets 482", async () => {
+      const { bed, peer, statuses, uas } = await setup(makeBed); // rings: nobody answers
+      peer.send(invite("z9hG4bKfirst"), UAS);
+      peer.send(cancel("z9hG4bKfirst"), UAS);
+      await bed.flush();
+      expect(statuses().sort()).toEqual([200, 487]);
+      peer.send(invite("z9hG4bKsecond"), UAS);
+      await bed.flush();
+      expect(statuses()).toHaveLength(3);
+      expect(statuses()[2]).toBe(482);
+      expect((await uas.stats()).merged_requests).toBe(1);
+    });
+
+    it("the ACK of a 2xx finds its INVITE past another transaction on the same Call-ID and CSeq (§13.3.1.4)", async () => {
+      const acks: string[] = [];
+      const { bed, peer, statuses } = await setup(makeBed, (tx) => {
+        if (tx.request.method === "INVITE") tx.events.onAck = (a) => acks.push(a.method);
+        tx.reply(200);
+      });
+      // An INFO with the INVITE's Call-ID and CSeq number: indexed first, not the INVITE, not merged.
+      peer.send(
+        invite("z9hG4bKinfo").replace("INVITE sip:", "INFO sip:").replace("CSeq: 1 INVITE", "CSeq: 1 INFO"),
+        UAS,
+      );
+      await bed.flush();
+      peer.send(invite("z9hG4bKlate"), UAS);
+      await bed.flush();
+      expect(statuses()).toEqual([200, 200]);
+      const toTag = peer.messages((m) => !m.isRequest)[1]!.toTag!;
+      peer.send(ack("z9hG4bKother", toTag), UAS);
+      await bed.flush();
+      expect(acks).toEqual(["ACK"]);
+      await bed.advance(1000);
+      expect(statuses()).toEqual([200, 200]); // no 2xx retransmission after the ACK
     });
 
     it("RFC 2543 fallback: a request without the magic cookie matches its retransmission and its ACK", async () => {

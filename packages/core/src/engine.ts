@@ -286,12 +286,15 @@ export class Engine implements TxContext, TransportSink {
     try {
       fn();
     } catch (err) {
-      // A reference fault in throwing mode is an engine bug found by a test: let it out.
-      if (err instanceof RefError && this.report === throwingReporter) throw err;
-      this.userErrors++;
-      this.logger?.warn({ err, callback: what }, "user callback threw");
+      this.userThrew(what, err);
     }
   };
+  private userThrew(what: string, err: unknown): void {
+    // A reference fault in throwing mode is an engine bug found by a test: let it out.
+    if (err instanceof RefError && this.report === throwingReporter) throw err;
+    this.userErrors++;
+    this.logger?.warn({ err, callback: what }, "user callback threw");
+  }
 
   // --- receive path -----------------------------------------------------------------
   /** TransportSink: one whole message from a transport. */
@@ -404,8 +407,14 @@ export class Engine implements TxContext, TransportSink {
     if (this.observers.requestIn) this.observers.requestIn(tx, req, source);
     tx.start();
     const handler = this.onRequest;
-    if (handler) this.safe("onRequest", () => handler(handle));
-    else if (!handle.finalStatus && method !== "ACK") tx.reply(501);
+    if (handler) {
+      // safe() without a closure per request
+      try {
+        handler(handle);
+      } catch (err) {
+        this.userThrew("onRequest", err);
+      }
+    } else if (!handle.finalStatus && method !== "ACK") tx.reply(501);
   }
 
   private newServerTransaction(
@@ -425,32 +434,32 @@ export class Engine implements TxContext, TransportSink {
   }
 
   private isMerged(req: SipRequest): boolean {
-    const list = this.table.byCallId(req.callId, req.cseq.seq);
-    for (const tx of list) {
-      if ((tx.kind === "ist" || tx.kind === "nist") && tx.method === req.method) {
-        const other = (tx as InviteServerTransaction | NonInviteServerTransaction).request;
-        if (other.fromTag === req.fromTag) return true;
-      }
-    }
+    const v = this.table.dialog(req.callId, req.cseq.seq);
+    if (v === undefined) return false;
+    if (!Array.isArray(v)) return mergedWith(v as Transaction, req);
+    for (const tx of v as readonly Transaction[]) if (mergedWith(tx, req)) return true;
     return false;
   }
 
   private receiveStrayAck(ack: SipRequest, source: Source): void {
     // The ACK of a 2xx has its own branch: find the INVITE by Call-ID, CSeq and our To tag (§13.3.1.4).
-    const list = this.table.byCallId(ack.callId, ack.cseq.seq);
-    for (const tx of list) {
-      if (tx.kind === "ist") {
-        const ist = tx as InviteServerTransaction;
-        if (ist.state === "accepted" && ist.toTag === ack.toTag) {
-          ist.take("ack");
-          try {
-            ist.ack2xx(ack);
-          } finally {
-            ist.release("ack");
-          }
-          return;
+    const v = this.table.dialog(ack.callId, ack.cseq.seq);
+    let ist: InviteServerTransaction | undefined;
+    if (Array.isArray(v)) {
+      for (const tx of v as readonly Transaction[])
+        if (acceptedBy(tx, ack)) {
+          ist = tx as InviteServerTransaction;
+          break;
         }
+    } else if (v !== undefined && acceptedBy(v as Transaction, ack)) ist = v as InviteServerTransaction;
+    if (ist !== undefined) {
+      ist.take("ack");
+      try {
+        ist.ack2xx(ack);
+      } finally {
+        ist.release("ack");
       }
+      return;
     }
     if (this.onStrayAck) {
       const cb = this.onStrayAck;
@@ -1109,3 +1118,16 @@ function salvageResponse(data: Buffer, status: number, reason: string): Buffer |
 }
 
 export { MAGIC as BRANCH_MAGIC_COOKIE };
+
+/** §8.2.2.2: `tx` is a server transaction of the same method and From tag as `req` (same Call-ID and CSeq). */
+function mergedWith(tx: Transaction, req: SipRequest): boolean {
+  if ((tx.kind !== "ist" && tx.kind !== "nist") || tx.method !== req.method) return false;
+  return (tx as InviteServerTransaction | NonInviteServerTransaction).request.fromTag === req.fromTag;
+}
+
+/** §13.3.1.4: `tx` is the INVITE server transaction that sent the 2xx this ACK acknowledges. */
+function acceptedBy(tx: Transaction, ack: SipRequest): boolean {
+  if (tx.kind !== "ist") return false;
+  const ist = tx as InviteServerTransaction;
+  return ist.state === "accepted" && ist.toTag === ack.toTag;
+}

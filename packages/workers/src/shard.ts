@@ -441,10 +441,14 @@ class Shard {
         localPort: l.port,
         connectionId: r.n0 === 0 ? undefined : r.n0 - 1,
       };
-      // Copy out of the batch: a transaction keeps its message's bytes for its whole life,
-      // and a view would keep the whole batch alive with it.
-      const data = Buffer.allocUnsafe(r.data.length);
-      data.set(r.data);
+      // A transaction keeps its message's bytes for its whole life. A batch of one message is
+      // little more than that message (a few dozen bytes of header and address): keep a view.
+      // Out of a bigger batch, copy, or one kept message would keep every other one alive.
+      let data = r.data;
+      if (r.count > 1) {
+        data = Buffer.allocUnsafe(r.data.length);
+        data.set(r.data);
+      }
       if (this.hooks.tapping) this.hooks.tapIn(data, source);
       engine.onMessage(data, source);
       n++;

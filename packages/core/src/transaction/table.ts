@@ -62,6 +62,10 @@ export class TransactionTable {
     const v = this.byDialog.get(dialogKey(callId, cseq));
     return v === undefined ? EMPTY : Array.isArray(v) ? v : [v];
   }
+  /** byCallId for the receive path: the one transaction as itself (the common case), no array made. */
+  dialog(callId: string, cseq: number): Transaction | readonly Transaction[] | undefined {
+    return this.byDialog.get(dialogKey(callId, cseq));
+  }
   has(key: string): boolean {
     return this.byKey.has(key);
   }
