@@ -55,6 +55,7 @@ import {
   type StepResult,
   type SystemInfo,
   serRows,
+  shardingGoals,
   stepAt,
   textTable,
 } from "./lib/load-report.js";
@@ -709,6 +710,7 @@ function goals(report: Omit<LoadReport, "goals">, args: Args): GoalResult[] {
       detail: details.join("; ") || "no scenario ran both",
     });
   }
+  out.push(...shardingGoals(report as LoadReport, args.shards));
   {
     const m = report.memory;
     const last = m?.points.at(-1);

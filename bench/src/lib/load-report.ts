@@ -388,3 +388,63 @@ export function markdownReport(report: LoadReport, chartFile: string | undefined
   if (st.notes.length > 0) parts.push("Notes:", "", ...st.notes.map((n) => `- ${n}`), "");
   return parts.join("\n");
 }
+
+/** The SER of a series as a comparable number: -1 when not even the first step held. */
+function serValue(s: SeriesResult): number {
+  return s.ser === null ? -1 : s.ser;
+}
+
+/**
+ * The sharding goals of `siptm serve --workers N` against the one-thread
+ * server, per scenario: never a lower SER at any shard count, and with 2
+ * shards a higher one. A sharded series that held every step against a
+ * one-thread series that failed one is above it; two series that both held
+ * every step cannot be told apart ("inconclusive": raise the rate list).
+ */
+export function shardingGoals(report: LoadReport, shards: readonly number[]): GoalResult[] {
+  const never: string[] = [];
+  const two: string[] = [];
+  const rank = { "n/a": 0, met: 1, inconclusive: 2, "not met": 3 } as const;
+  let neverStatus: GoalResult["status"] = "n/a";
+  let twoStatus: GoalResult["status"] = "n/a";
+  const fmt = (s: SeriesResult) => (s.ser === null ? "none" : `${s.reachedTop ? "≥ " : ""}${s.ser}`);
+  for (const scenario of new Set(report.series.map((s) => s.scenario))) {
+    const one = findSeries(report, scenario, "siptm");
+    if (!one || one.skipped) continue;
+    const parts: string[] = [];
+    let lowest: GoalResult["status"] = "n/a";
+    for (const w of shards) {
+      const s = findSeries(report, scenario, `siptm-w${w}`);
+      if (!s || s.skipped) continue;
+      parts.push(`${w}: ${fmt(s)}`);
+      const a = serValue(one);
+      const b = serValue(s);
+      // Not lower: b ≥ a, or both held every step (equal at the top of the list).
+      const notLower: GoalResult["status"] = b >= a ? "met" : "not met";
+      if (rank[notLower] > rank[lowest]) lowest = notLower;
+      if (w === 2) {
+        let higher: GoalResult["status"];
+        if (b > a || (s.reachedTop && !one.reachedTop && b >= a)) higher = "met";
+        else if (s.reachedTop && one.reachedTop) higher = "inconclusive";
+        else higher = "not met";
+        if (rank[higher] > rank[twoStatus]) twoStatus = higher;
+        two.push(`${scenario} ${fmt(s)} vs ${fmt(one)} → ${higher}`);
+      }
+    }
+    if (parts.length === 0) continue;
+    if (rank[lowest] > rank[neverStatus]) neverStatus = lowest;
+    never.push(`${scenario}: one thread ${fmt(one)}, shards ${parts.join(", ")} → ${lowest}`);
+  }
+  return [
+    {
+      name: "SER of siptm --workers N no lower than one thread's, at every shard count",
+      status: neverStatus,
+      detail: never.join("; ") || "no sharded series",
+    },
+    {
+      name: "SER of siptm --workers 2 higher than one thread's",
+      status: twoStatus,
+      detail: two.join("; ") || "no 2-shard series",
+    },
+  ];
+}
