@@ -58,6 +58,7 @@ import {
   shardingGoals,
   stepAt,
   textTable,
+  worseStatus,
 } from "./lib/load-report.js";
 import { CpuSampler, groupMemory, MachineSampler, udpReceiveBufferDrops } from "./lib/proc.js";
 import { freeUdpPort, HOST, SippRun, sippVersion } from "./lib/sipp-load.js";
@@ -688,7 +689,6 @@ function goals(report: Omit<LoadReport, "goals">, args: Args): GoalResult[] {
   {
     const details: string[] = [];
     let status: GoalResult["status"] = "n/a";
-    const rank = { "n/a": 0, met: 1, inconclusive: 2, "not met": 3 } as const;
     for (const scenario of args.scenarios) {
       const a = findSeries(report as LoadReport, scenario, "siptm");
       const b = findSeries(report as LoadReport, scenario, "kamailio");
@@ -699,7 +699,7 @@ function goals(report: Omit<LoadReport, "goals">, args: Args): GoalResult[] {
       if (sa >= sb) s = "met";
       else if (a.firstFailure?.limit === "load generator" || a.generatorBoundAtSer) s = "inconclusive";
       else s = "not met";
-      if (rank[s] > rank[status]) status = s;
+      status = worseStatus(status, s);
       details.push(
         `${scenario} ${a.reachedTop ? "≥" : ""}${sa} vs ${b.reachedTop ? "≥" : ""}${sb} calls/s (siptm limit: ${a.firstFailure?.limit ?? (a.reachedTop ? "top of the rate list" : "?")}; Kamailio limit: ${b.firstFailure?.limit ?? (b.reachedTop ? "top of the rate list" : "?")}) → ${s}`,
       );

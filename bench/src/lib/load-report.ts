@@ -389,6 +389,13 @@ export function markdownReport(report: LoadReport, chartFile: string | undefined
   return parts.join("\n");
 }
 
+const STATUS_RANK = { "n/a": 0, met: 1, inconclusive: 2, "not met": 3 } as const;
+
+/** The worse of two goal statuses (not met > inconclusive > met > n/a): what a goal over several parts reads. */
+export function worseStatus(a: GoalResult["status"], b: GoalResult["status"]): GoalResult["status"] {
+  return STATUS_RANK[b] > STATUS_RANK[a] ? b : a;
+}
+
 /** The SER of a series as a comparable number: -1 when not even the first step held. */
 function serValue(s: SeriesResult): number {
   return s.ser === null ? -1 : s.ser;
@@ -404,7 +411,6 @@ function serValue(s: SeriesResult): number {
 export function shardingGoals(report: LoadReport, shards: readonly number[]): GoalResult[] {
   const never: string[] = [];
   const two: string[] = [];
-  const rank = { "n/a": 0, met: 1, inconclusive: 2, "not met": 3 } as const;
   let neverStatus: GoalResult["status"] = "n/a";
   let twoStatus: GoalResult["status"] = "n/a";
   const fmt = (s: SeriesResult) => (s.ser === null ? "none" : `${s.reachedTop ? "≥ " : ""}${s.ser}`);
@@ -419,20 +425,19 @@ export function shardingGoals(report: LoadReport, shards: readonly number[]): Go
       parts.push(`${w}: ${fmt(s)}`);
       const a = serValue(one);
       const b = serValue(s);
-      // Not lower: b ≥ a, or both held every step (equal at the top of the list).
-      const notLower: GoalResult["status"] = b >= a ? "met" : "not met";
-      if (rank[notLower] > rank[lowest]) lowest = notLower;
+      // Not lower: b ≥ a (two series that held every step are equal, at the top of the list).
+      lowest = worseStatus(lowest, b >= a ? "met" : "not met");
       if (w === 2) {
         let higher: GoalResult["status"];
-        if (b > a || (s.reachedTop && !one.reachedTop && b >= a)) higher = "met";
+        if (b > a) higher = "met";
         else if (s.reachedTop && one.reachedTop) higher = "inconclusive";
         else higher = "not met";
-        if (rank[higher] > rank[twoStatus]) twoStatus = higher;
+        twoStatus = worseStatus(twoStatus, higher);
         two.push(`${scenario} ${fmt(s)} vs ${fmt(one)} → ${higher}`);
       }
     }
     if (parts.length === 0) continue;
-    if (rank[lowest] > rank[neverStatus]) neverStatus = lowest;
+    neverStatus = worseStatus(neverStatus, lowest);
     never.push(`${scenario}: one thread ${fmt(one)}, shards ${parts.join(", ")} → ${lowest}`);
   }
   return [

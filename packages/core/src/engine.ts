@@ -434,24 +434,14 @@ export class Engine implements TxContext, TransportSink {
   }
 
   private isMerged(req: SipRequest): boolean {
-    const v = this.table.dialog(req.callId, req.cseq.seq);
-    if (v === undefined) return false;
-    if (!Array.isArray(v)) return mergedWith(v as Transaction, req);
-    for (const tx of v as readonly Transaction[]) if (mergedWith(tx, req)) return true;
-    return false;
+    return this.table.findInDialog(req.callId, req.cseq.seq, mergedWith, req) !== undefined;
   }
 
   private receiveStrayAck(ack: SipRequest, source: Source): void {
     // The ACK of a 2xx has its own branch: find the INVITE by Call-ID, CSeq and our To tag (§13.3.1.4).
-    const v = this.table.dialog(ack.callId, ack.cseq.seq);
-    let ist: InviteServerTransaction | undefined;
-    if (Array.isArray(v)) {
-      for (const tx of v as readonly Transaction[])
-        if (acceptedBy(tx, ack)) {
-          ist = tx as InviteServerTransaction;
-          break;
-        }
-    } else if (v !== undefined && acceptedBy(v as Transaction, ack)) ist = v as InviteServerTransaction;
+    const ist = this.table.findInDialog(ack.callId, ack.cseq.seq, acceptedBy, ack) as
+      | InviteServerTransaction
+      | undefined;
     if (ist !== undefined) {
       ist.take("ack");
       try {

@@ -62,9 +62,21 @@ export class TransactionTable {
     const v = this.byDialog.get(dialogKey(callId, cseq));
     return v === undefined ? EMPTY : Array.isArray(v) ? v : [v];
   }
-  /** byCallId for the receive path: the one transaction as itself (the common case), no array made. */
-  dialog(callId: string, cseq: number): Transaction | readonly Transaction[] | undefined {
-    return this.byDialog.get(dialogKey(callId, cseq));
+  /**
+   * byCallId for the receive path: the first transaction of this Call-ID and CSeq number that
+   * `match(tx, arg)` accepts. No array is made for the common single one.
+   */
+  findInDialog<T>(
+    callId: string,
+    cseq: number,
+    match: (tx: Transaction, arg: T) => boolean,
+    arg: T,
+  ): Transaction | undefined {
+    const v = this.byDialog.get(dialogKey(callId, cseq));
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) return match(v, arg) ? v : undefined;
+    for (const tx of v) if (match(tx, arg)) return tx;
+    return undefined;
   }
   has(key: string): boolean {
     return this.byKey.has(key);
