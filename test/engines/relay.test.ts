@@ -342,3 +342,140 @@ forEachEngine((makeBed) => {
     });
   });
 });
+
+/** A response to `inv` as a UAS would write it, with `vias` instead of the request's own. */
+function responseTo(
+  inv: { header(n: string): string | undefined; callId: string; cseq: { seq: number } },
+  status: string,
+  vias: string[],
+): string {
+  return (
+    `SIP/2.0 ${status}\r\n${vias.map((v) => `Via: ${v}\r\n`).join("")}From: ${inv.header("from")}\r\n` +
+    `To: ${inv.header("to")};tag=late\r\nCall-ID: ${inv.callId}\r\nCSeq: ${inv.cseq.seq} INVITE\r\n` +
+    "Contact: <sip:uas@127.0.0.77>\r\nContent-Length: 0\r\n\r\n"
+  );
+}
+
+forEachEngine((makeBed) => {
+  describe("stateless forwarding is no reflector (stray responses and ACKs)", () => {
+    // The network's log of what reached the victim's address, which nobody in these tests talks to.
+    const VICTIM = "127.0.0.66";
+    const reached = (bed: EngineBed, address: string) =>
+      bed.network.log.filter((e) => e.to.includes(` ${address}:`) && e.fate !== "dropped");
+
+    it("a forged response whose second Via names a third party is not forwarded, only counted", async () => {
+      const bed = makeBed({ log: true });
+      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const attacker = bed.peer("127.0.0.9");
+      bed.peer(VICTIM);
+      for (const status of ["200 OK", "486 Busy Here", "180 Ringing"])
+        attacker.send(
+          responseTo(
+            {
+              header: (n) => (n === "from" ? "<sip:a@x>;tag=1" : "<sip:b@y>"),
+              callId: "forged",
+              cseq: { seq: 1 },
+            },
+            status,
+            ["SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bKforged", `SIP/2.0/UDP ${VICTIM}:5060;branch=z9hG4bKv`],
+          ),
+          PROXY,
+        );
+      await bed.flush();
+      expect(reached(bed, VICTIM)).toEqual([]);
+      const st = await proxy.stats();
+      expect(st.stray_responses).toBe(3);
+      expect(st.stray_dropped).toBe(3);
+      expect(st.internal_errors).toBe(0);
+    });
+
+    it("a stray response with a malformed Via below ours is dropped and counted, not an internal error", async () => {
+      const bed = makeBed({ log: true });
+      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const attacker = bed.peer("127.0.0.9");
+      attacker.send(
+        responseTo(
+          {
+            header: (n) => (n === "from" ? "<sip:a@x>;tag=1" : "<sip:b@y>"),
+            callId: "badvia",
+            cseq: { seq: 1 },
+          },
+          "200 OK",
+          ["SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bKx", "SIP/2.0/UDP ;;;branch=@@"],
+        ),
+        PROXY,
+      );
+      await bed.flush();
+      const st = await proxy.stats();
+      expect(st.stray_dropped).toBe(1);
+      expect(st.internal_errors).toBe(0);
+      expect(bed.network.log.filter((e) => e.from.includes("127.0.0.5:"))).toEqual([]);
+    });
+
+    it("a late 2xx to a relayed INVITE (after every transaction ended) reaches the caller; the same with its Via below ours changed does not", async () => {
+      const bed = makeBed({ log: true });
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      const uas = bed.peer("127.0.0.77");
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      bed.peer(VICTIM);
+      const h = await uac.request({
+        method: "INVITE",
+        uri: "sip:x@127.0.0.77",
+        from: "<sip:a@x>",
+        to: "<sip:b@y>",
+        nextHop: "udp:127.0.0.5:5060",
+      });
+      await bed.flush();
+      const inv = uas.requests("INVITE")[0]!;
+      const [ours, upstream] = inv.headerValues("via") as [string, string];
+      uas.send(responseTo(inv, "486 Busy Here", [ours, upstream]), PROXY);
+      await bed.flush();
+      expect(h.outcome?.status).toBe(486);
+      await bed.advance(40_000); // every transaction on the path is gone
+      const toCaller = () => reached(bed, "127.0.0.1").length;
+      const before = toCaller();
+      uas.send(responseTo(inv, "200 OK", [ours, upstream]), PROXY);
+      await bed.flush();
+      expect(toCaller()).toBe(before + 1); // forwarded: our cookie, the Via it was made for
+      uas.send(responseTo(inv, "200 OK", [ours, upstream.replace("127.0.0.1", VICTIM)]), PROXY);
+      uas.send(responseTo(inv, "486 Busy Here", [ours, upstream]), PROXY); // a late non-2xx: absorbed
+      await bed.flush();
+      expect(reached(bed, VICTIM)).toEqual([]);
+      expect(toCaller()).toBe(before + 1);
+    });
+
+    it("a stray ACK that names us in no Route is not forwarded to its Request-URI", async () => {
+      const bed = makeBed({ log: true });
+      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const attacker = bed.peer("127.0.0.9");
+      bed.peer(VICTIM);
+      attacker.send(
+        `ACK sip:v@${VICTIM} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKa\r\nMax-Forwards: 70\r\n` +
+          "From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: reflect\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        PROXY,
+      );
+      await bed.flush();
+      expect(reached(bed, VICTIM)).toEqual([]);
+      expect((await proxy.stats()).stray_dropped).toBe(1);
+    });
+
+    it("a stray ACK on our route is forwarded with the sender's Via stamped: rport filled and received (RFC 3581 §4)", async () => {
+      const bed = makeBed({ log: true });
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const phone = bed.peer("127.0.0.9");
+      const uas = bed.peer("127.0.0.77");
+      phone.send(
+        "ACK sip:uas@127.0.0.77 SIP/2.0\r\nVia: SIP/2.0/UDP phone.invalid:5070;branch=z9hG4bKack;rport\r\n" +
+          "Route: <sip:127.0.0.5:5060;lr>\r\nMax-Forwards: 70\r\n" +
+          "From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: onroute\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        PROXY,
+      );
+      await bed.flush();
+      const acks = uas.requests("ACK");
+      expect(acks).toHaveLength(1);
+      const vias = acks[0]!.headerValues("via");
+      expect(vias).toHaveLength(2);
+      expect(vias[1]).toBe("SIP/2.0/UDP phone.invalid:5070;branch=z9hG4bKack;rport=5060;received=127.0.0.9");
+    });
+  });
+});

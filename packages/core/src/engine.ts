@@ -21,6 +21,7 @@ import { flat } from "./message/text.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
+import { BranchCookie } from "./proxy/cookie.js";
 import type { Resolver } from "./proxy/resolver.js";
 import {
   newStats,
@@ -83,6 +84,12 @@ export interface EngineOptions {
   mergedRequests?: boolean;
   /** Extra text after "z9hG4bK" in our branches (e.g. a shard id), before the random part. */
   branchPrefix?: string;
+  /**
+   * Key of the tag in the branches of relayed INVITEs that lets a late 2xx be
+   * forwarded statelessly (proxy/cookie.ts); at least 16 bytes. Every node of
+   * a cluster should share it. Default: random for this engine.
+   */
+  cookieKey?: Uint8Array | string;
   /** Engine id used in transaction ids. Default: random. */
   id?: string;
   /** Host to put in Via sent-by instead of the transport's local address (e.g. when bound to 0.0.0.0). */
@@ -161,6 +168,8 @@ export class Engine implements TxContext, TransportSink {
   private draining = false;
   private readonly logger: EngineLogger | undefined;
   readonly resolver: Resolver | undefined;
+  /** Seals and checks the branches of relayed INVITEs (proxy/cookie.ts). */
+  readonly branchCookie: BranchCookie;
   private seq = 0;
   /** Terminated actors out of every index but still held by someone: normally empty at once. */
   private readonly unfreed = new Set<Transaction>();
@@ -184,6 +193,7 @@ export class Engine implements TxContext, TransportSink {
     if (opts.advertisedHost) this.aliases.add(unbracket(opts.advertisedHost).toLowerCase());
     this.logger = opts.logger;
     this.resolver = opts.resolver;
+    this.branchCookie = new BranchCookie(opts.cookieKey);
     this.onRequest = opts.onRequest;
     this.id = opts.id ?? Math.floor(Math.random() * 0xffffff).toString(36);
     if (opts.refFaults === "throw") this.report = throwingReporter;
@@ -452,6 +462,8 @@ export class Engine implements TxContext, TransportSink {
       return;
     }
     if (this.onStrayAck) {
+      // §18.2.1 / RFC 3581 §4: a request forwarded on (statelessly here) carries received/rport like any other.
+      stampVia(ack, source);
       const cb = this.onStrayAck;
       this.safe("onStrayAck", () => cb(ack, source));
     }
@@ -707,7 +719,7 @@ export class Engine implements TxContext, TransportSink {
    * Stop taking new work: from now on new requests get 503 (RFC 3261
    * §21.5.4) without any state, while retransmissions, ACKs, CANCELs and
    * responses of the transactions in flight are still handled. For a bounded,
-   * clean shutdown: drain, wait until `table.size` is 0 (or a deadline), close.
+   * clean shutdown: drain, wait until `unsettled` is 0 (or a deadline), close.
    */
   drain(retryAfter = this.retryAfter): void {
     this.draining = true;
@@ -715,6 +727,14 @@ export class Engine implements TxContext, TransportSink {
   }
   get isDraining(): boolean {
     return this.draining;
+  }
+  /**
+   * Live transactions a drain waits for: all but those only absorbing
+   * retransmissions until a timer ends them (`stats.settled`: Timers D, I, J,
+   * K, M, and L once nothing of ours is resent).
+   */
+  get unsettled(): number {
+    return this.stats.current - this.stats.settled;
   }
   private drainRetryAfter = 5;
 

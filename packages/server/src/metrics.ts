@@ -22,7 +22,7 @@ import {
   TxHistograms,
 } from "./histograms.js";
 
-const GAUGES = new Set(["current", "waiting"]);
+const GAUGES = new Set(["current", "waiting", "settled"]);
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"] as const;
 
 /** Prometheus names of the other counters of tm.stats (key → name, help). */
@@ -92,7 +92,11 @@ export class Metrics {
         new Gauge({
           name: `siptm_tm_${key}`,
           help:
-            key === "current" ? "live transactions (tm.stats current)" : "transactions in a waiting state",
+            key === "current"
+              ? "live transactions (tm.stats current)"
+              : key === "waiting"
+                ? "transactions in a waiting state"
+                : "transactions only absorbing retransmissions until a timer ends them (hold no drain)",
           registers,
           collect() {
             this.set(snap()[key]);

@@ -69,7 +69,7 @@ export interface RunningServer {
   /** The main thread's registrar (what the `default` route uses, and ul.dump / ul.lookup read). */
   readonly registrar: Registrar;
   readonly info: ServerInfo;
-  /** Live transactions (all shards). */
+  /** Live transactions a drain waits for (all shards): those not merely waiting on Timer J, K, D… */
   live(): Promise<number>;
   /** Stop accepting, drain (bounded by config.drainTimeout), close. Resolves once everything is closed. */
   shutdown(reason?: string): Promise<{ drained: boolean; left: number }>;
@@ -244,7 +244,11 @@ async function startSharded(
     throw err;
   }
   const { control } = ctl;
-  const live = async () => (await sharded.stats()).current;
+  // What a drain waits for: live transactions not merely waiting on Timer J, K, D… (Engine.unsettled).
+  const live = async () => {
+    const st = await sharded.stats();
+    return st.current - st.settled;
+  };
 
   let stopping: Promise<{ drained: boolean; left: number }> | undefined;
   const shutdown = (reason?: string) => {
@@ -447,9 +451,9 @@ async function startOneThread(
         gate.state = "draining";
         control?.stopListening();
         const deadline = Date.now() + config.drainTimeout;
-        while (engine.table.size > 0 && Date.now() < deadline)
+        while (engine.unsettled > 0 && Date.now() < deadline)
           await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
-        const left = engine.table.size;
+        const left = engine.unsettled;
         if (left > 0) {
           logger.warn({ left }, "drain timeout: closing with live transactions");
           // Requests still unanswered (a route left them ringing) get a final response before the sockets close.
@@ -478,7 +482,7 @@ async function startOneThread(
     sharded: undefined,
     tm,
     timers: engine.timerConfig,
-    live: async () => engine.table.size,
+    live: async () => engine.unsettled,
     config,
     logger,
     registrar,

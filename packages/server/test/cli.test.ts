@@ -199,6 +199,43 @@ describe("siptm", () => {
     expect(err).toMatch(/sigterm-handlers-at-banner=[1-9]/);
   });
 
+  for (const workers of ["0", "2"])
+    it(`--workers ${workers}: transactions answered and only waiting on Timer J/D hold no drain, and nothing is said to be cut short`, async () => {
+      // A drain timeout far beyond the test's: waiting for Timer J (32 s) or the drain would time the test out.
+      const server = await serve([
+        "--route",
+        "uas",
+        "--answer-code",
+        "486",
+        "--workers",
+        workers,
+        "--drain-timeout",
+        "600000",
+      ]);
+      const uac = await testEngine({ timers: {} });
+      try {
+        for (const method of ["OPTIONS", "INVITE"]) {
+          const h = uac.request({
+            method,
+            uri: `sip:127.0.0.1:${server.udp}`,
+            from: "<sip:alice@127.0.0.1>",
+            to: "<sip:bob@127.0.0.1>",
+            nextHop: `udp:127.0.0.1:${server.udp}`,
+          });
+          expect((await h.final).status).toBe(method === "OPTIONS" ? 200 : 486);
+        }
+        // The INVITE's 486 was ACKed by our ICT: the server's IST is Confirmed (Timer I), its NIST Completed (Timer J).
+        await sleep(100);
+        server.proc.kill("SIGTERM");
+        expect((await server.exited).code).toBe(0);
+        expect(server.stdout()).toMatch(/^stopping \(SIGTERM\): nothing to drain$/m);
+        expect(server.stdout()).toMatch(/^stopped$/m);
+        expect(server.stderr()).not.toMatch(/closing with live transactions/);
+      } finally {
+        await uac.close();
+      }
+    });
+
   it("SIGTERM → a clean exit with status 0", async () => {
     const server = await serve(["--route", "uas"]);
     expect(server.stdout()).toMatch(/workers:\s+1 thread/);

@@ -58,6 +58,7 @@
  * (their top-Via branch was let in recently) always pass, so calls in progress
  * can finish. Counted in stats; it recovers by itself as acks come back.
  */
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
@@ -378,7 +379,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       throw new RangeError(`shards must be an integer in 1…255, got ${opts.shards}`);
     if (opts.listen.length === 0 || opts.listen.length > 255)
       throw new RangeError("listen: one to 255 sockets");
-    this.opts = opts;
+    // Every shard (and a restarted one) checks the branch cookies of the others' relayed INVITEs with one key.
+    this.opts = { ...opts, engine: { ...opts.engine, cookieKey: opts.engine?.cookieKey ?? randomBytes(32) } };
     this.onRequest = opts.onRequest;
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.retryAfter = opts.retryAfter ?? opts.engine?.retryAfter ?? 5;

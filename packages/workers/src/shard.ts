@@ -630,11 +630,12 @@ class Shard {
     // New requests that still reach the shard (queued before the coordinator stopped accepting) get 503 too.
     this.engine.drain();
     const deadline = performance.now() + timeoutMs;
-    while (this.engine.stats.current > 0 && performance.now() < deadline) {
+    // Transactions only absorbing retransmissions (Timer J, K, D…) hold no drain.
+    while (this.engine.unsettled > 0 && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     this.out.flush();
-    return this.engine.stats.current;
+    return this.engine.unsettled;
   }
 
   private async finish(): Promise<void> {
@@ -643,7 +644,7 @@ class Shard {
     if (this.timer) clearInterval(this.timer);
     // The route's close hooks, after the drain, while the engine and the outgoing batch still work.
     await this.hooks.close();
-    const abandoned = this.engine.stats.current;
+    const abandoned = this.engine.unsettled;
     await this.engine.close();
     this.out.close();
     this.task.data.close();

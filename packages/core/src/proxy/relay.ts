@@ -304,7 +304,9 @@ class ResponseContext implements RelayContext, ProxyLink {
     this.refs.take(a.holder);
     const copy = parseMessage(b.template) as SipRequest;
     // §16.6 item 8: a branch that makes loop detection possible (§16.3 item 4).
-    const branch = this.engine.newBranch(`${loopHash(this.req)}.`);
+    let branch = this.engine.newBranch(`${loopHash(this.req)}.`);
+    // A late 2xx to an INVITE may be forwarded statelessly only with our tag (proxy/cookie.ts).
+    if (copy.method === "INVITE") branch = this.engine.branchCookie.seal(branch, copy.via, copy.callId);
     copy.pushVia(this.engine.viaFor(dest, branch));
     const tx = this.engine.startClient({
       data: copy.toBuffer(),

@@ -26,9 +26,11 @@ function uriOf(value: string): string {
 /**
  * §16.4: a Request-URI that is a URI we put in Record-Route means a strict
  * router sent it: the last Route value becomes the Request-URI. Then a top
- * Route that is ours is removed (loose routing).
+ * Route that is ours is removed (loose routing). Returns true when the
+ * request named us in either way (we are on its route).
  */
-export function ownRouteProcessing(engine: Engine, req: SipRequest): void {
+export function ownRouteProcessing(engine: Engine, req: SipRequest): boolean {
+  let ours = false;
   const routes = req.headerValues("route");
   if (routes.length) {
     const r = uriHostPort(req.uri);
@@ -38,13 +40,18 @@ export function ownRouteProcessing(engine: Engine, req: SipRequest): void {
       req.removeHeader("route");
       for (const v of kept) req.appendHeader("Route", v);
       req.setUri(uriOf(last));
+      ours = true;
     }
   }
   const top = req.headerValues("route")[0];
   if (top) {
     const r = uriHostPort(uriOf(top));
-    if (r && engine.isLocal(r.host, r.port)) req.removeFirstValue("route");
+    if (r && engine.isLocal(r.host, r.port)) {
+      req.removeFirstValue("route");
+      ours = true;
+    }
   }
+  return ours;
 }
 
 /** FNV-1a, 32 bits, as 8 hex digits. Not cryptographic: it tells a loop from a spiral. */

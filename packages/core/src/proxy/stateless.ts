@@ -1,8 +1,15 @@
 /**
  * Stateless forwarding (RFC 3261 §16.11) for what a stateful proxy relays
  * outside any transaction: the ACK of a 2xx (a new transaction end to end,
- * §13.2.2.4) and 2xx responses that arrive after their client transaction
- * ended. Nothing is kept.
+ * §13.2.2.4) and a 2xx to an INVITE that arrives after its client
+ * transaction ended. Nothing is kept.
+ *
+ * Both are narrowed so that they cannot be used to reflect traffic at a third
+ * party: an ACK is forwarded only when it is on our route (a Route we
+ * recorded, or a Request-URI of ours from a strict router), a response only
+ * when it is a 2xx to an INVITE whose branch carries our cookie for the Via
+ * it would go to (proxy/cookie.ts). Everything refused is counted in
+ * `stats.stray_dropped`.
  */
 import { createHash } from "node:crypto";
 import type { Engine } from "../engine.js";
@@ -11,27 +18,28 @@ import type { Destination, Source } from "../transport/types.js";
 import { ownRouteProcessing, uriHostPort } from "./routing.js";
 
 /**
- * Forward a request statelessly along its Route set or Request-URI. The
- * branch is derived from the incoming one (§16.11), so a retransmission gets
- * the same branch. Returns false when it cannot be forwarded (Max-Forwards
- * exhausted, no route).
+ * Forward a request (the ACK of a 2xx) statelessly along its Route set or
+ * Request-URI. The branch is derived from the incoming one (§16.11), so a
+ * retransmission gets the same branch. Returns false, and counts it, when it
+ * is not forwarded: not on our route, Max-Forwards exhausted, no route.
  */
 export function forwardRequestStateless(engine: Engine, req: SipRequest, _source: Source): boolean {
-  if (req.maxForwards === 0) return false;
-  ownRouteProcessing(engine, req);
+  if (req.maxForwards === 0) return dropped(engine);
+  // Only along a route we are on: an ACK that names us nowhere would make us an open relay.
+  if (!ownRouteProcessing(engine, req)) return dropped(engine);
   req.setMaxForwards(req.maxForwards === undefined ? 70 : req.maxForwards - 1);
   let dest: Destination;
   const route = req.headerValues("route")[0];
   if (!route) {
     // A request whose Request-URI is ours and has no Route left ends here (it would come back to us).
     const own = uriHostPort(req.uri);
-    if (own && engine.isLocal(own.host, own.port)) return false;
+    if (own && engine.isLocal(own.host, own.port)) return dropped(engine);
   }
   try {
     const target = route ? route.slice(route.indexOf("<") + 1, route.indexOf(">")) : req.uri;
     dest = engine.resolveNextHop(target);
   } catch {
-    return false;
+    return dropped(engine);
   }
   const digest = createHash("sha1")
     .update(`${req.via.branch ?? req.via.raw}\n${req.uri}`)
@@ -43,17 +51,33 @@ export function forwardRequestStateless(engine: Engine, req: SipRequest, _source
 }
 
 /**
- * Forward a response statelessly: the top Via must be ours; it is removed and
- * the response goes to the next Via (§18.2.2 with received/rport, RFC 3581).
+ * Forward a late 2xx to an INVITE statelessly: the top Via must be ours with
+ * our cookie for the Via below it; it is removed and the response goes to
+ * that next Via (§18.2.2 with received/rport, RFC 3581). Anything else
+ * returns false and is counted.
  */
 export function forwardResponseStateless(engine: Engine, res: SipResponse): boolean {
-  if (res.viaCount < 2 || !engine.isLocal(res.via.host, res.via.port)) return false;
-  res.popVia();
+  if (res.status < 200 || res.status >= 300 || res.cseq.method !== "INVITE") return dropped(engine);
+  const top = res.via;
+  if (res.viaCount < 2 || top.branch === undefined || !engine.isLocal(top.host, top.port))
+    return dropped(engine);
+  try {
+    res.popVia();
+  } catch {
+    // The Via below ours is malformed (SipParseError): nowhere to send it.
+    return dropped(engine);
+  }
   const via = res.via;
+  if (!engine.branchCookie.verify(top.branch, via, res.callId)) return dropped(engine);
   const host = via.received ?? via.host;
   const address = host.startsWith("[") ? host.slice(1, -1) : host;
   const port = typeof via.rport === "number" ? via.rport : (via.port ?? 5060);
   const protocol = via.transport === "TCP" || via.transport === "TLS" ? via.transport : "UDP";
   engine.sendStateless(res.toBuffer(), { protocol, address, port });
   return true;
+}
+
+function dropped(engine: Engine): false {
+  engine.stats.stray_dropped++;
+  return false;
 }

@@ -96,6 +96,12 @@ export interface TxStats {
   freed: number;
   current: number;
   waiting: number;
+  /**
+   * Live transactions that only absorb retransmissions until their timer ends
+   * them (Timers D, I, K, J, M, and L once the ACK of our 2xx came or none is
+   * awaited): they hold no drain at shutdown.
+   */
+  settled: number;
   total: number;
   total_local: number;
   rpl_received: number;
@@ -115,6 +121,8 @@ export interface TxStats {
   table_full: number;
   parse_errors: number;
   stray_responses: number;
+  /** Stray responses and ACKs the stateless forwarding refused (no cookie of ours, not on our route, malformed). */
+  stray_dropped: number;
   unmatched_cancels: number;
   merged_requests: number;
   /** Requests relayed statefully (t_relay) and proxy response contexts made/freed. */
@@ -131,6 +139,7 @@ export function newStats(): TxStats {
     freed: 0,
     current: 0,
     waiting: 0,
+    settled: 0,
     total: 0,
     total_local: 0,
     rpl_received: 0,
@@ -150,6 +159,7 @@ export function newStats(): TxStats {
     table_full: 0,
     parse_errors: 0,
     stray_responses: 0,
+    stray_dropped: 0,
     unmatched_cancels: 0,
     merged_requests: 0,
     relayed: 0,
@@ -207,6 +217,8 @@ export abstract class Transaction implements SendErrorTarget {
   ];
   /** True once in any terminal or waiting state counted in stats.waiting. */
   protected countedWaiting = false;
+  /** True once counted in stats.settled. */
+  private countedSettled = false;
 
   constructor(
     readonly id: string,
@@ -306,6 +318,14 @@ export abstract class Transaction implements SendErrorTarget {
     }
   }
 
+  /** Nothing left to do but absorb retransmissions until a timer ends it (counted in stats.settled). */
+  protected enterSettled(): void {
+    if (!this.countedSettled) {
+      this.countedSettled = true;
+      this.ctx.stats.settled++;
+    }
+  }
+
   /**
    * Enter Terminated: cancel every timer (each releases its reference), leave
    * every index (releases "table"), then tell the user. Freed when the last
@@ -317,6 +337,10 @@ export abstract class Transaction implements SendErrorTarget {
     if (this.countedWaiting) {
       this.countedWaiting = false;
       this.ctx.stats.waiting--;
+    }
+    if (this.countedSettled) {
+      this.countedSettled = false;
+      this.ctx.stats.settled--;
     }
     // Hold a reference of our own while we unwind, so the actor cannot be
     // freed in the middle of its own termination.

@@ -90,6 +90,7 @@ export class InviteClientTransaction extends Transaction {
           this.leaveActive();
           this.arm(Timer.M, this.timers.timerM);
           this.enterWaiting();
+          this.enterSettled();
           this.cancelNotSent();
           this.tu.onResponse(this, res);
           this.giveOutcome(responseOutcome(res));
@@ -106,6 +107,7 @@ export class InviteClientTransaction extends Transaction {
           else {
             this.arm(Timer.D, this.timers.timerD);
             this.enterWaiting();
+            this.enterSettled();
           }
         }
         return;

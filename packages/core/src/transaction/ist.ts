@@ -62,7 +62,10 @@ export class InviteServerTransaction extends ServerTransaction {
         this.disarm(Timer.G);
         this.disarm(Timer.H);
         if (this.reliable) this.terminate();
-        else this.arm(Timer.I, this.timers.t4);
+        else {
+          this.arm(Timer.I, this.timers.t4);
+          this.enterSettled();
+        }
       } else if (this.state === "accepted") {
         this.ack2xx(req);
       }
@@ -77,6 +80,7 @@ export class InviteServerTransaction extends ServerTransaction {
     if (this.state !== "accepted") return;
     const first = this.isArmed(Timer.Retransmit2xx) || this.reliable;
     this.disarm(Timer.Retransmit2xx);
+    this.enterSettled();
     if (first && this.tu.onAck) this.tu.onAck(this, ack);
   }
 
@@ -125,6 +129,7 @@ export class InviteServerTransaction extends ServerTransaction {
       // resent by the proxy (RFC 6026 §8.5: no 2xx retransmissions of its own in Accepted).
       if (!this.reliable && generated && !this.proxy)
         this.arm(Timer.Retransmit2xx, this.retransmit2xxInterval);
+      else this.enterSettled(); // no 2xx of ours to resend: only Timer L is left
     } else {
       // §17.2.1: Completed, G (unreliable), H.
       this.state = "completed";

@@ -69,6 +69,7 @@ export class NonInviteClientTransaction extends Transaction {
     else {
       this.arm(Timer.K, this.timers.t4);
       this.enterWaiting();
+      this.enterSettled();
     }
   }
 

@@ -87,6 +87,7 @@ export class NonInviteServerTransaction extends ServerTransaction {
     else {
       this.arm(Timer.J, this.timers.timerJ);
       this.enterWaiting();
+      this.enterSettled();
       this.settle();
     }
   }

@@ -180,3 +180,43 @@ describe("a waiting server transaction keeps a compact request", () => {
     expect(statuses()).toEqual([100, 180, 486]);
   });
 });
+
+describe("what holds a drain (Engine.unsettled, stats.settled)", () => {
+  it("server side: a final with nothing of ours left to resend settles; one awaiting its ACK does not until the ACK", () => {
+    const { bed, peer, txs, uas } = setup();
+    peer.send(request("OPTIONS", "z9hG4bKdrainO"), UAS);
+    peer.send(request("INVITE", "z9hG4bKdrain486"), UAS);
+    peer.send(request("INVITE", "z9hG4bKdrain200"), UAS);
+    bed.flush();
+    expect([uas.stats.current, uas.unsettled]).toEqual([3, 3]);
+    txs[0]!.reply(200); // NIST Completed: Timer J only
+    txs[1]!.reply(486); // IST Completed: Timer G resends the 486 until the ACK
+    txs[2]!.reply(200); // IST Accepted: the 2xx is resent until the ACK
+    bed.flush();
+    expect([uas.stats.current, uas.stats.settled, uas.unsettled]).toEqual([3, 1, 2]);
+    peer.send(ack("z9hG4bKdrain486"), UAS); // → Confirmed, Timer I
+    const toTag = peer.messages(
+      (m) => !m.isRequest && m.status === 200 && m.callId.startsWith("z9hG4bKdrain200"),
+    )[0]!.toTag!;
+    const ack2xx = ack("z9hG4bKnew2xx", toTag).replace(/call-1@127\.0\.0\.9/, "z9hG4bKdrain200@127.0.0.9");
+    peer.send(ack2xx, UAS);
+    bed.flush();
+    expect([uas.stats.current, uas.stats.settled, uas.unsettled]).toEqual([3, 3, 0]);
+    bed.settle();
+    expect([uas.stats.current, uas.stats.settled]).toEqual([0, 0]);
+  });
+
+  it("client side: a final settles the ICT (Timer D) and the NICT (Timer K)", () => {
+    const bed = new Testbed();
+    const uac = bed.engine({ address: "127.0.0.2" });
+    bed.engine({
+      address: "127.0.0.1",
+      onRequest: (tx) => tx.reply(tx.method === "INVITE" ? 486 : 200),
+    });
+    for (const method of ["INVITE", "OPTIONS"])
+      uac.request({ method, uri: "sip:bob@127.0.0.1", from: "<sip:a@x>", to: "<sip:b@y>" });
+    expect(uac.unsettled).toBe(2);
+    bed.flush();
+    expect([uac.stats.current, uac.stats.settled, uac.unsettled]).toEqual([2, 2, 0]);
+  });
+});

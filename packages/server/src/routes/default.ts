@@ -10,8 +10,10 @@
  *    → 404 (nobody registered under that name).
  *  - anything else → relayed by its Request-URI (Route set, in-dialog
  *    requests, other domains through RFC 3263).
- *  - the ACK of a 2xx and late 2xx retransmissions (no transaction) →
- *    forwarded statelessly (§16.11).
+ *  - the ACK of a 2xx on our route, and a late 2xx to an INVITE whose branch
+ *    carries our cookie (no transaction) → forwarded statelessly (§16.11);
+ *    any other stray ACK or response is dropped (counted in `stray_dropped`,
+ *    logged at debug at most once a second: a flood of them costs no log).
  */
 import {
   forwardRequestStateless,
@@ -32,6 +34,17 @@ const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   const { registrar, logger, engine } = ctx;
+  // One debug line a second at most for what the stateless forwarding refuses, with how many since.
+  let strayLoggedAt = Number.NEGATIVE_INFINITY;
+  let strayUnlogged = 0;
+  function strayDropped(what: string, callId: string): void {
+    strayUnlogged++;
+    const now = engine.clock.now();
+    if (now - strayLoggedAt < 1000) return;
+    logger.debug({ callId, dropped: strayUnlogged }, `stray ${what} not forwarded`);
+    strayLoggedAt = now;
+    strayUnlogged = 0;
+  }
 
   function reply(
     tx: ServerTransactionHandle,
@@ -110,12 +123,10 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
       relay(tx);
     },
     onStrayAck(ack, source) {
-      if (!forwardRequestStateless(engine, ack, source))
-        logger.debug({ callId: ack.callId }, "stray ACK not forwarded");
+      if (!forwardRequestStateless(engine, ack, source)) strayDropped("ACK", ack.callId);
     },
     onStrayResponse(res) {
-      if (!forwardResponseStateless(engine, res))
-        logger.debug({ callId: res.callId, status: res.status }, "stray response not forwarded");
+      if (!forwardResponseStateless(engine, res)) strayDropped("response", res.callId);
     },
   };
 }
