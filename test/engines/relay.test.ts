@@ -459,6 +459,30 @@ forEachEngine((makeBed) => {
       expect((await proxy.stats()).stray_dropped).toBe(1);
     });
 
+    it("the ACK of a relayed 2xx sent to the proxy with no Route (a UA that sends all to its proxy) is forwarded while the INVITE's transaction is Accepted, not after", async () => {
+      const bed = makeBed({ log: true });
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const caller = bed.peer("127.0.0.9");
+      const uas = bed.peer("127.0.0.77");
+      const head = (method: string, branch: string) =>
+        `${method} sip:x@127.0.0.77 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\nMax-Forwards: 70\r\n` +
+        `From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>${method === "ACK" ? ";tag=late" : ""}\r\nCall-ID: norr\r\n` +
+        `CSeq: 1 ${method}\r\nContent-Length: 0\r\n\r\n`;
+      caller.send(head("INVITE", "z9hG4bKinv"), PROXY);
+      await bed.flush();
+      const inv = uas.requests("INVITE")[0]!;
+      uas.send(responseTo(inv, "200 OK", inv.headerValues("via")), PROXY);
+      await bed.flush();
+      expect(caller.messages((m) => !m.isRequest && m.status === 200)).toHaveLength(1);
+      caller.send(head("ACK", "z9hG4bKack1"), PROXY);
+      await bed.flush();
+      expect(uas.requests("ACK")).toHaveLength(1);
+      await bed.advance(40_000); // Timer L has ended the proxy's INVITE server transaction
+      caller.send(head("ACK", "z9hG4bKack2"), PROXY);
+      await bed.flush();
+      expect(uas.requests("ACK")).toHaveLength(1);
+    });
+
     it("a stray ACK on our route is forwarded with the sender's Via stamped: rport filled and received (RFC 3581 §4)", async () => {
       const bed = makeBed({ log: true });
       await bed.engine({ address: "127.0.0.5", route: ROUTE });

@@ -469,6 +469,17 @@ export class Engine implements TxContext, TransportSink {
     }
   }
 
+  /**
+   * True when this ACK (of a 2xx, no transaction of its own) belongs to an
+   * INVITE we relayed whose server transaction is still Accepted (RFC 6026,
+   * Timer L): same Call-ID, CSeq and From tag. Such an ACK may be forwarded
+   * even without a Route naming us (a UA that sends everything to its
+   * proxy's address).
+   */
+  relayedAck(ack: SipRequest): boolean {
+    return this.table.findInDialog(ack.callId, ack.cseq.seq, relayedFor, ack) !== undefined;
+  }
+
   private receiveCancel(cancel: SipRequest, source: Source): void {
     // §9.2: the INVITE is found by the §17.2.3 rules with the method INVITE.
     const target = this.table.get(serverKey(cancel, true));
@@ -1133,6 +1144,13 @@ export { MAGIC as BRANCH_MAGIC_COOKIE };
 function mergedWith(tx: Transaction, req: SipRequest): boolean {
   if ((tx.kind !== "ist" && tx.kind !== "nist") || tx.method !== req.method) return false;
   return (tx as InviteServerTransaction | NonInviteServerTransaction).request.fromTag === req.fromTag;
+}
+
+/** `tx` is a proxy's INVITE server transaction that relayed a 2xx (RFC 6026 Accepted) to the sender of this ACK. */
+function relayedFor(tx: Transaction, ack: SipRequest): boolean {
+  if (tx.kind !== "ist") return false;
+  const ist = tx as InviteServerTransaction;
+  return ist.state === "accepted" && ist.proxy && ist.request.fromTag === ack.fromTag;
 }
 
 /** §13.3.1.4: `tx` is the INVITE server transaction that sent the 2xx this ACK acknowledges. */

@@ -6,7 +6,8 @@
  *
  * Both are narrowed so that they cannot be used to reflect traffic at a third
  * party: an ACK is forwarded only when it is on our route (a Route we
- * recorded, or a Request-URI of ours from a strict router), a response only
+ * recorded, or a Request-URI of ours from a strict router) or belongs to an
+ * INVITE we relayed whose server transaction is still Accepted, a response only
  * when it is a 2xx to an INVITE whose branch carries our cookie for the Via
  * it would go to (proxy/cookie.ts). Everything refused is counted in
  * `stats.stray_dropped`.
@@ -25,8 +26,10 @@ import { ownRouteProcessing, uriHostPort } from "./routing.js";
  */
 export function forwardRequestStateless(engine: Engine, req: SipRequest, _source: Source): boolean {
   if (req.maxForwards === 0) return dropped(engine);
-  // Only along a route we are on: an ACK that names us nowhere would make us an open relay.
-  if (!ownRouteProcessing(engine, req)) return dropped(engine);
+  // Only along a route we are on, or for an INVITE we relayed and still hold (Accepted):
+  // an ACK that is neither would make us an open relay.
+  const relayed = engine.relayedAck(req);
+  if (!ownRouteProcessing(engine, req) && !relayed) return dropped(engine);
   req.setMaxForwards(req.maxForwards === undefined ? 70 : req.maxForwards - 1);
   let dest: Destination;
   const route = req.headerValues("route")[0];
