@@ -113,6 +113,8 @@ export interface TxStats {
   transport_errors: number;
   ref_faults: number;
   table_full: number;
+  /** New requests dropped by the per-source rate limit (`rateLimit`). */
+  rate_limited: number;
   parse_errors: number;
   stray_responses: number;
   unmatched_cancels: number;
@@ -148,6 +150,7 @@ export function newStats(): TxStats {
     transport_errors: 0,
     ref_faults: 0,
     table_full: 0,
+    rate_limited: 0,
     parse_errors: 0,
     stray_responses: 0,
     unmatched_cancels: 0,
