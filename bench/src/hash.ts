@@ -41,7 +41,8 @@ const SHAPES: Shape[] = [
   { name: "16 bytes", make: () => Math.random().toString(36).slice(2, 10).padEnd(16, "x") },
   {
     name: "64 bytes",
-    make: () => `${Math.random().toString(16).slice(2).padEnd(40, "0")}@pbx-frontend.example.com`.slice(0, 64),
+    make: () =>
+      `${Math.random().toString(16).slice(2).padEnd(40, "0")}@pbx-frontend.example.com`.slice(0, 64),
   },
 ];
 
@@ -94,7 +95,9 @@ function cases(): { cases: BenchCase[]; sizes: Map<string, number> } {
 const { cases: all, sizes } = cases();
 const results = runSuite(all, { time, warmupTime: Math.min(300, time / 3), preWarmCalls: 200 });
 console.log(`Call-ID hash, ns per Call-ID (mean; node ${process.version}; ${time} ms per case)\n`);
-console.log(`${"Call-ID".padEnd(16)}${"bytes".padStart(6)}${"FNV-1a (before)".padStart(18)}${"SipHash-2-4".padStart(14)}${"ratio".padStart(8)}`);
+console.log(
+  `${"Call-ID".padEnd(16)}${"bytes".padStart(6)}${"FNV-1a (before)".padStart(18)}${"SipHash-2-4".padStart(14)}${"ratio".padStart(8)}`,
+);
 for (const shape of SHAPES) {
   const before = results.find((r) => r.group === shape.name && r.impl === "before")!;
   const now = results.find((r) => r.group === shape.name && r.impl === "now")!;

@@ -297,7 +297,11 @@ forEachEngine((makeBed) => {
       await bed.advance(1000);
       for (let i = 5; i < 8; i++) a.send(rawOptions(`rl-a${i}`, `a${i}`), uas.hop());
       await bed.flush();
-      expect(answered(a).map((r) => r.callId).slice(4)).toEqual(["rl-a5", "rl-a6"]);
+      expect(
+        answered(a)
+          .map((r) => r.callId)
+          .slice(4),
+      ).toEqual(["rl-a5", "rl-a6"]);
       expect((await uas.stats()).rate_limited).toBe(3);
     });
 

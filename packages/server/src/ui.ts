@@ -41,7 +41,9 @@ export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): 
     }`,
   );
   if (w.shards > 0)
-    lines.push(`  hashing:  Call-ID → shard keyed ${config.secret ? "by --secret" : "at random (this process only)"}`);
+    lines.push(
+      `  hashing:  Call-ID → shard keyed ${config.secret ? "by --secret" : "at random (this process only)"}`,
+    );
   const quiet = ["fatal", "error", "warn", "silent"].includes(config.logLevel);
   const level = config.trace && quiet ? "info (raised by --trace)" : config.logLevel;
   lines.push(

@@ -88,7 +88,12 @@ describe("serve flags", () => {
       sources: 9,
     });
     expect(parse(["--rate-limit", "0"]).rateLimit).toBeUndefined();
-    for (const bad of [["--rate-limit", "-1"], ["--rate-limit", "fast"], ["--rate-burst", "0"], ["--rate-sources", "0"]])
+    for (const bad of [
+      ["--rate-limit", "-1"],
+      ["--rate-limit", "fast"],
+      ["--rate-burst", "0"],
+      ["--rate-sources", "0"],
+    ])
       expect(() => parse(bad)).toThrow(UsageError);
   });
 

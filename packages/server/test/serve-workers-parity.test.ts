@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, killAll, SERVER_TIMERS, SHARD_KEY, type Served, serve, testEngine, until } from "./helpers.js";
+import { call, killAll, SERVER_TIMERS, type Served, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
 const TO = "<sip:bob@127.0.0.1>";
@@ -248,10 +248,11 @@ describe("--workers 2: --max-transactions is the whole server's cap", () => {
     const eleventh = await invite(callIdFor(1)).final;
     expect(eleventh.status).toBe(503);
     expect(eleventh.response?.header("retry-after")).toBeDefined();
-    const stats = await call<{ table_full: number; current: number; shards: Array<{ table_full: number; current: number }> }>(
-      s.rpc,
-      "tm.stats",
-    );
+    const stats = await call<{
+      table_full: number;
+      current: number;
+      shards: Array<{ table_full: number; current: number }>;
+    }>(s.rpc, "tm.stats");
     // Refused by the coordinator: no shard saw it.
     expect(stats.table_full).toBe(1);
     expect(stats.shards.map((x) => x.table_full)).toEqual([0, 0]);

@@ -10,7 +10,17 @@ import { join } from "node:path";
 import { type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, killAll, rpc, SERVER_TIMERS, SHARD_KEY, type Served, serve, testEngine, until } from "./helpers.js";
+import {
+  call,
+  killAll,
+  rpc,
+  SERVER_TIMERS,
+  type Served,
+  SHARD_KEY,
+  serve,
+  testEngine,
+  until,
+} from "./helpers.js";
 
 const WORKERS = ["--workers", "2"];
 let server: Served;

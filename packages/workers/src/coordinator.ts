@@ -57,6 +57,12 @@
  * responses, ACK, CANCEL and retransmissions of requests a shard already has
  * (their top-Via branch was let in recently) always pass, so calls in progress
  * can finish. Counted in stats; it recovers by itself as acks come back.
+ *
+ * Limits of the whole engine, also applied here: `maxTransactions` counts the
+ * live transactions of all shards together (their reported counts plus the new
+ * requests on their way to them) and past it answers 503 itself; `rateLimit`
+ * drops new requests over their source's token bucket before any shard sees
+ * them (core's SourceRateLimiter).
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -77,11 +83,11 @@ import {
   type RateLimitOptions,
   type ReplyOptions,
   type RequestOptions,
-  SourceRateLimiter,
   type ServerEndCause,
   type SipRequest,
   type SipResponse,
   type Source,
+  SourceRateLimiter,
   type StatsSnapshot,
   TransactionError,
   type TransactionErrorCode,

@@ -85,7 +85,8 @@ describe("routing", () => {
       return h >>> 0;
     };
     const crafted: string[] = [];
-    for (let i = 0; crafted.length < 24; i++) if (fnv1a(`aim${i}@attacker`) % 2 === 0) crafted.push(`aim${i}@attacker`);
+    for (let i = 0; crafted.length < 24; i++)
+      if (fnv1a(`aim${i}@attacker`) % 2 === 0) crafted.push(`aim${i}@attacker`);
     const outcomes = await Promise.all(
       crafted.map((id) => p.engine.request(options(se.addresses[0]!.port, id)).final),
     );
