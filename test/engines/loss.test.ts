@@ -305,6 +305,24 @@ forEachEngine((makeBed) => {
       expect((await uas.stats()).rate_limited).toBe(3);
     });
 
+    it("the rate limit's table of sources is bounded: past it the oldest source is forgotten, and counted", async () => {
+      const bed = makeBed();
+      const uas = await bed.engine({ address: "127.0.0.2", rateLimit: { rate: 1, burst: 1, sources: 2 } });
+      uas.onRequest = (tx) => void tx.reply(200);
+      const peers = ["127.0.0.5", "127.0.0.6", "127.0.0.7"].map((a) => bed.peer(a));
+      for (const [i, p] of peers.entries()) p.send(rawOptions(`ev${i}`, `ev${i}`), uas.hop());
+      await bed.flush();
+      // The first source was forgotten for the third: its next request finds a full bucket again.
+      peers[0]!.send(rawOptions("ev0b", "ev0b"), uas.hop());
+      // The third is remembered, with its bucket empty.
+      peers[2]!.send(rawOptions("ev2b", "ev2b"), uas.hop());
+      await bed.flush();
+      expect(peers.map((p) => p.messages((m) => !m.isRequest).length)).toEqual([2, 1, 1]);
+      const s = await uas.stats();
+      expect(s.rate_sources_evicted).toBe(2);
+      expect(s.rate_limited).toBe(1);
+    });
+
     it("per-transaction timer overrides (t_set_fr): Timer B of one request only", async () => {
       const bed = makeBed();
       const uac = await bed.engine({ address: "127.0.0.1" });

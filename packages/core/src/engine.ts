@@ -182,7 +182,15 @@ export class Engine implements TxContext, TransportSink {
     this.limits = opts.limits;
     this.maxTransactions = opts.maxTransactions ?? 1_000_000;
     this.retryAfter = opts.retryAfter ?? 5;
-    this.limiter = opts.rateLimit ? new SourceRateLimiter(opts.rateLimit, () => this.clock.now()) : undefined;
+    this.limiter = opts.rateLimit
+      ? new SourceRateLimiter(
+          opts.rateLimit,
+          () => this.clock.now(),
+          () => {
+            this.stats.rate_sources_evicted++;
+          },
+        )
+      : undefined;
     this.strict = opts.strict ?? true;
     this.autoCancel487 = opts.autoCancel487 ?? true;
     this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";

@@ -43,6 +43,10 @@ const COUNTER_NAMES: Record<string, [string, string]> = {
     "siptm_tm_rate_limited_total",
     "new requests dropped by the per-source rate limit (--rate-limit), before any shard",
   ],
+  rate_sources_evicted: [
+    "siptm_tm_rate_sources_evicted_total",
+    "sources the rate limit forgot to stay within --rate-sources",
+  ],
 };
 
 export interface MetricsOptions {

@@ -392,6 +392,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private readonly limiter: SourceRateLimiter | undefined;
   /** New requests dropped by the rate limit, refused at the whole-engine cap. */
   private rateLimited = 0;
+  private rateEvicted = 0;
   private capRejected = 0;
   private readonly retryAfter: number;
   private readonly batchMessages: number;
@@ -443,7 +444,11 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     this.maxTransactions = opts.maxTransactions ?? opts.engine?.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS;
     const clock = opts.virtualClock;
     const now = opts.now ?? (clock ? () => clock.now() : () => performance.now());
-    this.limiter = opts.rateLimit ? new SourceRateLimiter(opts.rateLimit, now) : undefined;
+    this.limiter = opts.rateLimit
+      ? new SourceRateLimiter(opts.rateLimit, now, () => {
+          this.rateEvicted++;
+        })
+      : undefined;
     this.retryAfter = opts.retryAfter ?? opts.engine?.retryAfter ?? 5;
     this.batchMessages = Math.max(1, opts.batchMessages ?? DEFAULT_BATCH_MESSAGES);
     this.batchBytes = Math.max(1024, opts.batchBytes ?? DEFAULT_BATCH_BYTES);
@@ -1284,6 +1289,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     for (const e of entries) for (const k of keys) total[k] += e[k];
     total.user_errors += this.userErrors;
     total.rate_limited += this.rateLimited;
+    total.rate_sources_evicted += this.rateEvicted;
     total.table_full += this.capRejected;
     return { ...total, ...this.counters, shards: entries };
   }

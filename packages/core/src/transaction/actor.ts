@@ -115,6 +115,8 @@ export interface TxStats {
   table_full: number;
   /** New requests dropped by the per-source rate limit (`rateLimit`). */
   rate_limited: number;
+  /** Sources the rate limit forgot to make room in its bounded table (`rateLimit.sources`). */
+  rate_sources_evicted: number;
   parse_errors: number;
   stray_responses: number;
   unmatched_cancels: number;
@@ -151,6 +153,7 @@ export function newStats(): TxStats {
     ref_faults: 0,
     table_full: 0,
     rate_limited: 0,
+    rate_sources_evicted: 0,
     parse_errors: 0,
     stray_responses: 0,
     unmatched_cancels: 0,

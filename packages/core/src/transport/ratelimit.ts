@@ -49,9 +49,14 @@ export class SourceRateLimiter {
   private used = 0;
   private oldest = 0;
 
+  /**
+   * `now`: the clock, ms. `onEvict`: called each time a source is forgotten to make room (the
+   * engines count it in `rate_sources_evicted`).
+   */
   constructor(
     opts: RateLimitOptions,
     private readonly now: () => number,
+    private readonly onEvict?: () => void,
   ) {
     if (!(opts.rate > 0) || !Number.isFinite(opts.rate))
       throw new RangeError(`rate must be a positive number, got ${opts.rate}`);
@@ -107,6 +112,7 @@ export class SourceRateLimiter {
       const old = this.keys[s];
       if (old !== undefined) this.index.delete(old);
       this.evicted++;
+      this.onEvict?.();
     }
     this.keys[s] = source;
     this.index.set(source, s);

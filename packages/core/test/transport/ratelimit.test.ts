@@ -60,13 +60,19 @@ describe("SourceRateLimiter", () => {
   });
 
   it("keeps its table bounded under many sources, forgetting the oldest first", () => {
-    const { l } = limiter(1, 1, 1000);
+    let told = 0;
+    const l = new SourceRateLimiter(
+      { rate: 1, burst: 1, sources: 1000 },
+      () => 0,
+      () => told++,
+    );
     // The first source spends its only token.
     expect(l.allow("10.0.0.0")).toBe(true);
     expect(l.allow("10.0.0.0")).toBe(false);
     for (let i = 1; i < 5000; i++) expect(l.allow(`10.0.${i >> 8}.${i & 255}`)).toBe(true);
     expect(l.size).toBe(1000);
     expect(l.evicted).toBe(4000);
+    expect(told).toBe(4000);
     // The oldest were forgotten: the first source starts again with a full bucket…
     expect(l.allow("10.0.0.0")).toBe(true);
     // …while a recent one is still remembered (and empty).
