@@ -192,6 +192,16 @@ describe("starting", () => {
     ).rejects.toThrow();
     expect(warnings.some((w) => w.includes("failed to start"))).toBe(true);
   });
+
+  it("create() rejects a hash key that is not 16 bytes", async () => {
+    await expect(
+      ShardedEngine.create({
+        shards: 2,
+        listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
+        hashKey: new Uint8Array(8),
+      }),
+    ).rejects.toThrow(/16 bytes/);
+  });
 });
 
 describe("a shard dies", () => {
