@@ -2,9 +2,30 @@
 // in-memory network: the RFC 3261 §17 retransmission rules must recover every
 // one, and nothing may leak (the leak check runs after every test). Runs on
 // the core Engine and on the ShardedEngine.
-import type { ClientEvents } from "@siptm/core";
+import { type ClientEvents, newCallId, type SipResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
+import { defaultHashKey, hashKey, shardOf } from "../../packages/workers/src/hash.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "./beds.js";
+
+/** `count` fresh Call-IDs that the sharded beds' 2 shards (the process's default key) give to `shard`. */
+function callIdsOn(shard: number, count: number): string[] {
+  const key = hashKey(defaultHashKey());
+  const out: string[] = [];
+  while (out.length < count) {
+    const id = newCallId();
+    if (shardOf(id, 2, key) === shard) out.push(id);
+  }
+  return out;
+}
+
+/** A request as a raw peer at 127.0.0.x writes it (sent once: a peer does not retransmit). */
+function rawOptions(callId: string, branch: string, method = "OPTIONS"): string {
+  return (
+    `${method} sip:b@127.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bK${branch}\r\n` +
+    `Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=t-${branch}\r\nTo: <sip:b@y>\r\nCall-ID: ${callId}\r\n` +
+    `CSeq: 1 ${method}\r\nContent-Length: 0\r\n\r\n`
+  );
+}
 
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
 
@@ -217,6 +238,89 @@ forEachEngine((makeBed) => {
       await bed.flush();
       expect(later.outcome).toBeUndefined();
       expect((await uas.stats()).current).toBe(1);
+    });
+
+    it("the transaction cap is the whole engine's, wherever the Call-IDs hash; a retransmission still passes", async () => {
+      const bed = makeBed();
+      const uas = await bed.engine({ address: "127.0.0.2", maxTransactions: 4, retryAfter: 7 });
+      uas.onRequest = () => {};
+      const peer = bed.peer("127.0.0.5");
+      // Three Call-IDs for each shard of the sharded engine (the process's default key), alternating.
+      const ids = [callIdsOn(0, 3), callIdsOn(1, 3)];
+      const callIds = [0, 1, 2].flatMap((i) => [ids[0]![i]!, ids[1]![i]!]);
+      for (const [i, callId] of callIds.entries()) peer.send(rawOptions(callId, `cap${i}`), uas.hop());
+      await bed.flush();
+      // Four live transactions fill the engine (on the sharded one: two in each shard); the 5th and
+      // 6th get 503, whichever shard they would go to.
+      const answers = peer.messages((m) => !m.isRequest) as SipResponse[];
+      expect(answers.map((r) => [r.status, r.callId, r.header("retry-after")])).toEqual([
+        [503, callIds[4], "7"],
+        [503, callIds[5], "7"],
+      ]);
+      expect((await uas.stats()).table_full).toBe(2);
+      // A retransmission of an admitted request at the cap is its transaction's, not a new one.
+      peer.send(rawOptions(callIds[0]!, "cap0"), uas.hop());
+      await bed.flush();
+      expect(peer.messages((m) => !m.isRequest)).toHaveLength(2);
+      expect((await uas.stats()).table_full).toBe(2);
+      // Once they have ended (lifetime cap), there is room again.
+      await bed.advance(50_000);
+      peer.send(rawOptions(callIds[4]!, "cap-later"), uas.hop());
+      await bed.flush();
+      expect(peer.messages((m) => !m.isRequest)).toHaveLength(2);
+      expect((await uas.stats()).current).toBe(1);
+    });
+
+    it("a per-source rate limit drops new requests over it silently; other sources, CANCEL and time refill", async () => {
+      const bed = makeBed();
+      const uas = await bed.engine({ address: "127.0.0.2", rateLimit: { rate: 2, burst: 3 } });
+      uas.onRequest = (tx) => void tx.reply(200);
+      const a = bed.peer("127.0.0.5");
+      const b = bed.peer("127.0.0.6");
+      const answered = (p: typeof a) => p.messages((m) => !m.isRequest) as SipResponse[];
+      for (let i = 0; i < 5; i++) a.send(rawOptions(`rl-a${i}`, `a${i}`), uas.hop());
+      await bed.flush();
+      // A full bucket of 3, then nothing: the 4th and 5th are dropped without an answer.
+      expect(answered(a).map((r) => [r.status, r.callId])).toEqual([
+        [200, "rl-a0"],
+        [200, "rl-a1"],
+        [200, "rl-a2"],
+      ]);
+      // Another source has its own bucket.
+      b.send(rawOptions("rl-b0", "b0"), uas.hop());
+      // A CANCEL draws no token: it is answered (481, nothing to cancel) though `a` has none left.
+      a.send(rawOptions("rl-a9", "a9", "CANCEL"), uas.hop());
+      await bed.flush();
+      expect(answered(b).map((r) => r.status)).toEqual([200]);
+      expect(answered(a).map((r) => r.status)).toEqual([200, 200, 200, 481]);
+      // One second later `a` has 2 tokens again.
+      await bed.advance(1000);
+      for (let i = 5; i < 8; i++) a.send(rawOptions(`rl-a${i}`, `a${i}`), uas.hop());
+      await bed.flush();
+      expect(
+        answered(a)
+          .map((r) => r.callId)
+          .slice(4),
+      ).toEqual(["rl-a5", "rl-a6"]);
+      expect((await uas.stats()).rate_limited).toBe(3);
+    });
+
+    it("the rate limit's table of sources is bounded: past it the oldest source is forgotten, and counted", async () => {
+      const bed = makeBed();
+      const uas = await bed.engine({ address: "127.0.0.2", rateLimit: { rate: 1, burst: 1, sources: 2 } });
+      uas.onRequest = (tx) => void tx.reply(200);
+      const peers = ["127.0.0.5", "127.0.0.6", "127.0.0.7"].map((a) => bed.peer(a));
+      for (const [i, p] of peers.entries()) p.send(rawOptions(`ev${i}`, `ev${i}`), uas.hop());
+      await bed.flush();
+      // The first source was forgotten for the third: its next request finds a full bucket again.
+      peers[0]!.send(rawOptions("ev0b", "ev0b"), uas.hop());
+      // The third is remembered, with its bucket empty.
+      peers[2]!.send(rawOptions("ev2b", "ev2b"), uas.hop());
+      await bed.flush();
+      expect(peers.map((p) => p.messages((m) => !m.isRequest).length)).toEqual([2, 1, 1]);
+      const s = await uas.stats();
+      expect(s.rate_sources_evicted).toBe(2);
+      expect(s.rate_limited).toBe(1);
     });
 
     it("per-transaction timer overrides (t_set_fr): Timer B of one request only", async () => {

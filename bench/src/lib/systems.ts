@@ -154,6 +154,10 @@ export async function startServer(spec: SystemSpec, role: ServerRole, paths: Pat
       // Stopping between runs must not wait for the transactions still in their timers.
       "--drain-timeout",
       "100",
+      // SIPp is one source sending thousands of calls per second: the per-source limit
+      // (default 1000 new requests/s) would measure itself, not the server.
+      "--rate-limit",
+      "0",
       ...siptmRouteArgs(role),
     ];
     const child = new Child(`${spec.id} (${role})`, paths.node, args);

@@ -49,6 +49,7 @@ import type { ReplyOptions, ServerTu } from "./transaction/server.js";
 import { clientKey, serverKey, TransactionTable } from "./transaction/table.js";
 import type { TimerEntry } from "./transaction/timers.js";
 import { TimerService } from "./transaction/timers.js";
+import { type RateLimitOptions, SourceRateLimiter } from "./transport/ratelimit.js";
 import type {
   Destination,
   SendErrorTarget,
@@ -72,6 +73,12 @@ export interface EngineOptions {
   maxTransactions?: number;
   /** Retry-After seconds on the 503 of a full table. Default 5. */
   retryAfter?: number;
+  /**
+   * Per-source token bucket for new requests (ACK and CANCEL, responses and retransmissions of
+   * live transactions are not counted); over it a request is dropped without an answer and
+   * counted in `stats.rate_limited`. Default: off.
+   */
+  rateLimit?: RateLimitOptions;
   /** "throw" in tests and debugging; "count" in production (counted in stats.ref_faults and logged). Default "count". */
   refFaults?: "throw" | "count";
   /** Check the whole grammar of each new request (RFC 3261 §25) and answer 400 to violations. Default true. */
@@ -158,6 +165,7 @@ export class Engine implements TxContext, TransportSink {
   private readonly limits: Partial<ParseLimits> | undefined;
   private readonly maxTransactions: number;
   private readonly retryAfter: number;
+  private readonly limiter: SourceRateLimiter | undefined;
   private readonly strict: boolean;
   private readonly autoCancel487: boolean;
   private readonly unmatchedCancel: "stateless" | "stateful" | "drop";
@@ -183,6 +191,15 @@ export class Engine implements TxContext, TransportSink {
     this.limits = opts.limits;
     this.maxTransactions = opts.maxTransactions ?? 1_000_000;
     this.retryAfter = opts.retryAfter ?? 5;
+    this.limiter = opts.rateLimit
+      ? new SourceRateLimiter(
+          opts.rateLimit,
+          () => this.clock.now(),
+          () => {
+            this.stats.rate_sources_evicted++;
+          },
+        )
+      : undefined;
     this.strict = opts.strict ?? true;
     this.autoCancel487 = opts.autoCancel487 ?? true;
     this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";
@@ -380,6 +397,11 @@ export class Engine implements TxContext, TransportSink {
     }
     if (method === "ACK") {
       this.receiveStrayAck(req, source);
+      return;
+    }
+    // Dropped, not answered: a 503 to each request of a flood would be a reflection amplifier.
+    if (this.limiter !== undefined && method !== "CANCEL" && !this.limiter.allow(source.address)) {
+      this.stats.rate_limited++;
       return;
     }
     if (this.strict) {
@@ -1150,7 +1172,7 @@ function mergedWith(tx: Transaction, req: SipRequest): boolean {
 function relayedFor(tx: Transaction, ack: SipRequest): boolean {
   if (tx.kind !== "ist") return false;
   const ist = tx as InviteServerTransaction;
-  return ist.state === "accepted" && ist.proxy && ist.request.fromTag === ack.fromTag;
+  return ist.state === "accepted" && ist.proxy !== undefined && ist.request.fromTag === ack.fromTag;
 }
 
 /** §13.3.1.4: `tx` is the INVITE server transaction that sent the 2xx this ACK acknowledges. */

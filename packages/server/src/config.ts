@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { TimerConfig } from "@siptm/core";
 import { type OptionSpec, parseArgsOptions, SERVE_OPTIONS } from "./options.js";
+import { MIN_SECRET_LENGTH } from "./secret.js";
 
 /** A bad flag, config value or file: printed as one line, exit status 2. */
 export class UsageError extends Error {
@@ -43,14 +44,18 @@ export interface ProxyTimers {
 /** --max-transactions when not given (the core engine's own default). */
 export const DEFAULT_MAX_TRANSACTIONS = 1_000_000;
 
-/**
- * --max-transactions caps the whole server. With N shards (--workers N) each shard's engine enforces
- * a cap of its own, so the server's is divided among them, rounded up: ceil(cap / N) each (the default
- * cap too). In one thread: the cap as it is.
- */
-export function maxTransactionsPerShard(config: Pick<ServerConfig, "maxTransactions" | "workers">): number {
-  const total = config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS;
-  return config.workers > 0 ? Math.ceil(total / config.workers) : total;
+/** --rate-limit, --rate-burst, --rate-sources when not given. */
+export const DEFAULT_RATE_LIMIT = 1000;
+export const DEFAULT_RATE_SOURCES = 65_536;
+
+/** The per-source rate limit of new requests (off: undefined). */
+export interface RateLimitConfig {
+  /** Tokens (new requests) per second per source IP. */
+  readonly rate: number;
+  /** The bucket's size: requests a source may send at once. */
+  readonly burst: number;
+  /** Source IPs remembered; the oldest is forgotten past it. */
+  readonly sources: number;
 }
 
 export interface ServerConfig {
@@ -70,9 +75,14 @@ export interface ServerConfig {
   readonly proxy: ProxyTimers;
   /**
    * The live-transaction cap of the whole server (undefined: DEFAULT_MAX_TRANSACTIONS). With shards
-   * each shard's engine gets its share: `maxTransactionsPerShard`.
+   * the coordinator counts every shard's live transactions against it; each shard's engine has the
+   * whole cap as a safety net.
    */
   readonly maxTransactions: number | undefined;
+  /** Per-source rate limit of new requests; undefined = off (--rate-limit 0). */
+  readonly rateLimit: RateLimitConfig | undefined;
+  /** --secret / SIPTM_SECRET: keys are derived from it (secret.ts); undefined = random per process. */
+  readonly secret: string | undefined;
   readonly answerCode: number;
   /** ms, or "never". */
   readonly answerAfter: number | "never";
@@ -229,6 +239,23 @@ function resolveConfig(
   if (timerC !== undefined) proxy.timerC = int("--timer-c", timerC, 1);
 
   const maxTx = str("max-transactions");
+  const rateText = str("rate-limit");
+  const rate =
+    rateText === undefined ? DEFAULT_RATE_LIMIT : int("--rate-limit", rateText.replace(/\/s$/, ""), 0);
+  const burstText = str("rate-burst");
+  const sourcesText = str("rate-sources");
+  const rateLimit: RateLimitConfig | undefined =
+    rate === 0
+      ? undefined
+      : {
+          rate,
+          burst: burstText === undefined ? 2 * rate : int("--rate-burst", burstText, 1),
+          sources:
+            sourcesText === undefined ? DEFAULT_RATE_SOURCES : int("--rate-sources", sourcesText, 1, 1 << 24),
+        };
+  const secret = str("secret") ?? (env.SIPTM_SECRET || undefined);
+  if (secret !== undefined && secret.length < MIN_SECRET_LENGTH)
+    throw new UsageError(`--secret must have at least ${MIN_SECRET_LENGTH} characters`);
   const answerCodeText = str("answer-code");
   const answerCode = answerCodeText === undefined ? 200 : int("--answer-code", answerCodeText, 200, 699);
   const afterText = str("answer-after");
@@ -258,6 +285,8 @@ function resolveConfig(
     timers,
     proxy,
     maxTransactions: maxTx === undefined ? undefined : int("--max-transactions", maxTx, 1),
+    rateLimit,
+    secret,
     answerCode,
     answerAfter,
     advertise,

@@ -22,4 +22,5 @@ export {
 } from "./route.js";
 export { RpcError, RpcServer } from "./rpc.js";
 export { RpcCallError, rpcCall } from "./rpc-client.js";
+export { deriveKey, MIN_SECRET_LENGTH, SHARD_HASH_LABEL } from "./secret.js";
 export { type RunningServer, type ServerInfo, startServer } from "./server.js";

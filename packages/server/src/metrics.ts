@@ -35,6 +35,18 @@ const COUNTER_NAMES: Record<string, [string, string]> = {
   rpl_generated: ["siptm_tm_replies_generated_total", "responses generated locally"],
   rpl_sent: ["siptm_tm_replies_sent_total", "responses sent"],
   retransmissions: ["siptm_tm_retransmissions_total", "retransmissions sent"],
+  table_full: [
+    "siptm_tm_table_full_total",
+    "new requests answered 503 at the live-transaction cap (--max-transactions, whole server)",
+  ],
+  rate_limited: [
+    "siptm_tm_rate_limited_total",
+    "new requests dropped by the per-source rate limit (--rate-limit), before any shard",
+  ],
+  rate_sources_evicted: [
+    "siptm_tm_rate_sources_evicted_total",
+    "sources the rate limit forgot to stay within --rate-sources",
+  ],
 };
 
 export interface MetricsOptions {

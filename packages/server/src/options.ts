@@ -88,7 +88,31 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     name: "max-transactions",
     type: "string",
     arg: "N",
-    help: "live transaction cap of the whole server; past it new requests get 503 + Retry-After (default 1000000). With --workers N each shard enforces ceil(cap / N)",
+    help: "live transaction cap of the whole server; past it new requests get 503 + Retry-After (default 1000000). With --workers N the main thread counts every shard's transactions against it",
+  },
+  {
+    name: "rate-limit",
+    type: "string",
+    arg: "N[/s]",
+    help: "new requests per second from one source IP (token bucket; ACK, CANCEL and responses not counted); over it they are dropped silently, counted in rate_limited. Default 1000; 0 = off",
+  },
+  {
+    name: "rate-burst",
+    type: "string",
+    arg: "N",
+    help: "requests one source IP may send at once above --rate-limit (the bucket's size; default 2 × the rate)",
+  },
+  {
+    name: "rate-sources",
+    type: "string",
+    arg: "N",
+    help: "source IPs the rate limit remembers; past it the oldest is forgotten (default 65536)",
+  },
+  {
+    name: "secret",
+    type: "string",
+    arg: "TEXT",
+    help: "shared secret of a cluster's nodes, 16+ characters (env SIPTM_SECRET; prefer it or the config file to the command line): keys derived from it make every node hash a Call-ID to the same shard. Default: a random key per process",
   },
   {
     name: "answer-code",

@@ -15,7 +15,7 @@ import {
   type Transport,
 } from "@siptm/core";
 import { ShardedEngine, type ShardServerHandle, type TransactionEngine, wrapEngine } from "@siptm/workers";
-import { maxTransactionsPerShard, type ServerConfig } from "./config.js";
+import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
 import { type ControlServer, startControl } from "./http.js";
@@ -37,6 +37,7 @@ import {
 } from "./route.js";
 import { type RpcDeps, RpcServer } from "./rpc.js";
 import { Scheduler } from "./scheduler.js";
+import { BRANCH_COOKIE_LABEL, deriveKey, SHARD_HASH_LABEL } from "./secret.js";
 import { shardRouteUrl } from "./shard-route.js";
 import { RegistrarPublisher, registrarChannelName } from "./shared-registrar.js";
 
@@ -186,9 +187,12 @@ async function startSharded(
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
     engine: {
       timers: config.timers,
-      maxTransactions: maxTransactionsPerShard(config),
+      // The coordinator holds the whole server to the cap (below); each shard's own cap is the
+      // same number, a safety net for what the coordinator does not see (a route's own requests).
+      maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
       advertisedHost: config.advertise,
       mergedRequests: mergedRequestsFor(config),
+      cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL, 32) : undefined,
     },
     route: shardRouteUrl({
       route: config.route,
@@ -197,6 +201,9 @@ async function startSharded(
       registrarChannel: publisher?.name,
     }),
     onRequest: publisher ? onRegister : undefined,
+    maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
+    rateLimit: config.rateLimit,
+    hashKey: config.secret ? deriveKey(config.secret, SHARD_HASH_LABEL) : undefined,
     // Our own drain below answers what is still ringing at config.drainTimeout; the shards wait a
     // little longer so that those 503s still leave through the coordinator's sockets.
     drainTimeoutMs: config.drainTimeout + SHARD_DRAIN_MARGIN_MS,
@@ -362,6 +369,8 @@ async function startOneThread(
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
     mergedRequests: mergedRequestsFor(config),
+    rateLimit: config.rateLimit,
+    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL, 32) : undefined,
     logger: logger.child({ component: "engine" }),
     resolver,
   });

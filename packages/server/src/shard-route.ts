@@ -54,7 +54,9 @@ export interface ShardRouteConfig {
 /** The module URL to give `ShardedEngine.create({ route })`, with `cfg` in its query string. */
 export function shardRouteUrl(cfg: ShardRouteConfig): string {
   const url = new URL("./shard-route.js", import.meta.url);
-  url.searchParams.set("cfg", Buffer.from(JSON.stringify(cfg), "utf8").toString("base64url"));
+  // Not the secret: a module URL shows in stack traces and logs, and the shards do not need it.
+  const shared = { ...cfg, config: { ...cfg.config, secret: undefined } };
+  url.searchParams.set("cfg", Buffer.from(JSON.stringify(shared), "utf8").toString("base64url"));
   return url.href;
 }
 

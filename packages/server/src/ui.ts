@@ -2,7 +2,7 @@
 
 import type { StatsSnapshot, TimerConfig } from "@siptm/core";
 import type { ServerConfig } from "./config.js";
-import { DEFAULT_MAX_TRANSACTIONS, hostPort, maxTransactionsPerShard } from "./config.js";
+import { DEFAULT_MAX_TRANSACTIONS, hostPort } from "./config.js";
 import type { ServerInfo } from "./server.js";
 
 export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): string {
@@ -34,8 +34,16 @@ export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): 
     }${config.proxy.timerC !== undefined ? ` timer_c=${config.proxy.timerC}` : ""} ms`,
   );
   const cap = config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS;
-  const perShard = maxTransactionsPerShard({ maxTransactions: cap, workers: w.shards });
-  lines.push(`  limits:   ${cap} transactions${w.shards > 0 ? ` (${perShard} per shard)` : ""}`);
+  const rl = config.rateLimit;
+  lines.push(
+    `  limits:   ${cap} transactions${w.shards > 0 ? " (all shards together)" : ""}, ${
+      rl ? `${rl.rate} new requests/s per source IP (burst ${rl.burst})` : "no rate limit"
+    }`,
+  );
+  if (w.shards > 0)
+    lines.push(
+      `  hashing:  Call-ID → shard keyed ${config.secret ? "by --secret" : "at random (this process only)"}`,
+    );
   const quiet = ["fatal", "error", "warn", "silent"].includes(config.logLevel);
   const level = config.trace && quiet ? "info (raised by --trace)" : config.logLevel;
   lines.push(

@@ -79,6 +79,37 @@ describe("serve flags", () => {
     expect(parseHostPort("[::1]:80", "--rpc")).toEqual({ host: "::1", port: 80 });
   });
 
+  it("--rate-limit N or N/s, --rate-burst (default twice the rate), --rate-sources; 0 = off", () => {
+    expect(parse([]).rateLimit).toEqual({ rate: 1000, burst: 2000, sources: 65536 });
+    expect(parse(["--rate-limit", "50/s"]).rateLimit).toEqual({ rate: 50, burst: 100, sources: 65536 });
+    expect(parse(["--rate-limit", "50", "--rate-burst", "7", "--rate-sources", "9"]).rateLimit).toEqual({
+      rate: 50,
+      burst: 7,
+      sources: 9,
+    });
+    expect(parse(["--rate-limit", "0"]).rateLimit).toBeUndefined();
+    for (const bad of [
+      ["--rate-limit", "-1"],
+      ["--rate-limit", "fast"],
+      ["--rate-burst", "0"],
+      ["--rate-sources", "0"],
+    ])
+      expect(() => parse(bad)).toThrow(UsageError);
+  });
+
+  it("--secret, SIPTM_SECRET or the config file's secret: at least 16 characters", () => {
+    expect(parse([]).secret).toBeUndefined();
+    expect(parse(["--secret", "0123456789abcdef"]).secret).toBe("0123456789abcdef");
+    expect(parse([], { SIPTM_SECRET: "from-the-environment" }).secret).toBe("from-the-environment");
+    expect(parse(["--secret", "the-flag-wins-here"], { SIPTM_SECRET: "from-the-environment" }).secret).toBe(
+      "the-flag-wins-here",
+    );
+    const file = join(dir, "secret.json");
+    writeFileSync(file, JSON.stringify({ secret: "written-in-the-file" }));
+    expect(parse(["--config", file]).secret).toBe("written-in-the-file");
+    expect(() => parse(["--secret", "too-short"])).toThrow(/at least 16 characters/);
+  });
+
   it("a config file is read (kebab-case or camelCase keys) and flags override it", () => {
     const file = join(dir, "siptm.json");
     writeFileSync(

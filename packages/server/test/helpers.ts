@@ -3,12 +3,20 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createTcpTransport, createUdpTransport, Engine, type EngineOptions } from "@siptm/core";
+import { hashKey } from "@siptm/workers";
+import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
 
 export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 /** Short timers for the engines made in tests. */
 export const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 /** Short timers for the server under test (flags). */
 export const SERVER_TIMERS = ["--t1", "50", "--t2", "400", "--t4", "500", "--timer-d", "500"];
+/**
+ * The secret every test server gets (SIPTM_SECRET), and the Call-ID hash key its shards use — derived
+ * here as any node of a cluster derives it, so a test knows which shard a Call-ID goes to.
+ */
+export const TEST_SECRET = "test-secret-of-the-cluster";
+export const SHARD_KEY = hashKey(deriveKey(TEST_SECRET, SHARD_HASH_LABEL));
 
 export interface Exit {
   code: number | null;
@@ -58,6 +66,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Child {
 
 /** Start `siptm serve` on ephemeral ports (read back from the banner) and wait until it is ready. */
 export async function serve(extra: string[], env: NodeJS.ProcessEnv = {}): Promise<Served> {
+  env = { SIPTM_SECRET: TEST_SECRET, ...env };
   const child = runCli(
     [
       "serve",

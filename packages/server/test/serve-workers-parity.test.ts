@@ -2,15 +2,17 @@
 // (written by the shard that handles each message, with its number; the same
 // lines as in one thread), both /metrics histograms (counted in the shards,
 // merged at scrape time), a route's close() at shutdown (in each shard), and
-// --max-transactions as the whole server's cap (divided among the shards).
+// --max-transactions as the whole server's cap (counted by the main thread over
+// all shards), and the per-source rate limit counted in tm.stats and /metrics.
 // Child processes, in-test engines; everything killed in afterAll.
+import dgram from "node:dgram";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, killAll, SERVER_TIMERS, type Served, serve, testEngine, until } from "./helpers.js";
+import { call, killAll, SERVER_TIMERS, type Served, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
 const TO = "<sip:bob@127.0.0.1>";
@@ -31,7 +33,7 @@ afterAll(async () => {
 function callIdFor(shard: number): string {
   for (;;) {
     const id = newCallId();
-    if (shardOf(id, 2) === shard) return id;
+    if (shardOf(id, 2, SHARD_KEY) === shard) return id;
   }
 }
 
@@ -103,7 +105,7 @@ describe.each([0, 2])("--trace with --workers %i", (workers) => {
         expect(l.peer).toBe(`127.0.0.1:${uacPort}`);
         expect(l.bytes).toBe(Buffer.byteLength(l.sip));
         if (workers === 0) expect(l.shard).toBeUndefined();
-        else expect(l.shard).toBe(shardOf(id, workers));
+        else expect(l.shard).toBe(shardOf(id, workers, SHARD_KEY));
       }
       expect(rx.msg).toBe(`<< OPTIONS sip:127.0.0.1:${s.udp} SIP/2.0`);
       expect(rx.sip.startsWith("OPTIONS ")).toBe(true);
@@ -208,21 +210,23 @@ export default function route() {
 });
 
 describe("--workers 2: --max-transactions is the whole server's cap", () => {
-  it("each shard holds its share, ceil(N / shards): the share's next new request gets 503", async () => {
+  it("ten ringing INVITEs that all hash to shard 0 fit a cap of 10; the 11th (on shard 1) gets 503 from the main thread", async () => {
     const s = await serve([
       "--route",
       "uas",
       "--answer-after",
       "never",
       "--max-transactions",
-      "2",
+      "10",
       "--drain-timeout",
       "300",
       "--workers",
       "2",
       ...SERVER_TIMERS,
     ]);
-    expect(s.stdout()).toMatch(/limits:\s+2 transactions \(1 per shard\)/);
+    expect(s.stdout()).toMatch(/limits:\s+10 transactions \(all shards together\)/);
+    expect(s.stdout()).not.toMatch(/per shard/);
+    expect(s.stdout()).toMatch(/hashing:\s+Call-ID → shard keyed by --secret/);
     const invite = (callId: string) =>
       uac.request({
         method: "INVITE",
@@ -232,26 +236,80 @@ describe("--workers 2: --max-transactions is the whole server's cap", () => {
         callId,
         nextHop: `udp:127.0.0.1:${s.udp}`,
       });
-    const listed = async (callId: string) =>
-      (await call<Array<{ callid: string }>>(s.rpc, "tm.list")).some((t) => t.callid === callId);
-    // Shard 0 takes one ringing INVITE; a second one there is over its share.
-    const a = invite(callIdFor(0));
-    await until("the first INVITE ringing in shard 0", () => listed(a.callId));
-    const b = invite(callIdFor(0));
-    const bFinal = await b.final;
-    expect(bFinal.status).toBe(503);
-    expect(bFinal.response?.header("retry-after")).toBeDefined();
-    // Shard 1 still has its own share.
-    const c = invite(callIdFor(1));
-    await until("an INVITE ringing in shard 1", () => listed(c.callId));
-    const stats = await call<{ table_full: number; shards: Array<{ table_full: number }> }>(
-      s.rpc,
-      "tm.stats",
-    );
-    expect(stats.shards.map((x) => x.table_full)).toEqual([1, 0]);
+    const listed = async () => (await call<Array<{ callid: string }>>(s.rpc, "tm.list")).map((t) => t.callid);
+    // Ten for shard 0: with a share of ceil(10 / 2) = 5 per shard the 6th would be refused there.
+    const ten = Array.from({ length: 10 }, () => invite(callIdFor(0)));
+    await until("the ten INVITEs ringing in shard 0", async () => {
+      const l = await listed();
+      return ten.every((h) => l.includes(h.callId));
+    });
+    expect(ten.every((h) => h.outcome === undefined)).toBe(true);
+    // The server is full, whichever shard the next Call-ID hashes to.
+    const eleventh = await invite(callIdFor(1)).final;
+    expect(eleventh.status).toBe(503);
+    expect(eleventh.response?.header("retry-after")).toBeDefined();
+    const stats = await call<{
+      table_full: number;
+      current: number;
+      shards: Array<{ table_full: number; current: number }>;
+    }>(s.rpc, "tm.stats");
+    // Refused by the coordinator: no shard saw it.
+    expect(stats.table_full).toBe(1);
+    expect(stats.shards.map((x) => x.table_full)).toEqual([0, 0]);
+    expect(stats.shards.map((x) => x.current)).toEqual([10, 0]);
+    const metrics = await (await fetch(`http://127.0.0.1:${s.rpc}/metrics`)).text();
+    expect(sample(metrics, "siptm_tm_table_full_total")).toBe(1);
     s.proc.kill("SIGTERM");
-    expect((await a.final).status).toBe(503);
-    expect((await c.final).status).toBe(503);
+    expect((await Promise.all(ten.map((h) => h.final))).every((o) => o.status === 503)).toBe(true);
     expect((await s.exited).code).toBe(0);
+  }, 30_000);
+});
+
+describe.each([0, 2])("--workers %i: the per-source rate limit", (workers) => {
+  it("drops a source's new requests past --rate-burst, counted in tm.stats and /metrics", async () => {
+    const s = await serve([
+      "--route",
+      "uas",
+      "--rate-limit",
+      "1/s",
+      "--rate-burst",
+      "3",
+      "--workers",
+      String(workers),
+      ...SERVER_TIMERS,
+    ]);
+    expect(s.stdout()).toMatch(/1 new requests\/s per source IP \(burst 3\)/);
+    const sock = dgram.createSocket("udp4");
+    const answers: string[] = [];
+    sock.on("message", (m) => answers.push(m.toString("latin1")));
+    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
+    try {
+      const port = sock.address().port;
+      const SENT = 12;
+      for (let i = 0; i < SENT; i++)
+        sock.send(
+          `OPTIONS sip:x@127.0.0.1:${s.udp} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKrl${i}\r\n` +
+            `Max-Forwards: 70\r\nFrom: ${FROM};tag=rl${i}\r\nTo: ${TO}\r\nCall-ID: rl-${workers}-${i}\r\n` +
+            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+          s.udp,
+          "127.0.0.1",
+        );
+      // Each request is either answered or counted as dropped (the bucket refills at 1/s, so at
+      // least the 3 of the burst pass and most of the rest is dropped).
+      let limited = 0;
+      await until("every request answered or counted", async () => {
+        limited = (await call<{ rate_limited: number }>(s.rpc, "tm.stats")).rate_limited;
+        return answers.length + limited === SENT;
+      });
+      expect(answers.length).toBeGreaterThanOrEqual(3);
+      expect(limited).toBeGreaterThan(0);
+      expect(answers.every((a) => a.startsWith("SIP/2.0 200 "))).toBe(true);
+      const metrics = await (await fetch(`http://127.0.0.1:${s.rpc}/metrics`)).text();
+      expect(sample(metrics, "siptm_tm_rate_limited_total")).toBe(limited);
+    } finally {
+      sock.close();
+      s.proc.kill("SIGTERM");
+      await s.exited;
+    }
   }, 30_000);
 });

@@ -10,7 +10,17 @@ import { join } from "node:path";
 import { type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, killAll, rpc, SERVER_TIMERS, type Served, serve, testEngine, until } from "./helpers.js";
+import {
+  call,
+  killAll,
+  rpc,
+  SERVER_TIMERS,
+  type Served,
+  SHARD_KEY,
+  serve,
+  testEngine,
+  until,
+} from "./helpers.js";
 
 const WORKERS = ["--workers", "2"];
 let server: Served;
@@ -34,7 +44,7 @@ function callIdsFor(shard: number, count: number): string[] {
   const out: string[] = [];
   while (out.length < count) {
     const id = newCallId();
-    if (shardOf(id, 2) === shard) out.push(id);
+    if (shardOf(id, 2, SHARD_KEY) === shard) out.push(id);
   }
   return out;
 }

@@ -7,8 +7,8 @@
  * shared with the other shards) in its own thread. The coordinator, here on
  * the main thread, owns the sockets. For each message it finds the owner with
  * a byte scan, no parse:
- * - a request: FNV-1a of its Call-ID (callid.ts, hash.ts) modulo the shard
- *   count. All of a call's requests — INVITE, CANCEL, the ACK of a 2xx, which
+ * - a request: the keyed SipHash-2-4 of its Call-ID (callid.ts, hash.ts)
+ *   modulo the shard count. All of a call's requests — INVITE, CANCEL, the ACK of a 2xx, which
  *   has a branch of its own — land on the shard that holds its transactions;
  * - a response: the shard named in its top Via branch ("z9hG4bKs<n>." — each
  *   shard's engine writes its number there, `branchPrefix`), so a response
@@ -57,6 +57,12 @@
  * responses, ACK, CANCEL and retransmissions of requests a shard already has
  * (their top-Via branch was let in recently) always pass, so calls in progress
  * can finish. Counted in stats; it recovers by itself as acks come back.
+ *
+ * Limits of the whole engine, also applied here: `maxTransactions` counts the
+ * live transactions of all shards together (their reported counts plus the new
+ * requests on their way to them) and past it answers 503 itself; `rateLimit`
+ * drops new requests over their source's token bucket before any shard sees
+ * them (core's SourceRateLimiter).
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -74,12 +80,14 @@ import {
   newCallId,
   newStats,
   parseMessage,
+  type RateLimitOptions,
   type ReplyOptions,
   type RequestOptions,
   type ServerEndCause,
   type SipRequest,
   type SipResponse,
   type Source,
+  SourceRateLimiter,
   type StatsSnapshot,
   TransactionError,
   type TransactionErrorCode,
@@ -121,7 +129,7 @@ import {
 } from "./batch.js";
 import { type Span, scanCallId } from "./callid.js";
 import { type HandleOwner, ShardClientHandle, ShardServerHandle } from "./handles.js";
-import { hashBytes, shardOf } from "./hash.js";
+import { defaultHashKey, type HashKey, hashBytes, hashKey, shardOf } from "./hash.js";
 import type {
   CreatedRequest,
   ListenerInfo,
@@ -152,6 +160,14 @@ export interface CoordinatorLogger {
 export interface ShardedEngineOptions {
   /** Number of shards (worker threads), ≥ 1. */
   shards: number;
+  /**
+   * The 16-byte key of the Call-ID hash that picks a request's shard
+   * (SipHash-2-4, hash.ts). Nodes of a cluster that must agree on a Call-ID's
+   * owner give the same key (derived from their shared secret). Default: a
+   * random key made once per process — fine for one node, unpredictable to
+   * senders either way.
+   */
+  hashKey?: Uint8Array;
   listen: ListenOption[];
   /** Options of each shard's core Engine, as plain data (timers, limits, strict, maxTransactions…). */
   engine?: ShardEngineOptions;
@@ -170,6 +186,26 @@ export interface ShardedEngineOptions {
   onRequest?: (tx: ShardServerHandle) => void;
   /** Messages in flight per shard (posted, not acknowledged) past which new requests are turned away. Default 10000. */
   queueLimit?: number;
+  /**
+   * The live-transaction cap of the WHOLE engine, all shards together: the
+   * coordinator adds up the live counts the shards report and the new
+   * requests on their way to them, and past the cap answers a new request
+   * 503 + Retry-After itself (counted in `table_full`), wherever its Call-ID
+   * hashes — so a flood aimed at one shard cannot fill that shard while
+   * the others have room, nor be refused there while the server has room.
+   * Default: `engine.maxTransactions`, else 1,000,000. Each shard's engine
+   * keeps its own cap (`engine.maxTransactions`, default this one) as a safety
+   * net for what the coordinator does not see (requests a route starts).
+   */
+  maxTransactions?: number;
+  /**
+   * A token bucket per source IP for new requests, applied here before any
+   * shard sees them (core's `SourceRateLimiter`); over it a request is
+   * dropped without an answer and counted in `rate_limited`. Default: off.
+   */
+  rateLimit?: RateLimitOptions;
+  /** The coordinator's clock (ms) for the rate limit. Default: `virtualClock`, else `performance.now`. */
+  now?: () => number;
   /** What a turned-away request gets: "503" + Retry-After (default) or nothing. */
   overload?: "503" | "drop";
   /** Retry-After seconds on the coordinator's 503. Default: engine.retryAfter or 5. */
@@ -220,6 +256,7 @@ export const SHARD_LOST: FinalOutcome = Object.freeze({
 });
 
 const DEFAULT_QUEUE_LIMIT = 10_000;
+const DEFAULT_MAX_TRANSACTIONS = 1_000_000;
 const DEFAULT_BATCH_MESSAGES = 256;
 const DEFAULT_BATCH_BYTES = 256 * 1024;
 const DEFAULT_BATCHES_IN_FLIGHT = 2;
@@ -255,6 +292,14 @@ class Slot {
   inFlight = 0;
   /** Batches posted to the current incarnation and not yet reported processed. */
   batchesOut = 0;
+  /**
+   * New requests let in for this shard and not yet acknowledged (pending or posted): they may
+   * become transactions the shard has not told yet. `newPending` of them are in the pending
+   * batch; `newPosted` has the count of each posted batch, oldest first (acks come per batch).
+   */
+  newInFlight = 0;
+  newPending = 0;
+  readonly newPosted: number[] = [];
   /** The live transaction count the shard told last. */
   live = 0;
   restarts = 0;
@@ -274,7 +319,11 @@ class Slot {
 }
 
 /**
- * Branches of requests let in recently (FNV-1a of the top-Via branch): a
+ * Branches of requests let in recently (a keyed hash of the top-Via branch,
+ * under a random key of this engine's: the branch is the sender's choice, and
+ * with an unkeyed hash a sender could pick branches that collide with a live
+ * one, or pile its entries into one bucket of the Set — V8 hashes small
+ * integers without a seed): a
  * request seen again within the window is a retransmission of a transaction a
  * shard already has, and passes a full queue. Two generations of one window
  * each (64·T1 by default, the longest a client retransmits a request): an
@@ -339,6 +388,12 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private readonly transports: Transport[] = [];
   private readonly listeners: ListenerInfo[] = [];
   private readonly queueLimit: number;
+  private readonly maxTransactions: number;
+  private readonly limiter: SourceRateLimiter | undefined;
+  /** New requests dropped by the rate limit, refused at the whole-engine cap. */
+  private rateLimited = 0;
+  private rateEvicted = 0;
+  private capRejected = 0;
   private readonly retryAfter: number;
   private readonly batchMessages: number;
   private readonly batchBytes: number;
@@ -367,6 +422,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private readonly counters = emptyCoordinatorStats();
   private userErrors = 0;
   private readonly span: Span = { start: 0, end: 0 };
+  private readonly key: HashKey;
+  /** Key of the recent-branch hash: local to this engine, never shared. */
+  private readonly branchKey = hashKey(new Uint8Array(randomBytes(16)));
   private readonly via = newViaScan();
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -381,8 +439,17 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       throw new RangeError("listen: one to 255 sockets");
     // Every shard (and a restarted one) checks the branch cookies of the others' relayed INVITEs with one key.
     this.opts = { ...opts, engine: { ...opts.engine, cookieKey: opts.engine?.cookieKey ?? randomBytes(32) } };
+    this.key = hashKey(opts.hashKey ?? defaultHashKey());
     this.onRequest = opts.onRequest;
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
+    this.maxTransactions = opts.maxTransactions ?? opts.engine?.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS;
+    const clock = opts.virtualClock;
+    const now = opts.now ?? (clock ? () => clock.now() : () => performance.now());
+    this.limiter = opts.rateLimit
+      ? new SourceRateLimiter(opts.rateLimit, now, () => {
+          this.rateEvicted++;
+        })
+      : undefined;
     this.retryAfter = opts.retryAfter ?? opts.engine?.retryAfter ?? 5;
     this.batchMessages = Math.max(1, opts.batchMessages ?? DEFAULT_BATCH_MESSAGES);
     this.batchBytes = Math.max(1024, opts.batchBytes ?? DEFAULT_BATCH_BYTES);
@@ -475,7 +542,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       incarnation: n,
       engineId: `${this.baseId}-s${slot.index}i${n}`,
       listeners: this.listeners,
-      engine: this.opts.engine ?? {},
+      // Each shard's own cap is the whole engine's (a safety net; the coordinator enforces the cap).
+      engine: { maxTransactions: this.maxTransactions, ...this.opts.engine },
       route: this.routeUrl,
       forward: this.onRequest !== undefined,
       testHooks: this.opts.testHooks ?? false,
@@ -491,6 +559,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     // Whatever was posted to the previous incarnation is gone; what is still pending goes to this one.
     slot.inFlight = slot.pending.count;
     slot.batchesOut = 0;
+    slot.newInFlight = slot.newPending;
+    slot.newPosted.length = 0;
     const run = slot.pool.run(task, { transferList: [data.port2, control.port2] }) as Promise<ShardExit>;
     run.then(
       () => this.onShardEnd(slot, inc, undefined),
@@ -637,8 +707,18 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         if (shard < 0) shard = this.callIdShard(data, source, n);
       }
     } else {
+      const kind = methodKind(data);
+      // Per-source rate limit, before any shard sees the request. The coordinator cannot match
+      // transactions cheaply, so every request but ACK and CANCEL draws a token here — a
+      // retransmission of a live INVITE too (the one-thread engine, which matches first, does
+      // not count those). Dropped, not answered: a 503 per request of a flood would make us a
+      // reflection amplifier towards the (spoofable) source.
+      if (kind === METHOD_OTHER && this.limiter !== undefined && !this.limiter.allow(source.address)) {
+        this.rateLimited++;
+        return;
+      }
       if (n > 1) shard = this.callIdShard(data, source, n);
-      if (!this.admit(this.slots[shard]!, listener, data, source)) return;
+      if (!this.admit(this.slots[shard]!, listener, data, source, kind)) return;
     }
     const slot = this.slots[shard]!;
     const conn = source.connectionId === undefined ? 0 : source.connectionId + 1;
@@ -653,22 +733,33 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   private callIdShard(data: Buffer, source: Source, n: number): number {
     // No Call-ID: the shard's parser answers 400; spread such junk by source port.
     if (!scanCallId(data, this.span)) return source.port % n;
-    return hashBytes(data, this.span.start, this.span.end) % n;
+    return hashBytes(this.key, data, this.span.start, this.span.end) % n;
   }
 
-  /** Backpressure and closing: may this request go to its shard? */
-  private admit(slot: Slot, listener: number, data: Buffer, source: Source): boolean {
-    if (methodKind(data) !== METHOD_OTHER) return true; // ACK and CANCEL always pass
+  /** Backpressure, the whole-engine cap and closing: may this request go to its shard? */
+  private admit(slot: Slot, listener: number, data: Buffer, source: Source, kind: number): boolean {
+    if (kind !== METHOD_OTHER) return true; // ACK and CANCEL always pass
     scanTopVia(data, this.via);
     const b = this.via.branch;
-    const h = b.start >= 0 ? hashBytes(data, b.start, b.end) : -1;
-    if ((this.state === "open" || this.state === "starting") && slot.inFlight < this.queueLimit) {
+    const h = b.start >= 0 ? hashBytes(this.branchKey, data, b.start, b.end) : -1;
+    const room = (this.state === "open" || this.state === "starting") && slot.inFlight < this.queueLimit;
+    if (room && this.liveEstimate() < this.maxTransactions) {
       if (h >= 0) this.recent.add(h);
+      slot.newInFlight++;
+      slot.newPending++;
       return true;
     }
+    // A retransmission of a request a shard already has passes a full queue and the cap.
     if (h >= 0 && this.recent.has(h)) {
       this.counters.overload_passed++;
       return true;
+    }
+    if (room) {
+      // The whole engine is at its cap: what the one-thread engine does with a full table.
+      this.capRejected++;
+      const res = buildReject(data, 503, "Service Unavailable", [["Retry-After", String(this.retryAfter)]]);
+      if (res) this.transports[listener]!.send(res, replyDestination(data, source));
+      return false;
     }
     slot.overloaded++;
     if (this.opts.overload === "drop") {
@@ -679,6 +770,18 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const res = buildReject(data, 503, "Service Unavailable", [["Retry-After", String(this.retryAfter)]]);
     if (res) this.transports[listener]!.send(res, replyDestination(data, source));
     return false;
+  }
+
+  /**
+   * Live transactions of the whole engine as the coordinator knows them: each shard's last told
+   * count plus the new requests on their way to it (each may become one). A little high while
+   * requests are in flight (a retransmission or a refused request counts until acknowledged),
+   * exact once the shards have reported.
+   */
+  private liveEstimate(): number {
+    let n = 0;
+    for (const s of this.slots) n += s.live + s.newInFlight;
+    return n;
   }
 
   private scheduleFlush(): void {
@@ -699,6 +802,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       this.state !== "open" ||
       this.opts.virtualClock !== undefined;
     const ab = slot.pending.finish(0, NOT_TOLD, now ? ACK_NOW : 0);
+    slot.newPosted.push(slot.newPending);
+    slot.newPending = 0;
     inc.data.postMessage(ab, [ab]);
     this.counters.in_batches++;
   }
@@ -711,6 +816,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     if (slot.inc === inc) {
       slot.inFlight = Math.max(0, slot.inFlight - r.ack);
       slot.batchesOut = Math.max(0, slot.batchesOut - r.batches);
+      for (let k = 0; k < r.batches && slot.newPosted.length > 0; k++)
+        slot.newInFlight -= slot.newPosted.shift()!;
       if (r.live !== NOT_TOLD) slot.live = r.live;
       // A held batch goes as soon as the shard has room for it.
       if (slot.pending.count > 0 && slot.batchesOut < this.batchesInFlight) this.flushSlot(slot);
@@ -884,6 +991,11 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
 
   // --- the user's API -------------------------------------------------------------------
 
+  /** The shard (0 … shards-1) that owns this Call-ID: where its requests go (keyed hash, `hashKey`). */
+  shardOf(callId: string | Uint8Array): number {
+    return shardOf(callId, this.slots.length, this.key);
+  }
+
   /**
    * Start a client transaction in the shard that owns its Call-ID (made here
    * when not given). Resolves with the handle once the shard has started it;
@@ -936,7 +1048,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     start: (api: Remote<ShardApi>, handleId: number) => Promise<Result<CreatedRequest>>,
   ): Promise<ShardClientHandle> {
     if (this.state !== "open") throw new TransactionError("terminated", "the engine is closed");
-    const shard = shardOf(callId, this.slots.length);
+    const shard = this.shardOf(callId);
     const handleId = ++this.nextHandle;
     if (this.nextHandle >= 0xfffffff0) this.nextHandle = 0;
     const h = new ShardClientHandle(shard, handleId, callId, cseq, method, events, this);
@@ -960,7 +1072,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
 
   /** Kamailio's tm.cancel: asks the shard of the Call-ID, then the others (a route may have used any Call-ID). */
   async cancel(callId: string, cseq: number, reason?: string): Promise<CancelResult> {
-    const owner = shardOf(callId, this.slots.length);
+    const owner = this.shardOf(callId);
     const first = await this.call(owner, (api) => api.cancel(callId, cseq, reason));
     if (first !== "none") return first;
     for (let i = 0; i < this.slots.length; i++) {
@@ -996,7 +1108,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     opts?: Omit<ReplyOptions, "reason">,
     toTag?: string,
   ): Promise<void> {
-    const owner = shardOf(callId, this.slots.length);
+    const owner = this.shardOf(callId);
     const first = await this.call<Result<void>>(owner, (api) =>
       api.replyByCallId(callId, cseq, status, reason, opts, toTag),
     );
@@ -1177,6 +1289,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const total = zeroSnapshot();
     for (const e of entries) for (const k of keys) total[k] += e[k];
     total.user_errors += this.userErrors;
+    total.rate_limited += this.rateLimited;
+    total.rate_sources_evicted += this.rateEvicted;
+    total.table_full += this.capRejected;
     return { ...total, ...this.counters, shards: entries };
   }
 

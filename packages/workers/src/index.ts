@@ -25,7 +25,15 @@ export {
   type ShardedEngineOptions,
 } from "./coordinator.js";
 export { ShardClientHandle, ShardServerHandle } from "./handles.js";
-export { hashBytes, hashString, shardOf } from "./hash.js";
+export {
+  defaultHashKey,
+  type HashKey,
+  hashBytes,
+  hashBytes64,
+  hashKey,
+  hashString,
+  shardOf,
+} from "./hash.js";
 export type { ShardEngineOptions } from "./protocol.js";
 export { buildReject } from "./reject.js";
 export type { RouteFunction, WireTap } from "./route-hooks.js";

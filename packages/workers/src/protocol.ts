@@ -19,7 +19,8 @@ import type {
 /** Engine options that are plain data (they are structured-cloned into each shard). */
 export type ShardEngineOptions = Omit<
   EngineOptions,
-  "clock" | "logger" | "onRequest" | "branchPrefix" | "id"
+  // rateLimit: the coordinator applies it (ShardedEngineOptions.rateLimit), before any shard.
+  "clock" | "logger" | "onRequest" | "branchPrefix" | "id" | "rateLimit"
 >;
 
 /** One socket the coordinator listens on; shards send through it by its index. */

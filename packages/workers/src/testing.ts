@@ -250,7 +250,8 @@ export class ShardedBed extends EngineBed {
   }
 
   async engine(opts: BedEngineOptions = {}): Promise<BedEngine> {
-    const { address: addr, port: p, protocols, route, ...engineOpts } = opts;
+    // The rate limit is the coordinator's (before any shard), on the bed's clock.
+    const { address: addr, port: p, protocols, route, rateLimit, ...engineOpts } = opts;
     const address = addr ?? `127.0.0.${this.engines.length + 1}`;
     const port = p ?? 5060;
     let handler: ((tx: ServerTransactionLike) => void) | undefined;
@@ -262,6 +263,7 @@ export class ShardedBed extends EngineBed {
         network.createTransport({ address: l.address, port: l.port, protocol: l.protocol, sink }),
       virtualClock: this.clock,
       engine: { refFaults: "count", ...engineOpts },
+      rateLimit,
       // Always forwarded to the main thread, so that a test may set its handler at any time.
       onRequest: (tx: ShardServerHandle) => {
         if (handler) handler(tx);

@@ -3,7 +3,7 @@ import { newCallId, parseMessage } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { BatchReader, BatchWriter, NOT_TOLD, REC_IN, REC_SEND } from "../src/batch.js";
 import { findCallId, type Span, scanCallId } from "../src/callid.js";
-import { hashBytes, hashString, shardOf } from "../src/hash.js";
+import { defaultHashKey, hashBytes, hashBytes64, hashKey, hashString, shardOf } from "../src/hash.js";
 import { buildReject, replyDestination } from "../src/reject.js";
 import {
   branchShard,
@@ -78,34 +78,139 @@ describe("Call-ID scan", () => {
   });
 });
 
-describe("FNV-1a hash", () => {
-  it("has the published FNV-1a 32-bit values", () => {
-    expect(hashString("")).toBe(0x811c9dc5);
-    expect(hashString("a")).toBe(0xe40c292c);
-    expect(hashString("foobar")).toBe(0xbf9cf968);
+/** The unkeyed FNV-1a 32-bit the shard choice used before: what an attacker could aim at offline. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ (s.charCodeAt(i) & 0xff), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * SipHash-2-4 reference test vectors (Aumasson & Bernstein, the reference
+ * implementation's `vectors_sip64`): key 00 01 … 0f, message i = the bytes
+ * 00 01 … (i-1), output as its 8 bytes in little-endian order.
+ */
+const SIP64 = [
+  "310e0edd47db6f72",
+  "fd67dc93c539f874",
+  "5a4fa9d909806c0d",
+  "2d7efbd796666785",
+  "b7877127e09427cf",
+  "8da699cd64557618",
+  "cee3fe586e46c9cb",
+  "37d1018bf50002ab",
+  "6224939a79f5f593",
+  "b0e4a90bdf82009e",
+  "f3b9dd94c5bb5d7a",
+  "a7ad6b22462fb3f4",
+  "fbe50e86bc8f1e75",
+  "903d84c02756ea14",
+  "eef27a8e90ca23f7",
+  "e545be4961ca29a1",
+  "db9bc2577fcc2a3f",
+  "9447be2cf5e99a69",
+  "9cd38d96f0b3c14b",
+  "bd6179a71dc96dbb",
+  "98eea21af25cd6be",
+  "c7673b2eb0cbf2d0",
+  "883ea3e395675393",
+  "c8ce5ccd8c030ca8",
+  "94af49f6c650adb8",
+  "eab8858ade92e1bc",
+  "f315bb5bb835d817",
+  "adcf6b0763612e2f",
+  "a5c91da7acaa4dde",
+  "716595876650a2a6",
+  "28ef495c53a387ad",
+  "42c341d8fa92d832",
+  "ce7cf2722f512771",
+  "e37859f94623f3a7",
+  "381205bb1ab0e012",
+  "ae97a10fd434e015",
+  "b4a31508beff4d31",
+  "81396229f0907902",
+  "4d0cf49ee5d4dcca",
+  "5c73336a76d8bf9a",
+  "d0a704536ba93e0e",
+  "925958fcd6420cad",
+  "a915c29bc8067318",
+  "952b79f3bc0aa6d4",
+  "f21df2e41d4535f9",
+  "87577519048f53a9",
+  "10a56cf5dfcd9adb",
+  "eb75095ccd986cd0",
+  "51a9cb9ecba312e6",
+  "96afadfc2ce666c7",
+  "72fe52975a4364ee",
+  "5a1645b276d592a1",
+  "b274cb8ebf87870a",
+  "6f9bb4203de7b381",
+  "eaecb2a30b22a87f",
+  "9924a43cc1315724",
+  "bd838d3aafbf8db7",
+  "0b1a2a3265d51aea",
+  "135079a3231ce660",
+  "932b2846e4d70666",
+  "e1915f5cb1eca46c",
+  "f325965ca16d629f",
+  "575ff28e60381be5",
+  "724506eb4c328a95",
+];
+
+const hex = (u: Uint8Array) => Buffer.from(u).toString("hex");
+const KEY = hashKey(Uint8Array.from({ length: 16 }, (_, i) => i));
+
+describe("SipHash-2-4 (the shard hash)", () => {
+  it("gives the reference test vectors, message lengths 0 to 63", () => {
+    const msg = Uint8Array.from({ length: 64 }, (_, i) => i);
+    for (let i = 0; i < 64; i++) expect(hex(hashBytes64(KEY, msg, 0, i)), `length ${i}`).toBe(SIP64[i]);
+    // The paper's appendix example: 15 bytes, a129ca6149be45e5 as a 64-bit number.
+    expect(hashBytes(KEY, msg, 0, 15)).toBe(0x49be45e5);
   });
   it("is the same over bytes and over the latin1 string", () => {
     for (const s of ["abc@host", "x", "é-latin1\u00ff", newCallId(), newCallId("10.0.0.1")])
-      expect(hashBytes(b(s))).toBe(hashString(s));
+      expect(hashBytes(KEY, b(s))).toBe(hashString(KEY, s));
   });
   it("hashes a range of a buffer", () => {
     const m = b("xxCALLyy");
-    expect(hashBytes(m, 2, 6)).toBe(hashString("CALL"));
+    expect(hashBytes(KEY, m, 2, 6)).toBe(hashString(KEY, "CALL"));
+    const vectors = Buffer.concat([b("junk"), Buffer.from(Uint8Array.from({ length: 20 }, (_, i) => i))]);
+    expect(hex(hashBytes64(KEY, vectors, 4, 24))).toBe(SIP64[20]);
   });
-  it("maps to stable shards", () => {
-    // Fixed values: the multi-machine front must compute the same.
-    expect(shardOf("a84b4c76e66710@pc33.atlanta.com", 4)).toBe(
-      hashString("a84b4c76e66710@pc33.atlanta.com") % 4,
-    );
-    expect(shardOf("foobar", 7)).toBe(0xbf9cf968 % 7);
-    expect(shardOf("anything", 1)).toBe(0);
-    expect(shardOf(b("foobar"), 7)).toBe(shardOf("foobar", 7));
+  it("maps to stable shards for a given key, and the key matters", () => {
+    const id = "a84b4c76e66710@pc33.atlanta.com";
+    // Same key bytes, another key object (another process, another node): the same shard.
+    const again = hashKey(Uint8Array.from({ length: 16 }, (_, i) => i));
+    expect(shardOf(id, 4, again)).toBe(shardOf(id, 4, KEY));
+    expect(shardOf(id, 4, KEY)).toBe(hashString(KEY, id) % 4);
+    expect(shardOf("anything", 1, KEY)).toBe(0);
+    expect(shardOf(b("foobar"), 7, KEY)).toBe(shardOf("foobar", 7, KEY));
+    const other = hashKey(new Uint8Array(16).fill(0xa5));
+    const ids = Array.from({ length: 64 }, (_, i) => `call-${i}@host`);
+    expect(ids.map((s) => hashString(other, s))).not.toEqual(ids.map((s) => hashString(KEY, s)));
+  });
+  it("rejects a key that is not 16 bytes", () => {
+    expect(() => hashKey(new Uint8Array(15))).toThrow(RangeError);
   });
   it("spreads random Call-IDs evenly enough", () => {
     const n = 4;
     const counts = new Array<number>(n).fill(0);
-    for (let i = 0; i < 4000; i++) counts[shardOf(newCallId(), n)]!++;
+    for (let i = 0; i < 4000; i++) counts[shardOf(newCallId(), n, KEY)]!++;
     for (const c of counts) expect(c).toBeGreaterThan(700);
+  });
+  it("spreads Call-IDs crafted to collide on one shard under the old unkeyed FNV-1a", () => {
+    // What a flood aimed at shard 0 of 2 sends: Call-IDs found by brute force against FNV-1a.
+    const crafted: string[] = [];
+    for (let i = 0; crafted.length < 4000; i++) {
+      const id = `flood${i}@attacker.example`;
+      if (fnv1a(id) % 2 === 0) crafted.push(id);
+    }
+    const counts = [0, 0];
+    for (const id of crafted) counts[shardOf(id, 2, KEY)]!++;
+    // Under the keyed hash they fall like random ones: no shard gets more than 75 %.
+    expect(Math.max(...counts)).toBeLessThanOrEqual(3000);
+    expect(defaultHashKey()).toHaveLength(16);
+    expect(defaultHashKey()).toBe(defaultHashKey());
   });
 });
 

@@ -7,8 +7,11 @@ import { join } from "node:path";
 import { newCallId } from "@siptm/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
-import { shardOf } from "../src/hash.js";
+import { defaultHashKey, hashKey, shardOf } from "../src/hash.js";
 import { FAST, FROM, peerEngine, TO, udp } from "./helpers.js";
+
+/** The engines here take the process's default key. */
+const KEY = hashKey(defaultHashKey());
 
 const dir = mkdtempSync(join(tmpdir(), "siptm-route-hooks-"));
 const open: Array<{ close(): Promise<void> }> = [];
@@ -45,7 +48,7 @@ async function sharded(opts: Partial<ShardedEngineOptions> = {}): Promise<Sharde
 function callIdFor(shard: number): string {
   for (;;) {
     const id = newCallId();
-    if (shardOf(id, 2) === shard) return id;
+    if (shardOf(id, 2, KEY) === shard) return id;
   }
 }
 

@@ -6,8 +6,11 @@ import dgram from "node:dgram";
 import { createTcpTransport, type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { SHARD_LOST, ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
-import { shardOf } from "../src/hash.js";
+import { defaultHashKey, hashKey, shardOf } from "../src/hash.js";
 import { deferred, FAST, FROM, peerEngine, sleep, TO, udp, waitFor } from "./helpers.js";
+
+/** The engines here take the process's default key. */
+const KEY = hashKey(defaultHashKey());
 
 const ROUTE = new URL("./fixtures/route.mjs", import.meta.url);
 const open: Array<{ close(): Promise<void> }> = [];
@@ -42,7 +45,7 @@ function callIdsFor(shard: number, n: number, count: number): string[] {
   const out: string[] = [];
   while (out.length < count) {
     const id = newCallId();
-    if (shardOf(id, n) === shard) out.push(id);
+    if (shardOf(id, n, KEY) === shard) out.push(id);
   }
   return out;
 }
@@ -66,10 +69,39 @@ describe("routing", () => {
     );
     for (const [i, o] of outcomes.entries()) {
       expect(o.status).toBe(200);
-      expect(o.response?.header("x-shard")).toBe(String(shardOf(ids[i]!, 2)));
+      expect(o.response?.header("x-shard")).toBe(String(shardOf(ids[i]!, 2, KEY)));
     }
     const s = await se.stats();
     expect(s.shards.map((e) => e.created)).toEqual([3, 3]);
+  });
+
+  it("Call-IDs crafted to land on shard 0 under the old unkeyed FNV-1a spread over both shards (keyed hash)", async () => {
+    const keyBytes = Uint8Array.from({ length: 16 }, (_, i) => 0x40 + i);
+    const se = await sharded({ route: ROUTE, hashKey: keyBytes });
+    const p = await peer();
+    const fnv1a = (s: string) => {
+      let h = 0x811c9dc5;
+      for (let i = 0; i < s.length; i++) h = Math.imul(h ^ (s.charCodeAt(i) & 0xff), 0x01000193);
+      return h >>> 0;
+    };
+    const crafted: string[] = [];
+    for (let i = 0; crafted.length < 24; i++)
+      if (fnv1a(`aim${i}@attacker`) % 2 === 0) crafted.push(`aim${i}@attacker`);
+    const outcomes = await Promise.all(
+      crafted.map((id) => p.engine.request(options(se.addresses[0]!.port, id)).final),
+    );
+    const key = hashKey(keyBytes);
+    const want = [0, 0];
+    for (const [i, o] of outcomes.entries()) {
+      expect(o.status).toBe(200);
+      // Each one answered by the shard the keyed hash names, the engine's own shardOf agreeing.
+      expect(o.response?.header("x-shard")).toBe(String(shardOf(crafted[i]!, 2, key)));
+      expect(se.shardOf(crafted[i]!)).toBe(shardOf(crafted[i]!, 2, key));
+      want[shardOf(crafted[i]!, 2, key)]!++;
+    }
+    const s = await se.stats();
+    expect(s.shards.map((e) => e.created)).toEqual(want);
+    expect(Math.min(...want)).toBeGreaterThan(0);
   });
 
   it("a route module gets the coordinator's sockets with their bound ports (ctx.listeners)", async () => {
@@ -159,6 +191,16 @@ describe("starting", () => {
       }),
     ).rejects.toThrow();
     expect(warnings.some((w) => w.includes("failed to start"))).toBe(true);
+  });
+
+  it("create() rejects a hash key that is not 16 bytes", async () => {
+    await expect(
+      ShardedEngine.create({
+        shards: 2,
+        listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
+        hashKey: new Uint8Array(8),
+      }),
+    ).rejects.toThrow(/16 bytes/);
   });
 });
 

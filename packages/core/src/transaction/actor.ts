@@ -119,6 +119,10 @@ export interface TxStats {
   transport_errors: number;
   ref_faults: number;
   table_full: number;
+  /** New requests dropped by the per-source rate limit (`rateLimit`). */
+  rate_limited: number;
+  /** Sources the rate limit forgot to make room in its bounded table (`rateLimit.sources`). */
+  rate_sources_evicted: number;
   parse_errors: number;
   stray_responses: number;
   /** Stray responses and ACKs the stateless forwarding refused (no cookie of ours, not on our route, malformed). */
@@ -157,6 +161,8 @@ export function newStats(): TxStats {
     transport_errors: 0,
     ref_faults: 0,
     table_full: 0,
+    rate_limited: 0,
+    rate_sources_evicted: 0,
     parse_errors: 0,
     stray_responses: 0,
     stray_dropped: 0,

@@ -2,6 +2,7 @@ export { normalizeAddress } from "./address.js";
 export { TransportBindError, TransportSendError } from "./errors.js";
 export * from "./lossy.js";
 export * from "./memory.js";
+export * from "./ratelimit.js";
 export * from "./tcp.js";
 export * from "./types.js";
 export * from "./udp.js";

@@ -1,0 +1,26 @@
+/**
+ * Keys derived from the server's secret (`--secret`, `SIPTM_SECRET`, config
+ * key `secret`). The nodes of a cluster share the secret, so each derives the
+ * same key for the same purpose; each purpose has its own label, so one key
+ * never serves two purposes and knowing one says nothing about another.
+ *
+ * The derivation is HMAC-SHA256(secret, label) (RFC 2104, a pseudorandom
+ * function keyed by the secret), truncated to the length asked for.
+ */
+import { createHmac } from "node:crypto";
+
+/** The shortest secret accepted (characters). */
+export const MIN_SECRET_LENGTH = 16;
+
+/** Label of the key of the Call-ID hash that picks a request's shard (`ShardedEngine` `hashKey`). */
+export const SHARD_HASH_LABEL = "shard-hash";
+
+/** Label of the key of the tag in relayed INVITE branches that lets a late 2xx through (core proxy/cookie.ts). */
+export const BRANCH_COOKIE_LABEL = "branch-cookie";
+
+/** The key for `label` (1 to 32 bytes, default 16) derived from `secret`. */
+export function deriveKey(secret: string, label: string, bytes = 16): Uint8Array {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 32)
+    throw new RangeError(`a derived key has 1 to 32 bytes, got ${bytes}`);
+  return new Uint8Array(createHmac("sha256", secret).update(label, "utf8").digest().subarray(0, bytes));
+}

@@ -1,0 +1,184 @@
+// The abuse soak: `siptm serve` on its defaults (but for ephemeral ports and
+// the `uas` route ringing for ever, so that the floods leave live
+// transactions behind) is attacked from several loopback addresses at once
+// — an INVITE flood, one aimed at a single shard, a CRLF keep-alive flood,
+// a connection flood, slow senders, forged responses meant to be reflected at
+// a third party, control batches, and SIPVicious' scanners — while a caller
+// of its own probes it with OPTIONS. The server must stay up, keep its memory
+// bounded, answer every probe, reflect nothing, and stop cleanly. Bounded in
+// time and count; 127.0.0.0/8 only.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import * as dgram from "node:dgram";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type AttackReport,
+  collidingCallIds,
+  connectionFlood,
+  controlBatches,
+  crlfFlood,
+  inviteFlood,
+  probe,
+  reflection,
+  rssOf,
+  sleep,
+  slowSenders,
+} from "./abuse/attacks.js";
+import { requireServerBuild } from "./siptm-server.js";
+
+/** How long the attacks run together. */
+const SOAK_MS = 20_000;
+/** Most the server's resident set may grow over its idle size during the soak. */
+const RSS_GROWTH_LIMIT = 400 * 1024 * 1024;
+
+const children = new Set<ChildProcess>();
+afterEach(() => {
+  for (const c of children) c.kill("SIGKILL");
+  children.clear();
+});
+
+/** SIPVicious (Debian's `sipvicious`), or a thrown Error saying how to get it: never a skip. */
+function requireSipvicious(): void {
+  const probe = spawnSync("svmap", ["--version"], { encoding: "utf8", timeout: 10_000 });
+  if (probe.error)
+    throw new Error(
+      `SIPVicious is not installed (${probe.error.message}): apt-get install -y sipvicious (.ci/run does it)`,
+    );
+}
+
+/** Run one SIPVicious tool against the server, bounded by `timeout` (coreutils) and its own options. */
+function sipvicious(tool: string, args: string[], seconds: number): Promise<AttackReport> {
+  return new Promise((resolve) => {
+    const child = spawn("timeout", [String(seconds), tool, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    children.add(child);
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on("exit", (code) => {
+      children.delete(child);
+      resolve({ name: tool, code: code ?? -1, lines: out.split("\n").length });
+    });
+  });
+}
+
+interface Served {
+  child: ChildProcess;
+  udp: number;
+  tcp: number;
+  rpc: number;
+  out: () => string;
+  err: () => string;
+  exited: Promise<number | null>;
+}
+
+async function serve(workers: string): Promise<Served> {
+  const cli = requireServerBuild();
+  const { SIPTM_RPC_TOKEN: _drop, ...env } = process.env;
+  const child = spawn(
+    process.execPath,
+    [
+      cli,
+      "serve",
+      "--listen",
+      "udp:127.0.0.1:0",
+      "--listen",
+      "tcp:127.0.0.1:0",
+      "--rpc",
+      "127.0.0.1:0",
+      "--workers",
+      workers,
+      "--route",
+      "uas",
+      "--answer-after",
+      "never",
+    ],
+    { env, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  children.add(child);
+  let out = "";
+  let err = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    if (err.length < 1_000_000) err += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const end = Date.now() + 15_000;
+  while (!/^ready/m.test(out)) {
+    if (child.exitCode !== null || Date.now() > end)
+      throw new Error(`siptm serve not ready:\n${out}\n${err}`);
+    await sleep(20);
+  }
+  const port = (re: RegExp) => Number(re.exec(out)?.[1]);
+  return {
+    child,
+    udp: port(/listen:\s+udp 127\.0\.0\.1:(\d+)/),
+    tcp: port(/listen:\s+tcp 127\.0\.0\.1:(\d+)/),
+    rpc: port(/control:\s+http:\/\/127\.0\.0\.1:(\d+)\/rpc/),
+    out: () => out,
+    err: () => err,
+    exited,
+  };
+}
+
+describe("abuse soak: siptm serve under attack from loopback", () => {
+  for (const workers of ["0", "2"])
+    it(`--workers ${workers}: alive, memory bounded, every probe answered, nothing reflected, a clean stop`, async () => {
+      requireSipvicious();
+      const server = await serve(workers);
+      const pid = server.child.pid!;
+      await sleep(500);
+      const idle = await rssOf(pid);
+      let peak = idle;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          peak = Math.max(peak, await rssOf(pid));
+          await sleep(250);
+        }
+      })();
+      const victim = dgram.createSocket("udp4");
+      await new Promise<void>((r) => victim.bind({ address: "127.0.0.66", port: 0 }, () => r()));
+
+      const prober = probe("127.0.0.1", server.udp, 100);
+      const attacks = await Promise.all([
+        inviteFlood("127.0.0.2", server.udp, 1000, SOAK_MS, ["plain"]),
+        inviteFlood("127.0.0.3", server.udp, 1000, SOAK_MS, collidingCallIds(256, 2)),
+        crlfFlood("127.0.0.4", server.tcp, SOAK_MS, 2_000_000_000),
+        connectionFlood("127.0.0.5", server.tcp, 2000, SOAK_MS),
+        slowSenders("127.0.0.6", server.tcp, 200, 1000, SOAK_MS),
+        reflection("127.0.0.7", server.udp, victim, 5000),
+        controlBatches(server.rpc, 20, SOAK_MS),
+        sipvicious("svmap", ["-p", String(server.udp), "127.0.0.1"], 15),
+        sipvicious(
+          "svwar",
+          ["-p", String(server.udp), "-e", "100-999", "-m", "REGISTER", "--force", "127.0.0.1"],
+          20,
+        ),
+      ]);
+      const probes = await prober.stop();
+      sampling = false;
+      await sampler;
+      victim.close();
+      const reports = [probes, ...attacks];
+      const why = `${JSON.stringify(reports, null, 1)}\nidle RSS ${idle} peak ${peak}\n--- stdout\n${server.out()}\n--- stderr\n${server.err().slice(-4000)}`;
+
+      expect(server.child.exitCode, why).toBeNull();
+      expect(probes.sent, why).toBeGreaterThan(100);
+      expect(probes.ok, why).toBe(probes.sent);
+      expect(peak - idle, why).toBeLessThan(RSS_GROWTH_LIMIT);
+      const by = (name: string) => reports.find((r) => r.name === name)!;
+      expect(by("reflection").reflected, why).toBe(0);
+      expect(by("crlf-flood").closedByServer, why).toBe(1);
+      expect(by("control-batches").errors, why).toBe(0);
+      expect(Number(by("connection-flood").open), why).toBeLessThan(2000);
+      expect(by("slow-senders").open, why).toBe(0);
+
+      server.child.kill("SIGTERM");
+      expect(await server.exited, why).toBe(0);
+    }, 120_000);
+});
