@@ -8,7 +8,7 @@ import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { TimerConfig } from "@siptm/core";
+import type { TcpLimitOptions, TimerConfig } from "@siptm/core";
 import { type OptionSpec, parseArgsOptions, SERVE_OPTIONS } from "./options.js";
 
 /** A bad flag, config value or file: printed as one line, exit status 2. */
@@ -73,6 +73,8 @@ export interface ServerConfig {
    * each shard's engine gets its share: `maxTransactionsPerShard`.
    */
   readonly maxTransactions: number | undefined;
+  /** TCP limits given (--tcp-*); the rest are the TCP transport's defaults. */
+  readonly tcp: TcpLimitOptions;
   readonly answerCode: number;
   /** ms, or "never". */
   readonly answerAfter: number | "never";
@@ -229,6 +231,15 @@ function resolveConfig(
   if (timerC !== undefined) proxy.timerC = int("--timer-c", timerC, 1);
 
   const maxTx = str("max-transactions");
+  const tcp: TcpLimitOptions = {};
+  const tcpMax = str("tcp-max-connections");
+  if (tcpMax !== undefined) tcp.maxConnections = int("--tcp-max-connections", tcpMax, 1, 10_000_000);
+  const tcpPerIp = str("tcp-max-per-ip");
+  if (tcpPerIp !== undefined) tcp.maxConnectionsPerIp = int("--tcp-max-per-ip", tcpPerIp, 0);
+  const tcpMsg = str("tcp-msg-timeout");
+  if (tcpMsg !== undefined) tcp.msgTimeoutMs = int("--tcp-msg-timeout", tcpMsg, 0);
+  const tcpPings = str("tcp-max-pings");
+  if (tcpPings !== undefined) tcp.maxPingsPerWindow = int("--tcp-max-pings", tcpPings, 0);
   const answerCodeText = str("answer-code");
   const answerCode = answerCodeText === undefined ? 200 : int("--answer-code", answerCodeText, 200, 699);
   const afterText = str("answer-after");
@@ -258,6 +269,7 @@ function resolveConfig(
     timers,
     proxy,
     maxTransactions: maxTx === undefined ? undefined : int("--max-transactions", maxTx, 1),
+    tcp,
     answerCode,
     answerAfter,
     advertise,

@@ -184,6 +184,7 @@ async function startSharded(
   const sharded = await ShardedEngine.create({
     shards: config.workers,
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
+    tcp: config.tcp,
     engine: {
       timers: config.timers,
       maxTransactions: maxTransactionsPerShard(config),
@@ -373,7 +374,13 @@ async function startOneThread(
       t =
         spec.protocol === "UDP"
           ? await createUdpTransport({ address: spec.address, port: spec.port, sink: gate, onSocketError })
-          : await createTcpTransport({ address: spec.address, port: spec.port, sink: gate, onSocketError });
+          : await createTcpTransport({
+              address: spec.address,
+              port: spec.port,
+              sink: gate,
+              onSocketError,
+              ...config.tcp,
+            });
     } catch (err) {
       await closeTransports();
       throw err;

@@ -63,6 +63,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   type AuditEntry,
+  addTransportStats,
   type CancelProgress,
   type CancelResult,
   type ClientEvents,
@@ -72,6 +73,7 @@ import {
   type FinalOutcome,
   newCallId,
   newStats,
+  newTransportStats,
   parseMessage,
   type ReplyOptions,
   type RequestOptions,
@@ -80,6 +82,7 @@ import {
   type SipResponse,
   type Source,
   type StatsSnapshot,
+  type TcpLimitOptions,
   TransactionError,
   type TransactionErrorCode,
   type Transport,
@@ -198,6 +201,8 @@ export interface ShardedEngineOptions {
   logger?: CoordinatorLogger;
   /** Enable `crashShard` / `blockShard` (tests). */
   testHooks?: boolean;
+  /** Limits of the TCP listeners (connection caps, message deadline, keep-alive budget…); the core's defaults otherwise. */
+  tcp?: TcpLimitOptions;
   /**
    * Make the coordinator's sockets with this instead of real UDP/TCP sockets
    * (tests use an in-memory network; later transports plug in the same way).
@@ -428,6 +433,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
               port: l.port,
               sink,
               limits: this.opts.engine?.limits,
+              ...this.opts.tcp,
             });
       this.transports.push(t);
       this.listeners.push({ protocol: l.protocol, address: l.address, port: t.localPort });
@@ -1175,6 +1181,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     const total = zeroSnapshot();
     for (const e of entries) for (const k of keys) total[k] += e[k];
     total.user_errors += this.userErrors;
+    // The sockets are here: their counters are the coordinator's, not the shards'.
+    for (const t of this.transports) if (t.stats) addTransportStats(total, t.stats);
     return { ...total, ...this.counters, shards: entries };
   }
 
@@ -1247,5 +1255,5 @@ function delay(ms: number): Promise<void> {
 }
 
 function zeroSnapshot(): StatsSnapshot {
-  return { ...newStats(), user_errors: 0 };
+  return { ...newStats(), ...newTransportStats(), user_errors: 0 };
 }
