@@ -50,13 +50,16 @@ import { clientKey, serverKey, TransactionTable } from "./transaction/table.js";
 import type { TimerEntry } from "./transaction/timers.js";
 import { TimerService } from "./transaction/timers.js";
 import { type RateLimitOptions, SourceRateLimiter } from "./transport/ratelimit.js";
-import type {
-  Destination,
-  SendErrorTarget,
-  Source,
-  Transport,
-  TransportProtocol,
-  TransportSink,
+import {
+  addTransportStats,
+  type Destination,
+  newTransportStats,
+  type SendErrorTarget,
+  type Source,
+  type Transport,
+  type TransportProtocol,
+  type TransportSink,
+  type TransportStats,
 } from "./transport/types.js";
 
 export interface EngineLogger {
@@ -140,7 +143,8 @@ export interface AuditEntry {
   timers: string[];
 }
 
-export type StatsSnapshot = TxStats & { user_errors: number };
+/** The transaction counters, and the limit counters of the engine's transports (TCP), added up. */
+export type StatsSnapshot = TxStats & TransportStats & { user_errors: number };
 
 const MAGIC = "z9hG4bK";
 /** Methods whose requests can create a dialog (RFC 3261 §12, RFC 6665, RFC 3515). */
@@ -972,7 +976,9 @@ export class Engine implements TxContext, TransportSink {
 
   // --- introspection ------------------------------------------------------------------
   snapshot(): StatsSnapshot {
-    return { ...this.stats, user_errors: this.userErrors };
+    const snap: StatsSnapshot = { ...this.stats, ...newTransportStats(), user_errors: this.userErrors };
+    for (const t of this.transports) if (t.stats) addTransportStats(snap, t.stats);
+    return snap;
   }
   /** Live transactions: state, age and who holds them. */
   audit(): AuditEntry[] {

@@ -8,7 +8,7 @@ import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { TimerConfig } from "@siptm/core";
+import type { TcpLimitOptions, TimerConfig } from "@siptm/core";
 import { type OptionSpec, parseArgsOptions, SERVE_OPTIONS } from "./options.js";
 import { MIN_SECRET_LENGTH } from "./secret.js";
 
@@ -83,6 +83,8 @@ export interface ServerConfig {
   readonly rateLimit: RateLimitConfig | undefined;
   /** --secret / SIPTM_SECRET: keys are derived from it (secret.ts); undefined = random per process. */
   readonly secret: string | undefined;
+  /** TCP limits given (--tcp-*); the rest are the TCP transport's defaults. */
+  readonly tcp: TcpLimitOptions;
   readonly answerCode: number;
   /** ms, or "never". */
   readonly answerAfter: number | "never";
@@ -256,6 +258,15 @@ function resolveConfig(
   const secret = str("secret") ?? (env.SIPTM_SECRET || undefined);
   if (secret !== undefined && secret.length < MIN_SECRET_LENGTH)
     throw new UsageError(`--secret must have at least ${MIN_SECRET_LENGTH} characters`);
+  const tcp: TcpLimitOptions = {};
+  const tcpMax = str("tcp-max-connections");
+  if (tcpMax !== undefined) tcp.maxConnections = int("--tcp-max-connections", tcpMax, 1, 10_000_000);
+  const tcpPerIp = str("tcp-max-per-ip");
+  if (tcpPerIp !== undefined) tcp.maxConnectionsPerIp = int("--tcp-max-per-ip", tcpPerIp, 0);
+  const tcpMsg = str("tcp-msg-timeout");
+  if (tcpMsg !== undefined) tcp.msgTimeoutMs = int("--tcp-msg-timeout", tcpMsg, 0);
+  const tcpPings = str("tcp-max-pings");
+  if (tcpPings !== undefined) tcp.maxPingsPerWindow = int("--tcp-max-pings", tcpPings, 0);
   const answerCodeText = str("answer-code");
   const answerCode = answerCodeText === undefined ? 200 : int("--answer-code", answerCodeText, 200, 699);
   const afterText = str("answer-after");
@@ -287,6 +298,7 @@ function resolveConfig(
     maxTransactions: maxTx === undefined ? undefined : int("--max-transactions", maxTx, 1),
     rateLimit,
     secret,
+    tcp,
     answerCode,
     answerAfter,
     advertise,

@@ -82,6 +82,11 @@ export class TracedTransport implements Transport {
     this.localPort = inner.localPort;
   }
 
+  /** The wrapped transport's limit counters (TCP), for Engine.snapshot(). */
+  get stats(): Transport["stats"] {
+    return this.inner.stats;
+  }
+
   send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void {
     traceMessage(this.logger, "out", data, dest.protocol, dest.address, dest.port);
     this.inner.send(data, dest, onError);

@@ -22,7 +22,7 @@ import {
   TxHistograms,
 } from "./histograms.js";
 
-const GAUGES = new Set(["current", "waiting", "settled"]);
+const GAUGES = new Set(["current", "waiting", "settled", "tcp_connections"]);
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"] as const;
 
 /** Prometheus names of the other counters of tm.stats (key → name, help). */
@@ -47,6 +47,40 @@ const COUNTER_NAMES: Record<string, [string, string]> = {
     "siptm_tm_rate_sources_evicted_total",
     "sources the rate limit forgot to stay within --rate-sources",
   ],
+  // The TCP transport's limits (packages/server/README.md, "TCP limits").
+  tcp_conn_rejected: ["siptm_tcp_conn_rejected_total", "inbound TCP connections closed at once: total cap"],
+  tcp_conn_rejected_ip: [
+    "siptm_tcp_conn_rejected_ip_total",
+    "inbound TCP connections closed at once: per-IP cap",
+  ],
+  tcp_pings: ["siptm_tcp_pings_total", "RFC 5626 keep-alive pings received"],
+  tcp_pongs_suppressed: [
+    "siptm_tcp_pongs_suppressed_total",
+    "pings not answered (a pong pending or unsent bytes)",
+  ],
+  tcp_ping_flood_closed: [
+    "siptm_tcp_ping_flood_closed_total",
+    "TCP connections closed for pinging beyond --tcp-max-pings",
+  ],
+  tcp_backlog_closed: [
+    "siptm_tcp_backlog_closed_total",
+    "TCP connections closed because the peer did not read (write queue full)",
+  ],
+  tcp_msg_timeout_closed: [
+    "siptm_tcp_msg_timeout_closed_total",
+    "TCP connections closed for a message not complete within --tcp-msg-timeout",
+  ],
+  tcp_send_errors: ["siptm_tcp_send_errors_total", "TCP sends that failed"],
+};
+
+const GAUGE_HELP: Record<string, [string, string]> = {
+  current: ["siptm_tm_current", "live transactions (tm.stats current)"],
+  waiting: ["siptm_tm_waiting", "transactions in a waiting state"],
+  settled: [
+    "siptm_tm_settled",
+    "transactions only absorbing retransmissions until a timer ends them (hold no drain)",
+  ],
+  tcp_connections: ["siptm_tcp_connections", "TCP connections open (inbound and outbound)"],
 };
 
 export interface MetricsOptions {
@@ -101,14 +135,10 @@ export class Metrics {
     for (const key of Object.keys(sample).filter((k) => !NOT_TM.has(k)) as Array<keyof StatsSnapshot>) {
       if (CLASSES.includes(key as (typeof CLASSES)[number])) continue;
       if (GAUGES.has(key)) {
+        const [name, help] = GAUGE_HELP[key]!;
         new Gauge({
-          name: `siptm_tm_${key}`,
-          help:
-            key === "current"
-              ? "live transactions (tm.stats current)"
-              : key === "waiting"
-                ? "transactions in a waiting state"
-                : "transactions only absorbing retransmissions until a timer ends them (hold no drain)",
+          name,
+          help,
           registers,
           collect() {
             this.set(snap()[key]);

@@ -115,6 +115,30 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     help: "shared secret of a cluster's nodes, 16+ characters (env SIPTM_SECRET; prefer it or the config file to the command line): keys derived from it make every node hash a Call-ID to the same shard. Default: a random key per process",
   },
   {
+    name: "tcp-max-connections",
+    type: "string",
+    arg: "N",
+    help: "TCP connections at most, inbound and outbound; more inbound ones are closed at once (default 4096, at most the open-file limit minus 256)",
+  },
+  {
+    name: "tcp-max-per-ip",
+    type: "string",
+    arg: "N",
+    help: "inbound TCP connections at most from one IP address (default 64; 0 = no cap)",
+  },
+  {
+    name: "tcp-msg-timeout",
+    type: "string",
+    arg: "MS",
+    help: "close a TCP connection whose message is not complete this long after its first byte (default 20000; 0 = off)",
+  },
+  {
+    name: "tcp-max-pings",
+    type: "string",
+    arg: "N",
+    help: "RFC 5626 keep-alive pings a TCP connection may send per 10 s; one more closes it (default 20; 0 = no cap)",
+  },
+  {
     name: "answer-code",
     type: "string",
     arg: "CODE",

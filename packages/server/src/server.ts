@@ -185,6 +185,7 @@ async function startSharded(
   const sharded = await ShardedEngine.create({
     shards: config.workers,
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
+    tcp: config.tcp,
     engine: {
       timers: config.timers,
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the
@@ -386,7 +387,13 @@ async function startOneThread(
       t =
         spec.protocol === "UDP"
           ? await createUdpTransport({ address: spec.address, port: spec.port, sink: gate, onSocketError })
-          : await createTcpTransport({ address: spec.address, port: spec.port, sink: gate, onSocketError });
+          : await createTcpTransport({
+              address: spec.address,
+              port: spec.port,
+              sink: gate,
+              onSocketError,
+              ...config.tcp,
+            });
     } catch (err) {
       await closeTransports();
       throw err;

@@ -135,6 +135,35 @@ describe("serve flags", () => {
     expect(() => parse(["--config", join(dir, "missing.json")])).toThrow(/cannot read config file/);
   });
 
+  it("TCP limits: flags and config-file keys, none given = the transport's defaults", () => {
+    expect(parse([]).tcp).toEqual({});
+    expect(
+      parse([
+        "--tcp-max-connections",
+        "1000",
+        "--tcp-max-per-ip",
+        "0",
+        "--tcp-msg-timeout",
+        "5000",
+        "--tcp-max-pings",
+        "5",
+      ]).tcp,
+    ).toEqual({ maxConnections: 1000, maxConnectionsPerIp: 0, msgTimeoutMs: 5000, maxPingsPerWindow: 5 });
+    const file = join(dir, "tcp.json");
+    writeFileSync(file, JSON.stringify({ tcpMaxPerIp: 8, "tcp-msg-timeout": 0 }));
+    expect(parse(["--config", file, "--tcp-max-per-ip", "16"]).tcp).toEqual({
+      maxConnectionsPerIp: 16,
+      msgTimeoutMs: 0,
+    });
+    for (const args of [
+      ["--tcp-max-connections", "0"],
+      ["--tcp-max-per-ip", "-1"],
+      ["--tcp-msg-timeout", "soon"],
+      ["--tcp-max-pings", "1.5"],
+    ])
+      expect(() => parse(args), args.join(" ")).toThrow(UsageError);
+  });
+
   it("bad values are one-line usage errors", () => {
     for (const args of [
       ["--bogus"],

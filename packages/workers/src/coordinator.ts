@@ -70,6 +70,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   type AuditEntry,
+  addTransportStats,
   type CancelProgress,
   type CancelResult,
   type ClientEvents,
@@ -79,6 +80,7 @@ import {
   type FinalOutcome,
   newCallId,
   newStats,
+  newTransportStats,
   parseMessage,
   type RateLimitOptions,
   type ReplyOptions,
@@ -89,6 +91,7 @@ import {
   type Source,
   SourceRateLimiter,
   type StatsSnapshot,
+  type TcpLimitOptions,
   TransactionError,
   type TransactionErrorCode,
   type Transport,
@@ -235,6 +238,8 @@ export interface ShardedEngineOptions {
   logger?: CoordinatorLogger;
   /** Enable `crashShard` / `blockShard` (tests). */
   testHooks?: boolean;
+  /** Limits of the TCP listeners (connection caps, message deadline, keep-alive budget…); the core's defaults otherwise. */
+  tcp?: TcpLimitOptions;
   /**
    * Make the coordinator's sockets with this instead of real UDP/TCP sockets
    * (tests use an in-memory network; later transports plug in the same way).
@@ -497,6 +502,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
               port: l.port,
               sink,
               limits: this.opts.engine?.limits,
+              ...this.opts.tcp,
             });
       this.transports.push(t);
       this.listeners.push({ protocol: l.protocol, address: l.address, port: t.localPort });
@@ -1292,6 +1298,8 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     total.rate_limited += this.rateLimited;
     total.rate_sources_evicted += this.rateEvicted;
     total.table_full += this.capRejected;
+    // The sockets are here: their counters are the coordinator's, not the shards'.
+    for (const t of this.transports) if (t.stats) addTransportStats(total, t.stats);
     return { ...total, ...this.counters, shards: entries };
   }
 
@@ -1364,5 +1372,5 @@ function delay(ms: number): Promise<void> {
 }
 
 function zeroSnapshot(): StatsSnapshot {
-  return { ...newStats(), user_errors: 0 };
+  return { ...newStats(), ...newTransportStats(), user_errors: 0 };
 }

@@ -39,6 +39,50 @@ export interface TransportSink {
   onFramingError?(err: Error, source: Source): void;
 }
 
+/**
+ * Counters of a stream transport's limits (the TCP transport keeps them; zero
+ * elsewhere). They reach `Engine.snapshot()`, `tm.stats` and `/metrics`.
+ */
+export interface TransportStats {
+  /** Connections open now, inbound and outbound (a gauge). */
+  tcp_connections: number;
+  /** Inbound connections closed at once: the total cap (`maxConnections`) was reached. */
+  tcp_conn_rejected: number;
+  /** Inbound connections closed at once: their source IP had `maxConnectionsPerIp` already. */
+  tcp_conn_rejected_ip: number;
+  /** RFC 5626 keep-alive pings (CRLFCRLF) received. */
+  tcp_pings: number;
+  /** Pings not answered: a pong was already pending, or the connection had unsent bytes. */
+  tcp_pongs_suppressed: number;
+  /** Connections closed for sending more pings than `maxPingsPerWindow` in a window. */
+  tcp_ping_flood_closed: number;
+  /** Connections closed because the peer did not read: a send found the write queue full. */
+  tcp_backlog_closed: number;
+  /** Connections closed because a message begun was not complete within `msgTimeoutMs`. */
+  tcp_msg_timeout_closed: number;
+  /** Sends that failed (refused, reset, queue full, connection gone…), whoever asked for them. */
+  tcp_send_errors: number;
+}
+
+export function newTransportStats(): TransportStats {
+  return {
+    tcp_connections: 0,
+    tcp_conn_rejected: 0,
+    tcp_conn_rejected_ip: 0,
+    tcp_pings: 0,
+    tcp_pongs_suppressed: 0,
+    tcp_ping_flood_closed: 0,
+    tcp_backlog_closed: 0,
+    tcp_msg_timeout_closed: 0,
+    tcp_send_errors: 0,
+  };
+}
+
+/** Add `from`'s counters into `into` (totals over transports, or over shards). */
+export function addTransportStats(into: TransportStats, from: Readonly<TransportStats>): void {
+  for (const k of Object.keys(into) as Array<keyof TransportStats>) into[k] += from[k] ?? 0;
+}
+
 export interface Transport {
   readonly protocol: TransportProtocol;
   /** RFC 3261 §17: reliable transports need no retransmission timers. */
@@ -48,4 +92,6 @@ export interface Transport {
   /** Send one message. Never throws for network errors: they go to `onError.transportError`, asynchronously or not. */
   send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void;
   close(): Promise<void>;
+  /** The transport's limit counters, when it keeps any (TCP). */
+  readonly stats?: Readonly<TransportStats>;
 }

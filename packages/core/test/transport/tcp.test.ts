@@ -314,7 +314,8 @@ describe("TCP transport", () => {
     c.socket.write(sipMessage("req"));
     await vi.waitFor(() => expect(sink.received).toHaveLength(1));
     const id = sink.received[0]!.source.connectionId!;
-    c.socket.destroy();
+    // A reset, not a FIN: after a FIN the connection stays usable for responses (half-close).
+    c.socket.resetAndDestroy();
     await vi.waitFor(() => expect(t.hasConnection(id)).toBe(false));
     t.send(Buffer.from("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), {
       protocol: "TCP",

@@ -1,0 +1,132 @@
+// Server transactions over a TCP connection whose client half-closed (or fully
+// closed) it after its request: RFC 3261 §18.2.2 — the response uses the
+// existing connection while it can be written to, and a response that cannot
+// be delivered is a transport error the transaction sees.
+import * as net from "node:net";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { Engine } from "../../src/engine.js";
+import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
+import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
+
+const HOST = "127.0.0.1";
+const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
+
+const engines: Engine[] = [];
+const sockets: net.Socket[] = [];
+const servers: net.Server[] = [];
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+async function uas(): Promise<{ engine: Engine; tcp: TcpTransport; pending: ServerTransactionHandle[] }> {
+  const pending: ServerTransactionHandle[] = [];
+  const engine = new Engine({
+    refFaults: "throw",
+    timers: FAST,
+    // INVITE: 180 at once, the final when the test says; anything else: held for the test.
+    onRequest: (tx) => {
+      if (tx.method === "INVITE") tx.reply(180);
+      pending.push(tx);
+    },
+  });
+  const tcp = await createTcpTransport({ address: HOST, port: 0, sink: engine });
+  engine.addTransport(tcp);
+  engines.push(engine);
+  return { engine, tcp, pending };
+}
+
+function request(method: string, callId: string, viaPort: number): Buffer {
+  const text =
+    `${method} sip:bob@${HOST} SIP/2.0\r\n` +
+    `Via: SIP/2.0/TCP ${HOST}:${viaPort};branch=z9hG4bK-${callId}\r\n` +
+    "Max-Forwards: 70\r\n" +
+    `From: <sip:alice@${HOST}>;tag=a1\r\n` +
+    `To: <sip:bob@${HOST}>\r\n` +
+    `Call-ID: ${callId}\r\n` +
+    `CSeq: 1 ${method}\r\n` +
+    `Contact: <sip:alice@${HOST}:${viaPort};transport=tcp>\r\n` +
+    "Content-Length: 0\r\n\r\n";
+  return Buffer.from(text, "latin1");
+}
+
+async function client(port: number): Promise<{ socket: net.Socket; read: () => string }> {
+  const socket = net.connect({ host: HOST, port });
+  sockets.push(socket);
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  socket.on("error", () => {});
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  return { socket, read: () => Buffer.concat(chunks).toString("latin1") };
+}
+
+/** A listener on the request's Via port: where a response would go on a new connection. */
+async function decoy(): Promise<{ port: number; got: () => string }> {
+  const server = net.createServer();
+  servers.push(server);
+  const chunks: Buffer[] = [];
+  server.on("connection", (s) => {
+    sockets.push(s);
+    s.on("data", (d: Buffer) => chunks.push(d));
+  });
+  await new Promise<void>((resolve) => server.listen({ host: HOST, port: 0 }, resolve));
+  return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
+}
+
+describe("TCP half-close and server transactions (RFC 3261 §18.2.2)", () => {
+  it("OPTIONS, then the client's FIN: the 200 still arrives on the connection", async () => {
+    const { engine, tcp, pending } = await uas();
+    const elsewhere = await decoy();
+    const c = await client(tcp.localPort);
+    c.socket.end(request("OPTIONS", "hc-options", elsewhere.port));
+    await vi.waitFor(() => expect(pending).toHaveLength(1));
+    const id = pending[0]!.source.connectionId!;
+    await vi.waitFor(() => expect(tcp.isHalfClosed(id)).toBe(true));
+    pending[0]!.reply(200);
+    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 200 OK"));
+    expect(elsewhere.got()).toBe("");
+    expect(engine.snapshot().transport_errors).toBe(0);
+    expect(engine.snapshot().tcp_send_errors).toBe(0);
+  });
+
+  it("INVITE, then the client's FIN: the 180 and the later 200 both arrive", async () => {
+    const { engine, tcp, pending } = await uas();
+    const elsewhere = await decoy();
+    const c = await client(tcp.localPort);
+    c.socket.end(request("INVITE", "hc-invite", elsewhere.port));
+    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
+    const id = pending[0]!.source.connectionId!;
+    await vi.waitFor(() => expect(tcp.isHalfClosed(id)).toBe(true));
+    pending[0]!.reply(200);
+    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 200 OK"));
+    expect(elsewhere.got()).toBe("");
+    expect(engine.snapshot().transport_errors).toBe(0);
+  });
+
+  it("INVITE, then a full close: the 200 written later is a transport error of the transaction", async () => {
+    const { engine, tcp, pending } = await uas();
+    const elsewhere = await decoy();
+    const c = await client(tcp.localPort);
+    c.socket.write(request("INVITE", "fc-invite", elsewhere.port));
+    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
+    const id = pending[0]!.source.connectionId!;
+    c.socket.destroy(); // FIN, and the socket is gone: what we write next is answered by a reset
+    await vi.waitFor(() => expect(tcp.isHalfClosed(id)).toBe(true));
+    pending[0]!.reply(200); // RFC 6026: Accepted, so the transaction is there to hear of the failure
+    await vi.waitFor(() => expect(tcp.pendingBytes).toBe(0));
+    await vi.waitFor(() => {
+      tcp.sweep(); // what the periodic sweep does: probe the half-closed connection
+      expect(engine.snapshot().transport_errors).toBe(1);
+    });
+    expect(engine.snapshot().tcp_send_errors).toBe(1);
+    // Not "sent" on a new connection to the Via address either.
+    expect(elsewhere.got()).toBe("");
+    await vi.waitFor(() => expect(engine.table.size).toBe(0));
+    expect(engine.stats.created).toBe(engine.stats.freed);
+  });
+});

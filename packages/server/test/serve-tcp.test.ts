@@ -1,0 +1,162 @@
+// `siptm serve` over TCP against raw clients, in one thread (--workers 0) and
+// sharded (--workers 2, where the coordinator owns the sockets): the TCP limits
+// reach the transport and their counters reach tm.stats and /metrics, and a
+// client that half-closes its connection after its request still gets the
+// responses (RFC 3261 §18.2.2), while one that closed fully makes the late
+// response a transport error. Child processes; everything killed in afterAll.
+import * as net from "node:net";
+import { afterAll, describe, expect, it } from "vitest";
+import { call, killAll, SERVER_TIMERS, type Served, serve, until } from "./helpers.js";
+
+const HOST = "127.0.0.1";
+const sockets: net.Socket[] = [];
+const servers: net.Server[] = [];
+
+afterAll(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+  await killAll();
+});
+
+function request(method: string, callId: string, viaPort: number): Buffer {
+  return Buffer.from(
+    `${method} sip:bob@${HOST} SIP/2.0\r\n` +
+      `Via: SIP/2.0/TCP ${HOST}:${viaPort};branch=z9hG4bK-${callId}\r\n` +
+      "Max-Forwards: 70\r\n" +
+      `From: <sip:alice@${HOST}>;tag=a1\r\n` +
+      `To: <sip:bob@${HOST}>\r\n` +
+      `Call-ID: ${callId}\r\n` +
+      `CSeq: 1 ${method}\r\n` +
+      `Contact: <sip:alice@${HOST}:${viaPort};transport=tcp>\r\n` +
+      "Content-Length: 0\r\n\r\n",
+    "latin1",
+  );
+}
+
+interface Client {
+  socket: net.Socket;
+  read: () => string;
+  closed: () => boolean;
+}
+
+async function client(port: number): Promise<Client> {
+  const socket = net.connect({ host: HOST, port });
+  sockets.push(socket);
+  const chunks: Buffer[] = [];
+  let closed = false;
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  socket.on("error", () => {});
+  socket.on("close", () => {
+    closed = true;
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed: () => closed };
+}
+
+/** A listener on the requests' Via port: where a response would go on a new connection. */
+async function decoy(): Promise<{ port: number; got: () => string }> {
+  const server = net.createServer();
+  servers.push(server);
+  const chunks: Buffer[] = [];
+  server.on("connection", (s) => {
+    sockets.push(s);
+    s.on("data", (d: Buffer) => chunks.push(d));
+  });
+  await new Promise<void>((resolve) => server.listen({ host: HOST, port: 0 }, resolve));
+  return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
+}
+
+type Stats = Record<string, number>;
+
+async function metric(s: Served, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${s.rpc}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+for (const workers of ["0", "2"]) {
+  describe(`siptm serve --workers ${workers}: TCP`, () => {
+    it("--tcp-max-per-ip: the connection over the cap is closed at once, counted in tm.stats and /metrics", async () => {
+      const s = await serve(["--workers", workers, "--route", "uas", "--tcp-max-per-ip", "2"]);
+      const a = await client(s.tcp);
+      const b = await client(s.tcp);
+      await until(
+        "two connections",
+        async () => (await call<Stats>(s.rpc, "tm.stats")).tcp_connections === 2,
+      );
+      const c = await client(s.tcp);
+      await until("the third closed", () => c.closed());
+      const stats = await call<Stats>(s.rpc, "tm.stats");
+      expect(stats.tcp_conn_rejected_ip).toBe(1);
+      expect(stats.tcp_conn_rejected).toBe(0);
+      expect(await metric(s, "siptm_tcp_conn_rejected_ip_total")).toBe(1);
+      expect(await metric(s, "siptm_tcp_connections")).toBe(2);
+      expect(a.closed() || b.closed()).toBe(false);
+    });
+
+    it("--tcp-max-pings: a ping flood closes the connection, counted", async () => {
+      const s = await serve(["--workers", workers, "--route", "uas", "--tcp-max-pings", "3"]);
+      const c = await client(s.tcp);
+      c.socket.write("\r\n\r\n".repeat(1000));
+      await until("closed", () => c.closed());
+      const stats = await call<Stats>(s.rpc, "tm.stats");
+      expect(stats.tcp_ping_flood_closed).toBe(1);
+      expect(stats.tcp_pings).toBe(4);
+      expect(await metric(s, "siptm_tcp_ping_flood_closed_total")).toBe(1);
+    });
+
+    it("OPTIONS then the client's FIN: the 200 still arrives", async () => {
+      const s = await serve(["--workers", workers, "--route", "uas", ...SERVER_TIMERS]);
+      const elsewhere = await decoy();
+      const c = await client(s.tcp);
+      c.socket.end(request("OPTIONS", `hc-opt-${workers}`, elsewhere.port));
+      await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
+      expect(elsewhere.got()).toBe("");
+      expect((await call<Stats>(s.rpc, "tm.stats")).transport_errors).toBe(0);
+    });
+
+    it("INVITE answered after 500 ms, then the client's FIN: the 180 and the 200 both arrive", async () => {
+      const s = await serve([
+        "--workers",
+        workers,
+        "--route",
+        "uas",
+        "--answer-after",
+        "500",
+        ...SERVER_TIMERS,
+      ]);
+      const elsewhere = await decoy();
+      const c = await client(s.tcp);
+      c.socket.end(request("INVITE", `hc-inv-${workers}`, elsewhere.port));
+      await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
+      expect(c.read()).toContain("SIP/2.0 180 Ringing");
+      expect(elsewhere.got()).toBe("");
+      expect((await call<Stats>(s.rpc, "tm.stats")).transport_errors).toBe(0);
+    });
+
+    it("INVITE, then a full close: the 200 is a transport error, not sent on a new connection", async () => {
+      const s = await serve([
+        "--workers",
+        workers,
+        "--route",
+        "uas",
+        "--answer-after",
+        "300",
+        ...SERVER_TIMERS,
+      ]);
+      const elsewhere = await decoy();
+      const c = await client(s.tcp);
+      c.socket.write(request("INVITE", `fc-inv-${workers}`, elsewhere.port));
+      await until("the 180", () => c.read().includes("SIP/2.0 180 Ringing"));
+      c.socket.destroy();
+      await until("a transport error", async () => {
+        const st = await call<Stats>(s.rpc, "tm.stats");
+        return st.transport_errors === 1 && st.tcp_send_errors >= 1;
+      });
+      expect(elsewhere.got()).toBe("");
+    });
+  });
+}
