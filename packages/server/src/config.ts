@@ -76,6 +76,8 @@ export interface ServerConfig {
   readonly answerCode: number;
   /** ms, or "never". */
   readonly answerAfter: number | "never";
+  /** Route `default`: Record-Route in relayed dialog-creating requests (--record-route on|off). */
+  readonly recordRoute: boolean;
   readonly advertise: string | undefined;
   readonly logLevel: LogLevel;
   readonly trace: boolean;
@@ -235,6 +237,10 @@ function resolveConfig(
   const answerAfter: number | "never" =
     afterText === undefined ? 0 : afterText === "never" ? "never" : int("--answer-after", afterText, 0);
 
+  const rrText = str("record-route") ?? "on";
+  if (rrText !== "on" && rrText !== "off")
+    throw new UsageError(`--record-route must be on or off, got "${rrText}"`);
+
   const advertise = str("advertise");
   if (advertise !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(advertise))
     throw new UsageError(`--advertise: "${advertise}" is not a host name or IP address`);
@@ -260,6 +266,7 @@ function resolveConfig(
     maxTransactions: maxTx === undefined ? undefined : int("--max-transactions", maxTx, 1),
     answerCode,
     answerAfter,
+    recordRoute: rrText === "on",
     advertise,
     logLevel: levelText as LogLevel,
     trace: raw.trace === true,

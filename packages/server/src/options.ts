@@ -103,6 +103,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     help: "route uas: ring this long before the final response (default 0; 'never' rings until cancelled)",
   },
   {
+    name: "record-route",
+    type: "string",
+    arg: "on|off",
+    help: "route default: insert Record-Route in relayed dialog-creating requests, to stay in the dialog (default on)",
+  },
+  {
     name: "advertise",
     type: "string",
     arg: "HOST",
