@@ -108,6 +108,25 @@ for (const workers of ["0", "2"]) {
       }
     }, 30_000);
 
+    it("a request for an unregistered user here, with only our own Route (an outbound proxy setting), gets 404", async () => {
+      const server = await start();
+      const ua = await testEngine();
+      try {
+        const res = await ua.request({
+          method: "INVITE",
+          uri: "sip:nobody@127.0.0.1",
+          from: "<sip:alice@127.0.0.1>",
+          to: "<sip:nobody@127.0.0.1>",
+          headers: [["Route", `<sip:127.0.0.1:${server.udp};lr>`]],
+          nextHop: `udp:127.0.0.1:${server.udp}`,
+        }).final;
+        expect(res.status).toBe(404);
+        expect((await call<{ relayed: number }>(server.rpc, "tm.stats")).relayed).toBe(0);
+      } finally {
+        await ua.close();
+      }
+    }, 30_000);
+
     it("a REGISTER whose Contact is not a SIP URI gets 400 and binds nothing", async () => {
       const server = await start();
       const ua = await testEngine();

@@ -7,7 +7,7 @@
  *  - an initial request (no To tag) for one of our AORs (the Request-URI is
  *    ours) that is registered → relayed to its contacts (q-values: highest
  *    first, equal ones in parallel).
- *  - a request to the server itself (the Request-URI is ours, no Route):
+ *  - a request to the server itself (the Request-URI is ours, no Route but ours):
  *    OPTIONS without a user part → 200; anything else → 404 (nobody
  *    registered under that name).
  *  - anything else → relayed by its Request-URI (Route set, in-dialog
@@ -34,6 +34,14 @@ import type { RouteContext, RouteHandlers } from "../route.js";
 const ALLOW =
   "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
+
+/** The URI of a Route value (name-addr or bare). */
+function routeUri(value: string): string {
+  const lt = value.indexOf("<");
+  if (lt < 0) return value.split(";")[0]!.trim();
+  const gt = value.indexOf(">", lt);
+  return value.slice(lt + 1, gt < 0 ? undefined : gt);
+}
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   const { registrar, logger, engine } = ctx;
@@ -107,7 +115,9 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
           return;
         }
       }
-      if (local && !req.has("route")) {
+      // Ours, and routed nowhere else: a Route naming only us (a UA's outbound proxy setting,
+      // §8.1.2) would be removed by loose routing (§16.4) and leave the request with us.
+      if (local && req.headerValues("route").every((r) => ctx.isLocal(routeUri(r)))) {
         let uri: Uri | undefined;
         try {
           uri = parseUri(req.uri);
