@@ -39,7 +39,12 @@ export interface RelayTarget {
 export interface RelayOptions {
   /** Targets; default the Request-URI (§16.5). */
   targets?: RelayTarget[];
-  /** Insert Record-Route (§16.6 item 4): true for our own URI, or a URI string. */
+  /**
+   * Insert Record-Route (§16.6 item 4). true: our URI on the socket the request came in on, with
+   * its transport (`;transport=tcp` for TCP), and a second one on top naming the outbound socket
+   * when the branch leaves by another (RFC 5658); our route processing removes both. A string:
+   * that value, as it is.
+   */
   recordRoute?: boolean | string;
   /** Kamailio fr_timer: no response at all on a branch (Timer B/F of the branch), ms. Default 64·T1. */
   frTimer?: number;
