@@ -79,6 +79,8 @@ export interface ServerConfig {
   /** Route `default`: Record-Route in relayed dialog-creating requests (--record-route on|off). */
   readonly recordRoute: boolean;
   readonly advertise: string | undefined;
+  /** --alias: other host names that are ours (domains served; Kamailio alias). */
+  readonly aliases: readonly string[];
   readonly logLevel: LogLevel;
   readonly trace: boolean;
   /** Seconds; 0 = off. */
@@ -245,6 +247,11 @@ function resolveConfig(
   if (advertise !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(advertise))
     throw new UsageError(`--advertise: "${advertise}" is not a host name or IP address`);
 
+  const aliases = raw.alias === undefined ? [] : ([] as string[]).concat(raw.alias as string | string[]);
+  for (const a of aliases)
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(a))
+      throw new UsageError(`--alias: "${a}" is not a host name or IP address`);
+
   const levelText = str("log-level") ?? "warn";
   if (!(LOG_LEVELS as readonly string[]).includes(levelText))
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${levelText}"`);
@@ -268,6 +275,7 @@ function resolveConfig(
     answerAfter,
     recordRoute: rrText === "on",
     advertise,
+    aliases,
     logLevel: levelText as LogLevel,
     trace: raw.trace === true,
     statusInterval: statusText === undefined ? 5 : int("--status-interval", statusText, 0, 86_400),

@@ -162,6 +162,7 @@ async function startSharded(
     timers: config.timers,
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
+    aliases: [...config.aliases],
     resolver: makeResolver(config),
   });
   // Route `default`: the registrar stays here, shared by the shards (shared-registrar.ts).
@@ -188,6 +189,7 @@ async function startSharded(
       timers: config.timers,
       maxTransactions: maxTransactionsPerShard(config),
       advertisedHost: config.advertise,
+      aliases: [...config.aliases],
       mergedRequests: mergedRequestsFor(config),
     },
     route: shardRouteUrl({
@@ -357,6 +359,7 @@ async function startOneThread(
     timers: config.timers,
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
+    aliases: [...config.aliases],
     mergedRequests: mergedRequestsFor(config),
     logger: logger.child({ component: "engine" }),
     resolver,

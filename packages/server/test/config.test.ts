@@ -70,6 +70,15 @@ describe("serve flags", () => {
     expect(c.rpc).toBeNull();
   });
 
+  it("--alias is repeatable (default none) and must be a host", () => {
+    expect(parse([]).aliases).toEqual([]);
+    expect(parse(["--alias", "example.com", "--alias", "sip.example.com"]).aliases).toEqual([
+      "example.com",
+      "sip.example.com",
+    ]);
+    expect(() => parse(["--alias", "bad host"])).toThrow(UsageError);
+  });
+
   it("--record-route on|off (default on); anything else is a usage error", () => {
     expect(parse([]).recordRoute).toBe(true);
     expect(parse(["--record-route", "off"]).recordRoute).toBe(false);

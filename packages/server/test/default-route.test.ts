@@ -127,6 +127,38 @@ for (const workers of ["0", "2"]) {
       }
     }, 30_000);
 
+    it("--alias names a domain of ours: its REGISTER is bound here and a call to its AOR reaches the contact", async () => {
+      const server = await start(["--alias", "example.invalid"]);
+      const [callee, caller] = await Promise.all([peer(), testEngine()]);
+      try {
+        const hop = `udp:127.0.0.1:${server.udp}`;
+        const reg = await callee.engine.request({
+          method: "REGISTER",
+          uri: "sip:example.invalid",
+          from: "<sip:bob@example.invalid>",
+          to: "<sip:bob@example.invalid>",
+          headers: [["Contact", `<sip:bob@127.0.0.1:${callee.port}>`]],
+          nextHop: hop,
+        }).final;
+        expect(reg.status).toBe(200);
+        const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
+        expect(dump.map((a) => a.aor)).toEqual(["sip:bob@example.invalid"]);
+        const invite = caller.request({
+          method: "INVITE",
+          uri: "sip:bob@example.invalid",
+          from: "<sip:alice@127.0.0.1>",
+          to: "<sip:bob@example.invalid>",
+          nextHop: hop,
+        });
+        const answer = await invite.final;
+        expect(answer.status).toBe(200);
+        expect(callee.seen.map((s) => s.uri)).toEqual([`sip:bob@127.0.0.1:${callee.port}`]);
+        caller.ack2xx(invite, answer.response!);
+      } finally {
+        await Promise.all([callee.close(), caller.close()]);
+      }
+    }, 30_000);
+
     it("a REGISTER whose Contact is not a SIP URI gets 400 and binds nothing", async () => {
       const server = await start();
       const ua = await testEngine();
