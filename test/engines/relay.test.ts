@@ -269,6 +269,185 @@ forEachEngine((makeBed) => {
     });
   });
 
+  describe("stateful proxy: Record-Route names the transport (§16.6 item 4, RFC 5658)", () => {
+    /** A call UAC → proxy → UAS with Record-Route, the UAC sending over `inbound`, the target `targetUri`. */
+    async function rrCall(makeBed: () => EngineBed, inbound: "UDP" | "TCP", targetUri: string) {
+      const bed = makeBed();
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      const uas = await bed.engine({ address: "127.0.0.10" });
+      const atUas: Array<{ method: string; protocol: string; routes: string[]; rr: string[] }> = [];
+      const atUac: Array<{ method: string; protocol: string; routes: string[] }> = [];
+      uas.onRequest = (tx) => {
+        atUas.push({
+          method: tx.method,
+          protocol: tx.source.protocol,
+          routes: tx.request.headerValues("route"),
+          rr: tx.request.headerValues("record-route"),
+        });
+        if (tx.method === "INVITE")
+          send(tx.reply(200, undefined, { headers: [["Contact", `<${targetUri}>`]] }));
+        else send(tx.reply(200));
+      };
+      uac.onRequest = (tx) => {
+        atUac.push({
+          method: tx.method,
+          protocol: tx.source.protocol,
+          routes: tx.request.headerValues("route"),
+        });
+        send(tx.reply(200));
+      };
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const callerContact = `sip:alice@127.0.0.1${inbound === "TCP" ? ";transport=tcp" : ""}`;
+      const h = await uac.request({
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.5",
+        from: "<sip:alice@127.0.0.1>",
+        to: "<sip:bob@127.0.0.5>",
+        headers: [
+          spec({ targets: [{ uri: targetUri }], recordRoute: true }),
+          ["Contact", `<${callerContact}>`],
+        ],
+        nextHop: { ...PROXY, protocol: inbound },
+      });
+      await bed.flush();
+      return { bed, uac, uas, h, atUas, atUac, callerContact };
+    }
+
+    it("TCP in, TCP out: one Record-Route with transport=tcp, so the dialog stays on TCP", async () => {
+      const { bed, uac, h, atUas } = await rrCall(makeBed, "TCP", "sip:bob@127.0.0.10;transport=tcp");
+      expect(h.outcome?.status).toBe(200);
+      expect(atUas[0]).toMatchObject({ method: "INVITE", protocol: "TCP" });
+      expect(atUas[0]!.rr).toEqual(["<sip:127.0.0.5:5060;transport=tcp;lr>"]);
+      const rr = h.answers[0]!.headerValues("record-route");
+      expect(rr).toEqual(["<sip:127.0.0.5:5060;transport=tcp;lr>"]);
+      // The caller's BYE along the route set (§12.2.1.1): to the proxy over TCP, then on to the callee over TCP.
+      const bye = await uac.request({
+        method: "BYE",
+        uri: "sip:bob@127.0.0.10;transport=tcp",
+        from: "<sip:alice@127.0.0.1>;tag=a",
+        to: "<sip:bob@127.0.0.5>;tag=b",
+        callId: h.callId,
+        cseq: 2,
+        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
+        nextHop: { ...PROXY, protocol: "TCP" },
+      });
+      await bed.flush();
+      expect(bye.outcome?.status).toBe(200);
+      expect(atUas[1]).toEqual({ method: "BYE", protocol: "TCP", routes: [], rr: [] });
+    });
+
+    it("TCP in, UDP out: double Record-Route, both removed from in-dialog requests either way, each leg on its transport", async () => {
+      const { bed, uac, uas, h, atUas, atUac, callerContact } = await rrCall(
+        makeBed,
+        "TCP",
+        "sip:bob@127.0.0.10",
+      );
+      expect(h.outcome?.status).toBe(200);
+      expect(atUas[0]).toMatchObject({ method: "INVITE", protocol: "UDP" });
+      // Top: the side facing the callee (UDP); below it the side facing the caller (TCP).
+      const rr = ["<sip:127.0.0.5:5060;lr>", "<sip:127.0.0.5:5060;transport=tcp;lr>"];
+      expect(atUas[0]!.rr).toEqual(rr);
+      expect(h.answers[0]!.headerValues("record-route")).toEqual(rr);
+      // Caller → callee: Route set = Record-Route reversed; in over TCP, out over UDP, no Route left.
+      const bye1 = await uac.request({
+        method: "INFO",
+        uri: "sip:bob@127.0.0.10",
+        from: "<sip:alice@127.0.0.1>;tag=a",
+        to: "<sip:bob@127.0.0.5>;tag=b",
+        callId: h.callId,
+        cseq: 2,
+        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
+        nextHop: { ...PROXY, protocol: "TCP" },
+      });
+      // Callee → caller: Route set = Record-Route in order; in over UDP, out over TCP.
+      const bye2 = await uas.request({
+        method: "BYE",
+        uri: callerContact,
+        from: "<sip:bob@127.0.0.5>;tag=b",
+        to: "<sip:alice@127.0.0.1>;tag=a",
+        callId: h.callId,
+        cseq: 1,
+        headers: rr.map((r): [string, string] => ["Route", r]),
+        nextHop: PROXY,
+      });
+      await bed.flush();
+      expect(bye1.outcome?.status).toBe(200);
+      expect(bye2.outcome?.status).toBe(200);
+      expect(atUas[1]).toEqual({ method: "INFO", protocol: "UDP", routes: [], rr: [] });
+      expect(atUac).toEqual([{ method: "BYE", protocol: "TCP", routes: [] }]);
+    });
+
+    it("UDP in, UDP out: one Record-Route without a transport parameter", async () => {
+      const { h, atUas } = await rrCall(makeBed, "UDP", "sip:bob@127.0.0.10");
+      expect(h.outcome?.status).toBe(200);
+      expect(atUas[0]!.rr).toEqual(["<sip:127.0.0.5:5060;lr>"]);
+    });
+
+    it("a Route of ours repeated as it is (a spiral) loses only its first copy per pass", async () => {
+      const bed = makeBed();
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      const uas = await bed.engine({ address: "127.0.0.10" });
+      const routes: string[][] = [];
+      uas.onRequest = (tx) => {
+        routes.push(tx.request.headerValues("route"));
+        send(tx.reply(200));
+      };
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const h = await uac.request({
+        method: "OPTIONS",
+        uri: "sip:bob@127.0.0.10",
+        from: "<sip:alice@127.0.0.1>;tag=a",
+        to: "<sip:bob@127.0.0.10>;tag=b",
+        headers: [
+          ["Route", "<sip:127.0.0.5:5060;lr>"],
+          ["Route", "<sip:127.0.0.5:5060;lr>"],
+        ],
+        nextHop: PROXY,
+      });
+      await bed.flush();
+      expect(h.outcome?.status).toBe(200);
+      expect(routes).toEqual([[]]); // the second pass through the proxy removed the second copy
+    });
+  });
+
+  describe("stateful proxy: targets that are not SIP URIs (§16.5)", () => {
+    it("a non-SIP target is skipped; with nothing left the request gets 480 and nothing is sent", async () => {
+      const { bed, call, seen, proxy } = await setup(makeBed, [answer], {
+        targets: [{ uri: "http://example.invalid/x" }],
+      });
+      const { h } = await call();
+      await bed.flush();
+      expect(h.outcome?.status).toBe(480);
+      expect(seen).toEqual([]);
+      expect((await proxy.stats()).created).toBe(1); // the server transaction only
+    });
+
+    it("a non-SIP target among SIP ones is skipped, the others are relayed", async () => {
+      const { bed, call, seen } = await setup(makeBed, [answer], {
+        targets: [{ uri: "http://example.invalid/x" }, target(0)],
+      });
+      const { h } = await call();
+      await bed.flush();
+      expect(h.outcome?.status).toBe(200);
+      expect(seen.map((s) => s.uas)).toEqual([0]);
+    });
+
+    it("a non-SIP Request-URI relayed as it is: 416", async () => {
+      const bed = makeBed();
+      const uac = await bed.engine({ address: "127.0.0.1" });
+      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const h = await uac.request({
+        method: "OPTIONS",
+        uri: "http://example.invalid/x",
+        from: "<sip:a@127.0.0.1>",
+        to: "<sip:b@127.0.0.5>",
+        nextHop: PROXY,
+      });
+      await bed.flush();
+      expect(h.outcome?.status).toBe(416);
+    });
+  });
+
   describe("stateful proxy: regressions found against SIPp", () => {
     it("a relayed 2xx is not retransmitted by the proxy (RFC 6026: the UAS does that)", async () => {
       const { bed, call, proxy } = await setup(makeBed, [answer], { targets: [target(0)] });

@@ -31,8 +31,10 @@ const MAX_OUTPUT = 4_000_000;
 export class SiptmServer {
   readonly args: string[];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** SIP over UDP on 127.0.0.1 (read from the banner). */
+  /** SIP over UDP on 127.0.0.1 (read from the banner; 0 when none). */
   udp = 0;
+  /** SIP over TCP on 127.0.0.1 (read from the banner; 0 when none). */
+  tcp = 0;
   /** The control server's port (read from the banner). */
   rpc = 0;
   private readonly child: ChildProcess;
@@ -45,7 +47,9 @@ export class SiptmServer {
     // `--trace` logs every SIP message in and out (pino JSON on stderr, from each shard with shards):
     // shown when a test fails, and read by `trace()`. One thread unless the test asks for shards.
     const threads = extra.includes("--workers") ? ["--trace"] : ["--workers", "0", "--trace"];
-    this.args = [cli, "serve", "--listen", `udp:${HOST}:0`, "--rpc", `${HOST}:0`, ...threads, ...extra];
+    // A test that names its own sockets (--listen) gets only those.
+    const listen = extra.includes("--listen") ? [] : ["--listen", `udp:${HOST}:0`];
+    this.args = [cli, "serve", ...listen, "--rpc", `${HOST}:0`, ...threads, ...extra];
     const { SIPTM_RPC_TOKEN: _drop, ...env } = process.env;
     this.child = spawn(process.execPath, this.args, { env, stdio: ["ignore", "pipe", "pipe"] });
     this.child.stdout?.setEncoding("utf8").on("data", (d: string) => {
@@ -84,9 +88,11 @@ export class SiptmServer {
       await sleep(20);
     }
     const port = (re: RegExp) => Number(re.exec(this.out)?.[1] ?? Number.NaN);
-    this.udp = port(/listen:\s+udp 127\.0\.0\.1:(\d+)/);
+    this.udp = port(/listen:.*?udp 127\.0\.0\.1:(\d+)/s) || 0;
+    this.tcp = port(/listen:.*?tcp 127\.0\.0\.1:(\d+)/s) || 0;
     this.rpc = port(/control:\s+http:\/\/127\.0\.0\.1:(\d+)\/rpc/);
-    if (!(this.udp > 0 && this.rpc > 0)) throw new Error(`no ports in the banner:\n${this.out}`);
+    if (!((this.udp > 0 || this.tcp > 0) && this.rpc > 0))
+      throw new Error(`no ports in the banner:\n${this.out}`);
     return this;
   }
 

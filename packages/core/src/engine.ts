@@ -871,12 +871,16 @@ export class Engine implements TxContext, TransportSink {
     return { target, routes, dest, from: sent.header("from") ?? "", to: answer.header("to") ?? "" };
   }
 
-  /** A SIP URI that reaches this engine over `protocol` (for Record-Route). */
-  ownUri(protocol: TransportProtocol): string {
-    const t = this.transportFor(protocol) ?? this.transports[0];
-    const host = this.advertisedHost ?? t?.localAddress ?? "127.0.0.1";
+  /**
+   * A SIP URI that reaches this engine over `protocol` (for Record-Route, RFC 3261 §16.6 item 4):
+   * the socket `local` names (the one a request came in on), else our first socket of that protocol.
+   */
+  ownUri(protocol: TransportProtocol, local?: { readonly address: string; readonly port: number }): string {
+    const t = local ? undefined : (this.transportFor(protocol) ?? this.transports[0]);
+    const host = this.advertisedHost ?? local?.address ?? t?.localAddress ?? "127.0.0.1";
     const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-    return `sip:${h}:${t?.localPort ?? 5060}${protocol === "UDP" ? "" : `;transport=${protocol.toLowerCase()}`}`;
+    const port = local?.port ?? t?.localPort ?? 5060;
+    return `sip:${h}:${port}${protocol === "UDP" ? "" : `;transport=${protocol.toLowerCase()}`}`;
   }
 
   /** A Via value for a request we send to `dest`. */

@@ -88,7 +88,11 @@ export interface ServerConfig {
   readonly answerCode: number;
   /** ms, or "never". */
   readonly answerAfter: number | "never";
+  /** Route `default`: Record-Route in relayed dialog-creating requests (--record-route on|off). */
+  readonly recordRoute: boolean;
   readonly advertise: string | undefined;
+  /** --alias: other host names that are ours (domains served; Kamailio alias). */
+  readonly aliases: readonly string[];
   readonly logLevel: LogLevel;
   readonly trace: boolean;
   /** Seconds; 0 = off. */
@@ -273,9 +277,18 @@ function resolveConfig(
   const answerAfter: number | "never" =
     afterText === undefined ? 0 : afterText === "never" ? "never" : int("--answer-after", afterText, 0);
 
+  const rrText = str("record-route") ?? "on";
+  if (rrText !== "on" && rrText !== "off")
+    throw new UsageError(`--record-route must be on or off, got "${rrText}"`);
+
   const advertise = str("advertise");
   if (advertise !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(advertise))
     throw new UsageError(`--advertise: "${advertise}" is not a host name or IP address`);
+
+  const aliases = raw.alias === undefined ? [] : ([] as string[]).concat(raw.alias as string | string[]);
+  for (const a of aliases)
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(a))
+      throw new UsageError(`--alias: "${a}" is not a host name or IP address`);
 
   const levelText = str("log-level") ?? "warn";
   if (!(LOG_LEVELS as readonly string[]).includes(levelText))
@@ -301,7 +314,9 @@ function resolveConfig(
     tcp,
     answerCode,
     answerAfter,
+    recordRoute: rrText === "on",
     advertise,
+    aliases,
     logLevel: levelText as LogLevel,
     trace: raw.trace === true,
     statusInterval: statusText === undefined ? 5 : int("--status-interval", statusText, 0, 86_400),

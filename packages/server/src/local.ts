@@ -8,6 +8,7 @@ import type { BoundSocket } from "./route.js";
 export function makeIsLocal(
   sockets: readonly BoundSocket[],
   advertise: string | undefined,
+  aliases: readonly string[] = [],
 ): (uri: string) => boolean {
   const hosts = new Set<string>();
   const ports = new Set<number>(sockets.map((s) => s.port));
@@ -19,6 +20,7 @@ export function makeIsLocal(
     } else hosts.add(normalizeAddress(s.address.toLowerCase()));
   }
   if (advertise) hosts.add(normalizeAddress(unbracket(advertise).toLowerCase()));
+  for (const a of aliases) hosts.add(normalizeAddress(unbracket(a).toLowerCase()));
   return (uri: string): boolean => {
     try {
       const u = parseUri(uri);

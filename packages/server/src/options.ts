@@ -151,6 +151,19 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     help: "route uas: ring this long before the final response (default 0; 'never' rings until cancelled)",
   },
   {
+    name: "record-route",
+    type: "string",
+    arg: "on|off",
+    help: "route default: insert Record-Route in relayed dialog-creating requests, to stay in the dialog (default on)",
+  },
+  {
+    name: "alias",
+    type: "string",
+    multiple: true,
+    arg: "HOST",
+    help: "another name of this server (a domain it serves, Kamailio alias): Request-URIs and Routes with it are ours. Repeatable",
+  },
+  {
     name: "advertise",
     type: "string",
     arg: "HOST",

@@ -166,6 +166,10 @@ export class Registrar {
       } catch {
         return { status: 400, reason: "Bad Contact Header", headers: [], aor };
       }
+      // A binding is a target the proxy sends SIP requests to (§10.3 step 7, §16.5): an http: or
+      // mailto: Contact cannot be one. 416 names the Request-URI (§21.4.14), so this is a 400.
+      if (na.uri.type !== "sip")
+        return { status: 400, reason: "Unsupported Contact URI Scheme", headers: [], aor };
       let expires = requestExpires ?? this.defaultExpires;
       let q = 1;
       let params = "";

@@ -89,7 +89,7 @@ export function routeContext(p: RouteParts): RouteContext {
     registrar: p.registrar,
     relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
     after: (ms, fn) => scheduler.after(ms, fn),
-    isLocal: makeIsLocal(p.sockets, config.advertise),
+    isLocal: makeIsLocal(p.sockets, config.advertise, config.aliases),
     sockets: p.sockets,
     contactFor: (source: Source) => contactFor(source, config.advertise),
   };

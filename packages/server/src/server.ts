@@ -163,6 +163,7 @@ async function startSharded(
     timers: config.timers,
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
+    aliases: [...config.aliases],
     resolver: makeResolver(config),
   });
   // Route `default`: the registrar stays here, shared by the shards (shared-registrar.ts).
@@ -192,6 +193,7 @@ async function startSharded(
       // same number, a safety net for what the coordinator does not see (a route's own requests).
       maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
       advertisedHost: config.advertise,
+      aliases: [...config.aliases],
       mergedRequests: mergedRequestsFor(config),
       cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL, 32) : undefined,
     },
@@ -369,6 +371,7 @@ async function startOneThread(
     timers: config.timers,
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
+    aliases: [...config.aliases],
     mergedRequests: mergedRequestsFor(config),
     rateLimit: config.rateLimit,
     cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL, 32) : undefined,

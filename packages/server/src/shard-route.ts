@@ -107,11 +107,13 @@ export default async function shardRoute(engine: Engine, info: ShardContext): Pr
   const shared = registrarChannel !== undefined && info.forward !== undefined;
   const unsubscribe = shared ? subscribeReplica(registrarChannel, registrar) : undefined;
   const parts: RouteParts = { engine, config, logger: routeLogger, registrar, scheduler, sockets };
-  const handlers = checkHandlers(loaded.name, await loaded.factory(routeContext(parts)));
+  const ctx = routeContext(parts);
+  const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
   const forward = info.forward;
-  // The shared registrar: REGISTER goes to the main thread.
+  // The shared registrar: a REGISTER for us goes to the main thread; one for another domain stays
+  // with the route, which relays it (RFC 3261 §10.3 step 1, routes/default.ts).
   installRoute(engine, handlers, routeLogger, (tx) => {
-    if (shared && forward && tx.method === "REGISTER") {
+    if (shared && forward && tx.method === "REGISTER" && ctx.isLocal(tx.request.uri)) {
       forward(tx);
       return true;
     }

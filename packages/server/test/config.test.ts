@@ -70,6 +70,22 @@ describe("serve flags", () => {
     expect(c.rpc).toBeNull();
   });
 
+  it("--alias is repeatable (default none) and must be a host", () => {
+    expect(parse([]).aliases).toEqual([]);
+    expect(parse(["--alias", "example.com", "--alias", "sip.example.com"]).aliases).toEqual([
+      "example.com",
+      "sip.example.com",
+    ]);
+    expect(() => parse(["--alias", "bad host"])).toThrow(UsageError);
+  });
+
+  it("--record-route on|off (default on); anything else is a usage error", () => {
+    expect(parse([]).recordRoute).toBe(true);
+    expect(parse(["--record-route", "off"]).recordRoute).toBe(false);
+    expect(parse(["--record-route", "on"]).recordRoute).toBe(true);
+    expect(() => parse(["--record-route", "yes"])).toThrow(UsageError);
+  });
+
   it("a control address off loopback needs a token (flag or SIPTM_RPC_TOKEN)", () => {
     expect(() => parse(["--rpc", "0.0.0.0:5080"])).toThrow(/without a token/);
     expect(parse(["--rpc", "0.0.0.0:5080", "--rpc-token", "t"]).rpcToken).toBe("t");

@@ -118,6 +118,16 @@ describe("Registrar", () => {
     expect(reg.register(register(["<sip:alice@10.0.0.1"])).status).toBe(400);
   });
 
+  it("a Contact that is not a SIP or SIPS URI is refused with 400, and nothing of the request is bound", () => {
+    const { reg } = fresh();
+    for (const bad of ["<http://example.invalid/x>", "<mailto:alice@example.com>"]) {
+      const out = reg.register(register(["<sip:alice@10.0.0.1>", bad]));
+      expect(out).toMatchObject({ status: 400, reason: "Unsupported Contact URI Scheme" });
+    }
+    expect(reg.lookup("sip:alice@example.com")).toEqual([]);
+    expect(reg.register(register(["<sips:alice@10.0.0.1>"])).status).toBe(200);
+  });
+
   it("expired bindings vanish on read, and the sweep drops the rest", () => {
     const { reg, clock } = fresh();
     reg.register(register(["<sip:alice@10.0.0.1>"], { expires: 60 }));

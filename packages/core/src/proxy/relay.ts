@@ -39,7 +39,12 @@ export interface RelayTarget {
 export interface RelayOptions {
   /** Targets; default the Request-URI (§16.5). */
   targets?: RelayTarget[];
-  /** Insert Record-Route (§16.6 item 4): true for our own URI, or a URI string. */
+  /**
+   * Insert Record-Route (§16.6 item 4). true: our URI on the socket the request came in on, with
+   * its transport (`;transport=tcp` for TCP), and a second one on top naming the outbound socket
+   * when the branch leaves by another (RFC 5658); our route processing removes both. A string:
+   * that value, as it is.
+   */
   recordRoute?: boolean | string;
   /** Kamailio fr_timer: no response at all on a branch (Timer B/F of the branch), ms. Default 64·T1. */
   frTimer?: number;
@@ -109,9 +114,27 @@ export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOp
     tx.reply(482, "Loop Detected");
     return DONE;
   }
+  const targets = (opts.targets ?? [{ uri: req.uri }]).filter(relayable);
+  if (targets.length === 0) {
+    // Nothing we can send a SIP request to: the Request-URI's scheme is not ours (§21.4.14:
+    // 416), or no target (registered contacts, say) is a SIP URI (480, §21.4.18).
+    tx.reply(opts.targets ? 480 : 416);
+    return DONE;
+  }
   const ctx = new ResponseContext(engine, actor, req, opts);
-  ctx.begin(opts.targets ?? [{ uri: req.uri }]);
+  ctx.begin(targets);
   return ctx;
+}
+
+const SIP_SCHEME = /^sips?:/i;
+const TEL_SCHEME = /^tel:/i;
+
+/**
+ * A target a SIP request can be sent to (§16.5): a SIP or SIPS URI, or a tel URI with an
+ * explicit next hop (a gateway). Anything else (an http: Contact a registrar took) is skipped.
+ */
+function relayable(t: RelayTarget): boolean {
+  return SIP_SCHEME.test(t.uri) || (t.nextHop !== undefined && TEL_SCHEME.test(t.uri));
 }
 
 /** One target of the fork. Its attempts (RFC 3263 §4.3 failover) run one after another. */
@@ -173,6 +196,7 @@ class ResponseContext implements RelayContext, ProxyLink {
   private starting = false;
   private cancelled = false;
   private ended = false;
+  private inbound: string | undefined;
   finalStatus = 0;
 
   constructor(
@@ -206,10 +230,20 @@ class ResponseContext implements RelayContext, ProxyLink {
     return this.list.length;
   }
 
+  /** Our URI on the socket the request came in on (Record-Route, §16.6 item 4). */
+  private inboundUri(): string {
+    if (this.inbound === undefined) {
+      const src = this.server.source;
+      this.inbound = this.engine.ownUri(src.protocol, { address: src.localAddress, port: src.localPort });
+    }
+    return this.inbound;
+  }
+
   /** Targets grouped by q-value, highest first: one group forks in parallel, groups go in series (§16.6). */
   begin(targets: RelayTarget[]): void {
     const byQ = new Map<number, RelayTarget[]>();
     for (const t of targets) {
+      if (!relayable(t)) continue;
       const q = t.q ?? 1;
       const g = byQ.get(q);
       if (g) g.push(t);
@@ -247,13 +281,12 @@ class ResponseContext implements RelayContext, ProxyLink {
     ownRouteProcessing(this.engine, copy);
     if (target.uri !== copy.uri) copy.setUri(target.uri); // §16.6 item 2
     copy.setMaxForwards(copy.maxForwards === undefined ? 70 : copy.maxForwards - 1); // §16.6 item 3
-    if (this.opts.recordRoute) {
-      // §16.6 item 4: a URI that resolves to us, with lr.
-      const rr =
-        typeof this.opts.recordRoute === "string"
-          ? this.opts.recordRoute
-          : `<${this.engine.ownUri("UDP")};lr>`;
-      copy.prependHeader("Record-Route", rr);
+    if (typeof this.opts.recordRoute === "string") copy.prependHeader("Record-Route", this.opts.recordRoute);
+    else if (this.opts.recordRoute) {
+      // §16.6 item 4: a URI that resolves to this element, with lr: the socket the request came in
+      // on, with its transport (the peer upstream reaches us there). The side facing downstream is
+      // added per attempt, once the outbound transport is known (RFC 5658 double Record-Route).
+      copy.prependHeader("Record-Route", `<${this.inboundUri()};lr>`);
     }
     if (this.opts.onBranch) this.opts.onBranch({ index: b.index, target, request: copy });
     b.template = copy.toBuffer();
@@ -303,6 +336,13 @@ class ResponseContext implements RelayContext, ProxyLink {
     b.attempts++;
     this.refs.take(a.holder);
     const copy = parseMessage(b.template) as SipRequest;
+    if (this.opts.recordRoute === true) {
+      // RFC 5658 §4: when the request leaves by another transport or socket than it came in on,
+      // a second Record-Route on top names the outbound one, so that each side of the dialog
+      // reaches us over its own transport; both are ours and both are removed (routing.ts).
+      const outbound = this.engine.ownUri(dest.protocol);
+      if (outbound !== this.inboundUri()) copy.prependHeader("Record-Route", `<${outbound};lr>`);
+    }
     // §16.6 item 8: a branch that makes loop detection possible (§16.3 item 4).
     let branch = this.engine.newBranch(`${loopHash(this.req)}.`);
     // A late 2xx to an INVITE may be forwarded statelessly only with our tag (proxy/cookie.ts).

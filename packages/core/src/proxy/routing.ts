@@ -26,8 +26,9 @@ function uriOf(value: string): string {
 /**
  * §16.4: a Request-URI that is a URI we put in Record-Route means a strict
  * router sent it: the last Route value becomes the Request-URI. Then a top
- * Route that is ours is removed (loose routing). Returns true when the
- * request named us in either way (we are on its route).
+ * Route that is ours is removed (loose routing), with the second of a double
+ * Record-Route pair (RFC 5658). Returns true when the request named us in
+ * either way (we are on its route).
  */
 export function ownRouteProcessing(engine: Engine, req: SipRequest): boolean {
   let ours = false;
@@ -44,14 +45,21 @@ export function ownRouteProcessing(engine: Engine, req: SipRequest): boolean {
     }
   }
   const top = req.headerValues("route")[0];
-  if (top) {
-    const r = uriHostPort(uriOf(top));
-    if (r && engine.isLocal(r.host, r.port)) {
-      req.removeFirstValue("route");
-      ours = true;
-    }
-  }
-  return ours;
+  if (top === undefined) return ours;
+  const first = uriOf(top);
+  const r = uriHostPort(first);
+  if (!r || !engine.isLocal(r.host, r.port)) return ours;
+  req.removeFirstValue("route");
+  // RFC 5658 §4: a double Record-Route (one URI per transport or socket, relay.ts) comes back as
+  // two Route values of ours in a row; the second goes too. The same URI twice is a spiral
+  // through us, each pass of which removes its own.
+  const next = req.headerValues("route")[0];
+  if (next === undefined) return true;
+  const second = uriOf(next);
+  if (second === first) return true;
+  const n = uriHostPort(second);
+  if (n && engine.isLocal(n.host, n.port)) req.removeFirstValue("route");
+  return true;
 }
 
 /** FNV-1a, 32 bits, as 8 hex digits. Not cryptographic: it tells a loop from a spiral. */

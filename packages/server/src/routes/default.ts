@@ -1,15 +1,20 @@
 /**
  * Built-in route `default`: a stateful proxy with an in-memory registrar.
  *
- *  - REGISTER → the registrar (RFC 3261 §10.3): 200 with the current bindings.
- *  - an initial request (no To tag) to a registered AOR → relayed to its
- *    contacts (q-values: highest first, equal ones in parallel), with
- *    Record-Route.
- *  - a request to the server itself (the Request-URI host is one of our
- *    addresses, no Route): OPTIONS without a user part → 200; anything else
- *    → 404 (nobody registered under that name).
+ *  - REGISTER for us (the Request-URI is ours: isLocal, port included) → the
+ *    registrar (RFC 3261 §10.3): 200 with the current bindings. A REGISTER for
+ *    another domain is relayed there (§10.3 step 1).
+ *  - an initial request (no To tag) for one of our AORs (the Request-URI is
+ *    ours) that is registered → relayed to its contacts (q-values: highest
+ *    first, equal ones in parallel).
+ *  - a request to the server itself (the Request-URI is ours, no Route but ours):
+ *    OPTIONS without a user part → 200; anything else → 404 (nobody
+ *    registered under that name).
  *  - anything else → relayed by its Request-URI (Route set, in-dialog
- *    requests, other domains through RFC 3263).
+ *    requests, other domains through RFC 3263): outside our domains the
+ *    Request-URI is the only target (§16.5), whoever is registered here.
+ *  - relayed requests without a To tag (they may create a dialog) get our
+ *    Record-Route, unless --record-route off (§16.6 item 4).
  *  - the ACK of a 2xx on our route, and a late 2xx to an INVITE whose branch
  *    carries our cookie (no transaction) → forwarded statelessly (§16.11);
  *    any other stray ACK or response is dropped (counted in `stray_dropped`,
@@ -31,6 +36,14 @@ import type { RouteContext, RouteHandlers } from "../route.js";
 const ALLOW =
   "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
+
+/** The URI of a Route value (name-addr or bare). */
+function routeUri(value: string): string {
+  const lt = value.indexOf("<");
+  if (lt < 0) return value.split(";")[0]!.trim();
+  const gt = value.indexOf(">", lt);
+  return value.slice(lt + 1, gt < 0 ? undefined : gt);
+}
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   const { registrar, logger, engine } = ctx;
@@ -91,20 +104,33 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
     description: "default: stateful proxy + in-memory registrar",
     onRequest(tx) {
       const req = tx.request;
+      // Our domain is our addresses with our ports: an AOR drops the port, so a URI for another
+      // server on this host (sip:bob@127.0.0.1:6050) must not reach the registrar's bindings.
+      const local = ctx.isLocal(req.uri);
       if (req.method === "REGISTER") {
-        const out = registrar.register(req, tx.source);
-        logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
-        reply(tx, out.status, out.reason, out.headers);
+        if (local) {
+          const out = registrar.register(req, tx.source);
+          logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
+          reply(tx, out.status, out.reason, out.headers);
+        } else {
+          // §10.3 step 1: we have no bindings for that domain, and a registrar that is also a
+          // proxy SHOULD forward the REGISTER to it (§16). No Record-Route: it makes no dialog.
+          relay(tx);
+        }
         return;
       }
-      if (req.toTag === undefined) {
+      // §16.6 item 4: stay in the dialog a request may create (none exists with a To tag).
+      const recordRoute = ctx.config.recordRoute && req.toTag === undefined;
+      if (local && req.toTag === undefined) {
         const bindings = registrar.lookup(req.uri);
         if (bindings.length > 0) {
-          relay(tx, { targets: bindings.map(target), recordRoute: true });
+          relay(tx, { targets: bindings.map(target), recordRoute });
           return;
         }
       }
-      if (!req.has("route") && ctx.isLocal(req.uri)) {
+      // Ours, and routed nowhere else: a Route naming only us (a UA's outbound proxy setting,
+      // §8.1.2) would be removed by loose routing (§16.4) and leave the request with us.
+      if (local && req.headerValues("route").every((r) => ctx.isLocal(routeUri(r)))) {
         let uri: Uri | undefined;
         try {
           uri = parseUri(req.uri);
@@ -120,7 +146,7 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
         else reply(tx, 404, "Not Found");
         return;
       }
-      relay(tx);
+      relay(tx, { recordRoute });
     },
     onStrayAck(ack, source) {
       if (!forwardRequestStateless(engine, ack, source)) strayDropped("ACK", ack.callId);

@@ -1,0 +1,158 @@
+// Real phones through `siptm serve --route default`: two headless baresip 1.0 (peers.ts) register
+// at the server (its registrar, as outbound proxy), one calls the other, the callee answers, the
+// caller hangs up. Each call must establish and end within seconds: the ACK of the 200 and the BYE
+// follow the route set built from the server's Record-Route (RFC 3261 §12.1.2, §16.6 item 4), so
+// a Record-Route naming a socket the phones cannot reach — UDP when the server listens on TCP
+// only — leaves the callee retransmitting its 200 and never seeing the BYE.
+import { afterAll, describe, expect, it } from "vitest";
+import { Baresip, freeSipPort, requireBaresip } from "./peers.js";
+import { HOST } from "./sipp.js";
+import {
+  expectServerDrained,
+  SERVER_TIMERS,
+  type SiptmServer,
+  startServer,
+  type Traced,
+} from "./siptm-server.js";
+
+const running = new Set<{ kill(): Promise<void> } | Baresip>();
+afterAll(async () => {
+  await Promise.all([...running].map((c) => (c instanceof Baresip ? c.stop() : c.kill())));
+});
+
+/** Messages of one call in the server's trace, as "in ACK" / "out 200 INVITE" with their transport. */
+function callFlow(trace: Traced[], callId: string): string[] {
+  return trace
+    .filter((t) => t.callId === callId)
+    .map((t) => {
+      const via = /\r\nVia: SIP\/2\.0\/(UDP|TCP)/i.exec(t.text)?.[1] ?? "?";
+      return `${t.dir} ${t.method ?? `${t.status} ${t.cseqMethod}`} ${via}`;
+    });
+}
+
+/** Call bob from alice; bob answers; `hangsUp` hangs up. Returns the Call-ID. */
+async function callAnswerHangUp(
+  alice: Baresip,
+  bob: Baresip,
+  hangsUp: "alice" | "bob" = "alice",
+): Promise<string> {
+  const a0 = alice.events.length;
+  const b0 = bob.events.length;
+  expect((await alice.command("dial", `sip:bob@${HOST}`)).ok).toBe(true);
+  const incoming = await bob.waitFor("CALL_INCOMING", () => true, 10_000, b0);
+  expect((await bob.command("accept")).ok).toBe(true);
+  const established = await alice
+    .waitFor("CALL_ESTABLISHED", () => true, 10_000, a0)
+    .catch((err: Error) => Promise.reject(new Error(`${err.message}\n${bob.report()}`)));
+  await bob.waitFor("CALL_ESTABLISHED", () => true, 10_000, b0);
+  const [caller, other, c0] = hangsUp === "alice" ? [alice, bob, b0] : [bob, alice, a0];
+  expect((await caller.command("hangup")).ok).toBe(true);
+  // The BYE reached the other side through the proxy: it closes the call at once, not by a timeout.
+  const closed = await other.waitFor("CALL_CLOSED", () => true, 10_000, c0);
+  expect(closed.param ?? "").not.toMatch(/timeout|timed out|408/i);
+  await caller.waitFor("CALL_CLOSED", () => true, 10_000, caller === alice ? a0 : b0);
+  const callId = String(established.id ?? incoming.id ?? "");
+  expect(callId).not.toBe("");
+  return callId;
+}
+
+for (const workers of ["0", "2"])
+  describe(`baresip phones through siptm serve --route default --workers ${workers}`, () => {
+    it("listening on TCP only: REGISTER, INVITE, 200, ACK and BYE all over TCP; the Record-Route says transport=tcp", async () => {
+      requireBaresip();
+      let server: SiptmServer | undefined;
+      const phones: Baresip[] = [];
+      try {
+        server = await startServer([
+          "--listen",
+          `tcp:${HOST}:0`,
+          "--route",
+          "default",
+          "--workers",
+          workers,
+          ...SERVER_TIMERS,
+        ]);
+        running.add(server);
+        for (const user of ["alice", "bob"]) {
+          const p = await Baresip.start({ user, proxyPort: server.tcp, transport: "tcp" });
+          running.add(p);
+          phones.push(p);
+        }
+        const [alice, bob] = phones as [Baresip, Baresip];
+        const callId = await callAnswerHangUp(alice, bob);
+        const trace = server.trace().filter((t) => t.callId === callId);
+        const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
+        expect(answer, server.report()).toBeDefined();
+        expect(answer!.text).toContain(`Record-Route: <sip:${HOST}:${server.tcp};transport=tcp;lr>\r\n`);
+        const flow = callFlow(trace, callId);
+        // The ACK and the BYE come to the proxy and are forwarded, each over TCP.
+        expect(flow, server.report()).toEqual(
+          expect.arrayContaining([
+            "in ACK TCP",
+            "out ACK TCP",
+            "in BYE TCP",
+            "out BYE TCP",
+            "in 200 BYE TCP",
+          ]),
+        );
+        expect(flow.every((f) => f.endsWith("TCP"))).toBe(true);
+        await Promise.all(phones.map((p) => p.stop()));
+        await expectServerDrained(server, 15_000);
+      } finally {
+        await Promise.all(phones.map((p) => p.stop()));
+        await server?.kill();
+      }
+    });
+
+    it("caller on UDP, callee on TCP: double Record-Route (RFC 5658), the ACK goes UDP in, TCP out, the callee's BYE TCP in, UDP out", async () => {
+      requireBaresip();
+      let server: SiptmServer | undefined;
+      const phones: Baresip[] = [];
+      try {
+        const port = await freeSipPort();
+        server = await startServer([
+          "--listen",
+          `${HOST}:${port}`,
+          "--route",
+          "default",
+          "--workers",
+          workers,
+          ...SERVER_TIMERS,
+        ]);
+        running.add(server);
+        const alice = await Baresip.start({ user: "alice", proxyPort: port, transport: "udp" });
+        running.add(alice);
+        phones.push(alice);
+        const bob = await Baresip.start({ user: "bob", proxyPort: port, transport: "tcp" });
+        running.add(bob);
+        phones.push(bob);
+        const callId = await callAnswerHangUp(alice, bob, "bob");
+        const trace = server.trace().filter((t) => t.callId === callId);
+        const rr = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>, <sip:${HOST}:${port};lr>\r\n`;
+        const rrLines = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>\r\nRecord-Route: <sip:${HOST}:${port};lr>\r\n`;
+        const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
+        expect(answer, server.report()).toBeDefined();
+        // Top: the side facing the callee (TCP); below: the side facing the caller (UDP). baresip
+        // may fold the two into one line when it copies them into its 200.
+        expect(answer!.text.includes(rr) || answer!.text.includes(rrLines), answer!.text).toBe(true);
+        const flow = callFlow(trace, callId);
+        expect(flow, server.report()).toEqual(
+          expect.arrayContaining([
+            "in ACK UDP",
+            "out ACK TCP",
+            "in BYE TCP",
+            "out BYE UDP",
+            "in 200 BYE UDP",
+          ]),
+        );
+        // Each BYE leaves with no Route of ours left.
+        const byeOut = trace.find((t) => t.dir === "out" && t.method === "BYE");
+        expect(byeOut!.text).not.toMatch(/\r\nRoute:/i);
+        await Promise.all(phones.map((p) => p.stop()));
+        await expectServerDrained(server, 15_000);
+      } finally {
+        await Promise.all(phones.map((p) => p.stop()));
+        await server?.kill();
+      }
+    });
+  });
