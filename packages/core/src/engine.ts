@@ -940,6 +940,60 @@ export class Engine implements TxContext, TransportSink {
     }
     return out;
   }
+  /**
+   * One page of `audit()`: at most `limit` transactions (live, or terminated and still held) whose
+   * ids come after `after` (none: from the first), in creation order, and `next`, the id to pass as
+   * `after` for the page that follows (undefined: nothing after). Nothing is kept between pages: the
+   * cursor is an id, so a page costs one scan of the table (no entry is built for what is skipped)
+   * and the entries of at most `limit` transactions. A cursor of another engine (a restarted shard's)
+   * starts from the first.
+   */
+  auditPage(after: string | undefined, limit: number): { entries: AuditEntry[]; next: string | undefined } {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    const mine = after !== undefined && after.startsWith(`${this.id}.`) ? after : undefined;
+    // Ids are "<engine id>.<n in base 36>": with one prefix, a longer id is a later one, and ids of
+    // one length compare as strings.
+    const later = (a: string, b: string) => (a.length !== b.length ? a.length > b.length : a > b);
+    let picked: Transaction[] = [];
+    // Once `limit` are picked, ids after the last of them cannot be on this page.
+    let bound: string | undefined;
+    let more = false;
+    const byId = (a: Transaction, b: Transaction) => (later(a.id, b.id) ? 1 : -1);
+    const consider = (tx: Transaction) => {
+      if (mine !== undefined && !later(tx.id, mine)) return;
+      if (bound !== undefined && later(tx.id, bound)) {
+        more = true;
+        return;
+      }
+      picked.push(tx);
+      if (picked.length >= 2 * limit) {
+        picked.sort(byId);
+        picked = picked.slice(0, limit);
+        bound = picked[limit - 1]!.id;
+        more = true;
+      }
+    };
+    for (const tx of this.table.values()) consider(tx);
+    for (const tx of this.unfreed) consider(tx);
+    picked.sort(byId);
+    if (picked.length > limit) {
+      picked = picked.slice(0, limit);
+      more = true;
+    }
+    const now = this.clock.now();
+    const entries = picked.map((tx) => ({
+      id: tx.id,
+      kind: tx.kind,
+      state: tx.state,
+      method: tx.method,
+      callId: tx.callId,
+      cseq: tx.cseq,
+      ageMs: now - tx.createdAt,
+      holders: tx.refs.holders(),
+      timers: tx.armedTimers(),
+    }));
+    return { entries, next: more && entries.length > 0 ? entries[entries.length - 1]!.id : undefined };
+  }
   /** How long a leak check must wait for every timer to have run out. */
   get longestTimer(): number {
     return longestLifetime(this.timerConfig);

@@ -5,7 +5,11 @@ export {
   type BuildResponseOptions,
   buildRequest,
   buildResponse,
+  checkHeaderFields,
   REASON_PHRASES,
+  REQUEST_OWN_HEADERS,
+  RESPONSE_OWN_HEADERS,
+  SINGLE_INSTANCE_HEADERS,
   reasonPhrase,
 } from "./build.js";
 export { SipParseError, type SipParseErrorCode, type SipParseErrorKind, toSipParseError } from "./errors.js";
