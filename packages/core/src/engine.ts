@@ -945,12 +945,15 @@ export class Engine implements TxContext, TransportSink {
    * ids come after `after` (none: from the first), in creation order, and `next`, the id to pass as
    * `after` for the page that follows (undefined: nothing after). Nothing is kept between pages: the
    * cursor is an id, so a page costs one scan of the table (no entry is built for what is skipped)
-   * and the entries of at most `limit` transactions. A cursor of another engine (a restarted shard's)
-   * starts from the first.
+   * and the entries of at most `limit` transactions. A cursor that is no id of this engine is a
+   * RangeError.
    */
   auditPage(after: string | undefined, limit: number): { entries: AuditEntry[]; next: string | undefined } {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
-    const mine = after !== undefined && after.startsWith(`${this.id}.`) ? after : undefined;
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    const mine = after;
+    if (mine !== undefined && !(mine.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(mine.slice(this.id.length + 1))))
+      throw new RangeError(`cursor ${JSON.stringify(mine.slice(0, 80))} is not a transaction id of this engine`);
     // Ids are "<engine id>.<n in base 36>": with one prefix, a longer id is a later one, and ids of
     // one length compare as strings.
     const later = (a: string, b: string) => (a.length !== b.length ? a.length > b.length : a > b);

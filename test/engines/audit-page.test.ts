@@ -1,0 +1,67 @@
+// auditPage (tm.list paging): every live transaction once, in pages of at most `limit`, on both
+// engines (with 2 shards the walk goes shard by shard), with nothing kept between pages.
+import { describe, expect, it } from "vitest";
+import { forEachEngine } from "./beds.js";
+
+const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
+
+function invite(n: number): string {
+  return (
+    "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKpage${n}\r\n` +
+    "Max-Forwards: 70\r\n" +
+    "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
+    "To: <sip:bob@127.0.0.1>\r\n" +
+    `Call-ID: page-${n}@127.0.0.9\r\n` +
+    "CSeq: 1 INVITE\r\n" +
+    "Contact: <sip:alice@127.0.0.9>\r\n" +
+    "Content-Length: 0\r\n\r\n"
+  );
+}
+
+forEachEngine((makeBed) => {
+  describe("auditPage", () => {
+    it("walks every live transaction once, at most limit a page, next undefined on the last", async () => {
+      const bed = makeBed();
+      const uas = await bed.engine({ address: "127.0.0.1" });
+      const txs: Array<{ reply(status: number): unknown }> = [];
+      uas.onRequest = (tx) => {
+        txs.push(tx);
+        tx.reply(180);
+      };
+      const peer = bed.peer("127.0.0.9");
+      for (let n = 0; n < 25; n++) peer.send(invite(n), UAS);
+      await bed.flush();
+      expect(txs).toHaveLength(25);
+      const all = (await uas.audit()).map((a) => a.id).sort();
+      expect(all).toHaveLength(25);
+
+      const seen: string[] = [];
+      let after: string | undefined;
+      let pages = 0;
+      for (;;) {
+        const page = await uas.auditPage(after, 4);
+        pages++;
+        expect(page.entries.length).toBeLessThanOrEqual(4);
+        seen.push(...page.entries.map((e) => e.id));
+        if (page.next === undefined) break;
+        expect(page.next).toBe(page.entries[page.entries.length - 1]!.id);
+        after = page.next;
+        expect(pages).toBeLessThan(20);
+      }
+      expect([...seen].sort()).toEqual(all);
+      expect(new Set(seen).size).toBe(25);
+      // One page for everything.
+      const one = await uas.auditPage(undefined, 100);
+      expect(one.entries).toHaveLength(25);
+      expect(one.next).toBeUndefined();
+      // A cursor that is no transaction id of this engine is a RangeError.
+      await expect(async () => uas.auditPage("no-such-cursor", 4)).rejects.toThrow(RangeError);
+      await expect(async () => uas.auditPage(undefined, 0)).rejects.toThrow(RangeError);
+
+      for (const tx of txs) await tx.reply(486);
+      await bed.advance(40_000);
+      expect((await uas.stats()).current).toBe(0);
+    });
+  });
+});
