@@ -952,8 +952,13 @@ export class Engine implements TxContext, TransportSink {
     if (!Number.isInteger(limit) || limit < 1)
       throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
     const mine = after;
-    if (mine !== undefined && !(mine.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(mine.slice(this.id.length + 1))))
-      throw new RangeError(`cursor ${JSON.stringify(mine.slice(0, 80))} is not a transaction id of this engine`);
+    if (
+      mine !== undefined &&
+      !(mine.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(mine.slice(this.id.length + 1)))
+    )
+      throw new RangeError(
+        `cursor ${JSON.stringify(mine.slice(0, 80))} is not a transaction id of this engine`,
+      );
     // Ids are "<engine id>.<n in base 36>": with one prefix, a longer id is a later one, and ids of
     // one length compare as strings.
     const later = (a: string, b: string) => (a.length !== b.length ? a.length > b.length : a > b);

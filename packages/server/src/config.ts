@@ -243,7 +243,8 @@ function resolveConfig(
     const v = str(name);
     return v === undefined ? undefined : int(`--${name}`, v, min, max);
   };
-  const hosts = raw["rpc-host"] === undefined ? [] : ([] as string[]).concat(raw["rpc-host"] as string | string[]);
+  const hosts =
+    raw["rpc-host"] === undefined ? [] : ([] as string[]).concat(raw["rpc-host"] as string | string[]);
   for (const h of hosts)
     if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(h))
       throw new UsageError(`--rpc-host: "${h}" is not a host name or IP address`);

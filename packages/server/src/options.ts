@@ -57,7 +57,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     arg: "N",
     help: "open control connections at most; more are closed at once (default 64)",
   },
-  { name: "rpc-max-body", type: "string", arg: "BYTES", help: "control request body at most (default 65536; 413)" },
+  {
+    name: "rpc-max-body",
+    type: "string",
+    arg: "BYTES",
+    help: "control request body at most (default 65536; 413)",
+  },
   {
     name: "rpc-max-batch",
     type: "string",

@@ -247,7 +247,8 @@ export class Registrar {
     after: string | undefined,
     limit: number,
   ): { aors: Array<{ aor: string; bindings: Binding[] }>; next: string | undefined } {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
     const now = this.now();
     let picked: string[] = [];
     // Once `limit` are picked, AORs after the last of them cannot be on this page.

@@ -407,7 +407,9 @@ export class RpcServer {
       throw new RpcError(INVALID_PARAMS, 'parameter "cursor" must be the "next" of the previous page');
     const limitGiven = p.limit !== undefined && p.limit !== null && p.limit !== "." && p.limit !== "";
     if (limitGiven || cursor !== undefined) {
-      const limit = limitGiven ? int(p, "limit", 1, this.limits.maxPage) : Math.min(DEFAULT_PAGE, this.limits.maxPage);
+      const limit = limitGiven
+        ? int(p, "limit", 1, this.limits.maxPage)
+        : Math.min(DEFAULT_PAGE, this.limits.maxPage);
       const one = await page(cursor, limit);
       return { items: one.items, next: one.next ?? null };
     }

@@ -59,7 +59,10 @@ async function ring(server: Served, uac: Uac, n: number, prefix: string): Promis
   for (let i = 0; i < n; i += 50) {
     for (let j = i; j < Math.min(n, i + 50); j++)
       uac.socket.send(request("INVITE", `${prefix}-${j}`, uac.port, server.udp), server.udp, "127.0.0.1");
-    await until("INVITEs held", async () => (await call<{ current: number }>(server.rpc, "tm.stats")).current >= Math.min(n, i + 50));
+    await until(
+      "INVITEs held",
+      async () => (await call<{ current: number }>(server.rpc, "tm.stats")).current >= Math.min(n, i + 50),
+    );
   }
 }
 
@@ -79,17 +82,17 @@ function batchOf(n: number, method: string, params?: unknown): string {
 }
 
 /** Walk tm.list by pages of `limit`; every id seen, and the number of pages. */
-async function walk(port: number, limit: number): Promise<{ ids: string[]; shards: Set<number>; pages: number }> {
+async function walk(
+  port: number,
+  limit: number,
+): Promise<{ ids: string[]; shards: Set<number>; pages: number }> {
   const ids: string[] = [];
   const shards = new Set<number>();
   let cursor: string | null = null;
   let pages = 0;
   do {
-    const page: { items: Array<{ id: string; method: string; shard: number }>; next: string | null } = await call(
-      port,
-      "tm.list",
-      cursor === null ? { limit } : { limit, cursor },
-    );
+    const page: { items: Array<{ id: string; method: string; shard: number }>; next: string | null } =
+      await call(port, "tm.list", cursor === null ? { limit } : { limit, cursor });
     expect(page.items.length).toBeLessThanOrEqual(limit);
     for (const e of page.items)
       if (e.method === "INVITE") {
@@ -142,7 +145,10 @@ describe("siptm serve with many live transactions, one thread", () => {
     expect(answers).toHaveLength(16);
     for (const a of answers)
       if (a.error) expect(a.error.code).toBe(-32011);
-      else expect((a.result as Array<{ method: string }>).filter((e) => e.method === "INVITE")).toHaveLength(RINGING);
+      else
+        expect((a.result as Array<{ method: string }>).filter((e) => e.method === "INVITE")).toHaveLength(
+          RINGING,
+        );
     expect(answers.filter((a) => a.error).length).toBeGreaterThan(0);
     // Built page by page (75 pages per list, a turn of the event loop between them): SIP went on.
     expect(during).toBeGreaterThanOrEqual(20);
@@ -183,7 +189,12 @@ describe("siptm serve --workers 2 with many live transactions", () => {
     expect(new Set(ids).size).toBe(SHARDED_RINGING);
     expect([...shards].sort()).toEqual([0, 1]);
     const all = await call<Array<{ id: string; method: string }>>(server.rpc, "tm.list");
-    expect(all.filter((e) => e.method === "INVITE").map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(
+      all
+        .filter((e) => e.method === "INVITE")
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual([...ids].sort());
     const hs = await call<{ entries: number }>(server.rpc, "tm.hash_stats");
     expect(hs.entries).toBeGreaterThanOrEqual(SHARDED_RINGING);
   });

@@ -63,7 +63,13 @@ function http(
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port, method: opts.method ?? "GET", path: opts.path ?? "/health", headers: opts.headers },
+      {
+        host: "127.0.0.1",
+        port,
+        method: opts.method ?? "GET",
+        path: opts.path ?? "/health",
+        headers: opts.headers,
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8").on("data", (d: string) => {
@@ -81,7 +87,12 @@ const JSON_CT = { "Content-Type": "application/json" };
 const STATS = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tm.stats" });
 
 /** A raw TCP connection: what it received, and when the server closed it. */
-function raw(port: number): { socket: Socket; data(): string; closed: Promise<void>; connected: Promise<void> } {
+function raw(port: number): {
+  socket: Socket;
+  data(): string;
+  closed: Promise<void>;
+  connected: Promise<void>;
+} {
   const socket = connect(port, "127.0.0.1");
   let data = "";
   socket.setEncoding("utf8").on("data", (d: string) => {
@@ -95,20 +106,44 @@ function raw(port: number): { socket: Socket; data(): string; closed: Promise<vo
 
 async function refusedCount(port: number, reason: string): Promise<number> {
   const m = await http(port, { path: "/metrics" });
-  const line = m.body.split("\n").find((l) => l.startsWith(`siptm_control_refused_total{reason="${reason}"}`));
+  const line = m.body
+    .split("\n")
+    .find((l) => l.startsWith(`siptm_control_refused_total{reason="${reason}"}`));
   return line === undefined ? 0 : Number(line.split(" ").pop());
 }
 
 describe("Host (DNS rebinding)", () => {
   it("answers loopback hosts with any port and the --rpc-host names; others get 421, on every path", async () => {
     const { port } = await control({ hosts: ["siptm.example", "[2001:db8::1]"] });
-    for (const host of [`127.0.0.1:${port}`, "127.8.9.10", "localhost", `localhost:${port}`, "[::1]:80", "[::1]", `siptm.example:${port}`, "SIPTM.example", "[2001:db8::1]:5080"])
+    for (const host of [
+      `127.0.0.1:${port}`,
+      "127.8.9.10",
+      "localhost",
+      `localhost:${port}`,
+      "[::1]:80",
+      "[::1]",
+      `siptm.example:${port}`,
+      "SIPTM.example",
+      "[2001:db8::1]:5080",
+    ])
       expect((await http(port, { headers: { Host: host } })).status, host).toBe(200);
-    for (const host of ["evil.example", `evil.example:${port}`, "127.0.0.1.evil.example", "localhost.evil.example", "siptm.example.evil", "[::2]"]) {
+    for (const host of [
+      "evil.example",
+      `evil.example:${port}`,
+      "127.0.0.1.evil.example",
+      "localhost.evil.example",
+      "siptm.example.evil",
+      "[::2]",
+    ]) {
       const metrics = await http(port, { path: "/metrics", headers: { Host: host } });
       expect(metrics.status, host).toBe(421);
       expect(metrics.body).not.toContain("siptm_tm_current");
-      const rpc = await http(port, { method: "POST", path: "/rpc", headers: { Host: host, ...JSON_CT }, body: STATS });
+      const rpc = await http(port, {
+        method: "POST",
+        path: "/rpc",
+        headers: { Host: host, ...JSON_CT },
+        body: STATS,
+      });
       expect(rpc.status, host).toBe(421);
       expect(JSON.parse(rpc.body).error.code).toBe(-32013);
     }
@@ -120,14 +155,24 @@ describe("Content-Type", () => {
   it("POST /rpc needs application/json (415 otherwise)", async () => {
     const { port } = await control();
     for (const ct of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]) {
-      const r = await http(port, { method: "POST", path: "/rpc", headers: { "Content-Type": ct }, body: STATS });
+      const r = await http(port, {
+        method: "POST",
+        path: "/rpc",
+        headers: { "Content-Type": ct },
+        body: STATS,
+      });
       expect(r.status, ct).toBe(415);
       expect(JSON.parse(r.body).error.code).toBe(-32014);
     }
     const none = await http(port, { method: "POST", path: "/rpc", body: STATS });
     expect(none.status).toBe(415);
     for (const ct of ["application/json", "application/json; charset=utf-8", "Application/JSON"]) {
-      const r = await http(port, { method: "POST", path: "/rpc", headers: { "Content-Type": ct }, body: STATS });
+      const r = await http(port, {
+        method: "POST",
+        path: "/rpc",
+        headers: { "Content-Type": ct },
+        body: STATS,
+      });
       expect(r.status, ct).toBe(200);
     }
     expect(await refusedCount(port, "content_type")).toBe(4);
@@ -139,7 +184,9 @@ describe("request timeout, body and connection caps", () => {
     const { port } = await control({ requestTimeoutMs: 300 });
     const slow = raw(port);
     await slow.connected;
-    slow.socket.write(`POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`);
+    slow.socket.write(
+      `POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`,
+    );
     await slow.closed;
     expect(slow.data()).toMatch(/^HTTP\/1\.1 408/);
     expect(await refusedCount(port, "timeout")).toBe(1);
@@ -157,9 +204,17 @@ describe("request timeout, body and connection caps", () => {
 
   it("tm.t_uac_wait waits for its final response past the request timeout", async () => {
     const final = new Promise<FinalOutcome>((resolve) =>
-      setTimeout(() => resolve({ status: 200, reason: "OK", response: undefined } as unknown as FinalOutcome), 1200),
+      setTimeout(
+        () => resolve({ status: 200, reason: "OK", response: undefined } as unknown as FinalOutcome),
+        1200,
+      ),
     );
-    const { port } = await control({ requestTimeoutMs: 300 }, () => ({ id: "t.1", callId: "c", cseq: 1, final }));
+    const { port } = await control({ requestTimeoutMs: 300 }, () => ({
+      id: "t.1",
+      callId: "c",
+      cseq: 1,
+      final,
+    }));
     const r = await http(port, {
       method: "POST",
       path: "/rpc",
@@ -168,7 +223,13 @@ describe("request timeout, body and connection caps", () => {
         jsonrpc: "2.0",
         id: 1,
         method: "tm.t_uac_wait",
-        params: ["OPTIONS", "sip:b@127.0.0.1:5070", ".", ".", "From: <sip:a@127.0.0.1>\r\nTo: <sip:b@127.0.0.1>"],
+        params: [
+          "OPTIONS",
+          "sip:b@127.0.0.1:5070",
+          ".",
+          ".",
+          "From: <sip:a@127.0.0.1>\r\nTo: <sip:b@127.0.0.1>",
+        ],
       }),
     });
     expect(r.status).toBe(200);

@@ -138,7 +138,10 @@ describe("JSON-RPC batches", () => {
     const turns = turnCounter();
     const a = await callOne(rpc, "tm.hash_stats");
     expect(turns.stop()).toBeGreaterThanOrEqual(9);
-    expect(a.result).toEqual({ entries: 1000, shards: [{ shard: 0, entries: 1000, ist: 1000, nist: 0, ict: 0, nict: 0 }] });
+    expect(a.result).toEqual({
+      entries: 1000,
+      shards: [{ shard: 0, entries: 1000, ist: 1000, nist: 0, ict: 0, nict: 0 }],
+    });
   });
 
   it("the answer is bounded: an unpaged tm.list past the cap is -32011, and in a batch the calls past it", async () => {
@@ -175,7 +178,10 @@ describe("tm.list and ul.dump paging", () => {
     let pages = 0;
     do {
       const params: Record<string, unknown> = cursor === null ? { limit: 60 } : { limit: 60, cursor };
-      const page = (await callOne(rpc, "tm.list", params)).result as { items: Array<{ id: string }>; next: string | null };
+      const page = (await callOne(rpc, "tm.list", params)).result as {
+        items: Array<{ id: string }>;
+        next: string | null;
+      };
       expect(page.items.length).toBeLessThanOrEqual(60);
       seen.push(...page.items.map((e) => e.id));
       cursor = page.next;
@@ -184,9 +190,13 @@ describe("tm.list and ul.dump paging", () => {
     expect(seen).toEqual(entries.map((e) => e.id));
     expect(pages).toBe(5);
     // Positional, as siptm rpc sends them: LIMIT [CURSOR]; a cursor alone pages by the default.
-    const pos = (await callOne(rpc, "tm.list", ["2", entries[0]!.id])).result as { items: Array<{ id: string }> };
+    const pos = (await callOne(rpc, "tm.list", ["2", entries[0]!.id])).result as {
+      items: Array<{ id: string }>;
+    };
     expect(pos.items.map((e) => e.id)).toEqual([entries[1]!.id, entries[2]!.id]);
-    const byCursor = (await callOne(rpc, "tm.list", { cursor: entries[0]!.id })).result as { items: unknown[] };
+    const byCursor = (await callOne(rpc, "tm.list", { cursor: entries[0]!.id })).result as {
+      items: unknown[];
+    };
     expect(byCursor.items).toHaveLength(100);
   });
 
@@ -203,7 +213,8 @@ describe("tm.list and ul.dump paging", () => {
 
   it("ul.dump pages AORs in order with next; without params the whole array as before", async () => {
     const registrar = new Registrar();
-    for (let i = 0; i < 30; i++) expect(registrar.register(register(`u${String(i).padStart(2, "0")}`)).status).toBe(200);
+    for (let i = 0; i < 30; i++)
+      expect(registrar.register(register(`u${String(i).padStart(2, "0")}`)).status).toBe(200);
     const rpc = rpcOver(scripted(0).tm, { maxPage: 100 }, registrar);
     const all = (await callOne(rpc, "ul.dump")).result as Array<{ aor: string; contacts: unknown[] }>;
     expect(all).toHaveLength(30);
@@ -213,7 +224,10 @@ describe("tm.list and ul.dump paging", () => {
     let pages = 0;
     do {
       const params: unknown[] = cursor === null ? [7] : [7, cursor];
-      const page = (await callOne(rpc, "ul.dump", params)).result as { items: Array<{ aor: string }>; next: string | null };
+      const page = (await callOne(rpc, "ul.dump", params)).result as {
+        items: Array<{ aor: string }>;
+        next: string | null;
+      };
       expect(page.items.length).toBeLessThanOrEqual(7);
       seen.push(...page.items.map((a) => a.aor));
       cursor = page.next;
@@ -278,7 +292,13 @@ describe("caller-supplied header fields (RFC 3261 §7.3.1, §7.3.3, §20, §25.1
     it(`tm.t_uac_start refuses ${JSON.stringify(extra)} with -32602 and sends nothing`, async () => {
       const { tm, rec } = scripted(0);
       const rpc = rpcOver(tm);
-      const a = await callOne(rpc, "tm.t_uac_start", ["OPTIONS", "sip:b@127.0.0.1:5070", ".", ".", `${BASE}\r\n${extra}`]);
+      const a = await callOne(rpc, "tm.t_uac_start", [
+        "OPTIONS",
+        "sip:b@127.0.0.1:5070",
+        ".",
+        ".",
+        `${BASE}\r\n${extra}`,
+      ]);
       expect(a.error?.code).toBe(-32602);
       expect(a.error?.message).toMatch(reason);
       expect(rec.requests).toHaveLength(0);
@@ -334,7 +354,11 @@ describe("tm.t_uac_start named parameters", () => {
   it("nexthop and socket may be left out, as '.' positionally", async () => {
     const { tm, rec } = scripted(0);
     const rpc = rpcOver(tm);
-    const a = await callOne(rpc, "tm.t_uac_start", { method: "OPTIONS", ruri: "sip:b@127.0.0.1:5070", headers: BASE });
+    const a = await callOne(rpc, "tm.t_uac_start", {
+      method: "OPTIONS",
+      ruri: "sip:b@127.0.0.1:5070",
+      headers: BASE,
+    });
     expect(a.error).toBeUndefined();
     expect(rec.requests).toHaveLength(1);
     const missing = await callOne(rpc, "tm.t_uac_start", { method: "OPTIONS", ruri: "sip:b@127.0.0.1:5070" });

@@ -1199,14 +1199,17 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
    * transaction id) names. A cursor of a shard restarted since starts at that shard's first.
    */
   async auditPage(after: string | undefined, limit: number): Promise<AuditPage> {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
     let start = 0;
     let cursor = after;
     if (after !== undefined) {
       const m = /-s(\d+)i(\d+)\.[0-9a-z]+$/.exec(after);
       const shard = m ? Number(m[1]) : -1;
       if (!m || !after.startsWith(this.baseId) || shard >= this.slots.length)
-        throw new RangeError(`cursor ${JSON.stringify(after.slice(0, 80))} is not a transaction id of this server`);
+        throw new RangeError(
+          `cursor ${JSON.stringify(after.slice(0, 80))} is not a transaction id of this server`,
+        );
       start = shard;
       if (this.slots[shard]!.inc?.n !== Number(m[2])) cursor = undefined;
     }

@@ -224,7 +224,9 @@ describe("buildRequest", () => {
     ];
     for (const headers of refused) {
       expect(() => buildRequest({ ...ok, headers }), JSON.stringify(headers)).toThrow(RangeError);
-      expect(() => buildResponse(parseReq(REQ), 200, { headers }), JSON.stringify(headers)).toThrow(RangeError);
+      expect(() => buildResponse(parseReq(REQ), 200, { headers }), JSON.stringify(headers)).toThrow(
+        RangeError,
+      );
     }
     // The request's own Max-Forwards comes from its option; a response has none of its own.
     expect(() => buildRequest({ ...ok, headers: [["Max-Forwards", "1"]] })).toThrow(RangeError);
