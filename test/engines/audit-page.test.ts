@@ -63,5 +63,53 @@ forEachEngine((makeBed) => {
       await bed.advance(40_000);
       expect((await uas.stats()).current).toBe(0);
     });
+
+    it("pages stay right while transactions come and go between them; a cursor asked again gives the same page", async () => {
+      const bed = makeBed();
+      const uas = await bed.engine({ address: "127.0.0.1" });
+      const txs = new Map<string, { reply(status: number): unknown }>();
+      uas.onRequest = (tx) => {
+        txs.set(tx.id, tx);
+        tx.reply(180);
+      };
+      const peer = bed.peer("127.0.0.9");
+      for (let n = 0; n < 20; n++) peer.send(invite(n), UAS);
+      await bed.flush();
+      const first = await uas.auditPage(undefined, 5);
+      expect(first.entries).toHaveLength(5);
+      const again = await uas.auditPage(undefined, 5);
+      expect(again.entries.map((e) => e.id)).toEqual(first.entries.map((e) => e.id));
+      const second = await uas.auditPage(first.next, 5);
+      const secondAgain = await uas.auditPage(first.next, 5);
+      expect(secondAgain.entries.map((e) => e.id)).toEqual(second.entries.map((e) => e.id));
+      // Between pages: every transaction not yet listed with an even Call-ID number ends, and new ones come.
+      const listed = new Set([...first.entries, ...second.entries].map((e) => e.id));
+      const ended = new Set<string>();
+      for (const a of await uas.audit())
+        if (!listed.has(a.id) && Number(/page-(\d+)@/.exec(a.callId)![1]) % 2 === 0) {
+          await txs.get(a.id)!.reply(486);
+          ended.add(a.id);
+        }
+      await bed.advance(40_000);
+      for (let n = 20; n < 26; n++) peer.send(invite(n), UAS);
+      await bed.flush();
+      const live = (await uas.audit()).map((a) => a.id);
+      expect(live).toHaveLength(20 - ended.size + 6);
+      const rest: string[] = [];
+      let after = second.next;
+      while (after !== undefined) {
+        const page = await uas.auditPage(after, 5);
+        rest.push(...page.entries.map((e) => e.id));
+        after = page.next;
+      }
+      for (const id of rest) expect(ended.has(id)).toBe(false);
+      expect(new Set(rest).size).toBe(rest.length);
+      // Everything live now that was not on the first two pages comes once, in creation order.
+      expect(rest).toEqual(live.filter((id) => !listed.has(id)));
+
+      for (const id of live) await txs.get(id)!.reply(486);
+      await bed.advance(40_000);
+      expect((await uas.stats()).current).toBe(0);
+    });
   });
 });

@@ -164,6 +164,8 @@ export class Engine implements TxContext, TransportSink {
   private seq = 0;
   /** Terminated actors out of every index but still held by someone: normally empty at once. */
   private readonly unfreed = new Set<Transaction>();
+  /** auditPage: the table iterator of a walk, by the id its last page ended with (a shortcut; at most PAGE_WALKS). */
+  private readonly pageWalks = new Map<string, Iterator<Transaction>>();
   private userErrors = 0;
   private closed = false;
   readonly refFaults: RefError[] = [];
@@ -943,50 +945,55 @@ export class Engine implements TxContext, TransportSink {
   /**
    * One page of `audit()`: at most `limit` transactions (live, or terminated and still held) whose
    * ids come after `after` (none: from the first), in creation order, and `next`, the id to pass as
-   * `after` for the page that follows (undefined: nothing after). Nothing is kept between pages: the
-   * cursor is an id, so a page costs one scan of the table (no entry is built for what is skipped)
-   * and the entries of at most `limit` transactions. A cursor that is no id of this engine is a
-   * RangeError.
+   * `after` for the page that follows (undefined: this page was the last; a full page always gives
+   * one, so the page after it may be empty). The cursor is an id: any page can be asked for at any
+   * time. The table holds transactions in creation order (ids are made and inserted in one step),
+   * so a page reads only up to its last entry — and where a walk stopped the table iterator waits
+   * for its next page (a few kept, a shortcut only), so walking a big table costs O(limit) a page.
+   * A cursor that is no id of this engine is a RangeError.
    */
   auditPage(after: string | undefined, limit: number): { entries: AuditEntry[]; next: string | undefined } {
     if (!Number.isInteger(limit) || limit < 1)
       throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
-    const mine = after;
     if (
-      mine !== undefined &&
-      !(mine.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(mine.slice(this.id.length + 1)))
+      after !== undefined &&
+      !(after.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(after.slice(this.id.length + 1)))
     )
       throw new RangeError(
-        `cursor ${JSON.stringify(mine.slice(0, 80))} is not a transaction id of this engine`,
+        `cursor ${JSON.stringify(after.slice(0, 80))} is not a transaction id of this engine`,
       );
-    // Ids are "<engine id>.<n in base 36>": with one prefix, a longer id is a later one, and ids of
-    // one length compare as strings.
-    const later = (a: string, b: string) => (a.length !== b.length ? a.length > b.length : a > b);
-    let picked: Transaction[] = [];
-    // Once `limit` are picked, ids after the last of them cannot be on this page.
-    let bound: string | undefined;
-    let more = false;
-    const byId = (a: Transaction, b: Transaction) => (later(a.id, b.id) ? 1 : -1);
-    const consider = (tx: Transaction) => {
-      if (mine !== undefined && !later(tx.id, mine)) return;
-      if (bound !== undefined && later(tx.id, bound)) {
-        more = true;
-        return;
+    // The table's transactions after `after`, in order: where the walk stopped, or read up to there.
+    let it = after === undefined ? undefined : this.pageWalks.get(after);
+    if (it) this.pageWalks.delete(after!);
+    else {
+      it = this.table.values();
+      if (after !== undefined) {
+        let r = it.next();
+        while (!r.done && !idAfter(r.value.id, after)) r = it.next();
+        if (!r.done) it = prepend(r.value, it);
       }
-      picked.push(tx);
-      if (picked.length >= 2 * limit) {
-        picked.sort(byId);
-        picked = picked.slice(0, limit);
-        bound = picked[limit - 1]!.id;
-        more = true;
-      }
-    };
-    for (const tx of this.table.values()) consider(tx);
-    for (const tx of this.unfreed) consider(tx);
-    picked.sort(byId);
-    if (picked.length > limit) {
-      picked = picked.slice(0, limit);
-      more = true;
+    }
+    const fromTable: Transaction[] = [];
+    while (fromTable.length < limit) {
+      const r = it.next();
+      if (r.done) break;
+      fromTable.push(r.value);
+    }
+    // Terminated ones still held (few: they have left the table) go where their ids are.
+    let held: Transaction[] | undefined;
+    for (const tx of this.unfreed) if (after === undefined || idAfter(tx.id, after)) (held ??= []).push(tx);
+    let picked = fromTable;
+    let walkGoesOn = fromTable.length === limit;
+    if (held) {
+      picked = [...fromTable, ...held].sort((a, b) => (idAfter(a.id, b.id) ? 1 : -1)).slice(0, limit);
+      // A table entry pushed off the page by held ones is not where the iterator stopped.
+      if (picked[picked.length - 1] !== fromTable[fromTable.length - 1]) walkGoesOn = false;
+    }
+    const full = picked.length === limit;
+    const last = picked[picked.length - 1];
+    if (full && walkGoesOn && last) {
+      this.pageWalks.set(last.id, it);
+      if (this.pageWalks.size > PAGE_WALKS) this.pageWalks.delete(this.pageWalks.keys().next().value!);
     }
     const now = this.clock.now();
     const entries = picked.map((tx) => ({
@@ -1000,7 +1007,7 @@ export class Engine implements TxContext, TransportSink {
       holders: tx.refs.holders(),
       timers: tx.armedTimers(),
     }));
-    return { entries, next: more && entries.length > 0 ? entries[entries.length - 1]!.id : undefined };
+    return { entries, next: full && last ? last.id : undefined };
   }
   /** How long a leak check must wait for every timer to have run out. */
   get longestTimer(): number {
@@ -1012,9 +1019,23 @@ export class Engine implements TxContext, TransportSink {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.pageWalks.clear();
     this.timerService.close();
     await Promise.all(this.transports.map((t) => t.close()));
   }
+}
+
+/** Walks of auditPage kept for their next page. */
+const PAGE_WALKS = 4;
+
+/** Ids of one engine, "<engine id>.<n in base 36>": a longer one is later, ids of one length compare as strings. */
+function idAfter(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length > b.length : a > b;
+}
+
+function* prepend<T>(first: T, rest: Iterator<T>): Iterator<T> {
+  yield first;
+  for (let r = rest.next(); !r.done; r = rest.next()) yield r.value;
 }
 
 /** The CANCEL's own client transaction reports to its INVITE, holding "cancel-txn" until its final response. */
