@@ -138,8 +138,9 @@ export interface TransactionEngine {
   audit(): MaybePromise<ShardAuditEntry[]>;
   /**
    * One page of `audit()`: at most `limit` entries after the transaction with id `after` (none: from
-   * the first), shard by shard in creation order, and the `after` of the next page (undefined:
-   * nothing is left). The cursor is a transaction id: nothing is kept between pages.
+   * the first), shard by shard in creation order, and the `after` of the next page (undefined: this
+   * was the last; a full page always gives one). The cursor is a transaction id: a page needs
+   * nothing kept from the one before.
    */
   auditPage(after: string | undefined, limit: number): MaybePromise<AuditPage>;
   close(): Promise<void>;
