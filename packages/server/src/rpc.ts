@@ -120,6 +120,8 @@ export class RpcServer {
   readonly limits: RpcLimits;
   /** Calls refused for their size (batch, response); http.ts adds its own reasons. */
   readonly refused: RefusalCounts = {};
+  /** The list in the making (tm.list, ul.dump, tm.hash_stats): one at a time, whoever asks. */
+  private listing: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: RpcDeps) {
     this.limits = { ...DEFAULT_RPC_LIMITS, ...deps.limits };
@@ -198,35 +200,36 @@ export class RpcServer {
     m.set("tm.hash_stats", {
       params: [],
       help: "transaction table occupancy: entries in total, per shard and per kind",
-      run: async () => {
-        const stats = await deps.tm.stats();
-        const shards = stats.shards.map((s) => ({
-          shard: s.shard,
-          entries: 0,
-          ist: 0,
-          nist: 0,
-          ict: 0,
-          nict: 0,
-        }));
-        let entries = 0;
-        // Page by page, a turn of the event loop between pages: SIP goes on meanwhile.
-        let after: string | undefined;
-        for (;;) {
-          const page = await deps.tm.auditPage(after, this.limits.maxPage);
-          for (const a of page.entries) {
-            entries++;
-            const row = shards.find((s) => s.shard === a.shard);
-            if (!row) continue;
-            row.entries++;
-            const kind = a.kind as "ist" | "nist" | "ict" | "nict";
-            if (kind in row) row[kind]++;
+      run: () =>
+        this.oneAtATime(async () => {
+          const stats = await deps.tm.stats();
+          const shards = stats.shards.map((s) => ({
+            shard: s.shard,
+            entries: 0,
+            ist: 0,
+            nist: 0,
+            ict: 0,
+            nict: 0,
+          }));
+          let entries = 0;
+          // Page by page, a turn of the event loop between pages: SIP goes on meanwhile.
+          let after: string | undefined;
+          for (;;) {
+            const page = await deps.tm.auditPage(after, this.limits.maxPage);
+            for (const a of page.entries) {
+              entries++;
+              const row = shards.find((s) => s.shard === a.shard);
+              if (!row) continue;
+              row.entries++;
+              const kind = a.kind as "ist" | "nist" | "ict" | "nict";
+              if (kind in row) row[kind]++;
+            }
+            if (page.next === undefined) break;
+            after = page.next;
+            await turn();
           }
-          if (page.next === undefined) break;
-          after = page.next;
-          await turn();
-        }
-        return { entries, shards };
-      },
+          return { entries, shards };
+        }),
     });
     m.set("ul.dump", {
       params: ["limit?", "cursor?"],
@@ -396,7 +399,34 @@ export class RpcServer {
    * result of old), built page by page with a turn of the event loop between pages, each page
    * serialised on its own, and given up past the answer's budget.
    */
-  private async list(
+  /**
+   * Run `fn` after the list in the making, if any, is done: lists are built one at a time, so that
+   * many connections asking at once cost the memory and the CPU of one.
+   */
+  private async oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+    const before = this.listing;
+    let done!: () => void;
+    this.listing = new Promise<void>((r) => {
+      done = r;
+    });
+    await before;
+    try {
+      return await fn();
+    } finally {
+      done();
+    }
+  }
+
+  private list(
+    method: string,
+    p: Params,
+    ctx: CallContext,
+    page: (after: string | undefined, limit: number) => ListPage | Promise<ListPage>,
+  ): Promise<unknown> {
+    return this.oneAtATime(() => this.build(method, p, ctx, page));
+  }
+
+  private async build(
     method: string,
     p: Params,
     ctx: CallContext,

@@ -132,6 +132,30 @@ describe("JSON-RPC batches", () => {
     expect(n).toBeGreaterThanOrEqual(16 * 19);
   });
 
+  it("lists asked for at once (two connections) are built one after the other", async () => {
+    const { tm } = scripted(300);
+    const asked: Array<string | undefined> = [];
+    const pageOf = tm.auditPage.bind(tm);
+    (tm as { auditPage: unknown }).auditPage = (after: string | undefined, limit: number) => {
+      asked.push(after);
+      return pageOf(after, limit);
+    };
+    const rpc = rpcOver(tm, { maxPage: 100 });
+    await Promise.all([callOne(rpc, "tm.list"), callOne(rpc, "tm.list"), callOne(rpc, "tm.hash_stats")]);
+    // Three walks of three pages, not interleaved.
+    expect(asked).toEqual([
+      undefined,
+      "e1.2s",
+      "e1.5k",
+      undefined,
+      "e1.2s",
+      "e1.5k",
+      undefined,
+      "e1.2s",
+      "e1.5k",
+    ]);
+  });
+
   it("tm.hash_stats counts page by page, the event loop turning between pages", async () => {
     const { tm } = scripted(1000);
     const rpc = rpcOver(tm, { maxPage: 100 });
