@@ -233,6 +233,23 @@ describe("tm.list and ul.dump paging", () => {
     expect(bad.error?.code).toBe(-32602);
     expect(bad.error?.message).toMatch(/cursor/);
     expect((await callOne(rpc, "ul.dump", { limit: 101 })).error?.code).toBe(-32602);
+    for (const params of [
+      { limit: "abc" },
+      { limit: 1.5 },
+      { limit: -1 },
+      { cursor: {} },
+      { cursor: "x".repeat(600) },
+      { cursor: "a\u0000b" },
+      { cursor: 5 },
+      { bogus: 1 },
+      [1, 2, 3],
+    ])
+      for (const method of ["tm.list", "ul.dump"]) {
+        const a = await callOne(rpc, method, params);
+        if (method === "ul.dump" && JSON.stringify(params) === '{"cursor":5}')
+          expect(a.result).toEqual({ items: [], next: null });
+        else expect(a.error?.code, `${method} ${JSON.stringify(params)}`).toBe(-32602);
+      }
   });
 
   it("ul.dump pages AORs in order with next; without params the whole array as before", async () => {
