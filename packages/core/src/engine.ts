@@ -981,7 +981,11 @@ export class Engine implements TxContext, TransportSink {
     }
     // Terminated ones still held (few: they have left the table) go where their ids are.
     let held: Transaction[] | undefined;
-    for (const tx of this.unfreed) if (after === undefined || idAfter(tx.id, after)) (held ??= []).push(tx);
+    for (const tx of this.unfreed)
+      if (after === undefined || idAfter(tx.id, after)) {
+        held ??= [];
+        held.push(tx);
+      }
     let picked = fromTable;
     let walkGoesOn = fromTable.length === limit;
     if (held) {
