@@ -395,11 +395,6 @@ export class RpcServer {
   }
 
   /**
-   * tm.list / ul.dump. With limit or cursor: one page, `{ items, next }`. Without: the whole list (the
-   * result of old), built page by page with a turn of the event loop between pages, each page
-   * serialised on its own, and given up past the answer's budget.
-   */
-  /**
    * Run `fn` after the list in the making, if any, is done: lists are built one at a time, so that
    * many connections asking at once cost the memory and the CPU of one.
    */
@@ -417,6 +412,11 @@ export class RpcServer {
     }
   }
 
+  /**
+   * tm.list / ul.dump. With limit or cursor: one page, `{ items, next }`. Without: the whole list as
+   * it always was, built page by page with a turn of the event loop between pages, each page
+   * serialised on its own, and given up past the answer's budget.
+   */
   private list(
     method: string,
     p: Params,
