@@ -17,7 +17,7 @@ import { buildRequest, buildResponse } from "./message/build.js";
 import { SipParseError } from "./message/errors.js";
 import { newBranch, newCallId, newTag } from "./message/ids.js";
 import { parseMessage } from "./message/parser.js";
-import { flat } from "./message/text.js";
+import { canonicalName, flat } from "./message/text.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
@@ -529,7 +529,7 @@ export class Engine implements TxContext, TransportSink {
     const body = typeof opts.body === "string" ? Buffer.from(opts.body, "utf8") : opts.body;
     // §8.1.1.8: a request that can create a dialog carries a Contact; ours unless the user gave one.
     let headers = opts.headers;
-    if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => n.toLowerCase() === "contact" || n === "m")) {
+    if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => canonicalName(n) === "contact")) {
       headers = [...(headers ?? []), ["Contact", `<${this.ownUri(dest.protocol)}>`]];
     }
     const data = buildRequest({
