@@ -261,6 +261,13 @@ describe("tm.list and ul.dump paging", () => {
     const all = (await callOne(rpc, "ul.dump")).result as Array<{ aor: string; contacts: unknown[] }>;
     expect(all).toHaveLength(32);
     expect(all.map((a) => a.aor)).toContain("sip:sp ace@example.com");
+    type Page = { items: Array<{ aor: string }>; next: string | null };
+    const p1 = (await callOne(rpc, "ul.dump", { limit: 1 })).result as Page;
+    expect(p1.next).toBe("sip:nul\u0000l@example.com");
+    const p2 = (await callOne(rpc, "ul.dump", { limit: 1, cursor: p1.next })).result as Page;
+    expect(p2.items.map((a) => a.aor)).toEqual(["sip:sp ace@example.com"]);
+    const p3 = (await callOne(rpc, "ul.dump", { limit: 1, cursor: p2.next })).result as Page;
+    expect(p3.items.map((a) => a.aor)).toEqual(["sip:u00@example.com"]);
     expect(all[0]!.contacts).toHaveLength(1);
     const seen: string[] = [];
     let cursor: string | null = null;
