@@ -86,8 +86,7 @@ export abstract class ServerTransaction extends Transaction {
       const extra: Array<[string, string]> = this.request.has("record-route")
         ? this.request.headerLines("record-route").map((v) => ["Record-Route", v])
         : [];
-      if (!headers?.some(([n]) => canonicalName(n) === "contact"))
-        extra.push(["Contact", this.ownContact()]);
+      if (!headers?.some(([n]) => canonicalName(n) === "contact")) extra.push(["Contact", this.ownContact()]);
       headers = headers ? [...extra, ...headers] : extra;
     }
     return buildResponse(this.request, status, {
