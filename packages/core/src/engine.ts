@@ -17,7 +17,7 @@ import { buildRequest, buildResponse } from "./message/build.js";
 import { SipParseError } from "./message/errors.js";
 import { newBranch, newCallId, newTag } from "./message/ids.js";
 import { parseMessage } from "./message/parser.js";
-import { flat } from "./message/text.js";
+import { canonicalName, flat } from "./message/text.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
@@ -185,6 +185,8 @@ export class Engine implements TxContext, TransportSink {
   private seq = 0;
   /** Terminated actors out of every index but still held by someone: normally empty at once. */
   private readonly unfreed = new Set<Transaction>();
+  /** auditPage: the table iterator of a walk, by the id its last page ended with (a shortcut; at most PAGE_WALKS). */
+  private readonly pageWalks = new Map<string, Iterator<Transaction>>();
   private userErrors = 0;
   private closed = false;
   readonly refFaults: RefError[] = [];
@@ -576,7 +578,7 @@ export class Engine implements TxContext, TransportSink {
     const body = typeof opts.body === "string" ? Buffer.from(opts.body, "utf8") : opts.body;
     // §8.1.1.8: a request that can create a dialog carries a Contact; ours unless the user gave one.
     let headers = opts.headers;
-    if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => n.toLowerCase() === "contact" || n === "m")) {
+    if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => canonicalName(n) === "contact")) {
       headers = [...(headers ?? []), ["Contact", `<${this.ownUri(dest.protocol)}>`]];
     }
     const data = buildRequest({
@@ -1003,6 +1005,77 @@ export class Engine implements TxContext, TransportSink {
     }
     return out;
   }
+  /**
+   * One page of `audit()`: at most `limit` transactions (live, or terminated and still held) whose
+   * ids come after `after` (none: from the first), in creation order, and `next`, the id to pass as
+   * `after` for the page that follows (undefined: this page was the last; a full page always gives
+   * one, so the page after it may be empty). The cursor is an id: any page can be asked for at any
+   * time. The table holds transactions in creation order (ids are made and inserted in one step),
+   * so a page reads only up to its last entry — and where a walk stopped the table iterator waits
+   * for its next page (a few kept, a shortcut only), so walking a big table costs O(limit) a page.
+   * A cursor that is no id of this engine is a RangeError.
+   */
+  auditPage(after: string | undefined, limit: number): { entries: AuditEntry[]; next: string | undefined } {
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    if (
+      after !== undefined &&
+      !(after.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(after.slice(this.id.length + 1)))
+    )
+      throw new RangeError(
+        `cursor ${JSON.stringify(after.slice(0, 80))} is not a transaction id of this engine`,
+      );
+    // The table's transactions after `after`, in order: where the walk stopped, or read up to there.
+    let it = after === undefined ? undefined : this.pageWalks.get(after);
+    if (it) this.pageWalks.delete(after!);
+    else {
+      it = this.table.values();
+      if (after !== undefined) {
+        let r = it.next();
+        while (!r.done && !idAfter(r.value.id, after)) r = it.next();
+        if (!r.done) it = prepend(r.value, it);
+      }
+    }
+    const fromTable: Transaction[] = [];
+    while (fromTable.length < limit) {
+      const r = it.next();
+      if (r.done) break;
+      fromTable.push(r.value);
+    }
+    // Terminated ones still held (few: they have left the table) go where their ids are.
+    let held: Transaction[] | undefined;
+    for (const tx of this.unfreed)
+      if (after === undefined || idAfter(tx.id, after)) {
+        held ??= [];
+        held.push(tx);
+      }
+    let picked = fromTable;
+    let walkGoesOn = fromTable.length === limit;
+    if (held) {
+      picked = [...fromTable, ...held].sort((a, b) => (idAfter(a.id, b.id) ? 1 : -1)).slice(0, limit);
+      // A table entry pushed off the page by held ones is not where the iterator stopped.
+      if (picked[picked.length - 1] !== fromTable[fromTable.length - 1]) walkGoesOn = false;
+    }
+    const full = picked.length === limit;
+    const last = picked[picked.length - 1];
+    if (full && walkGoesOn && last) {
+      this.pageWalks.set(last.id, it);
+      if (this.pageWalks.size > PAGE_WALKS) this.pageWalks.delete(this.pageWalks.keys().next().value!);
+    }
+    const now = this.clock.now();
+    const entries = picked.map((tx) => ({
+      id: tx.id,
+      kind: tx.kind,
+      state: tx.state,
+      method: tx.method,
+      callId: tx.callId,
+      cseq: tx.cseq,
+      ageMs: now - tx.createdAt,
+      holders: tx.refs.holders(),
+      timers: tx.armedTimers(),
+    }));
+    return { entries, next: full && last ? last.id : undefined };
+  }
   /** How long a leak check must wait for every timer to have run out. */
   get longestTimer(): number {
     return longestLifetime(this.timerConfig);
@@ -1013,9 +1086,23 @@ export class Engine implements TxContext, TransportSink {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.pageWalks.clear();
     this.timerService.close();
     await Promise.all(this.transports.map((t) => t.close()));
   }
+}
+
+/** Walks of auditPage kept for their next page. */
+const PAGE_WALKS = 4;
+
+/** Ids of one engine, "<engine id>.<n in base 36>": a longer one is later, ids of one length compare as strings. */
+function idAfter(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length > b.length : a > b;
+}
+
+function* prepend<T>(first: T, rest: Iterator<T>): Iterator<T> {
+  yield first;
+  for (let r = rest.next(); !r.done; r = rest.next()) yield r.value;
 }
 
 /** The CANCEL's own client transaction reports to its INVITE, holding "cancel-txn" until its final response. */

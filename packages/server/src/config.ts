@@ -58,11 +58,26 @@ export interface RateLimitConfig {
   readonly sources: number;
 }
 
+/** What the control server takes (the --rpc-* flags); undefined: the default. */
+export interface ControlLimits {
+  /** Host header values accepted besides loopback and the bound address. */
+  readonly hosts: readonly string[];
+  readonly requestTimeoutMs: number | undefined;
+  readonly maxConnections: number | undefined;
+  readonly maxBodyBytes: number | undefined;
+  readonly maxBatch: number | undefined;
+  readonly maxResponseBytes: number | undefined;
+  readonly maxPage: number | undefined;
+}
+
 export interface ServerConfig {
   readonly listen: readonly ListenSpec[];
   /** null: no control server. */
   readonly rpc: HostPort | null;
   readonly rpcToken: string | undefined;
+  readonly control: ControlLimits;
+  /** The registrar's shortest expiry in seconds (423 below it; 0 = none). */
+  readonly minExpires: number;
   /** Worker threads asked for (0 = one thread). */
   readonly workers: number;
   /** Built-in route name or module path as given. */
@@ -121,7 +136,7 @@ export function parseServeArgs(
   let values: Raw;
   try {
     ({ values } = parseArgs({
-      args: [...args],
+      args: negativeValues(args),
       options: parseArgsOptions(SERVE_OPTIONS),
       strict: true,
       allowPositionals: false,
@@ -142,6 +157,26 @@ export function parseServeArgs(
   const merged: Raw = { ...fileRaw };
   for (const [k, v] of Object.entries(values)) if (v !== undefined && k !== "config") merged[k] = v;
   return { config: resolveConfig(merged, env, routeBase, configFile), help: false };
+}
+
+/**
+ * "--workers -1": a negative number after a flag that takes a value is that value (node's parseArgs
+ * would call it ambiguous), so that the flag's own check says what a valid one is.
+ */
+function negativeValues(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    const spec = a.startsWith("--")
+      ? BY_NAME.get(a.slice(2))
+      : SERVE_OPTIONS.find((s) => s.short !== undefined && a === `-${s.short}`);
+    if (spec?.type === "string" && next !== undefined && /^-\d/.test(next)) {
+      out.push(`--${spec.name}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 function parseArgsMessage(err: unknown): string {
@@ -219,6 +254,26 @@ function resolveConfig(
     throw new UsageError(
       `refusing to serve the control interface on ${hostPort(rpc.host, rpc.port)} without a token: give --rpc-token or SIPTM_RPC_TOKEN, or bind it to loopback`,
     );
+
+  const controlInt = (name: string, min: number, max?: number): number | undefined => {
+    const v = str(name);
+    return v === undefined ? undefined : int(`--${name}`, v, min, max);
+  };
+  const hosts =
+    raw["rpc-host"] === undefined ? [] : ([] as string[]).concat(raw["rpc-host"] as string | string[]);
+  for (const h of hosts)
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(h))
+      throw new UsageError(`--rpc-host: "${h}" is not a host name or IP address`);
+  const control: ControlLimits = {
+    hosts,
+    requestTimeoutMs: controlInt("rpc-request-timeout", 100),
+    maxConnections: controlInt("rpc-max-connections", 1),
+    maxBodyBytes: controlInt("rpc-max-body", 1024),
+    maxBatch: controlInt("rpc-max-batch", 1),
+    maxResponseBytes: controlInt("rpc-max-response", 1024),
+    maxPage: controlInt("rpc-max-page", 1),
+  };
+  const minExpiresText = str("min-expires");
 
   const workersText = str("workers");
   const workers = workersText === undefined ? availableParallelism() : int("--workers", workersText, 0, 1024);
@@ -303,6 +358,8 @@ function resolveConfig(
     listen,
     rpc,
     rpcToken: token,
+    control,
+    minExpires: minExpiresText === undefined ? 60 : int("--min-expires", minExpiresText, 0, 86_400),
     workers,
     route,
     routeBase,
@@ -326,12 +383,10 @@ function resolveConfig(
 }
 
 function int(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} needs a whole number, got "${text}"`);
+  const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`;
   const n = Number(text.trim());
-  if (n < min || n > max)
-    throw new UsageError(
-      `${flag} must be ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`}, got ${n}`,
-    );
+  if (!/^\d+$/.test(text.trim()) || n < min || n > max)
+    throw new UsageError(`${flag} takes a whole number ${range}, got "${text}"`);
   return n;
 }
 

@@ -5,16 +5,36 @@
  * Safety: with a token every request needs "Authorization: Bearer TOKEN";
  * request bodies are capped (413); a request carrying an Origin header is
  * refused, so a web page in a local browser cannot drive the loopback
- * control interface (browsers send Origin on every POST, no API client must).
+ * control interface (browsers send Origin on every POST, no API client must);
+ * a Host that is not one of ours is refused (421), so a page whose DNS name
+ * was rebound to 127.0.0.1 cannot read /metrics with a same-origin GET (which
+ * carries no Origin); POST /rpc must be application/json (415: no HTML form
+ * can send it without a CORS preflight). A request must arrive whole within
+ * the request timeout (headers and body; the wait for an answer — tm.t_uac_wait
+ * — is not part of it), and the open connections are capped.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, isIP } from "node:net";
+import { Counter } from "prom-client";
+import { isLoopback } from "./config.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
-import { FORBIDDEN, INVALID_REQUEST, type RpcServer, TOO_LARGE, UNAUTHORIZED } from "./rpc.js";
+import {
+  FORBIDDEN,
+  INVALID_REQUEST,
+  MISDIRECTED,
+  type RpcServer,
+  TOO_LARGE,
+  UNAUTHORIZED,
+  UNSUPPORTED_MEDIA,
+} from "./rpc.js";
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** Time to receive a whole request, headers and body (--rpc-request-timeout). */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** Open connections at most (--rpc-max-connections); more are closed at once. */
+export const MAX_CONNECTIONS = 64;
 
 export interface ControlOptions {
   host: string;
@@ -23,7 +43,11 @@ export interface ControlOptions {
   rpc: RpcServer;
   metrics: Metrics;
   logger: Logger;
-  maxBodyBytes?: number;
+  maxBodyBytes?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+  maxConnections?: number | undefined;
+  /** Host names (or IP literals) accepted in the Host header besides loopback and the bound address (--rpc-host). */
+  hosts?: readonly string[] | undefined;
 }
 
 /** The control server could not bind: one line, exit 1. */
@@ -42,18 +66,66 @@ export interface ControlServer {
 
 export async function startControl(opts: ControlOptions): Promise<ControlServer> {
   const maxBody = opts.maxBodyBytes ?? MAX_BODY_BYTES;
+  const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const tokenDigest = opts.token === undefined ? undefined : digest(opts.token);
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      opts.logger.warn({ err }, "control request failed");
-      if (!res.headersSent) sendJson(res, 500, rpcError(-32603, "internal error"));
-      else res.destroy();
-    });
+  const hosts = new Set((opts.hosts ?? []).map((h) => bareHost(h)));
+  if (!isWildcard(opts.host)) hosts.add(bareHost(opts.host));
+  const refused: Record<string, number> = {};
+  const count = (reason: string) => {
+    refused[reason] = (refused[reason] ?? 0) + 1;
+  };
+  const rpcRefused = opts.rpc.refused;
+  new Counter({
+    name: "siptm_control_refused_total",
+    help: "control requests refused, by reason (host, origin, unauthorized, content_type, body, batch, response, timeout, connections)",
+    labelNames: ["reason"],
+    registers: [opts.metrics.registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(refused)) this.inc({ reason }, n);
+      for (const [reason, n] of Object.entries(rpcRefused)) this.inc({ reason }, n);
+    },
   });
+  const server: Server = createServer(
+    {
+      // Node's requestTimeout covers receiving the request (headers and body), not the wait for its
+      // answer: a tm.t_uac_wait may wait as long as its transaction lives.
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      // How often those deadlines are checked (Node's default, 30 s, would let a slow body hold on
+      // three times longer than the timeout of 10 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(requestTimeout / 4))),
+    },
+    (req, res) => {
+      handle(req, res).catch((err) => {
+        opts.logger.warn({ err }, "control request failed");
+        if (!res.headersSent) sendJson(res, 500, rpcError(-32603, "internal error"));
+        else res.destroy();
+      });
+    },
+  );
+  server.maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  server.on("drop", () => count("connections"));
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
+    const host = req.headers.host;
+    if (host !== undefined && !hostAllowed(host, hosts)) {
+      count("host");
+      sendJson(
+        res,
+        421,
+        rpcError(
+          MISDIRECTED,
+          `misdirected: Host ${JSON.stringify(host.slice(0, 100))} is not this control server's (loopback, or --rpc-host)`,
+        ),
+        true,
+      );
+      req.resume();
+      return;
+    }
     if (req.headers.origin !== undefined) {
+      count("origin");
       sendJson(
         res,
         403,
@@ -63,6 +135,7 @@ export async function startControl(opts: ControlOptions): Promise<ControlServer>
       return;
     }
     if (tokenDigest !== undefined && !authorized(req.headers.authorization, tokenDigest)) {
+      count("unauthorized");
       res.setHeader("WWW-Authenticate", 'Bearer realm="siptm"');
       sendJson(res, 401, rpcError(UNAUTHORIZED, "unauthorized: send Authorization: Bearer <token>"));
       req.resume();
@@ -75,8 +148,20 @@ export async function startControl(opts: ControlOptions): Promise<ControlServer>
         req.resume();
         return;
       }
+      if (!isJson(req.headers["content-type"])) {
+        count("content_type");
+        sendJson(
+          res,
+          415,
+          rpcError(UNSUPPORTED_MEDIA, "unsupported media type: send Content-Type: application/json"),
+          true,
+        );
+        req.resume();
+        return;
+      }
       const body = await readBody(req, maxBody);
       if (body === undefined) {
+        count("body");
         sendJson(res, 413, rpcError(TOO_LARGE, `request body larger than ${maxBody} bytes`), true);
         return;
       }
@@ -126,9 +211,18 @@ export async function startControl(opts: ControlOptions): Promise<ControlServer>
     });
   });
   server.on("error", (err) => opts.logger.warn({ err }, "control server error"));
-  server.on("clientError", (_err, socket) => socket.destroy());
-  // t_uac_wait may wait for a long INVITE: no request timeout beyond the engine's own timers.
-  server.requestTimeout = 0;
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "ERR_HTTP_HEADERS_TIMEOUT") {
+      count("timeout");
+      if (socket.writable && !socket.writableEnded)
+        socket.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", () =>
+          socket.destroy(),
+        );
+      else socket.destroy();
+      return;
+    }
+    socket.destroy();
+  });
   const addr = server.address() as AddressInfo;
 
   return {
@@ -144,6 +238,35 @@ export async function startControl(opts: ControlOptions): Promise<ControlServer>
         server.closeAllConnections();
       }),
   };
+}
+
+/** The host of a Host header or a --rpc-host value, lower-case, without port or brackets. */
+function bareHost(text: string): string {
+  const t = text.trim().toLowerCase();
+  if (t.startsWith("[")) {
+    const end = t.indexOf("]");
+    return end < 0 ? t : t.slice(1, end);
+  }
+  const colon = t.indexOf(":");
+  // More than one colon: an IPv6 literal without brackets (a --rpc address).
+  if (colon >= 0 && t.indexOf(":", colon + 1) < 0) return t.slice(0, colon);
+  return t;
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "";
+}
+
+/** Loopback (127.0.0.0/8, localhost, [::1]) with any port, or one of `hosts` (any port). */
+export function hostAllowed(header: string, hosts: ReadonlySet<string>): boolean {
+  const h = bareHost(header);
+  if (h === "localhost" || (isIP(h) !== 0 && isLoopback(h))) return true;
+  return hosts.has(h);
+}
+
+function isJson(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  return contentType.split(";")[0]!.trim().toLowerCase() === "application/json";
 }
 
 function digest(token: string): Buffer {

@@ -241,6 +241,47 @@ export class Registrar {
     return out;
   }
 
+  /**
+   * One page of `dump()`: at most `limit` AORs with live bindings that sort after `after` (none: from
+   * the first), in AOR order, and `next`, the `after` of the page that follows (undefined: nothing
+   * after). Nothing is kept between pages: a page is one scan of the AORs and the bindings of at
+   * most `limit` of them.
+   */
+  dumpPage(
+    after: string | undefined,
+    limit: number,
+  ): { aors: Array<{ aor: string; bindings: Binding[] }>; next: string | undefined } {
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    const now = this.now();
+    let picked: string[] = [];
+    // Once `limit` are picked, AORs after the last of them cannot be on this page.
+    let bound: string | undefined;
+    let more = false;
+    for (const aor of this.aors.keys()) {
+      if (after !== undefined && aor <= after) continue;
+      if (bound !== undefined && aor > bound) {
+        more = true;
+        continue;
+      }
+      if (!this.live(aor, now)) continue;
+      picked.push(aor);
+      if (picked.length >= 2 * limit) {
+        picked.sort();
+        picked = picked.slice(0, limit);
+        bound = picked[limit - 1];
+        more = true;
+      }
+    }
+    picked.sort();
+    if (picked.length > limit) {
+      picked = picked.slice(0, limit);
+      more = true;
+    }
+    const aors = picked.map((aor) => ({ aor, bindings: [...(this.aors.get(aor)?.values() ?? [])] }));
+    return { aors, next: more && aors.length > 0 ? aors[aors.length - 1]!.aor : undefined };
+  }
+
   /** The AOR's live bindings (none: it has none any more) as a copy for another thread's `replace`. */
   copyOf(aor: string): AorCopy {
     const now = this.now();

@@ -95,7 +95,13 @@ export async function rpcMain(args: readonly string[], env: NodeJS.ProcessEnv): 
   }
   const [method, ...rest] = positionals;
   if (!method) throw new UsageError("siptm rpc needs a METHOD (try: siptm rpc system.listMethods)");
-  const where = typeof values.rpc === "string" ? parseHostPort(values.rpc, "--rpc") : DEFAULT_RPC;
+  // --rpc, else SIPTM_RPC (as SIPTM_RPC_TOKEN for the token), else the default.
+  const where =
+    typeof values.rpc === "string"
+      ? parseHostPort(values.rpc, "--rpc")
+      : env.SIPTM_RPC
+        ? parseHostPort(env.SIPTM_RPC, "SIPTM_RPC")
+        : DEFAULT_RPC;
   const timeoutText = values.timeout;
   let timeoutMs: number | undefined;
   if (typeof timeoutText === "string") {

@@ -4,10 +4,17 @@
  * takes the request body text and returns the response text (or undefined
  * for notifications only); http.ts serves it on POST /rpc.
  */
-import { type Destination, type FinalOutcome, type SipResponse, TransactionError } from "@siptm/core";
-import type { ClientTransactionLike, TransactionEngine } from "@siptm/workers";
+import { setImmediate as turn } from "node:timers/promises";
+import {
+  checkHeaderFields,
+  type Destination,
+  type FinalOutcome,
+  type SipResponse,
+  TransactionError,
+} from "@siptm/core";
+import type { AuditPage, ClientTransactionLike, TransactionEngine } from "@siptm/workers";
 import type { Logger } from "./log.js";
-import type { Binding, Registrar } from "./registrar.js";
+import { type Binding, canonicalAor, type Registrar } from "./registrar.js";
 import type { BoundSocket } from "./route.js";
 
 export const PARSE_ERROR = -32700;
@@ -23,6 +30,34 @@ export const UNAVAILABLE = -32002;
 export const UNAUTHORIZED = -32010;
 export const TOO_LARGE = -32011;
 export const FORBIDDEN = -32012;
+/** The Host header is not one of the control server's names (421): DNS rebinding. */
+export const MISDIRECTED = -32013;
+/** POST /rpc without Content-Type: application/json (415). */
+export const UNSUPPORTED_MEDIA = -32014;
+
+/** What one control request may cost. */
+export interface RpcLimits {
+  /** Most calls in one batch (--rpc-max-batch). */
+  readonly maxBatch: number;
+  /** Most bytes of one answer, a batch's included (--rpc-max-response); a call past it gets -32011. */
+  readonly maxResponseBytes: number;
+  /**
+   * The largest `limit` of a paged tm.list / ul.dump (--rpc-max-page), and the page in which the
+   * unpaged forms are built, one event-loop turn each.
+   */
+  readonly maxPage: number;
+}
+
+export const DEFAULT_RPC_LIMITS: RpcLimits = {
+  maxBatch: 16,
+  maxResponseBytes: 4 * 1024 * 1024,
+  maxPage: 1000,
+};
+/** `limit` of a paged call that gives only a cursor. */
+export const DEFAULT_PAGE = 100;
+
+/** Requests the control interface refused, by reason (/metrics `siptm_control_refused_total`). */
+export type RefusalCounts = Record<string, number>;
 
 export class RpcError extends Error {
   constructor(
@@ -48,6 +83,7 @@ export interface RpcDeps {
   readonly startedAt: number;
   /** True once shutting down: no new client transactions. */
   readonly draining: () => boolean;
+  readonly limits?: Partial<RpcLimits>;
 }
 
 type Params = Record<string, unknown>;
@@ -55,20 +91,45 @@ type Params = Record<string, unknown>;
 interface MethodSpec {
   /** Parameter names in positional order; a trailing "?" marks an optional one. */
   readonly params: readonly string[];
+  /** Positional parameters that named params may leave out ("." positionally). */
+  readonly namedOptional?: readonly string[];
   readonly help: string;
-  readonly run: (p: Params) => unknown;
+  readonly run: (p: Params, ctx: CallContext) => unknown;
+}
+
+interface CallContext {
+  /** Bytes the result may still take in this answer. */
+  readonly budget: number;
+}
+
+/** A result already serialised (a list built page by page). */
+class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** One page of a list: its items and the cursor of the next (undefined: the last). */
+interface ListPage {
+  readonly items: readonly unknown[];
+  readonly next: string | undefined;
 }
 
 const JSONRPC = "2.0";
 
 export class RpcServer {
   private readonly methods = new Map<string, MethodSpec>();
+  readonly limits: RpcLimits;
+  /** Calls refused for their size (batch, response); http.ts adds its own reasons. */
+  readonly refused: RefusalCounts = {};
+  /** The list in the making (tm.list, ul.dump, tm.hash_stats): one at a time, whoever asks. */
+  private listing: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: RpcDeps) {
+    this.limits = { ...DEFAULT_RPC_LIMITS, ...deps.limits };
     const uacParams = ["method", "ruri", "nexthop", "socket", "headers", "body?"];
     const m = this.methods;
     m.set("tm.t_uac_start", {
       params: uacParams,
+      namedOptional: ["nexthop", "socket"],
       help: "send a request in a new client transaction; headers is CRLF-separated text with From and To (Call-ID, CSeq used when given); nexthop/socket '.' = default → {callid, cseq, tid}",
       run: async (p) => {
         const h = await this.startUac(p);
@@ -77,6 +138,7 @@ export class RpcServer {
     });
     m.set("tm.t_uac_wait", {
       params: uacParams,
+      namedOptional: ["nexthop", "socket"],
       help: "like tm.t_uac_start, and wait for the final response → {code, reason, headers, body}",
       run: async (p) => finalResult(await (await this.startUac(p)).final),
     });
@@ -126,21 +188,9 @@ export class RpcServer {
       },
     });
     m.set("tm.list", {
-      params: [],
-      help: "live transactions: id, kind, state, method, callid, cseq, age (ms), shard, holders, timers",
-      run: async () =>
-        (await deps.tm.audit()).map((a) => ({
-          id: a.id,
-          kind: a.kind,
-          state: a.state,
-          method: a.method,
-          callid: a.callId,
-          cseq: a.cseq,
-          age: Math.round(a.ageMs),
-          shard: a.shard,
-          holders: a.holders,
-          timers: a.timers,
-        })),
+      params: ["limit?", "cursor?"],
+      help: "live transactions: id, kind, state, method, callid, cseq, age (ms), shard, holders, timers. With limit and/or cursor: one page → {items, next} (pass next as cursor; null: the last page)",
+      run: (p, ctx) => this.list("tm.list", p, ctx, (after, limit) => this.auditPage(after, limit)),
     });
     m.set("tm.stats", {
       params: [],
@@ -150,36 +200,64 @@ export class RpcServer {
     m.set("tm.hash_stats", {
       params: [],
       help: "transaction table occupancy: entries in total, per shard and per kind",
-      run: async () => {
-        const [stats, list] = await Promise.all([deps.tm.stats(), deps.tm.audit()]);
-        const shards = stats.shards.map((s) => ({
-          shard: s.shard,
-          entries: 0,
-          ist: 0,
-          nist: 0,
-          ict: 0,
-          nict: 0,
-        }));
-        for (const a of list) {
-          const row = shards.find((s) => s.shard === a.shard);
-          if (!row) continue;
-          row.entries++;
-          const kind = a.kind as "ist" | "nist" | "ict" | "nict";
-          if (kind in row) row[kind]++;
-        }
-        return { entries: list.length, shards };
-      },
+      run: () =>
+        this.oneAtATime(async () => {
+          const stats = await deps.tm.stats();
+          const shards = stats.shards.map((s) => ({
+            shard: s.shard,
+            entries: 0,
+            ist: 0,
+            nist: 0,
+            ict: 0,
+            nict: 0,
+          }));
+          let entries = 0;
+          // Page by page, a turn of the event loop between pages: SIP goes on meanwhile.
+          let after: string | undefined;
+          for (;;) {
+            const page = await deps.tm.auditPage(after, this.limits.maxPage);
+            for (const a of page.entries) {
+              entries++;
+              const row = shards.find((s) => s.shard === a.shard);
+              if (!row) continue;
+              row.entries++;
+              const kind = a.kind as "ist" | "nist" | "ict" | "nict";
+              if (kind in row) row[kind]++;
+            }
+            if (page.next === undefined) break;
+            after = page.next;
+            await turn();
+          }
+          return { entries, shards };
+        }),
     });
     m.set("ul.dump", {
-      params: [],
-      help: "registrar bindings: [{aor, contacts: [{uri, expires, q, callid, cseq}]}]",
-      run: () =>
-        deps.registrar.dump().map((a) => ({ aor: a.aor, contacts: a.bindings.map((b) => this.binding(b)) })),
+      params: ["limit?", "cursor?"],
+      help: "registrar bindings: [{aor, contacts: [{uri, expires, q, callid, cseq}]}]. With limit and/or cursor: one page → {items, next} (AORs in order; pass next as cursor; null: the last page)",
+      run: (p, ctx) =>
+        this.list("ul.dump", p, ctx, (after, limit) => {
+          const page = deps.registrar.dumpPage(after, limit);
+          return {
+            items: page.aors.map((a) => ({ aor: a.aor, contacts: a.bindings.map((b) => this.binding(b)) })),
+            next: page.next,
+          };
+        }),
     });
     m.set("ul.lookup", {
       params: ["aor"],
       help: "bindings of one address-of-record (a SIP URI)",
-      run: (p) => deps.registrar.lookup(str(p, "aor")).map((b) => this.binding(b)),
+      run: (p) => {
+        const aor = str(p, "aor");
+        try {
+          canonicalAor(aor);
+        } catch (err) {
+          throw new RpcError(
+            INVALID_PARAMS,
+            `aor "${aor.slice(0, 80)}" is not a SIP URI: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
+        return deps.registrar.lookup(aor).map((b) => this.binding(b));
+      },
     });
     m.set("core.uptime", {
       params: [],
@@ -217,14 +295,23 @@ export class RpcServer {
     return [...this.methods.keys()].sort();
   }
 
-  /** Run one call (params positional or named). Throws RpcError. */
+  /** Run one call (params positional or named). Throws RpcError. A list comes back as its JSON text. */
   async call(method: string, params: unknown): Promise<unknown> {
-    const spec = this.methods.get(method);
-    if (!spec) throw new RpcError(METHOD_NOT_FOUND, `method not found: ${method} (see system.listMethods)`);
-    return await spec.run(bindParams(method, spec, params));
+    const result = await this.run(method, params, { budget: this.limits.maxResponseBytes });
+    return result instanceof RawJson ? JSON.parse(result.text) : result;
   }
 
-  /** Handle a JSON-RPC request body. Returns the response body, or undefined when there is nothing to answer. */
+  private async run(method: string, params: unknown, ctx: CallContext): Promise<unknown> {
+    const spec = this.methods.get(method);
+    if (!spec) throw new RpcError(METHOD_NOT_FOUND, `method not found: ${method} (see system.listMethods)`);
+    return await spec.run(bindParams(method, spec, params), ctx);
+  }
+
+  /**
+   * Handle a JSON-RPC request body. Returns the response body, or undefined when there is nothing to
+   * answer. The calls of a batch run one after another, with a turn of the event loop between them
+   * (SIP goes on meanwhile), and all of them share one answer of at most `maxResponseBytes`.
+   */
   async handle(body: string): Promise<string | undefined> {
     let msg: unknown;
     try {
@@ -232,40 +319,173 @@ export class RpcServer {
     } catch (err) {
       return JSON.stringify(errorResponse(null, PARSE_ERROR, `parse error: ${(err as Error).message}`));
     }
+    let budget = this.limits.maxResponseBytes;
     if (Array.isArray(msg)) {
       if (msg.length === 0)
         return JSON.stringify(errorResponse(null, INVALID_REQUEST, "invalid request: empty batch"));
-      const out = (await Promise.all(msg.map((m) => this.one(m)))).filter((r) => r !== undefined);
-      return out.length > 0 ? JSON.stringify(out) : undefined;
+      if (msg.length > this.limits.maxBatch) {
+        this.count("batch");
+        return JSON.stringify(
+          errorResponse(
+            null,
+            INVALID_REQUEST,
+            `invalid request: a batch of ${msg.length} calls; at most ${this.limits.maxBatch} (--rpc-max-batch)`,
+          ),
+        );
+      }
+      const out: string[] = [];
+      for (let i = 0; i < msg.length; i++) {
+        if (i > 0) await turn();
+        const res = await this.one(msg[i], budget);
+        if (res === undefined) continue;
+        out.push(res);
+        budget -= Buffer.byteLength(res) + 1;
+      }
+      return out.length > 0 ? `[${out.join(",")}]` : undefined;
     }
-    const res = await this.one(msg);
-    return res === undefined ? undefined : JSON.stringify(res);
+    return await this.one(msg, budget);
   }
 
-  private async one(msg: unknown): Promise<object | undefined> {
+  private count(reason: string): void {
+    this.refused[reason] = (this.refused[reason] ?? 0) + 1;
+  }
+
+  /** One call's answer as JSON text (undefined for a notification). */
+  private async one(msg: unknown, budget: number): Promise<string | undefined> {
+    const answer = (o: object) => JSON.stringify(o);
     if (msg === null || typeof msg !== "object" || Array.isArray(msg))
-      return errorResponse(null, INVALID_REQUEST, "invalid request: not an object");
+      return answer(errorResponse(null, INVALID_REQUEST, "invalid request: not an object"));
     const req = msg as { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown };
     const hasId = "id" in req;
     const id = req.id;
     const validId = id === null || typeof id === "string" || (typeof id === "number" && Number.isFinite(id));
-    if (hasId && !validId) return errorResponse(null, INVALID_REQUEST, "invalid request: bad id");
+    if (hasId && !validId) return answer(errorResponse(null, INVALID_REQUEST, "invalid request: bad id"));
     const rid = hasId ? (id as string | number | null) : null;
     if (req.jsonrpc !== JSONRPC)
-      return errorResponse(rid, INVALID_REQUEST, 'invalid request: jsonrpc must be "2.0"');
+      return answer(errorResponse(rid, INVALID_REQUEST, 'invalid request: jsonrpc must be "2.0"'));
     if (typeof req.method !== "string")
-      return errorResponse(rid, INVALID_REQUEST, "invalid request: no method");
+      return answer(errorResponse(rid, INVALID_REQUEST, "invalid request: no method"));
     if (req.params !== undefined && (req.params === null || typeof req.params !== "object"))
-      return errorResponse(rid, INVALID_REQUEST, "invalid request: params must be an array or an object");
+      return answer(
+        errorResponse(rid, INVALID_REQUEST, "invalid request: params must be an array or an object"),
+      );
+    const head = `{"jsonrpc":"2.0","id":${JSON.stringify(rid)},"result":`;
     try {
-      const result = await this.call(req.method, req.params);
-      return hasId ? { jsonrpc: JSONRPC, id: rid, result: result ?? null } : undefined;
+      const result = await this.run(req.method, req.params, { budget: budget - head.length - 1 });
+      if (!hasId) return undefined;
+      const text = result instanceof RawJson ? result.text : JSON.stringify(result ?? null);
+      if (Buffer.byteLength(text) + head.length + 1 > budget) throw this.tooLarge(req.method);
+      return `${head}${text}}`;
     } catch (err) {
       const e = toRpcError(err);
       if (e.code === INTERNAL_ERROR)
         this.deps.logger.warn({ err, method: req.method }, "control method failed");
-      return hasId ? errorResponse(rid, e.code, e.message, e.data) : undefined;
+      return hasId ? answer(errorResponse(rid, e.code, e.message, e.data)) : undefined;
     }
+  }
+
+  private tooLarge(method: string): RpcError {
+    this.count("response");
+    return new RpcError(
+      TOO_LARGE,
+      `the answer to ${method} would be larger than ${this.limits.maxResponseBytes} bytes (--rpc-max-response)${
+        method === "tm.list" || method === "ul.dump" ? ": page it with {limit, cursor}" : ""
+      }`,
+    );
+  }
+
+  /**
+   * Run `fn` after the list in the making, if any, is done: lists are built one at a time, so that
+   * many connections asking at once cost the memory and the CPU of one.
+   */
+  private async oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+    const before = this.listing;
+    let done!: () => void;
+    this.listing = new Promise<void>((r) => {
+      done = r;
+    });
+    await before;
+    try {
+      return await fn();
+    } finally {
+      done();
+    }
+  }
+
+  /**
+   * tm.list / ul.dump. With limit or cursor: one page, `{ items, next }`. Without: the whole list as
+   * it always was, built page by page with a turn of the event loop between pages, each page
+   * serialised on its own, and given up past the answer's budget.
+   */
+  private list(
+    method: string,
+    p: Params,
+    ctx: CallContext,
+    page: (after: string | undefined, limit: number) => ListPage | Promise<ListPage>,
+  ): Promise<unknown> {
+    return this.oneAtATime(() => this.build(method, p, ctx, page));
+  }
+
+  private async build(
+    method: string,
+    p: Params,
+    ctx: CallContext,
+    page: (after: string | undefined, limit: number) => ListPage | Promise<ListPage>,
+  ): Promise<unknown> {
+    const cursor = opt(p, "cursor");
+    // Any text: an AOR (ul.dump's cursor) has its user part %-decoded.
+    if (cursor !== undefined && cursor.length > 2048)
+      throw new RpcError(INVALID_PARAMS, 'parameter "cursor" must be the "next" of the previous page');
+    const limitGiven = p.limit !== undefined && p.limit !== null && p.limit !== "." && p.limit !== "";
+    if (limitGiven || cursor !== undefined) {
+      const limit = limitGiven
+        ? int(p, "limit", 1, this.limits.maxPage)
+        : Math.min(DEFAULT_PAGE, this.limits.maxPage);
+      const one = await page(cursor, limit);
+      return { items: one.items, next: one.next ?? null };
+    }
+    let text = "[";
+    let bytes = 2;
+    let after: string | undefined;
+    for (;;) {
+      const one = await page(after, this.limits.maxPage);
+      if (one.items.length > 0) {
+        const chunk = JSON.stringify(one.items).slice(1, -1);
+        text += bytes > 2 ? `,${chunk}` : chunk;
+        bytes += Buffer.byteLength(chunk) + 1;
+        if (bytes > ctx.budget) throw this.tooLarge(method);
+      }
+      if (one.next === undefined) break;
+      after = one.next;
+      await turn();
+    }
+    return new RawJson(`${text}]`);
+  }
+
+  private async auditPage(after: string | undefined, limit: number): Promise<ListPage> {
+    let page: AuditPage;
+    try {
+      page = await this.deps.tm.auditPage(after, limit);
+    } catch (err) {
+      // A cursor that is no transaction id of ours.
+      if (err instanceof RangeError) throw new RpcError(INVALID_PARAMS, err.message);
+      throw err;
+    }
+    return {
+      items: page.entries.map((a) => ({
+        id: a.id,
+        kind: a.kind,
+        state: a.state,
+        method: a.method,
+        callid: a.callId,
+        cseq: a.cseq,
+        age: Math.round(a.ageMs),
+        shard: a.shard,
+        holders: a.holders,
+        timers: a.timers,
+      })),
+      next: page.next,
+    };
   }
 
   // --- helpers --------------------------------------------------------------------
@@ -299,6 +519,9 @@ export class RpcServer {
       throw new RpcError(INVALID_PARAMS, `bad method "${method}"`);
     const ruri = str(p, "ruri");
     const fields = parseHeaderText(opt(p, "headers") ?? "");
+    // Before anything is taken out of them: no Via or Content-Length (the engine's own), no header
+    // twice that a message has once, no control character (RFC 3261 §7.3.1, §20, §25.1).
+    checkFields(fields, UAC_OWN);
     const pick = (...names: string[]): string | undefined => {
       const i = fields.findIndex(([n]) => names.includes(n.toLowerCase()));
       if (i < 0) return undefined;
@@ -327,8 +550,6 @@ export class RpcServer {
     )
       throw new RpcError(INVALID_PARAMS, `bad Max-Forwards "${mfText}"`);
     const contentType = pick("content-type", "c");
-    pick("via", "v");
-    pick("content-length", "l");
     const dest = await this.destination(opt(p, "nexthop"), opt(p, "socket"), ruri);
     if (this.deps.draining()) throw new RpcError(UNAVAILABLE, "the server is shutting down");
     let handle: ClientTransactionLike | undefined;
@@ -433,8 +654,10 @@ function bindParams(method: string, spec: MethodSpec, params: unknown): Params {
       out[k] = v;
     }
   }
+  const named = params !== undefined && !Array.isArray(params);
   for (const n of names.slice(0, required))
-    if (out[n] === undefined) throw new RpcError(INVALID_PARAMS, `missing parameter "${n}": ${usage}`);
+    if (out[n] === undefined && !(named && spec.namedOptional?.includes(n)))
+      throw new RpcError(INVALID_PARAMS, `missing parameter "${n}": ${usage}`);
   return out;
 }
 
@@ -473,6 +696,8 @@ function body(p: Params): Buffer | undefined {
 function replyHeaders(p: Params): { headers: Array<[string, string]>; contentType: string | undefined } {
   const raw = opt(p, "headers");
   const fields = raw === undefined ? [] : parseHeaderText(raw);
+  // Via, From, To, Call-ID and CSeq are the request's, Content-Length the engine's.
+  checkFields(fields, REPLY_OWN);
   let contentType: string | undefined;
   const headers = fields.filter(([n, v]) => {
     const l = n.toLowerCase();
@@ -480,9 +705,23 @@ function replyHeaders(p: Params): { headers: Array<[string, string]>; contentTyp
       contentType = v;
       return false;
     }
-    return l !== "content-length" && l !== "l";
+    return true;
   });
   return { headers, contentType };
+}
+
+/** Caller-supplied headers that tm.t_uac_* refuse: the engine writes them. */
+const UAC_OWN: ReadonlySet<string> = new Set(["via", "content-length"]);
+/** Caller-supplied headers that tm.reply* refuse: copied from the request, or the engine's. */
+const REPLY_OWN: ReadonlySet<string> = new Set(["via", "from", "to", "call-id", "cseq", "content-length"]);
+
+/** The core's check of caller-supplied header fields, as -32602 with the reason. */
+function checkFields(fields: ReadonlyArray<readonly [string, string]>, own: ReadonlySet<string>): void {
+  try {
+    checkHeaderFields(fields, own);
+  } catch (err) {
+    throw new RpcError(INVALID_PARAMS, `bad headers: ${(err as Error).message}`);
+  }
 }
 
 /** "Name: value" lines, CRLF (or LF) separated; folded continuation lines joined; blank lines ignored. */

@@ -35,7 +35,7 @@ import {
   type RouteParts,
   routeContext,
 } from "./route.js";
-import { type RpcDeps, RpcServer } from "./rpc.js";
+import { type RpcDeps, type RpcLimits, RpcServer } from "./rpc.js";
 import { Scheduler } from "./scheduler.js";
 import { BRANCH_COOKIE_LABEL, deriveKey, SHARD_HASH_LABEL } from "./secret.js";
 import { shardRouteUrl } from "./shard-route.js";
@@ -115,6 +115,27 @@ function makeResolver(config: ServerConfig): Resolver {
   return new Resolver({ transports: protocols, families });
 }
 
+/** The --rpc-max-* limits of the JSON-RPC layer (the defaults where not given). */
+function rpcLimits(config: ServerConfig): Partial<RpcLimits> {
+  const c = config.control;
+  const out: { -readonly [K in keyof RpcLimits]?: number } = {};
+  if (c.maxBatch !== undefined) out.maxBatch = c.maxBatch;
+  if (c.maxResponseBytes !== undefined) out.maxResponseBytes = c.maxResponseBytes;
+  if (c.maxPage !== undefined) out.maxPage = c.maxPage;
+  return out;
+}
+
+/** The --rpc-* limits of the HTTP server. */
+function controlOptions(config: ServerConfig) {
+  const c = config.control;
+  return {
+    hosts: c.hosts,
+    maxBodyBytes: c.maxBodyBytes,
+    requestTimeoutMs: c.requestTimeoutMs,
+    maxConnections: c.maxConnections,
+  };
+}
+
 interface Control {
   rpc: RpcServer;
   control: ControlServer | undefined;
@@ -133,9 +154,11 @@ async function startRpc(
     version,
     coreVersion,
     startedAt: Date.now(),
+    limits: rpcLimits(config),
   });
   const control = config.rpc
     ? await startControl({
+        ...controlOptions(config),
         host: config.rpc.host,
         port: config.rpc.port,
         token: config.rpcToken,
@@ -167,7 +190,7 @@ async function startSharded(
     resolver: makeResolver(config),
   });
   // Route `default`: the registrar stays here, shared by the shards (shared-registrar.ts).
-  const registrar = new Registrar({ now: () => local.now() });
+  const registrar = new Registrar({ now: () => local.now(), minExpires: config.minExpires });
   const publisher =
     loaded.name === "default" ? new RegistrarPublisher(registrarChannelName(), registrar) : undefined;
   const onRegister = (tx: ShardServerHandle) => {
@@ -406,7 +429,7 @@ async function startOneThread(
     engine.addTransport(config.trace ? new TracedTransport(t, logger.child({ component: "sip" })) : t);
   }
 
-  const registrar = new Registrar({ now: () => engine.now() });
+  const registrar = new Registrar({ now: () => engine.now(), minExpires: config.minExpires });
   const metrics = new Metrics(engine);
   const scheduler = new Scheduler(engine.clock, (err) => logger.warn({ err }, "route timer callback threw"));
   let draining = false;
@@ -422,11 +445,13 @@ async function startOneThread(
     coreVersion,
     startedAt,
     draining: () => draining,
+    limits: rpcLimits(config),
   });
   let control: ControlServer | undefined;
   if (config.rpc) {
     try {
       control = await startControl({
+        ...controlOptions(config),
         host: config.rpc.host,
         port: config.rpc.port,
         token: config.rpcToken,

@@ -103,7 +103,7 @@ export default async function shardRoute(engine: Engine, info: ShardContext): Pr
   // Route `default`: a read-only replica of the main thread's registrar, REGISTER handed over to the
   // main thread (shared-registrar.ts: the seam for the later shared store). Other routes: a
   // registrar of this shard's own.
-  const registrar = new Registrar({ now: () => engine.now() });
+  const registrar = new Registrar({ now: () => engine.now(), minExpires: config.minExpires });
   const shared = registrarChannel !== undefined && info.forward !== undefined;
   const unsubscribe = shared ? subscribeReplica(registrarChannel, registrar) : undefined;
   const parts: RouteParts = { engine, config, logger: routeLogger, registrar, scheduler, sockets };

@@ -3,6 +3,8 @@
 import type { StatsSnapshot, TimerConfig } from "@siptm/core";
 import type { ServerConfig } from "./config.js";
 import { DEFAULT_MAX_TRANSACTIONS, hostPort } from "./config.js";
+import { MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT_MS } from "./http.js";
+import { DEFAULT_RPC_LIMITS } from "./rpc.js";
 import type { ServerInfo } from "./server.js";
 
 export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): string {
@@ -15,6 +17,10 @@ export function banner(info: ServerInfo, config: ServerConfig, t: TimerConfig): 
     const base = `http://${hostPort(info.control.host, info.control.port)}`;
     lines.push(
       `  control:  ${base}/rpc  metrics ${base}/metrics  (token ${config.rpcToken !== undefined ? "required" : "off: loopback only"})`,
+    );
+    const c = config.control;
+    lines.push(
+      `            Host loopback${c.hosts.length > 0 ? ` or ${c.hosts.join(", ")}` : ""}; batch <= ${c.maxBatch ?? DEFAULT_RPC_LIMITS.maxBatch}, answer <= ${c.maxResponseBytes ?? DEFAULT_RPC_LIMITS.maxResponseBytes} B, page <= ${c.maxPage ?? DEFAULT_RPC_LIMITS.maxPage}, body <= ${c.maxBodyBytes ?? MAX_BODY_BYTES} B, ${c.maxConnections ?? MAX_CONNECTIONS} connections, request timeout ${c.requestTimeoutMs ?? REQUEST_TIMEOUT_MS} ms`,
     );
   } else lines.push("  control:  off");
   lines.push(

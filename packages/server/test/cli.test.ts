@@ -43,6 +43,13 @@ describe("siptm", () => {
     [["serve", "--answer-code", "99"], /--answer-code/],
     [["serve", "--rpc", "0.0.0.0:5080"], /without a token/],
     [["frobnicate"], /unknown command/],
+    // A negative number is the flag's value, refused by the flag's own check (not "ambiguous").
+    [["serve", "--workers", "-1"], /^siptm: --workers takes a whole number in 0\.\.1024, got "-1"/],
+    [["serve", "-w", "-1"], /^siptm: --workers takes a whole number in 0\.\.1024, got "-1"/],
+    [["serve", "--t1", "-5"], /^siptm: --t1 takes a whole number ≥ 1, got "-5"/],
+    [["serve", "--min-expires", "-5"], /^siptm: --min-expires takes a whole number in 0\.\.86400, got "-5"/],
+    [["serve", "--rpc-max-batch", "0"], /--rpc-max-batch takes a whole number ≥ 1/],
+    [["serve", "--rpc-host", "a b"], /--rpc-host/],
   ])("bad usage %j → exit 2 with a one-line reason", async (args, why) => {
     const c = runCli(args);
     expect((await c.exited).code).toBe(2);
@@ -84,6 +91,13 @@ describe("siptm", () => {
       const d = runCli(["rpc", `--rpc=127.0.0.1:${port}`, "--", "core.echo", "-h"]);
       expect((await d.exited).code).toBe(0);
       expect(JSON.parse(d.stdout())).toEqual({ method: "core.echo", params: ["-h"] });
+      // The address from SIPTM_RPC when there is no --rpc.
+      const e = runCli(["rpc", "core.echo", "x"], { SIPTM_RPC: `127.0.0.1:${port}` });
+      expect((await e.exited).code).toBe(0);
+      expect(JSON.parse(e.stdout())).toEqual({ method: "core.echo", params: ["x"] });
+      const f = runCli(["rpc", "core.echo"], { SIPTM_RPC: "nowhere" });
+      expect((await f.exited).code).toBe(2);
+      expect(oneLine(f.stderr())).toMatch(/SIPTM_RPC "nowhere"/);
       // Options still work before METHOD, and a bad one is still refused.
       const bad = runCli(["rpc", "--bogus", "core.uptime"]);
       expect((await bad.exited).code).toBe(2);

@@ -180,6 +180,56 @@ describe("serve flags", () => {
       expect(() => parse(args), args.join(" ")).toThrow(UsageError);
   });
 
+  it("control limits and --min-expires: defaults, flags, config file keys (rpc-host repeatable)", () => {
+    const d = parse([]);
+    expect(d.control).toEqual({
+      hosts: [],
+      requestTimeoutMs: undefined,
+      maxConnections: undefined,
+      maxBodyBytes: undefined,
+      maxBatch: undefined,
+      maxResponseBytes: undefined,
+      maxPage: undefined,
+    });
+    expect(d.minExpires).toBe(60);
+    const c = parse([
+      "--rpc-host",
+      "siptm.example",
+      "--rpc-host",
+      "[2001:db8::1]",
+      "--rpc-request-timeout",
+      "2000",
+      "--rpc-max-connections",
+      "8",
+      "--rpc-max-body",
+      "4096",
+      "--rpc-max-batch",
+      "4",
+      "--rpc-max-response",
+      "100000",
+      "--rpc-max-page",
+      "50",
+      "--min-expires",
+      "0",
+    ]);
+    expect(c.control).toEqual({
+      hosts: ["siptm.example", "[2001:db8::1]"],
+      requestTimeoutMs: 2000,
+      maxConnections: 8,
+      maxBodyBytes: 4096,
+      maxBatch: 4,
+      maxResponseBytes: 100000,
+      maxPage: 50,
+    });
+    expect(c.minExpires).toBe(0);
+    const file = join(dir, "limits.json");
+    writeFileSync(file, JSON.stringify({ rpcHost: "a.example", "rpc-max-batch": 2, minExpires: 15 }));
+    const f = parse(["--config", file]);
+    expect(f.control.hosts).toEqual(["a.example"]);
+    expect(f.control.maxBatch).toBe(2);
+    expect(f.minExpires).toBe(15);
+  });
+
   it("bad values are one-line usage errors", () => {
     for (const args of [
       ["--bogus"],
@@ -187,6 +237,10 @@ describe("serve flags", () => {
       ["--workers", "x"],
       ["--log-level", "loud"],
       ["--answer-after", "soon"],
+      ["--workers", "-1"],
+      ["--rpc-max-page", "0"],
+      ["--rpc-request-timeout", "10"],
+      ["--min-expires", "86401"],
     ])
       expect(() => parse(args), args.join(" ")).toThrow(UsageError);
   });

@@ -40,7 +40,7 @@ const children = new Set<ChildProcess>();
 
 /** Run the CLI with these arguments (no SIPTM_RPC_TOKEN inherited). */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const { SIPTM_RPC_TOKEN: _drop, ...base } = process.env;
+  const { SIPTM_RPC_TOKEN: _drop, SIPTM_RPC: _dropAddress, ...base } = process.env;
   const proc = spawn(process.execPath, [CLI, ...args], {
     env: { ...base, ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -144,6 +144,35 @@ describe("Registrar", () => {
 describe("siptm serve --route default", () => {
   afterAll(killAll);
 
+  it("--min-expires: a registration for 15 s (sipsak -U) gets 423 Min-Expires 60 by default, 200 with --min-expires 10 (RFC 3261 §10.3)", async () => {
+    const [strict, lenient] = await Promise.all([
+      serve(["--route", "default", "--workers", "0", ...SERVER_TIMERS]),
+      serve(["--route", "default", "--workers", "2", "--min-expires", "10", ...SERVER_TIMERS]),
+    ]);
+    const ua = await testEngine();
+    try {
+      const uaPort = ua.transportFor("UDP")!.localPort;
+      const reg = (port: number, expires: number) =>
+        ua.request({
+          method: "REGISTER",
+          uri: "sip:127.0.0.1",
+          from: "<sip:dave@127.0.0.1>",
+          to: "<sip:dave@127.0.0.1>",
+          headers: [["Contact", `<sip:dave@127.0.0.1:${uaPort}>;expires=${expires}`]],
+          nextHop: `udp:127.0.0.1:${port}`,
+        }).final;
+      const brief = await reg(strict.udp, 15);
+      expect(brief.status).toBe(423);
+      expect(brief.response?.header("min-expires")).toBe("60");
+      expect((await reg(lenient.udp, 15)).status).toBe(200);
+      const tooBrief = await reg(lenient.udp, 5);
+      expect(tooBrief.status).toBe(423);
+      expect(tooBrief.response?.header("min-expires")).toBe("10");
+    } finally {
+      await ua.close();
+    }
+  });
+
   it("REGISTER gets 200 with the bindings; OPTIONS to the server gets 200; an unknown user 404", async () => {
     const server = await serve(["--route", "default", ...SERVER_TIMERS]);
     const ua = await testEngine();

@@ -105,6 +105,11 @@ export interface ShardAuditEntry extends AuditEntry {
   shard: number;
 }
 
+export interface AuditPage {
+  entries: ShardAuditEntry[];
+  next: string | undefined;
+}
+
 export interface TransactionEngine {
   /** Start a client transaction (RequestOptions of the core, events included). */
   request(opts: RequestOptions): MaybePromise<ClientTransactionLike>;
@@ -131,6 +136,13 @@ export interface TransactionEngine {
   ack2xx(invite: ClientTransactionLike, answer: SipResponse): MaybePromise<unknown>;
   stats(): MaybePromise<EngineStats>;
   audit(): MaybePromise<ShardAuditEntry[]>;
+  /**
+   * One page of `audit()`: at most `limit` entries after the transaction with id `after` (none: from
+   * the first), shard by shard in creation order, and the `after` of the next page (undefined: this
+   * was the last; a full page always gives one). The cursor is a transaction id: a page needs
+   * nothing kept from the one before.
+   */
+  auditPage(after: string | undefined, limit: number): MaybePromise<AuditPage>;
   close(): Promise<void>;
 }
 
@@ -187,6 +199,10 @@ export function wrapEngine(engine: Engine): TransactionEngine & { readonly engin
       };
     },
     audit: () => engine.audit().map((e) => ({ ...e, shard: 0 })),
+    auditPage: (after, limit) => {
+      const page = engine.auditPage(after, limit);
+      return { entries: page.entries.map((e) => ({ ...e, shard: 0 })), next: page.next };
+    },
     close: () => engine.close(),
   };
 }

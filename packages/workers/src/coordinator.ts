@@ -102,6 +102,7 @@ import { type Remote, wrap } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Piscina } from "piscina";
 import {
+  type AuditPage,
   type ClientTransactionLike,
   type EngineStats,
   emptyCoordinatorStats,
@@ -1316,6 +1317,41 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       ),
     );
     return lists.flat();
+  }
+
+  /**
+   * One page of `audit()`: the shards in order, each in creation order, from the one the cursor (a
+   * transaction id) names. A cursor of a shard restarted since starts at that shard's first.
+   */
+  async auditPage(after: string | undefined, limit: number): Promise<AuditPage> {
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
+    let start = 0;
+    let cursor = after;
+    if (after !== undefined) {
+      const m = /-s(\d+)i(\d+)\.[0-9a-z]+$/.exec(after);
+      const shard = m ? Number(m[1]) : -1;
+      if (!m || !after.startsWith(this.baseId) || shard >= this.slots.length)
+        throw new RangeError(
+          `cursor ${JSON.stringify(after.slice(0, 80))} is not a transaction id of this server`,
+        );
+      start = shard;
+      if (this.slots[shard]!.inc?.n !== Number(m[2])) cursor = undefined;
+    }
+    const entries: ShardAuditEntry[] = [];
+    for (let i = start; i < this.slots.length; i++) {
+      const slot = this.slots[i]!;
+      const from = i === start ? cursor : undefined;
+      const page = slot.alive
+        ? await this.call(i, (api) => api.auditPage(from, limit - entries.length)).catch(() => undefined)
+        : undefined;
+      if (page) for (const e of page.entries) entries.push({ ...e, shard: i });
+      if (page?.next !== undefined) return { entries, next: page.next };
+      if (entries.length >= limit)
+        // This shard is done; the next page starts at the following one.
+        return { entries, next: i + 1 < this.slots.length ? entries[entries.length - 1]!.id : undefined };
+    }
+    return { entries, next: undefined };
   }
 
   /**

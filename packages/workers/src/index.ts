@@ -6,6 +6,7 @@
  */
 export * from "@siptm/core";
 export {
+  type AuditPage,
   type ClientTransactionLike,
   type EngineStats,
   emptyCoordinatorStats,

@@ -155,6 +155,8 @@ export interface ShardApi {
   ready(): { shard: number; incarnation: number };
   stats(): StatsSnapshot & ShardCounters;
   audit(): AuditEntry[];
+  /** One page of `audit()` (the core engine's `auditPage`). */
+  auditPage(after: string | undefined, limit: number): { entries: AuditEntry[]; next: string | undefined };
   health(): ShardHealth;
   request(opts: PlainRequestOptions, handleId: number): Result<CreatedRequest>;
   requestFrom(

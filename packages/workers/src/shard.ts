@@ -553,6 +553,7 @@ class Shard {
         handles: this.handles.size,
       }),
       audit: () => engine.audit(),
+      auditPage: (after, limit) => engine.auditPage(after, limit),
       health: (): ShardHealth => {
         const st = engine.stats;
         return {

@@ -297,6 +297,7 @@ export class ShardedBed extends EngineBed {
       ack2xx: (invite, answer) => engine.ack2xx(invite, answer),
       stats: () => engine.stats(),
       audit: () => engine.audit(),
+      auditPage: (after, limit) => engine.auditPage(after, limit),
       close: () => engine.close(),
     };
   }

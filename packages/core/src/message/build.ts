@@ -5,7 +5,7 @@
  */
 
 import { SipMessageImpl } from "./message.js";
-import { isToken } from "./text.js";
+import { canonicalName, isToken, properName } from "./text.js";
 import type { SipRequest } from "./types.js";
 
 /** Default Reason-Phrases (RFC 3261 §21 and extensions). */
@@ -125,21 +125,121 @@ export interface BuildRequestOptions {
   contentType?: string | undefined;
 }
 
-function checkText(what: string, v: string): void {
+/**
+ * RFC 3261 §25.1: a header value is printable text, HTAB and (as latin1 bytes) UTF-8; no other
+ * control character (CR, LF, NUL, …) and no DEL.
+ */
+function ctlIn(v: string): number {
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
-    if (c === 13 || c === 10 || c > 255) throw new RangeError(`${what} must be latin1 text without CR/LF`);
+    if ((c < 32 && c !== 9) || c === 127 || c > 255) return i;
+  }
+  return -1;
+}
+
+function checkText(what: string, v: string): void {
+  const i = ctlIn(v);
+  if (i >= 0) {
+    const c = v.charCodeAt(i);
+    throw new RangeError(
+      `${what} must be latin1 text without control characters (0x${c.toString(16).padStart(2, "0")} at ${i}; RFC 3261 §25.1)`,
+    );
   }
 }
 
-function extraHeaders(headers: Array<[string, string]> | undefined): string {
+/**
+ * Headers of which a message has at most one (RFC 3261 §7.3.1: only a comma-separated list may be
+ * split over several header fields; §20 and the extensions' grammars). Canonical lower-case names.
+ */
+export const SINGLE_INSTANCE_HEADERS: ReadonlySet<string> = new Set([
+  "call-id",
+  "content-disposition",
+  "content-length",
+  "content-type",
+  "cseq",
+  "date",
+  "expires",
+  "from",
+  "max-forwards",
+  "mime-version",
+  "min-expires",
+  "organization",
+  "priority",
+  "reply-to",
+  "retry-after",
+  "server",
+  "subject",
+  "timestamp",
+  "to",
+  "user-agent",
+  // RFC 3262, RFC 6665, RFC 3515, RFC 3892, RFC 4028, RFC 3891, RFC 3911
+  "rseq",
+  "rack",
+  "event",
+  "subscription-state",
+  "refer-to",
+  "referred-by",
+  "session-expires",
+  "min-se",
+  "replaces",
+  "join",
+]);
+
+/** What `buildRequest` writes itself: its options, not extra headers, carry these. */
+export const REQUEST_OWN_HEADERS: ReadonlySet<string> = new Set([
+  "via",
+  "max-forwards",
+  "from",
+  "to",
+  "call-id",
+  "cseq",
+  "content-type",
+  "content-length",
+]);
+/** What `buildResponse` writes itself (copied from the request, or from its options). */
+export const RESPONSE_OWN_HEADERS: ReadonlySet<string> = new Set([
+  "via",
+  "from",
+  "to",
+  "call-id",
+  "cseq",
+  "content-type",
+  "content-length",
+]);
+
+/**
+ * Check header fields given by a caller before they are written: each name a token, each value
+ * without control characters (§25.1), none of `own` (what the builder writes itself — compact forms
+ * included, §7.3.3), and no single-instance header twice (§7.3.1). Throws RangeError saying which.
+ * The builders run it on their extra headers; the control interface on what an operator typed.
+ */
+export function checkHeaderFields(
+  fields: ReadonlyArray<readonly [string, string]>,
+  own: ReadonlySet<string>,
+): void {
+  let seen: Set<string> | undefined;
+  for (const [name, value] of fields) {
+    if (!isToken(name)) throw new RangeError(`invalid header name ${JSON.stringify(name)}`);
+    checkText(`header ${name}`, value);
+    const canon = canonicalName(name);
+    if (own.has(canon))
+      throw new RangeError(`header ${properName(name)} is written by the transaction layer: leave it out`);
+    if (SINGLE_INSTANCE_HEADERS.has(canon)) {
+      seen ??= new Set();
+      if (seen.has(canon))
+        throw new RangeError(
+          `header ${properName(name)} given twice: a message has at most one (RFC 3261 §7.3.1, §20)`,
+        );
+      seen.add(canon);
+    }
+  }
+}
+
+function extraHeaders(headers: Array<[string, string]> | undefined, own: ReadonlySet<string>): string {
   let s = "";
   if (headers === undefined) return s;
-  for (const [name, value] of headers) {
-    if (!isToken(name)) throw new RangeError(`invalid header name ${JSON.stringify(name)}`);
-    checkText(name, value);
-    s += `${name}: ${value}\r\n`;
-  }
+  checkHeaderFields(headers, own);
+  for (const [name, value] of headers) s += `${name}: ${value}\r\n`;
   return s;
 }
 
@@ -199,7 +299,7 @@ export function buildResponse(req: SipRequest, status: number, opts?: BuildRespo
   }
   s += linesOf(req, "call-id", "Call-ID");
   s += linesOf(req, "cseq", "CSeq");
-  s += extraHeaders(opts?.headers);
+  s += extraHeaders(opts?.headers, RESPONSE_OWN_HEADERS);
   return finish(s, opts?.body, opts?.contentType);
 }
 
@@ -223,6 +323,6 @@ export function buildRequest(opts: BuildRequestOptions): Buffer {
   const mf = opts.maxForwards ?? 70;
   if (!Number.isInteger(mf) || mf < 0 || mf > 255) throw new RangeError("Max-Forwards out of range");
   let s = `${method} ${uri} SIP/2.0\r\nVia: ${via}\r\nMax-Forwards: ${mf}\r\nFrom: ${from}\r\nTo: ${to}\r\nCall-ID: ${callId}\r\nCSeq: ${cseq} ${method}\r\n`;
-  s += extraHeaders(opts.headers);
+  s += extraHeaders(opts.headers, REQUEST_OWN_HEADERS);
   return finish(s, opts.body, opts.contentType);
 }

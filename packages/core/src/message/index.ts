@@ -5,8 +5,12 @@ export {
   type BuildResponseOptions,
   buildRequest,
   buildResponse,
+  checkHeaderFields,
   REASON_PHRASES,
+  REQUEST_OWN_HEADERS,
+  RESPONSE_OWN_HEADERS,
   reasonPhrase,
+  SINGLE_INSTANCE_HEADERS,
 } from "./build.js";
 export { SipParseError, type SipParseErrorCode, type SipParseErrorKind, toSipParseError } from "./errors.js";
 export { BRANCH_COOKIE, newBranch, newCallId, newTag } from "./ids.js";

@@ -1,6 +1,7 @@
 /** What the two server transaction actors share: their user interface, the reply path and stats. */
 import { buildResponse } from "../message/build.js";
 import { newTag } from "../message/ids.js";
+import { canonicalName } from "../message/text.js";
 import type { SipRequest } from "../message/types.js";
 import type { Destination, Source } from "../transport/types.js";
 import { statusClassKey, Transaction, type TxContext } from "./actor.js";
@@ -85,8 +86,7 @@ export abstract class ServerTransaction extends Transaction {
       const extra: Array<[string, string]> = this.request.has("record-route")
         ? this.request.headerLines("record-route").map((v) => ["Record-Route", v])
         : [];
-      if (!headers?.some(([n]) => n.toLowerCase() === "contact" || n === "m"))
-        extra.push(["Contact", this.ownContact()]);
+      if (!headers?.some(([n]) => canonicalName(n) === "contact")) extra.push(["Contact", this.ownContact()]);
       headers = headers ? [...extra, ...headers] : extra;
     }
     return buildResponse(this.request, status, {

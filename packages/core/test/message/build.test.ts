@@ -186,4 +186,62 @@ describe("buildRequest", () => {
     expect(() => buildRequest({ ...ok, cseq: -1 })).toThrow(RangeError);
     expect(() => buildRequest({ ...ok, maxForwards: 300 })).toThrow(RangeError);
   });
+
+  it("extra headers: no control character but HTAB (§25.1), none the builder writes (compact forms too, §7.3.3), no single-instance header twice (§7.3.1)", () => {
+    const ok = {
+      method: "OPTIONS",
+      uri: "sip:b@x",
+      via: "SIP/2.0/UDP h;branch=z9hG4bK1",
+      from: "<sip:a@x>;tag=1",
+      to: "<sip:b@x>",
+      callId: "c",
+      cseq: 1,
+    };
+    const refused: Array<Array<[string, string]>> = [
+      [["Via", "SIP/2.0/UDP evil;branch=z9hG4bKx"]],
+      [["v", "SIP/2.0/UDP evil"]],
+      [["Content-Length", "0"]],
+      [["l", "0"]],
+      [["Call-ID", "other"]],
+      [["i", "other"]],
+      [["f", "<sip:evil@x>"]],
+      [["T", "<sip:evil@x>"]],
+      [["CSeq", "2 OPTIONS"]],
+      [["c", "text/plain"]],
+      [
+        ["Expires", "1"],
+        ["expires", "2"],
+      ],
+      [
+        ["Subject", "a"],
+        ["s", "b"],
+      ],
+      [["X-A", "a\u0000b"]],
+      [["X-A", "a\u001bb"]],
+      [["X-A", "a\u007f"]],
+      [["X-A", "a\rb"]],
+      [["X A", "b"]],
+    ];
+    for (const headers of refused) {
+      expect(() => buildRequest({ ...ok, headers }), JSON.stringify(headers)).toThrow(RangeError);
+      expect(() => buildResponse(parseReq(REQ), 200, { headers }), JSON.stringify(headers)).toThrow(
+        RangeError,
+      );
+    }
+    // The request's own Max-Forwards comes from its option; a response has none of its own.
+    expect(() => buildRequest({ ...ok, headers: [["Max-Forwards", "1"]] })).toThrow(RangeError);
+    expect(() => buildRequest({ ...ok, from: "<sip:a@x>\u0000" })).toThrow(/control characters \(0x00/);
+    expect(() => buildResponse(parseReq(REQ), 200, { reason: "O\u0000K" })).toThrow(RangeError);
+    // Lists may be split over several fields; HTAB and UTF-8 (as latin1 bytes) are text.
+    const fine: Array<[string, string]> = [
+      ["Route", "<sip:p1;lr>"],
+      ["Route", "<sip:p2;lr>"],
+      ["X-A", "1"],
+      ["x-a", "2"],
+      ["Subject", "a\tb \u00c3\u00a9"],
+    ];
+    const m = parseMessage(buildRequest({ ...ok, headers: fine }), { datagram: false });
+    expect(m.headerValues("route")).toHaveLength(2);
+    expect(m.header("subject")).toBe("a\tb \u00c3\u00a9");
+  });
 });
