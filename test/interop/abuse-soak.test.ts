@@ -150,7 +150,8 @@ describe("abuse soak: siptm serve under attack from loopback", () => {
         inviteFlood("127.0.0.3", server.udp, 1000, SOAK_MS, collidingCallIds(256, 2)),
         crlfFlood("127.0.0.4", server.tcp, SOAK_MS, 2_000_000_000),
         connectionFlood("127.0.0.5", server.tcp, 2000, SOAK_MS),
-        slowSenders("127.0.0.6", server.tcp, 200, 1000, SOAK_MS),
+        // Past the default --tcp-msg-timeout (20 s) from their first byte: every one must be gone by then.
+        slowSenders("127.0.0.6", server.tcp, 200, 1000, SOAK_MS + 6000),
         reflection("127.0.0.7", server.udp, victim, 5000),
         controlBatches(server.rpc, 20, SOAK_MS),
         sipvicious("svmap", ["-p", String(server.udp), "127.0.0.1"], 15),
