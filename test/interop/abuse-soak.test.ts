@@ -168,6 +168,14 @@ describe("abuse soak: siptm serve under attack from loopback", () => {
       const reports = [probes, ...attacks];
       const why = `${JSON.stringify(reports, null, 1)}\nidle RSS ${idle} peak ${peak}\n--- stdout\n${server.out()}\n--- stderr\n${server.err().slice(-4000)}`;
 
+      // The figures, for the record (the assertions below judge them).
+      const line = (r: AttackReport) =>
+        Object.entries(r)
+          .map(([k, v]) => (k === "name" ? v : `${k}=${v}`))
+          .join(" ");
+      console.info(
+        `abuse soak --workers ${workers}: RSS idle ${Math.round(idle / 2 ** 20)} MiB, peak ${Math.round(peak / 2 ** 20)} MiB; ${reports.map(line).join("; ")}`,
+      );
       expect(server.child.exitCode, why).toBeNull();
       expect(probes.sent, why).toBeGreaterThan(100);
       expect(probes.ok, why).toBe(probes.sent);
