@@ -5,6 +5,7 @@
 export * from "./clock.js";
 export * from "./engine.js";
 export * from "./message/index.js";
+export { type HashKey, hashBytes, hashBytes64, hashKey, hashString } from "./message/siphash.js";
 export { type RelayContext, type RelayOptions, type RelayTarget, relay } from "./proxy/relay.js";
 export * from "./proxy/resolver.js";
 export { isLoop, loopHash, ownRouteProcessing, uriHostPort } from "./proxy/routing.js";

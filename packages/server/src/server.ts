@@ -218,7 +218,7 @@ async function startSharded(
       advertisedHost: config.advertise,
       aliases: [...config.aliases],
       mergedRequests: mergedRequestsFor(config),
-      cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL, 32) : undefined,
+      cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     },
     route: shardRouteUrl({
       route: config.route,
@@ -397,7 +397,7 @@ async function startOneThread(
     aliases: [...config.aliases],
     mergedRequests: mergedRequestsFor(config),
     rateLimit: config.rateLimit,
-    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL, 32) : undefined,
+    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     logger: logger.child({ component: "engine" }),
     resolver,
   });

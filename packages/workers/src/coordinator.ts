@@ -444,7 +444,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     if (opts.listen.length === 0 || opts.listen.length > 255)
       throw new RangeError("listen: one to 255 sockets");
     // Every shard (and a restarted one) checks the branch cookies of the others' relayed INVITEs with one key.
-    this.opts = { ...opts, engine: { ...opts.engine, cookieKey: opts.engine?.cookieKey ?? randomBytes(32) } };
+    this.opts = { ...opts, engine: { ...opts.engine, cookieKey: opts.engine?.cookieKey ?? randomBytes(16) } };
     this.key = hashKey(opts.hashKey ?? defaultHashKey());
     this.onRequest = opts.onRequest;
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;

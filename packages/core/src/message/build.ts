@@ -274,8 +274,10 @@ export function buildResponse(req: SipRequest, status: number, opts?: BuildRespo
   if (!Number.isInteger(status) || status < 100 || status > 699) {
     throw new RangeError(`status ${status} is not a SIP status code`);
   }
-  const reason = opts?.reason ?? reasonPhrase(status);
-  checkText("reason", reason);
+  const given = opts?.reason;
+  // A caller's reason phrase is checked; ours (the RFC's table) needs no check.
+  if (given !== undefined) checkText("reason", given);
+  const reason = given ?? reasonPhrase(status);
   let s = `SIP/2.0 ${status} ${reason}\r\n`;
   s += linesOf(req, "via", "Via");
   s += linesOf(req, "from", "From");

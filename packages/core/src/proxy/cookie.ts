@@ -10,7 +10,9 @@
  * second Via names a victim. A late 2xx to an INVITE (after the transaction
  * ended, or lost with a restarted shard) is still worth forwarding, since
  * nobody else can deliver it; we forward it only when its branch carries a
- * tag we made, an HMAC over the branch and the Via below ours as we sent it.
+ * tag we made, a MAC over the branch and the Via below ours as we sent it:
+ * SipHash-2-4 (message/siphash.ts), a keyed PRF for short inputs, about a
+ * tenth of the cost of an HMAC-SHA256 per relayed INVITE.
  * A response whose Via below ours was changed fails the check, so the tag
  * never sends bytes anywhere but where the request really came from.
  *
@@ -18,7 +20,8 @@
  * any of them can verify a branch another one made) or, for one process
  * alone, is random.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { type HashKey, hashBytes64, hashKey } from "../message/siphash.js";
 import type { Via } from "../message/types.js";
 
 /** Hex digits of the tag: 64 bits, enough against guessing within a branch's lifetime. */
@@ -26,13 +29,14 @@ const TAG_LENGTH = 16;
 const SEPARATOR = ".";
 
 export class BranchCookie {
-  private readonly key: Buffer;
+  private readonly key: HashKey;
 
+  /** `key`: 16 bytes are the SipHash key itself; a longer key (or text) is condensed to 16 by SHA-256. */
   constructor(key?: Uint8Array | string) {
-    if (key === undefined) this.key = randomBytes(32);
-    else if (typeof key === "string") this.key = Buffer.from(key, "utf8");
-    else this.key = Buffer.from(key);
-    if (this.key.length < 16) throw new RangeError("branch cookie key: at least 16 bytes");
+    const raw =
+      key === undefined ? randomBytes(16) : typeof key === "string" ? Buffer.from(key, "utf8") : key;
+    if (raw.length < 16) throw new RangeError("branch cookie key: at least 16 bytes");
+    this.key = hashKey(raw.length === 16 ? raw : createHash("sha256").update(raw).digest().subarray(0, 16));
   }
 
   /** `branch` with our tag appended: the tag binds it to `upstream`, the Via below ours, and the Call-ID. */
@@ -61,6 +65,7 @@ export class BranchCookie {
       upstream.branch ?? "",
       callId,
     ].join("\n");
-    return createHmac("sha256", this.key).update(text).digest("hex").slice(0, TAG_LENGTH);
+    const mac = hashBytes64(this.key, Buffer.from(text, "latin1"));
+    return Buffer.from(mac.buffer, mac.byteOffset, mac.byteLength).toString("hex");
   }
 }
