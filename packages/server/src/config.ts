@@ -187,7 +187,8 @@ function parseArgsMessage(err: unknown): string {
   return first;
 }
 
-function readConfigFile(path: string): Raw {
+/** A `siptm serve` config file's options, checked (flag names, types); also read by `siptm rpc --config`. */
+export function readConfigFile(path: string): Raw {
   let text: string;
   try {
     text = readFileSync(path, "utf8");

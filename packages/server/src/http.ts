@@ -70,11 +70,11 @@ export async function startControl(opts: ControlOptions): Promise<ControlServer>
   const tokenDigest = opts.token === undefined ? undefined : digest(opts.token);
   const hosts = new Set((opts.hosts ?? []).map((h) => bareHost(h)));
   if (!isWildcard(opts.host)) hosts.add(bareHost(opts.host));
-  const refused: Record<string, number> = {};
-  const count = (reason: string) => {
-    refused[reason] = (refused[reason] ?? 0) + 1;
-  };
+  // One tally with the RPC layer's own refusals: tm.stats `control_refused` and /metrics read it.
   const rpcRefused = opts.rpc.refused;
+  const count = (reason: string) => {
+    rpcRefused[reason] = (rpcRefused[reason] ?? 0) + 1;
+  };
   new Counter({
     name: "siptm_control_refused_total",
     help: "control requests refused, by reason (host, origin, unauthorized, content_type, body, batch, response, timeout, connections)",
@@ -82,7 +82,6 @@ export async function startControl(opts: ControlOptions): Promise<ControlServer>
     registers: [opts.metrics.registry],
     collect() {
       this.reset();
-      for (const [reason, n] of Object.entries(refused)) this.inc({ reason }, n);
       for (const [reason, n] of Object.entries(rpcRefused)) this.inc({ reason }, n);
     },
   });

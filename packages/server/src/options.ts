@@ -260,6 +260,13 @@ export const RPC_CLIENT_OPTIONS: readonly OptionSpec[] = [
     help: "the server's control address (env SIPTM_RPC; default 127.0.0.1:5080)",
   },
   { name: "rpc-token", type: "string", arg: "TOKEN", help: "bearer token (env SIPTM_RPC_TOKEN)" },
+  {
+    name: "config",
+    type: "string",
+    short: "c",
+    arg: "FILE",
+    help: "the server's JSON config file: its rpc and rpc-token are used unless given here (flags, then the file, then the environment)",
+  },
   { name: "timeout", type: "string", arg: "MS", help: "give up after this long (default: wait)" },
   { name: "help", type: "boolean", short: "h", help: "show this help" },
 ];

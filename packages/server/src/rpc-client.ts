@@ -3,7 +3,8 @@
  * become the JSON-RPC params array; the result is printed as JSON.
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_RPC, hostPort, parseHostPort, UsageError } from "./config.js";
+import { resolve } from "node:path";
+import { DEFAULT_RPC, hostPort, parseHostPort, readConfigFile, UsageError } from "./config.js";
 import { parseArgsOptions, RPC_CLIENT_OPTIONS, rpcHelp } from "./options.js";
 
 export interface RpcCallOptions {
@@ -64,7 +65,11 @@ export async function rpcCall(
  * typed — a Call-ID, a header or a reason may well start with "-".
  */
 export function splitRpcArgs(args: readonly string[]): { options: string[]; positionals: string[] } {
-  const takesValue = new Set(RPC_CLIENT_OPTIONS.filter((o) => o.type === "string").map((o) => `--${o.name}`));
+  const takesValue = new Set(
+    RPC_CLIENT_OPTIONS.filter((o) => o.type === "string").flatMap((o) =>
+      o.short === undefined ? [`--${o.name}`] : [`--${o.name}`, `-${o.short}`],
+    ),
+  );
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === "--") return { options: args.slice(0, i), positionals: args.slice(i + 1) };
@@ -95,13 +100,19 @@ export async function rpcMain(args: readonly string[], env: NodeJS.ProcessEnv): 
   }
   const [method, ...rest] = positionals;
   if (!method) throw new UsageError("siptm rpc needs a METHOD (try: siptm rpc system.listMethods)");
-  // --rpc, else SIPTM_RPC (as SIPTM_RPC_TOKEN for the token), else the default.
+  // --rpc, else the server's config file (--config), else SIPTM_RPC, else the default; the token likewise.
+  const file = typeof values.config === "string" ? readConfigFile(resolve(values.config)) : {};
+  const fileRpc = typeof file.rpc === "string" ? file.rpc : undefined;
+  if (fileRpc === "off")
+    throw new UsageError(`${values.config}: the control interface is off ("rpc": "off")`);
   const where =
     typeof values.rpc === "string"
       ? parseHostPort(values.rpc, "--rpc")
-      : env.SIPTM_RPC
-        ? parseHostPort(env.SIPTM_RPC, "SIPTM_RPC")
-        : DEFAULT_RPC;
+      : fileRpc !== undefined
+        ? reachable(parseHostPort(fileRpc, `${values.config}: rpc`))
+        : env.SIPTM_RPC
+          ? parseHostPort(env.SIPTM_RPC, "SIPTM_RPC")
+          : DEFAULT_RPC;
   const timeoutText = values.timeout;
   let timeoutMs: number | undefined;
   if (typeof timeoutText === "string") {
@@ -109,8 +120,13 @@ export async function rpcMain(args: readonly string[], env: NodeJS.ProcessEnv): 
       throw new UsageError(`--timeout needs milliseconds, got "${timeoutText}"`);
     timeoutMs = Number(timeoutText);
   }
+  const fileToken = file["rpc-token"];
   const token =
-    typeof values["rpc-token"] === "string" ? values["rpc-token"] : env.SIPTM_RPC_TOKEN || undefined;
+    typeof values["rpc-token"] === "string"
+      ? values["rpc-token"]
+      : typeof fileToken === "string"
+        ? fileToken
+        : env.SIPTM_RPC_TOKEN || undefined;
   // "\r\n" and "\n" typed as two characters stand for line breaks (header text on a command line).
   const params = rest.map((a) => a.replace(/\\r\\n|\\n/g, "\r\n"));
   try {
@@ -121,6 +137,13 @@ export async function rpcMain(args: readonly string[], env: NodeJS.ProcessEnv): 
     process.stderr.write(`siptm rpc: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
     return 1;
   }
+}
+
+/** A server listening on a wildcard address is reached on loopback of that family. */
+function reachable(where: { host: string; port: number }): { host: string; port: number } {
+  if (where.host === "0.0.0.0") return { ...where, host: "127.0.0.1" };
+  if (where.host === "::") return { ...where, host: "::1" };
+  return where;
 }
 
 export function oneLine(s: string): string {

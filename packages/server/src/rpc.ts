@@ -118,7 +118,7 @@ const JSONRPC = "2.0";
 export class RpcServer {
   private readonly methods = new Map<string, MethodSpec>();
   readonly limits: RpcLimits;
-  /** Calls refused for their size (batch, response); http.ts adds its own reasons. */
+  /** Control requests refused, by reason: for their size (batch, response) here, the rest in http.ts. */
   readonly refused: RefusalCounts = {};
   /** The list in the making (tm.list, ul.dump, tm.hash_stats): one at a time, whoever asks. */
   private listing: Promise<void> = Promise.resolve();
@@ -194,8 +194,8 @@ export class RpcServer {
     });
     m.set("tm.stats", {
       params: [],
-      help: "transaction counters (current, waiting, total, created, freed, rpl_*, 1xx..6xx, retransmissions, …) and the same per shard",
-      run: async () => await deps.tm.stats(),
+      help: "transaction counters (current, waiting, total, created, freed, rpl_*, 1xx..6xx, retransmissions, …) and the same per shard; control_refused: control requests refused, by reason",
+      run: async () => ({ ...(await deps.tm.stats()), control_refused: { ...this.refused } }),
     });
     m.set("tm.hash_stats", {
       params: [],

@@ -1,6 +1,9 @@
 // A server with a control token and --answer-after never: the token is
 // enforced on every call, and ringing INVITEs are answered through tm.reply
 // and tm.reply_callid.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Engine, FinalOutcome } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -59,6 +62,29 @@ describe("control token", () => {
     const without = runCli(["rpc", "--rpc", `127.0.0.1:${server.rpc}`, "core.uptime"]);
     expect((await without.exited).code).toBe(1);
     expect(without.stderr()).toContain("unauthorized");
+  });
+
+  it("siptm rpc --config reads the address and the token from the server's config file; a flag wins over it, it wins over the environment", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "siptm-rpc-config-"));
+    try {
+      const file = join(dir, "siptm.json");
+      writeFileSync(file, JSON.stringify({ rpc: `127.0.0.1:${server.rpc}`, rpcToken: TOKEN, route: "uas" }));
+      const fromFile = runCli(["rpc", "-c", file, "core.version"], {
+        SIPTM_RPC: "127.0.0.1:9",
+        SIPTM_RPC_TOKEN: "nope",
+      });
+      expect((await fromFile.exited).code, fromFile.stderr()).toBe(0);
+      expect(JSON.parse(fromFile.stdout()).name).toBe("siptm");
+      const flagWins = runCli(["rpc", "--config", file, "--rpc-token", "nope", "core.version"]);
+      expect((await flagWins.exited).code).toBe(1);
+      expect(flagWins.stderr()).toContain("unauthorized");
+      writeFileSync(file, JSON.stringify({ rpc: "off" }));
+      const off = runCli(["rpc", "-c", file, "core.version"]);
+      expect((await off.exited).code).toBe(2);
+      expect(off.stderr()).toMatch(/control interface is off/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -176,6 +176,9 @@ describe("Content-Type", () => {
       expect(r.status, ct).toBe(200);
     }
     expect(await refusedCount(port, "content_type")).toBe(4);
+    // tm.stats says the same as /metrics.
+    const stats = await http(port, { method: "POST", path: "/rpc", headers: JSON_CT, body: STATS });
+    expect(JSON.parse(stats.body).result.control_refused).toMatchObject({ content_type: 4 });
   });
 });
 
