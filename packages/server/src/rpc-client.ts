@@ -2,8 +2,9 @@
  * `siptm rpc METHOD [ARGS...]`: a kamcmd-like client. Positional arguments
  * become the JSON-RPC params array; the result is printed as JSON.
  */
-import { parseArgs } from "node:util";
+
 import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { DEFAULT_RPC, hostPort, parseHostPort, readConfigFile, UsageError } from "./config.js";
 import { parseArgsOptions, RPC_CLIENT_OPTIONS, rpcHelp } from "./options.js";
 

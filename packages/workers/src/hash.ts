@@ -23,8 +23,9 @@
  * a Call-ID the coordinator makes for a local request, or one a user passes to
  * `cancel(callId, …)`, lands on the same shard as the datagrams that carry it.
  */
-import { type HashKey, hashBytes, hashString } from "@siptm/core";
+
 import { randomBytes } from "node:crypto";
+import { type HashKey, hashBytes, hashString } from "@siptm/core";
 
 // SipHash-2-4 itself lives in the core (message/siphash.ts), which uses it too.
 export { type HashKey, hashBytes, hashBytes64, hashKey, hashString } from "@siptm/core";
