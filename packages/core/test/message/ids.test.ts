@@ -56,6 +56,11 @@ describe("ids", () => {
   // spelt one of these names in some case (mostly "to"); a hex id cannot spell any.
   it("never spells a header name, in any case", () => {
     const NAMES = /cseq|call-id|via|from|to|contact|content|route|max-forwards|expires/i;
+    // The check catches what it guards against: the base64url To tag that hung SIPp.
+    expect(NAMES.test("9HJag5CSeqC-")).toBe(true);
+    // Hex cannot spell them: ids stay lowercase hex (a change of alphabet fails here first).
+    for (const id of [newTag(), newBranch().slice(BRANCH_COOKIE.length), newCallId()])
+      expect(id, id).toMatch(/^[0-9a-f]+$/);
     for (let i = 0; i < 20_000; i++) {
       for (const id of [newTag(), newBranch().slice(BRANCH_COOKIE.length), newCallId()])
         expect(NAMES.test(id), id).toBe(false);

@@ -63,12 +63,34 @@ const answer: Behaviour = (tx) => {
 
 describe("stateful proxy: core engine only", () => {
   it("a branch with no route fails alone (503) and does not leak the others", () => {
-    const { bed, call, target } = setup([answer], () => ({
+    // Alone, the branch with no route is a 503 of its own (§16.6 item 10), which goes upstream as
+    // a 500 (§16.7 item 6: a proxy does not pass a 503 on).
+    const bests: number[] = [];
+    const lone = setup([answer], () => ({
+      targets: [{ uri: "sip:x@unresolvable.invalid" }],
+      onFailure: (best) => {
+        bests.push(best.status);
+        return undefined;
+      },
+    }));
+    const a = lone.call();
+    lone.bed.flush();
+    expect(bests).toEqual([500]); // every branch failed: the failure hook saw it
+    expect(a.h.outcome?.status).toBe(500);
+    expect(lone.seen).toEqual([]);
+    // Beside a branch that answers, it fails alone: the other one is tried and its 200 goes upstream.
+    const { bed, call, seen, target } = setup([answer], () => ({
       targets: [{ uri: "sip:x@unresolvable.invalid" }, target(0)],
+      onFailure: (best) => {
+        bests.push(best.status);
+        return undefined;
+      },
     }));
     const { h } = call();
     bed.flush();
     expect(h.outcome?.status).toBe(200);
+    expect(seen.map((s) => `${s.uas} ${s.method}`)).toEqual(["0 INVITE"]);
+    expect(bests).toEqual([500]); // not called again: not every branch failed
   });
 
   it("an exception escaping into a timer (here: an observer) is contained and counted, the engine carries on", () => {
