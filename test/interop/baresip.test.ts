@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Baresip, freeSipPort, requireBaresip } from "./peers.js";
 import { HOST } from "./sipp.js";
 import {
+  callTrace,
   expectServerDrained,
   SERVER_TIMERS,
   type SiptmServer,
@@ -80,7 +81,7 @@ for (const workers of ["0", "2"])
         }
         const [alice, bob] = phones as [Baresip, Baresip];
         const callId = await callAnswerHangUp(alice, bob);
-        const trace = server.trace().filter((t) => t.callId === callId);
+        const trace = await callTrace(server, callId);
         const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
         expect(answer, server.report()).toBeDefined();
         expect(answer!.text).toContain(`Record-Route: <sip:${HOST}:${server.tcp};transport=tcp;lr>\r\n`);
@@ -127,7 +128,7 @@ for (const workers of ["0", "2"])
         running.add(bob);
         phones.push(bob);
         const callId = await callAnswerHangUp(alice, bob, "bob");
-        const trace = server.trace().filter((t) => t.callId === callId);
+        const trace = await callTrace(server, callId);
         const rr = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>, <sip:${HOST}:${port};lr>\r\n`;
         const rrLines = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>\r\nRecord-Route: <sip:${HOST}:${port};lr>\r\n`;
         const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");

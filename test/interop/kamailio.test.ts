@@ -10,7 +10,13 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { Baresip, Kamailio, requireBaresip, requireKamailio } from "./peers.js";
 import { HOST, sleep } from "./sipp.js";
-import { expectServerDrained, SERVER_TIMERS, type SiptmServer, startServer } from "./siptm-server.js";
+import {
+  callTrace,
+  expectServerDrained,
+  SERVER_TIMERS,
+  type SiptmServer,
+  startServer,
+} from "./siptm-server.js";
 
 const running = new Set<{ stop(): Promise<void> } | SiptmServer>();
 afterAll(async () => {
@@ -65,7 +71,7 @@ for (const workers of ["0", "2"])
         expect(localBob.types()).not.toContain("CALL_INCOMING");
 
         const callId = String(established.id ?? incoming.id);
-        const trace = server.trace().filter((t) => t.callId === callId);
+        const trace = await callTrace(server, callId);
         const flow = trace.map((t) => `${t.dir} ${t.method ?? `${t.status} ${t.cseqMethod}`} ${t.peer}`);
         const k = `${HOST}:${kamailio.port}`;
         // The INVITE went to Kamailio, with our Record-Route.

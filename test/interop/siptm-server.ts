@@ -300,6 +300,20 @@ export async function pollUntil(
 }
 
 /**
+ * The server's trace of one call once its last message through the proxy, the
+ * 200 to the BYE, has gone out (polled, bounded): a phone may report the call
+ * closed as soon as it sends or receives the BYE, before the 200 is through.
+ */
+export async function callTrace(server: SiptmServer, callId: string, timeoutMs = 5_000): Promise<Traced[]> {
+  const ofCall = () => server.trace().filter((t) => t.callId === callId);
+  await pollUntil(
+    async () => ofCall().some((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "BYE"),
+    timeoutMs,
+  );
+  return ofCall();
+}
+
+/**
  * Once its timers have run out (polled, with a bound), every transaction the
  * server created is freed: `created == freed`, `current == 0`, no live
  * transaction in `tm.list`, every proxy context freed, no reference fault and
