@@ -990,19 +990,7 @@ export class Engine implements TxContext, TransportSink {
   audit(): AuditEntry[] {
     const now = this.clock.now();
     const out: AuditEntry[] = [];
-    for (const tx of [...this.table.values(), ...this.unfreed]) {
-      out.push({
-        id: tx.id,
-        kind: tx.kind,
-        state: tx.state,
-        method: tx.method,
-        callId: tx.callId,
-        cseq: tx.cseq,
-        ageMs: now - tx.createdAt,
-        holders: tx.refs.holders(),
-        timers: tx.armedTimers(),
-      });
-    }
+    for (const tx of [...this.table.values(), ...this.unfreed]) out.push(auditEntry(tx, now));
     return out;
   }
   /**
@@ -1063,17 +1051,7 @@ export class Engine implements TxContext, TransportSink {
       if (this.pageWalks.size > PAGE_WALKS) this.pageWalks.delete(this.pageWalks.keys().next().value!);
     }
     const now = this.clock.now();
-    const entries = picked.map((tx) => ({
-      id: tx.id,
-      kind: tx.kind,
-      state: tx.state,
-      method: tx.method,
-      callId: tx.callId,
-      cseq: tx.cseq,
-      ageMs: now - tx.createdAt,
-      holders: tx.refs.holders(),
-      timers: tx.armedTimers(),
-    }));
+    const entries = picked.map((tx) => auditEntry(tx, now));
     return { entries, next: full && last ? last.id : undefined };
   }
   /** How long a leak check must wait for every timer to have run out. */
@@ -1263,6 +1241,21 @@ export { MAGIC as BRANCH_MAGIC_COOKIE };
 function mergedWith(tx: Transaction, req: SipRequest): boolean {
   if ((tx.kind !== "ist" && tx.kind !== "nist") || tx.method !== req.method) return false;
   return (tx as InviteServerTransaction | NonInviteServerTransaction).request.fromTag === req.fromTag;
+}
+
+/** What `audit()` and `auditPage()` say of one transaction at `now`. */
+function auditEntry(tx: Transaction, now: number): AuditEntry {
+  return {
+    id: tx.id,
+    kind: tx.kind,
+    state: tx.state,
+    method: tx.method,
+    callId: tx.callId,
+    cseq: tx.cseq,
+    ageMs: now - tx.createdAt,
+    holders: tx.refs.holders(),
+    timers: tx.armedTimers(),
+  };
 }
 
 /** `tx` is a proxy's INVITE server transaction that relayed a 2xx (RFC 6026 Accepted) to the sender of this ACK. */

@@ -185,17 +185,6 @@ export const SINGLE_INSTANCE_HEADERS: ReadonlySet<string> = new Set([
   "join",
 ]);
 
-/** What `buildRequest` writes itself: its options, not extra headers, carry these. */
-export const REQUEST_OWN_HEADERS: ReadonlySet<string> = new Set([
-  "via",
-  "max-forwards",
-  "from",
-  "to",
-  "call-id",
-  "cseq",
-  "content-type",
-  "content-length",
-]);
 /** What `buildResponse` writes itself (copied from the request, or from its options). */
 export const RESPONSE_OWN_HEADERS: ReadonlySet<string> = new Set([
   "via",
@@ -206,6 +195,8 @@ export const RESPONSE_OWN_HEADERS: ReadonlySet<string> = new Set([
   "content-type",
   "content-length",
 ]);
+/** What `buildRequest` writes itself: the same and Max-Forwards; its options, not extra headers, carry these. */
+export const REQUEST_OWN_HEADERS: ReadonlySet<string> = new Set([...RESPONSE_OWN_HEADERS, "max-forwards"]);
 
 /**
  * Check header fields given by a caller before they are written: each name a token, each value
