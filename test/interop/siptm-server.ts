@@ -42,11 +42,13 @@ export class SiptmServer {
   private err = "";
   private gone = false;
 
-  constructor(extra: string[]) {
+  /** `trace: false` for a load or soak test: a wire log of every message would be most of its work. */
+  constructor(extra: string[], opts: { trace?: boolean } = {}) {
     const cli = requireServerBuild();
     // `--trace` logs every SIP message in and out (pino JSON on stderr, from each shard with shards):
     // shown when a test fails, and read by `trace()`. One thread unless the test asks for shards.
-    const threads = extra.includes("--workers") ? ["--trace"] : ["--workers", "0", "--trace"];
+    const trace = opts.trace === false ? [] : ["--trace"];
+    const threads = extra.includes("--workers") ? trace : ["--workers", "0", ...trace];
     // A test that names its own sockets (--listen) gets only those.
     const listen = extra.includes("--listen") ? [] : ["--listen", `udp:${HOST}:0`];
     this.args = [cli, "serve", ...listen, "--rpc", `${HOST}:0`, ...threads, ...extra];
@@ -69,6 +71,16 @@ export class SiptmServer {
         setImmediate(() => resolve({ code, signal }));
       });
     });
+  }
+
+  /** The process id (its resident set is read from /proc by the soak test). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** True until the process has exited. */
+  get running(): boolean {
+    return !this.gone;
   }
 
   get stdout(): string {
@@ -156,11 +168,11 @@ export class SiptmServer {
     ].join("\n");
   }
 
-  /** SIGTERM (the server drains, up to --drain-timeout), then SIGKILL 3 s later. Only this child, by its pid. */
-  async kill(): Promise<void> {
+  /** SIGTERM (the server drains, up to --drain-timeout), then SIGKILL `graceMs` later. Only this child, by its pid. */
+  async kill(graceMs = 3_000): Promise<void> {
     if (this.gone || this.child.pid === undefined) return;
     this.child.kill("SIGTERM");
-    const done = await Promise.race([this.exited.then(() => true), sleep(3_000).then(() => false)]);
+    const done = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
     if (!done && !this.gone) {
       this.child.kill("SIGKILL");
       await this.exited;
@@ -169,8 +181,8 @@ export class SiptmServer {
 }
 
 /** Start `siptm serve` on ephemeral 127.0.0.1 ports (UDP only) and wait for its `ready` line. */
-export async function startServer(extra: string[]): Promise<SiptmServer> {
-  const server = new SiptmServer(extra);
+export async function startServer(extra: string[], opts: { trace?: boolean } = {}): Promise<SiptmServer> {
+  const server = new SiptmServer(extra, opts);
   try {
     return await server.ready();
   } catch (err) {

@@ -82,6 +82,32 @@ function batchOf(n: number, method: string, params?: unknown): string {
 }
 
 /** Walk tm.list by pages of `limit`; every id seen, and the number of pages. */
+/**
+ * Send a batch of 16 tm.list and, until it is answered, OPTIONS probes one after another, each
+ * awaited: the batch's answer and how many probes were answered while it was being built.
+ */
+async function probeWhileListing(
+  server: Served,
+  uac: Uac,
+  prefix: string,
+): Promise<{ big: { status: number; text: string }; during: number }> {
+  let done = false;
+  const pending = post(server.rpc, batchOf(16, "tm.list")).then((r) => {
+    done = true;
+    return r;
+  });
+  let during = 0;
+  let sent = 0;
+  while (!done) {
+    const id = `${prefix}-${sent++}`;
+    const answer = uac.answered(id);
+    uac.socket.send(request("OPTIONS", id, uac.port, server.udp), server.udp, "127.0.0.1");
+    await answer;
+    if (!done) during++;
+  }
+  return { big: await pending, during };
+}
+
 async function walk(
   port: number,
   limit: number,
@@ -122,21 +148,8 @@ describe("siptm serve with many live transactions, one thread", () => {
   afterAll(() => uac?.close());
 
   it("OPTIONS probes sent one after another while a batch of 16 tm.list is built are answered meanwhile", async () => {
-    let done = false;
-    const big = post(server.rpc, batchOf(16, "tm.list")).then((r) => {
-      done = true;
-      return r;
-    });
-    let during = 0;
-    let sent = 0;
-    while (!done) {
-      const id = `probe-${sent++}`;
-      const answer = uac.answered(id);
-      uac.socket.send(request("OPTIONS", id, uac.port, server.udp), server.udp, "127.0.0.1");
-      await answer;
-      if (!done) during++;
-    }
-    const { status, text } = await big;
+    const { big, during } = await probeWhileListing(server, uac, "probe");
+    const { status, text } = big;
     expect(status).toBe(200);
     // The batch's answer is bounded by --rpc-max-response (default 4 MiB): the lists that would go
     // past it are -32011, the others are whole.
@@ -200,21 +213,8 @@ describe("siptm serve --workers 2 with many live transactions", () => {
   });
 
   it("OPTIONS probes sent while a batch of 16 tm.list is gathered from the shards are answered meanwhile", async () => {
-    let done = false;
-    const big = post(server.rpc, batchOf(16, "tm.list")).then((r) => {
-      done = true;
-      return r;
-    });
-    let during = 0;
-    let sent = 0;
-    while (!done) {
-      const id = `sprobe-${sent++}`;
-      const answer = uac.answered(id);
-      uac.socket.send(request("OPTIONS", id, uac.port, server.udp), server.udp, "127.0.0.1");
-      await answer;
-      if (!done) during++;
-    }
-    const answers = JSON.parse((await big).text) as Answer[];
+    const { big, during } = await probeWhileListing(server, uac, "sprobe");
+    const answers = JSON.parse(big.text) as Answer[];
     expect(answers).toHaveLength(16);
     expect(during).toBeGreaterThanOrEqual(5);
   });
