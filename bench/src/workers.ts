@@ -44,7 +44,7 @@ const SELF = fileURLToPath(import.meta.url);
 // --- the route module (default export): runs in every shard -----------------------------
 
 function answer(tx: ServerTransactionHandle): void {
-  if (tx.method === "INVITE") tx.reply(200, undefined, { headers: [["Contact", "<sip:bench@127.0.0.1>"]] });
+  if (tx.method === "INVITE") tx.reply(200, { headers: [["Contact", "<sip:bench@127.0.0.1>"]] });
   else tx.reply(200);
 }
 

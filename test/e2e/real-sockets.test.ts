@@ -94,7 +94,7 @@ for (const protocol of ["UDP", "TCP"] as const) {
       const uas = await engine({
         onRequest: (tx) => {
           tx.events.onAck = (a) => acked.push(a.method);
-          tx.reply(200, undefined, { headers: [["Contact", "<sip:b@127.0.0.1>"]] });
+          tx.reply(200, { headers: [["Contact", "<sip:b@127.0.0.1>"]] });
         },
       });
       const uac = await engine();

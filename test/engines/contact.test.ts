@@ -30,7 +30,7 @@ forEachEngine((makeBed) => {
 
         // The server side: a 2xx with the user's Contact.
         const uas = await bed.engine({ address: "127.0.0.2" });
-        uas.onRequest = (tx) => tx.reply(200, undefined, { headers: [[name, "<sip:uas@192.0.2.2>"]] });
+        uas.onRequest = (tx) => tx.reply(200, { headers: [[name, "<sip:uas@192.0.2.2>"]] });
         peer.send(
           `INVITE sip:x@127.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKct${name}\r\nMax-Forwards: 70\r\nFrom: <sip:p@127.0.0.9>;tag=p\r\nTo: <sip:x@127.0.0.2>\r\nCall-ID: ct-${name}\r\nCSeq: 1 INVITE\r\nContact: <sip:p@127.0.0.9>\r\nContent-Length: 0\r\n\r\n`,
           { protocol: "UDP", address: "127.0.0.2", port: 5060 },

@@ -111,7 +111,7 @@ forEachEngine((makeBed) => {
       const acks: number[] = [];
       const { bed, send, uac } = await pair(makeBed, (tx) => {
         tx.events.onAck = () => acks.push(1);
-        tx.reply(200, undefined, { headers: [["Contact", "<sip:b@127.0.0.2>"]] });
+        tx.reply(200, { headers: [["Contact", "<sip:b@127.0.0.2>"]] });
       });
       dropFirst(bed, "SIP/2.0 200", 2);
       const h = await send("INVITE", {
@@ -131,7 +131,7 @@ forEachEngine((makeBed) => {
       const acks: number[] = [];
       const { bed, send, uac } = await pair(makeBed, (tx) => {
         tx.events.onAck = () => acks.push(1);
-        tx.reply(200, undefined, { headers: [["Contact", "<sip:b@127.0.0.2>"]] });
+        tx.reply(200, { headers: [["Contact", "<sip:b@127.0.0.2>"]] });
       });
       const d = dropFirst(bed, "ACK ");
       const answers: number[] = [];

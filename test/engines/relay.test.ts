@@ -75,7 +75,7 @@ async function setup(makeBed: () => EngineBed, behaviours: Behaviour[], relay: S
 const ring: Behaviour = (tx) => send(tx.reply(180));
 const answer: Behaviour = (tx) => {
   send(tx.reply(180));
-  send(tx.reply(200, undefined, { headers: [["Contact", "<sip:uas@127.0.0.10>"]] }));
+  send(tx.reply(200, { headers: [["Contact", "<sip:uas@127.0.0.10>"]] }));
 };
 const reject =
   (status: number): Behaviour =>
@@ -284,8 +284,7 @@ forEachEngine((makeBed) => {
           routes: tx.request.headerValues("route"),
           rr: tx.request.headerValues("record-route"),
         });
-        if (tx.method === "INVITE")
-          send(tx.reply(200, undefined, { headers: [["Contact", `<${targetUri}>`]] }));
+        if (tx.method === "INVITE") send(tx.reply(200, { headers: [["Contact", `<${targetUri}>`]] }));
         else send(tx.reply(200));
       };
       uac.onRequest = (tx) => {

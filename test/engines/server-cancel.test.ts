@@ -70,6 +70,24 @@ forEachEngine((makeBed) => {
       expect(ist?.state).toBe("confirmed");
     });
 
+    it("tryReply after a CANCEL won the race: false, nothing sent; a bad status still throws", async () => {
+      const { bed, peer, txs, responses } = await setup();
+      peer.send(HEAD("INVITE", "z9hG4bKinv7"), UAS);
+      await bed.flush();
+      expect(await txs[0]!.tryReply(183)).toBe(true);
+      await expect((async () => txs[0]!.tryReply(99))()).rejects.toThrow(TransactionError);
+      peer.send(HEAD("CANCEL", "z9hG4bKinv7"), UAS);
+      await bed.flush();
+      expect(await txs[0]!.tryReply(200, { reason: "Too Late" })).toBe(false);
+      await bed.flush();
+      expect(responses()).toEqual(["180 INVITE", "183 INVITE", "200 CANCEL", "487 INVITE"]);
+      peer.send(HEAD("OPTIONS", "z9hG4bKopt7", 2).replace("Call-ID: c1@", "Call-ID: c2@"), UAS);
+      await bed.flush();
+      // A stateful non-INVITE: the route's 200 went; a second answer is refused without a throw.
+      expect(await txs[1]!.tryReply(500)).toBe(false);
+      expect(responses().at(-1)).toBe("200 OPTIONS");
+    });
+
     it("INVITE already answered: 200 to the CANCEL and no other effect", async () => {
       const { bed, peer, txs, responses, cancelled } = await setup();
       peer.send(HEAD("INVITE", "z9hG4bKinv2"), UAS);

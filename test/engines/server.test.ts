@@ -95,6 +95,22 @@ forEachEngine((makeBed) => {
       await bed.flush();
     });
 
+    it("replyById with a To tag after the automatic 100: every later response carries that tag", async () => {
+      const { bed, peer, statuses, txs, uas } = await setup(makeBed);
+      peer.send(invite("z9hG4bKtag1"), UAS);
+      await bed.advance(200);
+      expect(statuses()).toEqual([100]);
+      await uas.replyById(txs[0]!.id, 180, { toTag: "control-tag" });
+      await uas.replyById(txs[0]!.id, 486, { reason: "Busy Now", toTag: "ignored-now" });
+      await bed.flush();
+      const answers = peer.messages((m) => !m.isRequest);
+      expect(statuses()).toEqual([100, 180, 486]);
+      expect(answers.map((m) => m.toTag)).toEqual([undefined, "control-tag", "control-tag"]);
+      expect(answers[2]!.isRequest ? "" : answers[2]!.reason).toBe("Busy Now");
+      peer.send(ack("z9hG4bKtag1", "control-tag"), UAS);
+      await bed.flush();
+    });
+
     it("no automatic 100 when the user answers first", async () => {
       const { bed, statuses, peer, uas } = await setup(makeBed, (tx) => tx.reply(180));
       peer.send(invite(), UAS);
@@ -104,7 +120,9 @@ forEachEngine((makeBed) => {
     });
 
     it("non-2xx final: Timer G retransmits (T1 doubling to T2), ACK → Confirmed, Timer I = T4 ends it", async () => {
-      const { bed, peer, statuses, txs, uas } = await setup(makeBed, (tx) => tx.reply(486, "Busy Here"));
+      const { bed, peer, statuses, txs, uas } = await setup(makeBed, (tx) =>
+        tx.reply(486, { reason: "Busy Here" }),
+      );
       peer.send(invite(), UAS);
       await bed.flush();
       expect(statuses()).toEqual([486]);

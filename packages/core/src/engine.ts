@@ -929,36 +929,21 @@ export class Engine implements TxContext, TransportSink {
    * transaction found by its id (a route left it pending). Holds "rpc:reply"
    * while it works. Throws TransactionError when unknown or not allowed.
    */
-  replyById(
-    id: string,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): void {
+  replyById(id: string, status: number, opts?: ReplyOptions): void {
     const found = this.withTransaction(id, "rpc:reply", (tx) => {
       if (tx.kind !== "ist" && tx.kind !== "nist")
         throw new TransactionError("bad-request", `transaction ${id} is not a server transaction`, id);
-      const stx = tx as InviteServerTransaction | NonInviteServerTransaction;
-      if (toTag && !stx.finalSent && stx.lastStatus === 0) stx.useToTag(toTag);
-      stx.reply(status, { ...opts, reason });
+      (tx as InviteServerTransaction | NonInviteServerTransaction).reply(status, opts);
       return true;
     });
     if (!found) throw new TransactionError("terminated", `no transaction ${id}`, id);
   }
 
   /** Kamailio's `tm.reply_callid`: answer the server transaction with this Call-ID and CSeq number. */
-  replyByCallId(
-    callId: string,
-    cseq: number,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): void {
+  replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): void {
     for (const tx of this.table.byCallId(callId, cseq)) {
       if ((tx.kind === "ist" || tx.kind === "nist") && !(tx as InviteServerTransaction).finalSent) {
-        this.replyById(tx.id, status, reason, opts, toTag);
+        this.replyById(tx.id, status, opts);
         return;
       }
     }

@@ -15,7 +15,7 @@ export type { FinalOutcome, Observers, Transaction, TxKind, TxStats } from "./tr
 export { newStats, TIMER_NAMES, Timer } from "./transaction/actor.js";
 export type { CancelProgress, CancelResult, ClientTu } from "./transaction/client.js";
 export { defaultTimers, longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
-export { TransactionError, type TransactionErrorCode } from "./transaction/errors.js";
+export { isRefusal, TransactionError, type TransactionErrorCode } from "./transaction/errors.js";
 export {
   type ClientEvents,
   ClientTransactionHandle,

@@ -156,13 +156,13 @@ export class RpcServer {
         const tid = str(p, "tid");
         const { headers, contentType } = replyHeaders(p);
         await this.tx(tid, () =>
-          deps.tm.replyById(
-            tid,
-            int(p, "code", 100, 699),
-            opt(p, "reason"),
-            { headers, body: body(p), contentType },
-            opt(p, "to_tag"),
-          ),
+          deps.tm.replyById(tid, int(p, "code", 100, 699), {
+            reason: opt(p, "reason"),
+            headers,
+            body: body(p),
+            contentType,
+            toTag: opt(p, "to_tag"),
+          }),
         );
         return { result: "sent" };
       },
@@ -175,14 +175,13 @@ export class RpcServer {
         const callId = str(p, "callid");
         const cseq = int(p, "cseq", 0, 4294967295);
         await this.tx(`${callId} ${cseq}`, () =>
-          deps.tm.replyByCallId(
-            callId,
-            cseq,
-            int(p, "code", 100, 699),
-            opt(p, "reason"),
-            { headers, body: body(p), contentType },
-            opt(p, "to_tag"),
-          ),
+          deps.tm.replyByCallId(callId, cseq, int(p, "code", 100, 699), {
+            reason: opt(p, "reason"),
+            headers,
+            body: body(p),
+            contentType,
+            toTag: opt(p, "to_tag"),
+          }),
         );
         return { result: "sent" };
       },

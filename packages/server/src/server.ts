@@ -202,7 +202,7 @@ async function startSharded(
     logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
     // The shards learn the new bindings before the UA learns it is registered.
     if (out.status === 200 && out.aor) publisher?.publish(out.aor);
-    tx.reply(out.status, out.reason, { headers: out.headers }).catch((err: unknown) =>
+    tx.reply(out.status, { reason: out.reason, headers: out.headers }).catch((err: unknown) =>
       logger.debug({ err }, "REGISTER answer not sent"),
     );
   };
@@ -309,7 +309,7 @@ async function startSharded(
                   (a.kind === "ist" || a.kind === "nist") &&
                   (a.state === "trying" || a.state === "proceeding"),
               )
-              .map((a) => sharded.replyById(a.id, 503, "Shutting Down").catch(() => {})),
+              .map((a) => sharded.replyById(a.id, 503, { reason: "Shutting Down" }).catch(() => {})),
           );
         }
         await closing;
@@ -505,7 +505,7 @@ async function startOneThread(
           for (const a of engine.audit())
             if ((a.kind === "ist" || a.kind === "nist") && (a.state === "trying" || a.state === "proceeding"))
               try {
-                engine.replyById(a.id, 503, "Shutting Down");
+                engine.replyById(a.id, 503, { reason: "Shutting Down" });
                 answered++;
               } catch {
                 // ended in the meantime

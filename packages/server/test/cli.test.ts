@@ -151,7 +151,7 @@ describe("siptm", () => {
       `export default function route(ctx) {
   return {
     description: "busy: everything gets 486 (" + ctx.sockets.length + " sockets)",
-    onRequest(tx) { tx.reply(486, "Busy Here", { headers: [["X-Route", "busy"]] }); },
+    onRequest(tx) { tx.reply(486, { reason: "Busy Here", headers: [["X-Route", "busy"]] }); },
   };
 }
 `,

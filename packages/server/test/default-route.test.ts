@@ -28,7 +28,7 @@ async function peer(): Promise<{ engine: Engine; seen: Seen[]; port: number; clo
         rr: tx.request.headerValues("record-route"),
         protocol: tx.source.protocol,
       });
-      tx.reply(200, undefined, {
+      tx.reply(200, {
         headers: tx.method === "INVITE" ? [["Contact", `<sip:peer@127.0.0.1:${port}>`]] : undefined,
       });
     },

@@ -232,7 +232,7 @@ describe("siptm serve --route default", () => {
         methods.push(tx.method);
         if (tx.method === "INVITE") {
           tx.events.onAck = (ack) => acks.push(ack.method);
-          tx.reply(200, undefined, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
+          tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
         } else tx.reply(200);
       },
     });

@@ -133,7 +133,7 @@ describe("--workers 2: JSON-RPC control and metrics", () => {
 
   it("tm.t_uac_wait returns the final response", async () => {
     const uas = await testEngine({
-      onRequest: (tx) => tx.reply(200, undefined, { headers: [["X-Test", "yes"]] }),
+      onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }),
     });
     try {
       const port = uas.transportFor("UDP")!.localPort;
@@ -256,7 +256,7 @@ describe("--workers 2: other servers", () => {
       `export default function route(ctx) {
   return {
     description: "busy in shards (" + ctx.sockets.length + " sockets)",
-    onRequest(tx) { tx.reply(486, "Busy Here", { headers: [["X-Route", "busy"]] }); },
+    onRequest(tx) { tx.reply(486, { reason: "Busy Here", headers: [["X-Route", "busy"]] }); },
   };
 }
 `,
@@ -296,7 +296,7 @@ describe("--workers 2: other servers", () => {
         methods.push(tx.method);
         if (tx.method === "INVITE") {
           tx.events.onAck = (ack) => acks.push(ack.method);
-          tx.reply(200, undefined, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
+          tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
         } else tx.reply(200);
       },
     });

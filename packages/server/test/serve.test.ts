@@ -156,7 +156,7 @@ describe("JSON-RPC control", () => {
 
   it("tm.t_uac_wait sends a request and returns the final response", async () => {
     const uas = await testEngine({
-      onRequest: (tx) => tx.reply(200, undefined, { headers: [["X-Test", "yes"]] }),
+      onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }),
     });
     try {
       const port = uas.transportFor("UDP")!.localPort;

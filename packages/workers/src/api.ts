@@ -58,7 +58,9 @@ export interface ServerTransactionLike {
   readonly terminated: boolean;
   events: ServerEvents;
   /** Throws (or rejects with) a TransactionError when the state does not allow it. */
-  reply(status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">): MaybePromise<void>;
+  reply(status: number, opts?: ReplyOptions): MaybePromise<void>;
+  /** `reply()` that answers false instead of throwing when the transaction's state refuses it (a CANCEL won the race). */
+  tryReply(status: number, opts?: ReplyOptions): MaybePromise<boolean>;
 }
 
 /** One shard's counters (the core engine reports itself as shard 0). */
@@ -116,22 +118,9 @@ export interface TransactionEngine {
   /** Kamailio's tm.cancel: cancel the local INVITE with this Call-ID and CSeq number. */
   cancel(callId: string, cseq: number, reason?: string): MaybePromise<CancelResult>;
   /** Kamailio's tm.reply: answer a server transaction by id. */
-  replyById(
-    id: string,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): MaybePromise<void>;
+  replyById(id: string, status: number, opts?: ReplyOptions): MaybePromise<void>;
   /** Kamailio's tm.reply_callid. */
-  replyByCallId(
-    callId: string,
-    cseq: number,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): MaybePromise<void>;
+  replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): MaybePromise<void>;
   /** ACK a 2xx to an INVITE this engine sent (RFC 3261 §13.2.2.4). */
   ack2xx(invite: ClientTransactionLike, answer: SipResponse): MaybePromise<unknown>;
   stats(): MaybePromise<EngineStats>;
@@ -167,9 +156,8 @@ export function wrapEngine(engine: Engine): TransactionEngine & { readonly engin
     engine,
     request: (opts) => engine.request(opts),
     cancel: (callId, cseq, reason) => engine.cancel(callId, cseq, reason),
-    replyById: (id, status, reason, opts, toTag) => engine.replyById(id, status, reason, opts, toTag),
-    replyByCallId: (callId, cseq, status, reason, opts, toTag) =>
-      engine.replyByCallId(callId, cseq, status, reason, opts, toTag),
+    replyById: (id, status, opts) => engine.replyById(id, status, opts),
+    replyByCallId: (callId, cseq, status, opts) => engine.replyByCallId(callId, cseq, status, opts),
     ack2xx: (invite, answer) => {
       if (!(invite instanceof ClientTransactionHandle))
         throw new TypeError("ack2xx: not a transaction of this engine");

@@ -1091,39 +1091,26 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   }
 
   /** Kamailio's tm.reply: the shard is read from the transaction id ("<engine>-s<shard>i<incarnation>.<n>"). */
-  async replyById(
-    id: string,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): Promise<void> {
+  async replyById(id: string, status: number, opts?: ReplyOptions): Promise<void> {
     const m = /-s(\d+)i(\d+)\.[^.]+$/.exec(id);
     const shard = m ? Number(m[1]) : -1;
     const slot = this.slots[shard];
     if (!slot || !m || !id.startsWith(this.baseId) || slot.inc?.n !== Number(m[2]))
       throw new TransactionError("terminated", `no transaction ${id}`, id);
-    unwrap(await this.call<Result<void>>(shard, (api) => api.replyById(id, status, reason, opts, toTag)));
+    unwrap(await this.call<Result<void>>(shard, (api) => api.replyById(id, status, opts)));
   }
 
   /** Kamailio's tm.reply_callid: the shard of the Call-ID, then the others. */
-  async replyByCallId(
-    callId: string,
-    cseq: number,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): Promise<void> {
+  async replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): Promise<void> {
     const owner = this.shardOf(callId);
     const first = await this.call<Result<void>>(owner, (api) =>
-      api.replyByCallId(callId, cseq, status, reason, opts, toTag),
+      api.replyByCallId(callId, cseq, status, opts),
     );
     if (first.ok) return;
     for (let i = 0; i < this.slots.length; i++) {
       if (i === owner) continue;
       const r = await this.call<Result<void>>(i, (api) =>
-        api.replyByCallId(callId, cseq, status, reason, opts, toTag),
+        api.replyByCallId(callId, cseq, status, opts),
       ).catch(() => undefined);
       if (r?.ok) return;
     }

@@ -16,19 +16,14 @@ import type {
   SipResponse,
   Source,
 } from "@siptm/core";
+import { isRefusal } from "@siptm/core";
 import type { ClientTransactionLike, ServerTransactionLike } from "./api.js";
 import type { CreatedRequest } from "./protocol.js";
 
 /** What the handles need from their engine. */
 export interface HandleOwner {
   cancelHandle(h: ShardClientHandle, reason?: string): Promise<CancelResult>;
-  replyById(
-    id: string,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): Promise<void>;
+  replyById(id: string, status: number, opts?: ReplyOptions): Promise<void>;
   /** A user callback threw: counted, never propagated. */
   userError(what: string, err: unknown): void;
 }
@@ -166,12 +161,23 @@ export class ShardServerHandle implements ServerTransactionLike {
    * nobody awaits is dropped rather than left as an unhandled rejection, which
    * would end the process; an awaiting caller still gets it.
    */
-  reply(status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">): Promise<void> {
-    const done = this.owner.replyById(this.id, status, reason, opts).then(() => {
+  reply(status: number, opts?: ReplyOptions): Promise<void> {
+    const done = this.owner.replyById(this.id, status, opts).then(() => {
       if (status >= 200 && this.finalStatus === 0) this.finalStatus = status;
     });
     done.catch(() => {});
     return done;
+  }
+
+  /** `reply()` resolving false when the shard refused it for the transaction's state (see isRefusal). */
+  tryReply(status: number, opts?: ReplyOptions): Promise<boolean> {
+    return this.reply(status, opts).then(
+      () => true,
+      (err: unknown) => {
+        if (isRefusal(err)) return false;
+        throw err;
+      },
+    );
   }
 
   /** @internal */

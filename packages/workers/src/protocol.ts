@@ -167,21 +167,8 @@ export interface ShardApi {
   /** Cancel the INVITE started for main-thread handle `handleId`. */
   cancelHandle(handleId: number, reason?: string): CancelResult;
   cancel(callId: string, cseq: number, reason?: string): CancelResult;
-  replyById(
-    id: string,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): Result<void>;
-  replyByCallId(
-    callId: string,
-    cseq: number,
-    status: number,
-    reason?: string,
-    opts?: Omit<ReplyOptions, "reason">,
-    toTag?: string,
-  ): Result<void>;
+  replyById(id: string, status: number, opts?: ReplyOptions): Result<void>;
+  replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): Result<void>;
   ack2xx(handleId: number, answer: Uint8Array): Result<void>;
   config(patch: Partial<ShardConfig>): ShardConfig;
   /** Call the function the route module provided as `name` (`RouteContext.provide`, route-hooks.ts). */

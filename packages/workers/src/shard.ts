@@ -585,10 +585,9 @@ class Shard {
         ),
       cancelHandle: (handleId, reason) => this.handles.get(handleId)?.cancel(reason) ?? "none",
       cancel: (callId, cseq, reason) => engine.cancel(callId, cseq, reason),
-      replyById: (id, status, reason, opts, toTag) =>
-        attempt(() => engine.replyById(id, status, reason, withBody(opts), toTag)),
-      replyByCallId: (callId, cseq, status, reason, opts, toTag) =>
-        attempt(() => engine.replyByCallId(callId, cseq, status, reason, withBody(opts), toTag)),
+      replyById: (id, status, opts) => attempt(() => engine.replyById(id, status, withBody(opts))),
+      replyByCallId: (callId, cseq, status, opts) =>
+        attempt(() => engine.replyByCallId(callId, cseq, status, withBody(opts))),
       ack2xx: (handleId, answer) =>
         attempt(() => {
           const h = this.handles.get(handleId);
@@ -663,8 +662,8 @@ type ClientEventsOf = Required<
   Pick<import("@siptm/core").ClientEvents, "onResponse" | "onFinal" | "onCancel" | "onTerminated">
 >;
 
-function withBody<T extends { body?: Buffer | undefined } | undefined>(opts: T): T {
-  if (!opts?.body) return opts;
+function withBody<T extends { body?: Buffer | string | undefined } | undefined>(opts: T): T {
+  if (!opts?.body || typeof opts.body === "string") return opts;
   return { ...opts, body: asBuffer(opts.body) as Buffer };
 }
 

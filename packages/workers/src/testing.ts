@@ -291,9 +291,8 @@ export class ShardedBed extends EngineBed {
       request: (o) => engine.request(o),
       requestFrom: (message, o) => engine.requestFrom(message, o),
       cancel: (callId, cseq, reason) => engine.cancel(callId, cseq, reason),
-      replyById: (id, status, reason, o, toTag) => engine.replyById(id, status, reason, o, toTag),
-      replyByCallId: (callId, cseq, status, reason, o, toTag) =>
-        engine.replyByCallId(callId, cseq, status, reason, o, toTag),
+      replyById: (id, status, o) => engine.replyById(id, status, o),
+      replyByCallId: (callId, cseq, status, o) => engine.replyByCallId(callId, cseq, status, o),
       ack2xx: (invite, answer) => engine.ack2xx(invite, answer),
       stats: () => engine.stats(),
       audit: () => engine.audit(),

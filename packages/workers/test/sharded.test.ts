@@ -167,7 +167,7 @@ describe("routing", () => {
       route: ROUTE,
       onRequest: (tx) => {
         seen.push(tx.method);
-        tx.reply(202, "Main Thread").catch(() => {});
+        tx.reply(202, { reason: "Main Thread" }).catch(() => {});
       },
     });
     const p = await peer();
@@ -214,7 +214,7 @@ describe("a shard dies", () => {
       tx.reply(180);
       setTimeout(() => {
         try {
-          tx.reply(200, undefined, { headers: [["Contact", "<sip:peer@127.0.0.1>"]] });
+          tx.reply(200, { headers: [["Contact", "<sip:peer@127.0.0.1>"]] });
         } catch {}
       }, 300);
     });

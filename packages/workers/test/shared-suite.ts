@@ -158,7 +158,7 @@ export function runSuite(name: string, makeEngine: MakeEngine): void {
       const acked = deferred<SipRequest>();
       peerUas = (tx) => {
         tx.events.onAck = (a) => acked.resolve(a);
-        tx.reply(200, undefined, { headers: [["Contact", `<sip:bob@127.0.0.1:${peerPort}>`]] });
+        tx.reply(200, { headers: [["Contact", `<sip:bob@127.0.0.1:${peerPort}>`]] });
       };
       const h = await under.engine.request({
         method: "INVITE",
@@ -180,9 +180,7 @@ export function runSuite(name: string, makeEngine: MakeEngine): void {
       const acked = deferred<SipRequest>();
       uas = (tx) => {
         tx.events.onAck = (a) => acked.resolve(a);
-        later(0, () =>
-          tx.reply(200, undefined, { headers: [["Contact", `<sip:bob@127.0.0.1:${under.port}>`]] }),
-        );
+        later(0, () => tx.reply(200, { headers: [["Contact", `<sip:bob@127.0.0.1:${under.port}>`]] }));
       };
       const h = peer.request({
         method: "INVITE",
@@ -280,7 +278,7 @@ export function runSuite(name: string, makeEngine: MakeEngine): void {
       expect(pending.length).toBe(2);
       const opt = pending.find((t) => t.method === "OPTIONS")!;
       const inv = pending.find((t) => t.method === "INVITE")!;
-      await under.engine.replyById(opt.id, 200, "Fine");
+      await under.engine.replyById(opt.id, 200, { reason: "Fine" });
       await under.engine.replyByCallId(inv.request.callId, inv.request.cseq.seq, 486);
       const [o1, o2] = await Promise.all([options.final, invite.final]);
       expect([o1.status, o1.reason]).toEqual([200, "Fine"]);

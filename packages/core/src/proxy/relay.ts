@@ -106,12 +106,12 @@ export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOp
     .map((t) => t.trim())
     .filter((t) => t && !SUPPORTED_PROXY_OPTIONS.has(t.toLowerCase()));
   if (unsupported.length) {
-    tx.reply(420, undefined, { headers: [["Unsupported", unsupported.join(", ")]] });
+    tx.reply(420, { headers: [["Unsupported", unsupported.join(", ")]] });
     return DONE;
   }
   // §16.3 item 4: loop detection.
   if (opts.loopDetection !== false && isLoop(engine, req)) {
-    tx.reply(482, "Loop Detected");
+    tx.reply(482, { reason: "Loop Detected" });
     return DONE;
   }
   const targets = (opts.targets ?? [{ uri: req.uri }]).filter(relayable);

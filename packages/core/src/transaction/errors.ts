@@ -19,3 +19,18 @@ export class TransactionError extends Error {
     super(message);
   }
 }
+
+const REFUSALS: ReadonlySet<TransactionErrorCode> = new Set([
+  "final-already-sent",
+  "cancelled",
+  "terminated",
+]);
+
+/**
+ * The transaction's state, not the caller's input, refused a reply: the final
+ * already went (a CANCEL's 487 won the race) or the transaction has ended.
+ * What `tryReply()` answers `false` for.
+ */
+export function isRefusal(err: unknown): err is TransactionError {
+  return err instanceof TransactionError && REFUSALS.has(err.code);
+}

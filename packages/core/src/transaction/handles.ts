@@ -10,7 +10,7 @@ import type { SipRequest, SipResponse } from "../message/types.js";
 import type { Source } from "../transport/types.js";
 import type { FinalOutcome, Transaction } from "./actor.js";
 import type { CancelProgress, CancelResult, ClientTu } from "./client.js";
-import { TransactionError } from "./errors.js";
+import { isRefusal, TransactionError } from "./errors.js";
 import type { InviteClientTransaction } from "./ict.js";
 import type { InviteServerTransaction } from "./ist.js";
 import type { NonInviteClientTransaction } from "./nict.js";
@@ -18,6 +18,7 @@ import type { NonInviteServerTransaction } from "./nist.js";
 import type { ReplyOptions, ServerEndCause, ServerTu } from "./server.js";
 
 /** Calls a user callback; a throwing callback is counted and reported, never breaks the engine. */
+
 export type SafeCall = (what: string, fn: () => void) => void;
 
 export interface ClientEvents {
@@ -181,7 +182,7 @@ export class ServerTransactionHandle implements ServerTu {
    * it: a final already sent, the INVITE was cancelled (its final was the 487),
    * or RFC 4320's rules for non-INVITE.
    */
-  reply(status: number, reason?: string, opts?: Omit<ReplyOptions, "reason">): void {
+  reply(status: number, opts?: ReplyOptions): void {
     const tx = this.tx;
     if (!tx) {
       if (this.cancelled)
@@ -198,7 +199,22 @@ export class ServerTransactionHandle implements ServerTu {
         this.id,
       );
     }
-    tx.reply(status, reason === undefined ? opts : { ...opts, reason });
+    tx.reply(status, opts);
+  }
+
+  /**
+   * `reply()` for answers that may race a CANCEL or the end of the
+   * transaction: false instead of a throw when the state does not allow it
+   * (a bad status code or header still throws: that is the caller's bug).
+   */
+  tryReply(status: number, opts?: ReplyOptions): boolean {
+    try {
+      this.reply(status, opts);
+      return true;
+    } catch (err) {
+      if (isRefusal(err)) return false;
+      throw err;
+    }
   }
 
   // --- ServerTu -----------------------------------------------------------------

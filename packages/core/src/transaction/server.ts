@@ -21,11 +21,20 @@ export interface ServerTu {
   onTerminated(tx: Transaction, cause: ServerEndCause): void;
 }
 
+/** How to answer a request: every reply in the API (handle, id, Call-ID) takes these. */
 export interface ReplyOptions {
+  /** Reason-Phrase; the RFC's table when absent. */
   reason?: string | undefined;
+  /** Extra header lines, in order. */
   headers?: Array<[string, string]> | undefined;
-  body?: Buffer | undefined;
+  /** A string body is sent as UTF-8. */
+  body?: Buffer | string | undefined;
   contentType?: string | undefined;
+  /**
+   * The To tag of this transaction's responses (Kamailio's tm.reply to_tag);
+   * honoured only before the first response other than 100.
+   */
+  toTag?: string | undefined;
 }
 
 /** A stateful proxy's response context, linked to the server transaction it relays for. */
@@ -93,7 +102,7 @@ export abstract class ServerTransaction extends Transaction {
       reason: opts?.reason,
       toTag: status === 100 || this.request.toTag ? undefined : this.toTag,
       headers,
-      body: opts?.body,
+      body: typeof opts?.body === "string" ? Buffer.from(opts.body, "utf8") : opts?.body,
       contentType: opts?.contentType,
     });
   }
@@ -136,6 +145,8 @@ export abstract class ServerTransaction extends Transaction {
   /** The user's reply: build and send. Throws TransactionError when the state does not allow it. */
   reply(status: number, opts?: ReplyOptions): void {
     this.checkReply(status);
+    // One To tag per transaction (§8.2.6.2): a caller's tag only before any response that carries one.
+    if (opts?.toTag !== undefined && this.lastStatus <= 100) this.useToTag(opts.toTag);
     this.sendResponse(status, this.build(status, opts), true);
   }
 

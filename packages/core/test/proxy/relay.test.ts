@@ -58,7 +58,7 @@ function setup(
 
 const answer: Behaviour = (tx) => {
   tx.reply(180);
-  tx.reply(200, undefined, { headers: [["Contact", "<sip:uas@127.0.0.10>"]] });
+  tx.reply(200, { headers: [["Contact", "<sip:uas@127.0.0.10>"]] });
 };
 
 describe("stateful proxy: core engine only", () => {

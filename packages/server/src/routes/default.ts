@@ -67,7 +67,7 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   ) {
     if (tx.finalStatus || tx.terminated) return;
     try {
-      tx.reply(status, reason, headers ? { headers } : undefined);
+      tx.reply(status, { reason, headers });
     } catch (err) {
       if (!(err instanceof TransactionError)) throw err;
     }

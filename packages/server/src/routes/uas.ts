@@ -20,7 +20,7 @@ export default function uas(ctx: RouteContext): RouteHandlers {
   function answer(tx: ServerTransactionHandle, contact: Array<[string, string]>): void {
     if (tx.finalStatus || tx.cancelled || tx.terminated) return;
     try {
-      tx.reply(answerCode, undefined, { headers: contact });
+      tx.reply(answerCode, { headers: contact });
     } catch (err) {
       // Cancelled or ended in the meantime: nothing left to answer.
       if (!(err instanceof TransactionError)) throw err;
@@ -38,12 +38,12 @@ export default function uas(ctx: RouteContext): RouteHandlers {
     description: `uas: INVITE → 180, then ${answerCode} ${when}; other requests → 200`,
     onRequest(tx) {
       if (tx.method !== "INVITE") {
-        tx.reply(200, undefined, tx.method === "OPTIONS" ? { headers: [["Allow", ALLOW]] } : undefined);
+        tx.reply(200, tx.method === "OPTIONS" ? { headers: [["Allow", ALLOW]] } : undefined);
         return;
       }
       const contact: Array<[string, string]> = [["Contact", ctx.contactFor(tx.source)]];
       tx.events.onAck = () => log.debug({ tx: tx.id }, "ACK for the 2xx");
-      tx.reply(180, undefined, { headers: contact });
+      tx.reply(180, { headers: contact });
       if (answerAfter === "never") return;
       if (answerAfter === 0) {
         answer(tx, contact);
