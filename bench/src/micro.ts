@@ -8,7 +8,8 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { fullParse, parseMessage, type SipMessage, type SipRequest, serverKey } from "@siptm/core";
+import { fullParse, parseMessage, type SipMessage, type SipRequest } from "@siptm/core";
+import { serverKey } from "@siptm/core/internal";
 import sip, { type SipMessageObject, type SipTransactionLayer } from "sip";
 import { environment, packageVersion } from "./lib/env.js";
 import { MESSAGES } from "./lib/messages.js";

@@ -9,6 +9,7 @@ import {
   type EngineOptions,
   type ServerTransactionHandle,
 } from "@siptm/core";
+import { internals } from "@siptm/core/internal";
 import { afterEach, describe, expect, it } from "vitest";
 
 const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
@@ -30,7 +31,7 @@ async function engine(opts: EngineOptions = {}): Promise<Engine> {
 async function drained(...list: Engine[]): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (list.every((e) => e.stats.created === e.stats.freed && e.table.size === 0)) return;
+    if (list.every((e) => e.stats.created === e.stats.freed && internals(e).table.size === 0)) return;
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`not drained: ${list.map((e) => `${e.stats.created}/${e.stats.freed}`).join(" ")}`);

@@ -1,71 +1,62 @@
 /**
  * The engine: the thin driver around the transaction actors. It wires
- * transports ↔ parser ↔ table ↔ actors ↔ the user's handlers, owns one timer
- * service (one clock wakeup for all timers) and the counters. It keeps no
- * ambient "current transaction": every lookup names its holder and releases
- * it before returning.
+ * transports ↔ parser ↔ table ↔ actors ↔ the user's handlers. What the actors
+ * and the proxy reach (table, timers, counters, sending) is its private
+ * context (engine/context.ts); where things go is engine/addressing.ts. It
+ * keeps no ambient "current transaction": every lookup names its holder and
+ * releases it before returning.
  *
  * Path of one datagram: transport.onMessage → Engine.onMessage → parseMessage
- * → (response) table.get(clientKey) → actor.receiveResponse → effects via
- * TxContext (send, timers, user) ; (request) table.get(serverKey) → actor, or
+ * → (response) table.get(clientKey) → actor.receiveResponse → effects via the
+ * context (send, timers, user) ; (request) table.get(serverKey) → actor, or
  * a new server transaction → the user's onRequest handler → handle.reply →
- * actor.sendResponse → TxContext.send → transport.send.
+ * actor.sendResponse → context.send → transport.send.
  */
-import { networkInterfaces } from "node:os";
 import { type Clock, RealClock } from "./clock.js";
-import { buildRequest, buildResponse } from "./message/build.js";
+import { Addressing, replyDestination, stampVia } from "./engine/addressing.js";
+import { type AuditEntry, AuditPager, auditEntry } from "./engine/audit.js";
+import { EngineContext, type EngineLogger } from "./engine/context.js";
+import { answeredDialog, sendAck2xx } from "./engine/dialog.js";
+import { buildReject, buildRequest, buildResponse } from "./message/build.js";
 import { SipParseError } from "./message/errors.js";
-import { newBranch, newCallId, newTag } from "./message/ids.js";
+import { newCallId, newTag } from "./message/ids.js";
 import { parseMessage } from "./message/parser.js";
-import { canonicalName, flat } from "./message/text.js";
+import { canonicalName } from "./message/text.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
-import { parseUri } from "./message/uri.js";
 import { fullParse } from "./message/validate.js";
-import { BranchCookie } from "./proxy/cookie.js";
 import type { Resolver } from "./proxy/resolver.js";
-import {
-  newStats,
-  type Observers,
-  type TimerKind,
-  type Transaction,
-  type TxContext,
-  type TxStats,
-} from "./transaction/actor.js";
+import type { Transaction, TxStats } from "./transaction/actor.js";
 import type { CancelResult, ClientTu } from "./transaction/client.js";
 import { longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
 import { TransactionError } from "./transaction/errors.js";
 import {
   type ClientEvents,
   ClientTransactionHandle,
-  type SafeCall,
   ServerTransactionHandle,
 } from "./transaction/handles.js";
-import { InviteClientTransaction } from "./transaction/ict.js";
+import type { InviteClientTransaction } from "./transaction/ict.js";
 import { InviteServerTransaction } from "./transaction/ist.js";
-import { NonInviteClientTransaction } from "./transaction/nict.js";
+import type { NonInviteClientTransaction } from "./transaction/nict.js";
 import { NonInviteServerTransaction } from "./transaction/nist.js";
-import { countingReporter, RefError, type RefReporter, throwingReporter } from "./transaction/refs.js";
+import type { RefError } from "./transaction/refs.js";
 import type { ReplyOptions, ServerTu } from "./transaction/server.js";
-import { clientKey, serverKey, TransactionTable } from "./transaction/table.js";
-import type { TimerEntry } from "./transaction/timers.js";
-import { TimerService } from "./transaction/timers.js";
+import { clientKey, serverKey } from "./transaction/table.js";
 import { type RateLimitOptions, SourceRateLimiter } from "./transport/ratelimit.js";
+import { createTcpTransport, type TcpTransportOptions } from "./transport/tcp.js";
 import {
   addTransportStats,
   type Destination,
   newTransportStats,
-  type SendErrorTarget,
   type Source,
   type Transport,
   type TransportProtocol,
   type TransportSink,
   type TransportStats,
 } from "./transport/types.js";
+import { createUdpTransport, type UdpTransportOptions } from "./transport/udp.js";
 
-export interface EngineLogger {
-  warn(obj: object, msg: string): void;
-  debug?(obj: object, msg: string): void;
-}
+export type { AuditEntry } from "./engine/audit.js";
+export type { EngineLogger } from "./engine/context.js";
 
 export interface EngineOptions {
   /** Time source; a VirtualClock in tests. Default: the real clock. */
@@ -92,7 +83,7 @@ export interface EngineOptions {
   unmatchedCancel?: "stateless" | "stateful" | "drop";
   /** §8.2.2.2 merged-request detection (482). Default true. */
   mergedRequests?: boolean;
-  /** Extra text after "z9hG4bK" in our branches (e.g. a shard id), before the random part. */
+  /** Extra text after the magic cookie "z9hG4bK" in our branches (e.g. a shard id), before the random part. */
   branchPrefix?: string;
   /**
    * Key of the tag in the branches of relayed INVITEs that lets a late 2xx be
@@ -131,41 +122,43 @@ export interface RequestOptions extends ClientEvents {
   timers?: Partial<TimerConfig>;
 }
 
-export interface AuditEntry {
-  id: string;
-  kind: string;
-  state: string;
-  method: string;
-  callId: string;
-  cseq: number;
-  ageMs: number;
-  holders: string[];
-  timers: string[];
+/** A socket to listen on: its address (IP literal, no brackets) and port (0: ephemeral), and that transport's own options. */
+export type UdpListen = Omit<UdpTransportOptions, "sink">;
+export type TcpListen = Omit<TcpTransportOptions, "sink">;
+
+export interface ListenOptions {
+  udp?: UdpListen | UdpListen[];
+  tcp?: TcpListen | TcpListen[];
+}
+
+/** A socket the engine listens on, as bound (the real port of an ephemeral one). */
+export interface BoundSocket {
+  protocol: TransportProtocol;
+  address: string;
+  port: number;
 }
 
 /** The transaction counters, and the limit counters of the engine's transports (TCP), added up. */
 export type StatsSnapshot = TxStats & TransportStats & { user_errors: number };
 
-const MAGIC = "z9hG4bK";
 /** Methods whose requests can create a dialog (RFC 3261 §12, RFC 6665, RFC 3515). */
 const DIALOG_CREATING: ReadonlySet<string> = new Set(["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"]);
 
-export class Engine implements TxContext, TransportSink {
+let reach: (engine: Engine) => EngineContext;
+
+export class Engine implements TransportSink {
   readonly clock: Clock;
   readonly timerConfig: TimerConfig;
-  readonly stats: TxStats = newStats();
-  readonly observers: Observers = {};
-  readonly report: RefReporter;
-  readonly table = new TransactionTable();
   readonly id: string;
   onRequest: ((tx: ServerTransactionHandle) => void) | undefined;
-  /** An ACK that matched no transaction (the ACK of a 2xx passes statelessly, §17.2.3 / §13.3.1.4). */
+  /** The ACK of a 2xx that matched no transaction of ours (a proxy forwards it, §16.11). */
   onStrayAck: ((ack: SipRequest, source: Source) => void) | undefined;
-  /** A response that matched no client transaction (§18.1.2; a 2xx to an INVITE is passed up statelessly). */
+  /** A response that matched no client transaction (a proxy forwards a late 2xx, §16.11). */
   onStrayResponse: ((res: SipResponse, source: Source) => void) | undefined;
 
-  private readonly timerService: TimerService<Transaction>;
-  private readonly transports: Transport[] = [];
+  private readonly ctx: EngineContext;
+  private readonly addr: Addressing;
+  private readonly pager: AuditPager;
   private readonly limits: Partial<ParseLimits> | undefined;
   private readonly maxTransactions: number;
   private readonly retryAfter: number;
@@ -174,159 +167,95 @@ export class Engine implements TxContext, TransportSink {
   private readonly autoCancel487: boolean;
   private readonly unmatchedCancel: "stateless" | "stateful" | "drop";
   private readonly mergedRequests: boolean;
-  private readonly branchPrefix: string;
-  private readonly advertisedHost: string | undefined;
-  private readonly aliases: Set<string>;
   private draining = false;
-  private readonly logger: EngineLogger | undefined;
-  readonly resolver: Resolver | undefined;
-  /** Seals and checks the branches of relayed INVITEs (proxy/cookie.ts). */
-  readonly branchCookie: BranchCookie;
-  private seq = 0;
-  /** Terminated actors out of every index but still held by someone: normally empty at once. */
-  private readonly unfreed = new Set<Transaction>();
-  /** auditPage: the table iterator of a walk, by the id its last page ended with (a shortcut; at most PAGE_WALKS). */
-  private readonly pageWalks = new Map<string, Iterator<Transaction>>();
-  private userErrors = 0;
+  private drainRetryAfter = 5;
   private closed = false;
-  readonly refFaults: RefError[] = [];
+
+  static {
+    reach = (engine) => engine.ctx;
+  }
 
   constructor(opts: EngineOptions = {}) {
     this.clock = opts.clock ?? new RealClock();
     this.timerConfig = resolveTimers(opts.timers);
+    this.id = opts.id ?? Math.floor(Math.random() * 0xffffff).toString(36);
     this.limits = opts.limits;
     this.maxTransactions = opts.maxTransactions ?? 1_000_000;
     this.retryAfter = opts.retryAfter ?? 5;
+    this.strict = opts.strict ?? true;
+    this.autoCancel487 = opts.autoCancel487 ?? true;
+    this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";
+    this.mergedRequests = opts.mergedRequests ?? true;
+    this.onRequest = opts.onRequest;
+    this.addr = new Addressing(opts.advertisedHost, opts.aliases ?? [], opts.resolver);
+    this.ctx = new EngineContext(
+      this.id,
+      this.clock,
+      this.timerConfig,
+      this.addr,
+      opts.branchPrefix ?? "",
+      opts.cookieKey,
+      opts.refFaults,
+      opts.logger,
+    );
+    this.pager = new AuditPager(this.id, this.ctx.table, this.ctx.unfreed);
+    const stats = this.ctx.stats;
     this.limiter = opts.rateLimit
       ? new SourceRateLimiter(
           opts.rateLimit,
           () => this.clock.now(),
           () => {
-            this.stats.rate_sources_evicted++;
+            stats.rate_sources_evicted++;
           },
         )
       : undefined;
-    this.strict = opts.strict ?? true;
-    this.autoCancel487 = opts.autoCancel487 ?? true;
-    this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";
-    this.mergedRequests = opts.mergedRequests ?? true;
-    this.branchPrefix = opts.branchPrefix ?? "";
-    this.advertisedHost = opts.advertisedHost;
-    this.aliases = new Set((opts.aliases ?? []).map((a) => unbracket(a).toLowerCase()));
-    if (opts.advertisedHost) this.aliases.add(unbracket(opts.advertisedHost).toLowerCase());
-    this.logger = opts.logger;
-    this.resolver = opts.resolver;
-    this.branchCookie = new BranchCookie(opts.cookieKey);
-    this.onRequest = opts.onRequest;
-    this.id = opts.id ?? Math.floor(Math.random() * 0xffffff).toString(36);
-    if (opts.refFaults === "throw") this.report = throwingReporter;
-    else {
-      const counter = countingReporter({ keep: 100 });
-      this.report = (err: RefError) => {
-        this.stats.ref_faults++;
-        if (this.refFaults.length < 100) this.refFaults.push(err);
-        this.logger?.warn(
-          { fault: err.fault, holder: err.holder, tx: err.owner },
-          "transaction reference fault",
-        );
-        counter(err);
-      };
-    }
-    this.timerService = new TimerService<Transaction>(this.clock, (entry) => {
-      try {
-        entry.owner.fire(entry.kind as TimerKind);
-      } catch (err) {
-        this.contain(err, "timer");
-      }
-    });
   }
 
   // --- transports -------------------------------------------------------------------
+  /**
+   * Listen on UDP and TCP sockets: each is made with this engine as its sink
+   * and added to it. Resolves with the sockets as bound; if one fails to
+   * bind, those already made are closed and the error is thrown.
+   */
+  async listen(opts: ListenOptions): Promise<BoundSocket[]> {
+    const made: Transport[] = [];
+    try {
+      for (const o of asList(opts.udp)) made.push(await createUdpTransport({ ...o, sink: this }));
+      for (const o of asList(opts.tcp))
+        made.push(await createTcpTransport({ clock: this.clock, limits: this.limits, ...o, sink: this }));
+    } catch (err) {
+      await Promise.all(made.map((t) => t.close()));
+      throw err;
+    }
+    for (const t of made) this.addTransport(t);
+    return made.map((t) => ({ protocol: t.protocol, address: t.localAddress, port: t.localPort }));
+  }
+  /** Add a transport made elsewhere (the memory network in tests, a traced wrapper); its sink must be this engine. */
   addTransport(t: Transport): void {
-    this.transports.push(t);
+    this.addr.transports.push(t);
   }
+  /** The first transport of this protocol. */
   transportFor(protocol: TransportProtocol): Transport | undefined {
-    for (const t of this.transports) if (t.protocol === protocol) return t;
-    return undefined;
+    return this.addr.transportFor(protocol);
   }
-
-  // --- TxContext ----------------------------------------------------------------------
+  /** The engine's clock, in ms. */
   now(): number {
     return this.clock.now();
   }
-  send(data: Buffer, dest: Destination, onError: SendErrorTarget): void {
-    const t = this.transportFor(dest.protocol);
-    if (!t) {
-      onError.transportError(new Error(`no ${dest.protocol} transport`));
-      return;
-    }
-    t.send(data, dest, onError);
+  /** The engine's counters (Kamailio's tm.stats names), live and read-only; `snapshot()` adds the transports' and copies. */
+  get stats(): Readonly<TxStats> {
+    return this.ctx.stats;
   }
-  armTimer(tx: Transaction, kind: TimerKind, duration: number): TimerEntry<Transaction> {
-    return this.timerService.arm(tx, kind, duration);
+  /** The RFC 3263 resolver for host names (next hops of requests and proxy branches); IP literals never need it. */
+  get resolver(): Resolver | undefined {
+    return this.addr.resolver;
   }
-  cancelTimer(entry: TimerEntry<Transaction>): boolean {
-    return this.timerService.cancel(entry);
+  set resolver(r: Resolver | undefined) {
+    this.addr.resolver = r;
   }
-  leaveIndexes(tx: Transaction): void {
-    // Until it is freed, a terminated actor stays visible to audit() so a leak names its holders.
-    this.unfreed.add(tx);
-    this.table.remove(tx);
-  }
-  freed(tx: Transaction): void {
-    this.unfreed.delete(tx);
-    this.stats.freed++;
-    this.stats.current--;
-    if (this.observers.destroyed) this.observers.destroyed(tx);
-  }
-  startCancel(ict: Transaction, cancel: Buffer, dest: Destination): void {
-    const invite = ict as InviteClientTransaction;
-    const tu = new CancelTu(invite);
-    const tx = new NonInviteClientTransaction(
-      this.nextId(),
-      this,
-      invite.timers,
-      this.isReliable(dest.protocol),
-      cancel,
-      dest,
-      invite.callId,
-      invite.cseq,
-      "CANCEL",
-      invite.branch,
-      tu,
-    );
-    tx.key = clientKey(invite.branch, "CANCEL");
-    this.created(tx, true);
-    this.table.insert(tx);
-    tx.start();
-  }
-
-  private created(_tx: Transaction, local: boolean): void {
-    this.stats.created++;
-    this.stats.current++;
-    this.stats.total++;
-    if (local) this.stats.total_local++;
-  }
-  private nextId(): string {
-    return flat(`${this.id}.${(++this.seq).toString(36)}`);
-  }
-  private isReliable(protocol: TransportProtocol): boolean {
-    const t = this.transportFor(protocol);
-    return t ? t.reliable : protocol !== "UDP";
-  }
-  /** Run a user callback; a throw is counted and logged, never propagated into the engine. */
-  readonly safe: SafeCall = (what, fn) => {
-    try {
-      fn();
-    } catch (err) {
-      this.userThrew(what, err);
-    }
-  };
-  private userThrew(what: string, err: unknown): void {
-    // A reference fault in throwing mode is an engine bug found by a test: let it out.
-    if (err instanceof RefError && this.report === throwingReporter) throw err;
-    this.userErrors++;
-    this.logger?.warn({ err, callback: what }, "user callback threw");
+  /** Reference faults seen in "count" mode (at most 100 kept). */
+  get refFaults(): readonly RefError[] {
+    return this.ctx.refFaults;
   }
 
   // --- receive path -----------------------------------------------------------------
@@ -344,46 +273,36 @@ export class Engine implements TxContext, TransportSink {
       if (msg.isRequest) this.receiveRequest(msg, source);
       else this.receiveResponse(msg, source);
     } catch (err) {
-      this.contain(err, "message");
+      this.ctx.contain(err, "message");
     }
   }
 
-  /**
-   * An exception escaped while handling a message or a timer (a bug in a route
-   * or in siptm): counted in `internal_errors` and logged, never a crashed
-   * process. A reference fault in throwing mode (tests) is let out.
-   */
-  private contain(err: unknown, where: string): void {
-    if (err instanceof RefError && this.report === throwingReporter) throw err;
-    this.stats.internal_errors++;
-    this.logger?.warn({ err, where }, "exception contained by the engine");
-  }
   /** Alias of onMessage for embedding code that feeds bytes itself. */
   receive(data: Buffer, source: Source): void {
     this.onMessage(data, source);
   }
 
   private parseFailed(err: unknown, data: Buffer, source: Source): void {
-    this.stats.parse_errors++;
+    this.ctx.stats.parse_errors++;
     if (!(err instanceof SipParseError)) {
-      this.logger?.warn({ err }, "parser threw an untyped error");
+      this.ctx.logger?.warn({ err }, "parser threw an untyped error");
       return;
     }
     // RFC 3261 §16.3/§8.2: answer a broken request when we can find where to send it; never answer a response.
     if (err.kind !== "request" || err.status < 300) return;
-    const res = salvageResponse(data, err.status, err.reason);
-    if (res) this.sendStateless(res, replyDestination(source));
+    const res = buildReject(data, err.status, err.reason);
+    if (res) this.ctx.sendStateless(res, replyDestination(source));
   }
 
   private receiveResponse(res: SipResponse, source: Source): void {
-    this.stats.rpl_received++;
+    this.ctx.stats.rpl_received++;
     const branch = res.via.branch;
-    const tx = branch === undefined ? undefined : this.table.get(clientKey(branch, res.method));
+    const tx = branch === undefined ? undefined : this.ctx.table.get(clientKey(branch, res.method));
     if (tx === undefined) {
-      this.stats.stray_responses++;
+      this.ctx.stats.stray_responses++;
       if (this.onStrayResponse) {
         const cb = this.onStrayResponse;
-        this.safe("onStrayResponse", () => cb(res, source));
+        this.ctx.safe("onStrayResponse", () => cb(res, source));
       }
       return;
     }
@@ -394,7 +313,7 @@ export class Engine implements TxContext, TransportSink {
     const method = req.method;
     // A retransmission, an ACK to a non-2xx, or a CANCEL retransmission: §17.2.3.
     const key = serverKey(req, false);
-    const existing = this.table.get(key);
+    const existing = this.ctx.table.get(key);
     if (existing !== undefined && (existing.kind === "ist" || existing.kind === "nist")) {
       if (method === "ACK" || method === existing.method) {
         (existing as InviteServerTransaction | NonInviteServerTransaction).receiveRequest(req);
@@ -407,14 +326,14 @@ export class Engine implements TxContext, TransportSink {
     }
     // Dropped, not answered: a 503 to each request of a flood would be a reflection amplifier.
     if (this.limiter !== undefined && method !== "CANCEL" && !this.limiter.allow(source.address)) {
-      this.stats.rate_limited++;
+      this.ctx.stats.rate_limited++;
       return;
     }
     if (this.strict) {
       try {
         fullParse(req);
       } catch (err) {
-        this.stats.parse_errors++;
+        this.ctx.stats.parse_errors++;
         if (err instanceof SipParseError && err.status >= 300)
           this.replyStateless(req, source, err.status, err.reason);
         return;
@@ -428,21 +347,21 @@ export class Engine implements TxContext, TransportSink {
       this.replyStateless(req, source, 503, undefined, [["Retry-After", String(this.drainRetryAfter)]]);
       return;
     }
-    if (this.table.size >= this.maxTransactions) {
-      this.stats.table_full++;
+    if (this.ctx.table.size >= this.maxTransactions) {
+      this.ctx.stats.table_full++;
       this.replyStateless(req, source, 503, undefined, [["Retry-After", String(this.retryAfter)]]);
       return;
     }
     if (this.mergedRequests && req.toTag === undefined && this.isMerged(req)) {
       // §8.2.2.2: same From tag, Call-ID and CSeq as a request in progress, another branch.
-      this.stats.merged_requests++;
+      this.ctx.stats.merged_requests++;
       this.replyStateless(req, source, 482, "Loop Detected");
       return;
     }
     const tx = this.newServerTransaction(req, source, key);
-    const handle = new ServerTransactionHandle(tx, this.safe);
+    const handle = new ServerTransactionHandle(tx, this.ctx.safe);
     tx.tu = handle;
-    if (this.observers.requestIn) this.observers.requestIn(tx, req, source);
+    if (this.ctx.observers.requestIn) this.ctx.observers.requestIn(tx, req, source);
     tx.start();
     const handler = this.onRequest;
     if (handler) {
@@ -450,7 +369,7 @@ export class Engine implements TxContext, TransportSink {
       try {
         handler(handle);
       } catch (err) {
-        this.userThrew("onRequest", err);
+        this.ctx.userThrew("onRequest", err);
       }
     } else if (!handle.finalStatus && method !== "ACK") tx.reply(501);
   }
@@ -461,23 +380,32 @@ export class Engine implements TxContext, TransportSink {
     key: string,
   ): InviteServerTransaction | NonInviteServerTransaction {
     stampVia(req, source);
-    const dest = replyDestination(source, req);
-    const reliable = this.isReliable(source.protocol);
+    const dest = replyDestination(source, req.via);
+    const reliable = this.addr.isReliable(source.protocol);
     const Actor = req.method === "INVITE" ? InviteServerTransaction : NonInviteServerTransaction;
-    const tx = new Actor(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU);
+    const tx = new Actor(
+      this.ctx.nextId(),
+      this.ctx,
+      this.timerConfig,
+      reliable,
+      req,
+      source,
+      dest,
+      NO_SERVER_TU,
+    );
     tx.key = key;
-    this.created(tx, false);
-    this.table.insert(tx);
+    this.ctx.created(false);
+    this.ctx.table.insert(tx);
     return tx;
   }
 
   private isMerged(req: SipRequest): boolean {
-    return this.table.findInDialog(req.callId, req.cseq.seq, mergedWith, req) !== undefined;
+    return this.ctx.table.findInDialog(req.callId, req.cseq.seq, mergedWith, req) !== undefined;
   }
 
   private receiveStrayAck(ack: SipRequest, source: Source): void {
     // The ACK of a 2xx has its own branch: find the INVITE by Call-ID, CSeq and our To tag (§13.3.1.4).
-    const ist = this.table.findInDialog(ack.callId, ack.cseq.seq, acceptedBy, ack) as
+    const ist = this.ctx.table.findInDialog(ack.callId, ack.cseq.seq, acceptedBy, ack) as
       | InviteServerTransaction
       | undefined;
     if (ist !== undefined) {
@@ -493,26 +421,15 @@ export class Engine implements TxContext, TransportSink {
       // §18.2.1 / RFC 3581 §4: a request forwarded on (statelessly here) carries received/rport like any other.
       stampVia(ack, source);
       const cb = this.onStrayAck;
-      this.safe("onStrayAck", () => cb(ack, source));
+      this.ctx.safe("onStrayAck", () => cb(ack, source));
     }
-  }
-
-  /**
-   * True when this ACK (of a 2xx, no transaction of its own) belongs to an
-   * INVITE we relayed whose server transaction is still Accepted (RFC 6026,
-   * Timer L): same Call-ID, CSeq and From tag. Such an ACK may be forwarded
-   * even without a Route naming us (a UA that sends everything to its
-   * proxy's address).
-   */
-  relayedAck(ack: SipRequest): boolean {
-    return this.table.findInDialog(ack.callId, ack.cseq.seq, relayedFor, ack) !== undefined;
   }
 
   private receiveCancel(cancel: SipRequest, source: Source): void {
     // §9.2: the INVITE is found by the §17.2.3 rules with the method INVITE.
-    const target = this.table.get(serverKey(cancel, true));
+    const target = this.ctx.table.get(serverKey(cancel, true));
     if (target === undefined || target.kind !== "ist") {
-      this.stats.unmatched_cancels++;
+      this.ctx.stats.unmatched_cancels++;
       if (this.unmatchedCancel === "drop") return;
       if (this.unmatchedCancel === "stateless") {
         this.replyStateless(cancel, source, 481);
@@ -537,12 +454,7 @@ export class Engine implements TxContext, TransportSink {
     }
   }
 
-  // --- stateless sending -------------------------------------------------------------
-  /** Send bytes without any transaction (a stateless response, the ACK of a 2xx). */
-  sendStateless(data: Buffer, dest: Destination): void {
-    const t = this.transportFor(dest.protocol);
-    if (t) t.send(data, dest);
-  }
+  // --- stateless responses ----------------------------------------------------------
   /** A stateless response to a request (no transaction is created). */
   replyStateless(
     req: SipRequest,
@@ -556,9 +468,9 @@ export class Engine implements TxContext, TransportSink {
       toTag: req.toTag || status === 100 ? undefined : newTag(),
       headers,
     });
-    this.stats.rpl_sent++;
-    this.stats.rpl_generated++;
-    this.sendStateless(data, replyDestination(source, req));
+    this.ctx.stats.rpl_sent++;
+    this.ctx.stats.rpl_generated++;
+    this.ctx.sendStateless(data, replyDestination(source, req.via));
   }
 
   // --- client side (t_uac_start) ------------------------------------------------------
@@ -568,10 +480,10 @@ export class Engine implements TxContext, TransportSink {
     const method = opts.method.toUpperCase();
     if (method === "ACK" || method === "CANCEL")
       throw new TransactionError("bad-request", `${method} is not sent in a client transaction of its own`);
-    const dest = this.resolveNextHop(opts.nextHop ?? opts.uri);
-    const transport = this.transportFor(dest.protocol);
+    const dest = this.addr.resolveNextHop(opts.nextHop ?? opts.uri);
+    const transport = this.addr.transportFor(dest.protocol);
     if (!transport) throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
-    const branch = this.newBranch();
+    const branch = this.ctx.newBranch();
     const callId = opts.callId ?? newCallId();
     const cseq = opts.cseq ?? 1 + Math.floor(Math.random() * 10_000);
     const from = hasTag(opts.from) ? opts.from : `${opts.from};tag=${newTag()}`;
@@ -579,12 +491,12 @@ export class Engine implements TxContext, TransportSink {
     // §8.1.1.8: a request that can create a dialog carries a Contact; ours unless the user gave one.
     let headers = opts.headers;
     if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => canonicalName(n) === "contact")) {
-      headers = [...(headers ?? []), ["Contact", `<${this.ownUri(dest.protocol)}>`]];
+      headers = [...(headers ?? []), ["Contact", `<${this.addr.ownUri(dest.protocol)}>`]];
     }
     const data = buildRequest({
       method,
       uri: opts.uri,
-      via: this.viaFor(dest, branch),
+      via: this.addr.viaFor(dest, branch),
       from,
       to: opts.to,
       callId,
@@ -595,7 +507,7 @@ export class Engine implements TxContext, TransportSink {
       contentType: opts.contentType,
     });
     const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
-    const tx = this.startClient({
+    const tx = this.ctx.startClient({
       data,
       dest,
       method,
@@ -624,12 +536,12 @@ export class Engine implements TxContext, TransportSink {
     const startLine = eol < 0 ? text : text.slice(0, eol);
     const parts = startLine.split(" ");
     if (parts.length !== 3 || !parts[1]) throw new TransactionError("bad-request", "not a request line");
-    const dest = this.resolveNextHop(opts.nextHop ?? parts[1]);
-    if (!this.transportFor(dest.protocol))
+    const dest = this.addr.resolveNextHop(opts.nextHop ?? parts[1]);
+    if (!this.addr.transportFor(dest.protocol))
       throw new TransactionError("no-transport", `no ${dest.protocol} transport`);
-    const branch = this.newBranch();
+    const branch = this.ctx.newBranch();
     // Our Via goes on top of whatever the user wrote.
-    const withVia = `${startLine}\r\nVia: ${this.viaFor(dest, branch)}${eol < 0 ? "\r\n\r\n" : text.slice(eol)}`;
+    const withVia = `${startLine}\r\nVia: ${this.addr.viaFor(dest, branch)}${eol < 0 ? "\r\n\r\n" : text.slice(eol)}`;
     let req: SipMessage;
     try {
       req = parseMessage(Buffer.from(withVia, "latin1"), { datagram: true, limits: this.limits });
@@ -644,7 +556,7 @@ export class Engine implements TxContext, TransportSink {
       );
     if (req.maxForwards === undefined) req.setMaxForwards(70);
     const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;
-    const tx = this.startClient({
+    const tx = this.ctx.startClient({
       data: req.toBuffer(),
       dest,
       method: req.method,
@@ -663,7 +575,7 @@ export class Engine implements TxContext, TransportSink {
     tx: InviteClientTransaction | NonInviteClientTransaction,
     events: ClientEvents,
   ): ClientTransactionHandle {
-    const handle = new ClientTransactionHandle(tx, events, this.safe);
+    const handle = new ClientTransactionHandle(tx, events, this.ctx.safe);
     tx.tu = handle;
     tx.start();
     return handle;
@@ -672,69 +584,10 @@ export class Engine implements TxContext, TransportSink {
   /** The engine can take a new local request (not closed, table not full), or throws. */
   private admitLocal(): void {
     if (this.closed) throw new TransactionError("terminated", "the engine is closed");
-    if (this.table.size >= this.maxTransactions) {
-      this.stats.table_full++;
+    if (this.ctx.table.size >= this.maxTransactions) {
+      this.ctx.stats.table_full++;
       throw new TransactionError("table-full", "the transaction table is full");
     }
-  }
-
-  /**
-   * Start a client transaction for bytes already built (a proxy branch, a
-   * request from the user). The caller's `tu` hears its responses. With
-   * `defer` the caller calls `start()` itself (after it attached a handle).
-   */
-  startClient(p: {
-    data: Buffer;
-    dest: Destination;
-    method: string;
-    callId: string;
-    cseq: number;
-    branch: string;
-    tu: ClientTu;
-    timers?: TimerConfig | undefined;
-    local?: boolean;
-    defer?: boolean;
-  }): InviteClientTransaction | NonInviteClientTransaction {
-    const reliable = this.isReliable(p.dest.protocol);
-    const timers = p.timers ?? this.timerConfig;
-    const id = this.nextId();
-    const tx =
-      p.method === "INVITE"
-        ? new InviteClientTransaction(
-            id,
-            this,
-            timers,
-            reliable,
-            p.data,
-            p.dest,
-            p.callId,
-            p.cseq,
-            p.branch,
-            p.tu,
-          )
-        : new NonInviteClientTransaction(
-            id,
-            this,
-            timers,
-            reliable,
-            p.data,
-            p.dest,
-            p.callId,
-            p.cseq,
-            p.method,
-            p.branch,
-            p.tu,
-          );
-    tx.key = clientKey(p.branch, p.method);
-    this.created(tx, p.local ?? true);
-    this.table.insert(tx);
-    if (!p.defer) tx.start();
-    return tx;
-  }
-
-  /** A new branch id: z9hG4bK, the engine's prefix (a shard id), `extra`, then ≥ 96 random bits. */
-  newBranch(extra = ""): string {
-    return newBranch(this.branchPrefix + extra);
   }
 
   /**
@@ -743,15 +596,7 @@ export class Engine implements TxContext, TransportSink {
    * (Route/R-URI processing, §16.4; loop detection, §16.3).
    */
   isLocal(host: string, port: number | undefined): boolean {
-    const h = unbracket(host).toLowerCase();
-    for (const t of this.transports) {
-      const p = port ?? (t.protocol === "TLS" || t.protocol === "WSS" ? 5061 : 5060);
-      if (p !== t.localPort) continue;
-      const local = t.localAddress.toLowerCase();
-      if (h === local || this.aliases.has(h)) return true;
-      if ((local === "0.0.0.0" || local === "::") && hostAddresses().has(h)) return true;
-    }
-    return false;
+    return this.addr.isLocal(host, port);
   }
 
   /**
@@ -773,47 +618,8 @@ export class Engine implements TxContext, TransportSink {
    * K, M, and L once nothing of ours is resent).
    */
   get unsettled(): number {
-    return this.stats.current - this.stats.settled;
+    return this.ctx.stats.current - this.ctx.stats.settled;
   }
-  private drainRetryAfter = 5;
-
-  /** Where a request goes: an explicit next hop, or the host of a SIP URI (IP literals; names need a resolver). */
-  resolveNextHop(hop: Destination | string): Destination {
-    if (typeof hop !== "string") return hop;
-    const m = /^(udp|tcp|tls|ws|wss):(.+):(\d{1,5})$/i.exec(hop);
-    if (m)
-      return {
-        protocol: m[1]!.toUpperCase() as TransportProtocol,
-        address: unbracket(m[2]!),
-        port: Number(m[3]),
-      };
-    let uri: ReturnType<typeof parseUri>;
-    try {
-      uri = parseUri(hop);
-    } catch {
-      throw new TransactionError("bad-request", `cannot route to ${hop}`);
-    }
-    const u = uri as {
-      host?: string;
-      port?: number;
-      params?: ReadonlyArray<readonly [string, string | null]>;
-    };
-    if (!u.host) throw new TransactionError("bad-request", `no host in ${hop}`);
-    const address = unbracket(u.host);
-    if (!isIpLiteral(address)) {
-      const cached = this.resolver?.resolveCached(hop);
-      if (cached?.[0]) return cached[0];
-      throw new TransactionError(
-        "no-transport",
-        `${u.host} needs DNS resolution (RFC 3263): use a resolver or a nextHop`,
-      );
-    }
-    let protocol: TransportProtocol = "UDP";
-    for (const [name, value] of u.params ?? [])
-      if (name === "transport" && value) protocol = value.toUpperCase() as TransportProtocol;
-    return { protocol, address, port: u.port ?? 5060 };
-  }
-
   /**
    * The ACK of a 2xx (RFC 3261 §13.2.2.4): a new request outside any
    * transaction, sent statelessly — to the Contact of the 2xx, along the
@@ -821,19 +627,7 @@ export class Engine implements TxContext, TransportSink {
    * The bytes go to the INVITE's next hop. Returns the ACK sent.
    */
   ack2xx(invite: ClientTransactionHandle, answer: SipResponse): Buffer {
-    const d = this.dialogFrom(invite, answer);
-    const data = buildRequest({
-      method: "ACK",
-      uri: d.target,
-      via: this.viaFor(d.dest, newBranch(this.branchPrefix)),
-      from: d.from,
-      to: d.to,
-      callId: invite.callId,
-      cseq: invite.cseq,
-      headers: d.routes,
-    });
-    this.sendStateless(data, d.dest);
-    return data;
+    return sendAck2xx(this.ctx, invite, answeredDialog(this.ctx, invite, answer));
   }
 
   /**
@@ -845,8 +639,8 @@ export class Engine implements TxContext, TransportSink {
     answer: SipResponse,
     events?: ClientEvents,
   ): ClientTransactionHandle {
-    this.ack2xx(invite, answer);
-    const d = this.dialogFrom(invite, answer);
+    const d = answeredDialog(this.ctx, invite, answer);
+    sendAck2xx(this.ctx, invite, d);
     return this.request({
       ...events,
       method: "BYE",
@@ -860,50 +654,12 @@ export class Engine implements TxContext, TransportSink {
     });
   }
 
-  private dialogFrom(invite: ClientTransactionHandle, answer: SipResponse) {
-    const sent = parseMessage(invite.request) as SipRequest;
-    const contact = answer.header("contact");
-    const target = contact ? uriOfNameAddr(contact) : sent.uri;
-    const routes: Array<[string, string]> = answer
-      .headerValues("record-route")
-      .reverse()
-      .map((r) => ["Route", r]);
-    const tx = this.table.getById(invite.id) as InviteClientTransaction | undefined;
-    const dest = tx?.dest ?? this.resolveNextHop(target);
-    return { target, routes, dest, from: sent.header("from") ?? "", to: answer.header("to") ?? "" };
-  }
-
-  /**
-   * A SIP URI that reaches this engine over `protocol` (for Record-Route, RFC 3261 §16.6 item 4):
-   * the socket `local` names (the one a request came in on), else our first socket of that protocol.
-   */
-  ownUri(protocol: TransportProtocol, local?: { readonly address: string; readonly port: number }): string {
-    const t = local ? undefined : (this.transportFor(protocol) ?? this.transports[0]);
-    const host = this.advertisedHost ?? local?.address ?? t?.localAddress ?? "127.0.0.1";
-    const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-    const port = local?.port ?? t?.localPort ?? 5060;
-    return `sip:${h}:${port}${protocol === "UDP" ? "" : `;transport=${protocol.toLowerCase()}`}`;
-  }
-
-  /** A Via value for a request we send to `dest`. */
-  viaFor(dest: Destination, branch: string): string {
-    const transport = this.transportFor(dest.protocol);
-    const host = this.advertisedHost ?? transport?.localAddress ?? "127.0.0.1";
-    const sentBy = `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${transport?.localPort ?? 5060}`;
-    return `SIP/2.0/${dest.protocol} ${sentBy};branch=${branch};rport`;
-  }
-
   /**
    * Every destination for a URI in RFC 3263 order: an IP literal at once, a
    * host name through the resolver (NAPTR, SRV, A/AAAA, cached).
    */
-  async resolveAll(uri: string): Promise<Destination[]> {
-    try {
-      return [this.resolveNextHop(uri)];
-    } catch (err) {
-      if (!this.resolver) throw err;
-      return this.resolver.resolve(uri);
-    }
+  resolveAll(uri: string): Promise<Destination[]> {
+    return this.addr.resolveAll(uri);
   }
 
   /**
@@ -912,7 +668,7 @@ export class Engine implements TxContext, TransportSink {
    * "rpc:cancel" while it works — there is no ambient current transaction.
    */
   cancel(callId: string, cseq: number, reason?: string): CancelResult {
-    for (const tx of this.table.byCallId(callId, cseq)) {
+    for (const tx of this.ctx.table.byCallId(callId, cseq)) {
       if (tx.kind !== "ict") continue;
       tx.take("rpc:cancel");
       try {
@@ -930,7 +686,7 @@ export class Engine implements TxContext, TransportSink {
    * while it works. Throws TransactionError when unknown or not allowed.
    */
   replyById(id: string, status: number, opts?: ReplyOptions): void {
-    const found = this.withTransaction(id, "rpc:reply", (tx) => {
+    const found = this.ctx.withTransaction(id, "rpc:reply", (tx) => {
       if (tx.kind !== "ist" && tx.kind !== "nist")
         throw new TransactionError("bad-request", `transaction ${id} is not a server transaction`, id);
       (tx as InviteServerTransaction | NonInviteServerTransaction).reply(status, opts);
@@ -941,7 +697,7 @@ export class Engine implements TxContext, TransportSink {
 
   /** Kamailio's `tm.reply_callid`: answer the server transaction with this Call-ID and CSeq number. */
   replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): void {
-    for (const tx of this.table.byCallId(callId, cseq)) {
+    for (const tx of this.ctx.table.byCallId(callId, cseq)) {
       if ((tx.kind === "ist" || tx.kind === "nist") && !(tx as InviteServerTransaction).finalSent) {
         this.replyById(tx.id, status, opts);
         return;
@@ -950,152 +706,60 @@ export class Engine implements TxContext, TransportSink {
     throw new TransactionError("terminated", `no pending server transaction for ${callId} ${cseq}`);
   }
 
-  /**
-   * Run `fn` on a transaction found by id, holding the named reference
-   * `holder` for the duration (control requests: tm.reply, tm.list…).
-   */
-  withTransaction<R>(id: string, holder: string, fn: (tx: Transaction) => R): R | undefined {
-    const tx = this.table.getById(id);
-    if (!tx) return undefined;
-    tx.take(holder);
-    try {
-      return fn(tx);
-    } finally {
-      tx.release(holder);
-    }
-  }
-
   // --- introspection ------------------------------------------------------------------
   snapshot(): StatsSnapshot {
-    const snap: StatsSnapshot = { ...this.stats, ...newTransportStats(), user_errors: this.userErrors };
-    for (const t of this.transports) if (t.stats) addTransportStats(snap, t.stats);
+    const snap: StatsSnapshot = {
+      ...this.ctx.stats,
+      ...newTransportStats(),
+      user_errors: this.ctx.userErrors,
+    };
+    for (const t of this.addr.transports) if (t.stats) addTransportStats(snap, t.stats);
     return snap;
   }
-  /** Live transactions: state, age and who holds them. */
+  /** Live transactions (and terminated ones still held): state, age and who holds them. */
   audit(): AuditEntry[] {
     const now = this.clock.now();
     const out: AuditEntry[] = [];
-    for (const tx of [...this.table.values(), ...this.unfreed]) out.push(auditEntry(tx, now));
+    for (const tx of [...this.ctx.table.values(), ...this.ctx.unfreed]) out.push(auditEntry(tx, now));
     return out;
   }
   /**
-   * One page of `audit()`: at most `limit` transactions (live, or terminated and still held) whose
-   * ids come after `after` (none: from the first), in creation order, and `next`, the id to pass as
-   * `after` for the page that follows (undefined: this page was the last; a full page always gives
-   * one, so the page after it may be empty). The cursor is an id: any page can be asked for at any
-   * time. The table holds transactions in creation order (ids are made and inserted in one step),
-   * so a page reads only up to its last entry — and where a walk stopped the table iterator waits
-   * for its next page (a few kept, a shortcut only), so walking a big table costs O(limit) a page.
-   * A cursor that is no id of this engine is a RangeError.
+   * One page of `audit()`: at most `limit` transactions whose ids come after
+   * `after` (none: from the first), in creation order, and `next`, the id to
+   * pass as `after` for the page that follows (undefined: this page was the
+   * last; a full page always gives one, so the page after it may be empty).
+   * Any page can be asked for at any time; a page costs O(limit). A cursor
+   * that is no id of this engine is a RangeError.
    */
   auditPage(after: string | undefined, limit: number): { entries: AuditEntry[]; next: string | undefined } {
-    if (!Number.isInteger(limit) || limit < 1)
-      throw new RangeError(`page limit ${limit} is not a whole number ≥ 1`);
-    if (
-      after !== undefined &&
-      !(after.startsWith(`${this.id}.`) && /^[0-9a-z]+$/.test(after.slice(this.id.length + 1)))
-    )
-      throw new RangeError(
-        `cursor ${JSON.stringify(after.slice(0, 80))} is not a transaction id of this engine`,
-      );
-    // The table's transactions after `after`, in order: where the walk stopped, or read up to there.
-    let it = after === undefined ? undefined : this.pageWalks.get(after);
-    if (it) this.pageWalks.delete(after!);
-    else {
-      it = this.table.values();
-      if (after !== undefined) {
-        let r = it.next();
-        while (!r.done && !idAfter(r.value.id, after)) r = it.next();
-        if (!r.done) it = prepend(r.value, it);
-      }
-    }
-    const fromTable: Transaction[] = [];
-    while (fromTable.length < limit) {
-      const r = it.next();
-      if (r.done) break;
-      fromTable.push(r.value);
-    }
-    // Terminated ones still held (few: they have left the table) go where their ids are.
-    let held: Transaction[] | undefined;
-    for (const tx of this.unfreed)
-      if (after === undefined || idAfter(tx.id, after)) {
-        held ??= [];
-        held.push(tx);
-      }
-    let picked = fromTable;
-    let walkGoesOn = fromTable.length === limit;
-    if (held) {
-      picked = [...fromTable, ...held].sort((a, b) => (idAfter(a.id, b.id) ? 1 : -1)).slice(0, limit);
-      // A table entry pushed off the page by held ones is not where the iterator stopped.
-      if (picked[picked.length - 1] !== fromTable[fromTable.length - 1]) walkGoesOn = false;
-    }
-    const full = picked.length === limit;
-    const last = picked[picked.length - 1];
-    if (full && walkGoesOn && last) {
-      this.pageWalks.set(last.id, it);
-      if (this.pageWalks.size > PAGE_WALKS) this.pageWalks.delete(this.pageWalks.keys().next().value!);
-    }
-    const now = this.clock.now();
-    const entries = picked.map((tx) => auditEntry(tx, now));
-    return { entries, next: full && last ? last.id : undefined };
+    return this.pager.page(after, limit, this.clock.now());
   }
   /** How long a leak check must wait for every timer to have run out. */
   get longestTimer(): number {
     return longestLifetime(this.timerConfig);
   }
   get armedTimers(): number {
-    return this.timerService.size;
+    return this.ctx.timers.size;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.pageWalks.clear();
-    this.timerService.close();
-    await Promise.all(this.transports.map((t) => t.close()));
+    this.pager.clear();
+    this.ctx.timers.close();
+    await Promise.all(this.addr.transports.map((t) => t.close()));
   }
 }
 
-/** Walks of auditPage kept for their next page. */
-const PAGE_WALKS = 4;
-
-/** Ids of one engine, "<engine id>.<n in base 36>": a longer one is later, ids of one length compare as strings. */
-function idAfter(a: string, b: string): boolean {
-  return a.length !== b.length ? a.length > b.length : a > b;
+/**
+ * The engine's private context, for siblings inside siptm (the proxy, the
+ * shards, the server's metrics): exported by `@siptm/core/internal` only.
+ */
+export function internals(engine: Engine): EngineContext {
+  return reach(engine);
 }
 
-function* prepend<T>(first: T, rest: Iterator<T>): Iterator<T> {
-  yield first;
-  for (let r = rest.next(); !r.done; r = rest.next()) yield r.value;
-}
-
-/** The CANCEL's own client transaction reports to its INVITE, holding "cancel-txn" until its final response. */
-class CancelTu implements ClientTu {
-  private held = true;
-  constructor(private readonly invite: InviteClientTransaction) {
-    invite.take("cancel-txn");
-  }
-  onResponse(): void {}
-  onFinal(
-    _tx: Transaction,
-    outcome: { status: number; cause: string; response?: SipResponse | undefined },
-  ): void {
-    if (outcome.cause === "response" && outcome.response)
-      this.invite.notifyCancel({ kind: "answered", status: outcome.status, response: outcome.response });
-    else
-      this.invite.notifyCancel({
-        kind: "failed",
-        cause: outcome.cause === "transport-error" ? "transport-error" : "timeout",
-      });
-    this.let();
-  }
-  onTerminated(): void {
-    this.let();
-  }
-  private let(): void {
-    if (!this.held) return;
-    this.held = false;
-    this.invite.release("cancel-txn");
-  }
+function asList<T>(v: T | T[] | undefined): T[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
 }
 
 const NO_CLIENT_TU: ClientTu = {
@@ -1107,28 +771,6 @@ const NO_SERVER_TU: ServerTu = {
   onTerminated() {},
 };
 
-/** The URI inside a name-addr ("<sip:x>;p") or an addr-spec ("sip:x;p" → "sip:x"). */
-function uriOfNameAddr(value: string): string {
-  const lt = value.indexOf("<");
-  if (lt >= 0) {
-    const gt = value.indexOf(">", lt);
-    return value.slice(lt + 1, gt < 0 ? undefined : gt).trim();
-  }
-  const semi = value.indexOf(";");
-  return (semi < 0 ? value : value.slice(0, semi)).trim();
-}
-
-let localAddresses: Set<string> | undefined;
-/** Every address of this host's interfaces (lower case), read once. */
-function hostAddresses(): Set<string> {
-  if (!localAddresses) {
-    localAddresses = new Set(["127.0.0.1", "::1", "localhost"]);
-    for (const list of Object.values(networkInterfaces()))
-      for (const a of list ?? []) localAddresses.add(a.address.toLowerCase());
-  }
-  return localAddresses;
-}
-
 function hasTag(nameAddr: string): boolean {
   const gt = nameAddr.lastIndexOf(">");
   return nameAddr
@@ -1137,117 +779,10 @@ function hasTag(nameAddr: string): boolean {
     .includes(";tag=");
 }
 
-function unbracket(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
-
-function isIpLiteral(host: string): boolean {
-  if (host.includes(":")) return true;
-  const parts = host.split(".");
-  return (
-    parts.length === 4 &&
-    parts.every((p) => p.length > 0 && p.length <= 3 && /^\d+$/.test(p) && Number(p) <= 255)
-  );
-}
-
-/**
- * §18.2.1 / RFC 3581: stamp `received` when the sent-by host is not the
- * source address, and fill an empty `rport` with the source port. Only the
- * top Via line changes.
- */
-function stampVia(req: SipRequest, source: Source): void {
-  const via = req.via;
-  const needReceived = unbracket(via.host) !== source.address;
-  const needRport = via.rport === null;
-  if (!needReceived && !needRport) return;
-  const parts = via.raw.split(";");
-  let out = parts[0]!;
-  for (let i = 1; i < parts.length; i++) {
-    const p = parts[i]!;
-    const name = p.trim().toLowerCase();
-    if (needRport && name === "rport") out += `;rport=${source.port}`;
-    else if (name.startsWith("received=") || name === "received") continue;
-    else out += `;${p}`;
-  }
-  out += `;received=${source.address}`;
-  req.popVia();
-  req.pushVia(out);
-}
-
-/**
- * Where responses to a request go (§18.2.2, RFC 3581): back on the connection
- * for reliable transports; for UDP, to the source address, at the source port
- * when rport was asked for, else at the sent-by port (default 5060).
- */
-function replyDestination(source: Source, req?: SipRequest): Destination {
-  if (source.protocol !== "UDP" || !req) {
-    return {
-      protocol: source.protocol,
-      address: source.address,
-      port: source.port,
-      connectionId: source.connectionId,
-    };
-  }
-  const via = req.via;
-  const port = via.rport !== undefined ? source.port : (via.port ?? 5060);
-  return { protocol: "UDP", address: source.address, port };
-}
-
-/**
- * A response to a request that failed to parse, built from whatever Via,
- * From, To, Call-ID and CSeq lines can be found with a tolerant line scan.
- * Returns undefined when there is no Via to answer along.
- */
-function salvageResponse(data: Buffer, status: number, reason: string): Buffer | undefined {
-  const end = data.indexOf("\r\n\r\n");
-  const head = data.subarray(0, end < 0 ? Math.min(data.length, 8192) : end).toString("latin1");
-  const lines = head.split("\r\n");
-  const keep: string[] = [];
-  let via = false;
-  for (let i = 1; i < lines.length && keep.length < 40; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(":");
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    if (name === "via" || name === "v") via = true;
-    if (["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"].includes(name)) keep.push(line);
-  }
-  if (!via) return undefined;
-  const phrase = reason.replace(/[\r\n]/g, " ").slice(0, 100);
-  return Buffer.from(
-    `SIP/2.0 ${status} ${phrase}\r\n${keep.join("\r\n")}\r\nContent-Length: 0\r\n\r\n`,
-    "latin1",
-  );
-}
-
-export { MAGIC as BRANCH_MAGIC_COOKIE };
-
 /** §8.2.2.2: `tx` is a server transaction of the same method and From tag as `req` (same Call-ID and CSeq). */
 function mergedWith(tx: Transaction, req: SipRequest): boolean {
   if ((tx.kind !== "ist" && tx.kind !== "nist") || tx.method !== req.method) return false;
   return (tx as InviteServerTransaction | NonInviteServerTransaction).request.fromTag === req.fromTag;
-}
-
-/** What `audit()` and `auditPage()` say of one transaction at `now`. */
-function auditEntry(tx: Transaction, now: number): AuditEntry {
-  return {
-    id: tx.id,
-    kind: tx.kind,
-    state: tx.state,
-    method: tx.method,
-    callId: tx.callId,
-    cseq: tx.cseq,
-    ageMs: now - tx.createdAt,
-    holders: tx.refs.holders(),
-    timers: tx.armedTimers(),
-  };
-}
-
-/** `tx` is a proxy's INVITE server transaction that relayed a 2xx (RFC 6026 Accepted) to the sender of this ACK. */
-function relayedFor(tx: Transaction, ack: SipRequest): boolean {
-  if (tx.kind !== "ist") return false;
-  const ist = tx as InviteServerTransaction;
-  return ist.state === "accepted" && ist.proxy !== undefined && ist.request.fromTag === ack.fromTag;
 }
 
 /** §13.3.1.4: `tx` is the INVITE server transaction that sent the 2xx this ACK acknowledges. */

@@ -1,20 +1,62 @@
 /**
  * @siptm/core — the SIP message layer and the RFC 3261 transaction engine,
- * without threads. See ARCHITECTURE.md at the repository root.
+ * without threads. See ARCHITECTURE.md at the repository root; the public
+ * surface is what README.md ("The public API") documents, and nothing more.
+ * What siptm's own packages share beyond it is `@siptm/core/internal`.
  */
-export * from "./clock.js";
-export * from "./engine.js";
-export * from "./message/index.js";
-export { type HashKey, hashBytes, hashBytes64, hashKey, hashString } from "./message/siphash.js";
+export { type Clock, RealClock, VirtualClock } from "./clock.js";
+export {
+  type AuditEntry,
+  type BoundSocket,
+  Engine,
+  type EngineLogger,
+  type EngineOptions,
+  type ListenOptions,
+  type RequestOptions,
+  type StatsSnapshot,
+  type TcpListen,
+  type UdpListen,
+} from "./engine.js";
+// --- the message layer
+export {
+  type BuildRequestOptions,
+  type BuildResponseOptions,
+  buildRequest,
+  buildResponse,
+  reasonPhrase,
+} from "./message/build.js";
+export { SipParseError, type SipParseErrorCode, type SipParseErrorKind } from "./message/errors.js";
+export { newBranch, newCallId, newTag } from "./message/ids.js";
+export { type NameAddr, parseNameAddr, uriOfNameAddr } from "./message/nameaddr.js";
+export { parseMessage } from "./message/parser.js";
+export { type KeepAliveKind, StreamFramer } from "./message/stream.js";
+export type * from "./message/types.js";
+export {
+  type AbsoluteUri,
+  parseUri,
+  type SipUri,
+  type TelUri,
+  type Uri,
+  type UriParam,
+  uriEquals,
+  uriParam,
+} from "./message/uri.js";
+export { type FullParseOptions, fullParse } from "./message/validate.js";
+// --- proxying
 export { type RelayContext, type RelayOptions, type RelayTarget, relay } from "./proxy/relay.js";
-export * from "./proxy/resolver.js";
-export { isLoop, loopHash, ownRouteProcessing, uriHostPort } from "./proxy/routing.js";
-export { type BranchFinal, type Selection, selectBest } from "./proxy/select.js";
+export {
+  type DnsLookup,
+  nodeDns,
+  ResolveError,
+  type ResolveErrorCode,
+  Resolver,
+  type ResolverOptions,
+} from "./proxy/resolver.js";
 export { forwardRequestStateless, forwardResponseStateless } from "./proxy/stateless.js";
-export type { FinalOutcome, Observers, Transaction, TxKind, TxStats } from "./transaction/actor.js";
-export { newStats, TIMER_NAMES, Timer } from "./transaction/actor.js";
-export type { CancelProgress, CancelResult, ClientTu } from "./transaction/client.js";
-export { defaultTimers, longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
+// --- transactions, as their users see them
+export type { FinalOutcome, TxKind, TxStats } from "./transaction/actor.js";
+export type { CancelProgress, CancelResult } from "./transaction/client.js";
+export { defaultTimers, type TimerConfig } from "./transaction/config.js";
 export { isRefusal, TransactionError, type TransactionErrorCode } from "./transaction/errors.js";
 export {
   type ClientEvents,
@@ -22,19 +64,20 @@ export {
   type ServerEvents,
   ServerTransactionHandle,
 } from "./transaction/handles.js";
-export { InviteClientTransaction } from "./transaction/ict.js";
-export { InviteServerTransaction } from "./transaction/ist.js";
-export { NonInviteClientTransaction } from "./transaction/nict.js";
-export { NonInviteServerTransaction } from "./transaction/nist.js";
-export {
-  countingReporter,
-  RefError,
-  type RefFault,
-  type RefReporter,
-  RefSet,
-  throwingReporter,
-} from "./transaction/refs.js";
-export type { ReplyOptions, ServerEndCause, ServerTu } from "./transaction/server.js";
-export { clientKey, dialogKey, serverKey, TransactionTable } from "./transaction/table.js";
-export { type TimerEntry, TimerQueues, TimerService } from "./transaction/timers.js";
-export * from "./transport/index.js";
+export { RefError, type RefFault } from "./transaction/refs.js";
+export type { ReplyOptions, ServerEndCause } from "./transaction/server.js";
+// --- transports
+export { TransportBindError, TransportSendError } from "./transport/errors.js";
+export { type MemoryFaults, MemoryNetwork, type MemoryNetworkOptions } from "./transport/memory.js";
+export type { RateLimitOptions } from "./transport/ratelimit.js";
+export { createTcpTransport, type TcpLimitOptions, type TcpTransportOptions } from "./transport/tcp.js";
+export type {
+  Destination,
+  SendErrorTarget,
+  Source,
+  Transport,
+  TransportProtocol,
+  TransportSink,
+  TransportStats,
+} from "./transport/types.js";
+export { createUdpTransport, type UdpTransportOptions } from "./transport/udp.js";

@@ -5,7 +5,7 @@
  * show created == freed, an empty table, no armed timer and no reference fault.
  */
 import { VirtualClock } from "./clock.js";
-import { Engine, type EngineOptions } from "./engine.js";
+import { Engine, type EngineOptions, internals } from "./engine.js";
 import { parseMessage } from "./message/parser.js";
 import type { SipMessage, SipRequest } from "./message/types.js";
 import { type MemoryFaults, MemoryNetwork } from "./transport/memory.js";
@@ -121,7 +121,8 @@ export class Testbed {
       }
       if (s.ctx_created !== s.ctx_freed)
         out.push(`engine #${i}: proxy contexts created ${s.ctx_created} != freed ${s.ctx_freed}`);
-      if (e.table.size !== 0) out.push(`engine #${i}: ${e.table.size} transactions still in the table`);
+      const inTable = internals(e).table.size;
+      if (inTable !== 0) out.push(`engine #${i}: ${inTable} transactions still in the table`);
       if (e.armedTimers !== 0) out.push(`engine #${i}: ${e.armedTimers} timers still armed`);
       if (e.refFaults.length)
         out.push(`engine #${i}: reference faults: ${e.refFaults.map((f) => f.message).join("; ")}`);

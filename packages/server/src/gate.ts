@@ -11,10 +11,10 @@ import {
   type SendErrorTarget,
   type SipRequest,
   type Source,
-  serverKey,
   type Transport,
   type TransportSink,
 } from "@siptm/core";
+import { internals, serverKey } from "@siptm/core/internal";
 import type { Logger } from "./log.js";
 
 const RESPONSE_START = Buffer.from("SIP/2.0 ", "latin1");
@@ -48,7 +48,11 @@ export class Gate implements TransportSink {
     } catch {
       return;
     }
-    if (req.method === "ACK" || req.method === "CANCEL" || this.engine.table.has(serverKey(req, false))) {
+    if (
+      req.method === "ACK" ||
+      req.method === "CANCEL" ||
+      internals(this.engine).table.has(serverKey(req, false))
+    ) {
       this.engine.onMessage(data, source);
       return;
     }

@@ -8,7 +8,8 @@
  * (`ShardedEngine.routeCall(SHARD_HISTOGRAMS)`), never per message.
  * metrics.ts renders them in the Prometheus histogram format.
  */
-import type { Engine, Observers, Transaction } from "@siptm/core";
+import type { Engine } from "@siptm/core";
+import { internals, type Observers, type Transaction } from "@siptm/core/internal";
 
 export const DURATION_BUCKETS: readonly number[] = [
   0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 32, 64, 180,
@@ -86,7 +87,7 @@ export class TxHistograms {
 
   /** Install the observers on `engine` (chained with any already there). */
   constructor(engine: Engine) {
-    const observers: Observers = engine.observers;
+    const observers: Observers = internals(engine).observers;
     const prevDestroyed = observers.destroyed;
     observers.destroyed = (tx) => {
       observeInto(this.data.duration, DURATION_BUCKETS, tx.kind, (engine.now() - tx.createdAt) / 1000);

@@ -1,6 +1,7 @@
 /** Where we are: Kamailio's "myself" check and the Contact for our answers (main thread and shards). */
 import { networkInterfaces } from "node:os";
-import { normalizeAddress, parseUri, type Source } from "@siptm/core";
+import { parseUri, type Source } from "@siptm/core";
+import { normalizeAddress } from "@siptm/core/internal";
 import { hostPort } from "./config.js";
 import type { BoundSocket } from "./route.js";
 

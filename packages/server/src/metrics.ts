@@ -11,6 +11,7 @@
  * a message per observation across threads.
  */
 import type { Engine, StatsSnapshot } from "@siptm/core";
+import { internals } from "@siptm/core/internal";
 import type { EngineStats } from "@siptm/workers";
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from "prom-client";
 import {
@@ -189,7 +190,7 @@ export class Metrics {
       collect() {
         const list = shardList();
         if (list) for (const s of list) this.set({ shard: String(s.shard) }, s.current);
-        else this.set({ shard: "0" }, engine!.table.size);
+        else this.set({ shard: "0" }, internals(engine!).table.size);
       },
     });
     this.local = engine ? new TxHistograms(engine) : undefined;

@@ -5,13 +5,8 @@
  * for notifications only); http.ts serves it on POST /rpc.
  */
 import { setImmediate as turn } from "node:timers/promises";
-import {
-  checkHeaderFields,
-  type Destination,
-  type FinalOutcome,
-  type SipResponse,
-  TransactionError,
-} from "@siptm/core";
+import { type Destination, type FinalOutcome, type SipResponse, TransactionError } from "@siptm/core";
+import { checkHeaderFields } from "@siptm/core/internal";
 import type { AuditPage, ClientTransactionLike, TransactionEngine } from "@siptm/workers";
 import type { Logger } from "./log.js";
 import { type Binding, canonicalAor, type Registrar } from "./registrar.js";

@@ -3,7 +3,8 @@
  * callback (an answer-after delay, …) sits in the core's TimerService, which
  * keeps a single clock wakeup for the earliest one — not one setTimeout each.
  */
-import { type Clock, type TimerEntry, TimerService } from "@siptm/core";
+import type { Clock } from "@siptm/core";
+import { type TimerEntry, TimerService } from "@siptm/core/internal";
 
 export class Scheduler {
   private readonly service: TimerService<() => void>;

@@ -70,7 +70,6 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   type AuditEntry,
-  addTransportStats,
   type CancelProgress,
   type CancelResult,
   type ClientEvents,
@@ -79,8 +78,6 @@ import {
   type Destination,
   type FinalOutcome,
   newCallId,
-  newStats,
-  newTransportStats,
   parseMessage,
   type RateLimitOptions,
   type ReplyOptions,
@@ -89,7 +86,6 @@ import {
   type SipRequest,
   type SipResponse,
   type Source,
-  SourceRateLimiter,
   type StatsSnapshot,
   type TcpLimitOptions,
   TransactionError,
@@ -98,6 +94,7 @@ import {
   type TransportSendError,
   type TransportSink,
 } from "@siptm/core";
+import { addTransportStats, newStats, newTransportStats, SourceRateLimiter } from "@siptm/core/internal";
 import { type Remote, wrap } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Piscina } from "piscina";

@@ -25,10 +25,10 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { type HashKey, hashBytes, hashString } from "@siptm/core";
+import { type HashKey, hashBytes, hashString } from "@siptm/core/internal";
 
 // SipHash-2-4 itself lives in the core (message/siphash.ts), which uses it too.
-export { type HashKey, hashBytes, hashBytes64, hashKey, hashString } from "@siptm/core";
+export { type HashKey, hashBytes, hashBytes64, hashKey, hashString } from "@siptm/core/internal";
 
 let processKey: Uint8Array | undefined;
 

@@ -39,6 +39,7 @@ import {
   TransportSendError,
   VirtualClock,
 } from "@siptm/core";
+import { internals } from "@siptm/core/internal";
 import { expose } from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import {
@@ -334,7 +335,7 @@ class Shard {
 
   /** Forget a freed transaction's send-error id; keeps any observer already installed. */
   private chainDestroyed(): void {
-    const observers = this.engine.observers;
+    const observers = internals(this.engine).observers;
     const prev = observers.destroyed;
     if (prev && (prev as { siptmShard?: boolean }).siptmShard) return;
     const mine = Object.assign(
@@ -562,7 +563,7 @@ class Shard {
           freed: st.freed,
           ctxCreated: st.ctx_created,
           ctxFreed: st.ctx_freed,
-          table: engine.table.size,
+          table: internals(engine).table.size,
           armedTimers: engine.armedTimers,
           refFaults: engine.refFaults.map((f) => f.message),
           live: engine

@@ -4,6 +4,7 @@
  * no intermediate object graph.
  */
 
+import { newTag } from "./ids.js";
 import { SipMessageImpl } from "./message.js";
 import { canonicalName, isToken, properName } from "./text.js";
 import type { SipRequest } from "./types.js";
@@ -318,4 +319,72 @@ export function buildRequest(opts: BuildRequestOptions): Buffer {
   let s = `${method} ${uri} SIP/2.0\r\nVia: ${via}\r\nMax-Forwards: ${mf}\r\nFrom: ${from}\r\nTo: ${to}\r\nCall-ID: ${callId}\r\nCSeq: ${cseq} ${method}\r\n`;
   s += extraHeaders(opts.headers, REQUEST_OWN_HEADERS);
   return finish(s, opts.body, opts.contentType);
+}
+
+const REJECT_KEEPS: ReadonlySet<string> = new Set([
+  "via",
+  "v",
+  "from",
+  "f",
+  "to",
+  "t",
+  "call-id",
+  "i",
+  "cseq",
+]);
+
+/**
+ * A stateless response built from a request's raw bytes by a line scan,
+ * without the parser: for a request that failed to parse (answered 400 or
+ * the status the RFC names) and for one the server turns away before any
+ * parse (503 while overloaded). RFC 3261 §8.2.6: Via (every value, in order),
+ * From, To (a tag added when it had none, §8.2.6.2), Call-ID and CSeq are
+ * copied; folded continuation lines are dropped. Returns undefined when there
+ * is no Via or CSeq to answer along (the request is then dropped).
+ */
+export function buildReject(
+  data: Buffer,
+  status: number,
+  reason: string,
+  headers: ReadonlyArray<readonly [string, string]> = [],
+): Buffer | undefined {
+  let end = data.indexOf("\r\n\r\n");
+  if (end < 0) end = Math.min(data.length, 16_384);
+  const lines = data.toString("latin1", 0, end).split("\n");
+  const out: string[] = [`SIP/2.0 ${status} ${reason.replace(/[\r\n]/g, " ").slice(0, 100)}`];
+  let via = false;
+  let cseq = false;
+  for (let i = 1; i < lines.length; i++) {
+    let line = lines[i]!;
+    if (line.endsWith("\r")) line = line.slice(0, -1);
+    if (line.length === 0) break;
+    if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) continue; // folded continuation: dropped
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (!REJECT_KEEPS.has(name)) continue;
+    if (name === "via" || name === "v") via = true;
+    else if (name === "cseq") cseq = true;
+    if ((name === "to" || name === "t") && !hasTagParam(line.slice(line.lastIndexOf(">") + 1)))
+      out.push(`${line};tag=${newTag()}`);
+    else out.push(line);
+  }
+  if (!via || !cseq) return undefined;
+  for (const [name, value] of headers) out.push(`${name}: ${value}`);
+  out.push("Content-Length: 0", "", "");
+  return Buffer.from(out.join("\r\n"), "latin1");
+}
+
+/** ";tag=" among header parameters, spaces allowed around "=" (no regex over untrusted text). */
+function hasTagParam(params: string): boolean {
+  const lower = params.toLowerCase();
+  for (let i = lower.indexOf(";"); i >= 0; i = lower.indexOf(";", i + 1)) {
+    let j = i + 1;
+    while (lower.charCodeAt(j) === 32 || lower.charCodeAt(j) === 9) j++;
+    if (!lower.startsWith("tag", j)) continue;
+    j += 3;
+    while (lower.charCodeAt(j) === 32 || lower.charCodeAt(j) === 9) j++;
+    if (lower.charCodeAt(j) === 61) return true;
+  }
+  return false;
 }

@@ -200,3 +200,30 @@ export function parseNameAddr(text: string): NameAddr {
   }
   return { displayName, quoted, angle, uri, params, tag, raw: text };
 }
+
+/**
+ * The URI of a name-addr or addr-spec header value (Contact, Route,
+ * Record-Route…) without parsing it in full: the text inside `<…>` — a quoted
+ * display name before it is skipped, so `"a<b" <sip:x>` gives `sip:x` — else
+ * an addr-spec up to its first `;` (RFC 3261 §20.10: those parameters are the
+ * header's, not the URI's). Never throws; one pass, no backtracking.
+ */
+export function uriOfNameAddr(value: string): string {
+  const e = value.length;
+  for (let i = 0; i < e; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 34) {
+      // a quoted-string: to its closing quote, quoted-pairs skipped
+      for (i++; i < e; i++) {
+        const q = value.charCodeAt(i);
+        if (q === 92) i++;
+        else if (q === 34) break;
+      }
+    } else if (c === 60) {
+      const gt = value.indexOf(">", i + 1);
+      return value.slice(i + 1, gt < 0 ? e : gt).trim();
+    } else if (c === 59) break;
+  }
+  const semi = value.indexOf(";");
+  return (semi < 0 ? value : value.slice(0, semi)).trim();
+}

@@ -9,7 +9,10 @@
  * (until each branch's transaction ends). Nothing is freed while a branch can
  * still answer; the engine counts contexts made and freed.
  */
-import type { Engine } from "../engine.js";
+
+import type { EngineContext } from "../engine/context.js";
+import { type Engine, internals } from "../engine.js";
+import { uriOfNameAddr } from "../message/nameaddr.js";
 import { parseMessage } from "../message/parser.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
 import type { FinalOutcome, Transaction } from "../transaction/actor.js";
@@ -77,11 +80,11 @@ export interface RelayContext {
 /** Option tags this proxy supports in Proxy-Require (§16.3 item 6): none. */
 const SUPPORTED_PROXY_OPTIONS: ReadonlySet<string> = new Set();
 
-function routeUri(route: string): string {
-  const lt = route.indexOf("<");
-  const gt = route.indexOf(">", lt);
-  return lt >= 0 && gt > lt ? route.slice(lt + 1, gt) : route.split(";")[0]!.trim();
-}
+/** What relaying needs of the engine: its private context (engine/context.ts) has this shape. */
+export type RelayHost = Pick<
+  EngineContext,
+  "report" | "stats" | "timerConfig" | "addressing" | "newBranch" | "branchCookie" | "startClient" | "safe"
+>;
 
 const DONE: RelayContext = Object.freeze({ branches: 0, finalStatus: 0 });
 
@@ -121,7 +124,7 @@ export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOp
     tx.reply(opts.targets ? 480 : 416);
     return DONE;
   }
-  const ctx = new ResponseContext(engine, actor, req, opts);
+  const ctx = new ResponseContext(internals(engine), actor, req, opts);
   ctx.begin(targets);
   return ctx;
 }
@@ -200,7 +203,7 @@ class ResponseContext implements RelayContext, ProxyLink {
   finalStatus = 0;
 
   constructor(
-    private readonly engine: Engine,
+    private readonly engine: RelayHost,
     private readonly server: InviteServerTransaction | NonInviteServerTransaction,
     private readonly req: SipRequest,
     private readonly opts: RelayOptions,
@@ -234,7 +237,10 @@ class ResponseContext implements RelayContext, ProxyLink {
   private inboundUri(): string {
     if (this.inbound === undefined) {
       const src = this.server.source;
-      this.inbound = this.engine.ownUri(src.protocol, { address: src.localAddress, port: src.localPort });
+      this.inbound = this.engine.addressing.ownUri(src.protocol, {
+        address: src.localAddress,
+        port: src.localPort,
+      });
     }
     return this.inbound;
   }
@@ -278,7 +284,7 @@ class ResponseContext implements RelayContext, ProxyLink {
   private startBranch(b: Branch, target: RelayTarget): void {
     const copy = parseMessage(this.req.toBuffer()) as SipRequest;
     // §16.4: our own Route value (loose routing) or a strict-routing previous hop.
-    ownRouteProcessing(this.engine, copy);
+    ownRouteProcessing(this.engine.addressing, copy);
     if (target.uri !== copy.uri) copy.setUri(target.uri); // §16.6 item 2
     copy.setMaxForwards(copy.maxForwards === undefined ? 70 : copy.maxForwards - 1); // §16.6 item 3
     if (typeof this.opts.recordRoute === "string") copy.prependHeader("Record-Route", this.opts.recordRoute);
@@ -291,25 +297,25 @@ class ResponseContext implements RelayContext, ProxyLink {
     if (this.opts.onBranch) this.opts.onBranch({ index: b.index, target, request: copy });
     b.template = copy.toBuffer();
     if (target.nextHop) {
-      b.destinations = [this.engine.resolveNextHop(target.nextHop)];
+      b.destinations = [this.engine.addressing.resolveNextHop(target.nextHop)];
       this.attempt(b);
       return;
     }
     // §16.6 items 6/7: the first Route if any, else the Request-URI; RFC 3263 for host names.
     const route = copy.headerValues("route")[0];
-    const uri = route ? routeUri(route) : copy.uri;
+    const uri = route ? uriOfNameAddr(route) : copy.uri;
     try {
-      b.destinations = [this.engine.resolveNextHop(uri)];
+      b.destinations = [this.engine.addressing.resolveNextHop(uri)];
       this.attempt(b);
     } catch (err) {
-      if (!this.engine.resolver) {
+      if (!this.engine.addressing.resolver) {
         this.branchFailed(b, err);
         return;
       }
       // Resolve asynchronously; the branch holds the context meanwhile.
       const holder = `resolving:${b.index}`;
       this.refs.take(holder);
-      this.engine.resolver.resolve(uri).then(
+      this.engine.addressing.resolver.resolve(uri).then(
         (dests) => {
           b.destinations = dests;
           if (this.cancelled || this.finalStatus !== 0 || this.server.terminated) b.done = true;
@@ -340,14 +346,14 @@ class ResponseContext implements RelayContext, ProxyLink {
       // RFC 5658 §4: when the request leaves by another transport or socket than it came in on,
       // a second Record-Route on top names the outbound one, so that each side of the dialog
       // reaches us over its own transport; both are ours and both are removed (routing.ts).
-      const outbound = this.engine.ownUri(dest.protocol);
+      const outbound = this.engine.addressing.ownUri(dest.protocol);
       if (outbound !== this.inboundUri()) copy.prependHeader("Record-Route", `<${outbound};lr>`);
     }
     // §16.6 item 8: a branch that makes loop detection possible (§16.3 item 4).
     let branch = this.engine.newBranch(`${loopHash(this.req)}.`);
     // A late 2xx to an INVITE may be forwarded statelessly only with our tag (proxy/cookie.ts).
     if (copy.method === "INVITE") branch = this.engine.branchCookie.seal(branch, copy.via, copy.callId);
-    copy.pushVia(this.engine.viaFor(dest, branch));
+    copy.pushVia(this.engine.addressing.viaFor(dest, branch));
     const tx = this.engine.startClient({
       data: copy.toBuffer(),
       dest,
@@ -400,7 +406,7 @@ class ResponseContext implements RelayContext, ProxyLink {
       !this.cancelled &&
       this.finalStatus === 0
     ) {
-      this.engine.resolver?.markFailed(a.dest);
+      this.engine.addressing.resolver?.markFailed(a.dest);
       this.attempt(b);
       return;
     }

@@ -1,7 +1,13 @@
 /** Route processing and loop detection of a proxy (RFC 3261 §16.3 item 4, §16.4, §16.6 item 8). */
-import type { Engine } from "../engine.js";
+
+import { uriOfNameAddr } from "../message/nameaddr.js";
 import type { SipRequest } from "../message/types.js";
 import { parseUri } from "../message/uri.js";
+
+/** Who decides which addresses are ours: the engine, or its addressing. */
+export interface Locality {
+  isLocal(host: string, port: number | undefined): boolean;
+}
 
 /** Host and port of a SIP URI (undefined port when absent); undefined when it is not a SIP URI with a host. */
 export function uriHostPort(
@@ -16,13 +22,6 @@ export function uriHostPort(
   }
 }
 
-function uriOf(value: string): string {
-  const lt = value.indexOf("<");
-  if (lt < 0) return value.split(";")[0]!.trim();
-  const gt = value.indexOf(">", lt);
-  return value.slice(lt + 1, gt < 0 ? undefined : gt);
-}
-
 /**
  * §16.4: a Request-URI that is a URI we put in Record-Route means a strict
  * router sent it: the last Route value becomes the Request-URI. Then a top
@@ -30,7 +29,7 @@ function uriOf(value: string): string {
  * Record-Route pair (RFC 5658). Returns true when the request named us in
  * either way (we are on its route).
  */
-export function ownRouteProcessing(engine: Engine, req: SipRequest): boolean {
+export function ownRouteProcessing(engine: Locality, req: SipRequest): boolean {
   let ours = false;
   const routes = req.headerValues("route");
   if (routes.length) {
@@ -40,13 +39,13 @@ export function ownRouteProcessing(engine: Engine, req: SipRequest): boolean {
       const kept = routes.slice(0, -1);
       req.removeHeader("route");
       for (const v of kept) req.appendHeader("Route", v);
-      req.setUri(uriOf(last));
+      req.setUri(uriOfNameAddr(last));
       ours = true;
     }
   }
   const top = req.headerValues("route")[0];
   if (top === undefined) return ours;
-  const first = uriOf(top);
+  const first = uriOfNameAddr(top);
   const r = uriHostPort(first);
   if (!r || !engine.isLocal(r.host, r.port)) return ours;
   req.removeFirstValue("route");
@@ -55,7 +54,7 @@ export function ownRouteProcessing(engine: Engine, req: SipRequest): boolean {
   // through us, each pass of which removes its own.
   const next = req.headerValues("route")[0];
   if (next === undefined) return true;
-  const second = uriOf(next);
+  const second = uriOfNameAddr(next);
   if (second === first) return true;
   const n = uriHostPort(second);
   if (n && engine.isLocal(n.host, n.port)) req.removeFirstValue("route");
@@ -94,7 +93,7 @@ export function loopHash(req: SipRequest): string {
 }
 
 /** §16.3 item 4: a Via of ours whose branch carries this request's hash is a loop (a different hash is a spiral). */
-export function isLoop(engine: Engine, req: SipRequest): boolean {
+export function isLoop(engine: Locality, req: SipRequest): boolean {
   const hash = loopHash(req);
   for (const v of req.headerValues("via")) {
     const semi = v.indexOf(";");

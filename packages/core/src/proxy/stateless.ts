@@ -13,7 +13,10 @@
  * `stats.stray_dropped`.
  */
 import { createHash } from "node:crypto";
-import type { Engine } from "../engine.js";
+import type { EngineContext } from "../engine/context.js";
+import { type Engine, internals } from "../engine.js";
+import { BRANCH_COOKIE } from "../message/ids.js";
+import { uriOfNameAddr } from "../message/nameaddr.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
 import type { Destination, Source } from "../transport/types.js";
 import { ownRouteProcessing, uriHostPort } from "./routing.js";
@@ -25,31 +28,32 @@ import { ownRouteProcessing, uriHostPort } from "./routing.js";
  * is not forwarded: not on our route, Max-Forwards exhausted, no route.
  */
 export function forwardRequestStateless(engine: Engine, req: SipRequest, _source: Source): boolean {
-  if (req.maxForwards === 0) return dropped(engine);
+  const ctx = internals(engine);
+  if (req.maxForwards === 0) return dropped(ctx);
   // Only along a route we are on, or for an INVITE we relayed and still hold (Accepted):
   // an ACK that is neither would make us an open relay.
-  const relayed = engine.relayedAck(req);
-  if (!ownRouteProcessing(engine, req) && !relayed) return dropped(engine);
+  const relayed = ctx.relayedAck(req);
+  if (!ownRouteProcessing(engine, req) && !relayed) return dropped(ctx);
   req.setMaxForwards(req.maxForwards === undefined ? 70 : req.maxForwards - 1);
   let dest: Destination;
   const route = req.headerValues("route")[0];
   if (!route) {
     // A request whose Request-URI is ours and has no Route left ends here (it would come back to us).
     const own = uriHostPort(req.uri);
-    if (own && engine.isLocal(own.host, own.port)) return dropped(engine);
+    if (own && engine.isLocal(own.host, own.port)) return dropped(ctx);
   }
   try {
-    const target = route ? route.slice(route.indexOf("<") + 1, route.indexOf(">")) : req.uri;
-    dest = engine.resolveNextHop(target);
+    const target = route ? uriOfNameAddr(route) : req.uri;
+    dest = ctx.addressing.resolveNextHop(target);
   } catch {
-    return dropped(engine);
+    return dropped(ctx);
   }
   const digest = createHash("sha1")
     .update(`${req.via.branch ?? req.via.raw}\n${req.uri}`)
     .digest("hex")
     .slice(0, 32); // 128 bits, in hex like every id of ours (message/ids.ts says why)
-  req.pushVia(engine.viaFor(dest, `z9hG4bK${digest}`));
-  engine.sendStateless(req.toBuffer(), dest);
+  req.pushVia(ctx.addressing.viaFor(dest, `${BRANCH_COOKIE}${digest}`));
+  ctx.sendStateless(req.toBuffer(), dest);
   return true;
 }
 
@@ -60,27 +64,28 @@ export function forwardRequestStateless(engine: Engine, req: SipRequest, _source
  * returns false and is counted.
  */
 export function forwardResponseStateless(engine: Engine, res: SipResponse): boolean {
-  if (res.status < 200 || res.status >= 300 || res.cseq.method !== "INVITE") return dropped(engine);
+  const ctx = internals(engine);
+  if (res.status < 200 || res.status >= 300 || res.cseq.method !== "INVITE") return dropped(ctx);
   const top = res.via;
   if (res.viaCount < 2 || top.branch === undefined || !engine.isLocal(top.host, top.port))
-    return dropped(engine);
+    return dropped(ctx);
   try {
     res.popVia();
   } catch {
     // The Via below ours is malformed (SipParseError): nowhere to send it.
-    return dropped(engine);
+    return dropped(ctx);
   }
   const via = res.via;
-  if (!engine.branchCookie.verify(top.branch, via, res.callId)) return dropped(engine);
-  const host = via.received ?? via.host;
-  const address = host.startsWith("[") ? host.slice(1, -1) : host;
+  if (!ctx.branchCookie.verify(top.branch, via, res.callId)) return dropped(ctx);
+  const sentBy = via.received ?? via.host;
+  const address = sentBy.startsWith("[") ? sentBy.slice(1, -1) : sentBy;
   const port = typeof via.rport === "number" ? via.rport : (via.port ?? 5060);
   const protocol = via.transport === "TCP" || via.transport === "TLS" ? via.transport : "UDP";
-  engine.sendStateless(res.toBuffer(), { protocol, address, port });
+  ctx.sendStateless(res.toBuffer(), { protocol, address, port });
   return true;
 }
 
-function dropped(engine: Engine): false {
-  engine.stats.stray_dropped++;
+function dropped(ctx: Pick<EngineContext, "stats">): false {
+  ctx.stats.stray_dropped++;
   return false;
 }

@@ -11,11 +11,10 @@
  *   (§8.2.2.2) and the ACK of a 2xx (§13.3.1.4).
  * - byId: the opaque transaction id of the control interface.
  */
+import { BRANCH_COOKIE } from "../message/ids.js";
 import { flat } from "../message/text.js";
 import type { SipRequest } from "../message/types.js";
 import type { Transaction } from "./actor.js";
-
-const MAGIC = "z9hG4bK";
 
 export function clientKey(branch: string, method: string): string {
   return flat(`c\0${branch}\0${method}`);
@@ -30,7 +29,7 @@ export function serverKey(req: SipRequest, asInvite: boolean): string {
   const method = asInvite ? "INVITE" : req.method === "ACK" ? "INVITE" : req.method;
   const via = req.via;
   const branch = via.branch;
-  if (branch !== undefined && branch.length > MAGIC.length && branch.startsWith(MAGIC)) {
+  if (branch !== undefined && branch.length > BRANCH_COOKIE.length && branch.startsWith(BRANCH_COOKIE)) {
     return flat(`s\0${branch}\0${via.host}:${via.port ?? ""}\0${method}`);
   }
   // RFC 2543 fallback (§17.2.3): Request-URI, From tag, Call-ID, CSeq number and top Via.

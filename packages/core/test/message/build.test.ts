@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildRequest, buildResponse, reasonPhrase } from "../../src/message/build.js";
+import { buildReject, buildRequest, buildResponse, reasonPhrase } from "../../src/message/build.js";
 import { parseMessage } from "../../src/message/parser.js";
 import type { SipRequest } from "../../src/message/types.js";
 import { fullParse } from "../../src/message/validate.js";
@@ -243,5 +243,44 @@ describe("buildRequest", () => {
     const m = parseMessage(buildRequest({ ...ok, headers: fine }), { datagram: false });
     expect(m.headerValues("route")).toHaveLength(2);
     expect(m.header("subject")).toBe("a\tb \u00c3\u00a9");
+  });
+});
+
+describe("buildReject (a stateless answer from raw bytes, no parser)", () => {
+  const raw = (lines: string[]) =>
+    Buffer.from(`INVITE sip:b@h SIP/2.0\r\n${lines.join("\r\n")}\r\n\r\nbody`, "latin1");
+  it("copies Via (all), From, To, Call-ID, CSeq; adds a To tag; drops folded lines and the rest", () => {
+    const out = buildReject(
+      raw([
+        "Via: SIP/2.0/UDP a;branch=z9hG4bK1",
+        "v: SIP/2.0/UDP b;branch=z9hG4bK2",
+        "From: <sip:a@h>;tag=f",
+        "To: <sip:b@h>",
+        " ;folded=1",
+        "Call-ID: c1",
+        "CSeq: 1 INVITE",
+        "Contact: <sip:a@h>",
+      ]),
+      400,
+      "Bad\r\nRequest",
+      [["Retry-After", "5"]],
+    )!.toString("latin1");
+    const lines = out.split("\r\n");
+    expect(lines[0]).toBe("SIP/2.0 400 Bad  Request");
+    expect(lines.filter((l) => /^(via|v):/i.test(l))).toHaveLength(2);
+    expect(lines.find((l) => l.startsWith("To:"))).toMatch(/^To: <sip:b@h>;tag=[0-9a-f]+$/);
+    expect(out).not.toContain("folded");
+    expect(out).not.toContain("Contact");
+    expect(out.endsWith("Retry-After: 5\r\nContent-Length: 0\r\n\r\n")).toBe(true);
+  });
+  it("keeps a To tag written with spaces around '='; nothing without a Via or a CSeq", () => {
+    const out = buildReject(
+      raw(["Via: SIP/2.0/UDP a;branch=z9hG4bK1", "To: <sip:b@h> ; tag = t1", "CSeq: 1 INVITE"]),
+      503,
+      "x",
+    )!.toString("latin1");
+    expect(out).toContain("To: <sip:b@h> ; tag = t1\r\n");
+    expect(buildReject(raw(["To: <sip:b@h>", "CSeq: 1 INVITE"]), 400, "x")).toBeUndefined();
+    expect(buildReject(raw(["Via: SIP/2.0/UDP a;branch=z9hG4bK1"]), 400, "x")).toBeUndefined();
   });
 });

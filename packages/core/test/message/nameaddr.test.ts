@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SipParseError } from "../../src/message/errors.js";
-import { parseNameAddr } from "../../src/message/nameaddr.js";
+import { parseNameAddr, uriOfNameAddr } from "../../src/message/nameaddr.js";
 
 function rejects(text: string): void {
   try {
@@ -89,5 +89,19 @@ describe("parseNameAddr", () => {
     ['"x" sip:a@b'],
   ])("rejects %j", (text) => {
     rejects(text);
+  });
+});
+
+describe("uriOfNameAddr (the one name-addr → URI extractor)", () => {
+  it("takes the URI inside <>, trimmed; a quoted display name may hold < and >", () => {
+    expect(uriOfNameAddr("<sip:a@h;lr>;p=1")).toBe("sip:a@h;lr");
+    expect(uriOfNameAddr('"Bob" < sip:b@h >')).toBe("sip:b@h");
+    expect(uriOfNameAddr('"a<b>\\"c" <sip:x@h>;tag=1')).toBe("sip:x@h");
+    expect(uriOfNameAddr("Bob <sip:b@h")).toBe("sip:b@h");
+  });
+  it("an addr-spec ends at its first ';' (the header's parameters, RFC 3261 §20.10)", () => {
+    expect(uriOfNameAddr("sip:a@h;tag=1")).toBe("sip:a@h");
+    expect(uriOfNameAddr(" sip:a@h ")).toBe("sip:a@h");
+    expect(uriOfNameAddr('"unterminated <sip:no@h>')).toBe('"unterminated <sip:no@h>');
   });
 });

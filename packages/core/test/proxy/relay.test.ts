@@ -2,7 +2,7 @@
 // resolver. The forwarding, forking, CANCEL and Timer C cases run on both the
 // core and the sharded engine: test/engines/relay.test.ts.
 import { describe, expect, it } from "vitest";
-import type { Engine } from "../../src/engine.js";
+import { type Engine, internals } from "../../src/engine.js";
 import { type RelayOptions, type RelayTarget, relay } from "../../src/proxy/relay.js";
 import { forwardRequestStateless } from "../../src/proxy/stateless.js";
 import { Testbed } from "../../src/testing.js";
@@ -97,7 +97,7 @@ describe("stateful proxy: core engine only", () => {
     const bed = new Testbed();
     const uac = bed.engine({ address: "127.0.0.1" });
     const uas = bed.engine({ address: "127.0.0.2", onRequest: (tx) => tx.reply(200) });
-    uas.observers.destroyed = () => {
+    internals(uas).observers.destroyed = () => {
       throw new Error("observer bug");
     };
     const h = uac.request({ method: "OPTIONS", uri: "sip:b@127.0.0.2", from: "<sip:a@x>", to: "<sip:b@y>" });

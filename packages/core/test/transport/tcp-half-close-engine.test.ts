@@ -4,7 +4,7 @@
 // be delivered is a transport error the transaction sees.
 import * as net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Engine } from "../../src/engine.js";
+import { Engine, internals } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
 
@@ -126,7 +126,7 @@ describe("TCP half-close and server transactions (RFC 3261 §18.2.2)", () => {
     expect(engine.snapshot().tcp_send_errors).toBe(1);
     // Not "sent" on a new connection to the Via address either.
     expect(elsewhere.got()).toBe("");
-    await vi.waitFor(() => expect(engine.table.size).toBe(0));
+    await vi.waitFor(() => expect(internals(engine).table.size).toBe(0));
     expect(engine.stats.created).toBe(engine.stats.freed);
   });
 });
