@@ -15,7 +15,7 @@
 import { type Clock, RealClock } from "./clock.js";
 import { Addressing, replyDestination, stampVia } from "./engine/addressing.js";
 import { type AuditEntry, AuditPager, auditEntry } from "./engine/audit.js";
-import { EngineContext, type EngineLogger } from "./engine/context.js";
+import { EngineContext, type EngineLogger, registerContextReader } from "./engine/context.js";
 import { answeredDialog, sendAck2xx } from "./engine/dialog.js";
 import { buildReject, buildRequest, buildResponse } from "./message/build.js";
 import { SipParseError } from "./message/errors.js";
@@ -25,6 +25,7 @@ import { canonicalName } from "./message/text.js";
 import type { ParseLimits, SipMessage, SipRequest, SipResponse } from "./message/types.js";
 import { fullParse } from "./message/validate.js";
 import type { Resolver } from "./proxy/resolver.js";
+import { forwardRequestStateless, forwardResponseStateless } from "./proxy/stateless.js";
 import type { Transaction, TxStats } from "./transaction/actor.js";
 import type { CancelResult, ClientTu } from "./transaction/client.js";
 import { longestLifetime, resolveTimers, type TimerConfig } from "./transaction/config.js";
@@ -81,8 +82,17 @@ export interface EngineOptions {
   autoCancel487?: boolean;
   /** A CANCEL matching no transaction: 481 without state (default), 481 in a transaction, or dropped. */
   unmatchedCancel?: "stateless" | "stateful" | "drop";
-  /** §8.2.2.2 merged-request detection (482). Default true. */
+  /** §8.2.2.2 merged-request detection (482). Default true, false for a `proxy`. */
   mergedRequests?: boolean;
+  /**
+   * This engine is a stateful proxy (RFC 3261 §16; its route calls `relay()`):
+   * merged-request detection is off by default (§8.2.2.2 is a UAS rule: the same
+   * request coming back changed is a spiral; §16.3 item 4 catches real loops), and
+   * the ACK of a 2xx and a late 2xx are forwarded statelessly (§16.11), only
+   * where proxy/stateless.ts allows, unless `onStrayAck` / `onStrayResponse` are
+   * given. Default false.
+   */
+  proxy?: boolean;
   /** Extra text after the magic cookie "z9hG4bK" in our branches (e.g. a shard id), before the random part. */
   branchPrefix?: string;
   /**
@@ -102,6 +112,10 @@ export interface EngineOptions {
   resolver?: Resolver;
   /** Default handler for new server transactions. */
   onRequest?: (tx: ServerTransactionHandle) => void;
+  /** The ACK of a 2xx that matched no transaction of ours. */
+  onStrayAck?: (ack: SipRequest, source: Source) => void;
+  /** A response that matched no client transaction. */
+  onStrayResponse?: (res: SipResponse, source: Source) => void;
 }
 
 export interface RequestOptions extends ClientEvents {
@@ -144,8 +158,6 @@ export type StatsSnapshot = TxStats & TransportStats & { user_errors: number };
 /** Methods whose requests can create a dialog (RFC 3261 §12, RFC 6665, RFC 3515). */
 const DIALOG_CREATING: ReadonlySet<string> = new Set(["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"]);
 
-let reach: (engine: Engine) => EngineContext;
-
 export class Engine implements TransportSink {
   readonly clock: Clock;
   readonly timerConfig: TimerConfig;
@@ -172,7 +184,7 @@ export class Engine implements TransportSink {
   private closed = false;
 
   static {
-    reach = (engine) => engine.ctx;
+    registerContextReader((engine) => engine.ctx);
   }
 
   constructor(opts: EngineOptions = {}) {
@@ -185,8 +197,13 @@ export class Engine implements TransportSink {
     this.strict = opts.strict ?? true;
     this.autoCancel487 = opts.autoCancel487 ?? true;
     this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";
-    this.mergedRequests = opts.mergedRequests ?? true;
+    this.mergedRequests = opts.mergedRequests ?? !opts.proxy;
     this.onRequest = opts.onRequest;
+    this.onStrayAck =
+      opts.onStrayAck ??
+      (opts.proxy ? (ack, source) => forwardRequestStateless(this, ack, source) : undefined);
+    this.onStrayResponse =
+      opts.onStrayResponse ?? (opts.proxy ? (res) => forwardResponseStateless(this, res) : undefined);
     this.addr = new Addressing(opts.advertisedHost, opts.aliases ?? [], opts.resolver);
     this.ctx = new EngineContext(
       this.id,
@@ -748,14 +765,6 @@ export class Engine implements TransportSink {
     this.ctx.timers.close();
     await Promise.all(this.addr.transports.map((t) => t.close()));
   }
-}
-
-/**
- * The engine's private context, for siblings inside siptm (the proxy, the
- * shards, the server's metrics): exported by `@siptm/core/internal` only.
- */
-export function internals(engine: Engine): EngineContext {
-  return reach(engine);
 }
 
 function asList<T>(v: T | T[] | undefined): T[] {

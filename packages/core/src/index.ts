@@ -43,7 +43,7 @@ export {
 } from "./message/uri.js";
 export { type FullParseOptions, fullParse } from "./message/validate.js";
 // --- proxying
-export { type RelayContext, type RelayOptions, type RelayTarget, relay } from "./proxy/relay.js";
+export { type RelayOptions, type RelayOutcome, type RelayTarget, relay } from "./proxy/relay.js";
 export {
   type DnsLookup,
   nodeDns,

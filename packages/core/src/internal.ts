@@ -6,9 +6,8 @@
  */
 export { Addressing, replyDestination, stampVia, unbracket } from "./engine/addressing.js";
 export { AuditPager, auditEntry } from "./engine/audit.js";
-export type { ClientStart, EngineContext } from "./engine/context.js";
+export { type ClientStart, type EngineContext, internals } from "./engine/context.js";
 export { answeredDialog, sendAck2xx } from "./engine/dialog.js";
-export { internals } from "./engine.js";
 export { buildReject } from "./message/build.js";
 export * from "./message/index.js";
 export { uriOfNameAddr } from "./message/nameaddr.js";

@@ -5,7 +5,8 @@
  * show created == freed, an empty table, no armed timer and no reference fault.
  */
 import { VirtualClock } from "./clock.js";
-import { Engine, type EngineOptions, internals } from "./engine.js";
+import { internals } from "./engine/context.js";
+import { Engine, type EngineOptions } from "./engine.js";
 import { parseMessage } from "./message/parser.js";
 import type { SipMessage, SipRequest } from "./message/types.js";
 import { type MemoryFaults, MemoryNetwork } from "./transport/memory.js";

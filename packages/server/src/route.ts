@@ -10,8 +10,8 @@ import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
   type Engine,
-  type RelayContext,
   type RelayOptions,
+  type RelayOutcome,
   relay,
   type ServerTransactionHandle,
   type SipRequest,
@@ -43,7 +43,7 @@ export interface RouteContext {
    * server's --fr-timer and --timer-c (else --fr-inv-timer) as the defaults
    * of `opts`. Host names are resolved by RFC 3263 (the engine's resolver).
    */
-  relay(tx: ServerTransactionHandle, opts?: RelayOptions): RelayContext;
+  relay(tx: ServerTransactionHandle, opts?: RelayOptions): Promise<RelayOutcome>;
   /** Run `fn` after `ms` on the one shared timer wheel (engine clock). Returns a cancel function. */
   after(ms: number, fn: () => void): () => boolean;
   /** Kamailio's "myself": the URI's host is one of our socket addresses (or the advertised host), and its port one of ours when given. */

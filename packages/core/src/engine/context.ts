@@ -9,6 +9,7 @@
  * reference-fault reporter and the list of terminated actors not yet freed.
  */
 import type { Clock } from "../clock.js";
+import type { Engine } from "../engine.js";
 import { newBranch } from "../message/ids.js";
 import { flat } from "../message/text.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
@@ -32,6 +33,21 @@ import { clientKey, TransactionTable } from "../transaction/table.js";
 import { type TimerEntry, TimerService } from "../transaction/timers.js";
 import type { Destination, SendErrorTarget } from "../transport/types.js";
 import type { Addressing } from "./addressing.js";
+
+let reach: ((engine: Engine) => EngineContext) | undefined;
+
+/** Engine registers, once, how its private context is read (engine.ts, a static block). */
+export function registerContextReader(read: (engine: Engine) => EngineContext): void {
+  reach = read;
+}
+
+/**
+ * The engine's private context, for siblings inside siptm (the proxy, the
+ * shards, the server's metrics): exported by `@siptm/core/internal` only.
+ */
+export function internals(engine: Engine): EngineContext {
+  return reach!(engine);
+}
 
 export interface EngineLogger {
   warn(obj: object, msg: string): void;

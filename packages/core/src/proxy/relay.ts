@@ -10,8 +10,8 @@
  * still answer; the engine counts contexts made and freed.
  */
 
-import type { EngineContext } from "../engine/context.js";
-import { type Engine, internals } from "../engine.js";
+import { type EngineContext, internals } from "../engine/context.js";
+import type { Engine } from "../engine.js";
 import { uriOfNameAddr } from "../message/nameaddr.js";
 import { parseMessage } from "../message/parser.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
@@ -70,11 +70,17 @@ export interface RelayOptions {
   }) => RelayTarget[] | undefined;
 }
 
-export interface RelayContext {
-  /** Branches started so far. */
-  readonly branches: number;
-  /** The final status relayed upstream (the first 2xx, or the best response), 0 while none. */
-  readonly finalStatus: number;
+/** How a relay ended, once its final response went upstream (or none will). */
+export interface RelayOutcome {
+  /**
+   * The final status sent upstream: the first 2xx relayed, the best response
+   * (§16.7), or the proxy's own (483, 482, 420, 416, 480, 500…); 0 when none
+   * went — a non-INVITE whose branches all timed out (no 408, RFC 4320 §4.2),
+   * or a server transaction that ended first.
+   */
+  status: number;
+  /** Branches started. */
+  branches: number;
 }
 
 /** Option tags this proxy supports in Proxy-Require (§16.3 item 6): none. */
@@ -86,14 +92,21 @@ export type RelayHost = Pick<
   "report" | "stats" | "timerConfig" | "addressing" | "newBranch" | "branchCookie" | "startClient" | "safe"
 >;
 
-const DONE: RelayContext = Object.freeze({ branches: 0, finalStatus: 0 });
+function answered(status: number): Promise<RelayOutcome> {
+  return Promise.resolve({ status, branches: 0 });
+}
 
 /**
  * Relay `tx`'s request statefully. Validation of §16.3 answers 483, 482 or
- * 420 itself (and returns a context with no branch). Throws TransactionError
+ * 420 itself (no branch is started). Resolves once the final response went
+ * upstream (or none will); never rejects. Throws TransactionError, at once,
  * when the transaction already has a final response.
  */
-export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOptions = {}): RelayContext {
+export function relay(
+  engine: Engine,
+  tx: ServerTransactionHandle,
+  opts: RelayOptions = {},
+): Promise<RelayOutcome> {
   const actor = tx.actor();
   if (!actor || actor.finalSent)
     throw new TransactionError("final-already-sent", "nothing left to relay", tx.id);
@@ -101,7 +114,7 @@ export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOp
   // §16.3 item 3: Max-Forwards.
   if (req.maxForwards === 0) {
     tx.reply(483);
-    return DONE;
+    return answered(483);
   }
   // §16.3 item 6: Proxy-Require.
   const unsupported = req
@@ -110,23 +123,24 @@ export function relay(engine: Engine, tx: ServerTransactionHandle, opts: RelayOp
     .filter((t) => t && !SUPPORTED_PROXY_OPTIONS.has(t.toLowerCase()));
   if (unsupported.length) {
     tx.reply(420, { headers: [["Unsupported", unsupported.join(", ")]] });
-    return DONE;
+    return answered(420);
   }
   // §16.3 item 4: loop detection.
   if (opts.loopDetection !== false && isLoop(engine, req)) {
     tx.reply(482, { reason: "Loop Detected" });
-    return DONE;
+    return answered(482);
   }
   const targets = (opts.targets ?? [{ uri: req.uri }]).filter(relayable);
   if (targets.length === 0) {
     // Nothing we can send a SIP request to: the Request-URI's scheme is not ours (§21.4.14:
     // 416), or no target (registered contacts, say) is a SIP URI (480, §21.4.18).
-    tx.reply(opts.targets ? 480 : 416);
-    return DONE;
+    const status = opts.targets ? 480 : 416;
+    tx.reply(status);
+    return answered(status);
   }
   const ctx = new ResponseContext(internals(engine), actor, req, opts);
   ctx.begin(targets);
-  return ctx;
+  return ctx.outcome;
 }
 
 const SIP_SCHEME = /^sips?:/i;
@@ -187,7 +201,10 @@ class Attempt implements ClientTu {
   }
 }
 
-class ResponseContext implements RelayContext, ProxyLink {
+class ResponseContext implements ProxyLink {
+  /** Resolved once, by `settle()`. */
+  readonly outcome: Promise<RelayOutcome>;
+  private settled: ((o: RelayOutcome) => void) | undefined;
   private readonly refs: RefSet;
   private readonly list: Branch[] = [];
   private readonly finals: BranchFinal[] = [];
@@ -208,6 +225,9 @@ class ResponseContext implements RelayContext, ProxyLink {
     private readonly req: SipRequest,
     private readonly opts: RelayOptions,
   ) {
+    this.outcome = new Promise((resolve) => {
+      this.settled = resolve;
+    });
     this.refs = new RefSet(`ctx:${server.id}`, engine.report);
     this.refs.take("server");
     server.take("proxy");
@@ -394,6 +414,7 @@ class ResponseContext implements RelayContext, ProxyLink {
       const first = this.finalStatus === 0;
       if (first) this.finalStatus = status;
       this.forward(res);
+      if (first) this.settle(status);
       if (first) this.cancelOthers(b, 'SIP;cause=200;text="Call completed elsewhere"');
     }
   }
@@ -448,17 +469,30 @@ class ResponseContext implements RelayContext, ProxyLink {
     if (sel.status === 408 && this.server.kind === "nist") {
       // RFC 4320 §4.2: no 408 to a non-INVITE. A proxy that has nothing better sends
       // nothing: the client's own Timer F ends its transaction; ours ends by its lifetime.
+      this.settle(0);
       return;
     }
     if (sel.response) {
       for (const [name, value] of sel.challenges) sel.response.appendHeader(name, value);
-      if (this.forward(sel.response)) return;
+      if (this.forward(sel.response)) {
+        this.settle(sel.status);
+        return;
+      }
     }
     // No response to relay (timeouts, 503 → 500), or one that named only us: answer locally.
     this.server.reply(sel.status, {
       reason: sel.reason,
       headers: sel.challenges.length ? sel.challenges : undefined,
     });
+    this.settle(sel.status);
+  }
+
+  /** The outcome is known: tell whoever awaits relay(). */
+  private settle(status: number): void {
+    const settled = this.settled;
+    if (!settled) return;
+    this.settled = undefined;
+    settled({ status, branches: this.list.length });
   }
 
   /** §16.7 item 9: remove our Via and send the response upstream in the server transaction. */
@@ -496,6 +530,7 @@ class ResponseContext implements RelayContext, ProxyLink {
   release(holder: string): void {
     if (this.refs.release(holder) && !this.ended) {
       this.ended = true;
+      this.settle(this.server.lastStatus >= 200 ? this.server.lastStatus : 0);
       this.refs.markFreed();
       this.engine.stats.ctx_freed++;
       this.server.proxy = undefined;

@@ -13,8 +13,8 @@
  * `stats.stray_dropped`.
  */
 import { createHash } from "node:crypto";
-import type { EngineContext } from "../engine/context.js";
-import { type Engine, internals } from "../engine.js";
+import { type EngineContext, internals } from "../engine/context.js";
+import type { Engine } from "../engine.js";
 import { BRANCH_COOKIE } from "../message/ids.js";
 import { uriOfNameAddr } from "../message/nameaddr.js";
 import type { SipRequest, SipResponse } from "../message/types.js";

@@ -2,7 +2,8 @@
 // resolver. The forwarding, forking, CANCEL and Timer C cases run on both the
 // core and the sharded engine: test/engines/relay.test.ts.
 import { describe, expect, it } from "vitest";
-import { type Engine, internals } from "../../src/engine.js";
+import { internals } from "../../src/engine/context.js";
+import type { Engine } from "../../src/engine.js";
 import { type RelayOptions, type RelayTarget, relay } from "../../src/proxy/relay.js";
 import { forwardRequestStateless } from "../../src/proxy/stateless.js";
 import { Testbed } from "../../src/testing.js";

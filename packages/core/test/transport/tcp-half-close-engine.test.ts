@@ -4,7 +4,8 @@
 // be delivered is a transport error the transaction sees.
 import * as net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Engine, internals } from "../../src/engine.js";
+import { internals } from "../../src/engine/context.js";
+import { Engine } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
 
