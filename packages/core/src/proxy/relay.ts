@@ -51,7 +51,7 @@ export interface RelayOptions {
   recordRoute?: boolean | string;
   /** Kamailio fr_timer: no response at all on a branch (Timer B/F of the branch), ms. Default 64·T1. */
   frTimer?: number;
-  /** Timer C (§16.6 item 11) / Kamailio fr_inv_timer: final wait after a provisional, refreshed by each. Default 180 s. */
+  /** Timer C (§16.6 item 11) / Kamailio fr_inv_timer: final wait after a provisional, refreshed by each. Default: the engine's `frInvTimer`. */
   timerC?: number;
   /** §16.3 item 4 loop detection (482). Default true. */
   loopDetection?: boolean;
@@ -239,10 +239,10 @@ class ResponseContext implements ProxyLink {
       {
         timerB: opts.frTimer ?? base.timerB,
         timerF: opts.frTimer ?? base.timerF,
-        frInvTimer: opts.timerC ?? 180_000,
+        frInvTimer: opts.timerC ?? base.frInvTimer,
         maxInviteLifetime: Math.max(
           base.maxInviteLifetime,
-          (opts.timerC ?? 180_000) + base.cancelTimeout + 1,
+          (opts.timerC ?? base.frInvTimer) + base.cancelTimeout + 1,
         ),
       },
       base,

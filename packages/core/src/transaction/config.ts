@@ -25,9 +25,11 @@ export interface TimerConfig {
   timerL: number;
   timerM: number;
   /**
-   * Kamailio's fr_inv_timer: after a provisional, how long an INVITE client
-   * transaction waits for a final response before ending with a timeout.
-   * Default 120 s.
+   * Kamailio's fr_inv_timer, RFC 3261's Timer C: after a provisional, how long
+   * an INVITE client transaction waits for a final response before ending with
+   * a timeout — a local INVITE's and, unless `relay()` is given `timerC`, every
+   * proxied branch's (restarted by each provisional there, §16.6 item 11).
+   * Default 181 s: §16.6 item 11 wants Timer C "larger than 3 minutes".
    */
   frInvTimer: number;
   /** After a CANCEL is sent, how long to wait for the INVITE's final response (RFC 3261 §9.1: 64·T1). */
@@ -38,7 +40,11 @@ export interface TimerConfig {
    * once; a negative value turns it off.
    */
   autoInv100: number;
-  /** Hard limit of an INVITE transaction's life, whatever its state (Kamailio max_inv_lifetime). Default 180 s. */
+  /**
+   * Hard limit of an INVITE transaction's life, whatever its state (Kamailio
+   * max_inv_lifetime). Default 214 s: past the default fr_inv wait and a
+   * CANCEL's 64·T1 after it.
+   */
   maxInviteLifetime: number;
   /** Hard limit of a non-INVITE transaction's life (Kamailio max_noninv_lifetime). Default 64·T1 + T4 + 5 s. */
   maxNonInviteLifetime: number;
@@ -56,10 +62,10 @@ export function defaultTimers(t1 = 500, t2 = 4000, t4 = 5000): TimerConfig {
     timerJ: 64 * t1,
     timerL: 64 * t1,
     timerM: 64 * t1,
-    frInvTimer: 120_000,
+    frInvTimer: 181_000,
     cancelTimeout: 64 * t1,
     autoInv100: 200,
-    maxInviteLifetime: 180_000,
+    maxInviteLifetime: 214_000,
     maxNonInviteLifetime: 64 * t1 + t4 + 5_000,
   };
 }

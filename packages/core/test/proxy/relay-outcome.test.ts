@@ -79,6 +79,32 @@ describe("relay() outcome", () => {
   });
 });
 
+describe("Timer C", () => {
+  it("defaults to the engine's fr_inv wait: one setting for local and proxied INVITEs", async () => {
+    const cancels: string[] = [];
+    const { bed, outcomes, send } = proxyBed(
+      (tx) => {
+        tx.events.onCancel = (c) => cancels.push(c.method);
+        tx.reply(180);
+      },
+      {},
+      { timers: { frInvTimer: 5_000 } },
+    );
+    const h = send("INVITE");
+    bed.flush();
+    bed.advance(4_999);
+    expect(cancels).toEqual([]);
+    bed.advance(1);
+    expect(cancels).toEqual(["CANCEL"]); // §16.6 item 11: Timer C fired, the branch is cancelled
+    bed.flush();
+    await turn();
+    // The branch's Timer C counts as a 408 (its 487 is absorbed), which goes upstream.
+    expect(outcomes).toEqual([{ status: 408, branches: 1 }]);
+    expect(h.outcome?.status).toBe(408);
+    bed.advance(64_000);
+  });
+});
+
 describe("EngineOptions.proxy", () => {
   const raw = (branch: string) =>
     "OPTIONS sip:b@127.0.0.5 SIP/2.0\r\n" +
