@@ -8,8 +8,8 @@ import {
   type EngineOptions,
   parseMessage,
   type TimerConfig,
-  type UdpTransport,
 } from "../../packages/core/src/index.js";
+import type { UdpTransport } from "../../packages/core/src/transport/udp.js";
 import { type LossDirection, type LossyLink, lossy } from "../../packages/core/src/transport/lossy.js";
 import { HOST, type SippResult, waitUntil } from "./sipp.js";
 

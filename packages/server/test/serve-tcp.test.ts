@@ -154,7 +154,7 @@ for (const workers of ["0", "2"]) {
       c.socket.destroy();
       await until("a transport error", async () => {
         const st = await call<Stats>(s.rpc, "tm.stats");
-        return st.transport_errors === 1 && st.tcp_send_errors >= 1;
+        return st.transport_errors === 1 && (st.tcp_send_errors ?? 0) >= 1;
       });
       expect(elsewhere.got()).toBe("");
     });

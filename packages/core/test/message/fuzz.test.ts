@@ -766,7 +766,7 @@ function viaView(m: SipMessage): unknown {
 /** Everything a reader can see of a message, as plain data. */
 function view(m: SipMessage): unknown {
   const out: Record<string, unknown> = {
-    startLine: m.startLine,
+    startLine: (m as unknown as { readonly startLine: string }).startLine, // the implementation's own view
     callId: m.callId,
     cseq: m.cseq,
     via: viaView(m),
