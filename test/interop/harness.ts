@@ -9,8 +9,8 @@ import {
   parseMessage,
   type TimerConfig,
 } from "../../packages/core/src/index.js";
-import type { UdpTransport } from "../../packages/core/src/transport/udp.js";
 import { type LossDirection, type LossyLink, lossy } from "../../packages/core/src/transport/lossy.js";
+import type { UdpTransport } from "../../packages/core/src/transport/udp.js";
 import { HOST, type SippResult, waitUntil } from "./sipp.js";
 
 /** Short timers so a test ends in seconds (RFC values: T1 500, T2 4000, T4 5000, D 32 s). */
