@@ -29,6 +29,8 @@ import {
   type TimerKind,
   type Transaction,
   type TxContext,
+  type TxKind,
+  type TxState,
   type TxStats,
 } from "./transaction/actor.js";
 import type { CancelResult, ClientTu } from "./transaction/client.js";
@@ -133,8 +135,8 @@ export interface RequestOptions extends ClientEvents {
 
 export interface AuditEntry {
   id: string;
-  kind: string;
-  state: string;
+  kind: TxKind;
+  state: TxState;
   method: string;
   callId: string;
   cseq: number;
@@ -282,19 +284,19 @@ export class Engine implements TxContext, TransportSink {
   startCancel(ict: Transaction, cancel: Buffer, dest: Destination): void {
     const invite = ict as InviteClientTransaction;
     const tu = new CancelTu(invite);
-    const tx = new NonInviteClientTransaction(
-      this.nextId(),
-      this,
-      invite.timers,
-      this.isReliable(dest.protocol),
-      cancel,
+    const tx = new NonInviteClientTransaction({
+      id: this.nextId(),
+      ctx: this,
+      timers: invite.timers,
+      reliable: this.isReliable(dest.protocol),
+      request: cancel,
       dest,
-      invite.callId,
-      invite.cseq,
-      "CANCEL",
-      invite.branch,
+      callId: invite.callId,
+      cseq: invite.cseq,
+      method: "CANCEL",
+      branch: invite.branch,
       tu,
-    );
+    });
     tx.key = clientKey(invite.branch, "CANCEL");
     this.created(tx, true);
     this.table.insert(tx);
@@ -464,7 +466,16 @@ export class Engine implements TxContext, TransportSink {
     const dest = replyDestination(source, req);
     const reliable = this.isReliable(source.protocol);
     const Actor = req.method === "INVITE" ? InviteServerTransaction : NonInviteServerTransaction;
-    const tx = new Actor(this.nextId(), this, this.timerConfig, reliable, req, source, dest, NO_SERVER_TU);
+    const tx = new Actor({
+      id: this.nextId(),
+      ctx: this,
+      timers: this.timerConfig,
+      reliable,
+      request: req,
+      source,
+      dest,
+      tu: NO_SERVER_TU,
+    });
     tx.key = key;
     this.created(tx, false);
     this.table.insert(tx);
@@ -700,31 +711,31 @@ export class Engine implements TxContext, TransportSink {
     const id = this.nextId();
     const tx =
       p.method === "INVITE"
-        ? new InviteClientTransaction(
+        ? new InviteClientTransaction({
             id,
-            this,
+            ctx: this,
             timers,
             reliable,
-            p.data,
-            p.dest,
-            p.callId,
-            p.cseq,
-            p.branch,
-            p.tu,
-          )
-        : new NonInviteClientTransaction(
+            request: p.data,
+            dest: p.dest,
+            callId: p.callId,
+            cseq: p.cseq,
+            branch: p.branch,
+            tu: p.tu,
+          })
+        : new NonInviteClientTransaction({
             id,
-            this,
+            ctx: this,
             timers,
             reliable,
-            p.data,
-            p.dest,
-            p.callId,
-            p.cseq,
-            p.method,
-            p.branch,
-            p.tu,
-          );
+            request: p.data,
+            dest: p.dest,
+            callId: p.callId,
+            cseq: p.cseq,
+            method: p.method,
+            branch: p.branch,
+            tu: p.tu,
+          });
     tx.key = clientKey(p.branch, p.method);
     this.created(tx, p.local ?? true);
     this.table.insert(tx);
