@@ -282,3 +282,70 @@ export function expectEffects(
 }
 
 export { Timer };
+
+/**
+ * One row of a figure's table: from (a state, optionally ", detail" for a
+ * variant of it), event, next state, what is sent, the timers armed after,
+ * what the user is told, and optionally the timers armed during the event
+ * ("A:1000").
+ */
+export type FigureRow<F extends string, E extends string> = [
+  F,
+  E,
+  string,
+  string[],
+  string,
+  string[],
+  string[]?,
+];
+
+/** How a figure's actor is made, how each event is applied, and how each row's starting state is reached. */
+export interface Figure<
+  F extends string,
+  E extends string,
+  M extends { ctx: FakeContext; tx: Transaction; tu: { log: string[] } },
+> {
+  make(protocol: Protocol): M;
+  /** Bring a fresh actor to life (its initial arrow). */
+  start(made: M): void;
+  apply(made: M, event: E): void;
+  path: Record<F, E[]>;
+}
+
+/** Drive one row from a fresh actor, then run its timers until it is freed. */
+export function runRow<
+  F extends string,
+  E extends string,
+  M extends { ctx: FakeContext; tx: Transaction; tu: { log: string[] } },
+>(
+  fig: Figure<F, E, M>,
+  protocol: Protocol,
+  [from, event, to, sent, timersAfter, told, arms]: FigureRow<F, E>,
+): void {
+  const made = fig.make(protocol);
+  const { ctx, tu, tx } = made;
+  fig.start(made);
+  for (const e of fig.path[from]) fig.apply(made, e);
+  expect(tx.state, "the row's starting state").toBe(from.split(",")[0]);
+  ctx.mark();
+  tu.log = [];
+  const rtx = ctx.stats.retransmissions;
+  const history = ctx.history.length;
+  fig.apply(made, event);
+  expectEffects(ctx, tx, rtx, history, tu.log, { to, sent, timers: timersAfter, tu: told, arms });
+  ctx.drain(tx);
+  ctx.expectFreed(tx);
+}
+
+/** Every state of the figure has a row for every event the table uses. */
+export function expectEveryPair<F extends string, E extends string>(
+  rows: ReadonlyArray<FigureRow<F, E>>,
+  states: readonly string[],
+): void {
+  const events = new Set(rows.map((r) => r[1]));
+  expect([...new Set(rows.map((r) => r[0].split(",")[0]))].sort()).toEqual([...states].sort());
+  const missing: string[] = [];
+  for (const s of states)
+    for (const e of events) if (!rows.some((r) => r[0] === s && r[1] === e)) missing.push(`${s} × ${e}`);
+  expect(missing, "(state, event) pairs without a row").toEqual([]);
+}
