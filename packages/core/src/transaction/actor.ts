@@ -354,8 +354,9 @@ export abstract class Transaction implements SendErrorTarget {
   /** A send of ours failed (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2, §8.1.3.1). */
   abstract transportError(err: Error): void;
 
+  /** Counted in stats.waiting until Terminated. Not once Terminated: a send that failed inside the step may have ended it. */
   protected enterWaiting(): void {
-    if (!this.countedWaiting) {
+    if (!this.countedWaiting && this.state !== "terminated") {
       this.countedWaiting = true;
       this.ctx.stats.waiting++;
     }
@@ -363,7 +364,7 @@ export abstract class Transaction implements SendErrorTarget {
 
   /** Nothing left to do but absorb retransmissions until a timer ends it (counted in stats.settled). */
   protected enterSettled(): void {
-    if (!this.countedSettled) {
+    if (!this.countedSettled && this.state !== "terminated") {
       this.countedSettled = true;
       this.ctx.stats.settled++;
     }
