@@ -1,11 +1,11 @@
-// RFC 3261 §17.1.1, Figure 5 (INVITE client transaction) as updated by
-// RFC 6026 §7.2 (Accepted), with §9.1 CANCEL: every (state, event) pair of
-// the figure, from a fresh actor brought into the row's state, through a fake
+// RFC 3261 §17.1.1, Figure 5 (INVITE client transaction) as updated by RFC
+// 6026 §7.2 (Accepted), with §9.1 CANCEL: every (state, event) pair of the
+// figure, from a fresh actor brought into the row's state, through a fake
 // TxContext. Each row names the next state, what is sent (" again": a
-// retransmission, the same bytes), the timers armed after the event, what
-// the user was told, and (when given) the timers armed during the event with
-// their durations. Default timers: T1 500 ms, B = D = M = cancel wait 32 s,
-// fr_inv 120 s, lifetime 180 s.
+// retransmission, the same bytes), the timers armed after the event, what the
+// user was told, and the timers armed during the event with their durations
+// (none where the row names none). Default timers: T1 500 ms, B = D = M =
+// cancel wait 32 s, fr_inv 120 s, lifetime 180 s.
 import { describe, expect, it } from "vitest";
 import { InviteClientTransaction } from "../../src/transaction/ict.js";
 import {
@@ -155,6 +155,7 @@ const UDP: Row[] = [
     [],
     "M",
     ["cancel not-sent", "response 200", "final 200 response"],
+    ["M:32000"],
   ],
   [
     "calling, CANCEL pending",
@@ -163,6 +164,7 @@ const UDP: Row[] = [
     ["ACK"],
     "D",
     ["cancel not-sent", "response 486", "final 486 response"],
+    ["D:32000"],
   ],
   ["calling, CANCEL pending", "Timer A", "calling", ["INVITE again"], ACTIVE, [], ["A:1000"]],
   [
@@ -205,8 +207,24 @@ const UDP: Row[] = [
   ],
   // Proceeding with the CANCEL sent: the CANCEL wait replaces fr_inv
   ["proceeding, CANCEL sent", "1xx", "proceeding", [], "lifetime cancel_wait", ["response 180"], []],
-  ["proceeding, CANCEL sent", "2xx", "accepted", [], "M", ["response 200", "final 200 response"]],
-  ["proceeding, CANCEL sent", "3xx-6xx", "completed", ["ACK"], "D", ["response 486", "final 486 response"]],
+  [
+    "proceeding, CANCEL sent",
+    "2xx",
+    "accepted",
+    [],
+    "M",
+    ["response 200", "final 200 response"],
+    ["M:32000"],
+  ],
+  [
+    "proceeding, CANCEL sent",
+    "3xx-6xx",
+    "completed",
+    ["ACK"],
+    "D",
+    ["response 486", "final 486 response"],
+    ["D:32000"],
+  ],
   ["proceeding, CANCEL sent", "fr_inv", "proceeding", [], "lifetime cancel_wait", []],
   ["proceeding, CANCEL sent", "cancel_wait", "terminated", [], "", ["final 408 timeout", "terminated"]],
   ["proceeding, CANCEL sent", "TU cancel", "proceeding", [], "lifetime cancel_wait", ["cancel() sent"], []],

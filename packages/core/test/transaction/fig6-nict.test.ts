@@ -1,9 +1,9 @@
-// RFC 3261 §17.1.2, Figure 6 (non-INVITE client transaction): every
-// (state, event) pair of the figure, from a fresh actor brought into the
-// row's state, through a fake TxContext (figure-harness.ts). Each row names
-// the next state, what is sent (" again": a retransmission, the same bytes),
-// the timers armed after the event, what the user was told, and (when given)
-// the timers armed during the event with their durations. Default timers:
+// RFC 3261 §17.1.2, Figure 6 (non-INVITE client transaction): every (state,
+// event) pair of the figure, from a fresh actor brought into the row's state,
+// through a fake TxContext (figure-harness.ts). Each row names the next state,
+// what is sent (" again": a retransmission, the same bytes), the timers armed
+// after the event, what the user was told, and the timers armed during the
+// event with their durations (none where the row names none). Default timers:
 // T1 500 ms, T2 4 s, T4 5 s (Timer K), F = 64·T1, lifetime 64·T1 + T4 + 5 s.
 import { describe, expect, it } from "vitest";
 import { NonInviteClientTransaction } from "../../src/transaction/nict.js";

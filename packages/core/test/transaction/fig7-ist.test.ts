@@ -1,13 +1,13 @@
-// RFC 3261 §17.2.1, Figure 7 (INVITE server transaction) as updated by
-// RFC 6026 §7.1 (Accepted), with §9.2 CANCEL and §13.3.1.4 2xx
-// retransmission: every (state, event) pair of the figure, from a fresh actor
-// brought into the row's state, through a fake TxContext (figure-harness.ts).
-// Each row names the next state, what is sent (" again": a retransmission, the
-// same bytes), the timers armed after the event, what the user was told (a
-// TU command the state refuses: "refused <code>"), and (when given) the
-// timers armed during the event with their durations. Default timers: auto
-// 100 after 200 ms, T1 500 ms, T2 4 s, T4 5 s (Timer I), H = L = 64·T1,
-// lifetime 180 s.
+// RFC 3261 §17.2.1, Figure 7 (INVITE server transaction) as updated by RFC
+// 6026 §7.1 (Accepted), with §9.2 CANCEL and §13.3.1.4 2xx retransmission:
+// every (state, event) pair of the figure, from a fresh actor brought into the
+// row's state, through a fake TxContext (figure-harness.ts). Each row names
+// the next state, what is sent (" again": a retransmission, the same bytes),
+// the timers armed after the event, what the user was told (a TU command the
+// state refuses: "refused <code>"), and the timers armed during the event with
+// their durations (none where the row names none). Default timers: auto 100
+// after 200 ms, T1 500 ms, T2 4 s, T4 5 s (Timer I), H = L = 64·T1, lifetime
+// 180 s.
 import { describe, expect, it } from "vitest";
 import { buildResponse } from "../../src/message/build.js";
 import type { SipRequest } from "../../src/message/types.js";

@@ -2,11 +2,11 @@
 // §4.1 (no provisional but 100, none before T2 over an unreliable transport,
 // never a 408): every (state, event) pair of the figure, from a fresh actor
 // brought into the row's state, through a fake TxContext (figure-harness.ts).
-// Each row names the next state, what is sent (" again": a retransmission,
-// the same bytes), the timers armed after the event, what the user was told
-// (a TU command the state refuses: "refused <code>"), and (when given) the
-// timers armed during the event with their durations. Default timers: T1
-// 500 ms, T2 4 s, J = 64·T1, lifetime 64·T1 + T4 + 5 s.
+// Each row names the next state, what is sent (" again": a retransmission, the
+// same bytes), the timers armed after the event, what the user was told (a TU
+// command the state refuses: "refused <code>"), and the timers armed during
+// the event with their durations (none where the row names none). Default
+// timers: T1 500 ms, T2 4 s, J = 64·T1, lifetime 64·T1 + T4 + 5 s.
 import { describe, expect, it } from "vitest";
 import { NonInviteServerTransaction } from "../../src/transaction/nist.js";
 import {

@@ -240,8 +240,8 @@ export function armedNames(tx: Transaction): string {
  * The common row check: the state reached, what was sent (a label ending in
  * " again" is a retransmission: counted in stats.retransmissions and the same
  * bytes as an earlier send of that label), the timers armed after the event,
- * and what the user was told. `arms` (optional) also pins the durations of
- * the timers armed during the event.
+ * what the user was told, and the timers armed (or re-armed) during the
+ * event with their durations (none when `arms` is not given).
  */
 export function expectEffects(
   ctx: FakeContext,
@@ -275,7 +275,7 @@ export function expectEffects(
   // The context's view of what is armed agrees with the actor's.
   expect([...ctx.armed.keys()].sort((a, b) => a - b).map((k) => TIMER_NAMES[k])).toEqual(tx.armedTimers());
   expect(tuLog, "what the user was told").toEqual(want.tu);
-  if (want.arms) expect(ctx.arms, "timers armed during the event").toEqual(want.arms);
+  expect(ctx.arms, "timers armed during the event").toEqual(want.arms ?? []);
   if (want.to === "terminated") {
     expect(ctx.left, "left every index").toBe(1);
   }
@@ -286,8 +286,8 @@ export { Timer };
 /**
  * One row of a figure's table: from (a state, optionally ", detail" for a
  * variant of it), event, next state, what is sent, the timers armed after,
- * what the user is told, and optionally the timers armed during the event
- * ("A:1000").
+ * what the user is told, and the timers armed during the event ("A:1000";
+ * none when left out).
  */
 export type FigureRow<F extends string, E extends string> = [
   F,
