@@ -400,16 +400,16 @@ export class Engine implements TransportSink {
     const dest = replyDestination(source, req.via);
     const reliable = this.addr.isReliable(source.protocol);
     const Actor = req.method === "INVITE" ? InviteServerTransaction : NonInviteServerTransaction;
-    const tx = new Actor(
-      this.ctx.nextId(),
-      this.ctx,
-      this.timerConfig,
+    const tx = new Actor({
+      id: this.ctx.nextId(),
+      ctx: this.ctx,
+      timers: this.timerConfig,
       reliable,
-      req,
+      request: req,
       source,
       dest,
-      NO_SERVER_TU,
-    );
+      tu: NO_SERVER_TU,
+    });
     tx.key = key;
     this.ctx.created(false);
     this.ctx.table.insert(tx);

@@ -2,13 +2,13 @@
  * What the engine says of its live transactions (Kamailio's tm.list): every
  * entry names the holders of its transaction, so a leak names who holds it.
  */
-import type { Transaction, TxKind } from "../transaction/actor.js";
+import type { Transaction, TxKind, TxState } from "../transaction/actor.js";
 import type { TransactionTable } from "../transaction/table.js";
 
 export interface AuditEntry {
   id: string;
   kind: TxKind;
-  state: Transaction["state"];
+  state: TxState;
   method: string;
   callId: string;
   cseq: number;

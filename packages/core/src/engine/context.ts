@@ -146,19 +146,19 @@ export class EngineContext implements TxContext {
   /** Client INVITE: start the CANCEL's own non-INVITE client transaction (§9.1). */
   startCancel(ict: Transaction, cancel: Buffer, dest: Destination): void {
     const invite = ict as InviteClientTransaction;
-    const tx = new NonInviteClientTransaction(
-      this.nextId(),
-      this,
-      invite.timers,
-      this.addressing.isReliable(dest.protocol),
-      cancel,
+    const tx = new NonInviteClientTransaction({
+      id: this.nextId(),
+      ctx: this,
+      timers: invite.timers,
+      reliable: this.addressing.isReliable(dest.protocol),
+      request: cancel,
       dest,
-      invite.callId,
-      invite.cseq,
-      "CANCEL",
-      invite.branch,
-      new CancelTu(invite),
-    );
+      callId: invite.callId,
+      cseq: invite.cseq,
+      method: "CANCEL",
+      branch: invite.branch,
+      tu: new CancelTu(invite),
+    });
     tx.key = clientKey(invite.branch, "CANCEL");
     this.created(true);
     this.table.insert(tx);
@@ -195,31 +195,31 @@ export class EngineContext implements TxContext {
     const id = this.nextId();
     const tx =
       p.method === "INVITE"
-        ? new InviteClientTransaction(
+        ? new InviteClientTransaction({
             id,
-            this,
+            ctx: this,
             timers,
             reliable,
-            p.data,
-            p.dest,
-            p.callId,
-            p.cseq,
-            p.branch,
-            p.tu,
-          )
-        : new NonInviteClientTransaction(
+            request: p.data,
+            dest: p.dest,
+            callId: p.callId,
+            cseq: p.cseq,
+            branch: p.branch,
+            tu: p.tu,
+          })
+        : new NonInviteClientTransaction({
             id,
-            this,
+            ctx: this,
             timers,
             reliable,
-            p.data,
-            p.dest,
-            p.callId,
-            p.cseq,
-            p.method,
-            p.branch,
-            p.tu,
-          );
+            request: p.data,
+            dest: p.dest,
+            callId: p.callId,
+            cseq: p.cseq,
+            method: p.method,
+            branch: p.branch,
+            tu: p.tu,
+          });
     tx.key = clientKey(p.branch, p.method);
     this.created(p.local ?? true);
     this.table.insert(tx);

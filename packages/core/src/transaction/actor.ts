@@ -16,6 +16,10 @@
 import type { SipRequest, SipResponse } from "../message/types.js";
 import type { Destination, SendErrorTarget, Source } from "../transport/types.js";
 import type { TimerConfig } from "./config.js";
+import type { IctState } from "./ict.js";
+import type { IstState } from "./ist.js";
+import type { NictState } from "./nict.js";
+import type { NistState } from "./nist.js";
 import { type RefReporter, RefSet } from "./refs.js";
 import type { TimerEntry } from "./timers.js";
 
@@ -72,6 +76,32 @@ export const TIMER_NAMES: readonly string[] = [
 const TIMER_HOLDERS: readonly string[] = TIMER_NAMES.map((n) => `timer:${n}`);
 
 export type TxKind = "ict" | "nict" | "ist" | "nist";
+
+/** Every state of the four figures (the names `audit()` and tm.list show). */
+export type TxState = IctState | NictState | IstState | NistState;
+
+/**
+ * The end of a `switch (this.state)` that names every state: a compile error
+ * when a state is missing, and a thrown error should one ever get here.
+ */
+export function impossible(state: never): never {
+  throw new Error(`transaction in an impossible state: ${String(state)}`);
+}
+
+/**
+ * What every actor is made with. The engine builds one per transaction; the
+ * actor copies the fields it keeps and does not hold on to the object.
+ */
+export interface TransactionInit {
+  /** The engine's id for the transaction (audit, tm.list, handles, control requests). */
+  readonly id: string;
+  /** The engine side: the only way the actor affects the world. */
+  readonly ctx: TxContext;
+  /** Timer values for this transaction: the engine's, or the request's overrides. */
+  readonly timers: TimerConfig;
+  /** The transport is reliable (TCP): A, E, G are not armed and D, I, J, K are zero (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2). */
+  readonly reliable: boolean;
+}
 
 /** What the engine gives every actor: the only way an actor affects the world. */
 export interface TxContext {
@@ -203,7 +233,16 @@ export interface FinalOutcome {
 
 export abstract class Transaction implements SendErrorTarget {
   abstract readonly kind: TxKind;
-  abstract state: string;
+  /** Each actor narrows this to its figure's states. */
+  abstract state: TxState;
+  readonly id: string;
+  protected readonly ctx: TxContext;
+  readonly timers: TimerConfig;
+  readonly reliable: boolean;
+  /** The request's Call-ID, CSeq number and method (set by each actor from its init). */
+  abstract readonly callId: string;
+  abstract readonly cseq: number;
+  abstract readonly method: string;
   readonly refs: RefSet;
   readonly createdAt: number;
   /** Table key (§17.1.3 / §17.2.3). */
@@ -226,16 +265,13 @@ export abstract class Transaction implements SendErrorTarget {
   /** True once counted in stats.settled. */
   private countedSettled = false;
 
-  constructor(
-    readonly id: string,
-    protected readonly ctx: TxContext,
-    readonly timers: TimerConfig,
-    readonly callId: string,
-    readonly cseq: number,
-    readonly method: string,
-    readonly reliable: boolean,
-  ) {
-    this.refs = new RefSet(id, ctx.report);
+  constructor(init: TransactionInit) {
+    const ctx = init.ctx;
+    this.id = init.id;
+    this.ctx = ctx;
+    this.timers = init.timers;
+    this.reliable = init.reliable;
+    this.refs = new RefSet(init.id, ctx.report);
     this.createdAt = ctx.now();
   }
 
@@ -296,8 +332,7 @@ export abstract class Transaction implements SendErrorTarget {
     if (i < 0) return; // cancelled in the same tick
     this.armed[i] = undefined;
     try {
-      if (kind === Timer.Lifetime) this.lifetimeExpired();
-      else this.onTimer(kind);
+      this.onTimer(kind);
     } finally {
       this.release(TIMER_HOLDERS[kind]!);
     }
@@ -309,16 +344,19 @@ export abstract class Transaction implements SendErrorTarget {
     return out;
   }
 
+  /**
+   * A timer of ours expired. Each actor answers with one switch on the timer
+   * kind, then one on its state. The Lifetime timer (the engine's hard cap,
+   * Kamailio max_inv_lifetime / max_noninv_lifetime) ends the transaction
+   * whatever its state.
+   */
   protected abstract onTimer(kind: TimerKind): void;
-  /** The hard lifetime cap: end now, whatever the state (Kamailio max_inv_lifetime). */
-  protected lifetimeExpired(): void {
-    this.ctx.stats.lifetime_expired++;
-    this.terminate();
-  }
+  /** A send of ours failed (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2, §8.1.3.1). */
   abstract transportError(err: Error): void;
 
+  /** Counted in stats.waiting until Terminated. Not once Terminated: a send that failed inside the step may have ended it. */
   protected enterWaiting(): void {
-    if (!this.countedWaiting) {
+    if (!this.countedWaiting && this.state !== "terminated") {
       this.countedWaiting = true;
       this.ctx.stats.waiting++;
     }
@@ -326,7 +364,7 @@ export abstract class Transaction implements SendErrorTarget {
 
   /** Nothing left to do but absorb retransmissions until a timer ends it (counted in stats.settled). */
   protected enterSettled(): void {
-    if (!this.countedSettled) {
+    if (!this.countedSettled && this.state !== "terminated") {
       this.countedSettled = true;
       this.ctx.stats.settled++;
     }

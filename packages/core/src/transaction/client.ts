@@ -1,6 +1,7 @@
 /** What the two client transaction actors share: their user interface. */
 import type { SipResponse } from "../message/types.js";
-import type { FinalOutcome, Transaction } from "./actor.js";
+import type { Destination } from "../transport/types.js";
+import type { FinalOutcome, Transaction, TransactionInit } from "./actor.js";
 
 /** What happened to a cancel request, as told to the user of an INVITE client transaction. */
 export type CancelProgress =
@@ -25,6 +26,22 @@ export interface ClientTu {
 }
 
 export type CancelResult = "sent" | "pending" | "none";
+
+/** What a client transaction is made with (the INVITE's; a non-INVITE adds its method). */
+export interface ClientInit extends TransactionInit {
+  /** The request as sent: retransmissions resend these bytes, never re-encode. */
+  readonly request: Buffer;
+  /** Where the request, its retransmissions and (INVITE) its ACK and CANCEL go. */
+  readonly dest: Destination;
+  /** The request's Call-ID (the dialog index; a CANCEL copies it, §9.1). */
+  readonly callId: string;
+  /** The request's CSeq number. */
+  readonly cseq: number;
+  /** The branch of the request's top Via: its table key with the method (§17.1.3). */
+  readonly branch: string;
+  /** Who hears the responses, the outcome and the end (a handle, a proxy branch, the INVITE a CANCEL belongs to). */
+  readonly tu: ClientTu;
+}
 
 export const TIMEOUT_OUTCOME: FinalOutcome = Object.freeze({
   status: 408,

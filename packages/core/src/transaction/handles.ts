@@ -11,10 +11,10 @@ import type { Source } from "../transport/types.js";
 import type { FinalOutcome, Transaction } from "./actor.js";
 import type { CancelProgress, CancelResult, ClientTu } from "./client.js";
 import { isRefusal, TransactionError } from "./errors.js";
-import type { InviteClientTransaction } from "./ict.js";
-import type { InviteServerTransaction } from "./ist.js";
-import type { NonInviteClientTransaction } from "./nict.js";
-import type { NonInviteServerTransaction } from "./nist.js";
+import type { IctState, InviteClientTransaction } from "./ict.js";
+import type { InviteServerTransaction, IstState } from "./ist.js";
+import type { NictState, NonInviteClientTransaction } from "./nict.js";
+import type { NistState, NonInviteServerTransaction } from "./nist.js";
 import type { ReplyOptions, ServerEndCause, ServerTu } from "./server.js";
 
 /** Calls a user callback; a throwing callback is counted and reported, never breaks the engine. */
@@ -67,7 +67,7 @@ export class ClientTransactionHandle implements ClientTu {
   }
 
   /** The transaction's state now ("terminated" once detached and ended). */
-  get state(): string {
+  get state(): IctState | NictState {
     return this.tx ? this.tx.state : "terminated";
   }
 
@@ -162,7 +162,8 @@ export class ServerTransactionHandle implements ServerTu {
     tx.take("handle");
   }
 
-  get state(): string {
+  /** The transaction's state now ("terminated" once detached). */
+  get state(): IstState | NistState {
     return this.tx ? this.tx.state : "terminated";
   }
   holders(): string[] {

@@ -8,28 +8,42 @@
  *      │  B: timeout ──────────────────────────────────▶ terminated
  *      └──300-699──▶ completed (send ACK; D) ──D──▶ terminated
  *                    (retransmitted final → resend the same ACK bytes)
+ *
+ * Every event is one `switch (this.state)` naming every state; a timer is a
+ * switch on its kind, then on the state.
  */
 import { parseMessage } from "../message/parser.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
 import type { Destination } from "../transport/types.js";
-import { type FinalOutcome, Timer, type TimerKind, Transaction, type TxContext } from "./actor.js";
+import { type FinalOutcome, impossible, Timer, type TimerKind, Transaction } from "./actor.js";
 import {
   type CancelProgress,
   type CancelResult,
+  type ClientInit,
   type ClientTu,
   LIFETIME_OUTCOME,
   responseOutcome,
   TIMEOUT_OUTCOME,
   TRANSPORT_ERROR_OUTCOME,
 } from "./client.js";
-import type { TimerConfig } from "./config.js";
 import { buildCancel, buildNon2xxAck } from "./derived.js";
 
 export type IctState = "calling" | "proceeding" | "accepted" | "completed" | "terminated";
 
+/** What an INVITE client transaction is made with (every field is documented on `ClientInit`). */
+export type IctInit = ClientInit;
+
 export class InviteClientTransaction extends Transaction {
   readonly kind = "ict" as const;
   state: IctState = "calling";
+  readonly method = "INVITE";
+  readonly callId: string;
+  readonly cseq: number;
+  /** The INVITE as sent: retransmissions resend these bytes, never re-encode. */
+  readonly request: Buffer;
+  readonly dest: Destination;
+  readonly branch: string;
+  tu: ClientTu;
   /** The final outcome once given to the user. */
   outcome: FinalOutcome | undefined;
   /** "none" → "pending" (waiting for a provisional) → "sent"; or "not-sent" when a final came first. */
@@ -39,21 +53,15 @@ export class InviteClientTransaction extends Transaction {
   private ack: Buffer | undefined;
   private parsed: SipRequest | undefined;
 
-  constructor(
-    id: string,
-    ctx: TxContext,
-    timers: TimerConfig,
-    reliable: boolean,
-    /** The INVITE as sent: retransmissions resend these bytes, never re-encode. */
-    readonly request: Buffer,
-    readonly dest: Destination,
-    callId: string,
-    cseq: number,
-    readonly branch: string,
-    public tu: ClientTu,
-  ) {
-    super(id, ctx, timers, callId, cseq, "INVITE", reliable);
-    this.aInterval = timers.t1;
+  constructor(init: IctInit) {
+    super(init);
+    this.callId = init.callId;
+    this.cseq = init.cseq;
+    this.request = init.request;
+    this.dest = init.dest;
+    this.branch = init.branch;
+    this.tu = init.tu;
+    this.aInterval = init.timers.t1;
   }
 
   /** The INVITE as sent, parsed once when first needed (ACK and CANCEL are derived from it). */
@@ -62,6 +70,7 @@ export class InviteClientTransaction extends Transaction {
     return this.parsed;
   }
 
+  /** Figure 5, the initial arrow: INVITE sent, Timer A (unreliable only) and Timer B armed; → Calling. */
   start(): void {
     this.arm(Timer.Lifetime, this.timers.maxInviteLifetime);
     if (!this.reliable) this.arm(Timer.A, this.aInterval);
@@ -76,54 +85,67 @@ export class InviteClientTransaction extends Transaction {
     switch (this.state) {
       case "calling":
       case "proceeding":
-        if (status < 200) {
-          this.state = "proceeding";
-          this.disarm(Timer.A);
-          this.disarm(Timer.B);
-          // Kamailio fr_inv_timer, restarted by each provisional; the CANCEL wait replaces it once cancelled.
-          if (this.cancelState !== "sent") this.arm(Timer.FrInv, this.timers.frInvTimer);
-          this.tu.onResponse(this, res);
-          if (this.cancelState === "pending") this.sendCancel();
-        } else if (status < 300) {
-          // RFC 6026 §7.2: Accepted, pass every 2xx up, Timer M.
-          this.state = "accepted";
-          this.leaveActive();
-          this.arm(Timer.M, this.timers.timerM);
-          this.enterWaiting();
-          this.enterSettled();
-          this.cancelNotSent();
-          this.tu.onResponse(this, res);
-          this.giveOutcome(responseOutcome(res));
-        } else {
-          // §17.1.1.2: Completed, send ACK, Timer D (0 on reliable transports).
-          this.state = "completed";
-          this.leaveActive();
-          this.ack = buildNon2xxAck(this.sentRequest(), res);
-          this.sendAck();
-          this.cancelNotSent();
-          this.tu.onResponse(this, res);
-          this.giveOutcome(responseOutcome(res));
-          if (this.reliable) this.terminate();
-          else {
-            this.arm(Timer.D, this.timers.timerD);
-            this.enterWaiting();
-            this.enterSettled();
-          }
-        }
+        // Figure 5: Calling/Proceeding —1xx→ Proceeding; —2xx→ Accepted (RFC 6026 §7.2); —300-699→ Completed.
+        if (status < 200) this.provisional(res);
+        else if (status < 300) this.accept(res);
+        else this.complete(res);
         return;
       case "accepted":
-        // RFC 6026: retransmissions of the 2xx and 2xx from other forks go to the TU.
+        // RFC 6026 §7.2: Accepted —2xx→ Accepted, passed to the TU (retransmissions, other forks); the rest is absorbed.
         if (status >= 200 && status < 300) this.tu.onResponse(this, res);
         return;
       case "completed":
-        // §17.1.1.2: a retransmitted final response gets the ACK again.
+        // Figure 5: Completed —300-699→ Completed, the same ACK again (§17.1.1.2); 1xx and 2xx are absorbed.
         if (status >= 300 && this.ack) {
           this.ctx.stats.retransmissions++;
           this.sendAck();
         }
         return;
-      default:
+      case "terminated":
+        // Out of every index: nothing should reach it; absorbed.
         return;
+      default:
+        impossible(this.state);
+    }
+  }
+
+  /** Calling/Proceeding —1xx→ Proceeding: A and B stop, fr_inv (re)starts, the TU is told, a pending CANCEL goes. */
+  private provisional(res: SipResponse): void {
+    this.state = "proceeding";
+    this.disarm(Timer.A);
+    this.disarm(Timer.B);
+    // Kamailio fr_inv_timer, restarted by each provisional; the CANCEL wait replaces it once cancelled.
+    if (this.cancelState !== "sent") this.arm(Timer.FrInv, this.timers.frInvTimer);
+    this.tu.onResponse(this, res);
+    if (this.cancelState === "pending") this.sendCancel();
+  }
+
+  /** Calling/Proceeding —2xx→ Accepted (RFC 6026 §7.2): pass every 2xx up, Timer M. */
+  private accept(res: SipResponse): void {
+    this.state = "accepted";
+    this.leaveActive();
+    this.arm(Timer.M, this.timers.timerM);
+    this.enterWaiting();
+    this.enterSettled();
+    this.cancelNotSent();
+    this.tu.onResponse(this, res);
+    this.giveOutcome(responseOutcome(res));
+  }
+
+  /** Calling/Proceeding —300-699→ Completed (§17.1.1.2): send the ACK, Timer D (0 on reliable: → Terminated). */
+  private complete(res: SipResponse): void {
+    this.state = "completed";
+    this.leaveActive();
+    this.ack = buildNon2xxAck(this.sentRequest(), res);
+    this.sendAck();
+    this.cancelNotSent();
+    this.tu.onResponse(this, res);
+    this.giveOutcome(responseOutcome(res));
+    if (this.reliable) this.terminate();
+    else {
+      this.arm(Timer.D, this.timers.timerD);
+      this.enterWaiting();
+      this.enterSettled();
     }
   }
 
@@ -157,6 +179,7 @@ export class InviteClientTransaction extends Transaction {
   cancel(reason?: string): CancelResult {
     switch (this.state) {
       case "calling":
+        // §9.1: no provisional yet: the CANCEL waits for one (held as "cancel"); state unchanged.
         if (this.cancelState === "none") {
           this.cancelState = "pending";
           this.cancelReason = reason;
@@ -164,14 +187,20 @@ export class InviteClientTransaction extends Transaction {
         }
         return "pending";
       case "proceeding":
+        // §9.1: the CANCEL goes out now (once); state unchanged, the CANCEL wait replaces fr_inv.
         if (this.cancelState === "pending") return "pending"; // cannot happen: a provisional sends it
         if (this.cancelState === "none") {
           this.cancelReason = reason;
           this.sendCancel();
         }
         return "sent";
-      default:
+      case "accepted":
+      case "completed":
+      case "terminated":
+        // A final response came: nothing to cancel.
         return "none";
+      default:
+        return impossible(this.state);
     }
   }
 
@@ -199,34 +228,124 @@ export class InviteClientTransaction extends Transaction {
   }
 
   protected onTimer(kind: TimerKind): void {
+    const state = this.state;
     switch (kind) {
       case Timer.A:
-        if (this.state !== "calling") return;
-        this.ctx.stats.retransmissions++;
-        this.aInterval *= 2; // §17.1.1.2: A doubles, no cap for INVITE.
-        this.arm(Timer.A, this.aInterval);
-        this.ctx.send(this.request, this.dest, this);
-        return;
+        switch (state) {
+          case "calling":
+            // Figure 5: Calling —Timer A→ Calling, the INVITE again, A doubled (§17.1.1.2: no cap for INVITE).
+            this.ctx.stats.retransmissions++;
+            this.aInterval *= 2;
+            this.arm(Timer.A, this.aInterval);
+            this.ctx.send(this.request, this.dest, this);
+            return;
+          case "proceeding":
+          case "accepted":
+          case "completed":
+          case "terminated":
+            return; // disarmed when Calling is left
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.B:
-        if (this.state !== "calling") return;
-        this.timeout(TIMEOUT_OUTCOME);
-        return;
+        switch (state) {
+          case "calling":
+            // Figure 5: Calling —Timer B→ Terminated, the TU told of a timeout (408).
+            this.timeout(TIMEOUT_OUTCOME);
+            return;
+          case "proceeding":
+          case "accepted":
+          case "completed":
+          case "terminated":
+            return; // disarmed when Calling is left
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.FrInv:
-        // No final response after a provisional within fr_inv_timer: cancel the
-        // branch and end with a timeout once the CANCEL wait is over too.
-        if (this.state !== "proceeding") return;
-        this.ctx.stats.timeouts++;
-        this.giveOutcome(TIMEOUT_OUTCOME);
-        if (this.cancelState === "none") this.sendCancel();
-        return;
+        switch (state) {
+          case "proceeding":
+            // No final response after a provisional within fr_inv_timer: the TU gets a 408 now, the
+            // branch is cancelled (§9.1) and ends when the CANCEL wait is over; state unchanged.
+            this.ctx.stats.timeouts++;
+            this.giveOutcome(TIMEOUT_OUTCOME);
+            if (this.cancelState === "none") this.sendCancel();
+            return;
+          case "calling":
+          case "accepted":
+          case "completed":
+          case "terminated":
+            return; // armed only in Proceeding
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.CancelWait:
-        // §9.1: no final response within 64·T1 after the CANCEL.
-        if (this.state === "calling" || this.state === "proceeding") this.timeout(TIMEOUT_OUTCOME);
-        return;
+        switch (state) {
+          case "calling":
+          case "proceeding":
+            // §9.1: no final response within 64·T1 after the CANCEL: → Terminated, 408 for the TU.
+            this.timeout(TIMEOUT_OUTCOME);
+            return;
+          case "accepted":
+          case "completed":
+          case "terminated":
+            return; // disarmed by the final response
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.D:
+        switch (state) {
+          case "completed":
+            // Figure 5: Completed —Timer D→ Terminated.
+            this.terminate();
+            return;
+          case "calling":
+          case "proceeding":
+          case "accepted":
+          case "terminated":
+            return; // armed only in Completed
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.M:
-        this.terminate();
-        return;
+        switch (state) {
+          case "accepted":
+            // RFC 6026 §7.2: Accepted —Timer M→ Terminated.
+            this.terminate();
+            return;
+          case "calling":
+          case "proceeding":
+          case "completed":
+          case "terminated":
+            return; // armed only in Accepted
+          default:
+            impossible(state);
+            return;
+        }
+      case Timer.Lifetime:
+        switch (state) {
+          case "calling":
+          case "proceeding":
+          case "accepted":
+          case "completed":
+            // The hard cap (Kamailio max_inv_lifetime): → Terminated whatever the state, 408 for a TU still waiting.
+            this.ctx.stats.lifetime_expired++;
+            this.cancelNotSent();
+            this.giveOutcome(LIFETIME_OUTCOME);
+            this.terminate();
+            return;
+          case "terminated":
+            return;
+          default:
+            impossible(state);
+            return;
+        }
+      default:
+        return; // not a timer this actor arms
     }
   }
 
@@ -237,20 +356,29 @@ export class InviteClientTransaction extends Transaction {
     this.terminate();
   }
 
-  protected override lifetimeExpired(): void {
-    this.ctx.stats.lifetime_expired++;
-    this.cancelNotSent();
-    this.giveOutcome(LIFETIME_OUTCOME);
-    this.terminate();
-  }
-
-  /** §17.1.1.2 / §8.1.3.1: a transport failure ends the transaction; the user sees a 503. */
+  /** §17.1.1.2 / §8.1.3.1: a transport failure ends the transaction; a user still waiting sees a 503. */
   transportError(_err: Error): void {
-    if (this.state === "terminated") return;
-    this.ctx.stats.transport_errors++;
-    this.cancelNotSent();
-    if (this.state === "calling" || this.state === "proceeding") this.giveOutcome(TRANSPORT_ERROR_OUTCOME);
-    this.terminate();
+    switch (this.state) {
+      case "calling":
+      case "proceeding":
+        // Figure 5: Calling/Proceeding —transport error→ Terminated, the TU told of a 503.
+        this.ctx.stats.transport_errors++;
+        this.cancelNotSent();
+        this.giveOutcome(TRANSPORT_ERROR_OUTCOME);
+        this.terminate();
+        return;
+      case "accepted":
+      case "completed":
+        // The ACK could not be sent (Completed), or a late report (Accepted): → Terminated; the outcome was given.
+        this.ctx.stats.transport_errors++;
+        this.cancelNotSent();
+        this.terminate();
+        return;
+      case "terminated":
+        return; // a late report of a send made before the end
+      default:
+        impossible(this.state);
+    }
   }
 
   protected onTerminated(): void {

@@ -7,15 +7,19 @@
  *       │  still ringing autoInv100 ms after a provisional → the request is compacted)
  *       └──300-699──▶ completed ──ACK──▶ confirmed ──I──▶ terminated
  *                     G: resend final, G=min(2G,T2); H: no ACK → terminated
+ *
+ * Every event is one `switch (this.state)` naming every state; a timer is a
+ * switch on its kind, then on the state.
  */
 import type { SipRequest } from "../message/types.js";
-import type { Destination, Source } from "../transport/types.js";
-import { Timer, type TimerKind, type TxContext } from "./actor.js";
-import type { TimerConfig } from "./config.js";
+import { impossible, Timer, type TimerKind } from "./actor.js";
 import { TransactionError } from "./errors.js";
-import { type ReplyOptions, ServerTransaction, type ServerTu } from "./server.js";
+import { type ReplyOptions, type ServerInit, ServerTransaction } from "./server.js";
 
 export type IstState = "proceeding" | "accepted" | "completed" | "confirmed" | "terminated";
+
+/** What an INVITE server transaction is made with (every field is documented on `ServerInit`). */
+export type IstInit = ServerInit;
 
 export class InviteServerTransaction extends ServerTransaction {
   readonly kind = "ist" as const;
@@ -25,19 +29,10 @@ export class InviteServerTransaction extends ServerTransaction {
   private gInterval: number;
   private retransmit2xxInterval: number;
 
-  constructor(
-    id: string,
-    ctx: TxContext,
-    timers: TimerConfig,
-    reliable: boolean,
-    request: SipRequest,
-    source: Source,
-    dest: Destination,
-    tu: ServerTu,
-  ) {
-    super(id, ctx, timers, reliable, request, source, dest, tu);
-    this.gInterval = timers.t1;
-    this.retransmit2xxInterval = timers.t1;
+  constructor(init: IstInit) {
+    super(init);
+    this.gInterval = init.timers.t1;
+    this.retransmit2xxInterval = init.timers.t1;
   }
 
   /** How long a ringing INVITE waits before its request is compacted: the auto 100's wait, else T1. */
@@ -46,6 +41,7 @@ export class InviteServerTransaction extends ServerTransaction {
     return auto > 0 ? auto : this.timers.t1;
   }
 
+  /** Figure 7, the initial arrow: INVITE passed to the TU, → Proceeding; a 100 now or after autoInv100 (§17.2.1). */
   start(): void {
     this.arm(Timer.Lifetime, this.timers.maxInviteLifetime);
     const auto = this.timers.autoInv100;
@@ -55,33 +51,61 @@ export class InviteServerTransaction extends ServerTransaction {
 
   /** A request matched this transaction: a retransmitted INVITE, or an ACK (§17.2.1). */
   receiveRequest(req: SipRequest): void {
-    if (req.method === "ACK") {
-      if (this.state === "completed") {
-        // §17.2.1: ACK for the non-2xx final → Confirmed, Timer I (T4; 0 on reliable).
-        this.state = "confirmed";
-        this.disarm(Timer.G);
-        this.disarm(Timer.H);
-        if (this.reliable) this.terminate();
-        else {
-          this.arm(Timer.I, this.timers.t4);
-          this.enterSettled();
-        }
-      } else if (this.state === "accepted") {
-        this.ack2xx(req);
-      }
-      return;
+    switch (this.state) {
+      case "proceeding":
+        // Figure 7: Proceeding —INVITE→ Proceeding, the last provisional again. An ACK here is absorbed.
+        if (req.method !== "ACK") this.retransmitLast();
+        return;
+      case "completed":
+        // Figure 7: Completed —ACK→ Confirmed; Completed —INVITE→ Completed, the final again.
+        if (req.method === "ACK") this.confirm();
+        else this.retransmitLast();
+        return;
+      case "accepted":
+        // RFC 6026 §7.1: Accepted —ACK→ Accepted, passed to the TU; a retransmitted INVITE is absorbed.
+        if (req.method === "ACK") this.ack2xx(req);
+        return;
+      case "confirmed":
+        // Figure 7: Confirmed absorbs ACKs and INVITEs.
+        return;
+      case "terminated":
+        return; // out of every index: nothing should reach it
+      default:
+        impossible(this.state);
     }
-    // A retransmitted INVITE: the last response again (Proceeding, Completed); absorbed in Accepted/Confirmed.
-    if (this.state === "proceeding" || this.state === "completed") this.retransmitLast();
   }
 
-  /** The ACK for our 2xx arrived: stop retransmitting it and tell the user. */
+  /** Completed —ACK→ Confirmed (§17.2.1): G and H stop, Timer I (T4; zero on reliable: → Terminated). */
+  private confirm(): void {
+    this.state = "confirmed";
+    this.disarm(Timer.G);
+    this.disarm(Timer.H);
+    if (this.reliable) this.terminate();
+    else {
+      this.arm(Timer.I, this.timers.t4);
+      this.enterSettled();
+    }
+  }
+
+  /** The ACK for our 2xx arrived (§13.3.1.4; also matched by dialog): stop resending the 2xx, tell the TU once. */
   ack2xx(ack: SipRequest): void {
-    if (this.state !== "accepted") return;
-    const first = this.isArmed(Timer.Retransmit2xx) || this.reliable;
-    this.disarm(Timer.Retransmit2xx);
-    this.enterSettled();
-    if (first && this.tu.onAck) this.tu.onAck(this, ack);
+    switch (this.state) {
+      case "accepted": {
+        // RFC 6026 §7.1: Accepted —ACK→ Accepted; only the first ACK reaches the TU.
+        const first = this.isArmed(Timer.Retransmit2xx) || this.reliable;
+        this.disarm(Timer.Retransmit2xx);
+        this.enterSettled();
+        if (first && this.tu.onAck) this.tu.onAck(this, ack);
+        return;
+      }
+      case "proceeding":
+      case "completed":
+      case "confirmed":
+      case "terminated":
+        return; // no 2xx of ours to acknowledge
+      default:
+        impossible(this.state);
+    }
   }
 
   /** True while the ACK of our 2xx is awaited (for the engine's dialog-based ACK matching). */
@@ -101,18 +125,34 @@ export class InviteServerTransaction extends ServerTransaction {
     super.reply(status, opts);
   }
 
+  /** A response from the TU (the user's reply, a proxy's relayed one, or the engine's 100/487). */
   sendResponse(status: number, data: Buffer, generated: boolean): void {
-    if (this.state !== "proceeding") {
-      // RFC 6026: in Accepted, further 2xx from the TU (a proxy relaying other forks) are sent too.
-      if (this.state === "accepted" && status >= 200 && status < 300) this.transmit(status, data, generated);
-      return;
+    switch (this.state) {
+      case "proceeding":
+        // Figure 7: Proceeding —1xx from TU→ Proceeding; —2xx→ Accepted (RFC 6026); —300-699→ Completed.
+        if (status < 200) this.sendProvisional(status, data, generated);
+        else this.sendFinal(status, data, generated);
+        return;
+      case "accepted":
+        // RFC 6026 §7.1: Accepted —2xx from TU→ Accepted, sent (a proxy relaying other forks); the rest dropped.
+        if (status >= 200 && status < 300) this.transmit(status, data, generated);
+        return;
+      case "completed":
+      case "confirmed":
+      case "terminated":
+        return; // a final response went out: nothing more is sent
+      default:
+        impossible(this.state);
     }
-    if (status < 200) {
-      // Ringing: the request is compacted if no final follows within the wait of the auto 100.
-      if (status > 100 && !this.isArmed(Timer.Trying100)) this.arm(Timer.Trying100, this.idleWait);
-      this.transmit(status, data, generated);
-      return;
-    }
+  }
+
+  private sendProvisional(status: number, data: Buffer, generated: boolean): void {
+    // Ringing: the request is compacted if no final follows within the wait of the auto 100.
+    if (status > 100 && !this.isArmed(Timer.Trying100)) this.arm(Timer.Trying100, this.idleWait);
+    this.transmit(status, data, generated);
+  }
+
+  private sendFinal(status: number, data: Buffer, generated: boolean): void {
     this.disarm(Timer.Trying100);
     this.transmit(status, data, generated);
     if (this.terminated) {
@@ -147,55 +187,167 @@ export class InviteServerTransaction extends ServerTransaction {
    * either way. With `auto487` the 487 goes out here.
    */
   cancel(cancelReq: SipRequest, auto487: boolean): boolean {
-    if (this.state !== "proceeding" || this.cancelled) return false;
-    this.cancelled = true;
-    if (this.tu.onCancel) this.tu.onCancel(this, cancelReq);
-    // §16.10: a proxy cancels its branches; the final response comes from them.
-    if (this.proxy) {
-      this.proxy.upstreamCancel(cancelReq);
-      return true;
+    switch (this.state) {
+      case "proceeding":
+        // §9.2: Proceeding —CANCEL→ the TU is told; the 487 (auto) takes it to Completed.
+        if (this.cancelled) return false;
+        this.cancelled = true;
+        if (this.tu.onCancel) this.tu.onCancel(this, cancelReq);
+        // §16.10: a proxy cancels its branches; the final response comes from them.
+        if (this.proxy) {
+          this.proxy.upstreamCancel(cancelReq);
+          return true;
+        }
+        // The user may have answered (or the transaction ended) inside onCancel.
+        if (auto487 && !this.finalSent && this.state === "proceeding")
+          this.sendResponse(487, this.build(487, undefined), true);
+        return true;
+      case "accepted":
+      case "completed":
+      case "confirmed":
+      case "terminated":
+        return false; // §9.2: a final response went out: the CANCEL has no effect here
+      default:
+        return impossible(this.state);
     }
-    if (auto487 && !this.finalSent && this.state === "proceeding")
-      this.sendResponse(487, this.build(487, undefined), true);
-    return true;
   }
 
   protected onTimer(kind: TimerKind): void {
+    const state = this.state;
     switch (kind) {
       case Timer.Trying100:
-        if (this.state !== "proceeding") return;
-        // §17.2.1: a 100 if the TU has not answered within 200 ms.
-        if (!this.lastResponse) this.sendResponse(100, this.build(100, undefined), true);
-        // Still ringing after a provisional: nothing to build until the final response, which
-        // may be minutes away; the request waits compacted (a read parses it again).
-        else if (this.lastStatus > 100) this.request.compact();
-        return;
+        switch (state) {
+          case "proceeding":
+            // §17.2.1: Proceeding —no answer within 200 ms→ Proceeding, a 100 sent.
+            if (!this.lastResponse) this.sendResponse(100, this.build(100, undefined), true);
+            // Still ringing after a provisional: nothing to build until the final response, which
+            // may be minutes away; the request waits compacted (a read parses it again).
+            else if (this.lastStatus > 100) this.request.compact();
+            return;
+          case "accepted":
+          case "completed":
+          case "confirmed":
+          case "terminated":
+            return; // disarmed by the final response
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.G:
-        if (this.state !== "completed") return;
-        this.gInterval = Math.min(2 * this.gInterval, this.timers.t2);
-        this.arm(Timer.G, this.gInterval);
-        this.retransmitLast();
-        return;
+        switch (state) {
+          case "completed":
+            // Figure 7: Completed —Timer G→ Completed, the final again, G = min(2G, T2).
+            this.gInterval = Math.min(2 * this.gInterval, this.timers.t2);
+            this.arm(Timer.G, this.gInterval);
+            this.retransmitLast();
+            return;
+          case "proceeding":
+          case "accepted":
+          case "confirmed":
+          case "terminated":
+            return; // armed only in Completed
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.Retransmit2xx:
-        if (this.state !== "accepted") return;
-        this.retransmit2xxInterval = Math.min(2 * this.retransmit2xxInterval, this.timers.t2);
-        this.arm(Timer.Retransmit2xx, this.retransmit2xxInterval);
-        this.retransmitLast();
-        return;
+        switch (state) {
+          case "accepted":
+            // §13.3.1.4: Accepted —2xx timer→ Accepted, our 2xx again, interval doubled up to T2.
+            this.retransmit2xxInterval = Math.min(2 * this.retransmit2xxInterval, this.timers.t2);
+            this.arm(Timer.Retransmit2xx, this.retransmit2xxInterval);
+            this.retransmitLast();
+            return;
+          case "proceeding":
+          case "completed":
+          case "confirmed":
+          case "terminated":
+            return; // armed only in Accepted
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.H:
-        // §17.2.1: no ACK within 64·T1.
-        if (this.state !== "completed") return;
-        this.endCause = "ack-timeout";
-        this.terminate();
-        return;
+        switch (state) {
+          case "completed":
+            // Figure 7: Completed —Timer H→ Terminated: no ACK within 64·T1.
+            this.endCause = "ack-timeout";
+            this.terminate();
+            return;
+          case "proceeding":
+          case "accepted":
+          case "confirmed":
+          case "terminated":
+            return; // armed only in Completed
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.L:
-        // §13.3.1.4: a 2xx never ACKed is an "ack-timeout" for the user (who should send BYE).
-        if (this.isArmed(Timer.Retransmit2xx)) this.endCause = "ack-timeout";
-        this.terminate();
-        return;
+        switch (state) {
+          case "accepted":
+            // RFC 6026 §7.1: Accepted —Timer L→ Terminated. A 2xx never ACKed is an "ack-timeout"
+            // for the user, who should send BYE (§13.3.1.4).
+            if (this.isArmed(Timer.Retransmit2xx)) this.endCause = "ack-timeout";
+            this.terminate();
+            return;
+          case "proceeding":
+          case "completed":
+          case "confirmed":
+          case "terminated":
+            return; // armed only in Accepted
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.I:
-        this.terminate();
+        switch (state) {
+          case "confirmed":
+            // Figure 7: Confirmed —Timer I→ Terminated.
+            this.terminate();
+            return;
+          case "proceeding":
+          case "accepted":
+          case "completed":
+          case "terminated":
+            return; // armed only in Confirmed
+          default:
+            impossible(state);
+            return;
+        }
+      case Timer.Lifetime:
+        switch (state) {
+          case "proceeding":
+          case "accepted":
+          case "completed":
+          case "confirmed":
+            // The hard cap (Kamailio max_inv_lifetime): → Terminated whatever the state.
+            this.lifetimeExpired();
+            return;
+          case "terminated":
+            return;
+          default:
+            impossible(state);
+            return;
+        }
+      default:
+        return; // not a timer this actor arms
+    }
+  }
+
+  transportError(_err: Error): void {
+    switch (this.state) {
+      case "proceeding":
+      case "accepted":
+      case "completed":
+      case "confirmed":
+        // §17.2.1: any state —transport error→ Terminated.
+        this.endOnTransportError();
         return;
+      case "terminated":
+        return; // a late report of a send made before the end
+      default:
+        impossible(this.state);
     }
   }
 }

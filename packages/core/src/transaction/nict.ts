@@ -4,45 +4,57 @@
  *   trying ──1xx──▶ proceeding ──200-699──▶ completed ──K──▶ terminated
  *   E: resend, E=min(2E,T2) in trying, E=T2 in proceeding (unreliable only)
  *   F: timeout (408 for the user) from trying or proceeding
+ *
+ * Every event is one `switch (this.state)` naming every state; a timer is a
+ * switch on its kind, then on the state.
  */
 import type { SipResponse } from "../message/types.js";
 import type { Destination } from "../transport/types.js";
-import { type FinalOutcome, Timer, type TimerKind, Transaction, type TxContext } from "./actor.js";
+import { type FinalOutcome, impossible, Timer, type TimerKind, Transaction } from "./actor.js";
 import {
+  type ClientInit,
   type ClientTu,
   LIFETIME_OUTCOME,
   responseOutcome,
   TIMEOUT_OUTCOME,
   TRANSPORT_ERROR_OUTCOME,
 } from "./client.js";
-import type { TimerConfig } from "./config.js";
 
 export type NictState = "trying" | "proceeding" | "completed" | "terminated";
+
+/** What a non-INVITE client transaction is made with: `ClientInit` and the request's method. */
+export interface NictInit extends ClientInit {
+  /** The request's method (CSeq method; the table key with the branch, §17.1.3). */
+  readonly method: string;
+}
 
 export class NonInviteClientTransaction extends Transaction {
   readonly kind = "nict" as const;
   state: NictState = "trying";
+  readonly method: string;
+  readonly callId: string;
+  readonly cseq: number;
+  /** The request as sent: retransmissions resend these bytes. */
+  readonly request: Buffer;
+  readonly dest: Destination;
+  readonly branch: string;
+  tu: ClientTu;
   outcome: FinalOutcome | undefined;
   private eInterval: number;
 
-  constructor(
-    id: string,
-    ctx: TxContext,
-    timers: TimerConfig,
-    reliable: boolean,
-    /** The request as sent: retransmissions resend these bytes. */
-    readonly request: Buffer,
-    readonly dest: Destination,
-    callId: string,
-    cseq: number,
-    method: string,
-    readonly branch: string,
-    public tu: ClientTu,
-  ) {
-    super(id, ctx, timers, callId, cseq, method, reliable);
-    this.eInterval = timers.t1;
+  constructor(init: NictInit) {
+    super(init);
+    this.method = init.method;
+    this.callId = init.callId;
+    this.cseq = init.cseq;
+    this.request = init.request;
+    this.dest = init.dest;
+    this.branch = init.branch;
+    this.tu = init.tu;
+    this.eInterval = init.timers.t1;
   }
 
+  /** Figure 6, the initial arrow: request sent, Timer E (unreliable only) and Timer F armed; → Trying. */
   start(): void {
     this.arm(Timer.Lifetime, this.timers.maxNonInviteLifetime);
     if (!this.reliable) this.arm(Timer.E, this.eInterval);
@@ -52,19 +64,33 @@ export class NonInviteClientTransaction extends Transaction {
 
   receiveResponse(res: SipResponse): void {
     if (this.ctx.observers.responseIn) this.ctx.observers.responseIn(this, res);
-    if (this.state !== "trying" && this.state !== "proceeding") return; // Completed absorbs retransmissions
-    if (res.status < 200) {
-      this.state = "proceeding";
-      this.tu.onResponse(this, res);
-      return;
+    switch (this.state) {
+      case "trying":
+      case "proceeding":
+        // Figure 6: Trying/Proceeding —1xx→ Proceeding, passed to the TU; —200-699→ Completed.
+        if (res.status < 200) {
+          this.state = "proceeding";
+          this.tu.onResponse(this, res);
+        } else this.complete(res);
+        return;
+      case "completed":
+        // Figure 6: Completed absorbs retransmitted responses.
+        return;
+      case "terminated":
+        return; // out of every index: nothing should reach it
+      default:
+        impossible(this.state);
     }
+  }
+
+  /** Trying/Proceeding —200-699→ Completed: E and F stop, the TU is told, Timer K (§17.1.2.2: T4, zero on reliable). */
+  private complete(res: SipResponse): void {
     this.state = "completed";
     this.disarm(Timer.E);
     this.disarm(Timer.F);
     this.disarm(Timer.Lifetime); // K bounds the rest of its life
     this.tu.onResponse(this, res);
     this.giveOutcome(responseOutcome(res));
-    // §17.1.2.2: Timer K = T4 on unreliable transports, zero on reliable ones.
     if (this.reliable) this.terminate();
     else {
       this.arm(Timer.K, this.timers.t4);
@@ -80,38 +106,104 @@ export class NonInviteClientTransaction extends Transaction {
   }
 
   protected onTimer(kind: TimerKind): void {
+    const state = this.state;
     switch (kind) {
       case Timer.E:
-        if (this.state === "trying") this.eInterval = Math.min(2 * this.eInterval, this.timers.t2);
-        else if (this.state === "proceeding") this.eInterval = this.timers.t2;
-        else return;
-        this.ctx.stats.retransmissions++;
-        this.arm(Timer.E, this.eInterval);
-        this.ctx.send(this.request, this.dest, this);
-        return;
+        switch (state) {
+          case "trying":
+            // Figure 6: Trying —Timer E→ Trying, the request again, E = min(2E, T2).
+            this.eInterval = Math.min(2 * this.eInterval, this.timers.t2);
+            this.resend();
+            return;
+          case "proceeding":
+            // Figure 6: Proceeding —Timer E→ Proceeding, the request again, E = T2.
+            this.eInterval = this.timers.t2;
+            this.resend();
+            return;
+          case "completed":
+          case "terminated":
+            return; // disarmed when the final response came
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.F:
-        if (this.state !== "trying" && this.state !== "proceeding") return;
-        this.ctx.stats.timeouts++;
-        this.giveOutcome(TIMEOUT_OUTCOME);
-        this.terminate();
-        return;
+        switch (state) {
+          case "trying":
+          case "proceeding":
+            // Figure 6: Trying/Proceeding —Timer F→ Terminated, the TU told of a timeout (408).
+            this.ctx.stats.timeouts++;
+            this.giveOutcome(TIMEOUT_OUTCOME);
+            this.terminate();
+            return;
+          case "completed":
+          case "terminated":
+            return; // disarmed when the final response came
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.K:
-        this.terminate();
-        return;
+        switch (state) {
+          case "completed":
+            // Figure 6: Completed —Timer K→ Terminated.
+            this.terminate();
+            return;
+          case "trying":
+          case "proceeding":
+          case "terminated":
+            return; // armed only in Completed
+          default:
+            impossible(state);
+            return;
+        }
+      case Timer.Lifetime:
+        switch (state) {
+          case "trying":
+          case "proceeding":
+          case "completed":
+            // The hard cap (Kamailio max_noninv_lifetime): → Terminated whatever the state, 408 for a TU still waiting.
+            this.ctx.stats.lifetime_expired++;
+            this.giveOutcome(LIFETIME_OUTCOME);
+            this.terminate();
+            return;
+          case "terminated":
+            return;
+          default:
+            impossible(state);
+            return;
+        }
+      default:
+        return; // not a timer this actor arms
     }
   }
 
-  protected override lifetimeExpired(): void {
-    this.ctx.stats.lifetime_expired++;
-    this.giveOutcome(LIFETIME_OUTCOME);
-    this.terminate();
+  /** Timer E fired: the same bytes again, E re-armed with the interval just set. */
+  private resend(): void {
+    this.ctx.stats.retransmissions++;
+    this.arm(Timer.E, this.eInterval);
+    this.ctx.send(this.request, this.dest, this);
   }
 
   transportError(_err: Error): void {
-    if (this.state === "terminated") return;
-    this.ctx.stats.transport_errors++;
-    if (this.state !== "completed") this.giveOutcome(TRANSPORT_ERROR_OUTCOME);
-    this.terminate();
+    switch (this.state) {
+      case "trying":
+      case "proceeding":
+        // §17.1.2.2 / §8.1.3.1: Trying/Proceeding —transport error→ Terminated, the TU told of a 503.
+        this.ctx.stats.transport_errors++;
+        this.giveOutcome(TRANSPORT_ERROR_OUTCOME);
+        this.terminate();
+        return;
+      case "completed":
+        // A late report of a send made before the final response: → Terminated; the outcome was given.
+        this.ctx.stats.transport_errors++;
+        this.terminate();
+        return;
+      case "terminated":
+        return;
+      default:
+        impossible(this.state);
+    }
   }
 
   protected onTerminated(): void {

@@ -5,42 +5,47 @@
  *
  *   trying ──1xx──▶ proceeding ──200-699──▶ completed ──J──▶ terminated
  *   (retransmitted request: absorbed in trying, last response again after)
+ *
+ * Every event is one `switch (this.state)` naming every state; a timer is a
+ * switch on its kind, then on the state.
  */
 import type { SipRequest } from "../message/types.js";
-import type { Destination, Source } from "../transport/types.js";
-import { Timer, type TimerKind, type TxContext } from "./actor.js";
-import type { TimerConfig } from "./config.js";
+import { impossible, Timer, type TimerKind } from "./actor.js";
 import { TransactionError } from "./errors.js";
-import { type ReplyOptions, ServerTransaction, type ServerTu } from "./server.js";
+import { type ReplyOptions, type ServerInit, ServerTransaction } from "./server.js";
 
 export type NistState = "trying" | "proceeding" | "completed" | "terminated";
 
+/** What a non-INVITE server transaction is made with (every field is documented on `ServerInit`). */
+export type NistInit = ServerInit;
+
+/** Made with a `NistInit` (the server base's constructor). */
 export class NonInviteServerTransaction extends ServerTransaction {
   readonly kind = "nist" as const;
   state: NistState = "trying";
   /** A 100 asked for before T2 had passed (RFC 4320 §4.1), sent when it has. */
   private deferred100: Buffer | undefined;
 
-  constructor(
-    id: string,
-    ctx: TxContext,
-    timers: TimerConfig,
-    reliable: boolean,
-    request: SipRequest,
-    source: Source,
-    dest: Destination,
-    tu: ServerTu,
-  ) {
-    super(id, ctx, timers, reliable, request, source, dest, tu);
-  }
-
+  /** Figure 8, the initial arrow: request passed to the TU, → Trying. */
   start(): void {
     this.arm(Timer.Lifetime, this.timers.maxNonInviteLifetime);
   }
 
   receiveRequest(_req: SipRequest): void {
-    // §17.2.2: absorbed in Trying; the last response again in Proceeding and Completed.
-    if (this.state === "proceeding" || this.state === "completed") this.retransmitLast();
+    switch (this.state) {
+      case "trying":
+        // Figure 8: Trying absorbs a retransmitted request.
+        return;
+      case "proceeding":
+      case "completed":
+        // Figure 8: Proceeding/Completed —request→ the same state, the last response again.
+        this.retransmitLast();
+        return;
+      case "terminated":
+        return; // out of every index: nothing should reach it
+      default:
+        impossible(this.state);
+    }
   }
 
   override reply(status: number, opts?: ReplyOptions): void {
@@ -68,13 +73,27 @@ export class NonInviteServerTransaction extends ServerTransaction {
     this.sendResponse(status, data, true);
   }
 
+  /** A response from the TU (the user's reply, or a proxy's relayed one). */
   sendResponse(status: number, data: Buffer, generated: boolean): void {
-    if (this.state !== "trying" && this.state !== "proceeding") return;
-    if (status < 200) {
-      this.state = "proceeding";
-      this.transmit(status, data, generated);
-      return;
+    switch (this.state) {
+      case "trying":
+      case "proceeding":
+        // Figure 8: Trying/Proceeding —1xx from TU→ Proceeding; —200-699 from TU→ Completed.
+        if (status < 200) {
+          this.state = "proceeding";
+          this.transmit(status, data, generated);
+        } else this.sendFinal(status, data, generated);
+        return;
+      case "completed":
+      case "terminated":
+        return; // a final response went out: nothing more is sent
+      default:
+        impossible(this.state);
     }
+  }
+
+  /** Trying/Proceeding —final→ Completed: Timer J (§17.2.2: 64·T1, zero on reliable: → Terminated). */
+  private sendFinal(status: number, data: Buffer, generated: boolean): void {
     this.disarm(Timer.Nist100);
     this.deferred100 = undefined;
     this.state = "completed";
@@ -82,7 +101,6 @@ export class NonInviteServerTransaction extends ServerTransaction {
     this.disarm(Timer.Lifetime);
     if (this.tu.onFinalSent) this.tu.onFinalSent(this, status);
     if (this.terminated) return; // the send failed and ended it
-    // §17.2.2: Timer J = 64·T1 on unreliable transports, zero on reliable ones.
     if (this.reliable) this.terminate();
     else {
       this.arm(Timer.J, this.timers.timerJ);
@@ -93,14 +111,69 @@ export class NonInviteServerTransaction extends ServerTransaction {
   }
 
   protected onTimer(kind: TimerKind): void {
+    const state = this.state;
     switch (kind) {
       case Timer.Nist100:
-        if (this.deferred100 && this.state === "trying") this.sendResponse(100, this.deferred100, true);
-        this.deferred100 = undefined;
-        return;
+        switch (state) {
+          case "trying":
+            // RFC 4320 §4.1: T2 has passed: Trying —the deferred 100→ Proceeding.
+            if (this.deferred100) this.sendResponse(100, this.deferred100, true);
+            this.deferred100 = undefined;
+            return;
+          case "proceeding":
+          case "completed":
+          case "terminated":
+            this.deferred100 = undefined; // a response went out meanwhile: the 100 is not needed
+            return;
+          default:
+            impossible(state);
+            return;
+        }
       case Timer.J:
-        this.terminate();
+        switch (state) {
+          case "completed":
+            // Figure 8: Completed —Timer J→ Terminated.
+            this.terminate();
+            return;
+          case "trying":
+          case "proceeding":
+          case "terminated":
+            return; // armed only in Completed
+          default:
+            impossible(state);
+            return;
+        }
+      case Timer.Lifetime:
+        switch (state) {
+          case "trying":
+          case "proceeding":
+          case "completed":
+            // The hard cap (Kamailio max_noninv_lifetime): → Terminated whatever the state.
+            this.lifetimeExpired();
+            return;
+          case "terminated":
+            return;
+          default:
+            impossible(state);
+            return;
+        }
+      default:
+        return; // not a timer this actor arms
+    }
+  }
+
+  transportError(_err: Error): void {
+    switch (this.state) {
+      case "trying":
+      case "proceeding":
+      case "completed":
+        // §17.2.2: any state —transport error→ Terminated.
+        this.endOnTransportError();
         return;
+      case "terminated":
+        return; // a late report of a send made before the end
+      default:
+        impossible(this.state);
     }
   }
 }

@@ -4,8 +4,7 @@ import { newTag } from "../message/ids.js";
 import { canonicalName } from "../message/text.js";
 import type { SipRequest } from "../message/types.js";
 import type { Destination, Source } from "../transport/types.js";
-import { statusClassKey, Transaction, type TxContext } from "./actor.js";
-import type { TimerConfig } from "./config.js";
+import { statusClassKey, Transaction, type TransactionInit } from "./actor.js";
 import { TransactionError } from "./errors.js";
 
 export type ServerEndCause = "normal" | "ack-timeout" | "transport-error" | "lifetime";
@@ -45,7 +44,27 @@ export interface ProxyLink {
   serverTerminated(): void;
 }
 
+/** What a server transaction is made with (INVITE and non-INVITE alike). */
+export interface ServerInit extends TransactionInit {
+  /** The request that created it (its Via already stamped, §18.2.1); responses are built from it. */
+  readonly request: SipRequest;
+  /** Where it came from: the peer and the local socket (our Contact in a 2xx, §12.1.1). */
+  readonly source: Source;
+  /** Where responses go (RFC 3261 §18.2.2, RFC 3581). */
+  readonly dest: Destination;
+  /** Who hears CANCEL, ACK, the final sent and the end (a handle, once made; a proxy's context). */
+  readonly tu: ServerTu;
+}
+
 export abstract class ServerTransaction extends Transaction {
+  readonly callId: string;
+  readonly cseq: number;
+  readonly method: string;
+  readonly request: SipRequest;
+  readonly source: Source;
+  /** Where responses go (RFC 3261 §18.2.2, RFC 3581). */
+  readonly dest: Destination;
+  tu: ServerTu;
   /** Set while a proxy relays this request (RFC 3261 §16). */
   proxy: ProxyLink | undefined;
   /** The last response sent, as bytes: retransmissions resend it as is. */
@@ -55,18 +74,16 @@ export abstract class ServerTransaction extends Transaction {
   private tag: string | undefined;
   endCause: ServerEndCause = "normal";
 
-  constructor(
-    id: string,
-    ctx: TxContext,
-    timers: TimerConfig,
-    reliable: boolean,
-    readonly request: SipRequest,
-    readonly source: Source,
-    /** Where responses go (RFC 3261 §18.2.2, RFC 3581). */
-    readonly dest: Destination,
-    public tu: ServerTu,
-  ) {
-    super(id, ctx, timers, request.callId, request.cseq.seq, request.method, reliable);
+  constructor(init: ServerInit) {
+    super(init);
+    const request = init.request;
+    this.callId = request.callId;
+    this.cseq = request.cseq.seq;
+    this.method = request.method;
+    this.request = request;
+    this.source = init.source;
+    this.dest = init.dest;
+    this.tu = init.tu;
   }
 
   /** The To tag of this transaction's responses: the request's own when it has one (in-dialog), else ours. */
@@ -166,16 +183,15 @@ export abstract class ServerTransaction extends Transaction {
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
   }
 
-  /** The hard lifetime cap ended it (Kamailio max_inv_lifetime / max_noninv_lifetime). */
-  protected override lifetimeExpired(): void {
+  /** The hard lifetime cap ended it (Kamailio max_inv_lifetime / max_noninv_lifetime): → Terminated. */
+  protected lifetimeExpired(): void {
     this.ctx.stats.lifetime_expired++;
     this.endCause = "lifetime";
     this.terminate();
   }
 
-  /** §17.2.1 / §17.2.2: a transport failure ends a server transaction. */
-  transportError(_err: Error): void {
-    if (this.state === "terminated") return;
+  /** §17.2.1 / §17.2.2: a transport failure ends a server transaction: → Terminated. */
+  protected endOnTransportError(): void {
     this.ctx.stats.transport_errors++;
     this.endCause = "transport-error";
     this.terminate();
