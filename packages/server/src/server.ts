@@ -19,12 +19,11 @@ import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
 import { type ControlServer, startControl } from "./http.js";
-import { contactFor, makeIsLocal } from "./local.js";
+import { type BoundSocket, contactFor, makeIsLocal } from "./local.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Registrar } from "./registrar.js";
 import {
-  type BoundSocket,
   checkHandlers,
   closeRoute,
   installRoute,
