@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { killAll, SERVER_TIMERS, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
@@ -51,15 +52,16 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A fresh Call-ID of shard 0 of 2 (any Call-ID in one thread): the route's state is per shard. */
-function shard0CallId(): string {
+/** A fresh Call-ID of shard 0 of `shards` (any Call-ID in one thread): the route's state is per shard. */
+function shard0CallId(shards: number): string {
   for (;;) {
     const id = newCallId();
-    if (shardOf(id, 2, SHARD_KEY) === 0) return id;
+    if (shards < 2 || shardOf(id, shards, SHARD_KEY) === 0) return id;
   }
 }
 
-for (const workers of ["0", "2"])
+forEachEngine((_bed, _kind, engine) => {
+  const workers = workersFlag(engine);
   describe(`siptm serve --workers ${workers}: shutdown`, () => {
     it("a new INVITE during the drain gets 503 with Retry-After; a CANCEL and a ringing INVITE in flight finish; nothing is cut short", async () => {
       const s = await serve([
@@ -86,8 +88,8 @@ for (const workers of ["0", "2"])
         });
         return { h, rang: () => rang };
       };
-      const answered = invite(shard0CallId());
-      const cancelled = invite(shard0CallId());
+      const answered = invite(shard0CallId(engine.shards));
+      const cancelled = invite(shard0CallId(engine.shards));
       await until("both INVITEs ringing", () => answered.rang() && cancelled.rang());
 
       s.proc.kill("SIGTERM");
@@ -108,3 +110,4 @@ for (const workers of ["0", "2"])
       expect(s.stdout()).not.toMatch(/cut short/);
     }, 40_000);
   });
+});

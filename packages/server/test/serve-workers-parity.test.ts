@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { call, killAll, SERVER_TIMERS, type Served, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
@@ -76,42 +77,45 @@ function traceLines(s: Served): TraceLine[] {
   return out;
 }
 
-describe.each([0, 2])("--trace with --workers %i", (workers) => {
-  let s: Served;
-  beforeAll(async () => {
-    s = await serve(["--route", "uas", "--trace", "--workers", String(workers), ...SERVER_TIMERS]);
-  });
+forEachEngine((_bed, _kind, engine) => {
+  const workers = engine.shards;
+  describe(`--trace with --workers ${workersFlag(engine)}`, () => {
+    let s: Served;
+    beforeAll(async () => {
+      s = await serve(["--route", "uas", "--trace", "--workers", workersFlag(engine), ...SERVER_TIMERS]);
+    });
 
-  it("runs with the workers asked for", () => {
-    if (workers === 0) expect(s.stdout()).toMatch(/workers:\s+1 thread/);
-    else expect(s.stdout()).toMatch(/workers:\s+2 shards/);
-    expect(s.stdout()).toMatch(/logs:\s+every SIP message in and out/);
-  });
+    it("runs with the workers asked for", () => {
+      if (workers === 0) expect(s.stdout()).toMatch(/workers:\s+1 thread/);
+      else expect(s.stdout()).toMatch(/workers:\s+2 shards/);
+      expect(s.stdout()).toMatch(/logs:\s+every SIP message in and out/);
+    });
 
-  it("logs each request in and each response out, with the same fields (and the shard when sharded)", async () => {
-    const ids = [callIdFor(0), callIdFor(1)];
-    const outcomes = await Promise.all(ids.map((id) => options(s, id).final));
-    expect(outcomes.map((o) => o.status)).toEqual([200, 200]);
-    const uacPort = uac.transportFor("UDP")!.localPort;
-    const find = (id: string, dir: "in" | "out") =>
-      traceLines(s).find((l) => l.dir === dir && l.sip.includes(`Call-ID: ${id}\r\n`));
-    await until("the trace lines", () => ids.every((id) => find(id, "in") && find(id, "out")), 10_000);
-    for (const id of ids) {
-      const rx = find(id, "in")!;
-      const tx = find(id, "out")!;
-      for (const l of [rx, tx]) {
-        expect(l.level).toBe(30);
-        expect(l.proto).toBe("UDP");
-        expect(l.peer).toBe(`127.0.0.1:${uacPort}`);
-        expect(l.bytes).toBe(Buffer.byteLength(l.sip));
-        if (workers === 0) expect(l.shard).toBeUndefined();
-        else expect(l.shard).toBe(shardOf(id, workers, SHARD_KEY));
+    it("logs each request in and each response out, with the same fields (and the shard when sharded)", async () => {
+      const ids = [callIdFor(0), callIdFor(1)];
+      const outcomes = await Promise.all(ids.map((id) => options(s, id).final));
+      expect(outcomes.map((o) => o.status)).toEqual([200, 200]);
+      const uacPort = uac.transportFor("UDP")!.localPort;
+      const find = (id: string, dir: "in" | "out") =>
+        traceLines(s).find((l) => l.dir === dir && l.sip.includes(`Call-ID: ${id}\r\n`));
+      await until("the trace lines", () => ids.every((id) => find(id, "in") && find(id, "out")), 10_000);
+      for (const id of ids) {
+        const rx = find(id, "in")!;
+        const tx = find(id, "out")!;
+        for (const l of [rx, tx]) {
+          expect(l.level).toBe(30);
+          expect(l.proto).toBe("UDP");
+          expect(l.peer).toBe(`127.0.0.1:${uacPort}`);
+          expect(l.bytes).toBe(Buffer.byteLength(l.sip));
+          if (workers === 0) expect(l.shard).toBeUndefined();
+          else expect(l.shard).toBe(shardOf(id, workers, SHARD_KEY));
+        }
+        expect(rx.msg).toBe(`<< OPTIONS sip:127.0.0.1:${s.udp} SIP/2.0`);
+        expect(rx.sip.startsWith("OPTIONS ")).toBe(true);
+        expect(tx.msg).toBe(">> SIP/2.0 200 OK");
+        expect(tx.sip.startsWith("SIP/2.0 200 OK\r\n")).toBe(true);
       }
-      expect(rx.msg).toBe(`<< OPTIONS sip:127.0.0.1:${s.udp} SIP/2.0`);
-      expect(rx.sip.startsWith("OPTIONS ")).toBe(true);
-      expect(tx.msg).toBe(">> SIP/2.0 200 OK");
-      expect(tx.sip.startsWith("SIP/2.0 200 OK\r\n")).toBe(true);
-    }
+    });
   });
 });
 
