@@ -324,7 +324,7 @@ async function startSharded(
     maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
     rateLimit: config.rateLimit,
     hashKey: config.secret ? deriveKey(config.secret, SHARD_HASH_LABEL) : undefined,
-    // Our own drain below answers what is still ringing at config.drainTimeout; the shards wait a
+    // shutdownServer() answers what is still ringing at config.drainTimeout; the shards wait a
     // little longer so that those 503s still leave through the coordinator's sockets.
     drainTimeoutMs: config.drainTimeout + SHARD_DRAIN_MARGIN_MS,
     logger: { warn: (obj, msg) => logger.warn(obj, msg) },
