@@ -1,7 +1,7 @@
 // auditPage (tm.list paging): every live transaction once, in pages of at most `limit`, on both
 // engines (with 2 shards the walk goes shard by shard), with nothing kept between pages.
 import { describe, expect, it } from "vitest";
-import { forEachEngine } from "./beds.js";
+import { forEachEngine } from "../setup/engines.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 

@@ -4,7 +4,7 @@
 // Engine and on the ShardedEngine.
 import { buildResponse, type CancelResult } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { forEachEngine } from "./beds.js";
+import { forEachEngine } from "../setup/engines.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 

@@ -4,7 +4,7 @@
 // Run on both engines (the core Engine and the ShardedEngine).
 import { buildResponse, type CancelProgress, type SipRequest } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type EngineBed, forEachEngine } from "./beds.js";
+import { type EngineBed, forEachEngine } from "../setup/engines.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 

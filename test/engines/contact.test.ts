@@ -2,7 +2,7 @@
 // own unless the user gave one, in any spelling (compact "m" or "M", §7.3.3).
 import { buildResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { forEachEngine } from "./beds.js";
+import { forEachEngine } from "../setup/engines.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 

@@ -4,7 +4,7 @@
 // transport error (§4.3).
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { forEachEngine } from "./beds.js";
+import { forEachEngine } from "../setup/engines.js";
 
 const ROUTE = fileURLToPath(new URL("./fixtures/relay-route.mjs", import.meta.url));
 

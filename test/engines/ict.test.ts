@@ -2,7 +2,7 @@
 // against a scripted peer on the in-memory network and a virtual clock.
 import { buildResponse, type SipRequest } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "./beds.js";
+import { type BedEngine, forEachEngine } from "../setup/engines.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 

@@ -5,7 +5,7 @@
 import { type ClientEvents, newCallId, type SipResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { defaultHashKey, hashKey, shardOf } from "../../packages/workers/src/hash.js";
-import { type BedEngine, type EngineBed, forEachEngine } from "./beds.js";
+import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
 
 /** `count` fresh Call-IDs that the sharded beds' 2 shards (the process's default key) give to `shard`. */
 function callIdsOn(shard: number, count: number): string[] {

@@ -1,7 +1,7 @@
 // Non-INVITE client transaction: RFC 3261 §17.1.2 (Figure 6).
 import { buildResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "./beds.js";
+import { type BedEngine, forEachEngine } from "../setup/engines.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 

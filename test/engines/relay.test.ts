@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { RelayTarget } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import type { ServerTransactionLike } from "../../packages/workers/src/api.js";
-import { type BedEngine, type EngineBed, forEachEngine } from "./beds.js";
+import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
 
 const ROUTE = fileURLToPath(new URL("./fixtures/relay-route.mjs", import.meta.url));
 const PROXY = { protocol: "UDP" as const, address: "127.0.0.5", port: 5060 };

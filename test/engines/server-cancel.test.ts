@@ -3,7 +3,7 @@
 // Engine and the ShardedEngine).
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "./beds.js";
+import { type BedEngine, forEachEngine } from "../setup/engines.js";
 
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
 

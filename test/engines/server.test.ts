@@ -2,7 +2,7 @@
 // (§17.2.2 + RFC 4320), driven by a scripted peer sending raw requests.
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "./beds.js";
+import { type BedEngine, forEachEngine } from "../setup/engines.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];

@@ -1,8 +1,11 @@
 /**
- * Test support (exported as `@siptm/core/testing`): engines on a virtual clock
- * over an in-memory network, and the automatic leak check that runs after
- * every test — every engine made here is run past its longest timer and must
- * show created == freed, an empty table, no armed timer and no reference fault.
+ * Test support (exported as `@siptm/core/testing`): the one shape of a test
+ * bed (`TestBed`: engines on a virtual clock over an in-memory network,
+ * scripted peers, time moved by the test), core's own bed of it (`Testbed`,
+ * the core Engine), and the automatic leak check that runs after every test
+ * (`checkAllBeds`) — every engine made by any bed, this one or those of
+ * `@siptm/workers/testing`, is run past its longest timer and must show
+ * created == freed, an empty table, no armed timer and no reference fault.
  */
 import { VirtualClock } from "./clock.js";
 import { internals } from "./engine/context.js";
@@ -40,10 +43,47 @@ export class Peer {
   get hop(): Destination {
     return { protocol: this.protocol, address: this.transport.localAddress, port: this.transport.localPort };
   }
+  /** A peer at address:port on `network` (what every bed's `peer()` makes). */
+  static on(network: MemoryNetwork, address: string, port = 5060, protocol: "UDP" | "TCP" = "UDP"): Peer {
+    const peer = new Peer(protocol);
+    peer.transport = network.createTransport({ address, port, protocol, sink: peer });
+    return peer;
+  }
+}
+
+/**
+ * The one shape of a test bed, whichever engine it runs. Core's `Testbed`
+ * answers at once (the core Engine, one thread); the beds of
+ * `@siptm/workers/testing` answer with promises (the core Engine made the same
+ * way, and the ShardedEngine with its shard threads in lockstep). A test that
+ * awaits every call runs on either; `forEachEngine` (test/setup/engines.ts)
+ * runs one on every engine kind. Every bed is tracked from its construction
+ * (`trackBed`) and checked and closed after each test (`checkAllBeds`).
+ */
+export interface TestBed<E = unknown, O = never> {
+  /** The engine it runs: "core" or "sharded". */
+  readonly kind: string;
+  readonly clock: VirtualClock;
+  readonly network: MemoryNetwork;
+  /** A new engine on the memory network. */
+  engine(opts?: O): E | Promise<E>;
+  /** A scripted peer at address:port. */
+  peer(address: string, port?: number, protocol?: "UDP" | "TCP"): Peer;
+  /** Deliver and process everything due now, without moving time. */
+  flush(): void | Promise<void>;
+  /** Move time forward by `ms`, everything due on the way processed in order. */
+  advance(ms: number): void | Promise<void>;
+  /** Run the clocks past every engine's longest timer. */
+  settle(): void | Promise<void>;
+  /** Problems found after settling: leaks, armed timers, reference faults. */
+  leaks(): string[] | Promise<string[]>;
+  /** End the bed's engines (and threads). */
+  close(): void | Promise<void>;
 }
 
 export interface TestbedOptions extends Partial<MemoryFaults> {
   seed?: number;
+  /** Keep the in-memory network's log of message fates (`bed.network.log`). */
   log?: boolean | number;
 }
 
@@ -55,14 +95,16 @@ export interface TestEngineOptions extends EngineOptions {
   protocols?: Array<"UDP" | "TCP">;
 }
 
-export class Testbed {
+/** The core Engine's bed: everything happens within the call (flush, advance and settle return nothing to await). */
+export class Testbed implements TestBed<Engine, TestEngineOptions> {
+  readonly kind = "core" as const;
   readonly clock = new VirtualClock(0);
   readonly network: MemoryNetwork;
   readonly engines: Engine[] = [];
 
   constructor(opts: TestbedOptions = {}) {
     this.network = new MemoryNetwork({ clock: this.clock, ...opts });
-    beds.add(this);
+    trackBed(this);
   }
 
   /** A new engine with memory UDP and TCP transports, reference faults thrown. */
@@ -79,9 +121,7 @@ export class Testbed {
 
   /** A scripted peer at address:port. */
   peer(address: string, port = 5060, protocol: "UDP" | "TCP" = "UDP"): Peer {
-    const peer = new Peer(protocol);
-    peer.transport = this.network.createTransport({ address, port, protocol, sink: peer });
-    return peer;
+    return Peer.on(this.network, address, port, protocol);
   }
 
   /** Where an engine made here listens, for `nextHop`. */
@@ -130,14 +170,51 @@ export class Testbed {
     });
     return out;
   }
+
+  async close(): Promise<void> {
+    await Promise.all(this.engines.map((e) => e.close()));
+  }
 }
 
-const beds = new Set<Testbed>();
+/**
+ * The beds made and not yet checked. On `globalThis`, so that one set holds them whichever copy of
+ * this module made them (a test may import the sources, a bed of @siptm/workers the built package).
+ */
+const BEDS_KEY = Symbol.for("siptm.testing.beds");
+function beds(): Set<TestBed> {
+  const g = globalThis as { [BEDS_KEY]?: Set<TestBed> };
+  g[BEDS_KEY] ??= new Set();
+  return g[BEDS_KEY];
+}
 
-/** Called after every test (test/setup/leak-check.ts): checks and forgets every testbed made during the test. */
-export function checkAllTestbeds(): string[] {
+/** Check `bed` after the test that made it (every bed's constructor calls this). */
+export function trackBed(bed: TestBed): void {
+  beds().add(bed);
+}
+
+/** No separate check of `bed`: a bed built on it checks it as part of its own. */
+export function untrackBed(bed: TestBed): void {
+  beds().delete(bed);
+}
+
+/**
+ * Called after every test (test/setup/leak-check.ts): checks, closes and forgets every bed made
+ * during the test, of any kind. A bed whose check throws is reported, not skipped.
+ */
+export async function checkAllBeds(): Promise<string[]> {
   const problems: string[] = [];
-  for (const bed of beds) problems.push(...bed.leaks());
-  beds.clear();
+  const all = [...beds()];
+  beds().clear();
+  for (const bed of all) {
+    try {
+      problems.push(...(await bed.leaks()));
+    } catch (err) {
+      problems.push(`${bed.kind} bed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      await Promise.resolve()
+        .then(() => bed.close())
+        .catch(() => {});
+    }
+  }
   return problems;
 }

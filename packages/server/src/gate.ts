@@ -1,30 +1,17 @@
 /**
- * What sits between the transports and the engine: the admission gate (no
- * new requests before the route is ready, and a stateless 503 to new ones
- * while draining at shutdown) and, with --trace, the wire log of every
- * message in and out.
+ * What sits between the transports and the engine in one thread: the start
+ * gate (no new requests before the route is ready) and, with --trace, the wire
+ * log of every message in and out. Refusing new requests at shutdown is the
+ * engine's own drain (`Engine.drain()`, see `shutdownServer` in server.ts).
  */
-import {
-  type Destination,
-  type Engine,
-  parseMessage,
-  type SendErrorTarget,
-  type SipRequest,
-  type Source,
-  type Transport,
-  type TransportSink,
-} from "@siptm/core";
-import { internals, serverKey } from "@siptm/core/internal";
+import type { Destination, Engine, SendErrorTarget, Source, Transport, TransportSink } from "@siptm/core";
 import type { Logger } from "./log.js";
 
 const RESPONSE_START = Buffer.from("SIP/2.0 ", "latin1");
 
-export type GateState = "starting" | "open" | "draining";
-
 export class Gate implements TransportSink {
-  state: GateState = "starting";
-  /** New requests turned away while draining. */
-  refused = 0;
+  /** False until the route is installed: requests are dropped, responses pass. */
+  private ready = false;
 
   constructor(
     private readonly engine: Engine,
@@ -32,32 +19,15 @@ export class Gate implements TransportSink {
     private readonly trace: boolean,
   ) {}
 
+  /** The route is ready: every message goes to the engine from now on. */
+  open(): void {
+    this.ready = true;
+  }
+
   onMessage(data: Buffer, source: Source): void {
     if (this.trace) traceMessage(this.logger, "in", data, source.protocol, source.address, source.port);
-    if (this.state === "open" || isResponse(data)) {
-      this.engine.onMessage(data, source);
-      return;
-    }
-    if (this.state === "starting") return; // UDP peers retransmit; TCP ones will time out at worst
-    // Draining: what belongs to a live transaction goes on; a new request gets 503 without any state.
-    let req: SipRequest;
-    try {
-      const msg = parseMessage(data, { datagram: source.protocol === "UDP" });
-      if (!msg.isRequest) return;
-      req = msg;
-    } catch {
-      return;
-    }
-    if (
-      req.method === "ACK" ||
-      req.method === "CANCEL" ||
-      internals(this.engine).table.has(serverKey(req, false))
-    ) {
-      this.engine.onMessage(data, source);
-      return;
-    }
-    this.refused++;
-    this.engine.replyStateless(req, source, 503, "Shutting Down", [["Retry-After", "30"]]);
+    // Before the route is ready: UDP peers retransmit; TCP ones will time out at worst.
+    if (this.ready || isResponse(data)) this.engine.onMessage(data, source);
   }
 
   onFramingError(err: Error, source: Source): void {

@@ -4,6 +4,7 @@
  * client.
  */
 export { type ListenSpec, parseListen, parseServeArgs, type ServerConfig, UsageError } from "./config.js";
+export type { BoundSocket } from "./local.js";
 export { Metrics } from "./metrics.js";
 export {
   type Binding,
@@ -13,7 +14,6 @@ export {
   type RegistrarOptions,
 } from "./registrar.js";
 export {
-  type BoundSocket,
   loadRoute,
   type RouteContext,
   type RouteFactory,

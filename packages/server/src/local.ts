@@ -3,7 +3,13 @@ import { networkInterfaces } from "node:os";
 import { parseUri, type Source } from "@siptm/core";
 import { normalizeAddress } from "@siptm/core/internal";
 import { hostPort } from "./config.js";
-import type { BoundSocket } from "./route.js";
+
+/** A bound SIP socket. */
+export interface BoundSocket {
+  readonly protocol: "UDP" | "TCP";
+  readonly address: string;
+  readonly port: number;
+}
 
 /** Kamailio's "myself": a URI whose host is one of our addresses (port one of ours when given). */
 export function makeIsLocal(

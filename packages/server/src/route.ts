@@ -19,17 +19,17 @@ import {
   type Source,
 } from "@siptm/core";
 import type { ServerConfig } from "./config.js";
-import { contactFor, makeIsLocal } from "./local.js";
+import { type BoundSocket, contactFor, makeIsLocal } from "./local.js";
 import type { Logger } from "./log.js";
 import type { Registrar } from "./registrar.js";
 import type { Scheduler } from "./scheduler.js";
 
-/** A bound SIP socket. */
-export interface BoundSocket {
-  readonly protocol: "UDP" | "TCP";
-  readonly address: string;
-  readonly port: number;
-}
+/**
+ * The methods our routes accept, for the Allow header of their OPTIONS answers (RFC 3261 §11.2,
+ * §20.5): the one list, whichever route answers.
+ */
+export const ALLOW =
+  "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 
 export interface RouteContext {
   readonly engine: Engine;

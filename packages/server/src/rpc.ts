@@ -8,9 +8,9 @@ import { setImmediate as turn } from "node:timers/promises";
 import { type Destination, type FinalOutcome, type SipResponse, TransactionError } from "@siptm/core";
 import { checkHeaderFields } from "@siptm/core/internal";
 import type { AuditPage, ClientTransactionLike, TransactionEngine } from "@siptm/workers";
+import type { BoundSocket } from "./local.js";
 import type { Logger } from "./log.js";
 import { type Binding, canonicalAor, type Registrar } from "./registrar.js";
-import type { BoundSocket } from "./route.js";
 
 export const PARSE_ERROR = -32700;
 export const INVALID_REQUEST = -32600;

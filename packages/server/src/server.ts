@@ -19,12 +19,11 @@ import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
 import { type ControlServer, startControl } from "./http.js";
-import { contactFor, makeIsLocal } from "./local.js";
+import { type BoundSocket, contactFor, makeIsLocal } from "./local.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Registrar } from "./registrar.js";
 import {
-  type BoundSocket,
   checkHandlers,
   closeRoute,
   installRoute,
@@ -141,11 +140,21 @@ interface Control {
   control: ControlServer | undefined;
 }
 
+/** What the RPC layer gets from the mode that runs (the rest is the same in both). */
+type ControlDeps = Pick<RpcDeps, "tm" | "resolveAll" | "registrar" | "sockets">;
+
+/**
+ * The control interface, the same for both engines: the JSON-RPC methods over `deps`, and the
+ * HTTP server on --rpc (none with `--rpc off`). New `tm.t_uac_*` calls are refused once
+ * `life.draining` is set (the shutdown).
+ */
 async function startRpc(
   config: ServerConfig,
   logger: Logger,
-  deps: Omit<RpcDeps, "logger" | "version" | "coreVersion" | "startedAt">,
+  deps: ControlDeps,
   metrics: Metrics,
+  life: Lifecycle,
+  startedAt: number,
 ): Promise<Control> {
   const { version, coreVersion } = versions();
   const rpc = new RpcServer({
@@ -153,7 +162,8 @@ async function startRpc(
     logger: logger.child({ component: "rpc" }),
     version,
     coreVersion,
-    startedAt: Date.now(),
+    startedAt,
+    draining: () => life.draining,
     limits: rpcLimits(config),
   });
   const control = config.rpc
@@ -168,6 +178,90 @@ async function startRpc(
       })
     : undefined;
   return { rpc, control };
+}
+
+/** Where a server is in its life: draining once shutdown began (the control interface asks). */
+interface Lifecycle {
+  draining: boolean;
+  stopping: Promise<{ drained: boolean; left: number }> | undefined;
+}
+
+/** What the one shutdown path needs of the engine mode it stops. */
+interface EngineStop {
+  /**
+   * Refuse new requests from now on, by the engine's own drain: a stateless 503 with Retry-After
+   * (the engine's, as for a full table), while retransmissions, ACK, CANCEL and responses of the
+   * live transactions still pass.
+   */
+  refuseNew(): void;
+  /** After the drain: close the route, the engine and its sockets. */
+  close(): Promise<void>;
+}
+
+/** Live transactions a drain waits for, over all shards: those not merely waiting on Timer J, K, D… (`Engine.unsettled`). */
+async function unsettled(tm: TransactionEngine): Promise<number> {
+  const st = await tm.stats();
+  return st.current - st.settled;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The shutdown of `siptm serve`, one path for both engines: stop taking control calls and new
+ * requests, wait until no transaction has work left (or --drain-timeout), answer 503 to what is
+ * still unanswered then (a route left it ringing), close the engine and the control server.
+ * Called once per server (`life.stopping` keeps the first call's promise).
+ */
+function shutdownServer(
+  s: {
+    config: ServerConfig;
+    logger: Logger;
+    tm: TransactionEngine;
+    control: ControlServer | undefined;
+    life: Lifecycle;
+    stop: EngineStop;
+  },
+  reason: string | undefined,
+): Promise<{ drained: boolean; left: number }> {
+  const { config, logger, tm, control, life, stop } = s;
+  life.stopping ??= (async () => {
+    logger.info({ reason }, "shutting down");
+    life.draining = true;
+    control?.stopListening();
+    stop.refuseNew();
+    const deadline = Date.now() + config.drainTimeout;
+    let left = await unsettled(tm).catch(() => 0);
+    while (left > 0 && Date.now() < deadline) {
+      await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
+      left = await unsettled(tm).catch(() => 0);
+    }
+    if (left > 0) {
+      logger.warn({ left }, "drain timeout: closing with live transactions");
+      // Requests still unanswered (a route left them ringing) get a final response before the sockets close.
+      const list = await Promise.resolve(tm.audit()).catch(() => []);
+      const answers = await Promise.all(
+        list
+          .filter(
+            (a) =>
+              (a.kind === "ist" || a.kind === "nist") && (a.state === "trying" || a.state === "proceeding"),
+          )
+          .map((a) =>
+            Promise.resolve()
+              .then(() => tm.replyById(a.id, 503, { reason: "Shutting Down" }))
+              .then(
+                () => true,
+                () => false, // ended in the meantime
+              ),
+          ),
+      );
+      // Datagram sends complete asynchronously: let them leave before the sockets close.
+      if (answers.includes(true)) await sleep(50);
+    }
+    await stop.close();
+    await control?.close();
+    return { drained: left === 0, left };
+  })();
+  return life.stopping;
 }
 
 /**
@@ -230,7 +324,7 @@ async function startSharded(
     maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
     rateLimit: config.rateLimit,
     hashKey: config.secret ? deriveKey(config.secret, SHARD_HASH_LABEL) : undefined,
-    // Our own drain below answers what is still ringing at config.drainTimeout; the shards wait a
+    // shutdownServer() answers what is still ringing at config.drainTimeout; the shards wait a
     // little longer so that those 503s still leave through the coordinator's sockets.
     drainTimeoutMs: config.drainTimeout + SHARD_DRAIN_MARGIN_MS,
     logger: { warn: (obj, msg) => logger.warn(obj, msg) },
@@ -255,20 +349,16 @@ async function startSharded(
     // The histograms are counted in the shards (shard-route.ts); read at each scrape.
     histograms: () => sharded.routeCall(SHARD_HISTOGRAMS),
   });
-  let draining = false;
+  const life: Lifecycle = { draining: false, stopping: undefined };
   let ctl: Control;
   try {
     ctl = await startRpc(
       config,
       logger,
-      {
-        tm: sharded,
-        resolveAll: (hop) => local.resolveAll(hop),
-        registrar,
-        sockets,
-        draining: () => draining,
-      },
+      { tm: sharded, resolveAll: (hop) => local.resolveAll(hop), registrar, sockets },
       metrics,
+      life,
+      Date.now(),
     );
   } catch (err) {
     await sharded.close();
@@ -277,50 +367,22 @@ async function startSharded(
     throw err;
   }
   const { control } = ctl;
-  // What a drain waits for: live transactions not merely waiting on Timer J, K, D… (Engine.unsettled).
-  const live = async () => {
-    const st = await sharded.stats();
-    return st.current - st.settled;
+  let closing: Promise<void> | undefined;
+  const stop: EngineStop = {
+    // The coordinator answers new requests 503 at once, and each shard's engine drains (core's
+    // drain()) until the shards close after the drain below (SHARD_DRAIN_MARGIN_MS).
+    refuseNew: () => {
+      closing = sharded.close();
+    },
+    close: async () => {
+      await (closing ?? sharded.close());
+      registrar.stop();
+      publisher?.close();
+      await local.close();
+    },
   };
-
-  let stopping: Promise<{ drained: boolean; left: number }> | undefined;
-  const shutdown = (reason?: string) => {
-    if (!stopping)
-      stopping = (async () => {
-        logger.info({ reason }, "shutting down");
-        draining = true;
-        control?.stopListening();
-        // close(): the coordinator answers new requests 503 at once while the shards drain.
-        const closing = sharded.close();
-        const deadline = Date.now() + config.drainTimeout;
-        let left = await live().catch(() => 0);
-        while (left > 0 && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
-          left = await live().catch(() => 0);
-        }
-        if (left > 0) {
-          logger.warn({ left }, "drain timeout: closing with live transactions");
-          // Requests still unanswered (a route left them ringing) get a final response before the shards stop.
-          const list = await sharded.audit().catch(() => []);
-          await Promise.all(
-            list
-              .filter(
-                (a) =>
-                  (a.kind === "ist" || a.kind === "nist") &&
-                  (a.state === "trying" || a.state === "proceeding"),
-              )
-              .map((a) => sharded.replyById(a.id, 503, { reason: "Shutting Down" }).catch(() => {})),
-          );
-        }
-        await closing;
-        registrar.stop();
-        publisher?.close();
-        await control?.close();
-        await local.close();
-        return { drained: left === 0, left };
-      })();
-    return stopping;
-  };
+  const shutdown = (reason?: string) =>
+    shutdownServer({ config, logger, tm: sharded, control, life, stop }, reason);
 
   return {
     engine: undefined,
@@ -330,7 +392,7 @@ async function startSharded(
     config,
     logger,
     registrar,
-    live,
+    live: () => unsettled(sharded),
     info: {
       version,
       coreVersion,
@@ -432,37 +494,22 @@ async function startOneThread(
   const registrar = new Registrar({ now: () => engine.now(), minExpires: config.minExpires });
   const metrics = new Metrics(engine);
   const scheduler = new Scheduler(engine.clock, (err) => logger.warn({ err }, "route timer callback threw"));
-  let draining = false;
+  const life: Lifecycle = { draining: false, stopping: undefined };
 
   const tm = wrapEngine(engine);
-  const rpc = new RpcServer({
-    tm,
-    resolveAll: (hop) => engine.resolveAll(hop),
-    registrar,
-    sockets,
-    logger: logger.child({ component: "rpc" }),
-    version,
-    coreVersion,
-    startedAt,
-    draining: () => draining,
-    limits: rpcLimits(config),
-  });
   let control: ControlServer | undefined;
-  if (config.rpc) {
-    try {
-      control = await startControl({
-        ...controlOptions(config),
-        host: config.rpc.host,
-        port: config.rpc.port,
-        token: config.rpcToken,
-        rpc,
-        metrics,
-        logger: logger.child({ component: "http" }),
-      });
-    } catch (err) {
-      await closeTransports();
-      throw err;
-    }
+  try {
+    ({ control } = await startRpc(
+      config,
+      logger,
+      { tm, resolveAll: (hop) => engine.resolveAll(hop), registrar, sockets },
+      metrics,
+      life,
+      startedAt,
+    ));
+  } catch (err) {
+    await closeTransports();
+    throw err;
   }
 
   const parts: RouteParts = {
@@ -484,49 +531,23 @@ async function startOneThread(
   }
   installRoute(engine, handlers, parts.logger);
   registrar.start();
-  gate.state = "open";
+  gate.open();
 
-  let stopping: Promise<{ drained: boolean; left: number }> | undefined;
-  const shutdown = (reason?: string) => {
-    if (!stopping)
-      stopping = (async () => {
-        logger.info({ reason }, "shutting down");
-        draining = true;
-        gate.state = "draining";
-        control?.stopListening();
-        const deadline = Date.now() + config.drainTimeout;
-        while (engine.unsettled > 0 && Date.now() < deadline)
-          await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
-        const left = engine.unsettled;
-        if (left > 0) {
-          logger.warn({ left }, "drain timeout: closing with live transactions");
-          // Requests still unanswered (a route left them ringing) get a final response before the sockets close.
-          let answered = 0;
-          for (const a of engine.audit())
-            if ((a.kind === "ist" || a.kind === "nist") && (a.state === "trying" || a.state === "proceeding"))
-              try {
-                engine.replyById(a.id, 503, { reason: "Shutting Down" });
-                answered++;
-              } catch {
-                // ended in the meantime
-              }
-          // Datagram sends complete asynchronously: let them leave before the sockets close.
-          if (answered > 0) await new Promise((r) => setTimeout(r, 50));
-        }
-        await closeRoute(handlers, parts);
-        await control?.close();
-        await engine.close();
-        return { drained: left === 0, left };
-      })();
-    return stopping;
+  const stop: EngineStop = {
+    refuseNew: () => engine.drain(),
+    close: async () => {
+      await closeRoute(handlers, parts);
+      await engine.close();
+    },
   };
+  const shutdown = (reason?: string) => shutdownServer({ config, logger, tm, control, life, stop }, reason);
 
   return {
     engine,
     sharded: undefined,
     tm,
     timers: engine.timerConfig,
-    live: async () => engine.unsettled,
+    live: () => unsettled(tm),
     config,
     logger,
     registrar,

@@ -27,10 +27,10 @@ import type { RouteContext as ShardContext } from "@siptm/workers";
 import type { ServerConfig } from "./config.js";
 import { traceMessage } from "./gate.js";
 import { SHARD_HISTOGRAMS, type ShardHistograms, TxHistograms } from "./histograms.js";
+import type { BoundSocket } from "./local.js";
 import { createLogger } from "./log.js";
 import { Registrar } from "./registrar.js";
 import {
-  type BoundSocket,
   checkHandlers,
   closeRoute,
   installRoute,

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { SERVE_OPTIONS } from "../src/options.js";
 import { CLI, killAll, runCli, serve, sleep, testEngine } from "./helpers.js";
 
@@ -213,7 +214,8 @@ describe("siptm", () => {
     expect(err).toMatch(/sigterm-handlers-at-banner=[1-9]/);
   });
 
-  for (const workers of ["0", "2"])
+  forEachEngine((_bed, _kind, engine) => {
+    const workers = workersFlag(engine);
     it(`--workers ${workers}: transactions answered and only waiting on Timer J/D hold no drain, and nothing is said to be cut short`, async () => {
       // A drain timeout far beyond the test's: waiting for Timer J (32 s) or the drain would time the test out.
       const server = await serve([
@@ -249,6 +251,7 @@ describe("siptm", () => {
         await uac.close();
       }
     });
+  });
 
   it("SIGTERM → a clean exit with status 0", async () => {
     const server = await serve(["--route", "uas"]);

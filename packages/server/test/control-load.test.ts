@@ -8,6 +8,12 @@ import { call, killAll, rpc, type Served, serve, until } from "./helpers.js";
 
 const RINGING = 1500;
 const SHARDED_RINGING = 300;
+/**
+ * Every INVITE and probe comes from one source, and a probe is sent once (no retransmission): the
+ * per-source rate limit (default 1000/s, burst 2000) would drop one of the thousands sent while a
+ * batch is built on a fast run, and the probe loop would wait for it forever.
+ */
+const NO_RATE_LIMIT = ["--rate-limit", "0"];
 
 interface Uac {
   socket: Socket;
@@ -140,7 +146,7 @@ describe("siptm serve with many live transactions, one thread", () => {
   let uac: Uac;
   beforeAll(async () => {
     [server, uac] = await Promise.all([
-      serve(["--route", "uas", "--answer-after", "never", "--rpc-max-page", "20"]),
+      serve(["--route", "uas", "--answer-after", "never", "--rpc-max-page", "20", ...NO_RATE_LIMIT]),
       udpClient(),
     ]);
     await ring(server, uac, RINGING, "ring");
@@ -189,7 +195,17 @@ describe("siptm serve --workers 2 with many live transactions", () => {
   let uac: Uac;
   beforeAll(async () => {
     [server, uac] = await Promise.all([
-      serve(["--route", "uas", "--answer-after", "never", "--workers", "2", "--rpc-max-page", "25"]),
+      serve([
+        "--route",
+        "uas",
+        "--answer-after",
+        "never",
+        "--workers",
+        "2",
+        "--rpc-max-page",
+        "25",
+        ...NO_RATE_LIMIT,
+      ]),
       udpClient(),
     ]);
     await ring(server, uac, SHARDED_RINGING, "shard");

@@ -5,6 +5,7 @@
 // "another server" on this host; the server is a child process, killed in afterAll.
 import type { Engine, ServerTransactionHandle } from "@siptm/core";
 import { afterAll, describe, expect, it } from "vitest";
+import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { call, killAll, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
 
 afterAll(killAll);
@@ -37,7 +38,8 @@ async function peer(): Promise<{ engine: Engine; seen: Seen[]; port: number; clo
   return { engine, seen, port, close: () => engine.close() };
 }
 
-for (const workers of ["0", "2"]) {
+forEachEngine((_bed, _kind, engine) => {
+  const workers = workersFlag(engine);
   describe(`route default, --workers ${workers}`, () => {
     const start = (extra: string[] = []) =>
       serve([
@@ -241,4 +243,4 @@ for (const workers of ["0", "2"]) {
       }
     }, 30_000);
   });
-}
+});

@@ -6,6 +6,7 @@
 // response a transport error. Child processes; everything killed in afterAll.
 import * as net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
+import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { call, killAll, SERVER_TIMERS, type Served, serve, until } from "./helpers.js";
 
 const HOST = "127.0.0.1";
@@ -77,7 +78,8 @@ async function metric(s: Served, name: string): Promise<number | undefined> {
   return line === undefined ? undefined : Number(line.slice(name.length + 1));
 }
 
-for (const workers of ["0", "2"]) {
+forEachEngine((_bed, _kind, engine) => {
+  const workers = workersFlag(engine);
   describe(`siptm serve --workers ${workers}: TCP`, () => {
     it("--tcp-max-per-ip: the connection over the cap is closed at once, counted in tm.stats and /metrics", async () => {
       const s = await serve(["--workers", workers, "--route", "uas", "--tcp-max-per-ip", "2"]);
@@ -159,4 +161,4 @@ for (const workers of ["0", "2"]) {
       expect(elsewhere.got()).toBe("");
     });
   });
-}
+});

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { call, killAll, SERVER_TIMERS, type Served, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
@@ -76,42 +77,45 @@ function traceLines(s: Served): TraceLine[] {
   return out;
 }
 
-describe.each([0, 2])("--trace with --workers %i", (workers) => {
-  let s: Served;
-  beforeAll(async () => {
-    s = await serve(["--route", "uas", "--trace", "--workers", String(workers), ...SERVER_TIMERS]);
-  });
+forEachEngine((_bed, _kind, engine) => {
+  const workers = engine.shards;
+  describe(`--trace with --workers ${workersFlag(engine)}`, () => {
+    let s: Served;
+    beforeAll(async () => {
+      s = await serve(["--route", "uas", "--trace", "--workers", workersFlag(engine), ...SERVER_TIMERS]);
+    });
 
-  it("runs with the workers asked for", () => {
-    if (workers === 0) expect(s.stdout()).toMatch(/workers:\s+1 thread/);
-    else expect(s.stdout()).toMatch(/workers:\s+2 shards/);
-    expect(s.stdout()).toMatch(/logs:\s+every SIP message in and out/);
-  });
+    it("runs with the workers asked for", () => {
+      if (workers === 0) expect(s.stdout()).toMatch(/workers:\s+1 thread/);
+      else expect(s.stdout()).toMatch(/workers:\s+2 shards/);
+      expect(s.stdout()).toMatch(/logs:\s+every SIP message in and out/);
+    });
 
-  it("logs each request in and each response out, with the same fields (and the shard when sharded)", async () => {
-    const ids = [callIdFor(0), callIdFor(1)];
-    const outcomes = await Promise.all(ids.map((id) => options(s, id).final));
-    expect(outcomes.map((o) => o.status)).toEqual([200, 200]);
-    const uacPort = uac.transportFor("UDP")!.localPort;
-    const find = (id: string, dir: "in" | "out") =>
-      traceLines(s).find((l) => l.dir === dir && l.sip.includes(`Call-ID: ${id}\r\n`));
-    await until("the trace lines", () => ids.every((id) => find(id, "in") && find(id, "out")), 10_000);
-    for (const id of ids) {
-      const rx = find(id, "in")!;
-      const tx = find(id, "out")!;
-      for (const l of [rx, tx]) {
-        expect(l.level).toBe(30);
-        expect(l.proto).toBe("UDP");
-        expect(l.peer).toBe(`127.0.0.1:${uacPort}`);
-        expect(l.bytes).toBe(Buffer.byteLength(l.sip));
-        if (workers === 0) expect(l.shard).toBeUndefined();
-        else expect(l.shard).toBe(shardOf(id, workers, SHARD_KEY));
+    it("logs each request in and each response out, with the same fields (and the shard when sharded)", async () => {
+      const ids = [callIdFor(0), callIdFor(1)];
+      const outcomes = await Promise.all(ids.map((id) => options(s, id).final));
+      expect(outcomes.map((o) => o.status)).toEqual([200, 200]);
+      const uacPort = uac.transportFor("UDP")!.localPort;
+      const find = (id: string, dir: "in" | "out") =>
+        traceLines(s).find((l) => l.dir === dir && l.sip.includes(`Call-ID: ${id}\r\n`));
+      await until("the trace lines", () => ids.every((id) => find(id, "in") && find(id, "out")), 10_000);
+      for (const id of ids) {
+        const rx = find(id, "in")!;
+        const tx = find(id, "out")!;
+        for (const l of [rx, tx]) {
+          expect(l.level).toBe(30);
+          expect(l.proto).toBe("UDP");
+          expect(l.peer).toBe(`127.0.0.1:${uacPort}`);
+          expect(l.bytes).toBe(Buffer.byteLength(l.sip));
+          if (workers === 0) expect(l.shard).toBeUndefined();
+          else expect(l.shard).toBe(shardOf(id, workers, SHARD_KEY));
+        }
+        expect(rx.msg).toBe(`<< OPTIONS sip:127.0.0.1:${s.udp} SIP/2.0`);
+        expect(rx.sip.startsWith("OPTIONS ")).toBe(true);
+        expect(tx.msg).toBe(">> SIP/2.0 200 OK");
+        expect(tx.sip.startsWith("SIP/2.0 200 OK\r\n")).toBe(true);
       }
-      expect(rx.msg).toBe(`<< OPTIONS sip:127.0.0.1:${s.udp} SIP/2.0`);
-      expect(rx.sip.startsWith("OPTIONS ")).toBe(true);
-      expect(tx.msg).toBe(">> SIP/2.0 200 OK");
-      expect(tx.sip.startsWith("SIP/2.0 200 OK\r\n")).toBe(true);
-    }
+    });
   });
 });
 
@@ -265,51 +269,54 @@ describe("--workers 2: --max-transactions is the whole server's cap", () => {
   }, 30_000);
 });
 
-describe.each([0, 2])("--workers %i: the per-source rate limit", (workers) => {
-  it("drops a source's new requests past --rate-burst, counted in tm.stats and /metrics", async () => {
-    const s = await serve([
-      "--route",
-      "uas",
-      "--rate-limit",
-      "1/s",
-      "--rate-burst",
-      "3",
-      "--workers",
-      String(workers),
-      ...SERVER_TIMERS,
-    ]);
-    expect(s.stdout()).toMatch(/1 new requests\/s per source IP \(burst 3\)/);
-    const sock = dgram.createSocket("udp4");
-    const answers: string[] = [];
-    sock.on("message", (m) => answers.push(m.toString("latin1")));
-    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
-    try {
-      const port = sock.address().port;
-      const SENT = 12;
-      for (let i = 0; i < SENT; i++)
-        sock.send(
-          `OPTIONS sip:x@127.0.0.1:${s.udp} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKrl${i}\r\n` +
-            `Max-Forwards: 70\r\nFrom: ${FROM};tag=rl${i}\r\nTo: ${TO}\r\nCall-ID: rl-${workers}-${i}\r\n` +
-            "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-          s.udp,
-          "127.0.0.1",
-        );
-      // Each request is either answered or counted as dropped (the bucket refills at 1/s, so at
-      // least the 3 of the burst pass and most of the rest is dropped).
-      let limited = 0;
-      await until("every request answered or counted", async () => {
-        limited = (await call<{ rate_limited: number }>(s.rpc, "tm.stats")).rate_limited;
-        return answers.length + limited === SENT;
-      });
-      expect(answers.length).toBeGreaterThanOrEqual(3);
-      expect(limited).toBeGreaterThan(0);
-      expect(answers.every((a) => a.startsWith("SIP/2.0 200 "))).toBe(true);
-      const metrics = await (await fetch(`http://127.0.0.1:${s.rpc}/metrics`)).text();
-      expect(sample(metrics, "siptm_tm_rate_limited_total")).toBe(limited);
-    } finally {
-      sock.close();
-      s.proc.kill("SIGTERM");
-      await s.exited;
-    }
-  }, 30_000);
+forEachEngine((_bed, _kind, engine) => {
+  const workers = workersFlag(engine);
+  describe(`--workers ${workers}: the per-source rate limit`, () => {
+    it("drops a source's new requests past --rate-burst, counted in tm.stats and /metrics", async () => {
+      const s = await serve([
+        "--route",
+        "uas",
+        "--rate-limit",
+        "1/s",
+        "--rate-burst",
+        "3",
+        "--workers",
+        workers,
+        ...SERVER_TIMERS,
+      ]);
+      expect(s.stdout()).toMatch(/1 new requests\/s per source IP \(burst 3\)/);
+      const sock = dgram.createSocket("udp4");
+      const answers: string[] = [];
+      sock.on("message", (m) => answers.push(m.toString("latin1")));
+      await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
+      try {
+        const port = sock.address().port;
+        const SENT = 12;
+        for (let i = 0; i < SENT; i++)
+          sock.send(
+            `OPTIONS sip:x@127.0.0.1:${s.udp} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKrl${i}\r\n` +
+              `Max-Forwards: 70\r\nFrom: ${FROM};tag=rl${i}\r\nTo: ${TO}\r\nCall-ID: rl-${workers}-${i}\r\n` +
+              "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            s.udp,
+            "127.0.0.1",
+          );
+        // Each request is either answered or counted as dropped (the bucket refills at 1/s, so at
+        // least the 3 of the burst pass and most of the rest is dropped).
+        let limited = 0;
+        await until("every request answered or counted", async () => {
+          limited = (await call<{ rate_limited: number }>(s.rpc, "tm.stats")).rate_limited;
+          return answers.length + limited === SENT;
+        });
+        expect(answers.length).toBeGreaterThanOrEqual(3);
+        expect(limited).toBeGreaterThan(0);
+        expect(answers.every((a) => a.startsWith("SIP/2.0 200 "))).toBe(true);
+        const metrics = await (await fetch(`http://127.0.0.1:${s.rpc}/metrics`)).text();
+        expect(sample(metrics, "siptm_tm_rate_limited_total")).toBe(limited);
+      } finally {
+        sock.close();
+        s.proc.kill("SIGTERM");
+        await s.exited;
+      }
+    }, 30_000);
+  });
 });

@@ -18,8 +18,12 @@
  * shard also takes microseconds, and a test sees the same order of events on
  * both engines.
  *
+ * Both beds have the one shape of a test bed, core's `TestBed` (the core
+ * `Testbed` is the third, for core's own tests), and `BED_KINDS` is the one
+ * list of engine kinds a suite runs on (`forEachEngine`, test/setup/engines.ts).
+ *
  * Every bed made here is checked after each test (test/setup/leak-check.ts,
- * `checkAllEngineBeds`): its clocks are run past the longest timer, and each
+ * core's `checkAllBeds`): its clocks are run past the longest timer, and each
  * engine — each shard — must show created == freed, no proxy context left, an
  * empty table, no armed timer and no reference fault; a sharded engine also
  * no lost transaction, no restart and no main-thread handle left. Then the
@@ -31,12 +35,11 @@ import {
   type Destination,
   type Engine,
   type EngineOptions,
-  type MemoryFaults,
   MemoryNetwork,
   type RequestOptions,
   VirtualClock,
 } from "@siptm/core";
-import { Peer, Testbed } from "@siptm/core/testing";
+import { Peer, type TestBed, Testbed, type TestbedOptions, trackBed, untrackBed } from "@siptm/core/testing";
 import {
   type ClientTransactionLike,
   type MaybePromise,
@@ -51,10 +54,7 @@ import type { RouteContext } from "./shard.js";
 
 export type BedKind = "core" | "sharded";
 
-export interface BedOptions extends Partial<MemoryFaults> {
-  seed?: number;
-  /** Keep the in-memory network's log of message fates (`bed.network.log`). */
-  log?: boolean | number;
+export interface BedOptions extends TestbedOptions {
   /** Sharded beds: shards per engine. Default 2. */
   shards?: number;
 }
@@ -90,12 +90,12 @@ export interface BedEngine extends TransactionEngine {
   hop(protocol?: "UDP" | "TCP"): Destination;
 }
 
-export abstract class EngineBed {
+export abstract class EngineBed implements TestBed<BedEngine, BedEngineOptions> {
   abstract readonly kind: BedKind;
   abstract readonly clock: VirtualClock;
   abstract readonly network: MemoryNetwork;
   constructor() {
-    beds.add(this);
+    trackBed(this);
   }
   abstract engine(opts?: BedEngineOptions): Promise<BedEngine>;
   abstract peer(address: string, port?: number, protocol?: "UDP" | "TCP"): Peer;
@@ -139,6 +139,8 @@ export class CoreBed extends EngineBed {
     super();
     const { shards: _shards, ...rest } = opts;
     this.bed = new Testbed(rest);
+    // Checked as part of this bed (leaks() settles the promise jobs of its routes first).
+    untrackBed(this.bed);
   }
   get clock(): VirtualClock {
     return this.bed.clock;
@@ -302,9 +304,7 @@ export class ShardedBed extends EngineBed {
   }
 
   peer(address: string, port = 5060, protocol: "UDP" | "TCP" = "UDP"): Peer {
-    const peer = new Peer(protocol);
-    peer.transport = this.network.createTransport({ address, port, protocol, sink: peer });
-    return peer;
+    return Peer.on(this.network, address, port, protocol);
   }
 
   /**
@@ -394,31 +394,26 @@ function routeUrl(route: string): string {
   return route.startsWith("file:") ? route : pathToFileURL(route).href;
 }
 
-const beds = new Set<EngineBed>();
-
-/** Called after every test (test/setup/leak-check.ts): checks, closes and forgets every bed made during the test. */
-export async function checkAllEngineBeds(): Promise<string[]> {
-  const problems: string[] = [];
-  const all = [...beds];
-  beds.clear();
-  for (const bed of all) {
-    try {
-      problems.push(...(await bed.leaks()));
-    } catch (err) {
-      problems.push(`${bed.kind} bed: ${err instanceof Error ? err.message : String(err)}`);
-    } finally {
-      await bed.close().catch(() => {});
-    }
-  }
-  return problems;
+/** An engine a suite runs on: its name, kind, shard threads (0: the core engine), and a test bed of it. */
+export interface EngineKind {
+  readonly name: string;
+  readonly kind: BedKind;
+  /** Shard threads; 0 for the one-thread core engine (what `siptm serve --workers` takes). */
+  readonly shards: number;
+  /** A test bed of this engine on a virtual clock. */
+  make(opts?: BedOptions): EngineBed;
 }
 
-/** The two kinds, for `describe.each`. */
-export const BED_KINDS: ReadonlyArray<{
-  name: string;
-  kind: BedKind;
-  make: (opts?: BedOptions) => EngineBed;
-}> = [
-  { name: "core Engine", kind: "core", make: (opts) => new CoreBed(opts) },
-  { name: "ShardedEngine, 2 shards", kind: "sharded", make: (opts) => new ShardedBed(opts) },
-];
+/** The core engine, or the sharded one with `shards` threads (default 2). */
+export function engineKind(kind: BedKind, shards = kind === "core" ? 0 : 2): EngineKind {
+  if (kind === "core") return { name: "core Engine", kind, shards: 0, make: (opts) => new CoreBed(opts) };
+  return {
+    name: `ShardedEngine, ${shards} shard${shards === 1 ? "" : "s"}`,
+    kind,
+    shards,
+    make: (opts) => new ShardedBed({ shards, ...opts }),
+  };
+}
+
+/** The engines every suite runs on: the core Engine and the ShardedEngine with 2 shards. */
+export const BED_KINDS: readonly EngineKind[] = [engineKind("core"), engineKind("sharded")];

@@ -1,10 +1,8 @@
-// The shared flows against the one-thread core Engine, through wrapEngine.
-import { createUdpTransport, Engine } from "@siptm/core";
-import { wrapEngine } from "../src/api.js";
+// The shared flows over real UDP against the one-thread core Engine, through wrapEngine.
+import { BED_KINDS, forEachEngine } from "../../../test/setup/engines.js";
 import { runSuite } from "./shared-suite.js";
 
-runSuite("core Engine (wrapEngine)", async ({ timers, onRequest }) => {
-  const engine = new Engine({ timers, refFaults: "throw", onRequest });
-  engine.addTransport(await createUdpTransport({ address: "127.0.0.1", port: 0, sink: engine }));
-  return { engine: wrapEngine(engine), port: engine.transportFor("UDP")!.localPort };
-});
+forEachEngine(
+  (_bed, _kind, engine) => runSuite(engine),
+  BED_KINDS.filter((k) => k.kind === "core"),
+);

@@ -1,15 +1,9 @@
-// The shared flows against the ShardedEngine, with 1 and 2 shards (worker threads).
-import { ShardedEngine } from "../src/coordinator.js";
+// The shared flows over real UDP against the ShardedEngine (worker threads): with 1 shard, and
+// with the shards of BED_KINDS (2).
+import { BED_KINDS, engineKind, forEachEngine } from "../../../test/setup/engines.js";
 import { runSuite } from "./shared-suite.js";
 
-for (const shards of [1, 2]) {
-  runSuite(`ShardedEngine, ${shards} shard(s)`, async ({ timers, onRequest }) => {
-    const engine = await ShardedEngine.create({
-      shards,
-      listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
-      engine: { timers, refFaults: "throw" },
-      onRequest,
-    });
-    return { engine, port: engine.addresses[0]!.port };
-  });
-}
+forEachEngine(
+  (_bed, _kind, engine) => runSuite(engine),
+  [engineKind("sharded", 1), ...BED_KINDS.filter((k) => k.kind === "sharded")],
+);

@@ -1,11 +1,24 @@
 // One suite of transaction and CANCEL flows over real UDP on 127.0.0.1,
-// written once against `TransactionEngine` and run against the core Engine
-// (through wrapEngine) and the ShardedEngine. The other side of every flow is
-// a plain core Engine on another port. One engine under test per suite, so
-// the last test can check that everything the suite made was freed.
-import type { Engine, ServerEndCause, ServerTransactionHandle, SipRequest, TimerConfig } from "@siptm/core";
+// written once against `TransactionEngine` and run, through `forEachEngine`
+// (test/setup/engines.ts), on engine kinds: the core Engine (through
+// wrapEngine) and the ShardedEngine, made here on real sockets from the kind.
+// The other side of every flow is a plain core Engine on another port. One
+// engine under test per suite, so the last test can check that everything the
+// suite made was freed; the suite's afterAll checks it too (bounded waits: no
+// virtual clock to run past the timers), so no engine of the suite escapes
+// the leak check.
+import {
+  createUdpTransport,
+  Engine,
+  type ServerEndCause,
+  type ServerTransactionHandle,
+  type SipRequest,
+  type TimerConfig,
+} from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ServerTransactionLike, TransactionEngine } from "../src/api.js";
+import type { EngineKind } from "../../../test/setup/engines.js";
+import { type ServerTransactionLike, type TransactionEngine, wrapEngine } from "../src/api.js";
+import { ShardedEngine } from "../src/coordinator.js";
 import { deferred, FAST, FROM, peerEngine, sleep, TO, udp, waitFor } from "./helpers.js";
 
 export interface UnderTest {
@@ -14,10 +27,25 @@ export interface UnderTest {
   port: number;
 }
 
-export type MakeEngine = (opts: {
-  timers: Partial<TimerConfig>;
-  onRequest: (tx: ServerTransactionLike) => void;
-}) => Promise<UnderTest>;
+/** The engine of this kind on an ephemeral UDP port of 127.0.0.1, reference faults thrown. */
+async function makeEngine(
+  kind: EngineKind,
+  opts: { timers: Partial<TimerConfig>; onRequest: (tx: ServerTransactionLike) => void },
+): Promise<UnderTest> {
+  const { timers, onRequest } = opts;
+  if (kind.kind === "core") {
+    const engine = new Engine({ timers, refFaults: "throw", onRequest });
+    engine.addTransport(await createUdpTransport({ address: "127.0.0.1", port: 0, sink: engine }));
+    return { engine: wrapEngine(engine), port: engine.transportFor("UDP")!.localPort };
+  }
+  const engine = await ShardedEngine.create({
+    shards: kind.shards,
+    listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
+    engine: { timers, refFaults: "throw" },
+    onRequest,
+  });
+  return { engine, port: engine.addresses[0]!.port };
+}
 
 /** Run a reply without letting a refused one (TransactionError) escape as an unhandled error. */
 function later(ms: number, fn: () => unknown): void {
@@ -28,8 +56,9 @@ function later(ms: number, fn: () => unknown): void {
   }, ms);
 }
 
-export function runSuite(name: string, makeEngine: MakeEngine): void {
-  describe(name, () => {
+/** The suite on one engine kind (inside forEachEngine's describe). */
+export function runSuite(kind: EngineKind): void {
+  describe("over real UDP", () => {
     let under: UnderTest;
     let peer: Engine;
     let peerPort: number;
@@ -42,14 +71,37 @@ export function runSuite(name: string, makeEngine: MakeEngine): void {
     const toPeer = () => udp(peerPort);
 
     beforeAll(async () => {
-      under = await makeEngine({ timers: FAST, onRequest: (tx) => uas(tx) });
+      under = await makeEngine(kind, { timers: FAST, onRequest: (tx) => uas(tx) });
       const p = await peerEngine({ onRequest: (tx) => peerUas(tx) });
       peer = p.engine;
       peerPort = p.port;
     });
     afterAll(async () => {
-      await under?.engine.close();
-      await peer?.close();
+      try {
+        // The suite's leak check: whatever ran, everything both engines made is freed in the end.
+        if (under) {
+          const engine = under.engine;
+          await waitFor(
+            async () => {
+              const s = await engine.stats();
+              return s.created === s.freed && s.current === 0;
+            },
+            15_000,
+            "the engine under test to free everything",
+          );
+          const s = await engine.stats();
+          expect([s.ref_faults, s.ctx_created - s.ctx_freed]).toEqual([0, 0]);
+          expect(await engine.audit()).toEqual([]);
+        }
+        if (peer) {
+          const p = peer;
+          await waitFor(() => p.stats.created === p.stats.freed, 15_000, "the peer to free everything");
+          expect(p.stats.ref_faults).toBe(0);
+        }
+      } finally {
+        await under?.engine.close();
+        await peer?.close();
+      }
     });
 
     it("OPTIONS → 200, the engine as UAC", async () => {

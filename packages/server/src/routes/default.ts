@@ -31,10 +31,8 @@ import {
   type Uri,
 } from "@siptm/core";
 import type { Binding } from "../registrar.js";
-import type { RouteContext, RouteHandlers } from "../route.js";
+import { ALLOW, type RouteContext, type RouteHandlers } from "../route.js";
 
-const ALLOW =
-  "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
 
 /** The URI of a Route value (name-addr or bare). */

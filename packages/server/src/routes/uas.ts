@@ -8,10 +8,7 @@
  * the engine.
  */
 import { type ServerTransactionHandle, TransactionError } from "@siptm/core";
-import type { RouteContext, RouteHandlers } from "../route.js";
-
-const ALLOW =
-  "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER";
+import { ALLOW, type RouteContext, type RouteHandlers } from "../route.js";
 
 export default function uas(ctx: RouteContext): RouteHandlers {
   const { answerCode, answerAfter } = ctx.config;
