@@ -311,7 +311,7 @@ async function startSharded(
       maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
       advertisedHost: config.advertise,
       aliases: [...config.aliases],
-      mergedRequests: mergedRequestsFor(config),
+      proxy: isProxy(config),
       cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     },
     route: shardRouteUrl({
@@ -457,7 +457,7 @@ async function startOneThread(
     maxTransactions: config.maxTransactions,
     advertisedHost: config.advertise,
     aliases: [...config.aliases],
-    mergedRequests: mergedRequestsFor(config),
+    proxy: isProxy(config),
     rateLimit: config.rateLimit,
     cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     logger: logger.child({ component: "engine" }),
@@ -567,10 +567,10 @@ async function startOneThread(
 export { contactFor, makeIsLocal };
 
 /**
- * Merged-request detection (RFC 3261 §8.2.2.2, 482) is a UAS rule. The
- * `default` route is a proxy, where the same request coming back changed is a
- * spiral to relay; real loops are caught by the proxy's own check (§16.3 item 4).
+ * The `default` route is a stateful proxy: the engine's `proxy` preset (no
+ * merged-request 482, a UAS rule; stray ACKs and late 2xx forwarded where
+ * allowed — the route's own handlers, which log refusals, take their place).
  */
-function mergedRequestsFor(config: ServerConfig): boolean {
-  return config.route !== "default";
+function isProxy(config: ServerConfig): boolean {
+  return config.route === "default";
 }

@@ -29,19 +29,12 @@ import {
   type ServerTransactionHandle,
   TransactionError,
   type Uri,
+  uriOfNameAddr,
 } from "@siptm/core";
 import type { Binding } from "../registrar.js";
 import { ALLOW, type RouteContext, type RouteHandlers } from "../route.js";
 
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
-
-/** The URI of a Route value (name-addr or bare). */
-function routeUri(value: string): string {
-  const lt = value.indexOf("<");
-  if (lt < 0) return value.split(";")[0]!.trim();
-  const gt = value.indexOf(">", lt);
-  return value.slice(lt + 1, gt < 0 ? undefined : gt);
-}
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   const { registrar, logger, engine } = ctx;
@@ -128,7 +121,7 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
       }
       // Ours, and routed nowhere else: a Route naming only us (a UA's outbound proxy setting,
       // §8.1.2) would be removed by loose routing (§16.4) and leave the request with us.
-      if (local && req.headerValues("route").every((r) => ctx.isLocal(routeUri(r)))) {
+      if (local && req.headerValues("route").every((r) => ctx.isLocal(uriOfNameAddr(r)))) {
         let uri: Uri | undefined;
         try {
           uri = parseUri(req.uri);
