@@ -114,22 +114,31 @@ import {
   ACK_NOW,
   BatchReader,
   BatchWriter,
-  CANCEL_KINDS,
-  CAUSES,
   CEV_CANCEL,
   CEV_FINAL,
   CEV_RESPONSE,
   CEV_TERMINATED,
   NOT_TOLD,
+  newClientRecord,
+  newSendRecord,
+  newServerNewRecord,
+  newServerRecord,
+  newSyncRecord,
   REC_CLIENT,
-  REC_IN,
   REC_SEND,
   REC_SERVER,
   REC_SERVER_NEW,
   REC_SYNC,
+  readClient,
+  readSend,
+  readServer,
+  readServerNew,
+  readSync,
   SEV_ACK,
   SEV_CANCEL,
   SEV_TERMINATED,
+  writeIn,
+  writeSync,
 } from "./batch.js";
 import { type Span, scanCallId } from "./callid.js";
 import { type HandleOwner, ShardClientHandle, ShardServerHandle } from "./handles.js";
@@ -432,6 +441,12 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   /** Key of the recent-branch hash: local to this engine, never shared. */
   private readonly branchKey = hashKey(new Uint8Array(randomBytes(16)));
   private readonly via = newViaScan();
+  /** Scratch records the shards' batches are read into (batch.ts), reused record after record. */
+  private readonly sendRecord = newSendRecord();
+  private readonly clientRecord = newClientRecord();
+  private readonly serverNewRecord = newServerNewRecord();
+  private readonly serverRecord = newServerRecord();
+  private readonly syncRecord = newSyncRecord();
   private readonly flushAll = () => {
     this.flushScheduled = false;
     this.recent.rotate(Date.now());
@@ -728,8 +743,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       if (!this.admit(this.slots[shard]!, listener, data, source, kind)) return;
     }
     const slot = this.slots[shard]!;
-    const conn = source.connectionId === undefined ? 0 : source.connectionId + 1;
-    slot.pending.add(REC_IN, listener, source.port, conn, 0, source.address, "", data);
+    writeIn(slot.pending, listener, source.address, source.port, source.connectionId, data);
     slot.inFlight++;
     this.counters.in_messages++;
     if (slot.pending.count >= this.batchMessages || slot.pending.bytes >= this.batchBytes)
@@ -844,33 +858,36 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         case REC_SERVER:
           this.serverEvent(r);
           break;
-        case REC_SYNC:
-          if (slot.inc === inc && slot.syncWait?.seq === r.n0) {
-            slot.nextDue = r.s0 === "" ? undefined : Number(r.s0);
+        case REC_SYNC: {
+          const sync = readSync(r, this.syncRecord);
+          if (slot.inc === inc && slot.syncWait?.seq === sync.seq) {
+            slot.nextDue = sync.time;
             const w = slot.syncWait;
             slot.syncWait = undefined;
             w.done();
           }
           break;
+        }
       }
     }
   }
 
   private sendFor(inc: Incarnation, r: BatchReader): void {
-    const t = this.transports[r.b];
+    const rec = readSend(r, this.sendRecord);
+    const t = this.transports[rec.listener];
     if (!t) return;
     const dest: Destination = {
       protocol: t.protocol,
-      address: r.s0,
-      port: r.w,
-      connectionId: r.n0 === 0 ? undefined : r.n0 - 1,
+      address: rec.address,
+      port: rec.port,
+      connectionId: rec.connectionId,
     };
     this.counters.out_messages++;
-    const id = r.n1;
-    // r.data is a view into the batch: the batch is ours now and never reused, so no copy.
-    if (id === 0) t.send(r.data, dest);
+    const id = rec.errorTarget;
+    // rec.data is a view into the batch: the batch is ours now and never reused, so no copy.
+    if (id === 0) t.send(rec.data, dest);
     else
-      t.send(r.data, dest, {
+      t.send(rec.data, dest, {
         transportError: (err: Error) => {
           if (inc.ended) return;
           const e = err as TransportSendError;
@@ -891,20 +908,21 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   }
 
   private clientEvent(r: BatchReader): void {
-    const handleId = r.n0;
+    const rec = readClient(r, this.clientRecord);
+    const handleId = rec.handleId;
     const h = this.clientHandles.get(handleId);
     if (!h) return;
-    switch (r.b) {
+    switch (rec.event) {
       case CEV_RESPONSE: {
-        const res = this.parse(r.data);
+        const res = this.parse(rec.data);
         if (res && !res.isRequest) h.deliver(() => h.onResponse(res));
         return;
       }
       case CEV_FINAL: {
-        const status = r.w;
-        const reason = r.s0;
-        const cause = CAUSES[r.n1] ?? "response";
-        const own = r.data.length > 0 ? this.parse(r.data) : undefined;
+        const status = rec.status;
+        const reason = rec.text;
+        const cause = rec.cause;
+        const own = rec.data.length > 0 ? this.parse(rec.data) : undefined;
         h.deliver(() => {
           const response = own && !own.isRequest ? own : cause === "response" ? h.lastResponse : undefined;
           h.onFinal(response ? { status, reason, cause, response } : { status, reason, cause });
@@ -912,14 +930,14 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         return;
       }
       case CEV_CANCEL: {
-        const kind = CANCEL_KINDS[r.n1];
+        const kind = rec.cancel;
         let progress: CancelProgress;
         if (kind === "answered") {
-          const res = this.parse(r.data);
+          const res = this.parse(rec.data);
           if (!res || res.isRequest) return;
-          progress = { kind, status: r.w, response: res as SipResponse };
+          progress = { kind, status: rec.status, response: res as SipResponse };
         } else if (kind === "failed") {
-          progress = { kind, cause: r.s0 === "transport-error" ? "transport-error" : "timeout" };
+          progress = { kind, cause: rec.text === "transport-error" ? "transport-error" : "timeout" };
         } else if (kind === "sent" || kind === "not-sent") {
           progress = { kind };
         } else return;
@@ -934,17 +952,18 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   }
 
   private serverNew(slot: Slot, r: BatchReader): void {
-    const id = r.s1;
-    const l = this.listeners[r.b] ?? this.listeners[0]!;
+    const rec = readServerNew(r, this.serverNewRecord);
+    const id = rec.id;
+    const l = this.listeners[rec.listener] ?? this.listeners[0]!;
     const source: Source = {
       protocol: l.protocol,
-      address: r.s0,
-      port: r.w,
+      address: rec.address,
+      port: rec.port,
       localAddress: l.address,
       localPort: l.port,
-      connectionId: r.n0 === 0 ? undefined : r.n0 - 1,
+      connectionId: rec.connectionId,
     };
-    const req = this.parse(r.data);
+    const req = this.parse(rec.data);
     if (!req?.isRequest) return;
     const h = new ShardServerHandle(slot.index, id, req as SipRequest, source, this);
     this.serverHandles.set(id, h);
@@ -961,23 +980,24 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   }
 
   private serverEvent(r: BatchReader): void {
-    const id = r.s1;
+    const rec = readServer(r, this.serverRecord);
+    const id = rec.id;
     const h = this.serverHandles.get(id);
     if (!h) return;
-    switch (r.b) {
+    switch (rec.event) {
       case SEV_CANCEL: {
-        const m = this.parse(r.data);
+        const m = this.parse(rec.data);
         if (m?.isRequest) h.onCancel(m);
         return;
       }
       case SEV_ACK: {
-        const m = this.parse(r.data);
+        const m = this.parse(rec.data);
         if (m?.isRequest) h.onAck(m);
         return;
       }
       case SEV_TERMINATED:
         this.serverHandles.delete(id);
-        h.onTerminated(r.s0 as ServerEndCause);
+        h.onTerminated(rec.cause as ServerEndCause);
         return;
     }
   }
@@ -1201,7 +1221,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         const answered = new Promise<void>((done) => {
           slot.syncWait = { seq, done };
         });
-        slot.pending.add(REC_SYNC, 0, 0, seq, 0, String(t), "");
+        writeSync(slot.pending, seq, t);
         this.flushSlot(slot);
         return Promise.race([answered, inc.dead.catch(() => {})]);
       }),
