@@ -3,7 +3,8 @@
  * `@siptm/workers/testing`, not from `@siptm/workers`): run its shards in
  * lockstep with a virtual clock (`syncShards`, `shardsIdle`, `callsDone`,
  * `shardsNextDue`), kill or stall a shard (`crashShard`, `blockShard`, with
- * the `testHooks` option), and read what the leak check reads (`shardHealth`,
+ * the `testHooks` option), have a shard send its periodic report now
+ * (`reportNow`), and read what the leak check reads (`shardHealth`,
  * `handlesLive`).
  *
  * They are functions of the engine, not methods, so that the public class
@@ -167,6 +168,17 @@ export async function blockShard(engine: ShardedEngine, shard: number, ms: numbe
   const x = internalsOf(engine);
   hooksOn(x);
   await x.supervisor.call(shard, (api) => api.block(ms));
+}
+
+/**
+ * Test hook (`testHooks`): shard `shard` runs its periodic report now (what its `reportIntervalMs`
+ * timer runs): it tells its live count if it changed, and the acknowledgements it held back.
+ * Resolves with the number of batches whose acknowledgement went with this report.
+ */
+export async function reportNow(engine: ShardedEngine, shard: number): Promise<number> {
+  const x = internalsOf(engine);
+  hooksOn(x);
+  return x.supervisor.call(shard, (api) => api.report());
 }
 
 /** What the tests' leak check reads from every running shard. */

@@ -93,7 +93,7 @@ export interface ShardedEngineOptions {
   drainTimeoutMs?: number;
   /** Where the coordinator logs a shard's death. Default: console.warn. */
   logger?: CoordinatorLogger;
-  /** Let tests kill or stall a shard (`crashShard`, `blockShard` of `@siptm/workers/testing`). */
+  /** Let tests kill, stall or prod a shard (`crashShard`, `blockShard`, `reportNow` of `@siptm/workers/testing`). */
   testHooks?: boolean;
   /** Limits of the TCP listeners (connection caps, message deadline, keep-alive budget…); the core's defaults otherwise. */
   tcp?: TcpLimitOptions;

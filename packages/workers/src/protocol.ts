@@ -177,7 +177,12 @@ export interface ShardApi {
   drain(timeoutMs: number): Promise<number>;
   /** Close the engine and end the task (its promise resolves with a ShardExit). */
   shutdown(): void;
-  /** Test hooks (only with `testHooks`; lockstep.ts): die now; block the thread for `ms`, starting right after the answer. */
+  /**
+   * Test hooks (only with `testHooks`; lockstep.ts): die now; block the thread for `ms`, starting
+   * right after the answer; run the periodic report now, answering how many batches' held-back
+   * acknowledgements it carried.
+   */
   crash(mode: "exit" | "throw"): void;
   block(ms: number): void;
+  report(): number;
 }

@@ -200,6 +200,11 @@ class Outbox {
     }
   }
 
+  /** Batches processed whose acknowledgement has not gone yet. */
+  get heldBatches(): number {
+    return this.ackedBatches;
+  }
+
   get pendingTargets(): number {
     return this.targets.size;
   }
@@ -602,6 +607,12 @@ class Shard {
         hooks();
         // Answer first, then block: when the caller hears back, the thread is (about to be) stuck.
         setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms));
+      },
+      report: () => {
+        hooks();
+        const held = this.out.heldBatches;
+        this.tick();
+        return held;
       },
     };
   }

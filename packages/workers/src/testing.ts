@@ -55,6 +55,7 @@ export {
   callsDone,
   crashShard,
   handlesLive,
+  reportNow,
   shardHealth,
   shardsIdle,
   shardsNextDue,
