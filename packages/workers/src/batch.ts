@@ -17,9 +17,19 @@
  * the message layer's text convention), data is message bytes. All little
  * endian. What b, w, n0, n1, s0, s1 mean depends on the type (see REC_*).
  *
+ * Those positional fields are this file's business only: each record kind has
+ * one typed writer (`writeIn`, `writeSend`, `writeClient*`, `writeServerNew`,
+ * `writeServer*`, `writeSync`, the fields as arguments) and one typed reader
+ * (`readIn`, `readSend`, `readClient`, `readServerNew`, `readServer`,
+ * `readSync`), used by the coordinator and the shard alike. A reader fills a
+ * scratch object the caller keeps (one per kind, reused record after record):
+ * no object per record on the read side, as when the fields were read in place.
+ * A connection id travels as `encodeConnectionId` / `decodeConnectionId` say.
+ *
  * The writer keeps references to the pending byte blobs and copies each once,
  * into a buffer of the exact size, at flush time.
  */
+import type { CancelProgress, FinalOutcome, ServerEndCause } from "@siptm/core";
 
 export const BATCH_HEADER = 16;
 export const RECORD_HEADER = 20;
@@ -39,29 +49,36 @@ export const ACK_NOW = 1;
 /**
  * A message received by the coordinator (coordinator → shard).
  * b = listener index (protocol, local address and port), w = source port,
- * n0 = connection id + 1 (0: none), s0 = source address, data = the message.
+ * n0 = connection id (encodeConnectionId), s0 = source address, data = the message.
+ * Written by `writeIn`, read by `readIn`.
  */
 export const REC_IN = 1;
 /**
  * A message to send (shard → coordinator).
- * b = listener index, w = destination port, n0 = connection id + 1 (0: none),
+ * b = listener index, w = destination port, n0 = connection id (encodeConnectionId),
  * n1 = send-error target id (0: nobody to tell), s0 = destination address, data = the message.
+ * Written by `writeSend`, read by `readSend`.
  */
 export const REC_SEND = 2;
 /**
  * An event of a client transaction started from the main thread (shard → coordinator).
  * b = CEV_*, w = status, n0 = handle id, n1 = detail code, s0 = reason or cause, data = a response.
+ * Written by `writeClientResponse`, `writeClientFinal`, `writeClientCancel`,
+ * `writeClientTerminated`; read by `readClient`.
  */
 export const REC_CLIENT = 3;
 /**
  * A new server transaction for the main thread's onRequest (shard → coordinator).
- * b = listener index, w = source port, n0 = connection id + 1, s0 = source address,
+ * b = listener index, w = source port, n0 = connection id (encodeConnectionId), s0 = source address,
  * s1 = transaction id, data = the request (its top Via stamped with received/rport).
+ * Written by `writeServerNew`, read by `readServerNew`.
  */
 export const REC_SERVER_NEW = 4;
 /**
  * An event of a server transaction the main thread holds (shard → coordinator).
- * b = SEV_*, s0 = end cause, s1 = transaction id, data = the CANCEL or ACK.
+ * b = SEV_*, w = status, s0 = end cause, s1 = transaction id, data = the CANCEL or ACK.
+ * Written by `writeServerCancel`, `writeServerAck`, `writeServerTerminated`,
+ * `writeServerFinalSent`; read by `readServer`.
  */
 export const REC_SERVER = 5;
 /**
@@ -70,6 +87,7 @@ export const REC_SERVER = 5;
  * the shard runs what falls due on the way, then answers when it has processed the whole batch.
  * Shard → coordinator: n0 = the same sequence number, s0 = the deadline of the shard's earliest
  * pending timer ("" when none); everything the shard sent before it is in this batch or an earlier one.
+ * Written by `writeSync`, read by `readSync`.
  */
 export const REC_SYNC = 6;
 
@@ -107,6 +125,9 @@ export class BatchWriter {
   private records: PendingRecord[] = [];
   private size = BATCH_HEADER;
 
+  /** `onAdd`: called after each record is added (the shard's outgoing batch schedules its flush). */
+  constructor(private readonly onAdd?: () => void) {}
+
   get count(): number {
     return this.records.length;
   }
@@ -130,6 +151,7 @@ export class BatchWriter {
     if (s1.length > 0xffff) s1 = s1.slice(0, 0xffff);
     this.records.push({ type, b, w, n0, n1, s0, s1, data });
     this.size += RECORD_HEADER + s0.length + s1.length + data.length;
+    this.onAdd?.();
   }
 
   /** Drop what is pending (a shard died before it was flushed…). */
@@ -235,4 +257,270 @@ export class BatchReader {
     this.read++;
     return true;
   }
+}
+
+// --- typed records: one writer and one reader per kind ---------------------------------
+
+/** The largest connection id a record carries (the u32 field holds id + 1; 0 means none). */
+export const MAX_CONNECTION_ID = 0xfffffffe;
+
+/**
+ * A connection id as its u32 field: 0 = none, else id + 1. An id past
+ * MAX_CONNECTION_ID (the core's transports count from 1: four billion
+ * connections) cannot be told and travels as none.
+ */
+export function encodeConnectionId(id: number | undefined): number {
+  return id === undefined || id > MAX_CONNECTION_ID || id < 0 ? 0 : id + 1;
+}
+
+/** The connection id of a u32 field written by `encodeConnectionId`. */
+export function decodeConnectionId(field: number): number | undefined {
+  return field === 0 ? undefined : field - 1;
+}
+
+/** REC_IN: a message the coordinator received on socket `listener` from `address`:`port`. */
+export interface InRecord {
+  listener: number;
+  address: string;
+  port: number;
+  connectionId: number | undefined;
+  data: Buffer;
+}
+
+export function writeIn(
+  w: BatchWriter,
+  listener: number,
+  address: string,
+  port: number,
+  connectionId: number | undefined,
+  data: Uint8Array,
+): void {
+  w.add(REC_IN, listener, port, encodeConnectionId(connectionId), 0, address, "", data);
+}
+
+/** The REC_IN record `r` is on, into `into` (returned). */
+export function readIn(r: BatchReader, into: InRecord): InRecord {
+  into.listener = r.b;
+  into.address = r.s0;
+  into.port = r.w;
+  into.connectionId = decodeConnectionId(r.n0);
+  into.data = r.data;
+  return into;
+}
+
+export function newInRecord(): InRecord {
+  return { listener: 0, address: "", port: 0, connectionId: undefined, data: EMPTY };
+}
+
+/**
+ * REC_SEND: a message for the coordinator to send from socket `listener` to
+ * `address`:`port`; `errorTarget` names whom to tell of a failed send (0: nobody).
+ */
+export interface SendRecord {
+  listener: number;
+  address: string;
+  port: number;
+  connectionId: number | undefined;
+  errorTarget: number;
+  data: Buffer;
+}
+
+export function writeSend(
+  w: BatchWriter,
+  listener: number,
+  address: string,
+  port: number,
+  connectionId: number | undefined,
+  errorTarget: number,
+  data: Uint8Array,
+): void {
+  w.add(REC_SEND, listener, port, encodeConnectionId(connectionId), errorTarget, address, "", data);
+}
+
+export function readSend(r: BatchReader, into: SendRecord): SendRecord {
+  into.listener = r.b;
+  into.address = r.s0;
+  into.port = r.w;
+  into.connectionId = decodeConnectionId(r.n0);
+  into.errorTarget = r.n1;
+  into.data = r.data;
+  return into;
+}
+
+export function newSendRecord(): SendRecord {
+  return { listener: 0, address: "", port: 0, connectionId: undefined, errorTarget: 0, data: EMPTY };
+}
+
+export type FinalCause = FinalOutcome["cause"];
+export type CancelKind = CancelProgress["kind"];
+
+/** REC_CLIENT: an event (CEV_*) of the client transaction behind main-thread handle `handleId`. */
+export interface ClientRecord {
+  event: number;
+  handleId: number;
+  /** CEV_RESPONSE, CEV_FINAL: the status; CEV_CANCEL "answered": the CANCEL's answer's (else 0). */
+  status: number;
+  /** CEV_FINAL: the reason phrase. CEV_CANCEL "failed": the cause. Else "". */
+  text: string;
+  /** CEV_FINAL: the outcome's cause ("response" for any other event, or a cause not known). */
+  cause: FinalCause;
+  /** CEV_CANCEL: the progress kind (undefined for any other event, or a kind not known). */
+  cancel: CancelKind | undefined;
+  /** A response: the one told (CEV_RESPONSE), the final when not the last told (CEV_FINAL), the CANCEL's answer. */
+  data: Buffer;
+}
+
+export function writeClientResponse(
+  w: BatchWriter,
+  handleId: number,
+  status: number,
+  data: Uint8Array,
+): void {
+  w.add(REC_CLIENT, CEV_RESPONSE, status, handleId, 0, "", "", data);
+}
+
+export function writeClientFinal(
+  w: BatchWriter,
+  handleId: number,
+  status: number,
+  reason: string,
+  cause: FinalCause,
+  data: Uint8Array = EMPTY,
+): void {
+  w.add(REC_CLIENT, CEV_FINAL, status, handleId, CAUSES.indexOf(cause), reason, "", data);
+}
+
+/** `status` and `data`: the answer of an "answered" CANCEL; `cause`: why it "failed". */
+export function writeClientCancel(
+  w: BatchWriter,
+  handleId: number,
+  kind: CancelKind,
+  status = 0,
+  cause = "",
+  data: Uint8Array = EMPTY,
+): void {
+  w.add(REC_CLIENT, CEV_CANCEL, status, handleId, CANCEL_KINDS.indexOf(kind), cause, "", data);
+}
+
+export function writeClientTerminated(w: BatchWriter, handleId: number): void {
+  w.add(REC_CLIENT, CEV_TERMINATED, 0, handleId, 0, "", "");
+}
+
+export function readClient(r: BatchReader, into: ClientRecord): ClientRecord {
+  const event = r.b;
+  into.event = event;
+  into.handleId = r.n0;
+  into.status = r.w;
+  into.text = r.s0;
+  into.cause = event === CEV_FINAL ? (CAUSES[r.n1] ?? "response") : "response";
+  into.cancel = event === CEV_CANCEL ? CANCEL_KINDS[r.n1] : undefined;
+  into.data = r.data;
+  return into;
+}
+
+export function newClientRecord(): ClientRecord {
+  return { event: 0, handleId: 0, status: 0, text: "", cause: "response", cancel: undefined, data: EMPTY };
+}
+
+/**
+ * REC_SERVER_NEW: a new server transaction `id` for the main thread's onRequest, its request (the
+ * top Via stamped with received/rport) received on socket `listener` from `address`:`port`.
+ */
+export interface ServerNewRecord {
+  listener: number;
+  address: string;
+  port: number;
+  connectionId: number | undefined;
+  id: string;
+  data: Buffer;
+}
+
+export function writeServerNew(
+  w: BatchWriter,
+  listener: number,
+  address: string,
+  port: number,
+  connectionId: number | undefined,
+  id: string,
+  data: Uint8Array,
+): void {
+  w.add(REC_SERVER_NEW, listener, port, encodeConnectionId(connectionId), 0, address, id, data);
+}
+
+export function readServerNew(r: BatchReader, into: ServerNewRecord): ServerNewRecord {
+  into.listener = r.b;
+  into.address = r.s0;
+  into.port = r.w;
+  into.connectionId = decodeConnectionId(r.n0);
+  into.id = r.s1;
+  into.data = r.data;
+  return into;
+}
+
+export function newServerNewRecord(): ServerNewRecord {
+  return { listener: 0, address: "", port: 0, connectionId: undefined, id: "", data: EMPTY };
+}
+
+/** REC_SERVER: an event (SEV_*) of server transaction `id`, which the main thread holds. */
+export interface ServerRecord {
+  event: number;
+  id: string;
+  /** SEV_TERMINATED: how it ended (else ""). */
+  cause: string;
+  /** SEV_FINAL_SENT: the status that went out (else 0). */
+  status: number;
+  /** SEV_CANCEL, SEV_ACK: the request. */
+  data: Buffer;
+}
+
+export function writeServerCancel(w: BatchWriter, id: string, cancel: Uint8Array): void {
+  w.add(REC_SERVER, SEV_CANCEL, 0, 0, 0, "", id, cancel);
+}
+
+export function writeServerAck(w: BatchWriter, id: string, ack: Uint8Array): void {
+  w.add(REC_SERVER, SEV_ACK, 0, 0, 0, "", id, ack);
+}
+
+export function writeServerTerminated(w: BatchWriter, id: string, cause: ServerEndCause): void {
+  w.add(REC_SERVER, SEV_TERMINATED, 0, 0, 0, cause, id);
+}
+
+export function writeServerFinalSent(w: BatchWriter, id: string, status: number): void {
+  w.add(REC_SERVER, SEV_FINAL_SENT, status, 0, 0, "", id);
+}
+
+export function readServer(r: BatchReader, into: ServerRecord): ServerRecord {
+  into.event = r.b;
+  into.id = r.s1;
+  into.cause = r.s0;
+  into.status = r.w;
+  into.data = r.data;
+  return into;
+}
+
+export function newServerRecord(): ServerRecord {
+  return { event: 0, id: "", cause: "", status: 0, data: EMPTY };
+}
+
+/**
+ * REC_SYNC (lockstep): sequence number `seq` and a time — coordinator → shard, the time to move
+ * the shard's clock to; shard → coordinator, the shard's earliest pending deadline (undefined: none).
+ */
+export interface SyncRecord {
+  seq: number;
+  time: number | undefined;
+}
+
+export function writeSync(w: BatchWriter, seq: number, time: number | undefined): void {
+  w.add(REC_SYNC, 0, 0, seq, 0, time === undefined ? "" : String(time), "");
+}
+
+export function readSync(r: BatchReader, into: SyncRecord): SyncRecord {
+  into.seq = r.n0;
+  into.time = r.s0 === "" ? undefined : Number(r.s0);
+  return into;
+}
+
+export function newSyncRecord(): SyncRecord {
+  return { seq: 0, time: undefined };
 }

@@ -2,7 +2,8 @@
  * The main thread's handles on transactions that live in a shard. They mirror
  * core's ClientTransactionHandle / ServerTransactionHandle (same fields, same
  * events); commands go to the owning shard over the control plane and answer
- * with a promise; events come back in the data-plane batches.
+ * with a promise; events come back in the data-plane batches, and the
+ * `HandleTable` below delivers them.
  */
 import type {
   CancelProgress,
@@ -16,9 +17,25 @@ import type {
   SipResponse,
   Source,
 } from "@siptm/core";
-import { isRefusal } from "@siptm/core";
+import { isRefusal, parseMessage } from "@siptm/core";
 import type { ClientTransactionLike, ServerTransactionLike } from "./api.js";
-import type { CreatedRequest } from "./protocol.js";
+import {
+  type BatchReader,
+  CEV_CANCEL,
+  CEV_FINAL,
+  CEV_RESPONSE,
+  CEV_TERMINATED,
+  newClientRecord,
+  newServerNewRecord,
+  newServerRecord,
+  readClient,
+  readServer,
+  readServerNew,
+  SEV_ACK,
+  SEV_CANCEL,
+  SEV_TERMINATED,
+} from "./batch.js";
+import type { CreatedRequest, ListenerInfo } from "./protocol.js";
 
 /** What the handles need from their engine. */
 export interface HandleOwner {
@@ -204,6 +221,174 @@ export class ShardServerHandle implements ServerTransactionLike {
       fn();
     } catch (err) {
       this.owner.userError(what, err);
+    }
+  }
+}
+
+/**
+ * The main-thread handles of one engine — client ones by handle id, server ones by transaction
+ * id — and the delivery to them of the events the shards' batches carry (batch.ts: REC_CLIENT,
+ * REC_SERVER_NEW, REC_SERVER). A handle leaves the table when its transaction's end is told.
+ */
+export class HandleTable {
+  private readonly client = new Map<number, ShardClientHandle>();
+  private readonly server = new Map<string, ShardServerHandle>();
+  private nextHandle = 0;
+  /** Scratch records the events are read into, reused record after record. */
+  private readonly clientRecord = newClientRecord();
+  private readonly serverNewRecord = newServerNewRecord();
+  private readonly serverRecord = newServerRecord();
+
+  constructor(
+    private readonly owner: HandleOwner & {
+      readonly onRequest: ((tx: ShardServerHandle) => void) | undefined;
+    },
+    /** The coordinator's sockets, in listen order (a record names its socket by index). */
+    private readonly listeners: readonly ListenerInfo[],
+  ) {}
+
+  /** Handles whose transaction has not told its end yet. */
+  get size(): number {
+    return this.client.size + this.server.size;
+  }
+
+  /** A handle for a client transaction about to be started in `shard` (`forgetClient` if it is not). */
+  newClient(
+    shard: number,
+    callId: string,
+    cseq: number,
+    method: string,
+    events: ClientEvents,
+  ): ShardClientHandle {
+    const handleId = ++this.nextHandle;
+    if (this.nextHandle >= 0xfffffff0) this.nextHandle = 0;
+    const h = new ShardClientHandle(shard, handleId, callId, cseq, method, events, this.owner);
+    this.client.set(handleId, h);
+    return h;
+  }
+
+  forgetClient(handleId: number): void {
+    this.client.delete(handleId);
+  }
+
+  /** The transactions held in a shard that is gone: a local outcome, then their end. */
+  failShard(shard: number, outcome: FinalOutcome): void {
+    for (const [id, h] of this.client) {
+      if (h.shard !== shard) continue;
+      this.client.delete(id);
+      h.lost(outcome);
+    }
+    for (const [id, h] of this.server) {
+      if (h.shard !== shard) continue;
+      this.server.delete(id);
+      h.onTerminated("transport-error");
+    }
+  }
+
+  private parse(data: Buffer): ReturnType<typeof parseMessage> | undefined {
+    try {
+      // Copied: the user may keep the message; a view would keep the whole batch alive.
+      return parseMessage(Buffer.from(data));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** An event of a client transaction started here. */
+  clientEvent(r: BatchReader): void {
+    const rec = readClient(r, this.clientRecord);
+    const handleId = rec.handleId;
+    const h = this.client.get(handleId);
+    if (!h) return;
+    switch (rec.event) {
+      case CEV_RESPONSE: {
+        const res = this.parse(rec.data);
+        if (res && !res.isRequest) h.deliver(() => h.onResponse(res));
+        return;
+      }
+      case CEV_FINAL: {
+        const status = rec.status;
+        const reason = rec.text;
+        const cause = rec.cause;
+        const own = rec.data.length > 0 ? this.parse(rec.data) : undefined;
+        h.deliver(() => {
+          const response = own && !own.isRequest ? own : cause === "response" ? h.lastResponse : undefined;
+          h.onFinal(response ? { status, reason, cause, response } : { status, reason, cause });
+        });
+        return;
+      }
+      case CEV_CANCEL: {
+        const kind = rec.cancel;
+        let progress: CancelProgress;
+        if (kind === "answered") {
+          const res = this.parse(rec.data);
+          if (!res || res.isRequest) return;
+          progress = { kind, status: rec.status, response: res as SipResponse };
+        } else if (kind === "failed") {
+          progress = { kind, cause: rec.text === "transport-error" ? "transport-error" : "timeout" };
+        } else if (kind === "sent" || kind === "not-sent") {
+          progress = { kind };
+        } else return;
+        h.deliver(() => h.onCancel(progress));
+        return;
+      }
+      case CEV_TERMINATED:
+        this.client.delete(handleId);
+        h.deliver(() => h.onTerminated());
+        return;
+    }
+  }
+
+  /** A new server transaction for the main thread's onRequest (without one: 501). */
+  serverNew(shard: number, r: BatchReader): void {
+    const rec = readServerNew(r, this.serverNewRecord);
+    const id = rec.id;
+    const l = this.listeners[rec.listener] ?? this.listeners[0]!;
+    const source: Source = {
+      protocol: l.protocol,
+      address: rec.address,
+      port: rec.port,
+      localAddress: l.address,
+      localPort: l.port,
+      connectionId: rec.connectionId,
+    };
+    const req = this.parse(rec.data);
+    if (!req?.isRequest) return;
+    const h = new ShardServerHandle(shard, id, req as SipRequest, source, this.owner);
+    this.server.set(id, h);
+    const handler = this.owner.onRequest;
+    if (!handler) {
+      this.owner.replyById(id, 501).catch(() => {});
+      return;
+    }
+    try {
+      handler(h);
+    } catch (err) {
+      this.owner.userError("onRequest", err);
+    }
+  }
+
+  /** An event of a server transaction handed to onRequest. */
+  serverEvent(r: BatchReader): void {
+    const rec = readServer(r, this.serverRecord);
+    const id = rec.id;
+    const h = this.server.get(id);
+    if (!h) return;
+    switch (rec.event) {
+      case SEV_CANCEL: {
+        const m = this.parse(rec.data);
+        if (m?.isRequest) h.onCancel(m);
+        return;
+      }
+      case SEV_ACK: {
+        const m = this.parse(rec.data);
+        if (m?.isRequest) h.onAck(m);
+        return;
+      }
+      case SEV_TERMINATED:
+        this.server.delete(id);
+        h.onTerminated(rec.cause as ServerEndCause);
+        return;
     }
   }
 }

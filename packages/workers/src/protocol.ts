@@ -20,7 +20,7 @@ import type {
 export type ShardEngineOptions = Omit<
   EngineOptions,
   // rateLimit: the coordinator applies it (ShardedEngineOptions.rateLimit), before any shard.
-  "clock" | "logger" | "onRequest" | "branchPrefix" | "id" | "rateLimit"
+  "clock" | "logger" | "onRequest" | "onStrayAck" | "onStrayResponse" | "branchPrefix" | "id" | "rateLimit"
 >;
 
 /** One socket the coordinator listens on; shards send through it by its index. */
@@ -177,7 +177,12 @@ export interface ShardApi {
   drain(timeoutMs: number): Promise<number>;
   /** Close the engine and end the task (its promise resolves with a ShardExit). */
   shutdown(): void;
-  /** Test hooks (only with `testHooks`): die now; block the thread for `ms`, starting right after the answer. */
+  /**
+   * Test hooks (only with `testHooks`; lockstep.ts): die now; block the thread for `ms`, starting
+   * right after the answer; run the periodic report now, answering how many batches' held-back
+   * acknowledgements it carried.
+   */
   crash(mode: "exit" | "throw"): void;
   block(ms: number): void;
+  report(): number;
 }

@@ -46,21 +46,22 @@ import {
   ACK_NOW,
   BatchReader,
   BatchWriter,
-  CANCEL_KINDS,
-  CAUSES,
-  CEV_CANCEL,
-  CEV_FINAL,
-  CEV_RESPONSE,
-  CEV_TERMINATED,
-  REC_CLIENT,
+  newInRecord,
+  newSyncRecord,
   REC_IN,
-  REC_SEND,
-  REC_SERVER,
-  REC_SERVER_NEW,
   REC_SYNC,
-  SEV_ACK,
-  SEV_CANCEL,
-  SEV_TERMINATED,
+  readIn,
+  readSync,
+  writeClientCancel,
+  writeClientFinal,
+  writeClientResponse,
+  writeClientTerminated,
+  writeSend,
+  writeServerAck,
+  writeServerCancel,
+  writeServerNew,
+  writeServerTerminated,
+  writeSync,
 } from "./batch.js";
 import {
   type BatchLimits,
@@ -120,7 +121,8 @@ interface TargetEntry {
  * observer); targets that are not transactions are swept after 30 s.
  */
 class Outbox {
-  private readonly writer = new BatchWriter();
+  /** Where the shard's records go (batch.ts's typed writers); each one added schedules the flush. */
+  readonly writer = new BatchWriter(() => this.kick());
   private acks = 0;
   private ackedBatches = 0;
   private scheduled = false;
@@ -157,23 +159,7 @@ class Outbox {
         this.targets.set(id, { target: onError, dest, at: performance.now() });
       }
     }
-    const conn = dest.connectionId === undefined ? 0 : dest.connectionId + 1;
-    this.writer.add(REC_SEND, listener, dest.port, conn, id, dest.address, "", data);
-    this.kick();
-  }
-
-  record(
-    type: number,
-    b: number,
-    w: number,
-    n0: number,
-    n1: number,
-    s0: string,
-    s1: string,
-    data?: Uint8Array,
-  ) {
-    this.writer.add(type, b, w, n0, n1, s0, s1, data);
-    this.kick();
+    writeSend(this.writer, listener, dest.address, dest.port, dest.connectionId, id, data);
   }
 
   /**
@@ -213,6 +199,11 @@ class Outbox {
       this.targets.delete(id);
       this.ids.delete(entry.target);
     }
+  }
+
+  /** Batches processed whose acknowledgement has not gone yet. */
+  get heldBatches(): number {
+    return this.ackedBatches;
   }
 
   get pendingTargets(): number {
@@ -315,6 +306,9 @@ class Shard {
   private readonly hooks = new RouteHooks();
   /** Lockstep tests only: the engine's virtual clock, moved by REC_SYNC records. */
   private readonly vclock: VirtualClock | undefined;
+  /** Scratch records the inbound batches are read into (batch.ts), reused record after record. */
+  private readonly inRecord = newInRecord();
+  private readonly syncRecord = newSyncRecord();
 
   constructor(private readonly task: ShardTask) {
     this.listeners = task.listeners;
@@ -421,34 +415,37 @@ class Shard {
     const r = new BatchReader(ab);
     const engine = this.engine;
     const listeners = this.listeners;
+    const rec = this.inRecord;
     let n = 0;
     let sync = -1;
     let syncs = 0;
     while (r.next()) {
       if (r.type === REC_SYNC) {
-        sync = r.n0;
+        const s = readSync(r, this.syncRecord);
+        sync = s.seq;
         syncs++;
-        this.vclock?.advanceTo(Number(r.s0));
+        if (s.time !== undefined) this.vclock?.advanceTo(s.time);
         continue;
       }
       if (r.type !== REC_IN) continue;
-      const l = listeners[r.b];
+      readIn(r, rec);
+      const l = listeners[rec.listener];
       if (!l) continue;
       const source: Source = {
         protocol: l.protocol,
-        address: r.s0,
-        port: r.w,
+        address: rec.address,
+        port: rec.port,
         localAddress: l.address,
         localPort: l.port,
-        connectionId: r.n0 === 0 ? undefined : r.n0 - 1,
+        connectionId: rec.connectionId,
       };
       // A transaction keeps its message's bytes for its whole life. A batch of one message is
       // little more than that message (a few dozen bytes of header and address): keep a view.
       // Out of a bigger batch, copy, or one kept message would keep every other one alive.
-      let data = r.data;
+      let data = rec.data;
       if (r.count > 1) {
-        data = Buffer.allocUnsafe(r.data.length);
-        data.set(r.data);
+        data = Buffer.allocUnsafe(rec.data.length);
+        data.set(rec.data);
       }
       if (this.hooks.tapping) this.hooks.tapIn(data, source);
       engine.onMessage(data, source);
@@ -465,8 +462,7 @@ class Shard {
       // Lockstep: answer once the whole batch is processed and the promise jobs it started have run
       // (a route's async next-hop resolution…), with the shard's next deadline.
       setImmediate(() => {
-        const due = this.vclock?.nextDue();
-        this.out.record(REC_SYNC, 0, 0, sync, 0, due === undefined ? "" : String(due), "");
+        writeSync(this.out.writer, sync, this.vclock?.nextDue());
         this.out.flush();
       });
     }
@@ -475,16 +471,15 @@ class Shard {
   /** Hand a new server transaction to the main thread's onRequest; its events follow it. */
   private forward(tx: ServerTransactionHandle): void {
     const id = tx.id;
-    const out = this.out;
+    const w = this.out.writer;
     tx.events = {
-      onCancel: (cancel) => out.record(REC_SERVER, SEV_CANCEL, 0, 0, 0, "", id, cancel.toBuffer()),
-      onAck: (ack) => out.record(REC_SERVER, SEV_ACK, 0, 0, 0, "", id, ack.toBuffer()),
-      onTerminated: (cause) => out.record(REC_SERVER, SEV_TERMINATED, 0, 0, 0, cause, id),
+      onCancel: (cancel) => writeServerCancel(w, id, cancel.toBuffer()),
+      onAck: (ack) => writeServerAck(w, id, ack.toBuffer()),
+      onTerminated: (cause) => writeServerTerminated(w, id, cause),
     };
     const src = tx.source;
     const listener = this.listenerOf(src);
-    const conn = src.connectionId === undefined ? 0 : src.connectionId + 1;
-    out.record(REC_SERVER_NEW, listener, src.port, conn, 0, src.address, id, tx.request.toBuffer());
+    writeServerNew(w, listener, src.address, src.port, src.connectionId, id, tx.request.toBuffer());
   }
 
   private listenerOf(src: Source): number {
@@ -501,26 +496,25 @@ class Shard {
     handleId: number,
     start: (events: ClientEventsOf) => ClientTransactionHandle,
   ): CreatedRequest {
-    const out = this.out;
+    const w = this.out.writer;
     let last: SipResponse | undefined;
     const h = start({
       onResponse: (res) => {
         last = res;
-        out.record(REC_CLIENT, CEV_RESPONSE, res.status, handleId, 0, "", "", res.toBuffer());
+        writeClientResponse(w, handleId, res.status, res.toBuffer());
       },
       onFinal: (o) => {
         const data = o.response && o.response !== last ? o.response.toBuffer() : EMPTY;
-        out.record(REC_CLIENT, CEV_FINAL, o.status, handleId, CAUSES.indexOf(o.cause), o.reason, "", data);
+        writeClientFinal(w, handleId, o.status, o.reason, o.cause, data);
       },
       onCancel: (p) => {
-        const kind = CANCEL_KINDS.indexOf(p.kind);
         if (p.kind === "answered")
-          out.record(REC_CLIENT, CEV_CANCEL, p.status, handleId, kind, "", "", p.response.toBuffer());
-        else out.record(REC_CLIENT, CEV_CANCEL, 0, handleId, kind, p.kind === "failed" ? p.cause : "", "");
+          writeClientCancel(w, handleId, p.kind, p.status, "", p.response.toBuffer());
+        else writeClientCancel(w, handleId, p.kind, 0, p.kind === "failed" ? p.cause : "");
       },
       onTerminated: () => {
         this.handles.delete(handleId);
-        out.record(REC_CLIENT, CEV_TERMINATED, 0, handleId, 0, "", "");
+        writeClientTerminated(w, handleId);
       },
     });
     if (!h.terminated) this.handles.set(handleId, h);
@@ -614,6 +608,12 @@ class Shard {
         hooks();
         // Answer first, then block: when the caller hears back, the thread is (about to be) stuck.
         setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms));
+      },
+      report: () => {
+        hooks();
+        const held = this.out.heldBatches;
+        this.tick();
+        return held;
       },
     };
   }

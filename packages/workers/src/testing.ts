@@ -49,8 +49,21 @@ import {
 } from "./api.js";
 import { ShardedEngine } from "./coordinator.js";
 import type { ShardServerHandle } from "./handles.js";
+import { callsDone, handlesLive, shardHealth, shardsIdle, shardsNextDue, syncShards } from "./lockstep.js";
 import type { RequestFromOptions, ShardHealth } from "./protocol.js";
 import type { RouteContext } from "./shard.js";
+
+export {
+  blockShard,
+  callsDone,
+  crashShard,
+  handlesLive,
+  reportNow,
+  shardHealth,
+  shardsIdle,
+  shardsNextDue,
+  syncShards,
+} from "./lockstep.js";
 
 export type BedKind = "core" | "sharded";
 
@@ -275,7 +288,7 @@ export class ShardedBed extends EngineBed {
       testHooks: true,
       route: route === undefined ? undefined : routeUrl(route),
     });
-    const health = await engine.health();
+    const health = await shardHealth(engine);
     this.engines.push({ engine, longestTimer: Math.max(0, ...health.map((h) => h.longestTimer)) });
     return {
       kind: "sharded",
@@ -321,21 +334,21 @@ export class ShardedBed extends EngineBed {
       if (Date.now() - started > STEP_LIMIT_MS) throw new Error(`lockstep: no rest at t=${t} ms`);
       await tick();
       // Control calls in flight (a reply from a handler, a cancel…) finish in the shards first.
-      while (!this.engines.every((e) => e.engine.callsDone)) {
+      while (!this.engines.every((e) => callsDone(e.engine))) {
         if (Date.now() - started > STEP_LIMIT_MS) throw new Error("lockstep: a control call never answered");
         await tick();
       }
       let moved = false;
       for (const e of this.engines) {
-        if (synced.has(e) && e.engine.idle) continue;
-        await e.engine.syncShards(t);
+        if (synced.has(e) && shardsIdle(e.engine)) continue;
+        await syncShards(e.engine, t);
         synced.add(e);
         moved = true;
       }
       if (moved) continue;
       if (this.clock.runNext(t)) continue;
       await tick();
-      if (this.engines.every((e) => e.engine.idle) && !this.clock.runNext(t)) {
+      if (this.engines.every((e) => shardsIdle(e.engine)) && !this.clock.runNext(t)) {
         this.clock.advanceTo(t);
         return;
       }
@@ -345,7 +358,7 @@ export class ShardedBed extends EngineBed {
   private nextDue(): number | undefined {
     let due = this.clock.nextDue();
     for (const e of this.engines) {
-      const d = e.engine.shardsNextDue;
+      const d = shardsNextDue(e.engine);
       if (d !== undefined && (due === undefined || d < due)) due = d;
     }
     return due;
@@ -375,12 +388,13 @@ export class ShardedBed extends EngineBed {
     await this.settle();
     const out: string[] = [];
     for (const [i, e] of this.engines.entries()) {
-      for (const h of await e.engine.health()) out.push(...describeLeaks(`engine #${i} shard ${h.shard}`, h));
+      for (const h of await shardHealth(e.engine))
+        out.push(...describeLeaks(`engine #${i} shard ${h.shard}`, h));
       const st = await e.engine.stats();
       if (st.lost !== 0 || st.restarts !== 0)
         out.push(`engine #${i}: ${st.lost} transaction(s) lost, ${st.restarts} shard restart(s)`);
-      if (e.engine.handlesLive !== 0)
-        out.push(`engine #${i}: ${e.engine.handlesLive} main-thread handle(s) never told their end`);
+      if (handlesLive(e.engine) !== 0)
+        out.push(`engine #${i}: ${handlesLive(e.engine)} main-thread handle(s) never told their end`);
     }
     return out;
   }

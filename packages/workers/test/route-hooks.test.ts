@@ -8,6 +8,7 @@ import { newCallId } from "@siptm/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
 import { defaultHashKey, hashKey, shardOf } from "../src/hash.js";
+import { crashShard } from "../src/testing.js";
 import { FAST, FROM, peerEngine, TO, udp } from "./helpers.js";
 
 /** The engines here take the process's default key. */
@@ -77,7 +78,7 @@ describe("routeCall", () => {
     expect(
       ((await se.routeCall("seen")) as Array<{ incarnation: number }>).map((s) => s.incarnation),
     ).toEqual([1, 1]);
-    await se.crashShard(1, "exit");
+    await crashShard(se, 1, "exit");
     await se.ready();
     const after = (await se.routeCall("seen")) as Array<{ shard: number; incarnation: number }>;
     expect(after.map((s) => [s.shard, s.incarnation])).toEqual([

@@ -7,6 +7,7 @@ import { createTcpTransport, type Engine, newCallId, type ServerTransactionHandl
 import { afterEach, describe, expect, it } from "vitest";
 import { SHARD_LOST, ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
 import { defaultHashKey, hashKey, shardOf } from "../src/hash.js";
+import { blockShard, crashShard, reportNow } from "../src/testing.js";
 import { deferred, FAST, FROM, peerEngine, sleep, TO, udp, waitFor } from "./helpers.js";
 
 /** The engines here take the process's default key. */
@@ -235,7 +236,7 @@ describe("a shard dies", () => {
     // Shard 1's last report counts its 5 INVITEs.
     await waitFor(async () => (await se.stats()).shards[1]!.current >= 5, 5000, "shard 1 to report");
 
-    await se.crashShard(1, "exit");
+    await crashShard(se, 1, "exit");
 
     const o0 = await Promise.all(h0.map((h) => h.final));
     const o1 = await Promise.all(h1.map((h) => h.final));
@@ -261,7 +262,7 @@ describe("a shard dies", () => {
 
   it("an uncaught throw in the shard's thread is a death too", async () => {
     const se = await sharded({ testHooks: true, logger: { warn: () => {} } });
-    await se.crashShard(0, "throw");
+    await crashShard(se, 0, "throw");
     await se.ready();
     const s = await se.stats();
     expect(s.restarts).toBe(1);
@@ -281,7 +282,7 @@ describe("backpressure", () => {
 
     // A request of ours whose response will arrive while the shard is stuck.
     const mine = await se.request(options(uas.port));
-    await se.blockShard(0, 500);
+    await blockShard(se, 0, 500);
     const results = await Promise.all(
       Array.from({ length: 20 }, () => flood.engine.request(options(port)).final),
     );
@@ -309,7 +310,7 @@ describe("backpressure", () => {
   it('overload "drop" answers nothing and counts it', async () => {
     const se = await sharded({ shards: 1, route: ROUTE, queueLimit: 2, overload: "drop", testHooks: true });
     const flood = await peer();
-    await se.blockShard(0, 300);
+    await blockShard(se, 0, 300);
     const handles = Array.from({ length: 8 }, () => flood.engine.request(options(se.addresses[0]!.port)));
     await sleep(100);
     const s = await se.stats();
@@ -360,7 +361,7 @@ describe("batching", () => {
       ...(batchesInFlight ? { batchesInFlight } : {}),
     });
     const before = await se.stats();
-    await se.blockShard(0, 400);
+    await blockShard(se, 0, 400);
     await trickle(se.addresses[0]!.port);
     await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "the shard to take all 20");
     const after = await se.stats();
@@ -421,6 +422,37 @@ describe("batching", () => {
   });
 
   it("an acknowledgement held back goes with the periodic report", async () => {
+    // The shard's report timer is out of the way (60 s): the test runs the report itself
+    // (reportNow: what the timer runs), so it sees what crosses back before the report and with it.
+    const se = await sharded({
+      shards: 1,
+      route: ROUTE,
+      batchesInFlight: 4,
+      reportIntervalMs: 60_000,
+      testHooks: true,
+    });
+    const before = await se.stats();
+    await strayAcks(se.addresses[0]!.port, 1);
+    await waitFor(
+      async () => (await se.stats()).shards[0]!.messages === 1,
+      5000,
+      "the shard to take the ACK",
+    );
+    let now = await se.stats();
+    // Processed, and held back: no batch crossed back, the coordinator still counts it in flight.
+    expect(now.in_batches - before.in_batches).toBe(1);
+    expect(now.out_batches - before.out_batches).toBe(0);
+    expect(now.shards[0]!.inFlight).toBe(1);
+    // The report carries the acknowledgement of that one batch (0 if it had gone at once)…
+    expect(await reportNow(se, 0)).toBe(1);
+    await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "the report");
+    // …in the one batch that crossed back.
+    now = await se.stats();
+    expect(now.out_batches - before.out_batches).toBe(1);
+    expect(now.in_batches - before.in_batches).toBe(1);
+  });
+
+  it("the report timer sends a held-back acknowledgement unasked", async () => {
     const se = await sharded({ shards: 1, route: ROUTE, batchesInFlight: 4, reportIntervalMs: 50 });
     await strayAcks(se.addresses[0]!.port, 1);
     await waitFor(async () => (await se.stats()).shards[0]!.inFlight === 0, 5000, "the report");
