@@ -27,7 +27,7 @@ import type { TimerConfig } from "../transaction/config.js";
 import type { SafeCall } from "../transaction/handles.js";
 import { InviteClientTransaction } from "../transaction/ict.js";
 import type { InviteServerTransaction } from "../transaction/ist.js";
-import { NonInviteClientTransaction } from "../transaction/nict.js";
+import { type NictInit, NonInviteClientTransaction } from "../transaction/nict.js";
 import { RefError, type RefReporter, throwingReporter } from "../transaction/refs.js";
 import { clientKey, TransactionTable } from "../transaction/table.js";
 import { type TimerEntry, TimerService } from "../transaction/timers.js";
@@ -146,23 +146,16 @@ export class EngineContext implements TxContext {
   /** Client INVITE: start the CANCEL's own non-INVITE client transaction (§9.1). */
   startCancel(ict: Transaction, cancel: Buffer, dest: Destination): void {
     const invite = ict as InviteClientTransaction;
-    const tx = new NonInviteClientTransaction({
-      id: this.nextId(),
-      ctx: this,
-      timers: invite.timers,
-      reliable: this.addressing.isReliable(dest.protocol),
-      request: cancel,
+    this.startClient({
+      data: cancel,
       dest,
+      method: "CANCEL",
       callId: invite.callId,
       cseq: invite.cseq,
-      method: "CANCEL",
       branch: invite.branch,
       tu: new CancelTu(invite),
+      timers: invite.timers,
     });
-    tx.key = clientKey(invite.branch, "CANCEL");
-    this.created(true);
-    this.table.insert(tx);
-    tx.start();
   }
 
   // --- what the engine and the proxy share --------------------------------------------
@@ -190,36 +183,22 @@ export class EngineContext implements TxContext {
    * request from the user). The caller's `tu` hears its responses.
    */
   startClient(p: ClientStart): InviteClientTransaction | NonInviteClientTransaction {
-    const reliable = this.addressing.isReliable(p.dest.protocol);
-    const timers = p.timers ?? this.timerConfig;
-    const id = this.nextId();
+    // One init for both kinds: the INVITE client transaction ignores `method`.
+    const init: NictInit = {
+      id: this.nextId(),
+      ctx: this,
+      timers: p.timers ?? this.timerConfig,
+      reliable: this.addressing.isReliable(p.dest.protocol),
+      request: p.data,
+      dest: p.dest,
+      callId: p.callId,
+      cseq: p.cseq,
+      method: p.method,
+      branch: p.branch,
+      tu: p.tu,
+    };
     const tx =
-      p.method === "INVITE"
-        ? new InviteClientTransaction({
-            id,
-            ctx: this,
-            timers,
-            reliable,
-            request: p.data,
-            dest: p.dest,
-            callId: p.callId,
-            cseq: p.cseq,
-            branch: p.branch,
-            tu: p.tu,
-          })
-        : new NonInviteClientTransaction({
-            id,
-            ctx: this,
-            timers,
-            reliable,
-            request: p.data,
-            dest: p.dest,
-            callId: p.callId,
-            cseq: p.cseq,
-            method: p.method,
-            branch: p.branch,
-            tu: p.tu,
-          });
+      p.method === "INVITE" ? new InviteClientTransaction(init) : new NonInviteClientTransaction(init);
     tx.key = clientKey(p.branch, p.method);
     this.created(p.local ?? true);
     this.table.insert(tx);
@@ -236,8 +215,7 @@ export class EngineContext implements TxContext {
     }
   };
   userThrew(what: string, err: unknown): void {
-    // A reference fault in throwing mode is an engine bug found by a test: let it out.
-    if (err instanceof RefError && this.report === throwingReporter) throw err;
+    this.letOutTestFault(err);
     this.userErrors++;
     this.logger?.warn({ err, callback: what }, "user callback threw");
   }
@@ -247,9 +225,13 @@ export class EngineContext implements TxContext {
    * process. A reference fault in throwing mode (tests) is let out.
    */
   contain(err: unknown, where: string): void {
-    if (err instanceof RefError && this.report === throwingReporter) throw err;
+    this.letOutTestFault(err);
     this.stats.internal_errors++;
     this.logger?.warn({ err, where }, "exception contained by the engine");
+  }
+  /** A reference fault in throwing mode is an engine bug found by a test: let it out. */
+  private letOutTestFault(err: unknown): void {
+    if (err instanceof RefError && this.report === throwingReporter) throw err;
   }
 
   /**

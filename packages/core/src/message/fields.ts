@@ -189,24 +189,22 @@ export let viaEnd = 0;
  */
 export let viaStrictClean = false;
 
-function hostChar(c: number): boolean {
-  return (
-    (c >= 97 && c <= 122) ||
-    (c >= 65 && c <= 90) ||
-    (c >= 48 && c <= 57) ||
-    c === 45 ||
-    c === 46 ||
-    c === 95 ||
-    c === 126
-  );
-}
-
-/** hostChar as a table. */
+/** Host characters as a table: alphanum - . _ ~ */
 const HOST_CHARS = (() => {
   const t = new Uint8Array(256);
-  for (let c = 0; c < 256; c++) t[c] = hostChar(c) ? 1 : 0;
+  for (let c = 48; c <= 57; c++) t[c] = 1;
+  for (let c = 65; c <= 90; c++) t[c] = 1;
+  for (let c = 97; c <= 122; c++) t[c] = 1;
+  for (const ch of "-._~") t[ch.charCodeAt(0)] = 1;
   return t;
 })();
+
+/** Past the "/" (and the whitespace around it) between two sent-protocol parts starting at j. */
+function pastSlash(b: Uint8Array, j: number, e: number): number {
+  const i = skipWs(b, j, e);
+  if (i >= e || b[i] !== 47) throw viaError("bad sent-protocol", i);
+  return skipWs(b, i + 1, e);
+}
 
 /** Scan a host (hostname, IPv4 or bracketed IPv6 reference) from i; returns its end or -1. */
 export function scanHost(b: Uint8Array, i: number, e: number): number {
@@ -424,16 +422,12 @@ function scanVia(
     if (j === i) throw viaError("missing sent-protocol", i);
     const protoEnd = j;
     const protoStart = i;
-    i = skipWs(b, j, e);
-    if (i >= e || b[i] !== 47) throw viaError("bad sent-protocol", i);
-    i = skipWs(b, i + 1, e);
+    i = pastSlash(b, j, e);
     j = scanToken(b, i, e);
     if (j === i) throw viaError("bad sent-protocol version", i);
     const verStart = i;
     const verEnd = j;
-    i = skipWs(b, j, e);
-    if (i >= e || b[i] !== 47) throw viaError("bad sent-protocol", i);
-    i = skipWs(b, i + 1, e);
+    i = pastSlash(b, j, e);
     if (scanToken(b, i, e) === i) throw viaError("missing transport", i);
     if (
       protoEnd - protoStart !== 3 ||

@@ -17,6 +17,7 @@
  */
 
 import { SipParseError } from "./errors.js";
+import { TOKEN_CHARS as TOKEN_TABLE } from "./text.js";
 import { DEFAULT_PARSE_LIMITS, type ParseLimits } from "./types.js";
 
 const PHASE_IDLE = 0; // between messages: keep-alives or a start line
@@ -25,23 +26,8 @@ const PHASE_BODY = 2; // waiting for Content-Length body octets
 
 export type KeepAliveKind = "ping" | "pong";
 
-function isTokenByte(c: number): boolean {
-  return (
-    (c >= 97 && c <= 122) ||
-    (c >= 65 && c <= 90) ||
-    (c >= 48 && c <= 57) ||
-    c === 45 ||
-    c === 46 ||
-    c === 33 ||
-    c === 37 ||
-    c === 42 ||
-    c === 95 ||
-    c === 43 ||
-    c === 96 ||
-    c === 39 ||
-    c === 126
-  );
-}
+/** Module-local alias of the token table (read once per byte). */
+const TOKEN_CHARS = TOKEN_TABLE;
 
 function framingError(code: string, reason: string, status = 400): SipParseError {
   return new SipParseError(code, reason, -1, status, "unknown");
@@ -61,7 +47,7 @@ function contentLengthOf(b: Buffer, a: number, e: number, max: number): number {
   while (p < e) {
     // p is at the start of a header line
     const ls = p;
-    while (p < e && isTokenByte(b[p]!)) p++;
+    while (p < e && TOKEN_CHARS[b[p]!] === 1) p++;
     const nameLen = p - ls;
     let isCl = false;
     if (nameLen === 1) isCl = (b[ls]! | 0x20) === 108;

@@ -172,13 +172,7 @@ export class MemoryNetwork {
   }
 
   private routeDatagram(from: MemoryTransport, data: Buffer, dest: Destination): void {
-    const source: Source = {
-      protocol: "UDP",
-      address: from.localAddress,
-      port: from.localPort,
-      localAddress: dest.address,
-      localPort: dest.port,
-    };
+    const source = sourceOf("UDP", from, dest.address, dest.port);
     const to = describe("UDP", dest.address, dest.port);
     const fromText = describe("UDP", from.localAddress, from.localPort);
     // Always four draws per datagram, so changing one probability does not shift the others' streams.
@@ -230,11 +224,7 @@ export class MemoryNetwork {
     const toA = conn.b === from;
     const peer = toA ? conn.a : conn.b;
     const source: Source = {
-      protocol: "TCP",
-      address: from.localAddress,
-      port: from.localPort,
-      localAddress: peer.localAddress,
-      localPort: peer.localPort,
+      ...sourceOf("TCP", from, peer.localAddress, peer.localPort),
       connectionId: conn.id,
     };
     const fromText = describe("TCP", from.localAddress, from.localPort);
@@ -388,6 +378,16 @@ function describe(protocol: string, address: string, port: number): string {
   return `${protocol} ${hostPort(address, port)}`;
 }
 
+/** Where a message from `from` comes from, as its receiver at localAddress:localPort sees it. */
+function sourceOf(
+  protocol: "UDP" | "TCP",
+  from: MemoryTransport,
+  localAddress: string,
+  localPort: number,
+): Source {
+  return { protocol, address: from.localAddress, port: from.localPort, localAddress, localPort };
+}
+
 function checkFaults(f: MemoryFaults): void {
   for (const name of ["loss", "duplicate", "reorder"] as const) {
     const v = f[name];
@@ -397,8 +397,11 @@ function checkFaults(f: MemoryFaults): void {
   if (!(f.reorderDelayMs >= 0)) throw new RangeError(`MemoryNetwork: reorderDelayMs must be >= 0`);
 }
 
-/** mulberry32: a small 32-bit PRNG, plenty for fault injection. Returns [0, 1). */
-function mulberry32(seed: number): () => number {
+/**
+ * mulberry32: a small 32-bit PRNG, plenty for fault injection. Returns [0, 1).
+ * Exported for the tests that want a seeded sequence of their own.
+ */
+export function mulberry32(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;

@@ -4,7 +4,8 @@ import { type Clock, RealClock } from "../clock.js";
 import { StreamFramer } from "../message/stream.js";
 import type { ParseLimits } from "../message/types.js";
 import { normalizeAddress } from "./address.js";
-import { TransportBindError, TransportSendError } from "./errors.js";
+import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { TransportSendError } from "./errors.js";
 import {
   type Destination,
   newTransportStats,
@@ -800,28 +801,17 @@ export class TcpTransport implements Transport {
 
 /** Listen on `address:port`. Rejects with `TransportBindError` when the listen fails. */
 export async function createTcpTransport(opts: TcpTransportOptions): Promise<TcpTransport> {
-  const family = net.isIP(opts.address);
-  if (family === 0)
-    throw new TypeError(`TCP transport: address must be an IP literal, got "${opts.address}"`);
-  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
-    throw new RangeError(`TCP transport: bad port ${opts.port}`);
-  }
+  const family = checkBindTarget("TCP", opts.address, opts.port);
   // Half-open: after a client's FIN its responses still go out on the connection (RFC 3261 §18.2.2).
   const server = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => {
-      server.off("listening", onListening);
-      server.close();
-      reject(new TransportBindError("TCP", opts.address, opts.port, err));
-    };
-    const onListening = () => {
-      server.off("error", onError);
-      resolve();
-    };
-    server.once("error", onError);
-    server.once("listening", onListening);
-    server.listen({ host: opts.address, port: opts.port, exclusive: true, ipv6Only: family === 6 });
-  });
+  await bindOrThrow(
+    server,
+    "TCP",
+    opts.address,
+    opts.port,
+    () => server.listen({ host: opts.address, port: opts.port, exclusive: true, ipv6Only: family === 6 }),
+    () => server.close(),
+  );
   const bound = server.address() as net.AddressInfo;
   return new TcpTransport(server, opts, bound.port);
 }

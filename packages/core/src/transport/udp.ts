@@ -1,7 +1,8 @@
 import * as dgram from "node:dgram";
 import * as dns from "node:dns";
 import { isIP } from "node:net";
-import { TransportBindError, TransportSendError } from "./errors.js";
+import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { TransportSendError } from "./errors.js";
 import type { Destination, SendErrorTarget, Source, Transport, TransportSink } from "./types.js";
 
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -94,36 +95,26 @@ export class UdpTransport implements Transport {
 
 /** Bind a UDP socket and start receiving. Rejects with `TransportBindError` when the bind fails. */
 export async function createUdpTransport(opts: UdpTransportOptions): Promise<UdpTransport> {
-  const family = isIP(opts.address);
-  if (family === 0)
-    throw new TypeError(`UDP transport: address must be an IP literal, got "${opts.address}"`);
-  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
-    throw new RangeError(`UDP transport: bad port ${opts.port}`);
-  }
+  const family = checkBindTarget("UDP", opts.address, opts.port);
   const socket = dgram.createSocket({
     type: family === 6 ? "udp6" : "udp4",
     ipv6Only: family === 6,
     lookup: literalLookup,
   });
-
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => {
-      socket.off("listening", onListening);
+  await bindOrThrow(
+    socket,
+    "UDP",
+    opts.address,
+    opts.port,
+    () => socket.bind({ address: opts.address, port: opts.port, exclusive: true }),
+    () => {
       try {
         socket.close();
       } catch {
         // never bound: nothing to close
       }
-      reject(new TransportBindError("UDP", opts.address, opts.port, err));
-    };
-    const onListening = () => {
-      socket.off("error", onError);
-      resolve();
-    };
-    socket.once("error", onError);
-    socket.once("listening", onListening);
-    socket.bind({ address: opts.address, port: opts.port, exclusive: true });
-  });
+    },
+  );
 
   // From here on, socket errors (ICMP port unreachable reported on a later send,
   // a send without callback that failed) must never become an uncaught 'error'.

@@ -12,6 +12,7 @@ import {
   type ResolverOptions,
   type SrvRecord,
 } from "../../src/proxy/resolver.js";
+import { mulberry32 } from "../../src/transport/memory.js";
 import type { Destination } from "../../src/transport/types.js";
 
 type Rec = { naptr: NaptrRecord; srv: SrvRecord; a: string | { address: string; ttl: number }; aaaa: string };
@@ -81,18 +82,6 @@ const tls = (address: string, port = 5061): Destination => ({ protocol: "TLS", a
 function seq(...values: number[]): () => number {
   let i = 0;
   return () => values[i++ % values.length]!;
-}
-
-/** A seeded PRNG (mulberry32), for statistics. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function setup(dns: FakeDns, opts: Omit<ResolverOptions, "dns" | "clock"> = {}) {
@@ -407,7 +396,7 @@ describe("SRV ordering (RFC 2782)", () => {
   });
 
   it("first picks follow the weights (seeded PRNG)", () => {
-    const random = seeded(42);
+    const random = mulberry32(42);
     const first: Record<string, number> = {};
     const group = [srv("a", 1, 1, 60), srv("b", 1, 1, 30), srv("c", 1, 1, 10)];
     for (let i = 0; i < 10_000; i++) {
