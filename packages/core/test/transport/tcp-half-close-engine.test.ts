@@ -8,18 +8,15 @@ import { internals } from "../../src/engine/context.js";
 import { Engine } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
+import { closeAll, HOST, rawClient, servers, sockets } from "./tcp-helpers.js";
 
-const HOST = "127.0.0.1";
 const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 
 const engines: Engine[] = [];
-const sockets: net.Socket[] = [];
-const servers: net.Server[] = [];
 
 afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
+  await closeAll();
   await Promise.all(engines.splice(0).map((e) => e.close()));
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
 });
 
 async function uas(): Promise<{ engine: Engine; tcp: TcpTransport; pending: ServerTransactionHandle[] }> {
@@ -53,19 +50,6 @@ function request(method: string, callId: string, viaPort: number): Buffer {
   return Buffer.from(text, "latin1");
 }
 
-async function client(port: number): Promise<{ socket: net.Socket; read: () => string }> {
-  const socket = net.connect({ host: HOST, port });
-  sockets.push(socket);
-  const chunks: Buffer[] = [];
-  socket.on("data", (c: Buffer) => chunks.push(c));
-  socket.on("error", () => {});
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
-  return { socket, read: () => Buffer.concat(chunks).toString("latin1") };
-}
-
 /** A listener on the request's Via port: where a response would go on a new connection. */
 async function decoy(): Promise<{ port: number; got: () => string }> {
   const server = net.createServer();
@@ -79,40 +63,41 @@ async function decoy(): Promise<{ port: number; got: () => string }> {
   return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
 }
 
+/**
+ * A request, then the client's FIN; once the request is in (an INVITE: its
+ * 180 came back) and the connection half-closed, the 200: it arrives on the
+ * connection, nothing goes to the Via address, no transport error.
+ */
+async function finalAfterFin(method: string, callId: string): Promise<Engine> {
+  const { engine, tcp, pending } = await uas();
+  const elsewhere = await decoy();
+  const c = await rawClient(tcp.localPort);
+  c.socket.end(request(method, callId, elsewhere.port));
+  if (method === "INVITE") await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
+  else await vi.waitFor(() => expect(pending).toHaveLength(1));
+  const id = pending[0]!.source.connectionId!;
+  await vi.waitFor(() => expect(tcp.isHalfClosed(id)).toBe(true));
+  pending[0]!.reply(200);
+  await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 200 OK"));
+  expect(elsewhere.got()).toBe("");
+  expect(engine.snapshot().transport_errors).toBe(0);
+  return engine;
+}
+
 describe("TCP half-close and server transactions (RFC 3261 §18.2.2)", () => {
   it("OPTIONS, then the client's FIN: the 200 still arrives on the connection", async () => {
-    const { engine, tcp, pending } = await uas();
-    const elsewhere = await decoy();
-    const c = await client(tcp.localPort);
-    c.socket.end(request("OPTIONS", "hc-options", elsewhere.port));
-    await vi.waitFor(() => expect(pending).toHaveLength(1));
-    const id = pending[0]!.source.connectionId!;
-    await vi.waitFor(() => expect(tcp.isHalfClosed(id)).toBe(true));
-    pending[0]!.reply(200);
-    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 200 OK"));
-    expect(elsewhere.got()).toBe("");
-    expect(engine.snapshot().transport_errors).toBe(0);
+    const engine = await finalAfterFin("OPTIONS", "hc-options");
     expect(engine.snapshot().tcp_send_errors).toBe(0);
   });
 
   it("INVITE, then the client's FIN: the 180 and the later 200 both arrive", async () => {
-    const { engine, tcp, pending } = await uas();
-    const elsewhere = await decoy();
-    const c = await client(tcp.localPort);
-    c.socket.end(request("INVITE", "hc-invite", elsewhere.port));
-    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
-    const id = pending[0]!.source.connectionId!;
-    await vi.waitFor(() => expect(tcp.isHalfClosed(id)).toBe(true));
-    pending[0]!.reply(200);
-    await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 200 OK"));
-    expect(elsewhere.got()).toBe("");
-    expect(engine.snapshot().transport_errors).toBe(0);
+    await finalAfterFin("INVITE", "hc-invite");
   });
 
   it("INVITE, then a full close: the 200 written later is a transport error of the transaction", async () => {
     const { engine, tcp, pending } = await uas();
     const elsewhere = await decoy();
-    const c = await client(tcp.localPort);
+    const c = await rawClient(tcp.localPort);
     c.socket.write(request("INVITE", "fc-invite", elsewhere.port));
     await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
     const id = pending[0]!.source.connectionId!;

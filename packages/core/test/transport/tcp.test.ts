@@ -1,76 +1,18 @@
 import * as net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { TransportBindError, TransportSendError } from "../../src/transport/errors.js";
-import { createTcpTransport, type TcpTransport, type TcpTransportOptions } from "../../src/transport/tcp.js";
-import type { Destination, Source, TransportSink } from "../../src/transport/types.js";
-
-const HOST = "127.0.0.1";
-
-function sipMessage(callId: string, body = "hello"): Buffer {
-  return Buffer.from(
-    `OPTIONS sip:bob@${HOST} SIP/2.0\r\n` +
-      `Via: SIP/2.0/TCP ${HOST}:5060;branch=z9hG4bK-${callId}\r\n` +
-      "From: <sip:alice@127.0.0.1>;tag=1\r\n" +
-      "To: <sip:bob@127.0.0.1>\r\n" +
-      `Call-ID: ${callId}\r\n` +
-      "CSeq: 1 OPTIONS\r\n" +
-      "Max-Forwards: 70\r\n" +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      "\r\n" +
-      body,
-    "latin1",
-  );
-}
-
-interface Received {
-  data: Buffer;
-  source: Source;
-}
-
-function collector(): TransportSink & { received: Received[]; framingErrors: Array<[Error, Source]> } {
-  const received: Received[] = [];
-  const framingErrors: Array<[Error, Source]> = [];
-  return {
-    received,
-    framingErrors,
-    onMessage(data, source) {
-      received.push({ data, source });
-    },
-    onFramingError(err, source) {
-      framingErrors.push([err, source]);
-    },
-  };
-}
-
-const transports: TcpTransport[] = [];
-const sockets: net.Socket[] = [];
-const servers: net.Server[] = [];
-
-async function transport(
-  opts: Partial<TcpTransportOptions> & { sink: TransportSink },
-): Promise<TcpTransport> {
-  const t = await createTcpTransport({ address: HOST, port: 0, ...opts });
-  transports.push(t);
-  return t;
-}
-
-/** A raw client socket to a transport, with everything it reads collected. */
-async function rawClient(
-  port: number,
-): Promise<{ socket: net.Socket; read: () => string; closed: Promise<void> }> {
-  const socket = net.connect({ host: HOST, port });
-  sockets.push(socket);
-  socket.setNoDelay(true);
-  const chunks: Buffer[] = [];
-  socket.on("data", (c: Buffer) => chunks.push(c));
-  socket.on("error", () => {}); // resets are expected in some tests
-  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
-  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed };
-}
+import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
+import type { Destination, TransportSink } from "../../src/transport/types.js";
+import {
+  closeAll,
+  collector,
+  HOST,
+  rawClient,
+  servers,
+  sipMessage,
+  sockets,
+  transport,
+} from "./tcp-helpers.js";
 
 /** A port with nobody listening: listen on an ephemeral port, then close. */
 async function deadPort(): Promise<number> {
@@ -83,11 +25,7 @@ async function deadPort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await Promise.all(transports.splice(0).map((t) => t.close()));
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-});
+afterEach(closeAll);
 
 describe("TCP transport", () => {
   it("listens on an ephemeral port; reliable", async () => {

@@ -1,0 +1,96 @@
+// What the TCP transport tests share: a SIP message to frame, a sink that
+// collects, transports and raw client sockets closed after every test.
+import * as net from "node:net";
+import { createTcpTransport, type TcpTransport, type TcpTransportOptions } from "../../src/transport/tcp.js";
+import type { Source, TransportSink } from "../../src/transport/types.js";
+
+export const HOST = "127.0.0.1";
+
+/** An OPTIONS over TCP with `body`, its Via sent-by on `viaPort`. */
+export function sipMessage(callId: string, body = "hello", viaPort = 5060): Buffer {
+  return Buffer.from(
+    `OPTIONS sip:bob@${HOST} SIP/2.0\r\n` +
+      `Via: SIP/2.0/TCP ${HOST}:${viaPort};branch=z9hG4bK-${callId}\r\n` +
+      "From: <sip:alice@127.0.0.1>;tag=1\r\n" +
+      "To: <sip:bob@127.0.0.1>\r\n" +
+      `Call-ID: ${callId}\r\n` +
+      "CSeq: 1 OPTIONS\r\n" +
+      "Max-Forwards: 70\r\n" +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      "\r\n" +
+      body,
+    "latin1",
+  );
+}
+
+export interface Received {
+  data: Buffer;
+  source: Source;
+}
+
+/** A sink that keeps every message and framing error it is given. */
+export function collector(): TransportSink & { received: Received[]; framingErrors: Array<[Error, Source]> } {
+  const received: Received[] = [];
+  const framingErrors: Array<[Error, Source]> = [];
+  return {
+    received,
+    framingErrors,
+    onMessage(data, source) {
+      received.push({ data, source });
+    },
+    onFramingError(err, source) {
+      framingErrors.push([err, source]);
+    },
+  };
+}
+
+const transports: TcpTransport[] = [];
+/** Sockets and servers a test opened: destroyed and closed by closeAll. */
+export const sockets: net.Socket[] = [];
+export const servers: net.Server[] = [];
+
+/** A TCP transport on an ephemeral port of HOST, closed by closeAll. */
+export async function transport(
+  opts: Partial<TcpTransportOptions> & { sink: TransportSink },
+): Promise<TcpTransport> {
+  const t = await createTcpTransport({ address: HOST, port: 0, ...opts });
+  transports.push(t);
+  return t;
+}
+
+export interface RawClient {
+  socket: net.Socket;
+  /** Everything read so far, as latin1 text (one character a byte). */
+  read: () => string;
+  closed: Promise<void>;
+  isClosed: () => boolean;
+}
+
+/** A raw client socket to a transport, with everything it reads collected. */
+export async function rawClient(port: number): Promise<RawClient> {
+  const socket = net.connect({ host: HOST, port });
+  sockets.push(socket);
+  socket.setNoDelay(true);
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  socket.on("error", () => {}); // resets are expected in some tests
+  let isClosed = false;
+  const closed = new Promise<void>((resolve) =>
+    socket.once("close", () => {
+      isClosed = true;
+      resolve();
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed, isClosed: () => isClosed };
+}
+
+/** For afterEach: destroy the sockets, close the transports and the servers. */
+export async function closeAll(): Promise<void> {
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(transports.splice(0).map((t) => t.close()));
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+}
