@@ -1,14 +1,9 @@
-// Server transactions over a TCP connection whose client half-closed (or fully
-// closed) it after its request: RFC 3261 §18.2.2 — the response uses the
-// existing connection while it can be written to, and a response that cannot
-// be delivered is a transport error the transaction sees.
-import * as net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { internals } from "../../src/engine/context.js";
 import { Engine } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
-import { closeAll, HOST, rawClient, servers, sockets } from "./tcp-helpers.js";
+import { closeAll, HOST, listener, rawClient } from "./tcp-helpers.js";
 
 const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 
@@ -50,19 +45,6 @@ function request(method: string, callId: string, viaPort: number): Buffer {
   return Buffer.from(text, "latin1");
 }
 
-/** A listener on the request's Via port: where a response would go on a new connection. */
-async function decoy(): Promise<{ port: number; got: () => string }> {
-  const server = net.createServer();
-  servers.push(server);
-  const chunks: Buffer[] = [];
-  server.on("connection", (s) => {
-    sockets.push(s);
-    s.on("data", (d: Buffer) => chunks.push(d));
-  });
-  await new Promise<void>((resolve) => server.listen({ host: HOST, port: 0 }, resolve));
-  return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
-}
-
 /**
  * A request, then the client's FIN; once the request is in (an INVITE: its
  * 180 came back) and the connection half-closed, the 200: it arrives on the
@@ -70,7 +52,8 @@ async function decoy(): Promise<{ port: number; got: () => string }> {
  */
 async function finalAfterFin(method: string, callId: string): Promise<Engine> {
   const { engine, tcp, pending } = await uas();
-  const elsewhere = await decoy();
+  // A listener on the request's Via port: where a response would go on a new connection.
+  const elsewhere = await listener();
   const c = await rawClient(tcp.localPort);
   c.socket.end(request(method, callId, elsewhere.port));
   if (method === "INVITE") await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
@@ -96,7 +79,8 @@ describe("TCP half-close and server transactions (RFC 3261 §18.2.2)", () => {
 
   it("INVITE, then a full close: the 200 written later is a transport error of the transaction", async () => {
     const { engine, tcp, pending } = await uas();
-    const elsewhere = await decoy();
+    // A listener on the request's Via port: where a response would go on a new connection.
+    const elsewhere = await listener();
     const c = await rawClient(tcp.localPort);
     c.socket.write(request("INVITE", "fc-invite", elsewhere.port));
     await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));

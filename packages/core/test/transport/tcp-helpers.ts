@@ -88,6 +88,19 @@ export async function rawClient(port: number): Promise<RawClient> {
   return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed, isClosed: () => isClosed };
 }
 
+/** A plain TCP listener that keeps what it reads (closed by closeAll). */
+export async function listener(): Promise<{ port: number; got: () => string }> {
+  const server = net.createServer();
+  servers.push(server);
+  const chunks: Buffer[] = [];
+  server.on("connection", (s) => {
+    sockets.push(s);
+    s.on("data", (d: Buffer) => chunks.push(d));
+  });
+  await new Promise<void>((resolve) => server.listen({ host: HOST, port: 0 }, resolve));
+  return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
+}
+
 /** For afterEach: destroy the sockets, close the transports and the servers. */
 export async function closeAll(): Promise<void> {
   for (const s of sockets.splice(0)) s.destroy();

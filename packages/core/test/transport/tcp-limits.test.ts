@@ -245,9 +245,7 @@ describe("TCP half-close (RFC 3261 §18.2.2)", () => {
     t.send(
       sipMessage("req"),
       { protocol: "TCP", address: HOST, port: source.port },
-      {
-        transportError: (e) => errors.push(e),
-      },
+      { transportError: (e) => errors.push(e) },
     );
     await vi.waitFor(() => expect(errors).toHaveLength(1));
     expect((errors[0] as TransportSendError).code).toBe("ECONNREFUSED");

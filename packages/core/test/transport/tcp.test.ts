@@ -3,16 +3,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { TransportBindError, TransportSendError } from "../../src/transport/errors.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
 import type { Destination, TransportSink } from "../../src/transport/types.js";
-import {
-  closeAll,
-  collector,
-  HOST,
-  rawClient,
-  servers,
-  sipMessage,
-  sockets,
-  transport,
-} from "./tcp-helpers.js";
+import { closeAll, collector, HOST, listener, rawClient, sipMessage, transport } from "./tcp-helpers.js";
 
 /** A port with nobody listening: listen on an ephemeral port, then close. */
 async function deadPort(): Promise<number> {
@@ -239,15 +230,7 @@ describe("TCP transport", () => {
   it("a response to a connection that is gone opens a new connection to the address", async () => {
     const sink = collector();
     const t = await transport({ sink });
-    const peer = net.createServer();
-    servers.push(peer);
-    const got: Buffer[] = [];
-    peer.on("connection", (s) => {
-      sockets.push(s);
-      s.on("data", (d: Buffer) => got.push(d));
-    });
-    await new Promise<void>((resolve) => peer.listen({ host: HOST, port: 0 }, resolve));
-    const peerPort = (peer.address() as net.AddressInfo).port;
+    const peer = await listener();
     const c = await rawClient(t.localPort);
     c.socket.write(sipMessage("req"));
     await vi.waitFor(() => expect(sink.received).toHaveLength(1));
@@ -258,10 +241,10 @@ describe("TCP transport", () => {
     t.send(Buffer.from("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), {
       protocol: "TCP",
       address: HOST,
-      port: peerPort,
+      port: peer.port,
       connectionId: id,
     });
-    await vi.waitFor(() => expect(Buffer.concat(got).toString()).toContain("200 OK"));
+    await vi.waitFor(() => expect(peer.got()).toContain("200 OK"));
   });
 
   it("close() destroys every connection and fails sends still queued; later sends fail too", async () => {
@@ -275,9 +258,7 @@ describe("TCP transport", () => {
     a.send(
       sipMessage("queued"),
       { protocol: "TCP", address: HOST, port: b.localPort },
-      {
-        transportError: (e) => errors.push(e),
-      },
+      { transportError: (e) => errors.push(e) },
     );
     expect(a.connectionCount).toBe(2);
     await a.close();
@@ -287,9 +268,7 @@ describe("TCP transport", () => {
     a.send(
       sipMessage("after"),
       { protocol: "TCP", address: HOST, port: b.localPort },
-      {
-        transportError: (e) => errors.push(e),
-      },
+      { transportError: (e) => errors.push(e) },
     );
     await vi.waitFor(() => expect(errors).toHaveLength(2));
     expect((errors[1] as TransportSendError).code).toBe("ECLOSED");
