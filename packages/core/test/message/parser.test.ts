@@ -2,9 +2,27 @@ import { describe, expect, it } from "vitest";
 import { SipParseError } from "../../src/message/errors.js";
 import { parseMessage } from "../../src/message/parser.js";
 import type { SipMessage, SipRequest, SipResponse } from "../../src/message/types.js";
+import { thrownParseError } from "./helpers.js";
 
 const msg = (lines: string[], body = ""): Buffer =>
   Buffer.from(`${lines.join("\r\n")}\r\n\r\n${body}`, "latin1");
+
+const OPTIONS = "OPTIONS sip:x@example.com SIP/2.0";
+
+/** The five mandatory header lines of a small message, each one replaceable. */
+function fields({
+  via = ["Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1"],
+  to = "To: <sip:x@example.com>",
+  from = "From: <sip:y@example.com>;tag=f1",
+  cseq = "CSeq: 1 OPTIONS",
+}: {
+  via?: string[];
+  to?: string;
+  from?: string;
+  cseq?: string;
+} = {}): string[] {
+  return [...via, to, from, "Call-ID: c1", cseq];
+}
 
 const INVITE = [
   "INVITE sip:bob@biloxi.example.com SIP/2.0",
@@ -32,13 +50,7 @@ function res(data: Buffer): SipResponse {
 }
 
 function parseError(data: Buffer, options?: Parameters<typeof parseMessage>[1]): SipParseError {
-  try {
-    parseMessage(data, options);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SipParseError);
-    return e as SipParseError;
-  }
-  throw new Error("expected a SipParseError");
+  return thrownParseError(() => parseMessage(data, options), "expected a SipParseError");
 }
 
 describe("parseMessage: requests", () => {
@@ -100,12 +112,10 @@ describe("parseMessage: requests", () => {
   it("reads Via parameters: rport with value, maddr, ttl, unknown transport kept upper-cased", () => {
     const m = req(
       msg([
-        "OPTIONS sip:x@example.com SIP/2.0",
-        "Via: SIP/2.0/sctp host.example.com;RPORT=5070;Branch=z9hG4bKa;maddr=224.2.0.1;ttl=16;x-y",
-        "To: <sip:x@example.com>",
-        "From: <sip:y@example.com>;tag=1",
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
+        OPTIONS,
+        ...fields({
+          via: ["Via: SIP/2.0/sctp host.example.com;RPORT=5070;Branch=z9hG4bKa;maddr=224.2.0.1;ttl=16;x-y"],
+        }),
       ]),
     );
     expect(m.via.transport).toBe("SCTP");
@@ -123,13 +133,13 @@ describe("parseMessage: requests", () => {
   it("builds Via params on first read, the same as written, once", () => {
     const m = req(
       msg([
-        "OPTIONS sip:x@example.com SIP/2.0",
-        'Via: SIP/2.0/UDP a.example.com:5062 ;Branch=z9hG4bKq ; X-Q="a;b,c"',
-        " ;received=192.0.2.7;flag;rport=1;ttl=3;x=1, SIP/2.0/TCP b.example.com;branch=z9hG4bKr",
-        "To: <sip:x@example.com>",
-        "From: <sip:y@example.com>;tag=1",
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
+        OPTIONS,
+        ...fields({
+          via: [
+            'Via: SIP/2.0/UDP a.example.com:5062 ;Branch=z9hG4bKq ; X-Q="a;b,c"',
+            " ;received=192.0.2.7;flag;rport=1;ttl=3;x=1, SIP/2.0/TCP b.example.com;branch=z9hG4bKr",
+          ],
+        }),
       ]),
     );
     const p = m.via.params;
@@ -219,14 +229,14 @@ describe("parseMessage: requests", () => {
   it("several Via values in one line and across lines", () => {
     const m = req(
       msg([
-        "OPTIONS sip:x@example.com SIP/2.0",
-        "Via: SIP/2.0/UDP first.example.com;branch=z9hG4bK1 , SIP/2.0/TCP second.example.com;branch=z9hG4bK2",
-        "Via: SIP/2.0/UDP third.example.com;branch=z9hG4bK3",
-        "v: SIP/2.0/UDP fourth.example.com;branch=z9hG4bK4,SIP/2.0/UDP fifth.example.com",
-        "To: <sip:x@example.com>",
-        "From: <sip:y@example.com>;tag=1",
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
+        OPTIONS,
+        ...fields({
+          via: [
+            "Via: SIP/2.0/UDP first.example.com;branch=z9hG4bK1 , SIP/2.0/TCP second.example.com;branch=z9hG4bK2",
+            "Via: SIP/2.0/UDP third.example.com;branch=z9hG4bK3",
+            "v: SIP/2.0/UDP fourth.example.com;branch=z9hG4bK4,SIP/2.0/UDP fifth.example.com",
+          ],
+        }),
       ]),
     );
     expect(m.viaCount).toBe(5);
@@ -246,12 +256,15 @@ describe("parseMessage: requests", () => {
     const m = req(
       msg([
         "BYE sip:[2001:db8::10]:5070 SIP/2.0",
-        "Via: SIP/2.0/TLS [2001:db8::9:1]:6050;branch=z9hG4bKas3;received=[2001:db8::9:255]",
-        "Via: SIP/2.0/UDP [2001:db8::1];received=2001:db8::9:255;branch=z9hG4bK2",
-        "To: <sip:x@example.com>;tag=t",
-        "From: <sip:y@example.com>;tag=f",
-        "Call-ID: c1",
-        "CSeq: 1 BYE",
+        ...fields({
+          via: [
+            "Via: SIP/2.0/TLS [2001:db8::9:1]:6050;branch=z9hG4bKas3;received=[2001:db8::9:255]",
+            "Via: SIP/2.0/UDP [2001:db8::1];received=2001:db8::9:255;branch=z9hG4bK2",
+          ],
+          to: "To: <sip:x@example.com>;tag=t",
+          from: "From: <sip:y@example.com>;tag=f",
+          cseq: "CSeq: 1 BYE",
+        }),
       ]),
     );
     expect(m.uri).toBe("sip:[2001:db8::10]:5070");
@@ -264,12 +277,11 @@ describe("parseMessage: requests", () => {
   it("a quoted display name hides ';tag=' and escaped quotes from the tag search", () => {
     const m = req(
       msg([
-        "OPTIONS sip:x@example.com SIP/2.0",
-        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-        'To: "Bob \\";tag=fake\\" <x>" <sip:x@example.com>',
-        'From: "A;tag=nope, \\"q\\"" <sip:y@example.com;tag=uri-param>;tag=real',
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
+        OPTIONS,
+        ...fields({
+          to: 'To: "Bob \\";tag=fake\\" <x>" <sip:x@example.com>',
+          from: 'From: "A;tag=nope, \\"q\\"" <sip:y@example.com;tag=uri-param>;tag=real',
+        }),
       ]),
     );
     expect(m.toTag).toBeUndefined();
@@ -279,12 +291,11 @@ describe("parseMessage: requests", () => {
   it("addr-spec From/To: ';' params after the URI are header params", () => {
     const m = req(
       msg([
-        "OPTIONS sip:x@example.com SIP/2.0",
-        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-        "To: sip:x@example.com;tag=abc",
-        "From: sip:y@example.com ; foo=bar ; tag = def",
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
+        OPTIONS,
+        ...fields({
+          to: "To: sip:x@example.com;tag=abc",
+          from: "From: sip:y@example.com ; foo=bar ; tag = def",
+        }),
       ]),
     );
     expect(m.toTag).toBe("abc");
@@ -339,11 +350,11 @@ describe("parseMessage: responses", () => {
     const m = res(
       msg([
         "SIP/2.0 180 Ringing",
-        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1;received=192.0.2.1",
-        "To: <sip:x@example.com>;tag=t1",
-        "From: <sip:y@example.com>;tag=f1",
-        "Call-ID: c1",
-        "CSeq: 5 INVITE",
+        ...fields({
+          via: ["Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1;received=192.0.2.1"],
+          to: "To: <sip:x@example.com>;tag=t1",
+          cseq: "CSeq: 5 INVITE",
+        }),
         "Content-Length: 0",
       ]),
     );
@@ -355,13 +366,7 @@ describe("parseMessage: responses", () => {
   });
 
   it("empty and unusual reason phrases", () => {
-    const lines = [
-      "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-      "To: <sip:x@example.com>",
-      "From: <sip:y@example.com>;tag=f1",
-      "Call-ID: c1",
-      "CSeq: 5 INVITE",
-    ];
+    const lines = fields({ cseq: "CSeq: 5 INVITE" });
     expect(res(msg(["SIP/2.0 100 ", ...lines])).reason).toBe("");
     expect(res(msg(["SIP/2.0 100", ...lines])).reason).toBe("");
     const utf8 = Buffer.from("Très bien — OK", "utf8").toString("latin1");
@@ -369,13 +374,7 @@ describe("parseMessage: responses", () => {
   });
 
   it("rejects bad status codes with status 0 and kind response", () => {
-    const lines = [
-      "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-      "To: <sip:x@example.com>",
-      "From: <sip:y@example.com>;tag=f1",
-      "Call-ID: c1",
-      "CSeq: 5 INVITE",
-    ];
+    const lines = fields({ cseq: "CSeq: 5 INVITE" });
     for (const start of [
       "SIP/2.0 4294967301 big",
       "SIP/2.0 099 low",
@@ -401,14 +400,7 @@ describe("parseMessage: rejects", () => {
   const base = (start: string, extra: string[] = [], drop = ""): Buffer =>
     msg([
       start,
-      ...[
-        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-        "To: <sip:x@example.com>",
-        "From: <sip:y@example.com>;tag=f1",
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
-        "Max-Forwards: 70",
-      ].filter((l) => drop === "" || !l.startsWith(drop)),
+      ...[...fields(), "Max-Forwards: 70"].filter((l) => drop === "" || !l.startsWith(drop)),
       ...extra,
     ]);
 
@@ -439,7 +431,7 @@ describe("parseMessage: rejects", () => {
   });
 
   it.each(["Via", "To", "From", "Call-ID", "CSeq"])("missing %s → 400", (h) => {
-    const e = parseError(base("OPTIONS sip:x@example.com SIP/2.0", [], `${h}:`));
+    const e = parseError(base(OPTIONS, [], `${h}:`));
     expect(e).toMatchObject({ status: 400, code: "missing-header" });
   });
 
@@ -455,31 +447,18 @@ describe("parseMessage: rejects", () => {
   });
 
   it("scalar limits: CSeq > 2^32-1, Max-Forwards > 255", () => {
-    const big = msg([
-      "OPTIONS sip:x@example.com SIP/2.0",
-      "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-      "To: <sip:x@example.com>",
-      "From: <sip:y@example.com>;tag=f1",
-      "Call-ID: c1",
-      "CSeq: 4294967296 OPTIONS",
-    ]);
+    const big = msg([OPTIONS, ...fields({ cseq: "CSeq: 4294967296 OPTIONS" })]);
     expect(parseError(big)).toMatchObject({ status: 400, code: "bad-cseq" });
-    const max = msg([
-      "OPTIONS sip:x@example.com SIP/2.0",
-      "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-      "To: <sip:x@example.com>",
-      "From: <sip:y@example.com>;tag=f1",
-      "Call-ID: c1",
-      "CSeq: 4294967295 OPTIONS",
-    ]);
+    const max = msg([OPTIONS, ...fields({ cseq: "CSeq: 4294967295 OPTIONS" })]);
     expect(parseMessage(max).cseq.seq).toBe(4294967295);
-    expect(
-      parseError(base("OPTIONS sip:x@example.com SIP/2.0", ["Max-Forwards: 256"], "Max-Forwards")),
-    ).toMatchObject({ status: 400, code: "bad-max-forwards" });
+    expect(parseError(base(OPTIONS, ["Max-Forwards: 256"], "Max-Forwards"))).toMatchObject({
+      status: 400,
+      code: "bad-max-forwards",
+    });
   });
 
   it("Content-Length: negative, non-numeric, conflicting, larger than the datagram", () => {
-    const s = "OPTIONS sip:x@example.com SIP/2.0";
+    const s = OPTIONS;
     for (const cl of ["-1", "abc", "1 2", ""]) {
       expect(parseError(base(s, [`Content-Length: ${cl}`]))).toMatchObject({
         status: 400,
@@ -496,14 +475,14 @@ describe("parseMessage: rejects", () => {
   });
 
   it("a header line without a colon, or a bad header name", () => {
-    expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", ["Foobar roobar"]))).toMatchObject({
+    expect(parseError(base(OPTIONS, ["Foobar roobar"]))).toMatchObject({
       status: 400,
       code: "bad-header",
     });
-    expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", ["Bad Name: x"]))).toMatchObject({
+    expect(parseError(base(OPTIONS, ["Bad Name: x"]))).toMatchObject({
       code: "bad-header",
     });
-    expect(parseError(base("OPTIONS sip:x@example.com SIP/2.0", [": x"]))).toMatchObject({
+    expect(parseError(base(OPTIONS, [": x"]))).toMatchObject({
       code: "bad-header",
     });
   });
@@ -564,14 +543,7 @@ describe("parseMessage: datagram and stream framing", () => {
 });
 
 describe("parseMessage: limits", () => {
-  const lines = [
-    "OPTIONS sip:x@example.com SIP/2.0",
-    "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-    "To: <sip:x@example.com>",
-    "From: <sip:y@example.com>;tag=f1",
-    "Call-ID: c1",
-    "CSeq: 1 OPTIONS",
-  ];
+  const lines = [OPTIONS, ...fields()];
 
   it("oversize input → 513 before anything else", () => {
     const data = Buffer.concat([msg(lines), Buffer.alloc(70000, 0x41)]);
@@ -602,12 +574,8 @@ describe("lazy header access", () => {
   it("headerValues splits outside quotes and <>, headerLines keeps lines", () => {
     const m: SipMessage = parseMessage(
       msg([
-        "OPTIONS sip:x@example.com SIP/2.0",
-        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1",
-        "To: <sip:x@example.com>",
-        "From: <sip:y@example.com>;tag=f1",
-        "Call-ID: c1",
-        "CSeq: 1 OPTIONS",
+        OPTIONS,
+        ...fields(),
         'Contact: "A, B" <sip:a@x;p=1,2>;q=0.5, <sip:b@y>',
         "Contact: sip:c@z",
         "Allow: INVITE,ACK ,  BYE",

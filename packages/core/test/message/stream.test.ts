@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { SipParseError } from "../../src/message/errors.js";
 import { parseMessage } from "../../src/message/parser.js";
 import { StreamFramer } from "../../src/message/stream.js";
+import { thrownParseError } from "./helpers.js";
 
 function message(callId: string, body = "", clName = "Content-Length"): Buffer {
   return Buffer.from(
@@ -51,13 +52,7 @@ function collector(): Seen & { onMessage: (m: Buffer) => void; onKeepAlive: (k: 
 }
 
 function framingError(f: StreamFramer, data: Buffer): SipParseError {
-  try {
-    f.push(data, () => {});
-  } catch (e) {
-    expect(e).toBeInstanceOf(SipParseError);
-    return e as SipParseError;
-  }
-  throw new Error("expected a framing error");
+  return thrownParseError(() => f.push(data, () => {}), "expected a framing error");
 }
 
 describe("StreamFramer", () => {

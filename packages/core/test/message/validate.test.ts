@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { SipParseError } from "../../src/message/errors.js";
+import type { SipParseError } from "../../src/message/errors.js";
 import { parseMessage } from "../../src/message/parser.js";
 import { fullParse } from "../../src/message/validate.js";
+import { thrownParseError } from "./helpers.js";
 
 const BASE = [
   "INVITE sip:bob@biloxi.example.com SIP/2.0",
@@ -26,13 +27,7 @@ function build(replace: Record<string, string | null>, extra: string[] = [], sta
 
 function fault(data: Buffer): SipParseError {
   const m = parseMessage(data);
-  try {
-    fullParse(m);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SipParseError);
-    return e as SipParseError;
-  }
-  throw new Error("expected fullParse to fail");
+  return thrownParseError(() => fullParse(m), "expected fullParse to fail");
 }
 
 describe("fullParse", () => {
