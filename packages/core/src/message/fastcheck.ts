@@ -27,10 +27,12 @@ import * as uri from "./uri.js";
 // Module-local copies of imported constants and functions: V8 folds a
 // module's own constants into optimised code (and knows a call's target) but
 // re-reads an imported binding, with a TDZ check, at every use, which costs
-// in the per-byte and per-line loops.
+// in the per-byte and per-line loops. Each hot module keeps its own copies
+// (hence the same lines in parser.ts and message.ts), by design.
 const checkVia = fld.checkVia;
 const parseDecimal = fld.parseDecimal;
 const nextElement = fld.nextElement;
+const isIPv4 = uri.isIPv4;
 const isIPv6 = uri.isIPv6;
 const F_FOLDED = lay.F_FOLDED;
 const F_VIA_CHECKED = lay.F_VIA_CHECKED;
@@ -141,29 +143,6 @@ function charsOk(b: Uint8Array, a: number, e: number, allowed: number): boolean 
   return true;
 }
 
-/** isIPv4. */
-function ipv4Ok(b: Uint8Array, a: number, e: number): boolean {
-  let parts = 0;
-  let i = a;
-  while (parts < 4) {
-    const st = i;
-    let v = 0;
-    while (i < e && i - st < 3) {
-      const c = b[i]!;
-      if (c < 48 || c > 57) break;
-      v = v * 10 + (c - 48);
-      i++;
-    }
-    if (i === st || v > 255) return false;
-    parts++;
-    if (parts < 4) {
-      if (i >= e || b[i] !== 46) return false;
-      i++;
-    }
-  }
-  return i === e;
-}
-
 /**
  * From i, the end of a run of `allowed` chars and %HH escapes that stops at a
  * delimiter d1/d2/d3 (or e); -1 at any other char. Same verdict as finding
@@ -212,7 +191,7 @@ const HOST_CLASS = (() => {
  * end, or -1.
  * The hostname rules are checked in the same pass that finds the end.
  */
-function hostEnd(b: Uint8Array, h: number, e: number): number {
+function hostEnd(b: Uint8Array, s: string, h: number, e: number): number {
   let i = h;
   let ls = h; // start of the current label
   let top = 0; // first char of the last complete label
@@ -238,7 +217,8 @@ function hostEnd(b: Uint8Array, h: number, e: number): number {
   }
   const f = top | 0x20;
   if (ok && f >= 97 && f <= 122) return i;
-  return ipv4Ok(b, h, i) ? i : -1;
+  // uri.ts's own isIPv4 on the head string (latin1: one character a byte)
+  return isIPv4(s, h, i) ? i : -1;
 }
 
 /** parseParams: ";name[=value]"... from b[i] === ';' up to `stop` or e; the index after them, or -1. */
@@ -280,7 +260,7 @@ function sipOk(b: Uint8Array, s: string, p: number, e: number): number {
     if (he >= e || !isIPv6(s, h + 1, he)) return U_BAD;
     he++;
   } else {
-    he = hostEnd(b, h, e);
+    he = hostEnd(b, s, h, e);
     if (he < 0) return U_BAD;
   }
   let i = he;
@@ -423,6 +403,8 @@ function qOk(b: Uint8Array, a: number, e: number): boolean {
  * parseGenericParams from i, plus the checks `mode` asks for; they end at e or
  * at a ',' (a list separator). Returns where they ended, or -1.
  */
+// Kept apart from fields.ts's findTag and Via parameter loop, which scan alike: this one is the strict
+// grammar's fast path and answers only yes/no; they are the lenient parse that cuts values out.
 function genericParamsAt(b: Uint8Array, s: string, i: number, e: number, mode: number): number {
   if (i < e && b[i]! <= 32) i = skipWs(b, i, e);
   let tagSeen = false;

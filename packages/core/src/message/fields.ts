@@ -16,7 +16,7 @@
  */
 
 import { SipParseError } from "./errors.js";
-import { TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
+import { alnumTable, TOKEN_CHARS as TOKEN_TABLE, unfold } from "./text.js";
 import type { Via } from "./types.js";
 
 /**
@@ -190,14 +190,7 @@ export let viaEnd = 0;
 export let viaStrictClean = false;
 
 /** Host characters as a table: alphanum - . _ ~ */
-const HOST_CHARS = (() => {
-  const t = new Uint8Array(256);
-  for (let c = 48; c <= 57; c++) t[c] = 1;
-  for (let c = 65; c <= 90; c++) t[c] = 1;
-  for (let c = 97; c <= 122; c++) t[c] = 1;
-  for (const ch of "-._~") t[ch.charCodeAt(0)] = 1;
-  return t;
-})();
+const HOST_CHARS = alnumTable("-._~");
 
 /** Past the "/" (and the whitespace around it) between two sent-protocol parts starting at j. */
 function pastSlash(b: Uint8Array, j: number, e: number): number {
@@ -390,6 +383,18 @@ function paramName(b: Uint8Array, s: string, ns: number, ne: number): string {
   return pid !== P_OTHER ? VIA_PARAM_NAMES[pid]! : lowerSlice(b, s, ns, ne);
 }
 
+/** b[i, i + 4) is "SIP/", "SIP" in any case (the caller knows the 4 bytes are there). */
+export function isSipSlash(b: Uint8Array, i: number): boolean {
+  return (
+    (b[i]! | 0x20) === 115 && (b[i + 1]! | 0x20) === 105 && (b[i + 2]! | 0x20) === 112 && b[i + 3] === 47
+  );
+}
+
+/** b[i, i + 7) is "SIP/2.0", "SIP" in any case (the caller knows the 7 bytes are there). */
+export function isSip20(b: Uint8Array, i: number): boolean {
+  return isSipSlash(b, i) && b[i + 4] === 50 && b[i + 5] === 46 && b[i + 6] === 48;
+}
+
 /** mayFold: the range may hold a line fold (else `raw` needs no unfolding). */
 function scanVia(
   b: Uint8Array,
@@ -404,18 +409,7 @@ function scanVia(
   let i = a < e && b[a]! <= 32 ? skipWs(b, a, e) : a;
   const start = i;
   let j: number;
-  if (
-    i + 8 < e &&
-    (b[i]! | 0x20) === 115 &&
-    (b[i + 1]! | 0x20) === 105 &&
-    (b[i + 2]! | 0x20) === 112 &&
-    b[i + 3] === 47 &&
-    b[i + 4] === 50 &&
-    b[i + 5] === 46 &&
-    b[i + 6] === 48 &&
-    b[i + 7] === 47 &&
-    TOKEN_CHARS[b[i + 8]!] === 1
-  ) {
+  if (i + 8 < e && isSip20(b, i) && b[i + 7] === 47 && TOKEN_CHARS[b[i + 8]!] === 1) {
     i += 8; // "SIP/2.0/" then the transport
   } else {
     j = scanToken(b, i, e);
@@ -490,6 +484,8 @@ function scanVia(
   let p1: readonly [string, string | null] | undefined;
   let p2: readonly [string, string | null] | undefined;
   let more: Array<readonly [string, string | null]> | undefined;
+  // The parameter loop, kept apart from findTag's and fastcheck.ts's alike-looking ones: Via
+  // parameters have their own value classes and strictness, and this runs on every message.
   while (i < e) {
     const c = b[i]!;
     if (c === 44) break;
@@ -832,6 +828,8 @@ export function headerParamsStart(b: Uint8Array, s: string, a: number, e: number
 }
 
 /** Value of the `tag` header parameter in a From/To value range, undefined when none. */
+// Kept apart from fastcheck.ts's genericParamsAt and the Via parameter loop of scanVia: each scans
+// `;name=value` with its own rules (here lenient, one name wanted), on every parsed message.
 export function findTag(b: Uint8Array, s: string, a: number, e: number): string | undefined {
   let i = headerParamsStart(b, s, a, e);
   if (i < 0) return undefined;

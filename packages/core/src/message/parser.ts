@@ -33,10 +33,13 @@ import {
 // Module-local copies of imported constants and functions: V8 folds a
 // module's own constants into optimised code (and knows a call's target) but
 // re-reads an imported binding, with a TDZ check, at every use, which costs
-// in the per-byte and per-line loops.
+// in the per-byte and per-line loops. Each hot module keeps its own copies
+// (hence the same lines in message.ts and fastcheck.ts), by design.
 const checkRequestUri = fld.checkRequestUri;
 const countValues = fld.countValues;
 const findTag = fld.findTag;
+const isSip20 = fld.isSip20;
+const isSipSlash = fld.isSipSlash;
 const methodString = fld.methodString;
 const parseCSeqRange = fld.parseCSeqRange;
 const parseDecimal = fld.parseDecimal;
@@ -105,15 +108,7 @@ function mergeLimits(l: Partial<ParseLimits>): Readonly<ParseLimits> {
 }
 
 function guessKind(b: Buffer, p: number): SipParseErrorKind {
-  if (
-    b.length >= p + 4 &&
-    (b[p]! | 0x20) === 115 &&
-    (b[p + 1]! | 0x20) === 105 &&
-    (b[p + 2]! | 0x20) === 112 &&
-    b[p + 3] === 47
-  ) {
-    return "response";
-  }
+  if (b.length >= p + 4 && isSipSlash(b, p)) return "response";
   return p < b.length && TOKEN_CHARS[b[p]!] === 1 ? "request" : "unknown";
 }
 
@@ -286,7 +281,7 @@ function parse(
   let uri = "";
   let status = 0;
   let reason = "";
-  if (sle >= 4 && (b[0]! | 0x20) === 115 && (b[1]! | 0x20) === 105 && (b[2]! | 0x20) === 112 && b[3] === 47) {
+  if (sle >= 4 && isSipSlash(b, 0)) {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
     isRequest = false;
     kind = "response";
@@ -493,6 +488,8 @@ function parse(
   idx[r + 2] = bodyOff;
   const ix = idx.slice(0, r + HEAD_EXTRA);
   const cseq = { seq: cseqSeq, method: cseqMeth };
+  // Two calls with 14 positional arguments, kept apart: each call site stays monomorphic and
+  // no init object is made per message.
   if (isRequest) {
     return new SipRequestImpl(
       raw,
@@ -535,27 +532,10 @@ function isDigit(c: number): boolean {
 
 /** SIP-Version must be "SIP/2.0" (case-insensitive "SIP"): another "SIP/x.y" is 505, anything else 400. */
 function checkVersion(b: Uint8Array, s: string, a: number, e: number, kind: SipParseErrorKind): void {
-  if (
-    e - a === 7 &&
-    (b[a]! | 0x20) === 115 &&
-    (b[a + 1]! | 0x20) === 105 &&
-    (b[a + 2]! | 0x20) === 112 &&
-    b[a + 3] === 47 &&
-    b[a + 4] === 50 &&
-    b[a + 5] === 46 &&
-    b[a + 6] === 48
-  ) {
-    return;
-  }
+  if (e - a === 7 && isSip20(b, a)) return;
   // SIP/1*DIGIT "." 1*DIGIT ?
   let i = a + 4;
-  const looksSip =
-    e - a > 4 &&
-    (b[a]! | 0x20) === 115 &&
-    (b[a + 1]! | 0x20) === 105 &&
-    (b[a + 2]! | 0x20) === 112 &&
-    b[a + 3] === 47;
-  let ok = looksSip;
+  let ok = e - a > 4 && isSipSlash(b, a);
   if (ok) {
     const d1 = i;
     while (i < e && isDigit(b[i]!)) i++;

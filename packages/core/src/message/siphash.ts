@@ -80,6 +80,8 @@ export function hashBytes(key: HashKey, m: Uint8Array, start = 0, end = m.length
     v3h ^= mh;
     for (let r = 0; r < rounds; r++) {
       // SipRound (paper fig. 2), each 64-bit add with its carry from the low word.
+      // Its four add-rotate-xor steps look alike but are kept written out: a shared step would have
+      // to hand back several of the eight state words, which needs an object or array per call.
       lo = (v0l + v1l) | 0;
       v0h = (v0h + v1h + (lo >>> 0 < v0l >>> 0 ? 1 : 0)) | 0;
       v0l = lo;

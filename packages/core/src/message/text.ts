@@ -140,15 +140,18 @@ export function properName(name: string): string {
   return out;
 }
 
-/** RFC 3261 token characters: alphanum - . ! % * _ + ` ' ~ */
-export const TOKEN_CHARS: Uint8Array = (() => {
+/** A byte table: 1 for the ASCII letters and digits and the characters of `others`, else 0. */
+export function alnumTable(others: string): Uint8Array {
   const t = new Uint8Array(256);
   for (let c = 48; c <= 57; c++) t[c] = 1;
   for (let c = 65; c <= 90; c++) t[c] = 1;
   for (let c = 97; c <= 122; c++) t[c] = 1;
-  for (const ch of "-.!%*_+`'~") t[ch.charCodeAt(0)] = 1;
+  for (const ch of others) t[ch.charCodeAt(0)] = 1;
   return t;
-})();
+}
+
+/** RFC 3261 token characters: alphanum - . ! % * _ + ` ' ~ */
+export const TOKEN_CHARS: Uint8Array = alnumTable("-.!%*_+`'~");
 
 export function isToken(s: string): boolean {
   if (s.length === 0) return false;
