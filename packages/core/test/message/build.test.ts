@@ -27,6 +27,17 @@ function parseReq(s: string): SipRequest {
   return m;
 }
 
+/** A small valid request for the cases that spoil one field of it. */
+const OPTIONS_REQ = {
+  method: "OPTIONS",
+  uri: "sip:b@x",
+  via: "SIP/2.0/UDP h;branch=z9hG4bK1",
+  from: "<sip:a@x>;tag=1",
+  to: "<sip:b@x>",
+  callId: "c",
+  cseq: 1,
+};
+
 describe("buildResponse", () => {
   it("copies Via lines, From, To, Call-ID and CSeq as written, adds the To tag", () => {
     const req = parseReq(REQ);
@@ -171,15 +182,8 @@ describe("buildRequest", () => {
   });
 
   it("rejects injection and bad values", () => {
-    const ok = {
-      method: "OPTIONS",
-      uri: "sip:b@x",
-      via: "SIP/2.0/UDP h",
-      from: "<sip:a@x>",
-      to: "<sip:b@x>",
-      callId: "c",
-      cseq: 1,
-    };
+    // The bare minimum: no branch, no From tag.
+    const ok = { ...OPTIONS_REQ, via: "SIP/2.0/UDP h", from: "<sip:a@x>" };
     expect(() => buildRequest({ ...ok, method: "BAD METHOD" })).toThrow(RangeError);
     expect(() => buildRequest({ ...ok, uri: "sip:a b" })).toThrow(RangeError);
     expect(() => buildRequest({ ...ok, from: "x\r\nVia: evil" })).toThrow(RangeError);
@@ -188,15 +192,7 @@ describe("buildRequest", () => {
   });
 
   it("extra headers: no control character but HTAB (§25.1), none the builder writes (compact forms too, §7.3.3), no single-instance header twice (§7.3.1)", () => {
-    const ok = {
-      method: "OPTIONS",
-      uri: "sip:b@x",
-      via: "SIP/2.0/UDP h;branch=z9hG4bK1",
-      from: "<sip:a@x>;tag=1",
-      to: "<sip:b@x>",
-      callId: "c",
-      cseq: 1,
-    };
+    const ok = OPTIONS_REQ;
     const refused: Array<Array<[string, string]>> = [
       [["Via", "SIP/2.0/UDP evil;branch=z9hG4bKx"]],
       [["v", "SIP/2.0/UDP evil"]],

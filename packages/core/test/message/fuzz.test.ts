@@ -156,6 +156,17 @@ function onlySipParseError<T>(what: string, fn: () => T): T | SipParseError {
   }
 }
 
+/** parseUri and parseNameAddr throw nothing but a well-formed SipParseError for any string of `arb`. */
+function uriParsersThrowOnlySipParseError(arb: fc.Arbitrary<string>, seed: number): void {
+  fc.assert(
+    fc.property(arb, (text) => {
+      onlySipParseError("parseUri", () => parseUri(text));
+      onlySipParseError("parseNameAddr", () => parseNameAddr(text));
+    }),
+    { seed, numRuns: RUNS },
+  );
+}
+
 /**
  * Every parsing entry point on one input. A message that parses must also
  * serialise to its own raw bytes.
@@ -495,13 +506,7 @@ describe("fuzz (a): arbitrary input never throws anything but SipParseError", ()
       fc.string({ unit: "grapheme", maxLength: 50 }),
       sipishArb.map((b) => b.toString("latin1")),
     );
-    fc.assert(
-      fc.property(strArb, (s) => {
-        onlySipParseError("parseUri", () => parseUri(s));
-        onlySipParseError("parseNameAddr", () => parseNameAddr(s));
-      }),
-      { seed: SEED + 2, numRuns: RUNS },
-    );
+    uriParsersThrowOnlySipParseError(strArb, SEED + 2);
   });
 
   it("non-Buffer input to parseMessage is a SipParseError too", () => {
@@ -572,13 +577,7 @@ describe("fuzz (b): mutated valid messages", () => {
     const arb = fc
       .tuple(fc.constantFrom(...URIS, ...NAME_ADDRS), fc.array(mutationArb, { minLength: 1, maxLength: 4 }))
       .map(([base, muts]) => muts.reduce(mutate, Buffer.from(base, "latin1")).toString("latin1"));
-    fc.assert(
-      fc.property(arb, (text) => {
-        onlySipParseError("parseUri", () => parseUri(text));
-        onlySipParseError("parseNameAddr", () => parseNameAddr(text));
-      }),
-      { seed: SEED + 6, numRuns: RUNS },
-    );
+    uriParsersThrowOnlySipParseError(arb, SEED + 6);
   });
 
   it("huge runs of one character in each corpus message (head and body)", () => {

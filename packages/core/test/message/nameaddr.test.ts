@@ -1,16 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { SipParseError } from "../../src/message/errors.js";
 import { parseNameAddr, uriOfNameAddr } from "../../src/message/nameaddr.js";
+import { thrownParseError } from "./helpers.js";
 
 function rejects(text: string): void {
-  try {
-    parseNameAddr(text);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SipParseError);
-    expect((e as SipParseError).status).toBe(400);
-    return;
-  }
-  throw new Error(`expected ${JSON.stringify(text)} to be rejected`);
+  const e = thrownParseError(() => parseNameAddr(text), `expected ${JSON.stringify(text)} to be rejected`);
+  expect(e.status).toBe(400);
 }
 
 describe("parseNameAddr", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { SipParseError } from "../../src/message/errors.js";
 import { isIPv6, parseUri, pctDecode, type SipUri, uriEquals, uriParam } from "../../src/message/uri.js";
+import { thrownParseError } from "./helpers.js";
 
 function sip(text: string): SipUri {
   const u = parseUri(text);
@@ -9,14 +10,9 @@ function sip(text: string): SipUri {
 }
 
 function rejects(text: string): SipParseError {
-  try {
-    parseUri(text);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SipParseError);
-    expect((e as SipParseError).status).toBe(400);
-    return e as SipParseError;
-  }
-  throw new Error(`expected ${text} to be rejected`);
+  const e = thrownParseError(() => parseUri(text), `expected ${text} to be rejected`);
+  expect(e.status).toBe(400);
+  return e;
 }
 
 describe("parseUri: SIP/SIPS", () => {
