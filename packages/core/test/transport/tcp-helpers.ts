@@ -88,6 +88,18 @@ export async function rawClient(port: number): Promise<RawClient> {
   return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed, isClosed: () => isClosed };
 }
 
+/** A new transport with a collecting sink, and a raw client connected to it. */
+export async function clientOfNewTransport(): Promise<{
+  sink: ReturnType<typeof collector>;
+  t: TcpTransport;
+  c: RawClient;
+}> {
+  const sink = collector();
+  const t = await transport({ sink });
+  const c = await rawClient(t.localPort);
+  return { sink, t, c };
+}
+
 /** A plain TCP listener that keeps what it reads (closed by closeAll). */
 export async function listener(): Promise<{ port: number; got: () => string }> {
   const server = net.createServer();

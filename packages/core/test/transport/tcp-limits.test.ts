@@ -10,8 +10,20 @@ import {
   maxConnectionsFor,
   openFilesLimit,
   TCP_FD_RESERVE,
+  type TcpTransport,
 } from "../../src/transport/tcp.js";
-import { closeAll, collector, HOST, rawClient, sipMessage, sockets, transport } from "./tcp-helpers.js";
+import type { Source } from "../../src/transport/types.js";
+import {
+  clientOfNewTransport,
+  closeAll,
+  collector,
+  HOST,
+  type RawClient,
+  rawClient,
+  sipMessage,
+  sockets,
+  transport,
+} from "./tcp-helpers.js";
 
 afterEach(closeAll);
 
@@ -113,19 +125,25 @@ describe("TCP write backlog", () => {
   });
 });
 
+/** Opens `n` connections to `t` (all accepted), then one more, which is closed at once. */
+async function fillThenOneMore(t: TcpTransport, n: number): Promise<RawClient[]> {
+  const clients: RawClient[] = [];
+  for (let i = 0; i < n; i++) clients.push(await rawClient(t.localPort));
+  await vi.waitFor(() => expect(t.connectionCount).toBe(n));
+  const extra = await rawClient(t.localPort);
+  await extra.closed;
+  return clients;
+}
+
 describe("TCP connection caps", () => {
   it("closes inbound connections over the per-IP cap at once, and counts them", async () => {
     const t = await transport({ sink: collector(), maxConnectionsPerIp: 2 });
-    const a = await rawClient(t.localPort);
-    await rawClient(t.localPort);
-    await vi.waitFor(() => expect(t.connectionCount).toBe(2));
-    const third = await rawClient(t.localPort);
-    await third.closed;
+    const [a] = await fillThenOneMore(t, 2);
     expect(t.stats.tcp_conn_rejected_ip).toBe(1);
     expect(t.stats.tcp_conn_rejected).toBe(0);
     expect(t.connectionCount).toBe(2);
     // A slot freed is a slot again.
-    a.socket.resetAndDestroy();
+    a!.socket.resetAndDestroy();
     await vi.waitFor(() => expect(t.connectionCount).toBe(1));
     const fourth = await rawClient(t.localPort);
     await vi.waitFor(() => expect(t.connectionCount).toBe(2));
@@ -136,10 +154,7 @@ describe("TCP connection caps", () => {
 
   it("counts inbound connections refused by the total cap", async () => {
     const t = await transport({ sink: collector(), maxConnections: 1, maxConnectionsPerIp: 0 });
-    await rawClient(t.localPort);
-    await vi.waitFor(() => expect(t.connectionCount).toBe(1));
-    const second = await rawClient(t.localPort);
-    await second.closed;
+    await fillThenOneMore(t, 1);
     expect(t.stats.tcp_conn_rejected).toBe(1);
     expect(t.stats.tcp_conn_rejected_ip).toBe(0);
   });
@@ -209,15 +224,19 @@ describe("TCP message deadline (slow senders)", () => {
   });
 });
 
+/** A client that sent a request, then its FIN (it still reads): the transport's side is half-closed. */
+async function halfClosedAfterRequest(): Promise<{ t: TcpTransport; c: RawClient; source: Source }> {
+  const { sink, t, c } = await clientOfNewTransport();
+  c.socket.end(sipMessage("half"));
+  await vi.waitFor(() => expect(sink.received).toHaveLength(1));
+  const source = sink.received[0]!.source;
+  await vi.waitFor(() => expect(t.isHalfClosed(source.connectionId!)).toBe(true));
+  return { t, c, source };
+}
+
 describe("TCP half-close (RFC 3261 §18.2.2)", () => {
   it("a response after the client's FIN still goes out on its connection", async () => {
-    const sink = collector();
-    const t = await transport({ sink });
-    const c = await rawClient(t.localPort);
-    c.socket.end(sipMessage("half")); // request, then FIN: the client still reads
-    await vi.waitFor(() => expect(sink.received).toHaveLength(1));
-    const source = sink.received[0]!.source;
-    await vi.waitFor(() => expect(t.isHalfClosed(source.connectionId!)).toBe(true));
+    const { t, c, source } = await halfClosedAfterRequest();
     const errors: Error[] = [];
     t.send(
       Buffer.from("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
@@ -233,13 +252,7 @@ describe("TCP half-close (RFC 3261 §18.2.2)", () => {
   });
 
   it("a half-closed connection is not picked for new requests to the address", async () => {
-    const sink = collector();
-    const t = await transport({ sink });
-    const c = await rawClient(t.localPort);
-    c.socket.end(sipMessage("half"));
-    await vi.waitFor(() => expect(sink.received).toHaveLength(1));
-    const source = sink.received[0]!.source;
-    await vi.waitFor(() => expect(t.isHalfClosed(source.connectionId!)).toBe(true));
+    const { t, c, source } = await halfClosedAfterRequest();
     const errors: Error[] = [];
     // No connection id: the client's port has no listener, so a new connection is refused.
     t.send(

@@ -3,7 +3,16 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { TransportBindError, TransportSendError } from "../../src/transport/errors.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
 import type { Destination, TransportSink } from "../../src/transport/types.js";
-import { closeAll, collector, HOST, listener, rawClient, sipMessage, transport } from "./tcp-helpers.js";
+import {
+  clientOfNewTransport,
+  closeAll,
+  collector,
+  HOST,
+  listener,
+  rawClient,
+  sipMessage,
+  transport,
+} from "./tcp-helpers.js";
 
 /** A port with nobody listening: listen on an ephemeral port, then close. */
 async function deadPort(): Promise<number> {
@@ -40,9 +49,7 @@ describe("TCP transport", () => {
   });
 
   it("one message split into many small writes arrives whole", async () => {
-    const sink = collector();
-    const t = await transport({ sink });
-    const c = await rawClient(t.localPort);
+    const { sink, t, c } = await clientOfNewTransport();
     const msg = sipMessage("split", "a body of some length");
     for (let i = 0; i < msg.length; i += 17) {
       c.socket.write(msg.subarray(i, Math.min(i + 17, msg.length)));
@@ -61,9 +68,7 @@ describe("TCP transport", () => {
   });
 
   it("two messages in one write arrive as two", async () => {
-    const sink = collector();
-    const t = await transport({ sink });
-    const c = await rawClient(t.localPort);
+    const { sink, c } = await clientOfNewTransport();
     const m1 = sipMessage("one", "first");
     const m2 = sipMessage("two", "second body");
     c.socket.write(Buffer.concat([m1, m2]));
@@ -74,9 +79,7 @@ describe("TCP transport", () => {
   });
 
   it("answers an RFC 5626 ping (CRLFCRLF) with a pong (CRLF)", async () => {
-    const sink = collector();
-    const t = await transport({ sink });
-    const c = await rawClient(t.localPort);
+    const { sink, c } = await clientOfNewTransport();
     c.socket.write("\r\n\r\n");
     await vi.waitFor(() => expect(c.read()).toBe("\r\n"));
     expect(sink.received).toHaveLength(0);
@@ -84,9 +87,7 @@ describe("TCP transport", () => {
   });
 
   it("sends a response back on the connection the request came on", async () => {
-    const sink = collector();
-    const t = await transport({ sink });
-    const c = await rawClient(t.localPort);
+    const { sink, t, c } = await clientOfNewTransport();
     c.socket.write(sipMessage("req"));
     await vi.waitFor(() => expect(sink.received).toHaveLength(1));
     const src = sink.received[0]!.source;
