@@ -2,7 +2,7 @@
 // collects, transports and raw client sockets closed after every test.
 import * as net from "node:net";
 import { createTcpTransport, type TcpTransport, type TcpTransportOptions } from "../../src/transport/tcp.js";
-import type { Source, TransportSink } from "../../src/transport/types.js";
+import type { SendErrorTarget, Source, TransportSink } from "../../src/transport/types.js";
 
 export const HOST = "127.0.0.1";
 
@@ -98,6 +98,12 @@ export async function clientOfNewTransport(): Promise<{
   const t = await transport({ sink });
   const c = await rawClient(t.localPort);
   return { sink, t, c };
+}
+
+/** Where send errors go: a target for `send` that keeps them in `errors`. */
+export function collectErrors(): { errors: Error[]; target: SendErrorTarget } {
+  const errors: Error[] = [];
+  return { errors, target: { transportError: (e) => errors.push(e) } };
 }
 
 /** A plain TCP listener that keeps what it reads (closed by closeAll). */

@@ -16,6 +16,7 @@ import type { Source } from "../../src/transport/types.js";
 import {
   clientOfNewTransport,
   closeAll,
+  collectErrors,
   collector,
   HOST,
   type RawClient,
@@ -109,11 +110,11 @@ describe("TCP write backlog", () => {
       connectionId: source.connectionId,
     };
     const big = Buffer.alloc(16 * 1024, 0x41);
-    const errors: Error[] = [];
+    const { errors, target } = collectErrors();
     let sent = 0;
     // The kernel takes a few MiB first; then our queue fills.
     while (t.hasConnection(source.connectionId!) && sent < 8192) {
-      t.send(big, dest, { transportError: (e) => errors.push(e) });
+      t.send(big, dest, target);
       sent++;
     }
     expect(t.hasConnection(source.connectionId!)).toBe(false);
@@ -237,11 +238,11 @@ async function halfClosedAfterRequest(): Promise<{ t: TcpTransport; c: RawClient
 describe("TCP half-close (RFC 3261 §18.2.2)", () => {
   it("a response after the client's FIN still goes out on its connection", async () => {
     const { t, c, source } = await halfClosedAfterRequest();
-    const errors: Error[] = [];
+    const { errors, target } = collectErrors();
     t.send(
       Buffer.from("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
       { protocol: "TCP", address: HOST, port: source.port, connectionId: source.connectionId },
-      { transportError: (e) => errors.push(e) },
+      target,
     );
     await vi.waitFor(() => expect(c.read()).toContain("200 OK"));
     // The probe of a half-closed connection finds it up: nothing is reported.
@@ -253,13 +254,9 @@ describe("TCP half-close (RFC 3261 §18.2.2)", () => {
 
   it("a half-closed connection is not picked for new requests to the address", async () => {
     const { t, c, source } = await halfClosedAfterRequest();
-    const errors: Error[] = [];
+    const { errors, target } = collectErrors();
     // No connection id: the client's port has no listener, so a new connection is refused.
-    t.send(
-      sipMessage("req"),
-      { protocol: "TCP", address: HOST, port: source.port },
-      { transportError: (e) => errors.push(e) },
-    );
+    t.send(sipMessage("req"), { protocol: "TCP", address: HOST, port: source.port }, target);
     await vi.waitFor(() => expect(errors).toHaveLength(1));
     expect((errors[0] as TransportSendError).code).toBe("ECONNREFUSED");
     expect(c.read().length).toBe(0);
@@ -283,7 +280,7 @@ describe("TCP half-close (RFC 3261 §18.2.2)", () => {
       const source = sink.received[0]!.source;
       c.socket.destroy(); // FIN, and nobody reads any more: what we write now is answered by a reset
       await vi.waitFor(() => expect(t.isHalfClosed(source.connectionId!)).toBe(true));
-      const errors: Error[] = [];
+      const { errors, target } = collectErrors();
       t.send(
         Buffer.from("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
         {
@@ -292,7 +289,7 @@ describe("TCP half-close (RFC 3261 §18.2.2)", () => {
           port: (decoy.address() as net.AddressInfo).port,
           connectionId: source.connectionId,
         },
-        { transportError: (e) => errors.push(e) },
+        target,
       );
       await vi.waitFor(() => expect(t.pendingBytes).toBe(0));
       // The sweep's probe makes the reset show (the clock is real; no time needs to pass).

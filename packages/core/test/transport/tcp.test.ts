@@ -6,6 +6,7 @@ import type { Destination, TransportSink } from "../../src/transport/types.js";
 import {
   clientOfNewTransport,
   closeAll,
+  collectErrors,
   collector,
   HOST,
   listener,
@@ -255,22 +256,14 @@ describe("TCP transport", () => {
     const c = await rawClient(a.localPort);
     c.socket.write(sipMessage("x"));
     await vi.waitFor(() => expect(sink.received).toHaveLength(1));
-    const errors: Error[] = [];
-    a.send(
-      sipMessage("queued"),
-      { protocol: "TCP", address: HOST, port: b.localPort },
-      { transportError: (e) => errors.push(e) },
-    );
+    const { errors, target } = collectErrors();
+    a.send(sipMessage("queued"), { protocol: "TCP", address: HOST, port: b.localPort }, target);
     expect(a.connectionCount).toBe(2);
     await a.close();
     await c.closed;
     expect(a.connectionCount).toBe(0);
     expect(errors.map((e) => (e as TransportSendError).code)).toEqual(["ECLOSED"]);
-    a.send(
-      sipMessage("after"),
-      { protocol: "TCP", address: HOST, port: b.localPort },
-      { transportError: (e) => errors.push(e) },
-    );
+    a.send(sipMessage("after"), { protocol: "TCP", address: HOST, port: b.localPort }, target);
     await vi.waitFor(() => expect(errors).toHaveLength(2));
     expect((errors[1] as TransportSendError).code).toBe("ECLOSED");
   });
@@ -304,12 +297,8 @@ describe("TCP transport", () => {
     const second = await rawClient(t.localPort);
     await second.closed;
     expect(t.connectionCount).toBe(1);
-    const errors: Error[] = [];
-    t.send(
-      sipMessage("x"),
-      { protocol: "TCP", address: HOST, port: 9 },
-      { transportError: (e) => errors.push(e) },
-    );
+    const { errors, target } = collectErrors();
+    t.send(sipMessage("x"), { protocol: "TCP", address: HOST, port: 9 }, target);
     await vi.waitFor(() => expect(errors).toHaveLength(1));
     expect((errors[0] as TransportSendError).code).toBe("EMFILE");
   });
