@@ -7,14 +7,7 @@
 // (none where the row names none). Default timers: T1 500 ms, B = D = M =
 // cancel wait 32 s, fr_inv 120 s, lifetime 180 s.
 import { InviteClientTransaction } from "../../src/transaction/ict.js";
-import {
-  describeFigure,
-  type Figure,
-  type FigureRow,
-  makeClient,
-  type Protocol,
-  respond,
-} from "./figure-harness.js";
+import { describeFigure, type Figure, type FigureRow, makeClient, respond } from "./figure-harness.js";
 
 type From =
   | "calling"
@@ -24,22 +17,12 @@ type From =
   | "accepted"
   | "completed"
   | "terminated";
-type Event =
-  | "1xx"
-  | "2xx"
-  | "3xx-6xx"
-  | "Timer A"
-  | "Timer B"
-  | "Timer D"
-  | "Timer M"
-  | "fr_inv"
-  | "cancel_wait"
-  | "lifetime"
-  | "transport error"
-  | "TU cancel";
+/** The timers of Figure 5 and the engine's, as they expire (fired by the harness). */
+type TimerEvent = "Timer A" | "Timer B" | "Timer D" | "Timer M" | "fr_inv" | "cancel_wait" | "lifetime";
+type Event = "1xx" | "2xx" | "3xx-6xx" | TimerEvent | "transport error" | "TU cancel";
 type Row = FigureRow<From, Event>;
 
-const make = (protocol: Protocol) => makeClient(InviteClientTransaction, "ict1", "INVITE", protocol);
+const make = makeClient(InviteClientTransaction, "ict1", "INVITE");
 
 const ACTIVE = "A B lifetime";
 

@@ -6,20 +6,13 @@
 // event with their durations (none where the row names none). Default timers:
 // T1 500 ms, T2 4 s, T4 5 s (Timer K), F = 64·T1, lifetime 64·T1 + T4 + 5 s.
 import { NonInviteClientTransaction } from "../../src/transaction/nict.js";
-import {
-  describeFigure,
-  type Figure,
-  type FigureRow,
-  makeClient,
-  type Protocol,
-  respond,
-} from "./figure-harness.js";
+import { describeFigure, type Figure, type FigureRow, makeClient, respond } from "./figure-harness.js";
 
 type From = "trying" | "trying, E at T2" | "proceeding" | "completed" | "terminated";
 type Event = "1xx" | "2xx" | "3xx-6xx" | "Timer E" | "Timer F" | "Timer K" | "lifetime" | "transport error";
 type Row = FigureRow<From, Event>;
 
-const make = (protocol: Protocol) => makeClient(NonInviteClientTransaction, "nict1", "OPTIONS", protocol);
+const make = makeClient(NonInviteClientTransaction, "nict1", "OPTIONS");
 
 const ACTIVE = "E F lifetime";
 

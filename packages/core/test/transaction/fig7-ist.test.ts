@@ -16,7 +16,6 @@ import {
   type Figure,
   type FigureRow,
   makeServer,
-  type Protocol,
   receive,
   reply,
   request,
@@ -32,44 +31,33 @@ type From =
   | "completed, after a CANCEL"
   | "confirmed"
   | "terminated";
-type Event =
-  | "INVITE"
-  | "ACK"
-  | "CANCEL"
-  | "TU 1xx"
-  | "TU 2xx"
-  | "TU 3xx-6xx"
-  | "relayed 2xx"
-  | "Timer 100"
-  | "Timer G"
-  | "Timer H"
-  | "Timer I"
-  | "Timer L"
-  | "2xx timer"
-  | "lifetime"
-  | "transport error";
+/** What the TU does: answer, or (a proxy) pass a 2xx of another fork. */
+type Reply = "TU 1xx" | "TU 2xx" | "TU 3xx-6xx" | "relayed 2xx";
+type TimerEvent = "Timer 100" | "Timer G" | "Timer H" | "Timer I" | "Timer L" | "2xx timer" | "lifetime";
+type Event = "INVITE" | "ACK" | "CANCEL" | Reply | TimerEvent | "transport error";
 type Row = FigureRow<From, Event>;
 
 const compacted = (req: SipRequest) => (req as unknown as { compacted: boolean }).compacted;
 
-const make = (protocol: Protocol) => makeServer(InviteServerTransaction, "ist1", "INVITE", protocol);
+const make = makeServer(InviteServerTransaction, "ist1", "INVITE");
 
 const FRESH = "100 lifetime";
 const FINAL_SENT = "refused final-already-sent";
+
+/** §9.2: a CANCEL in Proceeding, a provisional sent or not: the automatic 487 takes it to Completed. */
+const CANCELLED: [string, string[], string, string[], string[]] = [
+  "completed",
+  ["487"],
+  "G H",
+  ["cancel", "final sent 487", "cancel() true"],
+  ["G:500", "H:32000"],
+];
 
 const UDP: Row[] = [
   // Proceeding, nothing sent yet
   ["proceeding", "INVITE", "proceeding", [], FRESH, []],
   ["proceeding", "ACK", "proceeding", [], FRESH, []],
-  [
-    "proceeding",
-    "CANCEL",
-    "completed",
-    ["487"],
-    "G H",
-    ["cancel", "final sent 487", "cancel() true"],
-    ["G:500", "H:32000"],
-  ],
+  ["proceeding", "CANCEL", ...CANCELLED],
   ["proceeding", "TU 1xx", "proceeding", ["180"], FRESH, [], []],
   ["proceeding", "TU 2xx", "accepted", ["200"], "L 2xx", ["final sent 200"], ["L:32000", "2xx:500"]],
   ["proceeding", "TU 3xx-6xx", "completed", ["486"], "G H", ["final sent 486"], ["G:500", "H:32000"]],
@@ -88,15 +76,7 @@ const UDP: Row[] = [
   ["proceeding, 180 sent", "INVITE", "proceeding", ["180 again"], FRESH, []],
   ["proceeding, 180 sent", "TU 1xx", "proceeding", ["180"], FRESH, [], []],
   ["proceeding, 180 sent", "Timer 100", "proceeding", [], "lifetime", ["(request compacted)"], []],
-  [
-    "proceeding, 180 sent",
-    "CANCEL",
-    "completed",
-    ["487"],
-    "G H",
-    ["cancel", "final sent 487", "cancel() true"],
-    ["G:500", "H:32000"],
-  ],
+  ["proceeding, 180 sent", "CANCEL", ...CANCELLED],
   // Accepted (RFC 6026 §7.1): our 2xx resent until the ACK (§13.3.1.4)
   ["accepted", "INVITE", "accepted", [], "L 2xx", []],
   ["accepted", "ACK", "accepted", [], "L", ["ack"], []],

@@ -8,31 +8,15 @@
 // the event with their durations (none where the row names none). Default
 // timers: T1 500 ms, T2 4 s, J = 64·T1, lifetime 64·T1 + T4 + 5 s.
 import { NonInviteServerTransaction } from "../../src/transaction/nist.js";
-import {
-  describeFigure,
-  type Figure,
-  type FigureRow,
-  makeServer,
-  type Protocol,
-  receive,
-  reply,
-} from "./figure-harness.js";
+import { describeFigure, type Figure, type FigureRow, makeServer, receive, reply } from "./figure-harness.js";
 
 type From = "trying" | "trying, 100 deferred" | "proceeding" | "completed" | "terminated";
-type Event =
-  | "request"
-  | "TU 100"
-  | "TU 180"
-  | "TU 2xx"
-  | "TU 3xx-6xx"
-  | "TU 408"
-  | "Timer J"
-  | "nist100"
-  | "lifetime"
-  | "transport error";
+/** What the TU answers (RFC 4320 refuses some of them). */
+type Reply = "TU 100" | "TU 180" | "TU 2xx" | "TU 3xx-6xx" | "TU 408";
+type Event = "request" | Reply | "Timer J" | "nist100" | "lifetime" | "transport error";
 type Row = FigureRow<From, Event>;
 
-const make = (protocol: Protocol) => makeServer(NonInviteServerTransaction, "nist1", "OPTIONS", protocol);
+const make = makeServer(NonInviteServerTransaction, "nist1", "OPTIONS");
 
 const NOT_ALLOWED = "refused not-allowed";
 const FINAL_SENT = "refused final-already-sent";

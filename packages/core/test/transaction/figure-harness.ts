@@ -294,53 +294,63 @@ export interface Made<T extends Transaction & { start(): void }, U extends { log
   readonly protocol: Protocol;
 }
 
-/** A client actor (either kind) sending `method` over `protocol`, held by the table as the engine's insert makes it. */
+/** What every actor's init has, over a fresh fake context. */
+function baseInit(id: string, protocol: Protocol) {
+  return { id, ctx: new FakeContext(), timers: timers(), reliable: protocol === "TCP" };
+}
+
+/** The actor as the engine's table insert leaves it: held by "table". */
+function held<T extends Transaction & { start(): void }, U extends { log: string[] }>(
+  ctx: FakeContext,
+  tu: U,
+  tx: T,
+  protocol: Protocol,
+): Made<T, U> {
+  tx.take("table");
+  return { ctx, tu, tx, protocol };
+}
+
+/** How a figure makes a client actor (either kind) sending `method`, for a transport. */
 export function makeClient<T extends Transaction & { start(): void }>(
   Actor: new (init: NictInit) => T,
   id: string,
   method: string,
-  protocol: Protocol,
-): Made<T, RecordingClientTu> & { readonly sent: SipRequest } {
-  const ctx = new FakeContext();
-  const tu = new RecordingClientTu();
-  const tx = new Actor({
-    id,
-    ctx,
-    timers: timers(),
-    reliable: protocol === "TCP",
-    request: Buffer.from(requestText(method, protocol), "latin1"),
-    dest: dest(protocol),
-    callId: "fig@127.0.0.9",
-    cseq: 1,
-    method,
-    branch: "z9hG4bKfig1",
-    tu,
-  });
-  tx.take("table"); // as the engine's table insert does
-  return { ctx, tu, tx, protocol, sent: request(method, protocol) };
+): (protocol: Protocol) => Made<T, RecordingClientTu> & { readonly sent: SipRequest } {
+  return (protocol) => {
+    const base = baseInit(id, protocol);
+    const tu = new RecordingClientTu();
+    const tx = new Actor({
+      ...base,
+      request: Buffer.from(requestText(method, protocol), "latin1"),
+      dest: dest(protocol),
+      callId: "fig@127.0.0.9",
+      cseq: 1,
+      method,
+      branch: "z9hG4bKfig1",
+      tu,
+    });
+    return { ...held(base.ctx, tu, tx, protocol), sent: request(method, protocol) };
+  };
 }
 
-/** A server actor (either kind) for a `method` request received over `protocol`, held by the table. */
+/** How a figure makes a server actor (either kind) for a `method` request, for a transport. */
 export function makeServer<T extends Transaction & { start(): void }>(
   Actor: new (init: ServerInit) => T,
   id: string,
   method: string,
-  protocol: Protocol,
-): Made<T, RecordingServerTu> {
-  const ctx = new FakeContext();
-  const tu = new RecordingServerTu();
-  const tx = new Actor({
-    id,
-    ctx,
-    timers: timers(),
-    reliable: protocol === "TCP",
-    request: request(method, protocol),
-    source: source(protocol),
-    dest: dest(protocol),
-    tu,
-  });
-  tx.take("table"); // as the engine's table insert does
-  return { ctx, tu, tx, protocol };
+): (protocol: Protocol) => Made<T, RecordingServerTu> {
+  return (protocol) => {
+    const base = baseInit(id, protocol);
+    const tu = new RecordingServerTu();
+    const tx = new Actor({
+      ...base,
+      request: request(method, protocol),
+      source: source(protocol),
+      dest: dest(protocol),
+      tu,
+    });
+    return held(base.ctx, tu, tx, protocol);
+  };
 }
 
 /** The events every figure names the same way: a timer of that kind expires. */

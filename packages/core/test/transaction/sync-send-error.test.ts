@@ -29,7 +29,7 @@ function expectUncounted(ctx: FakeContext, tx: Transaction): void {
 
 describe("a send failing synchronously inside a transition", () => {
   it("ICT: the ACK of a 486 fails: Terminated, neither waiting nor settled", () => {
-    const { ctx, tu, tx } = makeClient(InviteClientTransaction, "ict1", "INVITE", "UDP");
+    const { ctx, tu, tx } = makeClient(InviteClientTransaction, "ict1", "INVITE")("UDP");
     tx.start();
     failSends(ctx);
     tx.receiveResponse(responseTo(tx.sentRequest(), 486));
@@ -48,8 +48,8 @@ describe("a send failing synchronously inside a transition", () => {
     it(`${name}: the ${status} fails: Terminated, neither waiting nor settled`, () => {
       const { ctx, tu, tx } =
         name === "IST"
-          ? makeServer(InviteServerTransaction, "s1", "INVITE", "UDP")
-          : makeServer(NonInviteServerTransaction, "s1", "OPTIONS", "UDP");
+          ? makeServer(InviteServerTransaction, "s1", "INVITE")("UDP")
+          : makeServer(NonInviteServerTransaction, "s1", "OPTIONS")("UDP");
       tx.start();
       failSends(ctx);
       tx.reply(status);
