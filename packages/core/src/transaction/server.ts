@@ -193,38 +193,30 @@ export abstract class ServerTransaction extends Transaction {
 
   /** The hard lifetime cap (Kamailio max_inv_lifetime / max_noninv_lifetime): → Terminated whatever the state. */
   protected lifetimeExpired(): void {
-    switch (this.state) {
-      case "trying":
-      case "proceeding":
-      case "accepted":
-      case "completed":
-      case "confirmed":
-        this.ctx.stats.lifetime_expired++;
-        this.endCause = "lifetime";
-        this.terminate();
-        return;
-      case "terminated":
-        return;
-      default:
-        impossible(this.state);
-    }
+    this.endEarly("lifetime");
   }
 
   /** §17.2.1 / §17.2.2: a transport failure ends a server transaction. */
   transportError(_err: Error): void {
+    this.endEarly("transport-error");
+  }
+
+  /** The lifetime cap or a transport error, counted as such. */
+  private endEarly(cause: "lifetime" | "transport-error"): void {
     switch (this.state) {
       case "trying":
       case "proceeding":
       case "accepted":
       case "completed":
       case "confirmed":
-        // Figures 7 and 8: any state —transport error→ Terminated.
-        this.ctx.stats.transport_errors++;
-        this.endCause = "transport-error";
+        // Figures 7 and 8: any state —transport error (or the lifetime cap)→ Terminated.
+        if (cause === "lifetime") this.ctx.stats.lifetime_expired++;
+        else this.ctx.stats.transport_errors++;
+        this.endCause = cause;
         this.terminate();
         return;
       case "terminated":
-        return; // a late report of a send made before the end
+        return; // a late report of a send made before the end; the cap is disarmed at the end
       default:
         impossible(this.state);
     }
