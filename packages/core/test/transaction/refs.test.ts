@@ -29,6 +29,14 @@ function expectFault(fn: () => unknown, fault: RefFault, holder: string, owner =
   expect(err.message).toContain(owner);
 }
 
+/** A RefSet of OWNER reporting to a fresh counting reporter, with these references taken in order. */
+function counted(...holders: string[]): { reporter: ReturnType<typeof countingReporter>; refs: RefSet } {
+  const reporter = countingReporter();
+  const refs = new RefSet(OWNER, reporter);
+  for (const h of holders) refs.take(h);
+  return { reporter, refs };
+}
+
 describe("RefSet", () => {
   it("starts empty and unfreed", () => {
     const refs = new RefSet(OWNER, throwingReporter);
@@ -110,8 +118,7 @@ describe("RefSet", () => {
   });
 
   it("with a non-throwing reporter, a double-release returns false and changes nothing", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     expect(refs.release("cancel")).toBe(false);
     refs.take("table");
     expect(refs.release("cancel")).toBe(false);
@@ -136,8 +143,7 @@ describe("RefSet", () => {
   });
 
   it("reports release-after-free and returns false", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     refs.markFreed();
     expect(refs.release("handle")).toBe(false);
     expect(reporter.faults).toHaveLength(1);
@@ -151,11 +157,7 @@ describe("RefSet", () => {
   });
 
   it("reports every reference still held at free as a leak, with its holder", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
-    refs.take("table");
-    refs.take("timer:D");
-    refs.take("timer:D");
+    const { reporter, refs } = counted("table", "timer:D", "timer:D");
     refs.release("table");
     refs.markFreed();
     expect(refs.freed).toBe(true);
@@ -176,8 +178,7 @@ describe("RefSet", () => {
   });
 
   it("reportLeaks audits outstanding references without freeing", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     expect(refs.reportLeaks()).toBe(0);
     refs.take("table");
     refs.take("handle");
@@ -189,8 +190,7 @@ describe("RefSet", () => {
   });
 
   it("reports a second markFreed", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     refs.markFreed();
     expect(reporter.total).toBe(0);
     refs.markFreed();
@@ -198,12 +198,7 @@ describe("RefSet", () => {
   });
 
   it("a clean lifecycle reports nothing", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
-    refs.take("table");
-    refs.take("handle");
-    refs.take("timer:A");
-    refs.take("timer:B");
+    const { reporter, refs } = counted("table", "handle", "timer:A", "timer:B");
     refs.release("timer:A");
     refs.release("handle");
     refs.release("timer:B");
@@ -222,8 +217,7 @@ describe("RefSet", () => {
     );
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
-        const reporter = countingReporter();
-        const refs = new RefSet(OWNER, reporter);
+        const { reporter, refs } = counted();
         const model = new Map<string, number>();
         let order: string[] = [];
         let freed = false;
