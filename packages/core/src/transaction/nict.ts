@@ -6,7 +6,8 @@
  *   F: timeout (408 for the user) from trying or proceeding
  *
  * Every event is one `switch (this.state)` naming every state; a timer is a
- * switch on its kind, then on the state. The lifetime cap and a transport
+ * switch on its kind (E and F share one: both live only in Trying and
+ * Proceeding), then on the state. The lifetime cap and a transport
  * error are answered alike by both client actors: one switch in client.ts.
  */
 import type { SipResponse } from "../message/types.js";
@@ -79,34 +80,24 @@ export class NonInviteClientTransaction extends ClientTransaction {
     const state = this.state;
     switch (kind) {
       case Timer.E:
-        switch (state) {
-          case "trying":
-            // Figure 6: Trying —Timer E→ Trying, the request again, E = min(2E, T2).
-            this.eInterval = Math.min(2 * this.eInterval, this.timers.t2);
-            this.resend(Timer.E, this.eInterval);
-            return;
-          case "proceeding":
-            // Figure 6: Proceeding —Timer E→ Proceeding, the request again, E = T2.
-            this.eInterval = this.timers.t2;
-            this.resend(Timer.E, this.eInterval);
-            return;
-          case "completed":
-          case "terminated":
-            return; // disarmed when the final response came
-          default:
-            impossible(state);
-            return;
-        }
       case Timer.F:
         switch (state) {
           case "trying":
           case "proceeding":
-            // Figure 6: Trying/Proceeding —Timer F→ Terminated, the TU told of a timeout (408).
-            this.timeout();
+            if (kind === Timer.F) {
+              // Figure 6: Trying/Proceeding —Timer F→ Terminated, the TU told of a timeout (408).
+              this.timeout();
+              return;
+            }
+            // Figure 6: Trying —Timer E→ Trying, the request again, E = min(2E, T2);
+            // Proceeding —Timer E→ Proceeding, the request again, E = T2.
+            this.eInterval =
+              state === "trying" ? Math.min(2 * this.eInterval, this.timers.t2) : this.timers.t2;
+            this.resend(Timer.E, this.eInterval);
             return;
           case "completed":
           case "terminated":
-            return; // disarmed when the final response came
+            return; // both disarmed when the final response came
           default:
             impossible(state);
             return;
