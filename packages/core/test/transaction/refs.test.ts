@@ -1,9 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  type CountingReporter,
   countingReporter,
   RefError,
   type RefFault,
+  type RefReporter,
   RefSet,
   throwingReporter,
 } from "../../src/transaction/refs.js";
@@ -29,12 +31,17 @@ function expectFault(fn: () => unknown, fault: RefFault, holder: string, owner =
   expect(err.message).toContain(owner);
 }
 
-/** A RefSet of OWNER reporting to a fresh counting reporter, with these references taken in order. */
-function counted(...holders: string[]): { reporter: ReturnType<typeof countingReporter>; refs: RefSet } {
-  const reporter = countingReporter();
+/** A RefSet of OWNER reporting to `reporter`, with these references taken in order. */
+function refSet(reporter: RefReporter, ...holders: string[]): RefSet {
   const refs = new RefSet(OWNER, reporter);
   for (const h of holders) refs.take(h);
-  return { reporter, refs };
+  return refs;
+}
+
+/** The same over a fresh counting reporter. */
+function counted(...holders: string[]): { reporter: CountingReporter; refs: RefSet } {
+  const reporter = countingReporter();
+  return { reporter, refs: refSet(reporter, ...holders) };
 }
 
 describe("RefSet", () => {
@@ -49,10 +56,7 @@ describe("RefSet", () => {
   });
 
   it("release returns true exactly when the total count drops to zero", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
-    refs.take("timer:A");
-    refs.take("handle");
+    const refs = refSet(throwingReporter, "table", "timer:A", "handle");
     expect(refs.count).toBe(3);
     expect(refs.release("timer:A")).toBe(false);
     expect(refs.release("table")).toBe(false);
@@ -65,12 +69,7 @@ describe("RefSet", () => {
   });
 
   it("is a multiset: the same holder may hold several references", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
-    refs.take("timer:A");
-    refs.take("handle");
-    refs.take("timer:A");
-    refs.take("timer:A");
+    const refs = refSet(throwingReporter, "table", "timer:A", "handle", "timer:A", "timer:A");
     expect(refs.countOf("timer:A")).toBe(3);
     expect(refs.countOf("table")).toBe(1);
     expect(refs.countOf("cancel")).toBe(0);
@@ -90,8 +89,7 @@ describe("RefSet", () => {
   });
 
   it("holders() returns a copy", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
+    const refs = refSet(throwingReporter, "table");
     const list = refs.holders();
     list.push("bogus");
     expect(refs.holders()).toEqual(["table"]);
@@ -99,18 +97,14 @@ describe("RefSet", () => {
   });
 
   it("reports double-release of a holder that never took a reference", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
+    const refs = refSet(throwingReporter, "table");
     expectFault(() => refs.release("handle"), "double-release", "handle");
     expect(refs.count).toBe(1);
     expect(refs.holders()).toEqual(["table"]);
   });
 
   it("reports double-release when a holder releases more than it took", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("timer:B");
-    refs.take("table");
-    refs.take("timer:B");
+    const refs = refSet(throwingReporter, "timer:B", "table", "timer:B");
     refs.release("timer:B");
     refs.release("timer:B");
     expectFault(() => refs.release("timer:B"), "double-release", "timer:B");
@@ -132,8 +126,7 @@ describe("RefSet", () => {
   });
 
   it("reports take-after-free and takes nothing", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
+    const refs = refSet(throwingReporter, "table");
     refs.release("table");
     refs.markFreed();
     expect(refs.freed).toBe(true);
