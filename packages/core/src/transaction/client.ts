@@ -167,7 +167,7 @@ export abstract class ClientTransaction extends Transaction {
   /**
    * §17.1.1.2 / §17.1.2.2 / §8.1.3.1: a transport failure ends the transaction; a user still waiting sees a 503.
    * Kept apart from lifetimeExpired: in Accepted/Completed no 503 is given (a failed ACK send ends an INVITE
-   * before its 486 outcome is told).
+   * before the outcome of its final response is told).
    */
   transportError(_err: Error): void {
     switch (this.state) {
