@@ -206,6 +206,8 @@ export class InviteClientTransaction extends ClientTransaction {
     if (this.tu.onCancel) this.tu.onCancel(this, progress);
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 5's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {

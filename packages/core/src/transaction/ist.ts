@@ -215,6 +215,8 @@ export class InviteServerTransaction extends ServerTransaction {
     }
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 7's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {

@@ -76,6 +76,8 @@ export class NonInviteClientTransaction extends ClientTransaction {
     }
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 6's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {

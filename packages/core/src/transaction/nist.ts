@@ -111,6 +111,8 @@ export class NonInviteServerTransaction extends ServerTransaction {
     }
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 8's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {
