@@ -13,23 +13,32 @@ function routeLines(req: SipRequest): string {
 }
 
 /**
- * §17.1.1.3: same Request-URI, Call-ID, From, CSeq number and Route set as the
- * INVITE, only its top Via (same branch), and the To of the response (with the
- * response's tag). CSeq method ACK, no body.
+ * A request derived from the one sent: `method` with the same Request-URI,
+ * one Via equal to its top Via (same branch), its Route set, From, Call-ID
+ * and CSeq number, this To, then `extra` header lines; no body.
  */
-export function buildNon2xxAck(invite: SipRequest, response: SipResponse): Buffer {
-  const to = response.header("to") ?? invite.header("to") ?? "";
+function derive(method: string, invite: SipRequest, to: string, extra: string): Buffer {
   const s =
-    `ACK ${invite.uri} SIP/2.0\r\n` +
+    `${method} ${invite.uri} SIP/2.0\r\n` +
     `Via: ${invite.via.raw}\r\n` +
     routeLines(invite) +
     "Max-Forwards: 70\r\n" +
     `From: ${invite.header("from") ?? ""}\r\n` +
     `To: ${to}\r\n` +
     `Call-ID: ${invite.callId}\r\n` +
-    `CSeq: ${invite.cseq.seq} ACK\r\n` +
+    `CSeq: ${invite.cseq.seq} ${method}\r\n` +
+    extra +
     "Content-Length: 0\r\n\r\n";
   return Buffer.from(s, "latin1");
+}
+
+/**
+ * §17.1.1.3: same Request-URI, Call-ID, From, CSeq number and Route set as the
+ * INVITE, only its top Via (same branch), and the To of the response (with the
+ * response's tag). CSeq method ACK, no body.
+ */
+export function buildNon2xxAck(invite: SipRequest, response: SipResponse): Buffer {
+  return derive("ACK", invite, response.header("to") ?? invite.header("to") ?? "", "");
 }
 
 /**
@@ -38,16 +47,5 @@ export function buildNon2xxAck(invite: SipRequest, response: SipResponse): Buffe
  * method CANCEL. An optional RFC 3326 Reason header value.
  */
 export function buildCancel(invite: SipRequest, reason?: string): Buffer {
-  const s =
-    `CANCEL ${invite.uri} SIP/2.0\r\n` +
-    `Via: ${invite.via.raw}\r\n` +
-    routeLines(invite) +
-    "Max-Forwards: 70\r\n" +
-    `From: ${invite.header("from") ?? ""}\r\n` +
-    `To: ${invite.header("to") ?? ""}\r\n` +
-    `Call-ID: ${invite.callId}\r\n` +
-    `CSeq: ${invite.cseq.seq} CANCEL\r\n` +
-    (reason ? `Reason: ${reason}\r\n` : "") +
-    "Content-Length: 0\r\n\r\n";
-  return Buffer.from(s, "latin1");
+  return derive("CANCEL", invite, invite.header("to") ?? "", reason ? `Reason: ${reason}\r\n` : "");
 }

@@ -21,6 +21,34 @@ import type { ReplyOptions, ServerEndCause, ServerTu } from "./server.js";
 
 export type SafeCall = (what: string, fn: () => void) => void;
 
+/**
+ * What both handles share: the actor while attached (holding "handle"), its
+ * id, its holders for audit, and letting go.
+ */
+abstract class TransactionHandle<T extends Transaction> {
+  protected tx: T | null;
+  readonly id: string;
+
+  constructor(tx: T) {
+    this.tx = tx;
+    this.id = tx.id;
+    tx.take("handle");
+  }
+
+  /** Holders of the actor's references (for tests and audit); empty once detached. */
+  holders(): string[] {
+    return this.tx ? this.tx.refs.holders() : [];
+  }
+
+  /** The user has nothing left to do on the transaction: release "handle" (once). */
+  protected detach(): void {
+    const tx = this.tx;
+    if (!tx) return;
+    this.tx = null;
+    tx.release("handle");
+  }
+}
+
 export interface ClientEvents {
   /** A provisional response (1xx). */
   onProvisional?: ((res: SipResponse) => void) | undefined;
@@ -32,9 +60,10 @@ export interface ClientEvents {
   onTerminated?: (() => void) | undefined;
 }
 
-export class ClientTransactionHandle implements ClientTu {
-  private tx: InviteClientTransaction | NonInviteClientTransaction | null;
-  readonly id: string;
+export class ClientTransactionHandle
+  extends TransactionHandle<InviteClientTransaction | NonInviteClientTransaction>
+  implements ClientTu
+{
   readonly callId: string;
   readonly cseq: number;
   readonly method: string;
@@ -55,15 +84,13 @@ export class ClientTransactionHandle implements ClientTu {
     events: ClientEvents | undefined,
     private readonly safe: SafeCall,
   ) {
-    this.tx = tx;
-    this.id = tx.id;
+    super(tx);
     this.callId = tx.callId;
     this.cseq = tx.cseq;
     this.method = tx.method;
     this.branch = tx.branch;
     this.request = tx.request;
     this.events = events ?? {};
-    tx.take("handle");
   }
 
   /** The transaction's state now ("terminated" once detached and ended). */
@@ -81,11 +108,6 @@ export class ClientTransactionHandle implements ClientTu {
         });
     }
     return this.promise;
-  }
-
-  /** Holders of the actor's references (for tests and audit); empty once detached. */
-  holders(): string[] {
-    return this.tx ? this.tx.refs.holders() : [];
   }
 
   /**
@@ -123,12 +145,6 @@ export class ClientTransactionHandle implements ClientTu {
     const ev = this.events;
     if (ev.onTerminated) this.safe("onTerminated", () => ev.onTerminated!());
   }
-  private detach(): void {
-    const tx = this.tx;
-    if (!tx) return;
-    this.tx = null;
-    tx.release("handle");
-  }
 }
 
 export interface ServerEvents {
@@ -139,9 +155,10 @@ export interface ServerEvents {
   onTerminated?: ((cause: ServerEndCause) => void) | undefined;
 }
 
-export class ServerTransactionHandle implements ServerTu {
-  private tx: InviteServerTransaction | NonInviteServerTransaction | null;
-  readonly id: string;
+export class ServerTransactionHandle
+  extends TransactionHandle<InviteServerTransaction | NonInviteServerTransaction>
+  implements ServerTu
+{
   readonly request: SipRequest;
   readonly source: Source;
   readonly method: string;
@@ -154,20 +171,15 @@ export class ServerTransactionHandle implements ServerTu {
     tx: InviteServerTransaction | NonInviteServerTransaction,
     private readonly safe: SafeCall,
   ) {
-    this.tx = tx;
-    this.id = tx.id;
+    super(tx);
     this.request = tx.request;
     this.source = tx.source;
     this.method = tx.method;
-    tx.take("handle");
   }
 
   /** The transaction's state now ("terminated" once detached). */
   get state(): IstState | NistState {
     return this.tx ? this.tx.state : "terminated";
-  }
-  holders(): string[] {
-    return this.tx ? this.tx.refs.holders() : [];
   }
   /** @internal The actor, while attached (the proxy takes its own reference on it). */
   actor(): InviteServerTransaction | NonInviteServerTransaction | null {
@@ -239,11 +251,5 @@ export class ServerTransactionHandle implements ServerTu {
     this.detach();
     const ev = this.events;
     if (ev.onTerminated) this.safe("onTerminated", () => ev.onTerminated!(cause));
-  }
-  private detach(): void {
-    const tx = this.tx;
-    if (!tx) return;
-    this.tx = null;
-    tx.release("handle");
   }
 }

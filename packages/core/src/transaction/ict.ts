@@ -10,21 +10,20 @@
  *                    (retransmitted final → resend the same ACK bytes)
  *
  * Every event is one `switch (this.state)` naming every state; a timer is a
- * switch on its kind, then on the state.
+ * switch on its kind (A and B share one: both live only in Calling), then on
+ * the state. The lifetime cap and a transport error are answered alike by both
+ * client actors: one switch in client.ts.
  */
 import { parseMessage } from "../message/parser.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
-import type { Destination } from "../transport/types.js";
-import { type FinalOutcome, impossible, Timer, type TimerKind, Transaction } from "./actor.js";
+import { impossible, Timer, type TimerKind } from "./actor.js";
 import {
   type CancelProgress,
   type CancelResult,
   type ClientInit,
-  type ClientTu,
-  LIFETIME_OUTCOME,
+  ClientTransaction,
   responseOutcome,
   TIMEOUT_OUTCOME,
-  TRANSPORT_ERROR_OUTCOME,
 } from "./client.js";
 import { buildCancel, buildNon2xxAck } from "./derived.js";
 
@@ -33,19 +32,10 @@ export type IctState = "calling" | "proceeding" | "accepted" | "completed" | "te
 /** What an INVITE client transaction is made with (every field is documented on `ClientInit`). */
 export type IctInit = ClientInit;
 
-export class InviteClientTransaction extends Transaction {
+export class InviteClientTransaction extends ClientTransaction {
   readonly kind = "ict" as const;
   state: IctState = "calling";
   readonly method = "INVITE";
-  readonly callId: string;
-  readonly cseq: number;
-  /** The INVITE as sent: retransmissions resend these bytes, never re-encode. */
-  readonly request: Buffer;
-  readonly dest: Destination;
-  readonly branch: string;
-  tu: ClientTu;
-  /** The final outcome once given to the user. */
-  outcome: FinalOutcome | undefined;
   /** "none" → "pending" (waiting for a provisional) → "sent"; or "not-sent" when a final came first. */
   cancelState: "none" | "pending" | "sent" | "not-sent" = "none";
   private cancelReason: string | undefined;
@@ -55,12 +45,6 @@ export class InviteClientTransaction extends Transaction {
 
   constructor(init: IctInit) {
     super(init);
-    this.callId = init.callId;
-    this.cseq = init.cseq;
-    this.request = init.request;
-    this.dest = init.dest;
-    this.branch = init.branch;
-    this.tu = init.tu;
     this.aInterval = init.timers.t1;
   }
 
@@ -72,10 +56,7 @@ export class InviteClientTransaction extends Transaction {
 
   /** Figure 5, the initial arrow: INVITE sent, Timer A (unreliable only) and Timer B armed; → Calling. */
   start(): void {
-    this.arm(Timer.Lifetime, this.timers.maxInviteLifetime);
-    if (!this.reliable) this.arm(Timer.A, this.aInterval);
-    this.arm(Timer.B, this.timers.timerB);
-    this.ctx.send(this.request, this.dest, this);
+    this.begin(this.timers.maxInviteLifetime, Timer.A, Timer.B, this.timers.timerB);
   }
 
   receiveResponse(res: SipResponse): void {
@@ -165,12 +146,6 @@ export class InviteClientTransaction extends Transaction {
     this.ctx.send(ack, this.dest, this);
   }
 
-  private giveOutcome(outcome: FinalOutcome): void {
-    if (this.outcome) return;
-    this.outcome = outcome;
-    this.tu.onFinal(this, outcome);
-  }
-
   /**
    * Two-phase cancel (§9.1). Before any provisional the CANCEL waits (the
    * INVITE keeps retransmitting) and goes out when the first provisional
@@ -215,6 +190,10 @@ export class InviteClientTransaction extends Transaction {
     if (wasPending) this.release("cancel");
   }
 
+  protected override dropPendingCancel(): void {
+    this.cancelNotSent();
+  }
+
   private cancelNotSent(): void {
     if (this.cancelState !== "pending") return;
     this.cancelState = "not-sent";
@@ -227,38 +206,29 @@ export class InviteClientTransaction extends Transaction {
     if (this.tu.onCancel) this.tu.onCancel(this, progress);
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 5's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {
       case Timer.A:
-        switch (state) {
-          case "calling":
-            // Figure 5: Calling —Timer A→ Calling, the INVITE again, A doubled (§17.1.1.2: no cap for INVITE).
-            this.ctx.stats.retransmissions++;
-            this.aInterval *= 2;
-            this.arm(Timer.A, this.aInterval);
-            this.ctx.send(this.request, this.dest, this);
-            return;
-          case "proceeding":
-          case "accepted":
-          case "completed":
-          case "terminated":
-            return; // disarmed when Calling is left
-          default:
-            impossible(state);
-            return;
-        }
       case Timer.B:
         switch (state) {
           case "calling":
-            // Figure 5: Calling —Timer B→ Terminated, the TU told of a timeout (408).
-            this.timeout(TIMEOUT_OUTCOME);
+            if (kind === Timer.A) {
+              // Figure 5: Calling —Timer A→ Calling, the INVITE again, A doubled (§17.1.1.2: no cap for INVITE).
+              this.aInterval *= 2;
+              this.resend(Timer.A, this.aInterval);
+            } else {
+              // Figure 5: Calling —Timer B→ Terminated, the TU told of a timeout (408).
+              this.timeout();
+            }
             return;
           case "proceeding":
           case "accepted":
           case "completed":
           case "terminated":
-            return; // disarmed when Calling is left
+            return; // both disarmed when Calling is left
           default:
             impossible(state);
             return;
@@ -286,7 +256,7 @@ export class InviteClientTransaction extends Transaction {
           case "calling":
           case "proceeding":
             // §9.1: no final response within 64·T1 after the CANCEL: → Terminated, 408 for the TU.
-            this.timeout(TIMEOUT_OUTCOME);
+            this.timeout();
             return;
           case "accepted":
           case "completed":
@@ -327,62 +297,11 @@ export class InviteClientTransaction extends Transaction {
             return;
         }
       case Timer.Lifetime:
-        switch (state) {
-          case "calling":
-          case "proceeding":
-          case "accepted":
-          case "completed":
-            // The hard cap (Kamailio max_inv_lifetime): → Terminated whatever the state, 408 for a TU still waiting.
-            this.ctx.stats.lifetime_expired++;
-            this.cancelNotSent();
-            this.giveOutcome(LIFETIME_OUTCOME);
-            this.terminate();
-            return;
-          case "terminated":
-            return;
-          default:
-            impossible(state);
-            return;
-        }
+        // The hard cap, whatever the state: as in Figure 6 (client.ts).
+        this.lifetimeExpired();
+        return;
       default:
         return; // not a timer this actor arms
     }
-  }
-
-  private timeout(outcome: FinalOutcome): void {
-    this.ctx.stats.timeouts++;
-    this.cancelNotSent();
-    this.giveOutcome(outcome);
-    this.terminate();
-  }
-
-  /** §17.1.1.2 / §8.1.3.1: a transport failure ends the transaction; a user still waiting sees a 503. */
-  transportError(_err: Error): void {
-    switch (this.state) {
-      case "calling":
-      case "proceeding":
-        // Figure 5: Calling/Proceeding —transport error→ Terminated, the TU told of a 503.
-        this.ctx.stats.transport_errors++;
-        this.cancelNotSent();
-        this.giveOutcome(TRANSPORT_ERROR_OUTCOME);
-        this.terminate();
-        return;
-      case "accepted":
-      case "completed":
-        // The ACK could not be sent (Completed), or a late report (Accepted): → Terminated; the outcome was given.
-        this.ctx.stats.transport_errors++;
-        this.cancelNotSent();
-        this.terminate();
-        return;
-      case "terminated":
-        return; // a late report of a send made before the end
-      default:
-        impossible(this.state);
-    }
-  }
-
-  protected onTerminated(): void {
-    this.cancelNotSent();
-    this.tu.onTerminated(this);
   }
 }

@@ -9,7 +9,10 @@
  *                     G: resend final, G=min(2G,T2); H: no ACK → terminated
  *
  * Every event is one `switch (this.state)` naming every state; a timer is a
- * switch on its kind, then on the state.
+ * switch on its kind (G and H share one, both live only in Completed; the 2xx
+ * timer and L, both only in Accepted), then on the state. The lifetime cap and
+ * a transport error are answered alike by both server actors: one switch in
+ * server.ts.
  */
 import type { SipRequest } from "../message/types.js";
 import { impossible, Timer, type TimerKind } from "./actor.js";
@@ -212,6 +215,8 @@ export class InviteServerTransaction extends ServerTransaction {
     }
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 7's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {
@@ -234,68 +239,49 @@ export class InviteServerTransaction extends ServerTransaction {
             return;
         }
       case Timer.G:
+      case Timer.H:
         switch (state) {
           case "completed":
-            // Figure 7: Completed —Timer G→ Completed, the final again, G = min(2G, T2).
-            this.gInterval = Math.min(2 * this.gInterval, this.timers.t2);
-            this.arm(Timer.G, this.gInterval);
-            this.retransmitLast();
+            if (kind === Timer.G) {
+              // Figure 7: Completed —Timer G→ Completed, the final again, G = min(2G, T2).
+              this.gInterval = this.resendBackedOff(Timer.G, this.gInterval);
+            } else {
+              // Figure 7: Completed —Timer H→ Terminated: no ACK within 64·T1.
+              this.endCause = "ack-timeout";
+              this.terminate();
+            }
             return;
           case "proceeding":
           case "accepted":
           case "confirmed":
           case "terminated":
-            return; // armed only in Completed
+            return; // both armed only in Completed
           default:
             impossible(state);
             return;
         }
       case Timer.Retransmit2xx:
-        switch (state) {
-          case "accepted":
-            // §13.3.1.4: Accepted —2xx timer→ Accepted, our 2xx again, interval doubled up to T2.
-            this.retransmit2xxInterval = Math.min(2 * this.retransmit2xxInterval, this.timers.t2);
-            this.arm(Timer.Retransmit2xx, this.retransmit2xxInterval);
-            this.retransmitLast();
-            return;
-          case "proceeding":
-          case "completed":
-          case "confirmed":
-          case "terminated":
-            return; // armed only in Accepted
-          default:
-            impossible(state);
-            return;
-        }
-      case Timer.H:
-        switch (state) {
-          case "completed":
-            // Figure 7: Completed —Timer H→ Terminated: no ACK within 64·T1.
-            this.endCause = "ack-timeout";
-            this.terminate();
-            return;
-          case "proceeding":
-          case "accepted":
-          case "confirmed":
-          case "terminated":
-            return; // armed only in Completed
-          default:
-            impossible(state);
-            return;
-        }
       case Timer.L:
         switch (state) {
           case "accepted":
-            // RFC 6026 §7.1: Accepted —Timer L→ Terminated. A 2xx never ACKed is an "ack-timeout"
-            // for the user, who should send BYE (§13.3.1.4).
-            if (this.isArmed(Timer.Retransmit2xx)) this.endCause = "ack-timeout";
-            this.terminate();
+            if (kind === Timer.Retransmit2xx) {
+              // §13.3.1.4: Accepted —2xx timer→ Accepted, our 2xx again, interval doubled up to T2.
+              this.retransmit2xxInterval = this.resendBackedOff(
+                Timer.Retransmit2xx,
+                this.retransmit2xxInterval,
+              );
+            } else {
+              // RFC 6026 §7.1: Accepted —Timer L→ Terminated. A 2xx never ACKed is an "ack-timeout"
+              // for the user, who should send BYE (§13.3.1.4).
+              if (this.isArmed(Timer.Retransmit2xx)) this.endCause = "ack-timeout";
+              this.terminate();
+            }
             return;
           case "proceeding":
           case "completed":
           case "confirmed":
           case "terminated":
-            return; // armed only in Accepted
+            return; // both armed only in Accepted
           default:
             impossible(state);
             return;
@@ -316,38 +302,19 @@ export class InviteServerTransaction extends ServerTransaction {
             return;
         }
       case Timer.Lifetime:
-        switch (state) {
-          case "proceeding":
-          case "accepted":
-          case "completed":
-          case "confirmed":
-            // The hard cap (Kamailio max_inv_lifetime): → Terminated whatever the state.
-            this.lifetimeExpired();
-            return;
-          case "terminated":
-            return;
-          default:
-            impossible(state);
-            return;
-        }
+        // The hard cap, whatever the state: as in Figure 8 (server.ts).
+        this.lifetimeExpired();
+        return;
       default:
         return; // not a timer this actor arms
     }
   }
 
-  transportError(_err: Error): void {
-    switch (this.state) {
-      case "proceeding":
-      case "accepted":
-      case "completed":
-      case "confirmed":
-        // §17.2.1: any state —transport error→ Terminated.
-        this.endOnTransportError();
-        return;
-      case "terminated":
-        return; // a late report of a send made before the end
-      default:
-        impossible(this.state);
-    }
+  /** G or the 2xx timer fired: the interval doubled up to T2, re-armed, the last response again; returns the new interval. */
+  private resendBackedOff(kind: TimerKind, interval: number): number {
+    const next = Math.min(2 * interval, this.timers.t2);
+    this.arm(kind, next);
+    this.retransmitLast();
+    return next;
   }
 }

@@ -6,19 +6,13 @@
  *   F: timeout (408 for the user) from trying or proceeding
  *
  * Every event is one `switch (this.state)` naming every state; a timer is a
- * switch on its kind, then on the state.
+ * switch on its kind (E and F share one: both live only in Trying and
+ * Proceeding), then on the state. The lifetime cap and a transport
+ * error are answered alike by both client actors: one switch in client.ts.
  */
 import type { SipResponse } from "../message/types.js";
-import type { Destination } from "../transport/types.js";
-import { type FinalOutcome, impossible, Timer, type TimerKind, Transaction } from "./actor.js";
-import {
-  type ClientInit,
-  type ClientTu,
-  LIFETIME_OUTCOME,
-  responseOutcome,
-  TIMEOUT_OUTCOME,
-  TRANSPORT_ERROR_OUTCOME,
-} from "./client.js";
+import { impossible, Timer, type TimerKind } from "./actor.js";
+import { type ClientInit, ClientTransaction, responseOutcome } from "./client.js";
 
 export type NictState = "trying" | "proceeding" | "completed" | "terminated";
 
@@ -28,38 +22,21 @@ export interface NictInit extends ClientInit {
   readonly method: string;
 }
 
-export class NonInviteClientTransaction extends Transaction {
+export class NonInviteClientTransaction extends ClientTransaction {
   readonly kind = "nict" as const;
   state: NictState = "trying";
   readonly method: string;
-  readonly callId: string;
-  readonly cseq: number;
-  /** The request as sent: retransmissions resend these bytes. */
-  readonly request: Buffer;
-  readonly dest: Destination;
-  readonly branch: string;
-  tu: ClientTu;
-  outcome: FinalOutcome | undefined;
   private eInterval: number;
 
   constructor(init: NictInit) {
     super(init);
     this.method = init.method;
-    this.callId = init.callId;
-    this.cseq = init.cseq;
-    this.request = init.request;
-    this.dest = init.dest;
-    this.branch = init.branch;
-    this.tu = init.tu;
     this.eInterval = init.timers.t1;
   }
 
   /** Figure 6, the initial arrow: request sent, Timer E (unreliable only) and Timer F armed; → Trying. */
   start(): void {
-    this.arm(Timer.Lifetime, this.timers.maxNonInviteLifetime);
-    if (!this.reliable) this.arm(Timer.E, this.eInterval);
-    this.arm(Timer.F, this.timers.timerF);
-    this.ctx.send(this.request, this.dest, this);
+    this.begin(this.timers.maxNonInviteLifetime, Timer.E, Timer.F, this.timers.timerF);
   }
 
   receiveResponse(res: SipResponse): void {
@@ -99,46 +76,30 @@ export class NonInviteClientTransaction extends Transaction {
     }
   }
 
-  private giveOutcome(outcome: FinalOutcome): void {
-    if (this.outcome) return;
-    this.outcome = outcome;
-    this.tu.onFinal(this, outcome);
-  }
-
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 6's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {
       case Timer.E:
-        switch (state) {
-          case "trying":
-            // Figure 6: Trying —Timer E→ Trying, the request again, E = min(2E, T2).
-            this.eInterval = Math.min(2 * this.eInterval, this.timers.t2);
-            this.resend();
-            return;
-          case "proceeding":
-            // Figure 6: Proceeding —Timer E→ Proceeding, the request again, E = T2.
-            this.eInterval = this.timers.t2;
-            this.resend();
-            return;
-          case "completed":
-          case "terminated":
-            return; // disarmed when the final response came
-          default:
-            impossible(state);
-            return;
-        }
       case Timer.F:
         switch (state) {
           case "trying":
           case "proceeding":
-            // Figure 6: Trying/Proceeding —Timer F→ Terminated, the TU told of a timeout (408).
-            this.ctx.stats.timeouts++;
-            this.giveOutcome(TIMEOUT_OUTCOME);
-            this.terminate();
+            if (kind === Timer.F) {
+              // Figure 6: Trying/Proceeding —Timer F→ Terminated, the TU told of a timeout (408).
+              this.timeout();
+              return;
+            }
+            // Figure 6: Trying —Timer E→ Trying, the request again, E = min(2E, T2);
+            // Proceeding —Timer E→ Proceeding, the request again, E = T2.
+            this.eInterval =
+              state === "trying" ? Math.min(2 * this.eInterval, this.timers.t2) : this.timers.t2;
+            this.resend(Timer.E, this.eInterval);
             return;
           case "completed":
           case "terminated":
-            return; // disarmed when the final response came
+            return; // both disarmed when the final response came
           default:
             impossible(state);
             return;
@@ -158,55 +119,11 @@ export class NonInviteClientTransaction extends Transaction {
             return;
         }
       case Timer.Lifetime:
-        switch (state) {
-          case "trying":
-          case "proceeding":
-          case "completed":
-            // The hard cap (Kamailio max_noninv_lifetime): → Terminated whatever the state, 408 for a TU still waiting.
-            this.ctx.stats.lifetime_expired++;
-            this.giveOutcome(LIFETIME_OUTCOME);
-            this.terminate();
-            return;
-          case "terminated":
-            return;
-          default:
-            impossible(state);
-            return;
-        }
+        // The hard cap, whatever the state: as in Figure 5 (client.ts).
+        this.lifetimeExpired();
+        return;
       default:
         return; // not a timer this actor arms
     }
-  }
-
-  /** Timer E fired: the same bytes again, E re-armed with the interval just set. */
-  private resend(): void {
-    this.ctx.stats.retransmissions++;
-    this.arm(Timer.E, this.eInterval);
-    this.ctx.send(this.request, this.dest, this);
-  }
-
-  transportError(_err: Error): void {
-    switch (this.state) {
-      case "trying":
-      case "proceeding":
-        // §17.1.2.2 / §8.1.3.1: Trying/Proceeding —transport error→ Terminated, the TU told of a 503.
-        this.ctx.stats.transport_errors++;
-        this.giveOutcome(TRANSPORT_ERROR_OUTCOME);
-        this.terminate();
-        return;
-      case "completed":
-        // A late report of a send made before the final response: → Terminated; the outcome was given.
-        this.ctx.stats.transport_errors++;
-        this.terminate();
-        return;
-      case "terminated":
-        return;
-      default:
-        impossible(this.state);
-    }
-  }
-
-  protected onTerminated(): void {
-    this.tu.onTerminated(this);
   }
 }

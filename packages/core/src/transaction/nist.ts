@@ -7,7 +7,8 @@
  *   (retransmitted request: absorbed in trying, last response again after)
  *
  * Every event is one `switch (this.state)` naming every state; a timer is a
- * switch on its kind, then on the state.
+ * switch on its kind, then on the state. The lifetime cap and a transport
+ * error are answered alike by both server actors: one switch in server.ts.
  */
 import type { SipRequest } from "../message/types.js";
 import { impossible, Timer, type TimerKind } from "./actor.js";
@@ -110,6 +111,8 @@ export class NonInviteServerTransaction extends ServerTransaction {
     }
   }
 
+  // Kept apart from the other actors' timer switches, which look alike: each lists Figure 8's own states
+  // where a timer is never armed (listed, not guarded: ARCHITECTURE.md).
   protected onTimer(kind: TimerKind): void {
     const state = this.state;
     switch (kind) {
@@ -144,36 +147,11 @@ export class NonInviteServerTransaction extends ServerTransaction {
             return;
         }
       case Timer.Lifetime:
-        switch (state) {
-          case "trying":
-          case "proceeding":
-          case "completed":
-            // The hard cap (Kamailio max_noninv_lifetime): → Terminated whatever the state.
-            this.lifetimeExpired();
-            return;
-          case "terminated":
-            return;
-          default:
-            impossible(state);
-            return;
-        }
+        // The hard cap, whatever the state: as in Figure 7 (server.ts).
+        this.lifetimeExpired();
+        return;
       default:
         return; // not a timer this actor arms
-    }
-  }
-
-  transportError(_err: Error): void {
-    switch (this.state) {
-      case "trying":
-      case "proceeding":
-      case "completed":
-        // §17.2.2: any state —transport error→ Terminated.
-        this.endOnTransportError();
-        return;
-      case "terminated":
-        return; // a late report of a send made before the end
-      default:
-        impossible(this.state);
     }
   }
 }

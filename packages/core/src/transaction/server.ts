@@ -1,11 +1,13 @@
-/** What the two server transaction actors share: their user interface, the reply path and stats. */
+/** What the two server transaction actors share: their user interface, the reply path, stats and how they end. */
 import { buildResponse } from "../message/build.js";
 import { newTag } from "../message/ids.js";
 import { canonicalName } from "../message/text.js";
 import type { SipRequest } from "../message/types.js";
 import type { Destination, Source } from "../transport/types.js";
-import { statusClassKey, Transaction, type TransactionInit } from "./actor.js";
+import { impossible, statusClassKey, Transaction, type TransactionInit } from "./actor.js";
 import { TransactionError } from "./errors.js";
+import type { IstState } from "./ist.js";
+import type { NistState } from "./nist.js";
 
 export type ServerEndCause = "normal" | "ack-timeout" | "transport-error" | "lifetime";
 
@@ -56,7 +58,13 @@ export interface ServerInit extends TransactionInit {
   readonly tu: ServerTu;
 }
 
+/**
+ * The two server actors (ist.ts, nist.ts): what they are made with, the
+ * reply path, and the events both figures answer alike — the lifetime cap and
+ * a transport error — as one switch over the states of Figures 7 and 8.
+ */
 export abstract class ServerTransaction extends Transaction {
+  abstract override state: IstState | NistState;
   readonly callId: string;
   readonly cseq: number;
   readonly method: string;
@@ -183,18 +191,35 @@ export abstract class ServerTransaction extends Transaction {
       throw new TransactionError("bad-status", `status ${status} is not a SIP status code`, this.id);
   }
 
-  /** The hard lifetime cap ended it (Kamailio max_inv_lifetime / max_noninv_lifetime): → Terminated. */
+  /** The hard lifetime cap (Kamailio max_inv_lifetime / max_noninv_lifetime): → Terminated whatever the state. */
   protected lifetimeExpired(): void {
-    this.ctx.stats.lifetime_expired++;
-    this.endCause = "lifetime";
-    this.terminate();
+    this.endEarly("lifetime");
   }
 
-  /** §17.2.1 / §17.2.2: a transport failure ends a server transaction: → Terminated. */
-  protected endOnTransportError(): void {
-    this.ctx.stats.transport_errors++;
-    this.endCause = "transport-error";
-    this.terminate();
+  /** §17.2.1 / §17.2.2: a transport failure ends a server transaction. */
+  transportError(_err: Error): void {
+    this.endEarly("transport-error");
+  }
+
+  /** The lifetime cap or a transport error, counted as such. */
+  private endEarly(cause: "lifetime" | "transport-error"): void {
+    switch (this.state) {
+      case "trying":
+      case "proceeding":
+      case "accepted":
+      case "completed":
+      case "confirmed":
+        // Figures 7 and 8: any state —transport error (or the lifetime cap)→ Terminated.
+        if (cause === "lifetime") this.ctx.stats.lifetime_expired++;
+        else this.ctx.stats.transport_errors++;
+        this.endCause = cause;
+        this.terminate();
+        return;
+      case "terminated":
+        return; // a late report of a send made before the end; the cap is disarmed at the end
+      default:
+        impossible(this.state);
+    }
   }
 
   protected onTerminated(): void {

@@ -6,22 +6,8 @@
 // user was told, and the timers armed during the event with their durations
 // (none where the row names none). Default timers: T1 500 ms, B = D = M =
 // cancel wait 32 s, fr_inv 120 s, lifetime 180 s.
-import { describe, expect, it } from "vitest";
 import { InviteClientTransaction } from "../../src/transaction/ict.js";
-import {
-  dest,
-  expectEveryPair,
-  FakeContext,
-  type Figure,
-  type FigureRow,
-  type Protocol,
-  RecordingClientTu,
-  requestText,
-  responseTo,
-  runRow,
-  Timer,
-  timers,
-} from "./figure-harness.js";
+import { describeFigure, type Figure, type FigureRow, makeClient, respond } from "./figure-harness.js";
 
 type From =
   | "calling"
@@ -31,96 +17,12 @@ type From =
   | "accepted"
   | "completed"
   | "terminated";
-type Event =
-  | "1xx"
-  | "2xx"
-  | "3xx-6xx"
-  | "Timer A"
-  | "Timer B"
-  | "Timer D"
-  | "Timer M"
-  | "fr_inv"
-  | "cancel_wait"
-  | "lifetime"
-  | "transport error"
-  | "TU cancel";
+/** The timers of Figure 5 and the engine's, as they expire (fired by the harness). */
+type TimerEvent = "Timer A" | "Timer B" | "Timer D" | "Timer M" | "fr_inv" | "cancel_wait" | "lifetime";
+type Event = "1xx" | "2xx" | "3xx-6xx" | TimerEvent | "transport error" | "TU cancel";
 type Row = FigureRow<From, Event>;
 
-function make(protocol: Protocol) {
-  const ctx = new FakeContext();
-  const tu = new RecordingClientTu();
-  const tx = new InviteClientTransaction({
-    id: "ict1",
-    ctx,
-    timers: timers(),
-    reliable: protocol === "TCP",
-    request: Buffer.from(requestText("INVITE", protocol), "latin1"),
-    dest: dest(protocol),
-    callId: "fig@127.0.0.9",
-    cseq: 1,
-    branch: "z9hG4bKfig1",
-    tu,
-  });
-  tx.take("table"); // as the engine's table insert does
-  return { ctx, tu, tx };
-}
-
-type Made = ReturnType<typeof make>;
-
-function apply({ ctx, tu, tx }: Made, event: Event): void {
-  const respond = (status: number) => tx.receiveResponse(responseTo(tx.sentRequest(), status));
-  switch (event) {
-    case "1xx":
-      respond(180);
-      return;
-    case "2xx":
-      respond(200);
-      return;
-    case "3xx-6xx":
-      respond(486);
-      return;
-    case "Timer A":
-      ctx.fire(tx, Timer.A);
-      return;
-    case "Timer B":
-      ctx.fire(tx, Timer.B);
-      return;
-    case "Timer D":
-      ctx.fire(tx, Timer.D);
-      return;
-    case "Timer M":
-      ctx.fire(tx, Timer.M);
-      return;
-    case "fr_inv":
-      ctx.fire(tx, Timer.FrInv);
-      return;
-    case "cancel_wait":
-      ctx.fire(tx, Timer.CancelWait);
-      return;
-    case "lifetime":
-      ctx.fire(tx, Timer.Lifetime);
-      return;
-    case "transport error":
-      tx.transportError(new Error("unreachable"));
-      return;
-    case "TU cancel":
-      tu.log.push(`cancel() ${tx.cancel()}`);
-      return;
-  }
-}
-
-/** How each row's starting state is reached from a fresh actor. */
-const PATH: Record<From, Event[]> = {
-  calling: [],
-  "calling, CANCEL pending": ["TU cancel"],
-  proceeding: ["1xx"],
-  "proceeding, CANCEL sent": ["1xx", "TU cancel"],
-  accepted: ["2xx"],
-  completed: ["3xx-6xx"],
-  terminated: ["3xx-6xx", "Timer D"],
-};
-
-const FIGURE: Figure<From, Event, Made> = { make, start: ({ tx }) => tx.start(), apply, path: PATH };
+const make = makeClient(InviteClientTransaction, "ict1", "INVITE");
 
 const ACTIVE = "A B lifetime";
 
@@ -293,30 +195,34 @@ const TCP: Row[] = [
   ["accepted", "Timer M", "terminated", [], "", ["terminated"]],
 ];
 
-describe("Figure 5: INVITE client transaction, every state × event", () => {
-  it("the initial arrow: INVITE sent, Timer A = T1 (unreliable only), Timer B = 64·T1", () => {
-    for (const [protocol, arms] of [
-      ["UDP", ["lifetime:214000", "A:500", "B:32000"]],
-      ["TCP", ["lifetime:214000", "B:32000"]],
-    ] as const) {
-      const { ctx, tx } = make(protocol);
-      tx.start();
-      expect(tx.state).toBe("calling");
-      expect(ctx.sent.map((s) => s.label)).toEqual(["INVITE"]);
-      expect(ctx.arms).toEqual(arms);
-      tx.transportError(new Error("end"));
-      ctx.expectFreed(tx);
-    }
-  });
+const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
+  title: "Figure 5: INVITE client transaction, every state × event",
+  make,
+  events: {
+    "1xx": respond(180),
+    "2xx": respond(200),
+    "3xx-6xx": respond(486),
+    "TU cancel": ({ tu, tx }) => tu.log.push(`cancel() ${tx.cancel()}`),
+  },
+  /** How each row's starting state is reached from a fresh actor. */
+  path: {
+    calling: [],
+    "calling, CANCEL pending": ["TU cancel"],
+    proceeding: ["1xx"],
+    "proceeding, CANCEL sent": ["1xx", "TU cancel"],
+    accepted: ["2xx"],
+    completed: ["3xx-6xx"],
+    terminated: ["3xx-6xx", "Timer D"],
+  },
+  initial: {
+    name: "INVITE sent, Timer A = T1 (unreliable only), Timer B = 64·T1",
+    state: "calling",
+    sent: ["INVITE"],
+    arms: { UDP: ["lifetime:214000", "A:500", "B:32000"], TCP: ["lifetime:214000", "B:32000"] },
+  },
+  states: ["calling", "proceeding", "accepted", "completed", "terminated"],
+  udp: UDP,
+  tcp: TCP,
+};
 
-  describe("unreliable (UDP)", () => {
-    for (const row of UDP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "UDP", row));
-  });
-  describe("reliable (TCP)", () => {
-    for (const row of TCP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "TCP", row));
-  });
-
-  it("the table names every state and every event of the figure", () => {
-    expectEveryPair(UDP, ["calling", "proceeding", "accepted", "completed", "terminated"]);
-  });
-});
+describeFigure(FIGURE);

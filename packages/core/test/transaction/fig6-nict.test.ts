@@ -5,92 +5,14 @@
 // after the event, what the user was told, and the timers armed during the
 // event with their durations (none where the row names none). Default timers:
 // T1 500 ms, T2 4 s, T4 5 s (Timer K), F = 64·T1, lifetime 64·T1 + T4 + 5 s.
-import { describe, expect, it } from "vitest";
 import { NonInviteClientTransaction } from "../../src/transaction/nict.js";
-import {
-  dest,
-  expectEveryPair,
-  FakeContext,
-  type Figure,
-  type FigureRow,
-  type Protocol,
-  RecordingClientTu,
-  request,
-  requestText,
-  responseTo,
-  runRow,
-  Timer,
-  timers,
-} from "./figure-harness.js";
+import { describeFigure, type Figure, type FigureRow, makeClient, respond } from "./figure-harness.js";
 
 type From = "trying" | "trying, E at T2" | "proceeding" | "completed" | "terminated";
 type Event = "1xx" | "2xx" | "3xx-6xx" | "Timer E" | "Timer F" | "Timer K" | "lifetime" | "transport error";
 type Row = FigureRow<From, Event>;
 
-function make(protocol: Protocol) {
-  const ctx = new FakeContext();
-  const tu = new RecordingClientTu();
-  const tx = new NonInviteClientTransaction({
-    id: "nict1",
-    ctx,
-    timers: timers(),
-    reliable: protocol === "TCP",
-    request: Buffer.from(requestText("OPTIONS", protocol), "latin1"),
-    dest: dest(protocol),
-    callId: "fig@127.0.0.9",
-    cseq: 1,
-    method: "OPTIONS",
-    branch: "z9hG4bKfig1",
-    tu,
-  });
-  tx.take("table"); // as the engine's table insert does
-  return { ctx, tu, tx, sent: request("OPTIONS", protocol) };
-}
-
-type Made = ReturnType<typeof make>;
-
-function apply({ ctx, tx, sent }: Made, event: Event): void {
-  switch (event) {
-    case "1xx":
-      tx.receiveResponse(responseTo(sent, 100));
-      return;
-    case "2xx":
-      tx.receiveResponse(responseTo(sent, 200));
-      return;
-    case "3xx-6xx":
-      tx.receiveResponse(responseTo(sent, 486));
-      return;
-    case "Timer E":
-      ctx.fire(tx, Timer.E);
-      return;
-    case "Timer F":
-      ctx.fire(tx, Timer.F);
-      return;
-    case "Timer K":
-      ctx.fire(tx, Timer.K);
-      return;
-    case "lifetime":
-      ctx.fire(tx, Timer.Lifetime);
-      return;
-    case "transport error":
-      tx.transportError(new Error("unreachable"));
-      return;
-  }
-}
-
-const FIGURE: Figure<From, Event, Made> = {
-  make,
-  start: ({ tx }) => tx.start(),
-  apply,
-  path: {
-    trying: [],
-    // E fired at 500, 1500 and 3500 ms: its interval is now T2.
-    "trying, E at T2": ["Timer E", "Timer E", "Timer E"],
-    proceeding: ["1xx"],
-    completed: ["2xx"],
-    terminated: ["2xx", "Timer K"],
-  },
-};
+const make = makeClient(NonInviteClientTransaction, "nict1", "OPTIONS");
 
 const ACTIVE = "E F lifetime";
 
@@ -143,30 +65,27 @@ const TCP: Row[] = [
   ["proceeding", "transport error", "terminated", [], "", ["final 503 transport-error", "terminated"]],
 ];
 
-describe("Figure 6: non-INVITE client transaction, every state × event", () => {
-  it("the initial arrow: request sent, Timer E = T1 (unreliable only), Timer F = 64·T1", () => {
-    for (const [protocol, arms] of [
-      ["UDP", ["lifetime:42000", "E:500", "F:32000"]],
-      ["TCP", ["lifetime:42000", "F:32000"]],
-    ] as const) {
-      const { ctx, tx } = make(protocol);
-      tx.start();
-      expect(tx.state).toBe("trying");
-      expect(ctx.sent.map((s) => s.label)).toEqual(["OPTIONS"]);
-      expect(ctx.arms).toEqual(arms);
-      tx.transportError(new Error("end"));
-      ctx.expectFreed(tx);
-    }
-  });
+const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
+  title: "Figure 6: non-INVITE client transaction, every state × event",
+  make,
+  events: { "1xx": respond(100), "2xx": respond(200), "3xx-6xx": respond(486) },
+  path: {
+    trying: [],
+    // E fired at 500, 1500 and 3500 ms: its interval is now T2.
+    "trying, E at T2": ["Timer E", "Timer E", "Timer E"],
+    proceeding: ["1xx"],
+    completed: ["2xx"],
+    terminated: ["2xx", "Timer K"],
+  },
+  initial: {
+    name: "request sent, Timer E = T1 (unreliable only), Timer F = 64·T1",
+    state: "trying",
+    sent: ["OPTIONS"],
+    arms: { UDP: ["lifetime:42000", "E:500", "F:32000"], TCP: ["lifetime:42000", "F:32000"] },
+  },
+  states: ["trying", "proceeding", "completed", "terminated"],
+  udp: UDP,
+  tcp: TCP,
+};
 
-  describe("unreliable (UDP)", () => {
-    for (const row of UDP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "UDP", row));
-  });
-  describe("reliable (TCP)", () => {
-    for (const row of TCP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "TCP", row));
-  });
-
-  it("the table names every state and every event of the figure", () => {
-    expectEveryPair(UDP, ["trying", "proceeding", "completed", "terminated"]);
-  });
-});
+describeFigure(FIGURE);

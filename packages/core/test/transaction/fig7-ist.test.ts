@@ -8,24 +8,18 @@
 // their durations (none where the row names none). Default timers: auto 100
 // after 200 ms, T1 500 ms, T2 4 s, T4 5 s (Timer I), H = L = 64·T1, lifetime
 // 180 s.
-import { describe, expect, it } from "vitest";
 import { buildResponse } from "../../src/message/build.js";
 import type { SipRequest } from "../../src/message/types.js";
 import { InviteServerTransaction } from "../../src/transaction/ist.js";
 import {
-  dest,
-  expectEveryPair,
-  FakeContext,
+  describeFigure,
   type Figure,
   type FigureRow,
-  type Protocol,
-  RecordingServerTu,
-  refusing,
+  makeServer,
+  receive,
+  reply,
   request,
-  runRow,
-  source,
   Timer,
-  timers,
 } from "./figure-harness.js";
 
 type From =
@@ -37,131 +31,33 @@ type From =
   | "completed, after a CANCEL"
   | "confirmed"
   | "terminated";
-type Event =
-  | "INVITE"
-  | "ACK"
-  | "CANCEL"
-  | "TU 1xx"
-  | "TU 2xx"
-  | "TU 3xx-6xx"
-  | "relayed 2xx"
-  | "Timer 100"
-  | "Timer G"
-  | "Timer H"
-  | "Timer I"
-  | "Timer L"
-  | "2xx timer"
-  | "lifetime"
-  | "transport error";
+/** What the TU does: answer, or (a proxy) pass a 2xx of another fork. */
+type Reply = "TU 1xx" | "TU 2xx" | "TU 3xx-6xx" | "relayed 2xx";
+type TimerEvent = "Timer 100" | "Timer G" | "Timer H" | "Timer I" | "Timer L" | "2xx timer" | "lifetime";
+type Event = "INVITE" | "ACK" | "CANCEL" | Reply | TimerEvent | "transport error";
 type Row = FigureRow<From, Event>;
 
 const compacted = (req: SipRequest) => (req as unknown as { compacted: boolean }).compacted;
 
-function make(protocol: Protocol) {
-  const ctx = new FakeContext();
-  const tu = new RecordingServerTu();
-  const tx = new InviteServerTransaction({
-    id: "ist1",
-    ctx,
-    timers: timers(),
-    reliable: protocol === "TCP",
-    request: request("INVITE", protocol),
-    source: source(protocol),
-    dest: dest(protocol),
-    tu,
-  });
-  tx.take("table"); // as the engine's table insert does
-  return { ctx, tu, tx, protocol };
-}
-
-type Made = ReturnType<typeof make>;
-
-function apply({ ctx, tu, tx, protocol }: Made, event: Event): void {
-  switch (event) {
-    case "INVITE":
-      tx.receiveRequest(request("INVITE", protocol));
-      return;
-    case "ACK":
-      tx.receiveRequest(request("ACK", protocol));
-      return;
-    case "CANCEL":
-      tu.log.push(`cancel() ${tx.cancel(request("CANCEL", protocol), true)}`);
-      return;
-    case "TU 1xx":
-      refusing(tu.log, () => tx.reply(180));
-      return;
-    case "TU 2xx":
-      refusing(tu.log, () => tx.reply(200));
-      return;
-    case "TU 3xx-6xx":
-      refusing(tu.log, () => tx.reply(486));
-      return;
-    case "relayed 2xx":
-      // A proxy's path: a 2xx built elsewhere (another fork), passed as bytes.
-      tx.sendResponse(200, buildResponse(tx.request, 200, { toTag: "fork2" }), false);
-      return;
-    case "Timer 100": {
-      const before = compacted(tx.request);
-      ctx.fire(tx, Timer.Trying100);
-      if (!before && compacted(tx.request)) tu.log.push("(request compacted)");
-      return;
-    }
-    case "Timer G":
-      ctx.fire(tx, Timer.G);
-      return;
-    case "Timer H":
-      ctx.fire(tx, Timer.H);
-      return;
-    case "Timer I":
-      ctx.fire(tx, Timer.I);
-      return;
-    case "Timer L":
-      ctx.fire(tx, Timer.L);
-      return;
-    case "2xx timer":
-      ctx.fire(tx, Timer.Retransmit2xx);
-      return;
-    case "lifetime":
-      ctx.fire(tx, Timer.Lifetime);
-      return;
-    case "transport error":
-      tx.transportError(new Error("unreachable"));
-      return;
-  }
-}
-
-const FIGURE: Figure<From, Event, Made> = {
-  make,
-  start: ({ tx }) => tx.start(),
-  apply,
-  path: {
-    proceeding: [],
-    "proceeding, 180 sent": ["TU 1xx"],
-    accepted: ["TU 2xx"],
-    "accepted, ACKed": ["TU 2xx", "ACK"],
-    completed: ["TU 3xx-6xx"],
-    "completed, after a CANCEL": ["CANCEL"],
-    confirmed: ["TU 3xx-6xx", "ACK"],
-    terminated: ["TU 3xx-6xx", "ACK", "Timer I"],
-  },
-};
+const make = makeServer(InviteServerTransaction, "ist1", "INVITE");
 
 const FRESH = "100 lifetime";
 const FINAL_SENT = "refused final-already-sent";
+
+/** §9.2: a CANCEL in Proceeding, a provisional sent or not: the automatic 487 takes it to Completed. */
+const CANCELLED: [string, string[], string, string[], string[]] = [
+  "completed",
+  ["487"],
+  "G H",
+  ["cancel", "final sent 487", "cancel() true"],
+  ["G:500", "H:32000"],
+];
 
 const UDP: Row[] = [
   // Proceeding, nothing sent yet
   ["proceeding", "INVITE", "proceeding", [], FRESH, []],
   ["proceeding", "ACK", "proceeding", [], FRESH, []],
-  [
-    "proceeding",
-    "CANCEL",
-    "completed",
-    ["487"],
-    "G H",
-    ["cancel", "final sent 487", "cancel() true"],
-    ["G:500", "H:32000"],
-  ],
+  ["proceeding", "CANCEL", ...CANCELLED],
   ["proceeding", "TU 1xx", "proceeding", ["180"], FRESH, [], []],
   ["proceeding", "TU 2xx", "accepted", ["200"], "L 2xx", ["final sent 200"], ["L:32000", "2xx:500"]],
   ["proceeding", "TU 3xx-6xx", "completed", ["486"], "G H", ["final sent 486"], ["G:500", "H:32000"]],
@@ -180,15 +76,7 @@ const UDP: Row[] = [
   ["proceeding, 180 sent", "INVITE", "proceeding", ["180 again"], FRESH, []],
   ["proceeding, 180 sent", "TU 1xx", "proceeding", ["180"], FRESH, [], []],
   ["proceeding, 180 sent", "Timer 100", "proceeding", [], "lifetime", ["(request compacted)"], []],
-  [
-    "proceeding, 180 sent",
-    "CANCEL",
-    "completed",
-    ["487"],
-    "G H",
-    ["cancel", "final sent 487", "cancel() true"],
-    ["G:500", "H:32000"],
-  ],
+  ["proceeding, 180 sent", "CANCEL", ...CANCELLED],
   // Accepted (RFC 6026 §7.1): our 2xx resent until the ACK (§13.3.1.4)
   ["accepted", "INVITE", "accepted", [], "L 2xx", []],
   ["accepted", "ACK", "accepted", [], "L", ["ack"], []],
@@ -291,27 +179,44 @@ const TCP: Row[] = [
   ["completed", "Timer H", "terminated", [], "", ["terminated ack-timeout"]],
 ];
 
-describe("Figure 7: INVITE server transaction, every state × event", () => {
-  it("the initial arrow: → Proceeding, the auto 100 armed for 200 ms, nothing sent", () => {
-    for (const protocol of ["UDP", "TCP"] as const) {
-      const { ctx, tx } = make(protocol);
-      tx.start();
-      expect(tx.state).toBe("proceeding");
-      expect(ctx.sent).toEqual([]);
-      expect(ctx.arms).toEqual(["lifetime:214000", "100:200"]);
-      tx.transportError(new Error("end"));
-      ctx.expectFreed(tx);
-    }
-  });
+const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
+  title: "Figure 7: INVITE server transaction, every state × event",
+  make,
+  events: {
+    INVITE: receive("INVITE"),
+    ACK: receive("ACK"),
+    CANCEL: ({ tu, tx, protocol }) => tu.log.push(`cancel() ${tx.cancel(request("CANCEL", protocol), true)}`),
+    "TU 1xx": reply(180),
+    "TU 2xx": reply(200),
+    "TU 3xx-6xx": reply(486),
+    // A proxy's path: a 2xx built elsewhere (another fork), passed as bytes.
+    "relayed 2xx": ({ tx }) =>
+      tx.sendResponse(200, buildResponse(tx.request, 200, { toTag: "fork2" }), false),
+    "Timer 100": ({ ctx, tu, tx }) => {
+      const before = compacted(tx.request);
+      ctx.fire(tx, Timer.Trying100);
+      if (!before && compacted(tx.request)) tu.log.push("(request compacted)");
+    },
+  },
+  path: {
+    proceeding: [],
+    "proceeding, 180 sent": ["TU 1xx"],
+    accepted: ["TU 2xx"],
+    "accepted, ACKed": ["TU 2xx", "ACK"],
+    completed: ["TU 3xx-6xx"],
+    "completed, after a CANCEL": ["CANCEL"],
+    confirmed: ["TU 3xx-6xx", "ACK"],
+    terminated: ["TU 3xx-6xx", "ACK", "Timer I"],
+  },
+  initial: {
+    name: "→ Proceeding, the auto 100 armed for 200 ms, nothing sent",
+    state: "proceeding",
+    sent: [],
+    arms: { UDP: ["lifetime:214000", "100:200"], TCP: ["lifetime:214000", "100:200"] },
+  },
+  states: ["proceeding", "accepted", "completed", "confirmed", "terminated"],
+  udp: UDP,
+  tcp: TCP,
+};
 
-  describe("unreliable (UDP)", () => {
-    for (const row of UDP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "UDP", row));
-  });
-  describe("reliable (TCP)", () => {
-    for (const row of TCP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "TCP", row));
-  });
-
-  it("the table names every state and every event of the figure", () => {
-    expectEveryPair(UDP, ["proceeding", "accepted", "completed", "confirmed", "terminated"]);
-  });
-});
+describeFigure(FIGURE);

@@ -7,105 +7,16 @@
 // command the state refuses: "refused <code>"), and the timers armed during
 // the event with their durations (none where the row names none). Default
 // timers: T1 500 ms, T2 4 s, J = 64·T1, lifetime 64·T1 + T4 + 5 s.
-import { describe, expect, it } from "vitest";
 import { NonInviteServerTransaction } from "../../src/transaction/nist.js";
-import {
-  dest,
-  expectEveryPair,
-  FakeContext,
-  type Figure,
-  type FigureRow,
-  type Protocol,
-  RecordingServerTu,
-  refusing,
-  request,
-  runRow,
-  source,
-  Timer,
-  timers,
-} from "./figure-harness.js";
+import { describeFigure, type Figure, type FigureRow, makeServer, receive, reply } from "./figure-harness.js";
 
 type From = "trying" | "trying, 100 deferred" | "proceeding" | "completed" | "terminated";
-type Event =
-  | "request"
-  | "TU 100"
-  | "TU 180"
-  | "TU 2xx"
-  | "TU 3xx-6xx"
-  | "TU 408"
-  | "Timer J"
-  | "nist100"
-  | "lifetime"
-  | "transport error";
+/** What the TU answers (RFC 4320 refuses some of them). */
+type Reply = "TU 100" | "TU 180" | "TU 2xx" | "TU 3xx-6xx" | "TU 408";
+type Event = "request" | Reply | "Timer J" | "nist100" | "lifetime" | "transport error";
 type Row = FigureRow<From, Event>;
 
-function make(protocol: Protocol) {
-  const ctx = new FakeContext();
-  const tu = new RecordingServerTu();
-  const tx = new NonInviteServerTransaction({
-    id: "nist1",
-    ctx,
-    timers: timers(),
-    reliable: protocol === "TCP",
-    request: request("OPTIONS", protocol),
-    source: source(protocol),
-    dest: dest(protocol),
-    tu,
-  });
-  tx.take("table"); // as the engine's table insert does
-  return { ctx, tu, tx, protocol };
-}
-
-type Made = ReturnType<typeof make>;
-
-function apply({ ctx, tu, tx, protocol }: Made, event: Event): void {
-  switch (event) {
-    case "request":
-      tx.receiveRequest(request("OPTIONS", protocol));
-      return;
-    case "TU 100":
-      refusing(tu.log, () => tx.reply(100));
-      return;
-    case "TU 180":
-      refusing(tu.log, () => tx.reply(180));
-      return;
-    case "TU 2xx":
-      refusing(tu.log, () => tx.reply(200));
-      return;
-    case "TU 3xx-6xx":
-      refusing(tu.log, () => tx.reply(486));
-      return;
-    case "TU 408":
-      refusing(tu.log, () => tx.reply(408));
-      return;
-    case "Timer J":
-      ctx.fire(tx, Timer.J);
-      return;
-    case "nist100":
-      ctx.fire(tx, Timer.Nist100);
-      return;
-    case "lifetime":
-      ctx.fire(tx, Timer.Lifetime);
-      return;
-    case "transport error":
-      tx.transportError(new Error("unreachable"));
-      return;
-  }
-}
-
-const FIGURE: Figure<From, Event, Made> = {
-  make,
-  start: ({ tx }) => tx.start(),
-  apply,
-  path: {
-    trying: [],
-    "trying, 100 deferred": ["TU 100"],
-    // The 100 asked for at once goes out when T2 has passed (unreliable); at once over TCP.
-    proceeding: ["TU 100", "nist100"],
-    completed: ["TU 2xx"],
-    terminated: ["TU 2xx", "Timer J"],
-  },
-};
+const make = makeServer(NonInviteServerTransaction, "nist1", "OPTIONS");
 
 const NOT_ALLOWED = "refused not-allowed";
 const FINAL_SENT = "refused final-already-sent";
@@ -170,27 +81,34 @@ const TCP: Row[] = [
   ["proceeding", "TU 2xx", "terminated", ["200"], "", ["final sent 200", "terminated normal"], []],
 ];
 
-describe("Figure 8: non-INVITE server transaction, every state × event", () => {
-  it("the initial arrow: → Trying, nothing sent, only the lifetime cap armed", () => {
-    for (const protocol of ["UDP", "TCP"] as const) {
-      const { ctx, tx } = make(protocol);
-      tx.start();
-      expect(tx.state).toBe("trying");
-      expect(ctx.sent).toEqual([]);
-      expect(ctx.arms).toEqual(["lifetime:42000"]);
-      tx.transportError(new Error("end"));
-      ctx.expectFreed(tx);
-    }
-  });
+const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
+  title: "Figure 8: non-INVITE server transaction, every state × event",
+  make,
+  events: {
+    request: receive("OPTIONS"),
+    "TU 100": reply(100),
+    "TU 180": reply(180),
+    "TU 2xx": reply(200),
+    "TU 3xx-6xx": reply(486),
+    "TU 408": reply(408),
+  },
+  path: {
+    trying: [],
+    "trying, 100 deferred": ["TU 100"],
+    // The 100 asked for at once goes out when T2 has passed (unreliable); at once over TCP.
+    proceeding: ["TU 100", "nist100"],
+    completed: ["TU 2xx"],
+    terminated: ["TU 2xx", "Timer J"],
+  },
+  initial: {
+    name: "→ Trying, nothing sent, only the lifetime cap armed",
+    state: "trying",
+    sent: [],
+    arms: { UDP: ["lifetime:42000"], TCP: ["lifetime:42000"] },
+  },
+  states: ["trying", "proceeding", "completed", "terminated"],
+  udp: UDP,
+  tcp: TCP,
+};
 
-  describe("unreliable (UDP)", () => {
-    for (const row of UDP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "UDP", row));
-  });
-  describe("reliable (TCP)", () => {
-    for (const row of TCP) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(FIGURE, "TCP", row));
-  });
-
-  it("the table names every state and every event of the figure", () => {
-    expectEveryPair(UDP, ["trying", "proceeding", "completed", "terminated"]);
-  });
-});
+describeFigure(FIGURE);

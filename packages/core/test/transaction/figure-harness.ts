@@ -1,12 +1,14 @@
 // A fake TxContext for driving one transaction actor by hand, outside any
 // engine: it records what the actor sends, which timers it arms and cancels,
 // when it leaves the indexes and when it is freed, and lets a test fire an
-// armed timer. Used by the table-driven figure tests (fig5 … fig8).
+// armed timer. Used by the table-driven figure tests (fig5 … fig8): each
+// holds its table and the few events of its own, and `describeFigure` here
+// makes its actor, drives every row and checks the table is whole.
 //
 // Nothing here registers with the automatic leak check; instead every row
 // ends with `drain()`, which fires the actor's timers until it is freed, and
 // `expectFreed()`: the same created == freed the leak check asks of a Testbed.
-import { expect } from "vitest";
+import { describe, expect, it } from "vitest";
 import { buildResponse } from "../../src/message/build.js";
 import { parseMessage } from "../../src/message/parser.js";
 import type { SipRequest, SipResponse } from "../../src/message/types.js";
@@ -22,8 +24,9 @@ import {
 import type { CancelProgress, ClientTu } from "../../src/transaction/client.js";
 import { defaultTimers, type TimerConfig } from "../../src/transaction/config.js";
 import { TransactionError } from "../../src/transaction/errors.js";
+import type { NictInit } from "../../src/transaction/nict.js";
 import { throwingReporter } from "../../src/transaction/refs.js";
-import type { ServerEndCause, ServerTu } from "../../src/transaction/server.js";
+import type { ServerEndCause, ServerInit, ServerTu } from "../../src/transaction/server.js";
 import type { TimerEntry } from "../../src/transaction/timers.js";
 import type { Destination, SendErrorTarget, Source } from "../../src/transport/types.js";
 
@@ -283,6 +286,118 @@ export function expectEffects(
 
 export { Timer };
 
+/** What a figure test holds of one actor: its context, its recording user, the actor, the transport. */
+export interface Made<T extends Transaction & { start(): void }, U extends { log: string[] }> {
+  readonly ctx: FakeContext;
+  readonly tu: U;
+  readonly tx: T;
+  readonly protocol: Protocol;
+}
+
+/** What every actor's init has, over a fresh fake context. */
+function baseInit(id: string, protocol: Protocol) {
+  return { id, ctx: new FakeContext(), timers: timers(), reliable: protocol === "TCP" };
+}
+
+/** The actor as the engine's table insert leaves it: held by "table". */
+function held<T extends Transaction & { start(): void }, U extends { log: string[] }>(
+  ctx: FakeContext,
+  tu: U,
+  tx: T,
+  protocol: Protocol,
+): Made<T, U> {
+  tx.take("table");
+  return { ctx, tu, tx, protocol };
+}
+
+/** How a figure makes a client actor (either kind) sending `method`, for a transport. */
+export function makeClient<T extends Transaction & { start(): void }>(
+  Actor: new (init: NictInit) => T,
+  id: string,
+  method: string,
+): (protocol: Protocol) => Made<T, RecordingClientTu> & { readonly sent: SipRequest } {
+  return (protocol) => {
+    const base = baseInit(id, protocol);
+    const tu = new RecordingClientTu();
+    const tx = new Actor({
+      ...base,
+      request: Buffer.from(requestText(method, protocol), "latin1"),
+      dest: dest(protocol),
+      callId: "fig@127.0.0.9",
+      cseq: 1,
+      method,
+      branch: "z9hG4bKfig1",
+      tu,
+    });
+    return { ...held(base.ctx, tu, tx, protocol), sent: request(method, protocol) };
+  };
+}
+
+/** How a figure makes a server actor (either kind) for a `method` request, for a transport. */
+export function makeServer<T extends Transaction & { start(): void }>(
+  Actor: new (init: ServerInit) => T,
+  id: string,
+  method: string,
+): (protocol: Protocol) => Made<T, RecordingServerTu> {
+  return (protocol) => {
+    const base = baseInit(id, protocol);
+    const tu = new RecordingServerTu();
+    const tx = new Actor({
+      ...base,
+      request: request(method, protocol),
+      source: source(protocol),
+      dest: dest(protocol),
+      tu,
+    });
+    return held(base.ctx, tu, tx, protocol);
+  };
+}
+
+/** The events every figure names the same way: a timer of that kind expires. */
+const TIMER_EVENTS = {
+  "Timer A": Timer.A,
+  "Timer B": Timer.B,
+  "Timer D": Timer.D,
+  "Timer E": Timer.E,
+  "Timer F": Timer.F,
+  "Timer G": Timer.G,
+  "Timer H": Timer.H,
+  "Timer I": Timer.I,
+  "Timer J": Timer.J,
+  "Timer K": Timer.K,
+  "Timer L": Timer.L,
+  "Timer M": Timer.M,
+  fr_inv: Timer.FrInv,
+  cancel_wait: Timer.CancelWait,
+  "2xx timer": Timer.Retransmit2xx,
+  nist100: Timer.Nist100,
+  lifetime: Timer.Lifetime,
+} as const;
+/** The events the harness applies itself: the timers above and a transport error. */
+export type CommonEvent = keyof typeof TIMER_EVENTS | "transport error";
+
+/** What one of a figure's own events does to its actor. */
+export type Step<M> = (made: M) => void;
+
+/** The event: a response with this status from the UAS to the request the client sent. */
+export function respond(
+  status: number,
+): Step<{ tx: { receiveResponse(res: SipResponse): void }; sent: SipRequest }> {
+  return ({ tx, sent }) => tx.receiveResponse(responseTo(sent, status));
+}
+
+/** The event: the TU replies with this status; a refusal is recorded as "refused <code>". */
+export function reply(status: number): Step<{ tx: { reply(status: number): void }; tu: { log: string[] } }> {
+  return ({ tx, tu }) => refusing(tu.log, () => tx.reply(status));
+}
+
+/** The event: a request of this method (a retransmission, an ACK) reaches the server actor. */
+export function receive(
+  method: string,
+): Step<{ tx: { receiveRequest(req: SipRequest): void }; protocol: Protocol }> {
+  return ({ tx, protocol }) => tx.receiveRequest(request(method, protocol));
+}
+
 /**
  * One row of a figure's table: from (a state, optionally ", detail" for a
  * variant of it), event, next state, what is sent, the timers armed after,
@@ -299,39 +414,58 @@ export type FigureRow<F extends string, E extends string> = [
   string[]?,
 ];
 
-/** How a figure's actor is made, how each event is applied, and how each row's starting state is reached. */
-export interface Figure<
-  F extends string,
-  E extends string,
-  M extends { ctx: FakeContext; tx: Transaction; tu: { log: string[] } },
-> {
+type AnyMade = Made<Transaction & { start(): void }, { log: string[] }>;
+
+/**
+ * A figure's table and how it is driven: how its actor is made, what each of
+ * its own events does (the timers and the transport error are the harness's),
+ * how each row's starting state is reached from a fresh actor, the initial
+ * arrow, the figure's states and its rows over UDP and over TCP.
+ */
+export interface Figure<F extends string, E extends string, M extends AnyMade> {
+  readonly title: string;
   make(protocol: Protocol): M;
-  /** Bring a fresh actor to life (its initial arrow). */
-  start(made: M): void;
-  apply(made: M, event: E): void;
-  path: Record<F, E[]>;
+  readonly events: Record<Exclude<E, CommonEvent>, Step<M>>;
+  readonly path: Record<F, E[]>;
+  /** The initial arrow: its test's name, the state it reaches, what it sends, the timers it arms per transport. */
+  readonly initial: {
+    readonly name: string;
+    readonly state: string;
+    readonly sent: readonly string[];
+    readonly arms: Record<Protocol, readonly string[]>;
+  };
+  readonly states: readonly string[];
+  readonly udp: ReadonlyArray<FigureRow<F, E>>;
+  /** The rows a reliable transport changes. */
+  readonly tcp: ReadonlyArray<FigureRow<F, E>>;
+}
+
+function applyEvent<F extends string, E extends string, M extends AnyMade>(
+  fig: Figure<F, E, M>,
+  made: M,
+  event: E,
+): void {
+  if (event === "transport error") made.tx.transportError(new Error("unreachable"));
+  else if (event in TIMER_EVENTS) made.ctx.fire(made.tx, TIMER_EVENTS[event as keyof typeof TIMER_EVENTS]);
+  else fig.events[event as Exclude<E, CommonEvent>](made);
 }
 
 /** Drive one row from a fresh actor, then run its timers until it is freed. */
-export function runRow<
-  F extends string,
-  E extends string,
-  M extends { ctx: FakeContext; tx: Transaction; tu: { log: string[] } },
->(
+export function runRow<F extends string, E extends string, M extends AnyMade>(
   fig: Figure<F, E, M>,
   protocol: Protocol,
   [from, event, to, sent, timersAfter, told, arms]: FigureRow<F, E>,
 ): void {
   const made = fig.make(protocol);
   const { ctx, tu, tx } = made;
-  fig.start(made);
-  for (const e of fig.path[from]) fig.apply(made, e);
+  tx.start();
+  for (const e of fig.path[from]) applyEvent(fig, made, e);
   expect(tx.state, "the row's starting state").toBe(from.split(",")[0]);
   ctx.mark();
   tu.log = [];
   const rtx = ctx.stats.retransmissions;
   const history = ctx.history.length;
-  fig.apply(made, event);
+  applyEvent(fig, made, event);
   expectEffects(ctx, tx, rtx, history, tu.log, { to, sent, timers: timersAfter, tu: told, arms });
   ctx.drain(tx);
   ctx.expectFreed(tx);
@@ -348,4 +482,38 @@ export function expectEveryPair<F extends string, E extends string>(
   for (const s of states)
     for (const e of events) if (!rows.some((r) => r[0] === s && r[1] === e)) missing.push(`${s} × ${e}`);
   expect(missing, "(state, event) pairs without a row").toEqual([]);
+}
+
+/**
+ * The figure's tests: the initial arrow over both transports (then a
+ * transport error ends it and it must be freed), one test per row over UDP
+ * and per TCP row, and the check that the UDP table names every state × event.
+ */
+export function describeFigure<F extends string, E extends string, M extends AnyMade>(
+  fig: Figure<F, E, M>,
+): void {
+  describe(fig.title, () => {
+    it(`the initial arrow: ${fig.initial.name}`, () => {
+      for (const protocol of ["UDP", "TCP"] as const) {
+        const { ctx, tx } = fig.make(protocol);
+        tx.start();
+        expect(tx.state).toBe(fig.initial.state);
+        expect(ctx.sent.map((s) => s.label)).toEqual(fig.initial.sent);
+        expect(ctx.arms).toEqual(fig.initial.arms[protocol]);
+        tx.transportError(new Error("end"));
+        ctx.expectFreed(tx);
+      }
+    });
+
+    describe("unreliable (UDP)", () => {
+      for (const row of fig.udp) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(fig, "UDP", row));
+    });
+    describe("reliable (TCP)", () => {
+      for (const row of fig.tcp) it(`${row[0]} —${row[1]}→ ${row[2]}`, () => runRow(fig, "TCP", row));
+    });
+
+    it("the table names every state and every event of the figure", () => {
+      expectEveryPair(fig.udp, fig.states);
+    });
+  });
 }

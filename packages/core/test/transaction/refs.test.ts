@@ -1,9 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  type CountingReporter,
   countingReporter,
   RefError,
   type RefFault,
+  type RefReporter,
   RefSet,
   throwingReporter,
 } from "../../src/transaction/refs.js";
@@ -29,6 +31,19 @@ function expectFault(fn: () => unknown, fault: RefFault, holder: string, owner =
   expect(err.message).toContain(owner);
 }
 
+/** A RefSet of OWNER reporting to `reporter`, with these references taken in order. */
+function refSet(reporter: RefReporter, ...holders: string[]): RefSet {
+  const refs = new RefSet(OWNER, reporter);
+  for (const h of holders) refs.take(h);
+  return refs;
+}
+
+/** The same over a fresh counting reporter. */
+function counted(...holders: string[]): { reporter: CountingReporter; refs: RefSet } {
+  const reporter = countingReporter();
+  return { reporter, refs: refSet(reporter, ...holders) };
+}
+
 describe("RefSet", () => {
   it("starts empty and unfreed", () => {
     const refs = new RefSet(OWNER, throwingReporter);
@@ -41,10 +56,7 @@ describe("RefSet", () => {
   });
 
   it("release returns true exactly when the total count drops to zero", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
-    refs.take("timer:A");
-    refs.take("handle");
+    const refs = refSet(throwingReporter, "table", "timer:A", "handle");
     expect(refs.count).toBe(3);
     expect(refs.release("timer:A")).toBe(false);
     expect(refs.release("table")).toBe(false);
@@ -57,12 +69,7 @@ describe("RefSet", () => {
   });
 
   it("is a multiset: the same holder may hold several references", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
-    refs.take("timer:A");
-    refs.take("handle");
-    refs.take("timer:A");
-    refs.take("timer:A");
+    const refs = refSet(throwingReporter, "table", "timer:A", "handle", "timer:A", "timer:A");
     expect(refs.countOf("timer:A")).toBe(3);
     expect(refs.countOf("table")).toBe(1);
     expect(refs.countOf("cancel")).toBe(0);
@@ -82,8 +89,7 @@ describe("RefSet", () => {
   });
 
   it("holders() returns a copy", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
+    const refs = refSet(throwingReporter, "table");
     const list = refs.holders();
     list.push("bogus");
     expect(refs.holders()).toEqual(["table"]);
@@ -91,18 +97,14 @@ describe("RefSet", () => {
   });
 
   it("reports double-release of a holder that never took a reference", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
+    const refs = refSet(throwingReporter, "table");
     expectFault(() => refs.release("handle"), "double-release", "handle");
     expect(refs.count).toBe(1);
     expect(refs.holders()).toEqual(["table"]);
   });
 
   it("reports double-release when a holder releases more than it took", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("timer:B");
-    refs.take("table");
-    refs.take("timer:B");
+    const refs = refSet(throwingReporter, "timer:B", "table", "timer:B");
     refs.release("timer:B");
     refs.release("timer:B");
     expectFault(() => refs.release("timer:B"), "double-release", "timer:B");
@@ -110,8 +112,7 @@ describe("RefSet", () => {
   });
 
   it("with a non-throwing reporter, a double-release returns false and changes nothing", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     expect(refs.release("cancel")).toBe(false);
     refs.take("table");
     expect(refs.release("cancel")).toBe(false);
@@ -125,8 +126,7 @@ describe("RefSet", () => {
   });
 
   it("reports take-after-free and takes nothing", () => {
-    const refs = new RefSet(OWNER, throwingReporter);
-    refs.take("table");
+    const refs = refSet(throwingReporter, "table");
     refs.release("table");
     refs.markFreed();
     expect(refs.freed).toBe(true);
@@ -136,8 +136,7 @@ describe("RefSet", () => {
   });
 
   it("reports release-after-free and returns false", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     refs.markFreed();
     expect(refs.release("handle")).toBe(false);
     expect(reporter.faults).toHaveLength(1);
@@ -151,11 +150,7 @@ describe("RefSet", () => {
   });
 
   it("reports every reference still held at free as a leak, with its holder", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
-    refs.take("table");
-    refs.take("timer:D");
-    refs.take("timer:D");
+    const { reporter, refs } = counted("table", "timer:D", "timer:D");
     refs.release("table");
     refs.markFreed();
     expect(refs.freed).toBe(true);
@@ -176,8 +171,7 @@ describe("RefSet", () => {
   });
 
   it("reportLeaks audits outstanding references without freeing", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     expect(refs.reportLeaks()).toBe(0);
     refs.take("table");
     refs.take("handle");
@@ -189,8 +183,7 @@ describe("RefSet", () => {
   });
 
   it("reports a second markFreed", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
+    const { reporter, refs } = counted();
     refs.markFreed();
     expect(reporter.total).toBe(0);
     refs.markFreed();
@@ -198,12 +191,7 @@ describe("RefSet", () => {
   });
 
   it("a clean lifecycle reports nothing", () => {
-    const reporter = countingReporter();
-    const refs = new RefSet(OWNER, reporter);
-    refs.take("table");
-    refs.take("handle");
-    refs.take("timer:A");
-    refs.take("timer:B");
+    const { reporter, refs } = counted("table", "handle", "timer:A", "timer:B");
     refs.release("timer:A");
     refs.release("handle");
     refs.release("timer:B");
@@ -222,8 +210,7 @@ describe("RefSet", () => {
     );
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
-        const reporter = countingReporter();
-        const refs = new RefSet(OWNER, reporter);
+        const { reporter, refs } = counted();
         const model = new Map<string, number>();
         let order: string[] = [];
         let freed = false;

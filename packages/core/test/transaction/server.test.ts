@@ -8,33 +8,35 @@ import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
+/** A request from the scripted peer: the same Request-URI, From and Max-Forwards in every one. */
+function message(
+  method: string,
+  branch: string,
+  { viaParams = "", toTag = "", callId = `${branch}@127.0.0.9`, cseq = 1, extra = "" } = {},
+): string {
+  const to = toTag ? `<sip:bob@127.0.0.1>;tag=${toTag}` : "<sip:bob@127.0.0.1>";
+  return [
+    `${method} sip:bob@127.0.0.1 SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}${viaParams}`,
+    "Max-Forwards: 70",
+    "From: <sip:alice@127.0.0.9>;tag=fa",
+    `To: ${to}`,
+    `Call-ID: ${callId}`,
+    `CSeq: ${cseq} ${method}`,
+    `${extra}Content-Length: 0\r\n\r\n`,
+  ].join("\r\n");
+}
+
 function ack(branch = "z9hG4bKabc123", toTag = "", cseq = 1): string {
-  return (
-    "ACK sip:bob@127.0.0.1 SIP/2.0\r\n" +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
-    `To: <sip:bob@127.0.0.1>${toTag ? `;tag=${toTag}` : ""}\r\n` +
-    "Call-ID: call-1@127.0.0.9\r\n" +
-    `CSeq: ${cseq} ACK\r\n` +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return message("ACK", branch, { toTag, callId: "call-1@127.0.0.9", cseq });
 }
 
 /** `viaParams` ";rport" makes the engine stamp the Via (RFC 3581): an edited request. */
 function request(method: "INVITE" | "OPTIONS" | "CANCEL", branch: string, viaParams = ""): string {
-  return (
-    `${method} sip:bob@127.0.0.1 SIP/2.0\r\n` +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}${viaParams}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
-    "To: <sip:bob@127.0.0.1>\r\n" +
-    `Call-ID: ${branch}@127.0.0.9\r\n` +
-    `CSeq: 1 ${method}\r\n` +
-    "Contact: <sip:alice@127.0.0.9>\r\n" +
-    "X-Kept: still here\r\n" +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return message(method, branch, {
+    viaParams,
+    extra: "Contact: <sip:alice@127.0.0.9>\r\nX-Kept: still here\r\n",
+  });
 }
 
 /** The parsed request's internal state (message.ts). */

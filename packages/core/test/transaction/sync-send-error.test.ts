@@ -8,17 +8,7 @@ import type { Transaction } from "../../src/transaction/actor.js";
 import { InviteClientTransaction } from "../../src/transaction/ict.js";
 import { InviteServerTransaction } from "../../src/transaction/ist.js";
 import { NonInviteServerTransaction } from "../../src/transaction/nist.js";
-import {
-  dest,
-  FakeContext,
-  RecordingClientTu,
-  RecordingServerTu,
-  request,
-  requestText,
-  responseTo,
-  source,
-  timers,
-} from "./figure-harness.js";
+import { type FakeContext, makeClient, makeServer, responseTo } from "./figure-harness.js";
 
 /** From now on every send of `ctx` fails before it returns. */
 function failSends(ctx: FakeContext): void {
@@ -39,21 +29,7 @@ function expectUncounted(ctx: FakeContext, tx: Transaction): void {
 
 describe("a send failing synchronously inside a transition", () => {
   it("ICT: the ACK of a 486 fails: Terminated, neither waiting nor settled", () => {
-    const ctx = new FakeContext();
-    const tu = new RecordingClientTu();
-    const tx = new InviteClientTransaction({
-      id: "ict1",
-      ctx,
-      timers: timers(),
-      reliable: false,
-      request: Buffer.from(requestText("INVITE", "UDP"), "latin1"),
-      dest: dest("UDP"),
-      callId: "fig@127.0.0.9",
-      cseq: 1,
-      branch: "z9hG4bKfig1",
-      tu,
-    });
-    tx.take("table");
+    const { ctx, tu, tx } = makeClient(InviteClientTransaction, "ict1", "INVITE")("UDP");
     tx.start();
     failSends(ctx);
     tx.receiveResponse(responseTo(tx.sentRequest(), 486));
@@ -70,20 +46,10 @@ describe("a send failing synchronously inside a transition", () => {
     ["NIST", 200],
   ] as const) {
     it(`${name}: the ${status} fails: Terminated, neither waiting nor settled`, () => {
-      const ctx = new FakeContext();
-      const tu = new RecordingServerTu();
-      const init = {
-        id: "s1",
-        ctx,
-        timers: timers(),
-        reliable: false,
-        request: request(name === "IST" ? "INVITE" : "OPTIONS", "UDP"),
-        source: source("UDP"),
-        dest: dest("UDP"),
-        tu,
-      };
-      const tx = name === "IST" ? new InviteServerTransaction(init) : new NonInviteServerTransaction(init);
-      tx.take("table");
+      const { ctx, tu, tx } =
+        name === "IST"
+          ? makeServer(InviteServerTransaction, "s1", "INVITE")("UDP")
+          : makeServer(NonInviteServerTransaction, "s1", "OPTIONS")("UDP");
       tx.start();
       failSends(ctx);
       tx.reply(status);
