@@ -264,6 +264,23 @@ export function discardFilesIfPassed(sipp: SippProcess): void {
   });
 }
 
+/**
+ * Inside a test: one SIPp at 10 calls/s on a free port, added to `running`
+ * (for the file's afterAll to kill) and its files removed if the test passes;
+ * with `listen` (a UAS) it is awaited until it holds its port.
+ */
+export async function startSipp(
+  running: Set<{ kill(): Promise<void> }>,
+  opts: Omit<SippOptions, "port" | "rate"> & { rate?: number; listen?: boolean },
+): Promise<SippProcess> {
+  const port = await freeUdpPort();
+  const p = new SippProcess(requireSipp(), { rate: 10, ...opts, port });
+  running.add(p);
+  discardFilesIfPassed(p);
+  if (opts.listen) await p.listening();
+  return p;
+}
+
 /** SuccessfulCall(C) and FailedCall(C) from the last row of SIPp's -trace_stat CSV (';'-separated). */
 export function readCallCounts(path: string): { successful: number; failed: number } | undefined {
   const rows = readText(path)
