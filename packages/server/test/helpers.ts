@@ -2,8 +2,15 @@
 // would), talk JSON-RPC to it over HTTP, and make in-test SIP engines.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { createTcpTransport, createUdpTransport, Engine, type EngineOptions } from "@siptm/core";
+import {
+  createTcpTransport,
+  createUdpTransport,
+  Engine,
+  type EngineOptions,
+  type ServerTransactionHandle,
+} from "@siptm/core";
 import { hashKey } from "@siptm/workers";
+import { expect } from "vitest";
 import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
 
 export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
@@ -167,5 +174,54 @@ export async function until(
     if (await probe()) return;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
+  }
+}
+
+/**
+ * tm.t_uac_start of an INVITE (extra headers `headers`) to an in-test UAS that
+ * rings, then tm.cancel once the server's transaction is proceeding: the
+ * CANCEL goes out at once ("sent"; before the 180 it would wait, "pending"),
+ * the UAS sees it and answers 487. `then` runs before the UAS closes.
+ */
+export async function uacStartThenCancel(
+  server: Served,
+  headers: string,
+  then: () => Promise<void> = async () => {},
+): Promise<void> {
+  let invite: ServerTransactionHandle | undefined;
+  let cancelled = false;
+  const uas = await testEngine({
+    onRequest: (tx) => {
+      invite = tx;
+      tx.events.onCancel = () => {
+        cancelled = true;
+      };
+      tx.reply(180);
+    },
+  });
+  try {
+    const port = uas.transportFor("UDP")!.localPort;
+    const started = await call<{ callid: string; cseq: number; tid: string }>(server.rpc, "tm.t_uac_start", [
+      "INVITE",
+      `sip:bob@127.0.0.1:${port}`,
+      `udp:127.0.0.1:${port}`,
+      `udp:127.0.0.1:${server.udp}`,
+      headers,
+    ]);
+    expect(started.tid).toBeTruthy();
+    await until("the INVITE at the UAS", () => invite !== undefined);
+    expect(invite!.request.callId).toBe(started.callid);
+    expect(invite!.request.cseq.seq).toBe(started.cseq);
+    await until("the 180 at the server", async () => {
+      const list = await call<Array<{ id: string; state: string }>>(server.rpc, "tm.list");
+      return list.some((t) => t.id === started.tid && t.state === "proceeding");
+    });
+    const c = await call<{ result: string }>(server.rpc, "tm.cancel", [started.callid, String(started.cseq)]);
+    expect(c.result).toBe("sent");
+    await until("the CANCEL at the UAS", () => cancelled);
+    await until("the 487", () => invite!.finalStatus === 487);
+    await then();
+  } finally {
+    await uas.close();
   }
 }

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
+import { type Engine, newCallId } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -19,6 +19,7 @@ import {
   SHARD_KEY,
   serve,
   testEngine,
+  uacStartThenCancel,
   until,
 } from "./helpers.js";
 
@@ -152,46 +153,7 @@ describe("--workers 2: JSON-RPC control and metrics", () => {
   });
 
   it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {
-    let invite: ServerTransactionHandle | undefined;
-    let cancelled = false;
-    const uas = await testEngine({
-      onRequest: (tx) => {
-        invite = tx;
-        tx.events.onCancel = () => {
-          cancelled = true;
-        };
-        tx.reply(180);
-      },
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const started = await call<{ callid: string; cseq: number; tid: string }>(
-        server.rpc,
-        "tm.t_uac_start",
-        [
-          "INVITE",
-          `sip:bob@127.0.0.1:${port}`,
-          `udp:127.0.0.1:${port}`,
-          `udp:127.0.0.1:${server.udp}`,
-          `From: ${FROM}\r\nTo: ${TO}`,
-        ],
-      );
-      await until("the INVITE at the UAS", () => invite !== undefined);
-      expect(invite!.request.callId).toBe(started.callid);
-      await until("the 180 at the server", async () => {
-        const list = await call<Array<{ id: string; state: string; shard: number }>>(server.rpc, "tm.list");
-        return list.some((t) => t.id === started.tid && t.state === "proceeding");
-      });
-      const c = await call<{ result: string }>(server.rpc, "tm.cancel", [
-        started.callid,
-        String(started.cseq),
-      ]);
-      expect(c.result).toBe("sent");
-      await until("the CANCEL at the UAS", () => cancelled);
-      await until("the 487", () => invite!.finalStatus === 487);
-    } finally {
-      await uas.close();
-    }
+    await uacStartThenCancel(server, `From: ${FROM}\r\nTo: ${TO}`);
   }, 40_000);
 
   it("tm.cancel of an unknown call answers none; tm.reply of an unknown id is -32001", async () => {

@@ -1,6 +1,6 @@
 // `siptm serve --route uas` as a child process, driven as a user would: SIP
 // from an in-test engine, JSON-RPC over HTTP, and the `siptm rpc` client.
-import type { Engine, ServerTransactionHandle, SipResponse } from "@siptm/core";
+import type { Engine, SipResponse } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -11,6 +11,7 @@ import {
   type Served,
   serve,
   testEngine,
+  uacStartThenCancel,
   until,
 } from "./helpers.js";
 
@@ -175,57 +176,16 @@ describe("JSON-RPC control", () => {
   });
 
   it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {
-    let invite: ServerTransactionHandle | undefined;
-    let cancelled = false;
-    const uas = await testEngine({
-      onRequest: (tx) => {
-        invite = tx;
-        tx.events.onCancel = () => {
-          cancelled = true;
-        };
-        tx.reply(180);
-      },
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const started = await call<{ callid: string; cseq: number; tid: string }>(
-        server.rpc,
-        "tm.t_uac_start",
-        [
-          "INVITE",
-          `sip:bob@127.0.0.1:${port}`,
-          `udp:127.0.0.1:${port}`,
-          `udp:127.0.0.1:${server.udp}`,
-          `From: ${FROM}\r\nTo: ${TO}\r\nSubject: cancel me`,
-        ],
-      );
-      expect(started.tid).toBeTruthy();
-      await until("the INVITE at the UAS", () => invite !== undefined);
-      expect(invite!.request.callId).toBe(started.callid);
-      expect(invite!.request.cseq.seq).toBe(started.cseq);
-      // Once the 180 is in, the CANCEL goes out at once ("sent"); before, it waits for it ("pending").
-      await until("the 180 at the server", async () => {
-        const list = await call<Array<{ id: string; state: string }>>(server.rpc, "tm.list");
-        return list.some((t) => t.id === started.tid && t.state === "proceeding");
-      });
-      const c = await call<{ result: string }>(server.rpc, "tm.cancel", [
-        started.callid,
-        String(started.cseq),
-      ]);
-      expect(c.result).toBe("sent");
-      await until("the CANCEL at the UAS", () => cancelled);
-      await until("the 487", () => invite!.finalStatus === 487);
-      await until(
+    await uacStartThenCancel(server, `From: ${FROM}\r\nTo: ${TO}\r\nSubject: cancel me`, () =>
+      until(
         "created == freed on the server",
         async () => {
           const s = await call<{ created: number; freed: number; current: number }>(server.rpc, "tm.stats");
           return s.created === s.freed && s.current === 0;
         },
         20_000,
-      );
-    } finally {
-      await uas.close();
-    }
+      ),
+    );
   }, 40_000);
 
   it("siptm rpc prints the JSON result, and exits 1 on an error", async () => {
