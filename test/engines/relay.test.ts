@@ -2,14 +2,11 @@
 // propagation, Timer C, loops — with UAS engines behind a proxy, on both
 // engines: the proxy runs relay() in its route (fixtures/relay-route.mjs), in
 // each shard of a sharded engine. The relay options travel in an X-Relay header.
-import { fileURLToPath } from "node:url";
 import type { RelayTarget } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import type { ServerTransactionLike } from "../../packages/workers/src/api.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
-
-const ROUTE = fileURLToPath(new URL("./fixtures/relay-route.mjs", import.meta.url));
-const PROXY = { protocol: "UDP" as const, address: "127.0.0.5", port: 5060 };
+import { PROXY, ROUTE, uacAndProxy, viaProxy } from "./proxy-bed.js";
 
 type Behaviour = (tx: ServerTransactionLike, bed: EngineBed) => void;
 
@@ -112,23 +109,11 @@ forEachEngine((makeBed) => {
 
     it("Max-Forwards 0 → 483; Proxy-Require with an unknown option → 420 with Unsupported", async () => {
       const { bed, uac, proxy } = await setup(makeBed, [answer]);
-      const a = await uac.request({
-        method: "OPTIONS",
+      const a = await viaProxy(bed, uac, { uri: "sip:x@127.0.0.10", maxForwards: 0 });
+      const b = await viaProxy(bed, uac, {
         uri: "sip:x@127.0.0.10",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        maxForwards: 0,
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      const b = await uac.request({
-        method: "OPTIONS",
-        uri: "sip:x@127.0.0.10",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [["Proxy-Require", "foo, bar"]],
-        nextHop: "udp:127.0.0.5:5060",
       });
-      await bed.flush();
       expect(a.outcome?.status).toBe(483);
       expect(b.outcome?.status).toBe(420);
       expect(b.outcome?.response?.header("unsupported")).toBe("foo, bar");
@@ -137,16 +122,11 @@ forEachEngine((makeBed) => {
 
     it("a request relayed back to the proxy itself is a loop: 482", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, {
         uri: "sip:loop@127.0.0.5",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [spec({ targets: [{ uri: "sip:loop@127.0.0.5", nextHop: "udp:127.0.0.5:5060" }] })],
       });
-      await bed.flush();
       expect(h.outcome?.status).toBe(482);
     });
   });
@@ -433,16 +413,13 @@ forEachEngine((makeBed) => {
 
     it("a non-SIP Request-URI relayed as it is: 416", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, {
         uri: "http://example.invalid/x",
         from: "<sip:a@127.0.0.1>",
         to: "<sip:b@127.0.0.5>",
         nextHop: PROXY,
       });
-      await bed.flush();
       expect(h.outcome?.status).toBe(416);
     });
   });
@@ -460,16 +437,9 @@ forEachEngine((makeBed) => {
 
     it("a relayed non-INVITE that times out gets no 408 upstream (RFC 4320) and nothing throws", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
       bed.peer("127.0.0.77"); // a next hop that never answers
-      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
-        uri: "sip:x@127.0.0.77",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        nextHop: "udp:127.0.0.5:5060",
-      });
+      const { uac, proxy } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, { uri: "sip:x@127.0.0.77" });
       await bed.advance(40_000);
       expect(h.outcome).toMatchObject({ status: 408, cause: "timeout" }); // the client's own Timer F
       const st = await proxy.stats();
@@ -479,17 +449,9 @@ forEachEngine((makeBed) => {
 
     it("a best response naming only the proxy is answered locally, so the caller gets a final", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
       const peer = bed.peer("127.0.0.77");
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "INVITE",
-        uri: "sip:x@127.0.0.77",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      await bed.flush();
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, { method: "INVITE", uri: "sip:x@127.0.0.77" });
       const inv = peer.requests("INVITE")[0]!;
       const only = inv.headerValues("via")[0]!; // a broken UAS that answers with our Via alone
       peer.send(
@@ -592,18 +554,10 @@ forEachEngine((makeBed) => {
 
     it("a late 2xx to a relayed INVITE (after every transaction ended) reaches the caller; the same with its Via below ours changed does not", async () => {
       const bed = makeBed({ log: true });
-      const uac = await bed.engine({ address: "127.0.0.1" });
       const uas = bed.peer("127.0.0.77");
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const { uac } = await uacAndProxy(bed);
       bed.peer(VICTIM);
-      const h = await uac.request({
-        method: "INVITE",
-        uri: "sip:x@127.0.0.77",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      await bed.flush();
+      const h = await viaProxy(bed, uac, { method: "INVITE", uri: "sip:x@127.0.0.77" });
       const inv = uas.requests("INVITE")[0]!;
       const [ours, upstream] = inv.headerValues("via") as [string, string];
       uas.send(responseTo(inv, "486 Busy Here", [ours, upstream]), PROXY);
