@@ -225,3 +225,54 @@ export async function uacStartThenCancel(
     await uas.close();
   }
 }
+
+/** An in-test callee, dave, and a caller: dave answers an INVITE 200 with his Contact, anything else 200. */
+export interface Dave {
+  callee: Engine;
+  caller: Engine;
+  /** The callee's UDP port. */
+  port: number;
+  /** The methods of the requests the callee got, and of the ACKs of its 2xx. */
+  methods: string[];
+  acks: string[];
+}
+
+export async function daveAndCaller(): Promise<Dave> {
+  const methods: string[] = [];
+  const acks: string[] = [];
+  const callee = await testEngine({
+    onRequest: (tx) => {
+      methods.push(tx.method);
+      if (tx.method === "INVITE") {
+        tx.events.onAck = (ack) => acks.push(ack.method);
+        tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
+      } else tx.reply(200);
+    },
+  });
+  const port = callee.transportFor("UDP")!.localPort;
+  const caller = await testEngine();
+  return { callee, caller, port, methods, acks };
+}
+
+/**
+ * The caller (erin) calls sip:dave@127.0.0.1 through the proxy `server`: the
+ * 200 carries the server's Record-Route, the ACK reaches dave and the BYE is
+ * answered; dave saw the INVITE and the BYE only.
+ */
+export async function callDave(dave: Dave, server: Served, callId?: string): Promise<void> {
+  const invite = dave.caller.request({
+    method: "INVITE",
+    uri: "sip:dave@127.0.0.1",
+    from: "<sip:erin@127.0.0.1>",
+    to: "<sip:dave@127.0.0.1>",
+    callId,
+    nextHop: `udp:127.0.0.1:${server.udp}`,
+  });
+  const answer = await invite.final;
+  expect(answer.status).toBe(200);
+  expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
+  const bye = dave.caller.ackAndBye(invite, answer.response!);
+  expect((await bye.final).status).toBe(200);
+  await until("the ACK at the callee", () => dave.acks.length > 0);
+  expect(dave.methods).toEqual(["INVITE", "BYE"]);
+}

@@ -3,7 +3,7 @@
 import { parseMessage, type SipRequest } from "@siptm/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { canonicalAor, Registrar } from "../src/registrar.js";
-import { call, killAll, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
+import { call, callDave, daveAndCaller, killAll, SERVER_TIMERS, serve, testEngine } from "./helpers.js";
 
 let cseq = 0;
 function register(
@@ -225,19 +225,8 @@ describe("siptm serve --route default", () => {
 
   it("a call to a registered AOR goes through the proxy: INVITE, 200, the ACK, an in-dialog BYE", async () => {
     const server = await serve(["--route", "default", ...SERVER_TIMERS]);
-    const acks: string[] = [];
-    const methods: string[] = [];
-    const callee = await testEngine({
-      onRequest: (tx) => {
-        methods.push(tx.method);
-        if (tx.method === "INVITE") {
-          tx.events.onAck = (ack) => acks.push(ack.method);
-          tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
-        } else tx.reply(200);
-      },
-    });
-    const port = callee.transportFor("UDP")!.localPort;
-    const caller = await testEngine();
+    const dave = await daveAndCaller();
+    const { callee, caller, port } = dave;
     try {
       const hop = `udp:127.0.0.1:${server.udp}`;
       const reg = await callee.request({
@@ -249,20 +238,7 @@ describe("siptm serve --route default", () => {
         nextHop: hop,
       }).final;
       expect(reg.status).toBe(200);
-      const invite = caller.request({
-        method: "INVITE",
-        uri: "sip:dave@127.0.0.1",
-        from: "<sip:erin@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        nextHop: hop,
-      });
-      const answer = await invite.final;
-      expect(answer.status).toBe(200);
-      expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
-      const bye = caller.ackAndBye(invite, answer.response!);
-      expect((await bye.final).status).toBe(200);
-      await until("the ACK at the callee", () => acks.length > 0);
-      expect(methods).toEqual(["INVITE", "BYE"]);
+      await callDave(dave, server);
     } finally {
       await Promise.all([callee.close(), caller.close()]);
     }

@@ -12,6 +12,8 @@ import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
+  callDave,
+  daveAndCaller,
   killAll,
   rpc,
   SERVER_TIMERS,
@@ -251,19 +253,8 @@ describe("--workers 2: other servers", () => {
       ...SERVER_TIMERS,
     ]);
     expect(server.stdout()).toMatch(/workers:\s+2 shards/);
-    const methods: string[] = [];
-    const acks: string[] = [];
-    const callee = await testEngine({
-      onRequest: (tx) => {
-        methods.push(tx.method);
-        if (tx.method === "INVITE") {
-          tx.events.onAck = (ack) => acks.push(ack.method);
-          tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
-        } else tx.reply(200);
-      },
-    });
-    const port = callee.transportFor("UDP")!.localPort;
-    const caller = await testEngine();
+    const dave = await daveAndCaller();
+    const { callee, caller, port, methods } = dave;
     // The REGISTER's Call-ID on shard 0, the INVITE's on shard 1: only a shared registrar finds dave.
     const [regCallId] = callIdsFor(0, 1);
     const [inviteCallId] = callIdsFor(1, 1);
@@ -285,21 +276,7 @@ describe("--workers 2: other servers", () => {
       );
       const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
       expect(dump.map((a) => a.aor)).toEqual(["sip:dave@127.0.0.1"]);
-      const invite = caller.request({
-        method: "INVITE",
-        uri: "sip:dave@127.0.0.1",
-        from: "<sip:erin@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        callId: inviteCallId,
-        nextHop: hop,
-      });
-      const answer = await invite.final;
-      expect(answer.status).toBe(200);
-      expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
-      const bye = caller.ackAndBye(invite, answer.response!);
-      expect((await bye.final).status).toBe(200);
-      await until("the ACK at the callee", () => acks.length > 0);
-      expect(methods).toEqual(["INVITE", "BYE"]);
+      await callDave(dave, server, inviteCallId);
       // Unregistered: the shards forget dave too (a call now is a 404 from the server itself).
       const unreg = await callee.request({
         method: "REGISTER",
