@@ -7,9 +7,10 @@ import {
   createUdpTransport,
   Engine,
   type EngineOptions,
+  newCallId,
   type ServerTransactionHandle,
 } from "@siptm/core";
-import { hashKey } from "@siptm/workers";
+import { hashKey, shardOf } from "@siptm/workers";
 import { expect } from "vitest";
 import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
 
@@ -275,4 +276,32 @@ export async function callDave(dave: Dave, server: Served, callId?: string): Pro
   expect((await bye.final).status).toBe(200);
   await until("the ACK at the callee", () => dave.acks.length > 0);
   expect(dave.methods).toEqual(["INVITE", "BYE"]);
+}
+
+/** A fresh Call-ID that a server of `shards` shards (keyed with TEST_SECRET) gives to `shard`; any one in one thread. */
+export function callIdOf(shard: number, shards = 2): string {
+  for (;;) {
+    const id = newCallId();
+    if (shards < 2 || shardOf(id, shards, SHARD_KEY) === shard) return id;
+  }
+}
+
+/** tm.t_uac_wait of an OPTIONS (`headers`: its From, To, CSeq …) to an in-test UAS that answers 200 with X-Test: yes. */
+export async function uacWaitOptions(
+  server: Pick<Served, "rpc">,
+  headers: string,
+): Promise<{ code: number; reason: string; headers: string; body: string }> {
+  const uas = await testEngine({ onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }) });
+  try {
+    const port = uas.transportFor("UDP")!.localPort;
+    return await call(server.rpc, "tm.t_uac_wait", [
+      "OPTIONS",
+      `sip:uas@127.0.0.1:${port}`,
+      ".",
+      ".",
+      headers,
+    ]);
+  } finally {
+    await uas.close();
+  }
 }

@@ -8,10 +8,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
-import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { killAll, SERVER_TIMERS, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
+import { callIdOf, killAll, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
 const TO = "<sip:bob@127.0.0.1>";
@@ -53,12 +52,7 @@ afterAll(async () => {
 });
 
 /** A fresh Call-ID of shard 0 of `shards` (any Call-ID in one thread): the route's state is per shard. */
-function shard0CallId(shards: number): string {
-  for (;;) {
-    const id = newCallId();
-    if (shards < 2 || shardOf(id, shards, SHARD_KEY) === 0) return id;
-  }
-}
+const shard0CallId = (shards: number) => callIdOf(0, shards);
 
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);

@@ -9,11 +9,22 @@ import dgram from "node:dgram";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Engine, newCallId } from "@siptm/core";
+import type { Engine } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { call, killAll, SERVER_TIMERS, type Served, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
+import {
+  call,
+  callIdOf,
+  killAll,
+  SERVER_TIMERS,
+  type Served,
+  SHARD_KEY,
+  serve,
+  testEngine,
+  uacWaitOptions,
+  until,
+} from "./helpers.js";
 
 const FROM = "<sip:alice@127.0.0.1>";
 const TO = "<sip:bob@127.0.0.1>";
@@ -30,13 +41,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A fresh Call-ID that 2 shards give to `shard`. */
-function callIdFor(shard: number): string {
-  for (;;) {
-    const id = newCallId();
-    if (shardOf(id, 2, SHARD_KEY) === shard) return id;
-  }
-}
+const callIdFor = (shard: number) => callIdOf(shard);
 
 function options(s: Served, callId: string, protocol: "udp" | "tcp" = "udp") {
   const port = protocol === "udp" ? s.udp : s.tcp;
@@ -135,20 +140,8 @@ describe("--workers 2: /metrics histograms", () => {
     );
     expect(outcomes.map((o) => o.status)).toEqual([200, 200, 200, 200]);
     // A client transaction in a shard: its first response is timed there.
-    const uas = await testEngine({ onRequest: (tx) => tx.reply(200) });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const r = await call<{ code: number }>(s.rpc, "tm.t_uac_wait", [
-        "OPTIONS",
-        `sip:uas@127.0.0.1:${port}`,
-        ".",
-        ".",
-        `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 7 OPTIONS`,
-      ]);
-      expect(r.code).toBe(200);
-    } finally {
-      await uas.close();
-    }
+    const r = await uacWaitOptions(s, `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 7 OPTIONS`);
+    expect(r.code).toBe(200);
     let text = "";
     await until(
       "every freed transaction in the duration histogram",

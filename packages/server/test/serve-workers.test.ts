@@ -7,21 +7,21 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Engine, newCallId } from "@siptm/core";
-import { shardOf } from "@siptm/workers";
+import type { Engine } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
   callDave,
+  callIdOf,
   daveAndCaller,
   killAll,
   rpc,
   SERVER_TIMERS,
   type Served,
-  SHARD_KEY,
   serve,
   testEngine,
   uacStartThenCancel,
+  uacWaitOptions,
   until,
 } from "./helpers.js";
 
@@ -43,14 +43,7 @@ afterAll(async () => {
 });
 
 /** `count` fresh Call-IDs that the server's 2 shards give to `shard`. */
-function callIdsFor(shard: number, count: number): string[] {
-  const out: string[] = [];
-  while (out.length < count) {
-    const id = newCallId();
-    if (shardOf(id, 2, SHARD_KEY) === shard) out.push(id);
-  }
-  return out;
-}
+const callIdsFor = (shard: number, count: number) => Array.from({ length: count }, () => callIdOf(shard));
 
 interface Stats {
   created: number;
@@ -135,23 +128,9 @@ describe("--workers 2: JSON-RPC control and metrics", () => {
   });
 
   it("tm.t_uac_wait returns the final response", async () => {
-    const uas = await testEngine({
-      onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }),
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const r = await call<{ code: number; headers: string }>(server.rpc, "tm.t_uac_wait", [
-        "OPTIONS",
-        `sip:uas@127.0.0.1:${port}`,
-        ".",
-        ".",
-        `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`,
-      ]);
-      expect(r.code).toBe(200);
-      expect(r.headers).toContain("X-Test: yes");
-    } finally {
-      await uas.close();
-    }
+    const r = await uacWaitOptions(server, `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`);
+    expect(r.code).toBe(200);
+    expect(r.headers).toContain("X-Test: yes");
   });
 
   it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {

@@ -12,6 +12,7 @@ import {
   serve,
   testEngine,
   uacStartThenCancel,
+  uacWaitOptions,
   until,
 } from "./helpers.js";
 
@@ -156,23 +157,11 @@ describe("JSON-RPC control", () => {
   });
 
   it("tm.t_uac_wait sends a request and returns the final response", async () => {
-    const uas = await testEngine({
-      onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }),
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const r = await call<{ code: number; reason: string; headers: string; body: string }>(
-        server.rpc,
-        "tm.t_uac_wait",
-        ["OPTIONS", `sip:uas@127.0.0.1:${port}`, ".", ".", `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`],
-      );
-      expect(r.code).toBe(200);
-      expect(r.reason).toBe("OK");
-      expect(r.headers).toContain("X-Test: yes");
-      expect(r.headers).toMatch(/CSeq: 42 OPTIONS/);
-    } finally {
-      await uas.close();
-    }
+    const r = await uacWaitOptions(server, `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`);
+    expect(r.code).toBe(200);
+    expect(r.reason).toBe("OK");
+    expect(r.headers).toContain("X-Test: yes");
+    expect(r.headers).toMatch(/CSeq: 42 OPTIONS/);
   });
 
   it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {
