@@ -305,3 +305,26 @@ export async function uacWaitOptions(
     await uas.close();
   }
 }
+
+/**
+ * An INVITE from `uac` over TCP to a server on the `uas` route: a 180, then a
+ * 200 with a TCP Contact of the server; the ACK and a BYE (answered 200) follow.
+ */
+export async function inviteOverTcp(uac: Engine, server: Served, from: string, to: string): Promise<void> {
+  const seen: number[] = [];
+  const h = uac.request({
+    method: "INVITE",
+    uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
+    from,
+    to,
+    nextHop: `tcp:127.0.0.1:${server.tcp}`,
+    onResponse: (r) => seen.push(r.status),
+  });
+  const outcome = await h.final;
+  expect(outcome.status).toBe(200);
+  expect(seen).toContain(180);
+  expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
+  uac.ack2xx(h, outcome.response!);
+  const bye = uac.ackAndBye(h, outcome.response!);
+  expect((await bye.final).status).toBe(200);
+}

@@ -14,6 +14,7 @@ import {
   callDave,
   callIdOf,
   daveAndCaller,
+  inviteOverTcp,
   killAll,
   rpc,
   SERVER_TIMERS,
@@ -84,22 +85,7 @@ describe("--workers 2: SIP against the uas route in the shards", () => {
   });
 
   it("INVITE over TCP gets 180 then 200 with a Contact; the ACK and a BYE follow", async () => {
-    const seen: number[] = [];
-    const h = uac.request({
-      method: "INVITE",
-      uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
-      from: FROM,
-      to: TO,
-      nextHop: `tcp:127.0.0.1:${server.tcp}`,
-      onResponse: (r) => seen.push(r.status),
-    });
-    const outcome = await h.final;
-    expect(outcome.status).toBe(200);
-    expect(seen).toContain(180);
-    expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
-    uac.ack2xx(h, outcome.response!);
-    const bye = uac.ackAndBye(h, outcome.response!);
-    expect((await bye.final).status).toBe(200);
+    await inviteOverTcp(uac, server, FROM, TO);
   });
 });
 

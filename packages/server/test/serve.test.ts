@@ -4,6 +4,7 @@ import type { Engine, SipResponse } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
+  inviteOverTcp,
   killAll,
   rpc,
   runCli,
@@ -45,22 +46,7 @@ describe("SIP against the uas route", () => {
   });
 
   it("INVITE over TCP gets 180 then 200 with a Contact; the ACK and a BYE follow", async () => {
-    const seen: number[] = [];
-    const h = uac.request({
-      method: "INVITE",
-      uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
-      from: FROM,
-      to: TO,
-      nextHop: `tcp:127.0.0.1:${server.tcp}`,
-      onResponse: (r) => seen.push(r.status),
-    });
-    const outcome = await h.final;
-    expect(outcome.status).toBe(200);
-    expect(seen).toContain(180);
-    expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
-    uac.ack2xx(h, outcome.response!);
-    const bye = uac.ackAndBye(h, outcome.response!);
-    expect((await bye.final).status).toBe(200);
+    await inviteOverTcp(uac, server, FROM, TO);
   });
 });
 

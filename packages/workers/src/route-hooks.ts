@@ -1,6 +1,6 @@
 /**
  * What a route module can give its shard besides the engine's handlers
- * (`RouteContext.provide`, `onClose`, `tap` in shard.ts):
+ * (`ShardRouteContext.provide`, `onClose`, `tap` in shard.ts):
  *
  * - named control functions, which the main thread calls on EVERY shard with
  *   `ShardedEngine.routeCall(name, ...args)` over the control plane (comlink:

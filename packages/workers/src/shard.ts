@@ -79,7 +79,7 @@ import { type RouteFunction, RouteHooks, type WireTap } from "./route-hooks.js";
 import { branchPrefixOf } from "./scan.js";
 
 /** What a route module's default export gets besides the engine. */
-export interface RouteContext {
+export interface ShardRouteContext {
   shard: number;
   shards: number;
   incarnation: number;
@@ -99,7 +99,7 @@ export interface RouteContext {
 }
 
 /** A route module: `export default function route(engine, ctx) { engine.onRequest = … }`. */
-export type RouteModule = (engine: Engine, ctx: RouteContext) => void | Promise<void>;
+export type RouteModule = (engine: Engine, ctx: ShardRouteContext) => void | Promise<void>;
 
 const EMPTY = Buffer.alloc(0);
 /** Batches read off the data port after the one whose event fired, before the outgoing batch is posted. */
@@ -348,7 +348,7 @@ class Shard {
       const mod = (await import(task.route)) as { default?: unknown };
       if (typeof mod.default !== "function")
         throw new TypeError(`route module ${task.route} has no default export function`);
-      const ctx: RouteContext = {
+      const ctx: ShardRouteContext = {
         shard: task.index,
         shards: task.shards,
         incarnation: task.incarnation,
