@@ -124,6 +124,25 @@ function rpcLimits(config: ServerConfig): Partial<RpcLimits> {
   return out;
 }
 
+/** What every engine of the server takes from the config: the one thread's, each shard's, the main-thread helper of --workers N. */
+function engineOptions(config: ServerConfig) {
+  return {
+    timers: config.timers,
+    maxTransactions: config.maxTransactions,
+    advertisedHost: config.advertise,
+    aliases: [...config.aliases],
+  };
+}
+
+/** What an engine that runs the route (the one thread's, each shard's) takes besides: proxying, the branch cookie. */
+function routeEngineOptions(config: ServerConfig) {
+  return {
+    ...engineOptions(config),
+    proxy: isProxy(config),
+    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
+  };
+}
+
 /** The --rpc-* limits of the HTTP server. */
 function controlOptions(config: ServerConfig) {
   const c = config.control;
@@ -276,13 +295,7 @@ async function startSharded(
   const { version, coreVersion } = versions();
   // Main-thread helper engine: no transports, no transactions; it only resolves next hops for
   // tm.t_uac_* (RFC 3263, the same rules as the shards) and tells the timers in effect.
-  const local = new Engine({
-    timers: config.timers,
-    maxTransactions: config.maxTransactions,
-    advertisedHost: config.advertise,
-    aliases: [...config.aliases],
-    resolver: makeResolver(config),
-  });
+  const local = new Engine({ ...engineOptions(config), resolver: makeResolver(config) });
   // Route `default`: the registrar stays here, shared by the shards (shared-registrar.ts).
   const registrar = new Registrar({ now: () => local.now(), minExpires: config.minExpires });
   const publisher =
@@ -305,14 +318,10 @@ async function startSharded(
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
     tcp: config.tcp,
     engine: {
-      timers: config.timers,
+      ...routeEngineOptions(config),
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the
       // same number, a safety net for what the coordinator does not see (a route's own requests).
       maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
-      advertisedHost: config.advertise,
-      aliases: [...config.aliases],
-      proxy: isProxy(config),
-      cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     },
     route: shardRouteUrl({
       route: config.route,
@@ -453,13 +462,8 @@ async function startOneThread(
   // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
   const resolver = makeResolver(config);
   const engine = new Engine({
-    timers: config.timers,
-    maxTransactions: config.maxTransactions,
-    advertisedHost: config.advertise,
-    aliases: [...config.aliases],
-    proxy: isProxy(config),
+    ...routeEngineOptions(config),
     rateLimit: config.rateLimit,
-    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     logger: logger.child({ component: "engine" }),
     resolver,
   });
