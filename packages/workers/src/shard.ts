@@ -52,6 +52,7 @@ import {
   REC_SYNC,
   readIn,
   readSync,
+  sourceOf,
   writeClientCancel,
   writeClientFinal,
   writeClientResponse,
@@ -431,14 +432,7 @@ class Shard {
       readIn(r, rec);
       const l = listeners[rec.listener];
       if (!l) continue;
-      const source: Source = {
-        protocol: l.protocol,
-        address: rec.address,
-        port: rec.port,
-        localAddress: l.address,
-        localPort: l.port,
-        connectionId: rec.connectionId,
-      };
+      const source = sourceOf(l, rec);
       // A transaction keeps its message's bytes for its whole life. A batch of one message is
       // little more than that message (a few dozen bytes of header and address): keep a view.
       // Out of a bigger batch, copy, or one kept message would keep every other one alive.
