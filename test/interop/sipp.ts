@@ -3,11 +3,12 @@
 // run uses, its statistics read back, and a kill that always happens.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as dgram from "node:dgram";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { onTestFinished } from "vitest";
+import { freeUdpPort, udpPortBound as procUdpPortBound } from "../../bench/src/lib/sipp-load.js";
 
 export const HOST = "127.0.0.1";
 export const SCENARIOS = join(dirname(fileURLToPath(import.meta.url)), "scenarios");
@@ -27,17 +28,8 @@ export function requireSipp(): string {
   return bin;
 }
 
-/** A UDP port that was free a moment ago on 127.0.0.1 (bind port 0, read it, close). */
-export async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve, reject) => {
-    socket.once("error", reject);
-    socket.bind({ address: HOST, port: 0, exclusive: true }, () => resolve());
-  });
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
+/** A UDP port that was free a moment ago on 127.0.0.1, not one handed out before (the load benchmark's). */
+export { freeUdpPort };
 
 /**
  * True when some socket is bound to this UDP port. Read from /proc/net/udp,
@@ -45,16 +37,7 @@ export async function freeUdpPort(): Promise<number> {
  * could make SIPp's own bind fail); a probing bind only where /proc is not.
  */
 async function udpPortBound(port: number): Promise<boolean> {
-  let table: string | undefined;
-  try {
-    table = readFileSync("/proc/net/udp", "latin1");
-  } catch {
-    table = undefined;
-  }
-  if (table !== undefined) {
-    const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-    return table.split("\n").some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex) === true);
-  }
+  if (existsSync("/proc/net/udp")) return procUdpPortBound(port);
   const socket = dgram.createSocket("udp4");
   return new Promise((resolve) => {
     socket.once("error", () => {
