@@ -103,6 +103,12 @@ export function expectSippClean(result: SippResult, calls: number): void {
   expect(result.successful, `SIPp successful calls\n${report}`).toBe(calls);
 }
 
+/** Each counter of the engine's stats named in `expected` has the value given there. */
+export function expectCounts(engine: Engine, expected: Record<string, number>): void {
+  const stats = engine.stats as unknown as Record<string, number>;
+  for (const [name, value] of Object.entries(expected)) expect(stats[name], name).toBe(value);
+}
+
 /**
  * Once every timer has run out, every transaction the engine created is
  * freed: nothing live, nothing held, no timer armed, no reference fault, no

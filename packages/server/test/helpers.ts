@@ -3,11 +3,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import {
+  type ClientTransactionHandle,
   createTcpTransport,
   createUdpTransport,
   Engine,
   type EngineOptions,
   newCallId,
+  type RequestOptions,
   type ServerTransactionHandle,
 } from "@siptm/core";
 import { hashKey, shardOf } from "@siptm/workers";
@@ -327,4 +329,27 @@ export async function inviteOverTcp(uac: Engine, server: Served, from: string, t
   uac.ack2xx(h, outcome.response!);
   const bye = uac.ackAndBye(h, outcome.response!);
   expect((await bye.final).status).toBe(200);
+}
+
+export const FROM = "<sip:alice@127.0.0.1>";
+export const TO = "<sip:bob@127.0.0.1>";
+
+/**
+ * A request from alice (FROM) to bob (TO) that `uac` sends to the server's UDP
+ * port, to sip:bob@ the server unless `extra` names another Request-URI.
+ */
+export function toServer(
+  uac: Engine,
+  server: Pick<Served, "udp">,
+  method: string,
+  extra: Partial<RequestOptions> = {},
+): ClientTransactionHandle {
+  return uac.request({
+    method,
+    uri: `sip:bob@127.0.0.1:${server.udp}`,
+    from: FROM,
+    to: TO,
+    nextHop: `udp:127.0.0.1:${server.udp}`,
+    ...extra,
+  });
 }

@@ -10,10 +10,8 @@ import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { callIdOf, killAll, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
+import { callIdOf, killAll, SERVER_TIMERS, serve, testEngine, toServer, until } from "./helpers.js";
 
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 const dir = mkdtempSync(join(tmpdir(), "siptm-drain-"));
 // Every INVITE rings; when one is cancelled, the route answers the others 200. So the INVITE that
 // finishes during the drain is answered only after a CANCEL went through the drain: no race with a timer.
@@ -69,13 +67,8 @@ forEachEngine((_bed, _kind, engine) => {
       ]);
       const invite = (callId: string) => {
         let rang = false;
-        const h = uac.request({
-          method: "INVITE",
-          uri: `sip:bob@127.0.0.1:${s.udp}`,
-          from: FROM,
-          to: TO,
+        const h = toServer(uac, s, "INVITE", {
           callId,
-          nextHop: `udp:127.0.0.1:${s.udp}`,
           onProvisional: (r) => {
             if (r.status === 180) rang = true;
           },

@@ -16,18 +16,19 @@ import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import {
   call,
   callIdOf,
+  FROM,
   killAll,
   SERVER_TIMERS,
   type Served,
   SHARD_KEY,
   serve,
+  TO,
   testEngine,
+  toServer,
   uacWaitOptions,
   until,
 } from "./helpers.js";
 
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 const dir = mkdtempSync(join(tmpdir(), "siptm-parity-"));
 let uac: Engine;
 
@@ -225,13 +226,8 @@ describe("--workers 2: --max-transactions is the whole server's cap", () => {
     expect(s.stdout()).not.toMatch(/per shard/);
     expect(s.stdout()).toMatch(/hashing:\s+Call-ID → shard keyed by --secret/);
     const invite = (callId: string) =>
-      uac.request({
-        method: "INVITE",
-        uri: `sip:bob@127.0.0.1:${s.udp}`,
-        from: FROM,
-        to: TO,
+      toServer(uac, s, "INVITE", {
         callId,
-        nextHop: `udp:127.0.0.1:${s.udp}`,
       });
     const listed = async () => (await call<Array<{ callid: string }>>(s.rpc, "tm.list")).map((t) => t.callid);
     // Ten for shard 0: with a share of ceil(10 / 2) = 5 per shard the 6th would be refused there.

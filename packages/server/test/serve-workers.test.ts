@@ -14,13 +14,16 @@ import {
   callDave,
   callIdOf,
   daveAndCaller,
+  FROM,
   inviteOverTcp,
   killAll,
   rpc,
   SERVER_TIMERS,
   type Served,
   serve,
+  TO,
   testEngine,
+  toServer,
   uacStartThenCancel,
   uacWaitOptions,
   until,
@@ -29,8 +32,6 @@ import {
 const WORKERS = ["--workers", "2"];
 let server: Served;
 let uac: Engine;
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 const dir = mkdtempSync(join(tmpdir(), "siptm-workers-"));
 
 beforeAll(async () => {
@@ -64,13 +65,9 @@ describe("--workers 2: SIP against the uas route in the shards", () => {
     const outcomes = await Promise.all(
       callIds.map(
         (callId) =>
-          uac.request({
-            method: "OPTIONS",
+          toServer(uac, server, "OPTIONS", {
             uri: `sip:127.0.0.1:${server.udp}`,
-            from: FROM,
-            to: TO,
             callId,
-            nextHop: `udp:127.0.0.1:${server.udp}`,
           }).final,
       ),
     );
@@ -143,13 +140,8 @@ describe("--workers 2: other servers", () => {
       ...SERVER_TIMERS,
     ]);
     const ring = (callId?: string) =>
-      uac.request({
-        method: "INVITE",
-        uri: `sip:bob@127.0.0.1:${s.udp}`,
-        from: FROM,
-        to: TO,
+      toServer(uac, s, "INVITE", {
         callId,
-        nextHop: `udp:127.0.0.1:${s.udp}`,
       });
     const a = ring();
     await until("a ringing INVITE", async () =>
@@ -193,12 +185,8 @@ describe("--workers 2: other servers", () => {
     const s = await serve(["--route", path, "--drain-timeout", "500", ...WORKERS]);
     expect(s.stdout()).toMatch(/route:\s+busy in shards \(2 sockets\)/);
     expect(s.stdout()).toMatch(/workers:\s+2 shards/);
-    const o = await uac.request({
-      method: "OPTIONS",
+    const o = await toServer(uac, s, "OPTIONS", {
       uri: `sip:127.0.0.1:${s.udp}`,
-      from: FROM,
-      to: TO,
-      nextHop: `udp:127.0.0.1:${s.udp}`,
     }).final;
     expect(o.status).toBe(486);
     expect(o.response?.header("x-route")).toBe("busy");

@@ -4,6 +4,7 @@ import type { Engine, SipResponse } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
+  FROM,
   inviteOverTcp,
   killAll,
   rpc,
@@ -11,7 +12,9 @@ import {
   SERVER_TIMERS,
   type Served,
   serve,
+  TO,
   testEngine,
+  toServer,
   uacStartThenCancel,
   uacWaitOptions,
   until,
@@ -19,8 +22,6 @@ import {
 
 let server: Served;
 let uac: Engine;
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 
 beforeAll(async () => {
   [server, uac] = await Promise.all([serve(["--route", "uas", ...SERVER_TIMERS]), testEngine()]);
@@ -33,12 +34,8 @@ afterAll(async () => {
 
 describe("SIP against the uas route", () => {
   it("OPTIONS over UDP gets 200", async () => {
-    const h = uac.request({
-      method: "OPTIONS",
+    const h = toServer(uac, server, "OPTIONS", {
       uri: `sip:127.0.0.1:${server.udp}`,
-      from: FROM,
-      to: TO,
-      nextHop: `udp:127.0.0.1:${server.udp}`,
     });
     const outcome = await h.final;
     expect(outcome.status).toBe(200);
