@@ -8,6 +8,7 @@ import {
   createUdpTransport,
   Engine,
   type EngineOptions,
+  type FinalOutcome,
   newCallId,
   type RequestOptions,
   type ServerTransactionHandle,
@@ -352,4 +353,29 @@ export function toServer(
     nextHop: `udp:127.0.0.1:${server.udp}`,
     ...extra,
   });
+}
+
+/**
+ * A REGISTER of `aor` (its From and To) that `ua` sends to the server's UDP
+ * port, with one Contact header `contact` (none when undefined) before any
+ * header of `extra`; Request-URI sip:127.0.0.1 unless `extra` names another.
+ * Its final outcome.
+ */
+export function register(
+  ua: Engine,
+  server: Pick<Served, "udp">,
+  aor: string,
+  contact: string | undefined,
+  extra: Partial<RequestOptions> = {},
+): Promise<FinalOutcome> {
+  const { headers = [], ...rest } = extra;
+  return ua.request({
+    method: "REGISTER",
+    uri: "sip:127.0.0.1",
+    from: `<${aor}>`,
+    to: `<${aor}>`,
+    nextHop: `udp:127.0.0.1:${server.udp}`,
+    ...rest,
+    headers: contact === undefined ? headers : [["Contact", contact], ...headers],
+  }).final;
 }

@@ -17,6 +17,7 @@ import {
   FROM,
   inviteOverTcp,
   killAll,
+  register,
   rpc,
   SERVER_TIMERS,
   type Served,
@@ -213,16 +214,16 @@ describe("--workers 2: other servers", () => {
     const [inviteCallId] = callIdsFor(1, 1);
     try {
       const hop = `udp:127.0.0.1:${server.udp}`;
-      const reg = await callee.request({
-        method: "REGISTER",
-        uri: "sip:127.0.0.1",
-        from: "<sip:dave@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        callId: regCallId,
-        cseq: 1,
-        headers: [["Contact", `<sip:dave@127.0.0.1:${port}>;expires=600`]],
-        nextHop: hop,
-      }).final;
+      const reg = await register(
+        callee,
+        server,
+        "sip:dave@127.0.0.1",
+        `<sip:dave@127.0.0.1:${port}>;expires=600`,
+        {
+          callId: regCallId,
+          cseq: 1,
+        },
+      );
       expect(reg.status).toBe(200);
       expect(reg.response!.headerValues("contact").join()).toContain(
         `<sip:dave@127.0.0.1:${port}>;expires=600`,
@@ -231,19 +232,14 @@ describe("--workers 2: other servers", () => {
       expect(dump.map((a) => a.aor)).toEqual(["sip:dave@127.0.0.1"]);
       await callDave(dave, server, inviteCallId);
       // Unregistered: the shards forget dave too (a call now is a 404 from the server itself).
-      const unreg = await callee.request({
-        method: "REGISTER",
-        uri: "sip:127.0.0.1",
-        from: "<sip:dave@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
+      const unreg = await register(callee, server, "sip:dave@127.0.0.1", undefined, {
         callId: regCallId,
         cseq: 100,
         headers: [
           ["Contact", "*"],
           ["Expires", "0"],
         ],
-        nextHop: hop,
-      }).final;
+      });
       expect(unreg.status).toBe(200);
       const after = await caller.request({
         method: "MESSAGE",
