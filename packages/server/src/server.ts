@@ -55,6 +55,18 @@ export interface ServerInfo {
   readonly workers: { requested: number; threads: number; shards: number; note: string | undefined };
 }
 
+/** The ServerInfo of a running server (both modes): the versions, and what `parts` says. */
+function serverInfo(
+  parts: Omit<ServerInfo, "version" | "coreVersion" | "control">,
+  control: ControlServer | undefined,
+): ServerInfo {
+  return {
+    ...versions(),
+    ...parts,
+    control: control ? { host: control.host, port: control.port } : null,
+  };
+}
+
 export interface RunningServer {
   /** The one-thread core engine (--workers 0); undefined when sharded. */
   readonly engine: Engine | undefined;
@@ -292,7 +304,6 @@ async function startSharded(
   logger: Logger,
   loaded: LoadedRoute,
 ): Promise<RunningServer> {
-  const { version, coreVersion } = versions();
   // Main-thread helper engine: no transports, no transactions; it only resolves next hops for
   // tm.t_uac_* (RFC 3263, the same rules as the shards) and tells the timers in effect.
   const local = new Engine({ ...engineOptions(config), resolver: makeResolver(config) });
@@ -402,20 +413,20 @@ async function startSharded(
     logger,
     registrar,
     live: () => unsettled(sharded),
-    info: {
-      version,
-      coreVersion,
-      sockets,
-      control: control ? { host: control.host, port: control.port } : null,
-      route: loaded.name,
-      routeDescription: await describeRoute(loaded, config, sockets),
-      workers: {
-        requested: config.workers,
-        threads: config.workers,
-        shards: config.workers,
-        note: undefined,
+    info: serverInfo(
+      {
+        sockets,
+        route: loaded.name,
+        routeDescription: await describeRoute(loaded, config, sockets),
+        workers: {
+          requested: config.workers,
+          threads: config.workers,
+          shards: config.workers,
+          note: undefined,
+        },
       },
-    },
+      control,
+    ),
     shutdown,
   };
 }
@@ -456,7 +467,6 @@ async function startOneThread(
   logger: Logger,
   loaded: LoadedRoute,
 ): Promise<RunningServer> {
-  const { version, coreVersion } = versions();
   const startedAt = Date.now();
   const workers = { requested: config.workers, threads: 1, shards: 0, note: undefined };
   // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
@@ -555,15 +565,10 @@ async function startOneThread(
     config,
     logger,
     registrar,
-    info: {
-      version,
-      coreVersion,
-      sockets,
-      control: control ? { host: control.host, port: control.port } : null,
-      route: loaded.name,
-      routeDescription: handlers.description,
-      workers,
-    },
+    info: serverInfo(
+      { sockets, route: loaded.name, routeDescription: handlers.description, workers },
+      control,
+    ),
     shutdown,
   };
 }
