@@ -1,6 +1,7 @@
 // Test helpers: run the built `siptm` CLI as a child process (as a user
 // would), talk JSON-RPC to it over HTTP, and make in-test SIP engines.
 import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import {
   type ClientTransactionHandle,
@@ -14,7 +15,7 @@ import {
   type ServerTransactionHandle,
 } from "@siptm/core";
 import { hashKey, shardOf } from "@siptm/workers";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
 
 export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
@@ -378,4 +379,21 @@ export function register(
     ...rest,
     headers: contact === undefined ? headers : [["Contact", contact], ...headers],
   }).final;
+}
+
+/**
+ * A test file's in-test engine: made before the file's tests and handed to `set`; after them it
+ * closes, every server the file started is killed, and `dir` (when given) is removed.
+ */
+export function fileEngine(set: (engine: Engine) => void, dir?: string): void {
+  let engine: Engine | undefined;
+  beforeAll(async () => {
+    engine = await testEngine();
+    set(engine);
+  });
+  afterAll(async () => {
+    await engine?.close();
+    await killAll();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
 }

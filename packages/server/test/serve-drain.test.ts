@@ -4,13 +4,13 @@
 // INVITE still ringing is answered by its route and ACKed — and the server
 // then stops with nothing cut short. Child processes, an in-test engine;
 // everything killed in afterAll.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { callIdOf, killAll, SERVER_TIMERS, serve, testEngine, toServer, until } from "./helpers.js";
+import { callIdOf, fileEngine, SERVER_TIMERS, serve, toServer, until } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "siptm-drain-"));
 // Every INVITE rings; when one is cancelled, the route answers the others 200. So the INVITE that
@@ -38,16 +38,9 @@ writeFileSync(
 `,
 );
 let uac: Engine;
-
-beforeAll(async () => {
-  uac = await testEngine();
-});
-
-afterAll(async () => {
-  await uac?.close();
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+fileEngine((e) => {
+  uac = e;
+}, dir);
 
 /** A fresh Call-ID of shard 0 of `shards` (any Call-ID in one thread): the route's state is per shard. */
 const shard0CallId = (shards: number) => callIdOf(0, shards);

@@ -6,24 +6,23 @@
 // all shards), and the per-source rate limit counted in tm.stats and /metrics.
 // Child processes, in-test engines; everything killed in afterAll.
 import dgram from "node:dgram";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Engine } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import {
   call,
   callIdOf,
   FROM,
-  killAll,
+  fileEngine,
   SERVER_TIMERS,
   type Served,
   SHARD_KEY,
   serve,
   TO,
-  testEngine,
   toServer,
   uacWaitOptions,
   until,
@@ -31,16 +30,9 @@ import {
 
 const dir = mkdtempSync(join(tmpdir(), "siptm-parity-"));
 let uac: Engine;
-
-beforeAll(async () => {
-  uac = await testEngine();
-});
-
-afterAll(async () => {
-  await uac?.close();
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+fileEngine((e) => {
+  uac = e;
+}, dir);
 
 const callIdFor = (shard: number) => callIdOf(shard);
 
