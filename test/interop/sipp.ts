@@ -8,7 +8,11 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { onTestFinished } from "vitest";
-import { freeUdpPort, udpPortBound as procUdpPortBound } from "../../bench/src/lib/sipp-load.js";
+import {
+  freeUdpPort,
+  udpPortBound as procUdpPortBound,
+  sippCommonArgs,
+} from "../../bench/src/lib/sipp-load.js";
 
 export const HOST = "127.0.0.1";
 export const SCENARIOS = join(dirname(fileURLToPath(import.meta.url)), "scenarios");
@@ -120,23 +124,10 @@ export class SippProcess {
       String(opts.calls),
       "-r",
       String(opts.rate),
-      "-buff_size",
-      "4194304",
-      "-timeout",
-      "60s",
-      "-timeout_error",
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      file("stat.csv"),
-      "-fd",
-      "1",
+      ...sippCommonArgs(60, file),
       "-trace_screen",
       "-screen_file",
       file("screen.log"),
-      "-trace_err",
-      "-error_file",
-      file("errors.log"),
       "-trace_msg",
       "-message_file",
       file("messages.log"),

@@ -67,6 +67,30 @@ export async function waitForUdpPort(port: number, timeoutMs: number, child?: Ch
   throw new Error(`nothing bound UDP 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
+/**
+ * The options every SIPp run of siptm's (load benchmark and interop tests) shares after its own:
+ * the socket buffers, a wall-clock timeout that fails the run, no stdin, the statistics CSV
+ * (`file("stat.csv")`, read back after the run) written each second, and the errors log.
+ */
+export function sippCommonArgs(timeoutSeconds: number, file: (name: string) => string): string[] {
+  return [
+    "-buff_size",
+    String(BUFF_SIZE),
+    "-timeout",
+    `${timeoutSeconds}s`,
+    "-timeout_error",
+    "-nostdin",
+    "-trace_stat",
+    "-stf",
+    file("stat.csv"),
+    "-fd",
+    "1",
+    "-trace_err",
+    "-error_file",
+    file("errors.log"),
+  ];
+}
+
 export interface SippRunOptions {
   bin: string;
   /** `-sn NAME` (built-in) or `-sf FILE`. */
@@ -184,20 +208,7 @@ export class SippRun {
       ...(opts.rate !== undefined ? ["-r", String(opts.rate)] : []),
       "-l",
       String(opts.limit ?? opts.calls),
-      "-buff_size",
-      String(BUFF_SIZE),
-      "-timeout",
-      `${opts.timeoutSeconds}s`,
-      "-timeout_error",
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      file("stat.csv"),
-      "-fd",
-      "1",
-      "-trace_err",
-      "-error_file",
-      file("errors.log"),
+      ...sippCommonArgs(opts.timeoutSeconds, file),
       "-max_log_size",
       "200000",
       ...(opts.extra ?? []),

@@ -279,6 +279,9 @@ export function decodeConnectionId(field: number): number | undefined {
   return field === 0 ? undefined : field - 1;
 }
 
+// One writer, reader and fresh record per kind, each typed for its own fields, on purpose: no
+// generic record or field table on the data path. Only the addressed fields are read in common.
+
 /** What REC_IN, REC_SEND and REC_SERVER_NEW share: a socket of the coordinator and a peer, in the same fields. */
 export interface AddressedRecord {
   /** The coordinator's socket, by its index in listen order. */
