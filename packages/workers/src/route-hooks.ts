@@ -53,6 +53,7 @@ export class RouteHooks {
     this.tapping = true;
   }
 
+  // tapIn and tapOut stay two loops: each runs once per message, with no direction test in it.
   tapIn(data: Buffer, source: Source): void {
     for (const t of this.taps)
       if (t.in)
