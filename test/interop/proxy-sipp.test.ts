@@ -47,6 +47,11 @@ function delta(before: ServerStats, after: ServerStats, key: string): number {
   return (after[key] as number) - (before[key] as number);
 }
 
+/** Each counter named in `expected` changed by the amount given there over one test. */
+function expectDeltas(before: ServerStats, after: ServerStats, expected: Record<string, number>): void {
+  for (const [key, change] of Object.entries(expected)) expect(delta(before, after, key), key).toBe(change);
+}
+
 /**
  * One call of a SIPp UAC (`uac`, sent to `remote` by -rsa through the server
  * when `viaProxy`, else straight to the server) with user `user`, and of the
@@ -90,8 +95,7 @@ for (const workers of ["0", "2"]) {
     it("(a) a call through the proxy: INVITE–180–200–ACK–BYE–200 (SIPp built-in uac, -rsa to the server; uas-call.xml)", async () => {
       const { before, after, uas, uac } = await proxiedCall({ builtin: "uac" }, "uas-call.xml");
       // Relayed statefully: the INVITE and the BYE (the ACK of the 2xx is forwarded statelessly, §16.11).
-      expect(delta(before, after, "relayed")).toBe(2);
-      expect(delta(before, after, "timeouts")).toBe(0);
+      expectDeltas(before, after, { relayed: 2, timeouts: 0 });
       // The wire trace (from the shards with --workers 2) shows each 2xx relayed once, never resent by us.
       expectNo2xxRetransmissions(server, uas.port, uac.port);
       expect(delta(before, after, "retransmissions")).toBe(0);
@@ -100,18 +104,13 @@ for (const workers of ["0", "2"]) {
     it("(b) the UAS answers 486: the UAC gets the 486 and the proxy ACKs it toward the UAS with its INVITE's branch (uac-busy.xml, uas-busy.xml)", async () => {
       const { before, after } = await proxiedCall({ scenario: "uac-busy.xml" }, "uas-busy.xml");
       // One server transaction (the UAC's INVITE) and one client transaction (the branch).
-      expect(delta(before, after, "created")).toBe(2);
-      expect(delta(before, after, "relayed")).toBe(1);
-      expect(delta(before, after, "4xx")).toBe(1);
-      expect(delta(before, after, "timeouts")).toBe(0);
+      expectDeltas(before, after, { created: 2, relayed: 1, "4xx": 1, timeouts: 0 });
     });
 
     it("(c) the UAC cancels while the UAS rings: the UAS gets the CANCEL, answers 200 and 487, gets the proxy's ACK; the UAC gets 200 (CANCEL) and 487 (uac-cancel.xml, uas-proxied-cancel.xml)", async () => {
       const { before, after } = await proxiedCall({ scenario: "uac-cancel.xml" }, "uas-proxied-cancel.xml");
       // INVITE server + client, CANCEL server (answered 200 by the proxy) + the branch's CANCEL client transaction.
-      expect(delta(before, after, "created")).toBe(4);
-      expect(delta(before, after, "unmatched_cancels")).toBe(0);
-      expect(delta(before, after, "timeouts")).toBe(0);
+      expectDeltas(before, after, { created: 4, unmatched_cancels: 0, timeouts: 0 });
     });
 
     it("(d) Max-Forwards: 0 on a request the proxy would forward → 483 Too Many Hops, not relayed (uac-max-forwards-0.xml)", async () => {
@@ -121,14 +120,12 @@ for (const workers of ["0", "2"]) {
         remote: `${HOST}:${nobody}`,
         viaProxy: true,
       });
-      expect(delta(before, after, "created")).toBe(1);
-      expect(delta(before, after, "relayed")).toBe(0);
+      expectDeltas(before, after, { created: 1, relayed: 0 });
     });
 
     it("(d) a Request-URI naming the proxy itself with an unregistered user → 404, not relayed to itself (uac-not-found.xml)", async () => {
       const { before, after } = await call({ scenario: "uac-not-found.xml" }, "nobody");
-      expect(delta(before, after, "created")).toBe(1);
-      expect(delta(before, after, "relayed")).toBe(0);
+      expectDeltas(before, after, { created: 1, relayed: 0 });
     });
 
     it("(d) a lone ACK addressed to the proxy itself (no Route, no transaction) ends there: it is not forwarded to the proxy again and again (uac-stray-ack.xml)", async () => {
@@ -182,8 +179,7 @@ for (const workers of ["0", "2"]) {
         uas,
         remote: `${HOST}:${server.udp}`,
       });
-      expect(delta(before, after, "relayed")).toBe(2);
-      expect(delta(before, after, "merged_requests")).toBe(0);
+      expectDeltas(before, after, { relayed: 2, merged_requests: 0 });
     });
   });
 }
