@@ -250,6 +250,19 @@ forEachEngine((makeBed) => {
   });
 
   describe("stateful proxy: Record-Route names the transport (§16.6 item 4, RFC 5658)", () => {
+    /** An in-dialog request of the caller (CSeq 2) to `uri` along the route set `rr`, to the proxy over TCP. */
+    const callerInDialog = (uac: BedEngine, method: string, uri: string, callId: string, rr: string[]) =>
+      uac.request({
+        method,
+        uri,
+        from: "<sip:alice@127.0.0.1>;tag=a",
+        to: "<sip:bob@127.0.0.5>;tag=b",
+        callId,
+        cseq: 2,
+        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
+        nextHop: { ...PROXY, protocol: "TCP" },
+      });
+
     /** A call UAC → proxy → UAS with Record-Route, the UAC sending over `inbound`, the target `targetUri`. */
     async function rrCall(makeBed: () => EngineBed, inbound: "UDP" | "TCP", targetUri: string) {
       const bed = makeBed();
@@ -300,16 +313,7 @@ forEachEngine((makeBed) => {
       const rr = h.answers[0]!.headerValues("record-route");
       expect(rr).toEqual(["<sip:127.0.0.5:5060;transport=tcp;lr>"]);
       // The caller's BYE along the route set (§12.2.1.1): to the proxy over TCP, then on to the callee over TCP.
-      const bye = await uac.request({
-        method: "BYE",
-        uri: "sip:bob@127.0.0.10;transport=tcp",
-        from: "<sip:alice@127.0.0.1>;tag=a",
-        to: "<sip:bob@127.0.0.5>;tag=b",
-        callId: h.callId,
-        cseq: 2,
-        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
-        nextHop: { ...PROXY, protocol: "TCP" },
-      });
+      const bye = await callerInDialog(uac, "BYE", "sip:bob@127.0.0.10;transport=tcp", h.callId, rr);
       await bed.flush();
       expect(bye.outcome?.status).toBe(200);
       expect(atUas[1]).toEqual({ method: "BYE", protocol: "TCP", routes: [], rr: [] });
@@ -328,16 +332,7 @@ forEachEngine((makeBed) => {
       expect(atUas[0]!.rr).toEqual(rr);
       expect(h.answers[0]!.headerValues("record-route")).toEqual(rr);
       // Caller → callee: Route set = Record-Route reversed; in over TCP, out over UDP, no Route left.
-      const bye1 = await uac.request({
-        method: "INFO",
-        uri: "sip:bob@127.0.0.10",
-        from: "<sip:alice@127.0.0.1>;tag=a",
-        to: "<sip:bob@127.0.0.5>;tag=b",
-        callId: h.callId,
-        cseq: 2,
-        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
-        nextHop: { ...PROXY, protocol: "TCP" },
-      });
+      const bye1 = await callerInDialog(uac, "INFO", "sip:bob@127.0.0.10", h.callId, rr);
       // Callee → caller: Route set = Record-Route in order; in over UDP, out over TCP.
       const bye2 = await uas.request({
         method: "BYE",

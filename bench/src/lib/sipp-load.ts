@@ -69,15 +69,24 @@ export async function waitForUdpPort(port: number, timeoutMs: number, child?: Ch
 
 /**
  * The options every SIPp run of siptm's (load benchmark and interop tests) shares after its own:
- * the socket buffers, a wall-clock timeout that fails the run, no stdin, the statistics CSV
+ * our address, its port and number of calls, the socket buffers, a wall-clock timeout that fails the run, no stdin, the statistics CSV
  * (`file("stat.csv")`, read back after the run) written each second, and the errors log.
  */
-export function sippCommonArgs(timeoutSeconds: number, file: (name: string) => string): string[] {
+export function sippCommonArgs(
+  run: { port: number; calls: number; timeoutSeconds: number },
+  file: (name: string) => string,
+): string[] {
   return [
+    "-i",
+    HOST,
+    "-p",
+    String(run.port),
+    "-m",
+    String(run.calls),
     "-buff_size",
     String(BUFF_SIZE),
     "-timeout",
-    `${timeoutSeconds}s`,
+    `${run.timeoutSeconds}s`,
     "-timeout_error",
     "-nostdin",
     "-trace_stat",
@@ -199,16 +208,10 @@ export class SippRun {
       ...(opts.remote ? [opts.remote] : []),
       ...scenario,
       ...(opts.sendTo ? ["-rsa", opts.sendTo] : []),
-      "-i",
-      HOST,
-      "-p",
-      String(opts.port),
-      "-m",
-      String(opts.calls),
       ...(opts.rate !== undefined ? ["-r", String(opts.rate)] : []),
       "-l",
       String(opts.limit ?? opts.calls),
-      ...sippCommonArgs(opts.timeoutSeconds, file),
+      ...sippCommonArgs(opts, file),
       "-max_log_size",
       "200000",
       ...(opts.extra ?? []),
