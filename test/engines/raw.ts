@@ -1,5 +1,17 @@
-// The requests the scripted peers of the engine suites send, written out whole:
-// from alice at 127.0.0.9 to bob at 127.0.0.1 (the UAS under test) unless said otherwise.
+// The requests of the engine suites: those the scripted peers send, written out whole (from
+// alice at 127.0.0.9 to bob at 127.0.0.1, the UAS under test, unless said otherwise), and those
+// an engine of a bed starts from <sip:a@x> to <sip:b@y>.
+import type { RequestOptions } from "@siptm/core";
+import type { ClientTransactionLike } from "../../packages/workers/src/api.js";
+import type { BedEngine } from "../setup/engines.js";
+
+/** A request `engine` starts, from <sip:a@x> to <sip:b@y> unless `opts` says otherwise. */
+export function requestAB(
+  engine: BedEngine,
+  opts: Partial<RequestOptions> & { method: string; uri: string },
+): Promise<ClientTransactionLike> {
+  return Promise.resolve(engine.request({ from: "<sip:a@x>", to: "<sip:b@y>", ...opts }));
+}
 
 export interface RawRequest {
   method: string;

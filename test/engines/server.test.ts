@@ -3,7 +3,7 @@
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine } from "../setup/engines.js";
-import { rawRequest } from "./raw.js";
+import { rawRequest, requestAB } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
@@ -330,11 +330,9 @@ forEachEngine((makeBed) => {
       };
       const uac = await bed.engine({ address: "127.0.0.1" });
       const got: Array<[number, string | undefined, string[]]> = [];
-      await uac.request({
+      await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.2",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [["Record-Route", "<sip:p1.example;lr>"]],
         onResponse: (r) => got.push([r.status, r.header("contact"), r.headerValues("record-route")]),
       });
