@@ -580,7 +580,7 @@ async function memoryRun(ctx: StepContext, paths: Paths): Promise<MemoryResult> 
     };
   };
   /** A SIPp that starts `calls` INVITEs the server keeps ringing (uac-ring.xml), at `rate`. */
-  const ringing = async (name: string, calls: number) => {
+  const ringing = async (name: string, calls: number): Promise<void> => {
     const run = new SippRun({
       bin: ctx.tools.sipp,
       name,
@@ -592,7 +592,6 @@ async function memoryRun(ctx: StepContext, paths: Paths): Promise<MemoryResult> 
       timeoutSeconds: 3600,
     });
     sipps.push(run);
-    return run;
   };
   try {
     // Warm-up: the code paths are compiled and the pools sized before the baseline is read.
