@@ -54,6 +54,25 @@ async function udpPortBound(port: number): Promise<boolean> {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * SIGTERM to `child`, then SIGKILL if it has not exited `graceMs` later: only this child, by its
+ * pid. `gone()` tells whether it has exited, `exited` settles when it does. Safe any number of times.
+ */
+export async function stopChild(
+  child: ChildProcess,
+  gone: () => boolean,
+  exited: Promise<unknown>,
+  graceMs: number,
+): Promise<void> {
+  if (gone() || child.pid === undefined) return;
+  child.kill("SIGTERM");
+  const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!done && !gone()) {
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
+
 /** Poll `check` every `every` ms until it returns true; false after `timeoutMs`. */
 export async function waitUntil(check: () => boolean, timeoutMs: number, every = 50): Promise<boolean> {
   const end = Date.now() + timeoutMs;
@@ -183,14 +202,8 @@ export class SippProcess {
   }
 
   /** SIGTERM, then SIGKILL if it is still there 2 s later. Only this child, by its pid. */
-  async kill(): Promise<void> {
-    if (this.exited || this.child.pid === undefined) return;
-    this.child.kill("SIGTERM");
-    const gone = await Promise.race([this.done.then(() => true), sleep(2_000).then(() => false)]);
-    if (!gone && !this.exited) {
-      this.child.kill("SIGKILL");
-      await this.done;
-    }
+  kill(): Promise<void> {
+    return stopChild(this.child, () => this.exited, this.done, 2_000);
   }
 
   private result(code: number | null, signal: NodeJS.Signals | null): SippResult {
