@@ -579,19 +579,23 @@ async function memoryRun(ctx: StepContext, paths: Paths): Promise<MemoryResult> 
       heap: await siptmMetric(rpc, "siptm_nodejs_heap_size_used_bytes").catch(() => undefined),
     };
   };
-  try {
-    // Warm-up: the code paths are compiled and the pools sized before the baseline is read.
-    const w = new SippRun({
+  /** A SIPp that starts `calls` INVITEs the server keeps ringing (uac-ring.xml), at `rate`. */
+  const ringing = async (name: string, calls: number): Promise<void> => {
+    const run = new SippRun({
       bin: ctx.tools.sipp,
-      name: "sipp ring warm-up",
+      name,
       scenario: { file: join(SCENARIO_DIR, "uac-ring.xml") },
       remote: `${HOST}:${server.port}`,
       port: await freeUdpPort(),
-      calls: warm,
+      calls,
       rate,
       timeoutSeconds: 3600,
     });
-    sipps.push(w);
+    sipps.push(run);
+  };
+  try {
+    // Warm-up: the code paths are compiled and the pools sized before the baseline is read.
+    await ringing("sipp ring warm-up", warm);
     let current = await waitCurrent(rpc, warm, 30_000);
     if (current < warm) throw new Error(`warm-up: only ${current} of ${warm} transactions open`);
     const base = await settle();
@@ -604,17 +608,7 @@ async function memoryRun(ctx: StepContext, paths: Paths): Promise<MemoryResult> 
     for (const target of args.memoryTargets) {
       const more = target - held;
       if (more <= 0) continue;
-      const run = new SippRun({
-        bin: ctx.tools.sipp,
-        name: `sipp ring +${more}`,
-        scenario: { file: join(SCENARIO_DIR, "uac-ring.xml") },
-        remote: `${HOST}:${server.port}`,
-        port: await freeUdpPort(),
-        calls: more,
-        rate,
-        timeoutSeconds: 3600,
-      });
-      sipps.push(run);
+      await ringing(`sipp ring +${more}`, more);
       current = await waitCurrent(rpc, warm + target, Math.ceil((more / rate) * 1000) + 60_000);
       if (current < warm + target) throw new Error(`only ${current} of ${warm + target} transactions open`);
       held = target;

@@ -20,6 +20,16 @@ import { type BenchCase, type CaseResult, runSuite, sink, sinkChecksum } from ".
 const BATCH = 32;
 /** Distinct copies of each message cycled through, so no run can profit from reusing one Buffer object. */
 const RING = 64;
+
+/** The index of the next of the RING copies of a message, wrapping (the first call gives 1). */
+function ringCursor(): () => number {
+  let k = 0;
+  return () => {
+    k = (k + 1) & (RING - 1);
+    return k;
+  };
+}
+
 /** UDP is the common case: parse as a datagram. */
 const PARSE_OPTIONS = { datagram: true } as const;
 /** The Via a proxy would push in the edit benchmark. */
@@ -84,11 +94,7 @@ function matchCases(group: string, bytes: Buffer, copies: Buffer[]): BenchCase[]
       conn,
     );
   for (const m of sipParsed) layer.createServerTransaction(m, conn);
-  let k = 0;
-  const next = (): number => {
-    k = (k + 1) & (RING - 1);
-    return k;
-  };
+  const next = ringCursor();
   const common = { group, bytes: bytes.length, batch: BATCH };
   return [
     {
@@ -204,11 +210,7 @@ function casesFor(group: string, bytes: Buffer): BenchCase[] {
     if (!m) throw new Error(`${group}: sip.parse failed`);
     return m;
   });
-  let k = 0;
-  const next = (): number => {
-    k = (k + 1) & (RING - 1);
-    return k;
-  };
+  const next = ringCursor();
   let editBatch: SipMessage[] = [];
   const common = { group, bytes: bytes.length, batch: BATCH };
 

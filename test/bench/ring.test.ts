@@ -49,44 +49,38 @@ function drain(posted: unknown[], reader: RingReader, each: (r: BatchReader) => 
   }
 }
 
+/**
+ * `batches` batches (batch b holding `per(b)` records) through a ring of `size` bytes whose
+ * counters start at `start`, each read back and checked byte for byte as soon as it is posted.
+ */
+function throughRing(size: number, batches: number, per: (b: number) => number, start?: number) {
+  const sab = newRing(size);
+  const port = fakePort();
+  const w = start === undefined ? new RingWriter(sab, port) : new RingWriter(sab, port, start);
+  const reader = start === undefined ? new RingReader(sab) : new RingReader(sab, start);
+  const bw = new BatchWriter();
+  let next = 0;
+  for (let b = 0; b < batches; b++) {
+    fill(bw, b, per(b));
+    w.post(bw, b, 0, 1);
+    drain(port.posted, reader, (r) => {
+      check(r, next, per(next));
+      next++;
+    });
+  }
+  expect(next).toBe(batches);
+  return { w, port };
+}
+
 describe("ring", () => {
   it("carries batches of many sizes around a small ring, wrapping many times, byte for byte", () => {
-    const sab = newRing(4096);
-    const port = fakePort();
-    const w = new RingWriter(sab, port);
-    const reader = new RingReader(sab);
-    const bw = new BatchWriter();
-    let next = 0;
-    for (let b = 0; b < 400; b++) {
-      fill(bw, b, 1 + (b % 5));
-      w.post(bw, b, 0, 1);
-      drain(port.posted, reader, (r) => {
-        check(r, next, 1 + (next % 5));
-        next++;
-      });
-    }
-    expect(next).toBe(400);
+    const { w } = throughRing(4096, 400, (b) => 1 + (b % 5));
     // Everything went through the ring: 400 batches of up to ~1.5 KB wrapped a 4 KiB ring many times.
     expect(w.overflows).toBe(0);
   });
 
   it("keeps counters right where they wrap past 2^32", () => {
-    const sab = newRing(1024);
-    const port = fakePort();
-    const start = 2 ** 32 - 3000;
-    const w = new RingWriter(sab, port, start);
-    const reader = new RingReader(sab, start);
-    const bw = new BatchWriter();
-    let next = 0;
-    for (let b = 0; b < 60; b++) {
-      fill(bw, b, 1);
-      w.post(bw, b, 0, 1);
-      drain(port.posted, reader, (r) => {
-        check(r, next, 1);
-        next++;
-      });
-    }
-    expect(next).toBe(60);
+    const { w, port } = throughRing(1024, 60, () => 1, 2 ** 32 - 3000);
     expect(w.overflows).toBe(0);
     expect(port.posted).toEqual([]);
   });

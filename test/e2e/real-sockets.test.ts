@@ -7,6 +7,7 @@ import {
   createUdpTransport,
   Engine,
   type EngineOptions,
+  type RequestOptions,
   type ServerTransactionHandle,
 } from "@siptm/core";
 import { internals } from "@siptm/core/internal";
@@ -47,17 +48,21 @@ for (const protocol of ["UDP", "TCP"] as const) {
       const t = e.transportFor(protocol)!;
       return { protocol, address: "127.0.0.1", port: t.localPort };
     };
+    /** A request from a@ to b@127.0.0.1, sent by `uac` straight to `uas`. */
+    const toUas = (uac: Engine, uas: Engine, method: string, extra: Partial<RequestOptions> = {}) =>
+      uac.request({
+        method,
+        uri: method === "OPTIONS" ? "sip:127.0.0.1" : "sip:b@127.0.0.1",
+        from: "<sip:a@127.0.0.1>",
+        to: "<sip:b@127.0.0.1>",
+        nextHop: hop(uas),
+        ...extra,
+      });
 
     it("OPTIONS → 200", async () => {
       const uas = await engine({ onRequest: (tx) => tx.reply(200) });
       const uac = await engine();
-      const h = uac.request({
-        method: "OPTIONS",
-        uri: "sip:127.0.0.1",
-        from: "<sip:a@127.0.0.1>",
-        to: "<sip:b@127.0.0.1>",
-        nextHop: hop(uas),
-      });
+      const h = toUas(uac, uas, "OPTIONS");
       const outcome = await h.final;
       expect(outcome.status).toBe(200);
       expect(outcome.response?.callId).toBe(h.callId);
@@ -75,12 +80,7 @@ for (const protocol of ["UDP", "TCP"] as const) {
       });
       const uac = await engine();
       const seen: number[] = [];
-      const h = uac.request({
-        method: "INVITE",
-        uri: "sip:b@127.0.0.1",
-        from: "<sip:a@127.0.0.1>",
-        to: "<sip:b@127.0.0.1>",
-        nextHop: hop(uas),
+      const h = toUas(uac, uas, "INVITE", {
         onResponse: (r) => seen.push(r.status),
       });
       const outcome = await h.final;
@@ -99,13 +99,7 @@ for (const protocol of ["UDP", "TCP"] as const) {
         },
       });
       const uac = await engine();
-      const h = uac.request({
-        method: "INVITE",
-        uri: "sip:b@127.0.0.1",
-        from: "<sip:a@127.0.0.1>",
-        to: "<sip:b@127.0.0.1>",
-        nextHop: hop(uas),
-      });
+      const h = toUas(uac, uas, "INVITE");
       const outcome = await h.final;
       expect(outcome.status).toBe(200);
       uac.ack2xx(h, outcome.response!);
@@ -118,12 +112,7 @@ for (const protocol of ["UDP", "TCP"] as const) {
     it("INVITE → 180 → CANCEL → 200 → 487 → ACK", async () => {
       const uas = await engine({ onRequest: (tx) => tx.reply(180) });
       const uac = await engine();
-      const h = uac.request({
-        method: "INVITE",
-        uri: "sip:b@127.0.0.1",
-        from: "<sip:a@127.0.0.1>",
-        to: "<sip:b@127.0.0.1>",
-        nextHop: hop(uas),
+      const h = toUas(uac, uas, "INVITE", {
         onProvisional: (r) => {
           if (r.status === 180) h.cancel();
         },

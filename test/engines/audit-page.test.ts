@@ -2,21 +2,18 @@
 // engines (with 2 shards the walk goes shard by shard), with nothing kept between pages.
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
+import { rawRequest } from "./raw.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
 function invite(n: number): string {
-  return (
-    "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n" +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKpage${n}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
-    "To: <sip:bob@127.0.0.1>\r\n" +
-    `Call-ID: page-${n}@127.0.0.9\r\n` +
-    "CSeq: 1 INVITE\r\n" +
-    "Contact: <sip:alice@127.0.0.9>\r\n" +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return rawRequest({
+    method: "INVITE",
+    branch: `z9hG4bKpage${n}`,
+    callId: `page-${n}@127.0.0.9`,
+    fromTag: "fa",
+    contact: true,
+  });
 }
 
 forEachEngine((makeBed, kind) => {

@@ -5,6 +5,7 @@
 import { buildResponse, type CancelResult } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
+import { requestAB } from "./raw.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
@@ -62,11 +63,9 @@ forEachEngine((makeBed) => {
       const uas = await bed.engine({ address: "127.0.0.2" });
       uas.onRequest = (tx) => tx.reply(486);
       const uac = await bed.engine({ address: "127.0.0.1" });
-      const h = await uac.request({
+      const h = await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.2",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
       });
       await bed.flush();
       expect(h.outcome?.status).toBe(486);
@@ -79,7 +78,7 @@ forEachEngine((makeBed) => {
       const bed = makeBed();
       const uac = await bed.engine({ address: "127.0.0.1" });
       const peer = bed.peer("127.0.0.9");
-      await uac.request({ method: "INVITE", uri: "sip:b@127.0.0.9", from: "<sip:a@x>", to: "<sip:b@y>" });
+      await requestAB(uac, { method: "INVITE", uri: "sip:b@127.0.0.9" });
       await bed.flush();
       const inv = peer.requests("INVITE")[0]!;
       peer.send(buildResponse(inv, 486, { toTag: "t" }), UAC);
@@ -109,7 +108,7 @@ forEachEngine((makeBed) => {
       const uac = await bed.engine({ address: "127.0.0.1" });
       for (let i = 0; i < 200; i++) {
         const method = i % 2 ? "INVITE" : "OPTIONS";
-        const h = await uac.request({ method, uri: "sip:b@127.0.0.2", from: "<sip:a@x>", to: "<sip:b@y>" });
+        const h = await requestAB(uac, { method, uri: "sip:b@127.0.0.2" });
         if (i % 5 === 0) h.events.onProvisional = () => void h.cancel();
       }
       await bed.settle(); // a quiet period past every engine's longest timer

@@ -5,6 +5,7 @@
 import { buildResponse, type CancelProgress, type SipRequest } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type EngineBed, forEachEngine } from "../setup/engines.js";
+import { requestAB } from "./raw.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
@@ -230,11 +231,9 @@ forEachEngine((makeBed) => {
       const bed = makeBed();
       const uac = await bed.engine({ address: "127.0.0.1" });
       bed.peer("127.0.0.9");
-      const h = await uac.request({
+      const h = await requestAB(uac, {
         method: "MESSAGE",
         uri: "sip:b@127.0.0.9",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
       });
       expect(await h.cancel()).toBe("none");
       expect(await uac.cancel(h.callId, h.cseq)).toBe("none");

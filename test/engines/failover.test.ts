@@ -2,11 +2,9 @@
 // through a DNS we control (fixtures/relay-route.mjs: A records sent with the
 // request, no real DNS), and failover to the next destination on a 503 or a
 // transport error (§4.3).
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
-
-const ROUTE = fileURLToPath(new URL("./fixtures/relay-route.mjs", import.meta.url));
+import { uacAndProxy, viaProxy } from "./proxy-bed.js";
 
 /** The X-Relay header: relay by Request-URI, with these A records. */
 function dns(records: Record<string, string[]>): [string, string] {
@@ -19,17 +17,11 @@ forEachEngine((makeBed) => {
       const bed = makeBed();
       const uas = await bed.engine({ address: "127.0.0.10" });
       uas.onRequest = (tx) => tx.reply(200);
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, {
         uri: "sip:bob@uas.example",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [dns({ "uas.example": ["127.0.0.10"] })],
-        nextHop: "udp:127.0.0.5:5060",
       });
-      await bed.flush();
       expect(h.outcome?.status).toBe(200);
     });
 
@@ -47,33 +39,23 @@ forEachEngine((makeBed) => {
         if (tx.method === "INVITE") tx.reply(180);
         tx.reply(200);
       };
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const { uac } = await uacAndProxy(bed);
       const records = dns({ "pool.example": ["127.0.0.10", "127.0.0.11"] });
-      const h = await uac.request({
+      const h = await viaProxy(bed, uac, {
         method: "INVITE",
         uri: "sip:bob@pool.example",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [records],
-        nextHop: "udp:127.0.0.5:5060",
       });
-      await bed.flush();
       expect(hits).toEqual(["a INVITE", "b INVITE"]);
       expect(h.outcome?.status).toBe(200);
       // The failed address is skipped while it is marked failed: the next request goes to b at once.
       // (Marks live in the resolver of the proxy's shard: the same Call-ID reaches the same shard.)
-      const again = await uac.request({
-        method: "OPTIONS",
+      const again = await viaProxy(bed, uac, {
         callId: h.callId,
         cseq: h.cseq + 1,
         uri: "sip:bob@pool.example",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [records],
-        nextHop: "udp:127.0.0.5:5060",
       });
-      await bed.flush();
       expect(again.outcome?.status).toBe(200);
       expect(hits).toEqual(["a INVITE", "b INVITE", "b OPTIONS"]);
     });
@@ -82,34 +64,19 @@ forEachEngine((makeBed) => {
       const bed = makeBed();
       const uas = await bed.engine({ address: "127.0.0.11" });
       uas.onRequest = (tx) => tx.reply(200);
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, {
         uri: "sip:bob@pool.example;transport=tcp",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [dns({ "pool.example": ["127.0.0.99", "127.0.0.11"] })],
-        nextHop: "udp:127.0.0.5:5060",
       });
-      await bed.flush();
       await bed.advance(10);
       expect(h.outcome?.status).toBe(200);
     });
 
     it("an unresolvable name fails the branch like a 503 — sent upstream as 500 (§16.7 item 6) — and nothing leaks", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
-        uri: "sip:bob@nowhere.example",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        headers: [dns({})],
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      await bed.flush();
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, { uri: "sip:bob@nowhere.example", headers: [dns({})] });
       expect(h.outcome?.status).toBe(500);
     });
   });

@@ -3,6 +3,7 @@
 import { buildResponse, type SipRequest } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine } from "../setup/engines.js";
+import { requestAB } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 
@@ -194,11 +195,9 @@ forEachEngine((makeBed) => {
         timers: { frInvTimer: 10_000_000, maxInviteLifetime: 60_000 },
       });
       const peer = bed.peer("127.0.0.9");
-      const h = await uac.request({
+      const h = await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.9",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
       });
       await bed.flush();
       peer.send(buildResponse(peer.requests("INVITE")[0]!, 180, { toTag: "t" }), {

@@ -6,6 +6,7 @@ import { type ClientEvents, newCallId, type SipResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { defaultHashKey, hashKey, shardOf } from "../../packages/workers/src/hash.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
+import { requestAB } from "./raw.js";
 
 /** `count` fresh Call-IDs that the sharded beds' 2 shards (the process's default key) give to `shard`. */
 function callIdsOn(shard: number, count: number): string[] {
@@ -201,11 +202,9 @@ forEachEngine((makeBed) => {
       const hs: Awaited<ReturnType<typeof uac.request>>[] = [];
       for (const cseq of [1, 2, 3])
         hs.push(
-          await uac.request({
+          await requestAB(uac, {
             method: "OPTIONS",
             uri: "sip:b@127.0.0.2",
-            from: "<sip:a@x>",
-            to: "<sip:b@y>",
             callId,
             cseq,
           }),
@@ -216,22 +215,18 @@ forEachEngine((makeBed) => {
       expect((await uas.stats()).table_full).toBe(1);
       await expect(
         (async () =>
-          uas.request({
+          requestAB(uas, {
             method: "OPTIONS",
             uri: "sip:x@127.0.0.1",
-            from: "<sip:a@x>",
-            to: "<sip:b@y>",
             callId,
           }))(),
       ).rejects.toThrow(/full/);
       // Back-pressure lifts when the load falls (here: the unanswered ones hit their lifetime cap).
       await bed.advance(50_000);
       expect((await uas.stats()).lifetime_expired).toBe(2);
-      const later = await uac.request({
+      const later = await requestAB(uac, {
         method: "OPTIONS",
         uri: "sip:b@127.0.0.2",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         callId,
         cseq: 4,
       });
@@ -327,18 +322,14 @@ forEachEngine((makeBed) => {
       const bed = makeBed();
       const uac = await bed.engine({ address: "127.0.0.1" });
       bed.peer("127.0.0.9");
-      const short = await uac.request({
+      const short = await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.9",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         timers: { timerB: 2000 },
       });
-      const normal = await uac.request({
+      const normal = await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.9",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
       });
       await bed.advance(2000);
       expect(short.outcome?.status).toBe(408);

@@ -2,14 +2,11 @@
 // propagation, Timer C, loops — with UAS engines behind a proxy, on both
 // engines: the proxy runs relay() in its route (fixtures/relay-route.mjs), in
 // each shard of a sharded engine. The relay options travel in an X-Relay header.
-import { fileURLToPath } from "node:url";
 import type { RelayTarget } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import type { ServerTransactionLike } from "../../packages/workers/src/api.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
-
-const ROUTE = fileURLToPath(new URL("./fixtures/relay-route.mjs", import.meta.url));
-const PROXY = { protocol: "UDP" as const, address: "127.0.0.5", port: 5060 };
+import { PROXY, ROUTE, uacAndProxy, viaProxy } from "./proxy-bed.js";
 
 type Behaviour = (tx: ServerTransactionLike, bed: EngineBed) => void;
 
@@ -112,23 +109,11 @@ forEachEngine((makeBed) => {
 
     it("Max-Forwards 0 → 483; Proxy-Require with an unknown option → 420 with Unsupported", async () => {
       const { bed, uac, proxy } = await setup(makeBed, [answer]);
-      const a = await uac.request({
-        method: "OPTIONS",
+      const a = await viaProxy(bed, uac, { uri: "sip:x@127.0.0.10", maxForwards: 0 });
+      const b = await viaProxy(bed, uac, {
         uri: "sip:x@127.0.0.10",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        maxForwards: 0,
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      const b = await uac.request({
-        method: "OPTIONS",
-        uri: "sip:x@127.0.0.10",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [["Proxy-Require", "foo, bar"]],
-        nextHop: "udp:127.0.0.5:5060",
       });
-      await bed.flush();
       expect(a.outcome?.status).toBe(483);
       expect(b.outcome?.status).toBe(420);
       expect(b.outcome?.response?.header("unsupported")).toBe("foo, bar");
@@ -137,16 +122,11 @@ forEachEngine((makeBed) => {
 
     it("a request relayed back to the proxy itself is a loop: 482", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, {
         uri: "sip:loop@127.0.0.5",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [spec({ targets: [{ uri: "sip:loop@127.0.0.5", nextHop: "udp:127.0.0.5:5060" }] })],
       });
-      await bed.flush();
       expect(h.outcome?.status).toBe(482);
     });
   });
@@ -270,6 +250,19 @@ forEachEngine((makeBed) => {
   });
 
   describe("stateful proxy: Record-Route names the transport (§16.6 item 4, RFC 5658)", () => {
+    /** An in-dialog request of the caller (CSeq 2) to `uri` along the route set `rr`, to the proxy over TCP. */
+    const callerInDialog = (uac: BedEngine, method: string, uri: string, callId: string, rr: string[]) =>
+      uac.request({
+        method,
+        uri,
+        from: "<sip:alice@127.0.0.1>;tag=a",
+        to: "<sip:bob@127.0.0.5>;tag=b",
+        callId,
+        cseq: 2,
+        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
+        nextHop: { ...PROXY, protocol: "TCP" },
+      });
+
     /** A call UAC → proxy → UAS with Record-Route, the UAC sending over `inbound`, the target `targetUri`. */
     async function rrCall(makeBed: () => EngineBed, inbound: "UDP" | "TCP", targetUri: string) {
       const bed = makeBed();
@@ -320,16 +313,7 @@ forEachEngine((makeBed) => {
       const rr = h.answers[0]!.headerValues("record-route");
       expect(rr).toEqual(["<sip:127.0.0.5:5060;transport=tcp;lr>"]);
       // The caller's BYE along the route set (§12.2.1.1): to the proxy over TCP, then on to the callee over TCP.
-      const bye = await uac.request({
-        method: "BYE",
-        uri: "sip:bob@127.0.0.10;transport=tcp",
-        from: "<sip:alice@127.0.0.1>;tag=a",
-        to: "<sip:bob@127.0.0.5>;tag=b",
-        callId: h.callId,
-        cseq: 2,
-        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
-        nextHop: { ...PROXY, protocol: "TCP" },
-      });
+      const bye = await callerInDialog(uac, "BYE", "sip:bob@127.0.0.10;transport=tcp", h.callId, rr);
       await bed.flush();
       expect(bye.outcome?.status).toBe(200);
       expect(atUas[1]).toEqual({ method: "BYE", protocol: "TCP", routes: [], rr: [] });
@@ -348,16 +332,7 @@ forEachEngine((makeBed) => {
       expect(atUas[0]!.rr).toEqual(rr);
       expect(h.answers[0]!.headerValues("record-route")).toEqual(rr);
       // Caller → callee: Route set = Record-Route reversed; in over TCP, out over UDP, no Route left.
-      const bye1 = await uac.request({
-        method: "INFO",
-        uri: "sip:bob@127.0.0.10",
-        from: "<sip:alice@127.0.0.1>;tag=a",
-        to: "<sip:bob@127.0.0.5>;tag=b",
-        callId: h.callId,
-        cseq: 2,
-        headers: [...rr].reverse().map((r): [string, string] => ["Route", r]),
-        nextHop: { ...PROXY, protocol: "TCP" },
-      });
+      const bye1 = await callerInDialog(uac, "INFO", "sip:bob@127.0.0.10", h.callId, rr);
       // Callee → caller: Route set = Record-Route in order; in over UDP, out over TCP.
       const bye2 = await uas.request({
         method: "BYE",
@@ -433,16 +408,13 @@ forEachEngine((makeBed) => {
 
     it("a non-SIP Request-URI relayed as it is: 416", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, {
         uri: "http://example.invalid/x",
         from: "<sip:a@127.0.0.1>",
         to: "<sip:b@127.0.0.5>",
         nextHop: PROXY,
       });
-      await bed.flush();
       expect(h.outcome?.status).toBe(416);
     });
   });
@@ -460,16 +432,9 @@ forEachEngine((makeBed) => {
 
     it("a relayed non-INVITE that times out gets no 408 upstream (RFC 4320) and nothing throws", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
       bed.peer("127.0.0.77"); // a next hop that never answers
-      const proxy = await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "OPTIONS",
-        uri: "sip:x@127.0.0.77",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        nextHop: "udp:127.0.0.5:5060",
-      });
+      const { uac, proxy } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, { uri: "sip:x@127.0.0.77" });
       await bed.advance(40_000);
       expect(h.outcome).toMatchObject({ status: 408, cause: "timeout" }); // the client's own Timer F
       const st = await proxy.stats();
@@ -479,17 +444,9 @@ forEachEngine((makeBed) => {
 
     it("a best response naming only the proxy is answered locally, so the caller gets a final", async () => {
       const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
       const peer = bed.peer("127.0.0.77");
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
-      const h = await uac.request({
-        method: "INVITE",
-        uri: "sip:x@127.0.0.77",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      await bed.flush();
+      const { uac } = await uacAndProxy(bed);
+      const h = await viaProxy(bed, uac, { method: "INVITE", uri: "sip:x@127.0.0.77" });
       const inv = peer.requests("INVITE")[0]!;
       const only = inv.headerValues("via")[0]!; // a broken UAS that answers with our Via alone
       peer.send(
@@ -592,18 +549,10 @@ forEachEngine((makeBed) => {
 
     it("a late 2xx to a relayed INVITE (after every transaction ended) reaches the caller; the same with its Via below ours changed does not", async () => {
       const bed = makeBed({ log: true });
-      const uac = await bed.engine({ address: "127.0.0.1" });
       const uas = bed.peer("127.0.0.77");
-      await bed.engine({ address: "127.0.0.5", route: ROUTE });
+      const { uac } = await uacAndProxy(bed);
       bed.peer(VICTIM);
-      const h = await uac.request({
-        method: "INVITE",
-        uri: "sip:x@127.0.0.77",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
-        nextHop: "udp:127.0.0.5:5060",
-      });
-      await bed.flush();
+      const h = await viaProxy(bed, uac, { method: "INVITE", uri: "sip:x@127.0.0.77" });
       const inv = uas.requests("INVITE")[0]!;
       const [ours, upstream] = inv.headerValues("via") as [string, string];
       uas.send(responseTo(inv, "486 Busy Here", [ours, upstream]), PROXY);

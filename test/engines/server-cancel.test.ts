@@ -4,19 +4,13 @@
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine } from "../setup/engines.js";
+import { rawRequest } from "./raw.js";
 
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 const HEAD = (method: string, branch: string, cseq = 1) =>
-  `${method} sip:bob@127.0.0.1 SIP/2.0\r\n` +
-  `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\n` +
-  "Max-Forwards: 70\r\n" +
-  "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
-  "To: <sip:bob@127.0.0.1>\r\n" +
-  "Call-ID: c1@127.0.0.9\r\n" +
-  `CSeq: ${cseq} ${method}\r\n` +
-  "Content-Length: 0\r\n\r\n";
+  rawRequest({ method, branch, callId: "c1@127.0.0.9", fromTag: "fa", cseq });
 
 forEachEngine((makeBed) => {
   async function setup(

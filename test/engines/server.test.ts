@@ -3,6 +3,7 @@
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine } from "../setup/engines.js";
+import { rawRequest, requestAB } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
@@ -10,48 +11,35 @@ type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
 function invite(branch = "z9hG4bKabc123", extra = ""): string {
-  return (
-    "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n" +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
-    "To: <sip:bob@127.0.0.1>\r\n" +
-    "Call-ID: call-1@127.0.0.9\r\n" +
-    "CSeq: 1 INVITE\r\n" +
-    "Contact: <sip:alice@127.0.0.9>\r\n" +
-    extra +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return rawRequest({
+    method: "INVITE",
+    branch,
+    callId: "call-1@127.0.0.9",
+    fromTag: "fa",
+    contact: true,
+    extra,
+  });
 }
 
 function ack(branch = "z9hG4bKabc123", toTag = "", cseq = 1): string {
-  return (
-    "ACK sip:bob@127.0.0.1 SIP/2.0\r\n" +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fa\r\n" +
-    `To: <sip:bob@127.0.0.1>${toTag ? `;tag=${toTag}` : ""}\r\n` +
-    "Call-ID: call-1@127.0.0.9\r\n" +
-    `CSeq: ${cseq} ACK\r\n` +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return rawRequest({ method: "ACK", branch, callId: "call-1@127.0.0.9", fromTag: "fa", toTag, cseq });
 }
 
+/** The CANCEL of invite(branch): its Contact too. */
 function cancel(branch = "z9hG4bKabc123"): string {
-  return invite(branch).replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+  return rawRequest({ method: "CANCEL", branch, callId: "call-1@127.0.0.9", fromTag: "fa", contact: true });
 }
 
 function options(branch = "z9hG4bKopt1"): string {
-  return (
-    "OPTIONS sip:127.0.0.1 SIP/2.0\r\n" +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${branch}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fo\r\n" +
-    "To: <sip:127.0.0.1>\r\n" +
-    "Call-ID: opt-1@127.0.0.9\r\n" +
-    "CSeq: 7 OPTIONS\r\n" +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return rawRequest({
+    method: "OPTIONS",
+    uri: "sip:127.0.0.1",
+    branch,
+    callId: "opt-1@127.0.0.9",
+    fromTag: "fo",
+    to: "<sip:127.0.0.1>",
+    cseq: 7,
+  });
 }
 
 async function setup(makeBed: MakeBed, handler?: (tx: ServerTx) => void, opts: { autoInv100?: number } = {}) {
@@ -342,11 +330,9 @@ forEachEngine((makeBed) => {
       };
       const uac = await bed.engine({ address: "127.0.0.1" });
       const got: Array<[number, string | undefined, string[]]> = [];
-      await uac.request({
+      await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.2",
-        from: "<sip:a@x>",
-        to: "<sip:b@y>",
         headers: [["Record-Route", "<sip:p1.example;lr>"]],
         onResponse: (r) => got.push([r.status, r.header("contact"), r.headerValues("record-route")]),
       });

@@ -5,20 +5,17 @@
 import { type TestBed, Testbed } from "@siptm/core/testing";
 import { describe, expect, it } from "vitest";
 import { BED_KINDS } from "../setup/engines.js";
+import { rawRequest } from "./raw.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
 function options(n: number): string {
-  return (
-    "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n" +
-    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKbed${n}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    "From: <sip:alice@127.0.0.9>;tag=fb\r\n" +
-    "To: <sip:bob@127.0.0.1>\r\n" +
-    `Call-ID: bed-${n}@127.0.0.9\r\n` +
-    "CSeq: 1 OPTIONS\r\n" +
-    "Content-Length: 0\r\n\r\n"
-  );
+  return rawRequest({
+    method: "OPTIONS",
+    branch: `z9hG4bKbed${n}`,
+    callId: `bed-${n}@127.0.0.9`,
+    fromTag: "fb",
+  });
 }
 
 /** What this test asks of an engine: what the core Engine and a bed's engine have in common. */

@@ -57,103 +57,111 @@ async function callAnswerHangUp(
   return callId;
 }
 
+/**
+ * `siptm serve --route default --workers N` listening on `listen`, alice and bob registered at its
+ * `proxyPort` over their transports, and a call from alice that `hangsUp` ends. `check` gets the
+ * server, the call's trace and Call-ID, and the 200 to the INVITE the proxy sent (it must have
+ * sent one); then the phones stop and the server must drain. Everything stops whatever happens.
+ */
+async function phoneCall(opts: {
+  workers: string;
+  listen: string;
+  proxyPort: (server: SiptmServer) => number;
+  transports: { alice: "udp" | "tcp"; bob: "udp" | "tcp" };
+  hangsUp?: "alice" | "bob";
+  check: (server: SiptmServer, trace: Traced[], callId: string, answer: Traced) => void;
+}): Promise<void> {
+  requireBaresip();
+  let server: SiptmServer | undefined;
+  const phones: Baresip[] = [];
+  try {
+    server = await startServer([
+      "--listen",
+      opts.listen,
+      "--route",
+      "default",
+      "--workers",
+      opts.workers,
+      ...SERVER_TIMERS,
+    ]);
+    running.add(server);
+    for (const user of ["alice", "bob"] as const) {
+      const p = await Baresip.start({
+        user,
+        proxyPort: opts.proxyPort(server),
+        transport: opts.transports[user],
+      });
+      running.add(p);
+      phones.push(p);
+    }
+    const [alice, bob] = phones as [Baresip, Baresip];
+    const callId = await callAnswerHangUp(alice, bob, opts.hangsUp);
+    const trace = await callTrace(server, callId);
+    const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
+    expect(answer, server.report()).toBeDefined();
+    opts.check(server, trace, callId, answer!);
+    await Promise.all(phones.map((p) => p.stop()));
+    await expectServerDrained(server, 15_000);
+  } finally {
+    await Promise.all(phones.map((p) => p.stop()));
+    await server?.kill();
+  }
+}
+
 for (const workers of ["0", "2"])
   describe(`baresip phones through siptm serve --route default --workers ${workers}`, () => {
     it("listening on TCP only: REGISTER, INVITE, 200, ACK and BYE all over TCP; the Record-Route says transport=tcp", async () => {
-      requireBaresip();
-      let server: SiptmServer | undefined;
-      const phones: Baresip[] = [];
-      try {
-        server = await startServer([
-          "--listen",
-          `tcp:${HOST}:0`,
-          "--route",
-          "default",
-          "--workers",
-          workers,
-          ...SERVER_TIMERS,
-        ]);
-        running.add(server);
-        for (const user of ["alice", "bob"]) {
-          const p = await Baresip.start({ user, proxyPort: server.tcp, transport: "tcp" });
-          running.add(p);
-          phones.push(p);
-        }
-        const [alice, bob] = phones as [Baresip, Baresip];
-        const callId = await callAnswerHangUp(alice, bob);
-        const trace = await callTrace(server, callId);
-        const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
-        expect(answer, server.report()).toBeDefined();
-        expect(answer!.text).toContain(`Record-Route: <sip:${HOST}:${server.tcp};transport=tcp;lr>\r\n`);
-        const flow = callFlow(trace, callId);
-        // The ACK and the BYE come to the proxy and are forwarded, each over TCP.
-        expect(flow, server.report()).toEqual(
-          expect.arrayContaining([
-            "in ACK TCP",
-            "out ACK TCP",
-            "in BYE TCP",
-            "out BYE TCP",
-            "in 200 BYE TCP",
-          ]),
-        );
-        expect(flow.every((f) => f.endsWith("TCP"))).toBe(true);
-        await Promise.all(phones.map((p) => p.stop()));
-        await expectServerDrained(server, 15_000);
-      } finally {
-        await Promise.all(phones.map((p) => p.stop()));
-        await server?.kill();
-      }
+      await phoneCall({
+        workers,
+        listen: `tcp:${HOST}:0`,
+        proxyPort: (server) => server.tcp,
+        transports: { alice: "tcp", bob: "tcp" },
+        check: (server, trace, callId, answer) => {
+          expect(answer.text).toContain(`Record-Route: <sip:${HOST}:${server.tcp};transport=tcp;lr>\r\n`);
+          const flow = callFlow(trace, callId);
+          // The ACK and the BYE come to the proxy and are forwarded, each over TCP.
+          expect(flow, server.report()).toEqual(
+            expect.arrayContaining([
+              "in ACK TCP",
+              "out ACK TCP",
+              "in BYE TCP",
+              "out BYE TCP",
+              "in 200 BYE TCP",
+            ]),
+          );
+          expect(flow.every((f) => f.endsWith("TCP"))).toBe(true);
+        },
+      });
     });
 
     it("caller on UDP, callee on TCP: double Record-Route (RFC 5658), the ACK goes UDP in, TCP out, the callee's BYE TCP in, UDP out", async () => {
-      requireBaresip();
-      let server: SiptmServer | undefined;
-      const phones: Baresip[] = [];
-      try {
-        const port = await freeSipPort();
-        server = await startServer([
-          "--listen",
-          `${HOST}:${port}`,
-          "--route",
-          "default",
-          "--workers",
-          workers,
-          ...SERVER_TIMERS,
-        ]);
-        running.add(server);
-        const alice = await Baresip.start({ user: "alice", proxyPort: port, transport: "udp" });
-        running.add(alice);
-        phones.push(alice);
-        const bob = await Baresip.start({ user: "bob", proxyPort: port, transport: "tcp" });
-        running.add(bob);
-        phones.push(bob);
-        const callId = await callAnswerHangUp(alice, bob, "bob");
-        const trace = await callTrace(server, callId);
-        const rr = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>, <sip:${HOST}:${port};lr>\r\n`;
-        const rrLines = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>\r\nRecord-Route: <sip:${HOST}:${port};lr>\r\n`;
-        const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
-        expect(answer, server.report()).toBeDefined();
-        // Top: the side facing the callee (TCP); below: the side facing the caller (UDP). baresip
-        // may fold the two into one line when it copies them into its 200.
-        expect(answer!.text.includes(rr) || answer!.text.includes(rrLines), answer!.text).toBe(true);
-        const flow = callFlow(trace, callId);
-        expect(flow, server.report()).toEqual(
-          expect.arrayContaining([
-            "in ACK UDP",
-            "out ACK TCP",
-            "in BYE TCP",
-            "out BYE UDP",
-            "in 200 BYE UDP",
-          ]),
-        );
-        // Each BYE leaves with no Route of ours left.
-        const byeOut = trace.find((t) => t.dir === "out" && t.method === "BYE");
-        expect(byeOut!.text).not.toMatch(/\r\nRoute:/i);
-        await Promise.all(phones.map((p) => p.stop()));
-        await expectServerDrained(server, 15_000);
-      } finally {
-        await Promise.all(phones.map((p) => p.stop()));
-        await server?.kill();
-      }
+      const port = await freeSipPort();
+      await phoneCall({
+        workers,
+        listen: `${HOST}:${port}`,
+        proxyPort: () => port,
+        transports: { alice: "udp", bob: "tcp" },
+        hangsUp: "bob",
+        check: (server, trace, callId, answer) => {
+          const rr = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>, <sip:${HOST}:${port};lr>\r\n`;
+          const rrLines = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>\r\nRecord-Route: <sip:${HOST}:${port};lr>\r\n`;
+          // Top: the side facing the callee (TCP); below: the side facing the caller (UDP). baresip
+          // may fold the two into one line when it copies them into its 200.
+          expect(answer.text.includes(rr) || answer.text.includes(rrLines), answer.text).toBe(true);
+          const flow = callFlow(trace, callId);
+          expect(flow, server.report()).toEqual(
+            expect.arrayContaining([
+              "in ACK UDP",
+              "out ACK TCP",
+              "in BYE TCP",
+              "out BYE UDP",
+              "in 200 BYE UDP",
+            ]),
+          );
+          // Each BYE leaves with no Route of ours left.
+          const byeOut = trace.find((t) => t.dir === "out" && t.method === "BYE");
+          expect(byeOut!.text).not.toMatch(/\r\nRoute:/i);
+        },
+      });
     });
   });

@@ -11,7 +11,7 @@ import {
 } from "../../packages/core/src/index.js";
 import { type LossDirection, type LossyLink, lossy } from "../../packages/core/src/transport/lossy.js";
 import type { UdpTransport } from "../../packages/core/src/transport/udp.js";
-import { HOST, type SippResult, waitUntil } from "./sipp.js";
+import { HOST, type SippProcess, type SippResult, waitUntil } from "./sipp.js";
 
 /** Short timers so a test ends in seconds (RFC values: T1 500, T2 4000, T4 5000, D 32 s). */
 export const FAST_TIMERS: Partial<TimerConfig> = { t1: 50, t2: 400, t4: 500, timerD: 500 };
@@ -103,6 +103,12 @@ export function expectSippClean(result: SippResult, calls: number): void {
   expect(result.successful, `SIPp successful calls\n${report}`).toBe(calls);
 }
 
+/** Each counter of the engine's stats named in `expected` has the value given there. */
+export function expectCounts(engine: Engine, expected: Record<string, number>): void {
+  const stats = engine.stats as unknown as Record<string, number>;
+  for (const [name, value] of Object.entries(expected)) expect(stats[name], name).toBe(value);
+}
+
 /**
  * Once every timer has run out, every transaction the engine created is
  * freed: nothing live, nothing held, no timer armed, no reference fault, no
@@ -120,4 +126,36 @@ export async function expectDrained(engine: Engine, timeoutMs: number): Promise<
   expect(engine.armedTimers).toBe(0);
   expect(stats.ref_faults, JSON.stringify(engine.refFaults)).toBe(0);
   expect(engine.snapshot().user_errors).toBe(0);
+}
+
+/**
+ * One run of SIPp against a siptm side: the side made from `side`, SIPp
+ * started by `sipp`, and `drive` (what siptm does while SIPp runs); then
+ * SIPp's `calls` calls all ended well (waited up to 60 s) and the side drained
+ * within `drainMs`, and `check` looks at the side and at what `drive` gave
+ * before the side closes. The side is closed and SIPp killed whatever happens.
+ */
+export async function runAgainstSipp<T = undefined>(
+  side: Parameters<typeof startSiptm>[0],
+  run: {
+    calls: number;
+    drainMs: number;
+    sipp: (side: SiptmSide) => Promise<SippProcess>;
+    drive?: (side: SiptmSide, sipp: SippProcess) => Promise<T>;
+    check: (side: SiptmSide, driven: T) => void;
+  },
+): Promise<void> {
+  let sipp: SippProcess | undefined;
+  const s = await startSiptm(side);
+  try {
+    sipp = await run.sipp(s);
+    const driven = (await run.drive?.(s, sipp)) as T;
+    const result = await sipp.wait(60_000);
+    expectSippClean(result, run.calls);
+    await expectDrained(s.engine, run.drainMs);
+    run.check(s, driven);
+  } finally {
+    await s.engine.close();
+    await sipp?.kill();
+  }
 }

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HOST, sleep, waitUntil } from "./sipp.js";
+import { HOST, sleep, stopChild, waitUntil } from "./sipp.js";
 
 const MAX_OUTPUT = 2_000_000;
 
@@ -95,14 +95,8 @@ class Child {
     return this.out;
   }
   /** SIGTERM, then SIGKILL after 3 s: only this child, by its pid. Safe any number of times. */
-  async kill(): Promise<void> {
-    if (this.gone || this.child.pid === undefined) return;
-    this.child.kill("SIGTERM");
-    const done = await Promise.race([this.exited.then(() => true), sleep(3_000).then(() => false)]);
-    if (!done && !this.gone) {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
+  kill(): Promise<void> {
+    return stopChild(this.child, () => this.gone, this.exited, 3_000);
   }
   report(): string {
     return `--- ${this.name}: ${this.bin} ${this.args.join(" ")}\n${this.out.slice(-6000)}`;

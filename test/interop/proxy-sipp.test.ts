@@ -5,14 +5,7 @@
 // failed calls, and the server must free every transaction it made.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectSippClean, FAST_TIMERS, type SiptmSide, startSiptm } from "./harness.js";
-import {
-  discardFilesIfPassed,
-  freeUdpPort,
-  HOST,
-  requireSipp,
-  type SippOptions,
-  SippProcess,
-} from "./sipp.js";
+import { freeUdpPort, HOST, requireSipp, type SippOptions, type SippProcess, startSipp } from "./sipp.js";
 import {
   expectNo2xxRetransmissions,
   expectServerDrained,
@@ -41,14 +34,7 @@ afterAll(async () => {
 });
 
 /** Start one SIPp (its files removed if the test passes); a UAS is awaited until it holds its port. */
-async function sipp(opts: Omit<SippOptions, "port" | "rate"> & { listen?: boolean }): Promise<SippProcess> {
-  const port = await freeUdpPort();
-  const p = new SippProcess(requireSipp(), { ...opts, port, rate: 10 });
-  running.add(p);
-  discardFilesIfPassed(p);
-  if (opts.listen) await p.listening();
-  return p;
-}
+const sipp = (opts: Omit<SippOptions, "port" | "rate"> & { listen?: boolean }) => startSipp(running, opts);
 
 /** -rsa: the scenario's remote host (the Request-URI) is the UAS; every datagram goes to the server. */
 const viaServer = () => ["-rsa", `${HOST}:${server.udp}`];
@@ -59,6 +45,41 @@ const finish = (uac: SippProcess, ...others: SippProcess[]) => sippResults(serve
 /** The counters' change over one test. */
 function delta(before: ServerStats, after: ServerStats, key: string): number {
   return (after[key] as number) - (before[key] as number);
+}
+
+/** Each counter named in `expected` changed by the amount given there over one test. */
+function expectDeltas(before: ServerStats, after: ServerStats, expected: Record<string, number>): void {
+  for (const [key, change] of Object.entries(expected)) expect(delta(before, after, key), key).toBe(change);
+}
+
+/**
+ * One call of a SIPp UAC (`uac`, sent to `remote` by -rsa through the server
+ * when `viaProxy`, else straight to the server) with user `user`, and of the
+ * SIPp UAS `uas` when given: every SIPp clean after one call, the server
+ * drained. The server's counters before and after.
+ */
+async function call(
+  uac: Pick<SippOptions, "scenario" | "builtin">,
+  user: string,
+  opts: { uas?: SippProcess; remote?: string; viaProxy?: boolean } = {},
+): Promise<{ before: ServerStats; after: ServerStats; uac: SippProcess }> {
+  const before = await server.stats();
+  const c = await sipp({
+    ...uac,
+    calls: 1,
+    remote: opts.remote ?? `${HOST}:${opts.uas?.port ?? server.udp}`,
+    extra: [...(opts.viaProxy ? viaServer() : []), "-s", user],
+  });
+  const results = await finish(c, ...(opts.uas ? [opts.uas] : []));
+  for (const r of results) expectSippClean(r!, 1);
+  const after = await expectServerDrained(server, 15_000);
+  return { before, after, uac: c };
+}
+
+/** A call through the proxy from a SIPp UAC to a SIPp UAS running scenario `uas` (-rsa to the server). */
+async function proxiedCall(uac: Pick<SippOptions, "scenario" | "builtin">, uas: string) {
+  const s = await sipp({ scenario: uas, calls: 1, listen: true });
+  return { ...(await call(uac, "service", { uas: s, viaProxy: true })), uas: s };
 }
 
 // The proxy on the core engine in one thread, and on the sharded engine with two shards.
@@ -72,108 +93,44 @@ for (const workers of ["0", "2"]) {
     });
 
     it("(a) a call through the proxy: INVITE–180–200–ACK–BYE–200 (SIPp built-in uac, -rsa to the server; uas-call.xml)", async () => {
-      const before = await server.stats();
-      const uas = await sipp({ scenario: "uas-call.xml", calls: 1, listen: true });
-      const uac = await sipp({
-        builtin: "uac",
-        calls: 1,
-        remote: `${HOST}:${uas.port}`,
-        extra: [...viaServer(), "-s", "service"],
-      });
-      const [u, s] = await finish(uac, uas);
-      expectSippClean(u!, 1);
-      expectSippClean(s!, 1);
-      const after = await expectServerDrained(server, 15_000);
+      const { before, after, uas, uac } = await proxiedCall({ builtin: "uac" }, "uas-call.xml");
       // Relayed statefully: the INVITE and the BYE (the ACK of the 2xx is forwarded statelessly, §16.11).
-      expect(delta(before, after, "relayed")).toBe(2);
-      expect(delta(before, after, "timeouts")).toBe(0);
+      expectDeltas(before, after, { relayed: 2, timeouts: 0 });
       // The wire trace (from the shards with --workers 2) shows each 2xx relayed once, never resent by us.
       expectNo2xxRetransmissions(server, uas.port, uac.port);
       expect(delta(before, after, "retransmissions")).toBe(0);
     });
 
     it("(b) the UAS answers 486: the UAC gets the 486 and the proxy ACKs it toward the UAS with its INVITE's branch (uac-busy.xml, uas-busy.xml)", async () => {
-      const before = await server.stats();
-      const uas = await sipp({ scenario: "uas-busy.xml", calls: 1, listen: true });
-      const uac = await sipp({
-        scenario: "uac-busy.xml",
-        calls: 1,
-        remote: `${HOST}:${uas.port}`,
-        extra: [...viaServer(), "-s", "service"],
-      });
-      const [u, s] = await finish(uac, uas);
-      expectSippClean(u!, 1);
-      expectSippClean(s!, 1);
-      const after = await expectServerDrained(server, 15_000);
+      const { before, after } = await proxiedCall({ scenario: "uac-busy.xml" }, "uas-busy.xml");
       // One server transaction (the UAC's INVITE) and one client transaction (the branch).
-      expect(delta(before, after, "created")).toBe(2);
-      expect(delta(before, after, "relayed")).toBe(1);
-      expect(delta(before, after, "4xx")).toBe(1);
-      expect(delta(before, after, "timeouts")).toBe(0);
+      expectDeltas(before, after, { created: 2, relayed: 1, "4xx": 1, timeouts: 0 });
     });
 
     it("(c) the UAC cancels while the UAS rings: the UAS gets the CANCEL, answers 200 and 487, gets the proxy's ACK; the UAC gets 200 (CANCEL) and 487 (uac-cancel.xml, uas-proxied-cancel.xml)", async () => {
-      const before = await server.stats();
-      const uas = await sipp({ scenario: "uas-proxied-cancel.xml", calls: 1, listen: true });
-      const uac = await sipp({
-        scenario: "uac-cancel.xml",
-        calls: 1,
-        remote: `${HOST}:${uas.port}`,
-        extra: [...viaServer(), "-s", "service"],
-      });
-      const [u, s] = await finish(uac, uas);
-      expectSippClean(u!, 1);
-      expectSippClean(s!, 1);
-      const after = await expectServerDrained(server, 15_000);
+      const { before, after } = await proxiedCall({ scenario: "uac-cancel.xml" }, "uas-proxied-cancel.xml");
       // INVITE server + client, CANCEL server (answered 200 by the proxy) + the branch's CANCEL client transaction.
-      expect(delta(before, after, "created")).toBe(4);
-      expect(delta(before, after, "unmatched_cancels")).toBe(0);
-      expect(delta(before, after, "timeouts")).toBe(0);
+      expectDeltas(before, after, { created: 4, unmatched_cancels: 0, timeouts: 0 });
     });
 
     it("(d) Max-Forwards: 0 on a request the proxy would forward → 483 Too Many Hops, not relayed (uac-max-forwards-0.xml)", async () => {
-      const before = await server.stats();
       // The Request-URI names a UAS that is not there: relaying would end in a 408, not the 483 the scenario requires.
       const nobody = await freeUdpPort();
-      const uac = await sipp({
-        scenario: "uac-max-forwards-0.xml",
-        calls: 1,
+      const { before, after } = await call({ scenario: "uac-max-forwards-0.xml" }, "service", {
         remote: `${HOST}:${nobody}`,
-        extra: [...viaServer(), "-s", "service"],
+        viaProxy: true,
       });
-      const [u] = await finish(uac);
-      expectSippClean(u!, 1);
-      const after = await expectServerDrained(server, 15_000);
-      expect(delta(before, after, "created")).toBe(1);
-      expect(delta(before, after, "relayed")).toBe(0);
+      expectDeltas(before, after, { created: 1, relayed: 0 });
     });
 
     it("(d) a Request-URI naming the proxy itself with an unregistered user → 404, not relayed to itself (uac-not-found.xml)", async () => {
-      const before = await server.stats();
-      const uac = await sipp({
-        scenario: "uac-not-found.xml",
-        calls: 1,
-        remote: `${HOST}:${server.udp}`,
-        extra: ["-s", "nobody"],
-      });
-      const [u] = await finish(uac);
-      expectSippClean(u!, 1);
-      const after = await expectServerDrained(server, 15_000);
-      expect(delta(before, after, "created")).toBe(1);
-      expect(delta(before, after, "relayed")).toBe(0);
+      const { before, after } = await call({ scenario: "uac-not-found.xml" }, "nobody");
+      expectDeltas(before, after, { created: 1, relayed: 0 });
     });
 
     it("(d) a lone ACK addressed to the proxy itself (no Route, no transaction) ends there: it is not forwarded to the proxy again and again (uac-stray-ack.xml)", async () => {
       const seen = server.trace().length;
-      const uac = await sipp({
-        scenario: "uac-stray-ack.xml",
-        calls: 1,
-        remote: `${HOST}:${server.udp}`,
-        extra: ["-s", "nobody"],
-      });
-      const [u] = await finish(uac);
-      expectSippClean(u!, 1);
-      await expectServerDrained(server, 15_000);
+      await call({ scenario: "uac-stray-ack.xml" }, "nobody");
       const sent = server
         .trace()
         .slice(seen)
@@ -188,16 +145,7 @@ for (const workers of ["0", "2"]) {
       const aor = `sip:loop@${HOST}`;
       const reg = await register(registrar.engine, server, aor, `sip:loop@${HOST}:${server.udp}`);
       expect(reg.status).toBe(200);
-      const before = await server.stats();
-      const uac = await sipp({
-        scenario: "uac-loop.xml",
-        calls: 1,
-        remote: `${HOST}:${server.udp}`,
-        extra: ["-s", "loop"],
-      });
-      const [u] = await finish(uac);
-      expectSippClean(u!, 1);
-      const after = await expectServerDrained(server, 15_000);
+      const { before, after } = await call({ scenario: "uac-loop.xml" }, "loop");
       expect(delta(before, after, "timeouts")).toBe(0);
       // The proxy's own hop-by-hop ACK of the 482 it got back is addressed to itself and ends there: it is
       // not forwarded (statelessly, §16.11) to itself again and again until Max-Forwards runs out.
@@ -227,19 +175,11 @@ for (const workers of ["0", "2"]) {
         `sip:carol@${HOST}:${uas.port}`,
       );
       expect([alias.status, carol.status]).toEqual([200, 200]);
-      const before = await server.stats();
-      const uac = await sipp({
-        scenario: "uac-busy.xml",
-        calls: 1,
+      const { before, after } = await call({ scenario: "uac-busy.xml" }, "alias", {
+        uas,
         remote: `${HOST}:${server.udp}`,
-        extra: ["-s", "alias"],
       });
-      const [u, s] = await finish(uac, uas);
-      expectSippClean(u!, 1);
-      expectSippClean(s!, 1);
-      const after = await expectServerDrained(server, 15_000);
-      expect(delta(before, after, "relayed")).toBe(2);
-      expect(delta(before, after, "merged_requests")).toBe(0);
+      expectDeltas(before, after, { relayed: 2, merged_requests: 0 });
     });
   });
 }

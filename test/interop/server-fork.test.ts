@@ -9,14 +9,7 @@
 // by its route set (scenarios/uac-fork.xml).
 import { afterAll, describe, expect, it } from "vitest";
 import { expectSippClean, FAST_TIMERS, type SiptmSide, startSiptm } from "./harness.js";
-import {
-  discardFilesIfPassed,
-  freeUdpPort,
-  HOST,
-  requireSipp,
-  type SippOptions,
-  SippProcess,
-} from "./sipp.js";
+import { HOST, requireSipp, type SippOptions, SippProcess, startSipp } from "./sipp.js";
 import {
   expectNo2xxRetransmissions,
   expectServerDrained,
@@ -32,14 +25,7 @@ afterAll(async () => {
   await Promise.all([...running].map((c) => c.kill()));
 });
 
-async function sipp(opts: Omit<SippOptions, "port" | "rate"> & { listen?: boolean }): Promise<SippProcess> {
-  const port = await freeUdpPort();
-  const p = new SippProcess(requireSipp(), { ...opts, port, rate: 10 });
-  running.add(p);
-  discardFilesIfPassed(p);
-  if (opts.listen) await p.listening();
-  return p;
-}
+const sipp = (opts: Omit<SippOptions, "port" | "rate"> & { listen?: boolean }) => startSipp(running, opts);
 
 interface Contact {
   uri: string;

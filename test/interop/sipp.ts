@@ -3,11 +3,16 @@
 // run uses, its statistics read back, and a kill that always happens.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as dgram from "node:dgram";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { onTestFinished } from "vitest";
+import {
+  freeUdpPort,
+  udpPortBound as procUdpPortBound,
+  sippCommonArgs,
+} from "../../bench/src/lib/sipp-load.js";
 
 export const HOST = "127.0.0.1";
 export const SCENARIOS = join(dirname(fileURLToPath(import.meta.url)), "scenarios");
@@ -27,17 +32,8 @@ export function requireSipp(): string {
   return bin;
 }
 
-/** A UDP port that was free a moment ago on 127.0.0.1 (bind port 0, read it, close). */
-export async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket("udp4");
-  await new Promise<void>((resolve, reject) => {
-    socket.once("error", reject);
-    socket.bind({ address: HOST, port: 0, exclusive: true }, () => resolve());
-  });
-  const port = socket.address().port;
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
+/** A UDP port that was free a moment ago on 127.0.0.1, not one handed out before (the load benchmark's). */
+export { freeUdpPort };
 
 /**
  * True when some socket is bound to this UDP port. Read from /proc/net/udp,
@@ -45,16 +41,7 @@ export async function freeUdpPort(): Promise<number> {
  * could make SIPp's own bind fail); a probing bind only where /proc is not.
  */
 async function udpPortBound(port: number): Promise<boolean> {
-  let table: string | undefined;
-  try {
-    table = readFileSync("/proc/net/udp", "latin1");
-  } catch {
-    table = undefined;
-  }
-  if (table !== undefined) {
-    const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-    return table.split("\n").some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex) === true);
-  }
+  if (existsSync("/proc/net/udp")) return procUdpPortBound(port);
   const socket = dgram.createSocket("udp4");
   return new Promise((resolve) => {
     socket.once("error", () => {
@@ -66,6 +53,25 @@ async function udpPortBound(port: number): Promise<boolean> {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * SIGTERM to `child`, then SIGKILL if it has not exited `graceMs` later: only this child, by its
+ * pid. `gone()` tells whether it has exited, `exited` settles when it does. Safe any number of times.
+ */
+export async function stopChild(
+  child: ChildProcess,
+  gone: () => boolean,
+  exited: Promise<unknown>,
+  graceMs: number,
+): Promise<void> {
+  if (gone() || child.pid === undefined) return;
+  child.kill("SIGTERM");
+  const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!done && !gone()) {
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
 
 /** Poll `check` every `every` ms until it returns true; false after `timeoutMs`. */
 export async function waitUntil(check: () => boolean, timeoutMs: number, every = 50): Promise<boolean> {
@@ -129,31 +135,12 @@ export class SippProcess {
     this.args = [
       ...(opts.remote ? [opts.remote] : []),
       ...(opts.builtin !== undefined ? ["-sn", opts.builtin] : ["-sf", join(SCENARIOS, opts.scenario!)]),
-      "-i",
-      HOST,
-      "-p",
-      String(opts.port),
-      "-m",
-      String(opts.calls),
       "-r",
       String(opts.rate),
-      "-buff_size",
-      "4194304",
-      "-timeout",
-      "60s",
-      "-timeout_error",
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      file("stat.csv"),
-      "-fd",
-      "1",
+      ...sippCommonArgs({ port: opts.port, calls: opts.calls, timeoutSeconds: 60 }, file),
       "-trace_screen",
       "-screen_file",
       file("screen.log"),
-      "-trace_err",
-      "-error_file",
-      file("errors.log"),
       "-trace_msg",
       "-message_file",
       file("messages.log"),
@@ -215,14 +202,8 @@ export class SippProcess {
   }
 
   /** SIGTERM, then SIGKILL if it is still there 2 s later. Only this child, by its pid. */
-  async kill(): Promise<void> {
-    if (this.exited || this.child.pid === undefined) return;
-    this.child.kill("SIGTERM");
-    const gone = await Promise.race([this.done.then(() => true), sleep(2_000).then(() => false)]);
-    if (!gone && !this.exited) {
-      this.child.kill("SIGKILL");
-      await this.done;
-    }
+  kill(): Promise<void> {
+    return stopChild(this.child, () => this.exited, this.done, 2_000);
   }
 
   private result(code: number | null, signal: NodeJS.Signals | null): SippResult {
@@ -262,6 +243,23 @@ export function discardFilesIfPassed(sipp: SippProcess): void {
     if (ctx.task.result?.state === "pass" && !process.env.SIPTM_KEEP_SIPP_FILES)
       rmSync(sipp.dir, { recursive: true, force: true });
   });
+}
+
+/**
+ * Inside a test: one SIPp at 10 calls/s on a free port, added to `running`
+ * (for the file's afterAll to kill) and its files removed if the test passes;
+ * with `listen` (a UAS) it is awaited until it holds its port.
+ */
+export async function startSipp(
+  running: Set<{ kill(): Promise<void> }>,
+  opts: Omit<SippOptions, "port" | "rate"> & { rate?: number; listen?: boolean },
+): Promise<SippProcess> {
+  const port = await freeUdpPort();
+  const p = new SippProcess(requireSipp(), { rate: 10, ...opts, port });
+  running.add(p);
+  discardFilesIfPassed(p);
+  if (opts.listen) await p.listening();
+  return p;
 }
 
 /** SuccessfulCall(C) and FailedCall(C) from the last row of SIPp's -trace_stat CSV (';'-separated). */

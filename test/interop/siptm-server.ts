@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import type { Engine, FinalOutcome } from "../../packages/core/src/index.js";
-import { HOST, type SippProcess, type SippResult, sleep } from "./sipp.js";
+import { HOST, type SippProcess, type SippResult, sleep, stopChild } from "./sipp.js";
 
 export const SERVER_CLI = fileURLToPath(new URL("../../packages/server/dist/cli.js", import.meta.url));
 /** The server's short timers (flags), the same values as FAST_TIMERS. */
@@ -169,14 +169,8 @@ export class SiptmServer {
   }
 
   /** SIGTERM (the server drains, up to --drain-timeout), then SIGKILL `graceMs` later. Only this child, by its pid. */
-  async kill(graceMs = 3_000): Promise<void> {
-    if (this.gone || this.child.pid === undefined) return;
-    this.child.kill("SIGTERM");
-    const done = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
-    if (!done && !this.gone) {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
+  kill(graceMs = 3_000): Promise<void> {
+    return stopChild(this.child, () => this.gone, this.exited, graceMs);
   }
 }
 

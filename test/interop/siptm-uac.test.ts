@@ -12,29 +12,21 @@ import type {
 import {
   type Drop,
   dropFirst,
-  expectDrained,
-  expectSippClean,
+  expectCounts,
   FAST_TIMERS,
   LOSSY_TIMERS,
+  runAgainstSipp,
   type SiptmSide,
-  startSiptm,
 } from "./harness.js";
-import { discardFilesIfPassed, freeUdpPort, HOST, requireSipp, SippProcess, sleep } from "./sipp.js";
+import { HOST, type SippProcess, sleep, startSipp } from "./sipp.js";
 
 const running = new Set<SippProcess>();
 afterAll(async () => {
   await Promise.all([...running].map((s) => s.kill()));
 });
 
-async function startUas(calls: number, extra: string[] = []): Promise<SippProcess> {
-  const bin = requireSipp();
-  const port = await freeUdpPort();
-  const sipp = new SippProcess(bin, { scenario: "uas-cancel.xml", port, calls, rate: 10, extra });
-  running.add(sipp);
-  discardFilesIfPassed(sipp);
-  await sipp.listening();
-  return sipp;
-}
+const startUas = (calls: number, extra: string[] = []) =>
+  startSipp(running, { scenario: "uas-cancel.xml", calls, extra, listen: true });
 
 /** How call i is cancelled: from its handle, by Kamailio's `tm.cancel callid cseq`, or at once (two-phase: "pending"). */
 type How = "handle" | "engine" | "pending";
@@ -115,6 +107,18 @@ async function finals(calls: Call[], timeoutMs: number): Promise<FinalOutcome[]>
   }
 }
 
+/** callAndCancel, then every call's final outcome (within `timeoutMs`). */
+async function callsAndFinals(
+  side: SiptmSide,
+  sipp: SippProcess,
+  n: number,
+  timeoutMs: number,
+  opts: Parameters<typeof callAndCancel>[3],
+): Promise<{ calls: Call[]; outcomes: FinalOutcome[] }> {
+  const calls = await callAndCancel(side, sipp, n, opts);
+  return { calls, outcomes: await finals(calls, timeoutMs) };
+}
+
 /** Every call: the cancel request was accepted, the CANCEL got its 200, the INVITE ended with the 487. */
 function expectAllCancelled(calls: Call[], outcomes: FinalOutcome[]): void {
   calls.forEach((call, i) => {
@@ -132,28 +136,25 @@ function expectAllCancelled(calls: Call[], outcomes: FinalOutcome[]): void {
 describe("siptm as UAC, SIPp as UAS (uas-cancel.xml)", () => {
   it("20 INVITEs cancelled after their 180 (half by handle.cancel(), half by engine.cancel(callId, cseq)): 0 failed calls, all freed", async () => {
     const N = 20;
-    let sipp: SippProcess | undefined;
-    const side = await startSiptm({ timers: FAST_TIMERS });
-    try {
-      // The message trace (messages.log) of this run is what cancel-trace.txt was cut from.
-      sipp = await startUas(N);
-      const calls = await callAndCancel(side, sipp, N, {
-        how: (i) => (i % 2 === 0 ? "handle" : "engine"),
-        cancelOn: "180",
-      });
-      const outcomes = await finals(calls, 20_000);
-      const result = await sipp.wait(60_000);
-      expectSippClean(result, N);
-      await expectDrained(side.engine, 10_000);
-      expectAllCancelled(calls, outcomes);
-      // One INVITE and one CANCEL client transaction per call, nothing else.
-      expect(side.engine.stats.created).toBe(2 * N);
-      expect(side.engine.stats.timeouts).toBe(0);
-      expect(side.engine.stats.stray_responses).toBe(0);
-    } finally {
-      await side.engine.close();
-      await sipp?.kill();
-    }
+    await runAgainstSipp(
+      { timers: FAST_TIMERS },
+      {
+        calls: N,
+        drainMs: 10_000,
+        // The message trace (messages.log) of this run is what cancel-trace.txt was cut from.
+        sipp: () => startUas(N),
+        drive: (side, sipp) =>
+          callsAndFinals(side, sipp, N, 20_000, {
+            how: (i) => (i % 2 === 0 ? "handle" : "engine"),
+            cancelOn: "180",
+          }),
+        check: (side, { calls, outcomes }) => {
+          expectAllCancelled(calls, outcomes);
+          // One INVITE and one CANCEL client transaction per call, nothing else.
+          expectCounts(side.engine, { created: 2 * N, timeouts: 0, stray_responses: 0 });
+        },
+      },
+    );
   });
 
   it("each loss recovered by the RFC 3261 retransmission rules, one per call, deterministically", async () => {
@@ -180,52 +181,50 @@ describe("siptm as UAC, SIPp as UAS (uas-cancel.xml)", () => {
       const i = ids.indexOf(callId);
       return i < 0 ? undefined : i;
     });
-    let sipp: SippProcess | undefined;
-    const side = await startSiptm({ timers: LOSSY_TIMERS, loss: { loss: 0, filter: drops.filter } });
-    try {
-      sipp = await startUas(plan.length);
-      const calls = await callAndCancel(side, sipp, plan.length, {
-        how: (i) => (["handle", "engine", "pending"] as const)[i % 3]!,
-        cancelOn: "1xx",
-        callId: (i) => ids[i]!,
-        spacingMs: 100,
-      });
-      const outcomes = await finals(calls, 30_000);
-      const result = await sipp.wait(60_000);
-      expectSippClean(result, plan.length);
-      await expectDrained(side.engine, 15_000);
-      expectAllCancelled(calls, outcomes);
-      // Every planned loss happened (so every path above was taken), and nothing else was lost.
-      expect(drops.hits).toHaveLength(plan.flat().length);
-      expect(side.link?.dropped).toBe(plan.flat().length);
-      expect(side.engine.stats.retransmissions).toBeGreaterThanOrEqual(4);
-      expect(side.engine.stats.created).toBe(2 * plan.length);
-    } finally {
-      await side.engine.close();
-      await sipp?.kill();
-    }
+    await runAgainstSipp(
+      { timers: LOSSY_TIMERS, loss: { loss: 0, filter: drops.filter } },
+      {
+        calls: plan.length,
+        drainMs: 15_000,
+        sipp: () => startUas(plan.length),
+        drive: (side, sipp) =>
+          callsAndFinals(side, sipp, plan.length, 30_000, {
+            how: (i) => (["handle", "engine", "pending"] as const)[i % 3]!,
+            cancelOn: "1xx",
+            callId: (i) => ids[i]!,
+            spacingMs: 100,
+          }),
+        check: (side, { calls, outcomes }) => {
+          expectAllCancelled(calls, outcomes);
+          // Every planned loss happened (so every path above was taken), and nothing else was lost.
+          expect(drops.hits).toHaveLength(plan.flat().length);
+          expect(side.link?.dropped).toBe(plan.flat().length);
+          expect(side.engine.stats.retransmissions).toBeGreaterThanOrEqual(4);
+          expect(side.engine.stats.created).toBe(2 * plan.length);
+        },
+      },
+    );
   });
 
   it("20 INVITEs with 10% of datagrams lost both ways on siptm's side: still 0 failed calls, all freed", async () => {
     const N = 20;
-    let sipp: SippProcess | undefined;
-    const side = await startSiptm({ timers: LOSSY_TIMERS, loss: { loss: 0.1, seed: 3261 } });
-    try {
-      sipp = await startUas(N);
-      const calls = await callAndCancel(side, sipp, N, {
-        how: (i) => (["handle", "engine", "pending"] as const)[i % 3]!,
-        cancelOn: "1xx",
-      });
-      const outcomes = await finals(calls, 30_000);
-      const result = await sipp.wait(60_000);
-      expectSippClean(result, N);
-      await expectDrained(side.engine, 15_000);
-      expectAllCancelled(calls, outcomes);
-      expect(side.link?.dropped).toBeGreaterThan(0);
-      expect(side.engine.stats.created).toBe(2 * N);
-    } finally {
-      await side.engine.close();
-      await sipp?.kill();
-    }
+    await runAgainstSipp(
+      { timers: LOSSY_TIMERS, loss: { loss: 0.1, seed: 3261 } },
+      {
+        calls: N,
+        drainMs: 15_000,
+        sipp: () => startUas(N),
+        drive: (side, sipp) =>
+          callsAndFinals(side, sipp, N, 30_000, {
+            how: (i) => (["handle", "engine", "pending"] as const)[i % 3]!,
+            cancelOn: "1xx",
+          }),
+        check: (side, { calls, outcomes }) => {
+          expectAllCancelled(calls, outcomes);
+          expect(side.link?.dropped).toBeGreaterThan(0);
+          expect(side.engine.stats.created).toBe(2 * N);
+        },
+      },
+    );
   });
 });

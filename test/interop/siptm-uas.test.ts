@@ -8,14 +8,13 @@ import type { ServerEndCause, ServerTransactionHandle } from "../../packages/cor
 import {
   type Drop,
   dropFirst,
-  expectDrained,
-  expectSippClean,
+  expectCounts,
   FAST_TIMERS,
   LOSSY_TIMERS,
+  runAgainstSipp,
   type SiptmSide,
-  startSiptm,
 } from "./harness.js";
-import { discardFilesIfPassed, freeUdpPort, HOST, requireSipp, SippProcess } from "./sipp.js";
+import { HOST, type SippProcess, startSipp } from "./sipp.js";
 
 const running = new Set<SippProcess>();
 afterAll(async () => {
@@ -44,20 +43,8 @@ function ringing(invites: Invite[]) {
   };
 }
 
-async function runUac(side: SiptmSide, calls: number): Promise<SippProcess> {
-  const bin = requireSipp();
-  const port = await freeUdpPort();
-  const sipp = new SippProcess(bin, {
-    scenario: "uac-cancel.xml",
-    port,
-    calls,
-    rate: 10,
-    remote: `${HOST}:${side.port}`,
-  });
-  running.add(sipp);
-  discardFilesIfPassed(sipp);
-  return sipp;
-}
+const runUac = (side: SiptmSide, calls: number) =>
+  startSipp(running, { scenario: "uac-cancel.xml", calls, remote: `${HOST}:${side.port}` });
 
 /** Every INVITE was cancelled once, answered 487 by the engine, and ACKed (Timer H never fired). */
 function expectAllCancelled(invites: Invite[], calls: number): void {
@@ -76,22 +63,19 @@ describe("siptm as UAS, SIPp as UAC (uac-cancel.xml)", () => {
   it("20 calls: 180, then SIPp's CANCEL gets 200 and the INVITE 487, ACKed: 0 failed calls, all freed", async () => {
     const N = 20;
     const invites: Invite[] = [];
-    let sipp: SippProcess | undefined;
-    const side = await startSiptm({ timers: FAST_TIMERS, onRequest: ringing(invites) });
-    try {
-      sipp = await runUac(side, N);
-      const result = await sipp.wait(60_000);
-      expectSippClean(result, N);
-      await expectDrained(side.engine, 10_000);
-      expectAllCancelled(invites, N);
-      // One INVITE and one CANCEL server transaction per call.
-      expect(side.engine.stats.created).toBe(2 * N);
-      expect(side.engine.stats.unmatched_cancels).toBe(0);
-      expect(side.engine.stats.retransmissions).toBe(0);
-    } finally {
-      await side.engine.close();
-      await sipp?.kill();
-    }
+    await runAgainstSipp(
+      { timers: FAST_TIMERS, onRequest: ringing(invites) },
+      {
+        calls: N,
+        drainMs: 10_000,
+        sipp: (side) => runUac(side, N),
+        check: (side) => {
+          expectAllCancelled(invites, N);
+          // One INVITE and one CANCEL server transaction per call.
+          expectCounts(side.engine, { created: 2 * N, unmatched_cancels: 0, retransmissions: 0 });
+        },
+      },
+    );
   });
 
   it("each loss recovered by the RFC 3261 retransmission rules, one per call, deterministically", async () => {
@@ -117,49 +101,39 @@ describe("siptm as UAS, SIPp as UAC (uac-cancel.xml)", () => {
       return order.indexOf(callId);
     });
     const invites: Invite[] = [];
-    let sipp: SippProcess | undefined;
-    const side = await startSiptm({
-      timers: LOSSY_TIMERS,
-      onRequest: ringing(invites),
-      loss: { loss: 0, filter: drops.filter },
-    });
-    try {
-      sipp = await runUac(side, plan.length);
-      const result = await sipp.wait(60_000);
-      expectSippClean(result, plan.length);
-      await expectDrained(side.engine, 15_000);
-      expectAllCancelled(invites, plan.length);
-      expect(drops.hits).toHaveLength(plan.flat().length);
-      expect(side.link?.dropped).toBe(plan.flat().length);
-      // Timer G resent the 487 at least for calls 4 and 5; the 180 and the 200 were resent on request.
-      expect(side.engine.stats.retransmissions).toBeGreaterThanOrEqual(2);
-      expect(side.engine.stats.created).toBe(2 * plan.length);
-    } finally {
-      await side.engine.close();
-      await sipp?.kill();
-    }
+    await runAgainstSipp(
+      { timers: LOSSY_TIMERS, onRequest: ringing(invites), loss: { loss: 0, filter: drops.filter } },
+      {
+        calls: plan.length,
+        drainMs: 15_000,
+        sipp: (side) => runUac(side, plan.length),
+        check: (side) => {
+          expectAllCancelled(invites, plan.length);
+          expect(drops.hits).toHaveLength(plan.flat().length);
+          expect(side.link?.dropped).toBe(plan.flat().length);
+          // Timer G resent the 487 at least for calls 4 and 5; the 180 and the 200 were resent on request.
+          expect(side.engine.stats.retransmissions).toBeGreaterThanOrEqual(2);
+          expect(side.engine.stats.created).toBe(2 * plan.length);
+        },
+      },
+    );
   });
 
   it("20 calls with 10% of datagrams lost both ways on siptm's side: still 0 failed calls, all freed", async () => {
     const N = 20;
     const invites: Invite[] = [];
-    let sipp: SippProcess | undefined;
-    const side = await startSiptm({
-      timers: LOSSY_TIMERS,
-      onRequest: ringing(invites),
-      loss: { loss: 0.1, seed: 9 },
-    });
-    try {
-      sipp = await runUac(side, N);
-      const result = await sipp.wait(60_000);
-      expectSippClean(result, N);
-      await expectDrained(side.engine, 15_000);
-      expectAllCancelled(invites, N);
-      expect(side.link?.dropped).toBeGreaterThan(0);
-      expect(side.engine.stats.unmatched_cancels).toBe(0);
-    } finally {
-      await side.engine.close();
-      await sipp?.kill();
-    }
+    await runAgainstSipp(
+      { timers: LOSSY_TIMERS, onRequest: ringing(invites), loss: { loss: 0.1, seed: 9 } },
+      {
+        calls: N,
+        drainMs: 15_000,
+        sipp: (side) => runUac(side, N),
+        check: (side) => {
+          expectAllCancelled(invites, N);
+          expect(side.link?.dropped).toBeGreaterThan(0);
+          expect(side.engine.stats.unmatched_cancels).toBe(0);
+        },
+      },
+    );
   });
 });

@@ -70,8 +70,8 @@ export const INVITE = message(
   offerSdp,
 );
 
-export const RINGING = message([
-  "SIP/2.0 180 Ringing",
+/** The header lines the callee's responses to the INVITE share, after the status line. */
+const answerHead = [
   "Via: SIP/2.0/UDP proxy2.biloxi.example.com:5060;branch=z9hG4bK721e418c4.1;received=192.0.2.222",
   "Via: SIP/2.0/UDP proxy1.atlanta.example.com:5060;branch=z9hG4bK2d4790.1;received=192.0.2.101",
   "Via: SIP/2.0/UDP 198.51.100.23:5060;branch=z9hG4bK74bf9;received=198.51.100.23;rport=5060",
@@ -81,20 +81,14 @@ export const RINGING = message([
   `Call-ID: ${dialogHead.callId}`,
   "CSeq: 314159 INVITE",
   "Contact: <sip:bob@203.0.113.44:5060>",
-]);
+];
+
+export const RINGING = message(["SIP/2.0 180 Ringing", ...answerHead]);
 
 export const OK_WITH_SDP = message(
   [
     "SIP/2.0 200 OK",
-    "Via: SIP/2.0/UDP proxy2.biloxi.example.com:5060;branch=z9hG4bK721e418c4.1;received=192.0.2.222",
-    "Via: SIP/2.0/UDP proxy1.atlanta.example.com:5060;branch=z9hG4bK2d4790.1;received=192.0.2.101",
-    "Via: SIP/2.0/UDP 198.51.100.23:5060;branch=z9hG4bK74bf9;received=198.51.100.23;rport=5060",
-    "Record-Route: <sip:proxy2.biloxi.example.com;lr>, <sip:proxy1.atlanta.example.com;lr>",
-    `From: ${dialogHead.from}`,
-    `To: ${dialogHead.to};tag=a6c85cf`,
-    `Call-ID: ${dialogHead.callId}`,
-    "CSeq: 314159 INVITE",
-    "Contact: <sip:bob@203.0.113.44:5060>",
+    ...answerHead,
     "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE",
     "Supported: replaces, timer",
     "Require: timer",

@@ -67,6 +67,39 @@ export async function waitForUdpPort(port: number, timeoutMs: number, child?: Ch
   throw new Error(`nothing bound UDP 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
+/**
+ * The options every SIPp run of siptm's (load benchmark and interop tests) shares after its own:
+ * our address, its port and number of calls, the socket buffers, a wall-clock timeout that fails the run, no stdin, the statistics CSV
+ * (`file("stat.csv")`, read back after the run) written each second, and the errors log.
+ */
+export function sippCommonArgs(
+  run: { port: number; calls: number; timeoutSeconds: number },
+  file: (name: string) => string,
+): string[] {
+  return [
+    "-i",
+    HOST,
+    "-p",
+    String(run.port),
+    "-m",
+    String(run.calls),
+    "-buff_size",
+    String(BUFF_SIZE),
+    "-timeout",
+    `${run.timeoutSeconds}s`,
+    "-timeout_error",
+    "-nostdin",
+    "-trace_stat",
+    "-stf",
+    file("stat.csv"),
+    "-fd",
+    "1",
+    "-trace_err",
+    "-error_file",
+    file("errors.log"),
+  ];
+}
+
 export interface SippRunOptions {
   bin: string;
   /** `-sn NAME` (built-in) or `-sf FILE`. */
@@ -175,29 +208,10 @@ export class SippRun {
       ...(opts.remote ? [opts.remote] : []),
       ...scenario,
       ...(opts.sendTo ? ["-rsa", opts.sendTo] : []),
-      "-i",
-      HOST,
-      "-p",
-      String(opts.port),
-      "-m",
-      String(opts.calls),
       ...(opts.rate !== undefined ? ["-r", String(opts.rate)] : []),
       "-l",
       String(opts.limit ?? opts.calls),
-      "-buff_size",
-      String(BUFF_SIZE),
-      "-timeout",
-      `${opts.timeoutSeconds}s`,
-      "-timeout_error",
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      file("stat.csv"),
-      "-fd",
-      "1",
-      "-trace_err",
-      "-error_file",
-      file("errors.log"),
+      ...sippCommonArgs(opts, file),
       "-max_log_size",
       "200000",
       ...(opts.extra ?? []),

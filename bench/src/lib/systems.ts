@@ -134,6 +134,17 @@ export function kamailioVersion(bin: string): string | undefined {
   return probe.error || !m ? undefined : m[1];
 }
 
+/** Wait until `child` prints its ready line and binds UDP `port`; kill it if it does not. */
+async function whenReady(child: Child, port: number): Promise<void> {
+  try {
+    await child.waitForOutput(/^ready.*$/m, 15_000);
+    await waitForUdpPort(port, 5_000, child);
+  } catch (err) {
+    await child.kill();
+    throw err;
+  }
+}
+
 export async function startServer(spec: SystemSpec, role: ServerRole, paths: Paths): Promise<RunningServer> {
   const port = await freeUdpPort();
   if (spec.kind === "siptm") {
@@ -161,13 +172,7 @@ export async function startServer(spec: SystemSpec, role: ServerRole, paths: Pat
       ...siptmRouteArgs(role),
     ];
     const child = new Child(`${spec.id} (${role})`, paths.node, args);
-    try {
-      await child.waitForOutput(/^ready.*$/m, 15_000);
-      await waitForUdpPort(port, 5_000, child);
-    } catch (err) {
-      await child.kill();
-      throw err;
-    }
+    await whenReady(child, port);
     const banner = child.stdout.trim();
     return {
       spec,
@@ -189,13 +194,7 @@ export async function startServer(spec: SystemSpec, role: ServerRole, paths: Pat
       "--mode",
       sipMode(role),
     ]);
-    try {
-      await child.waitForOutput(/^ready.*$/m, 15_000);
-      await waitForUdpPort(port, 5_000, child);
-    } catch (err) {
-      await child.kill();
-      throw err;
-    }
+    await whenReady(child, port);
     return {
       spec,
       role,

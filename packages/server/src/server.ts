@@ -55,6 +55,18 @@ export interface ServerInfo {
   readonly workers: { requested: number; threads: number; shards: number; note: string | undefined };
 }
 
+/** The ServerInfo of a running server (both modes): the versions, and what `parts` says. */
+function serverInfo(
+  parts: Omit<ServerInfo, "version" | "coreVersion" | "control">,
+  control: ControlServer | undefined,
+): ServerInfo {
+  return {
+    ...versions(),
+    ...parts,
+    control: control ? { host: control.host, port: control.port } : null,
+  };
+}
+
 export interface RunningServer {
   /** The one-thread core engine (--workers 0); undefined when sharded. */
   readonly engine: Engine | undefined;
@@ -122,6 +134,25 @@ function rpcLimits(config: ServerConfig): Partial<RpcLimits> {
   if (c.maxResponseBytes !== undefined) out.maxResponseBytes = c.maxResponseBytes;
   if (c.maxPage !== undefined) out.maxPage = c.maxPage;
   return out;
+}
+
+/** What every engine of the server takes from the config: the one thread's, each shard's, the main-thread helper of --workers N. */
+function engineOptions(config: ServerConfig) {
+  return {
+    timers: config.timers,
+    maxTransactions: config.maxTransactions,
+    advertisedHost: config.advertise,
+    aliases: [...config.aliases],
+  };
+}
+
+/** What an engine that runs the route (the one thread's, each shard's) takes besides: proxying, the branch cookie. */
+function routeEngineOptions(config: ServerConfig) {
+  return {
+    ...engineOptions(config),
+    proxy: isProxy(config),
+    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
+  };
 }
 
 /** The --rpc-* limits of the HTTP server. */
@@ -273,16 +304,9 @@ async function startSharded(
   logger: Logger,
   loaded: LoadedRoute,
 ): Promise<RunningServer> {
-  const { version, coreVersion } = versions();
   // Main-thread helper engine: no transports, no transactions; it only resolves next hops for
   // tm.t_uac_* (RFC 3263, the same rules as the shards) and tells the timers in effect.
-  const local = new Engine({
-    timers: config.timers,
-    maxTransactions: config.maxTransactions,
-    advertisedHost: config.advertise,
-    aliases: [...config.aliases],
-    resolver: makeResolver(config),
-  });
+  const local = new Engine({ ...engineOptions(config), resolver: makeResolver(config) });
   // Route `default`: the registrar stays here, shared by the shards (shared-registrar.ts).
   const registrar = new Registrar({ now: () => local.now(), minExpires: config.minExpires });
   const publisher =
@@ -305,14 +329,10 @@ async function startSharded(
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
     tcp: config.tcp,
     engine: {
-      timers: config.timers,
+      ...routeEngineOptions(config),
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the
       // same number, a safety net for what the coordinator does not see (a route's own requests).
       maxTransactions: config.maxTransactions ?? DEFAULT_MAX_TRANSACTIONS,
-      advertisedHost: config.advertise,
-      aliases: [...config.aliases],
-      proxy: isProxy(config),
-      cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     },
     route: shardRouteUrl({
       route: config.route,
@@ -393,20 +413,20 @@ async function startSharded(
     logger,
     registrar,
     live: () => unsettled(sharded),
-    info: {
-      version,
-      coreVersion,
-      sockets,
-      control: control ? { host: control.host, port: control.port } : null,
-      route: loaded.name,
-      routeDescription: await describeRoute(loaded, config, sockets),
-      workers: {
-        requested: config.workers,
-        threads: config.workers,
-        shards: config.workers,
-        note: undefined,
+    info: serverInfo(
+      {
+        sockets,
+        route: loaded.name,
+        routeDescription: await describeRoute(loaded, config, sockets),
+        workers: {
+          requested: config.workers,
+          threads: config.workers,
+          shards: config.workers,
+          note: undefined,
+        },
       },
-    },
+      control,
+    ),
     shutdown,
   };
 }
@@ -447,19 +467,13 @@ async function startOneThread(
   logger: Logger,
   loaded: LoadedRoute,
 ): Promise<RunningServer> {
-  const { version, coreVersion } = versions();
   const startedAt = Date.now();
   const workers = { requested: config.workers, threads: 1, shards: 0, note: undefined };
   // RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on.
   const resolver = makeResolver(config);
   const engine = new Engine({
-    timers: config.timers,
-    maxTransactions: config.maxTransactions,
-    advertisedHost: config.advertise,
-    aliases: [...config.aliases],
-    proxy: isProxy(config),
+    ...routeEngineOptions(config),
     rateLimit: config.rateLimit,
-    cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
     logger: logger.child({ component: "engine" }),
     resolver,
   });
@@ -551,15 +565,10 @@ async function startOneThread(
     config,
     logger,
     registrar,
-    info: {
-      version,
-      coreVersion,
-      sockets,
-      control: control ? { host: control.host, port: control.port } : null,
-      route: loaded.name,
-      routeDescription: handlers.description,
-      workers,
-    },
+    info: serverInfo(
+      { sockets, route: loaded.name, routeDescription: handlers.description, workers },
+      control,
+    ),
     shutdown,
   };
 }

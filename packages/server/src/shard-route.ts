@@ -23,7 +23,7 @@
  *   `close()`, then the shard's timers and registrar (`ctx.onClose`).
  */
 import { type Engine, Resolver } from "@siptm/core";
-import type { RouteContext as ShardContext } from "@siptm/workers";
+import type { ShardRouteContext } from "@siptm/workers";
 import type { ServerConfig } from "./config.js";
 import { traceMessage } from "./gate.js";
 import { SHARD_HISTOGRAMS, type ShardHistograms, TxHistograms } from "./histograms.js";
@@ -67,7 +67,7 @@ function readConfig(): ShardRouteConfig {
 }
 
 /** The shard's route module: build the RouteContext on this shard's engine and install the server's route. */
-export default async function shardRoute(engine: Engine, info: ShardContext): Promise<void> {
+export default async function shardRoute(engine: Engine, info: ShardRouteContext): Promise<void> {
   const { route, routeBase, config, registrarChannel } = readConfig();
   const sockets: BoundSocket[] = info.listeners.map((l) => ({
     protocol: l.protocol === "TCP" ? "TCP" : "UDP",

@@ -6,7 +6,7 @@
 import type { Engine, ServerTransactionHandle } from "@siptm/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { call, killAll, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
+import { call, killAll, register, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
 
 afterAll(killAll);
 
@@ -59,14 +59,15 @@ forEachEngine((_bed, _kind, engine) => {
       try {
         const hop = `udp:127.0.0.1:${server.udp}`;
         // bob@127.0.0.1 registered here …
-        const reg = await decoy.engine.request({
-          method: "REGISTER",
-          uri: `sip:127.0.0.1:${server.udp}`,
-          from: "<sip:bob@127.0.0.1>",
-          to: "<sip:bob@127.0.0.1>",
-          headers: [["Contact", `<sip:bob@127.0.0.1:${decoy.port}>`]],
-          nextHop: hop,
-        }).final;
+        const reg = await register(
+          decoy.engine,
+          server,
+          "sip:bob@127.0.0.1",
+          `<sip:bob@127.0.0.1:${decoy.port}>`,
+          {
+            uri: `sip:127.0.0.1:${server.udp}`,
+          },
+        );
         expect(reg.status).toBe(200);
         // … and a call for bob at the server on `other.port`: that server is the only target (§16.5).
         const invite = caller.request({
@@ -92,14 +93,15 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start();
       const [other, ua] = await Promise.all([peer(), testEngine()]);
       try {
-        const reg = await ua.request({
-          method: "REGISTER",
-          uri: `sip:127.0.0.1:${other.port}`,
-          from: "<sip:bob@127.0.0.1>",
-          to: "<sip:bob@127.0.0.1>",
-          headers: [["Contact", `<sip:bob@127.0.0.1:${ua.transportFor("UDP")!.localPort}>`]],
-          nextHop: `udp:127.0.0.1:${server.udp}`,
-        }).final;
+        const reg = await register(
+          ua,
+          server,
+          "sip:bob@127.0.0.1",
+          `<sip:bob@127.0.0.1:${ua.transportFor("UDP")!.localPort}>`,
+          {
+            uri: `sip:127.0.0.1:${other.port}`,
+          },
+        );
         expect(reg.status).toBe(200);
         expect(other.seen).toEqual([
           { method: "REGISTER", uri: `sip:127.0.0.1:${other.port}`, rr: [], protocol: "UDP" },
@@ -134,14 +136,15 @@ forEachEngine((_bed, _kind, engine) => {
       const [callee, caller] = await Promise.all([peer(), testEngine()]);
       try {
         const hop = `udp:127.0.0.1:${server.udp}`;
-        const reg = await callee.engine.request({
-          method: "REGISTER",
-          uri: "sip:example.invalid",
-          from: "<sip:bob@example.invalid>",
-          to: "<sip:bob@example.invalid>",
-          headers: [["Contact", `<sip:bob@127.0.0.1:${callee.port}>`]],
-          nextHop: hop,
-        }).final;
+        const reg = await register(
+          callee.engine,
+          server,
+          "sip:bob@example.invalid",
+          `<sip:bob@127.0.0.1:${callee.port}>`,
+          {
+            uri: "sip:example.invalid",
+          },
+        );
         expect(reg.status).toBe(200);
         const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
         expect(dump.map((a) => a.aor)).toEqual(["sip:bob@example.invalid"]);
@@ -165,14 +168,9 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start();
       const ua = await testEngine();
       try {
-        const reg = await ua.request({
-          method: "REGISTER",
+        const reg = await register(ua, server, "sip:bob@127.0.0.1", "<http://example.invalid/x>", {
           uri: `sip:127.0.0.1:${server.udp}`,
-          from: "<sip:bob@127.0.0.1>",
-          to: "<sip:bob@127.0.0.1>",
-          headers: [["Contact", "<http://example.invalid/x>"]],
-          nextHop: `udp:127.0.0.1:${server.udp}`,
-        }).final;
+        });
         expect(reg.status).toBe(400);
         expect(reg.reason).toBe("Unsupported Contact URI Scheme");
         expect(await call<unknown[]>(server.rpc, "ul.dump")).toEqual([]);
@@ -214,14 +212,12 @@ forEachEngine((_bed, _kind, engine) => {
       const [callee, other, caller] = await Promise.all([peer(), peer(), testEngine()]);
       try {
         const hop = `udp:127.0.0.1:${server.udp}`;
-        const reg = await callee.engine.request({
-          method: "REGISTER",
-          uri: "sip:127.0.0.1",
-          from: "<sip:dave@127.0.0.1>",
-          to: "<sip:dave@127.0.0.1>",
-          headers: [["Contact", `<sip:dave@127.0.0.1:${callee.port}>`]],
-          nextHop: hop,
-        }).final;
+        const reg = await register(
+          callee.engine,
+          server,
+          "sip:dave@127.0.0.1",
+          `<sip:dave@127.0.0.1:${callee.port}>`,
+        );
         expect(reg.status).toBe(200);
         for (const uri of ["sip:dave@127.0.0.1", `sip:carol@127.0.0.1:${other.port}`]) {
           const invite = caller.request({

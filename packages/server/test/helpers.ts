@@ -1,9 +1,21 @@
 // Test helpers: run the built `siptm` CLI as a child process (as a user
 // would), talk JSON-RPC to it over HTTP, and make in-test SIP engines.
 import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { createTcpTransport, createUdpTransport, Engine, type EngineOptions } from "@siptm/core";
-import { hashKey } from "@siptm/workers";
+import {
+  type ClientTransactionHandle,
+  createTcpTransport,
+  createUdpTransport,
+  Engine,
+  type EngineOptions,
+  type FinalOutcome,
+  newCallId,
+  type RequestOptions,
+  type ServerTransactionHandle,
+} from "@siptm/core";
+import { hashKey, shardOf } from "@siptm/workers";
+import { afterAll, beforeAll, expect } from "vitest";
 import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
 
 export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
@@ -168,4 +180,220 @@ export async function until(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
   }
+}
+
+/**
+ * tm.t_uac_start of an INVITE (extra headers `headers`) to an in-test UAS that
+ * rings, then tm.cancel once the server's transaction is proceeding: the
+ * CANCEL goes out at once ("sent"; before the 180 it would wait, "pending"),
+ * the UAS sees it and answers 487. `then` runs before the UAS closes.
+ */
+export async function uacStartThenCancel(
+  server: Served,
+  headers: string,
+  then: () => Promise<void> = async () => {},
+): Promise<void> {
+  let invite: ServerTransactionHandle | undefined;
+  let cancelled = false;
+  const uas = await testEngine({
+    onRequest: (tx) => {
+      invite = tx;
+      tx.events.onCancel = () => {
+        cancelled = true;
+      };
+      tx.reply(180);
+    },
+  });
+  try {
+    const port = uas.transportFor("UDP")!.localPort;
+    const started = await call<{ callid: string; cseq: number; tid: string }>(server.rpc, "tm.t_uac_start", [
+      "INVITE",
+      `sip:bob@127.0.0.1:${port}`,
+      `udp:127.0.0.1:${port}`,
+      `udp:127.0.0.1:${server.udp}`,
+      headers,
+    ]);
+    expect(started.tid).toBeTruthy();
+    await until("the INVITE at the UAS", () => invite !== undefined);
+    expect(invite!.request.callId).toBe(started.callid);
+    expect(invite!.request.cseq.seq).toBe(started.cseq);
+    await until("the 180 at the server", async () => {
+      const list = await call<Array<{ id: string; state: string }>>(server.rpc, "tm.list");
+      return list.some((t) => t.id === started.tid && t.state === "proceeding");
+    });
+    const c = await call<{ result: string }>(server.rpc, "tm.cancel", [started.callid, String(started.cseq)]);
+    expect(c.result).toBe("sent");
+    await until("the CANCEL at the UAS", () => cancelled);
+    await until("the 487", () => invite!.finalStatus === 487);
+    await then();
+  } finally {
+    await uas.close();
+  }
+}
+
+/** An in-test callee, dave, and a caller: dave answers an INVITE 200 with his Contact, anything else 200. */
+export interface Dave {
+  callee: Engine;
+  caller: Engine;
+  /** The callee's UDP port. */
+  port: number;
+  /** The methods of the requests the callee got, and of the ACKs of its 2xx. */
+  methods: string[];
+  acks: string[];
+}
+
+export async function daveAndCaller(): Promise<Dave> {
+  const methods: string[] = [];
+  const acks: string[] = [];
+  const callee = await testEngine({
+    onRequest: (tx) => {
+      methods.push(tx.method);
+      if (tx.method === "INVITE") {
+        tx.events.onAck = (ack) => acks.push(ack.method);
+        tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
+      } else tx.reply(200);
+    },
+  });
+  const port = callee.transportFor("UDP")!.localPort;
+  const caller = await testEngine();
+  return { callee, caller, port, methods, acks };
+}
+
+/**
+ * The caller (erin) calls sip:dave@127.0.0.1 through the proxy `server`: the
+ * 200 carries the server's Record-Route, the ACK reaches dave and the BYE is
+ * answered; dave saw the INVITE and the BYE only.
+ */
+export async function callDave(dave: Dave, server: Served, callId?: string): Promise<void> {
+  const invite = dave.caller.request({
+    method: "INVITE",
+    uri: "sip:dave@127.0.0.1",
+    from: "<sip:erin@127.0.0.1>",
+    to: "<sip:dave@127.0.0.1>",
+    callId,
+    nextHop: `udp:127.0.0.1:${server.udp}`,
+  });
+  const answer = await invite.final;
+  expect(answer.status).toBe(200);
+  expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
+  const bye = dave.caller.ackAndBye(invite, answer.response!);
+  expect((await bye.final).status).toBe(200);
+  await until("the ACK at the callee", () => dave.acks.length > 0);
+  expect(dave.methods).toEqual(["INVITE", "BYE"]);
+}
+
+/** A fresh Call-ID that a server of `shards` shards (keyed with TEST_SECRET) gives to `shard`; any one in one thread. */
+export function callIdOf(shard: number, shards = 2): string {
+  for (;;) {
+    const id = newCallId();
+    if (shards < 2 || shardOf(id, shards, SHARD_KEY) === shard) return id;
+  }
+}
+
+/** tm.t_uac_wait of an OPTIONS (`headers`: its From, To, CSeq …) to an in-test UAS that answers 200 with X-Test: yes. */
+export async function uacWaitOptions(
+  server: Pick<Served, "rpc">,
+  headers: string,
+): Promise<{ code: number; reason: string; headers: string; body: string }> {
+  const uas = await testEngine({ onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }) });
+  try {
+    const port = uas.transportFor("UDP")!.localPort;
+    return await call(server.rpc, "tm.t_uac_wait", [
+      "OPTIONS",
+      `sip:uas@127.0.0.1:${port}`,
+      ".",
+      ".",
+      headers,
+    ]);
+  } finally {
+    await uas.close();
+  }
+}
+
+/**
+ * An INVITE from `uac` over TCP to a server on the `uas` route: a 180, then a
+ * 200 with a TCP Contact of the server; the ACK and a BYE (answered 200) follow.
+ */
+export async function inviteOverTcp(uac: Engine, server: Served, from: string, to: string): Promise<void> {
+  const seen: number[] = [];
+  const h = uac.request({
+    method: "INVITE",
+    uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
+    from,
+    to,
+    nextHop: `tcp:127.0.0.1:${server.tcp}`,
+    onResponse: (r) => seen.push(r.status),
+  });
+  const outcome = await h.final;
+  expect(outcome.status).toBe(200);
+  expect(seen).toContain(180);
+  expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
+  uac.ack2xx(h, outcome.response!);
+  const bye = uac.ackAndBye(h, outcome.response!);
+  expect((await bye.final).status).toBe(200);
+}
+
+export const FROM = "<sip:alice@127.0.0.1>";
+export const TO = "<sip:bob@127.0.0.1>";
+
+/**
+ * A request from alice (FROM) to bob (TO) that `uac` sends to the server's UDP
+ * port, to sip:bob@ the server unless `extra` names another Request-URI.
+ */
+export function toServer(
+  uac: Engine,
+  server: Pick<Served, "udp">,
+  method: string,
+  extra: Partial<RequestOptions> = {},
+): ClientTransactionHandle {
+  return uac.request({
+    method,
+    uri: `sip:bob@127.0.0.1:${server.udp}`,
+    from: FROM,
+    to: TO,
+    nextHop: `udp:127.0.0.1:${server.udp}`,
+    ...extra,
+  });
+}
+
+/**
+ * A REGISTER of `aor` (its From and To) that `ua` sends to the server's UDP
+ * port, with one Contact header `contact` (none when undefined) before any
+ * header of `extra`; Request-URI sip:127.0.0.1 unless `extra` names another.
+ * Its final outcome.
+ */
+export function register(
+  ua: Engine,
+  server: Pick<Served, "udp">,
+  aor: string,
+  contact: string | undefined,
+  extra: Partial<RequestOptions> = {},
+): Promise<FinalOutcome> {
+  const { headers = [], ...rest } = extra;
+  return ua.request({
+    method: "REGISTER",
+    uri: "sip:127.0.0.1",
+    from: `<${aor}>`,
+    to: `<${aor}>`,
+    nextHop: `udp:127.0.0.1:${server.udp}`,
+    ...rest,
+    headers: contact === undefined ? headers : [["Contact", contact], ...headers],
+  }).final;
+}
+
+/**
+ * A test file's in-test engine: made before the file's tests and handed to `set`; after them it
+ * closes, every server the file started is killed, and `dir` (when given) is removed.
+ */
+export function fileEngine(set: (engine: Engine) => void, dir?: string): void {
+  let engine: Engine | undefined;
+  beforeAll(async () => {
+    engine = await testEngine();
+    set(engine);
+  });
+  afterAll(async () => {
+    await engine?.close();
+    await killAll();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
 }

@@ -154,25 +154,17 @@ describe("Host (DNS rebinding)", () => {
 describe("Content-Type", () => {
   it("POST /rpc needs application/json (415 otherwise)", async () => {
     const { port } = await control();
+    const post = (ct: string) =>
+      http(port, { method: "POST", path: "/rpc", headers: { "Content-Type": ct }, body: STATS });
     for (const ct of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]) {
-      const r = await http(port, {
-        method: "POST",
-        path: "/rpc",
-        headers: { "Content-Type": ct },
-        body: STATS,
-      });
+      const r = await post(ct);
       expect(r.status, ct).toBe(415);
       expect(JSON.parse(r.body).error.code).toBe(-32014);
     }
     const none = await http(port, { method: "POST", path: "/rpc", body: STATS });
     expect(none.status).toBe(415);
     for (const ct of ["application/json", "application/json; charset=utf-8", "Application/JSON"]) {
-      const r = await http(port, {
-        method: "POST",
-        path: "/rpc",
-        headers: { "Content-Type": ct },
-        body: STATS,
-      });
+      const r = await post(ct);
       expect(r.status, ct).toBe(200);
     }
     expect(await refusedCount(port, "content_type")).toBe(4);

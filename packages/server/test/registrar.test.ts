@@ -3,7 +3,16 @@
 import { parseMessage, type SipRequest } from "@siptm/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { canonicalAor, Registrar } from "../src/registrar.js";
-import { call, killAll, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
+import {
+  call,
+  callDave,
+  daveAndCaller,
+  killAll,
+  register as registerAt,
+  SERVER_TIMERS,
+  serve,
+  testEngine,
+} from "./helpers.js";
 
 let cseq = 0;
 function register(
@@ -153,14 +162,12 @@ describe("siptm serve --route default", () => {
     try {
       const uaPort = ua.transportFor("UDP")!.localPort;
       const reg = (port: number, expires: number) =>
-        ua.request({
-          method: "REGISTER",
-          uri: "sip:127.0.0.1",
-          from: "<sip:dave@127.0.0.1>",
-          to: "<sip:dave@127.0.0.1>",
-          headers: [["Contact", `<sip:dave@127.0.0.1:${uaPort}>;expires=${expires}`]],
-          nextHop: `udp:127.0.0.1:${port}`,
-        }).final;
+        registerAt(
+          ua,
+          { udp: port },
+          "sip:dave@127.0.0.1",
+          `<sip:dave@127.0.0.1:${uaPort}>;expires=${expires}`,
+        );
       const brief = await reg(strict.udp, 15);
       expect(brief.status).toBe(423);
       expect(brief.response?.header("min-expires")).toBe("60");
@@ -179,17 +186,12 @@ describe("siptm serve --route default", () => {
     try {
       const uaPort = ua.transportFor("UDP")!.localPort;
       const hop = `udp:127.0.0.1:${server.udp}`;
-      const reg = await ua.request({
-        method: "REGISTER",
-        uri: "sip:127.0.0.1",
-        from: "<sip:carol@127.0.0.1>",
-        to: "<sip:carol@127.0.0.1>",
+      const reg = await registerAt(ua, server, "sip:carol@127.0.0.1", undefined, {
         headers: [
           ["Contact", `<sip:carol@127.0.0.1:${uaPort}>;expires=600`],
           ["Contact", `<sip:carol@127.0.0.1:${uaPort};transport=tcp>;q=0.4`],
         ],
-        nextHop: hop,
-      }).final;
+      });
       expect(reg.status).toBe(200);
       const contacts = reg.response!.headerValues("contact");
       expect(contacts).toHaveLength(2);
@@ -225,44 +227,13 @@ describe("siptm serve --route default", () => {
 
   it("a call to a registered AOR goes through the proxy: INVITE, 200, the ACK, an in-dialog BYE", async () => {
     const server = await serve(["--route", "default", ...SERVER_TIMERS]);
-    const acks: string[] = [];
-    const methods: string[] = [];
-    const callee = await testEngine({
-      onRequest: (tx) => {
-        methods.push(tx.method);
-        if (tx.method === "INVITE") {
-          tx.events.onAck = (ack) => acks.push(ack.method);
-          tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
-        } else tx.reply(200);
-      },
-    });
-    const port = callee.transportFor("UDP")!.localPort;
-    const caller = await testEngine();
+    const dave = await daveAndCaller();
+    const { callee, caller, port } = dave;
     try {
-      const hop = `udp:127.0.0.1:${server.udp}`;
-      const reg = await callee.request({
-        method: "REGISTER",
-        uri: "sip:127.0.0.1",
-        from: "<sip:dave@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]],
-        nextHop: hop,
-      }).final;
+      const _hop = `udp:127.0.0.1:${server.udp}`;
+      const reg = await registerAt(callee, server, "sip:dave@127.0.0.1", `<sip:dave@127.0.0.1:${port}>`);
       expect(reg.status).toBe(200);
-      const invite = caller.request({
-        method: "INVITE",
-        uri: "sip:dave@127.0.0.1",
-        from: "<sip:erin@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        nextHop: hop,
-      });
-      const answer = await invite.final;
-      expect(answer.status).toBe(200);
-      expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
-      const bye = caller.ackAndBye(invite, answer.response!);
-      expect((await bye.final).status).toBe(200);
-      await until("the ACK at the callee", () => acks.length > 0);
-      expect(methods).toEqual(["INVITE", "BYE"]);
+      await callDave(dave, server);
     } finally {
       await Promise.all([callee.close(), caller.close()]);
     }

@@ -85,6 +85,33 @@ async function callOne(rpc: RpcServer, method: string, params?: unknown): Promis
   return JSON.parse((await rpc.handle(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params })))!) as Answer;
 }
 
+/**
+ * Every page of the paged `method` (`params` of the cursor, null for the first page), ten at the
+ * most: the `key` of each item in order and how many pages; each page holds `limit` items at most.
+ */
+async function allPages(
+  rpc: RpcServer,
+  method: string,
+  params: (cursor: string | null) => unknown,
+  limit: number,
+  key: (item: Record<string, unknown>) => string,
+): Promise<{ seen: string[]; pages: number }> {
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const page = (await callOne(rpc, method, params(cursor))).result as {
+      items: Array<Record<string, unknown>>;
+      next: string | null;
+    };
+    expect(page.items.length).toBeLessThanOrEqual(limit);
+    seen.push(...page.items.map(key));
+    cursor = page.next;
+    pages++;
+  } while (cursor !== null && pages < 10);
+  return { seen, pages };
+}
+
 function batch(n: number, method: string, params?: unknown): string {
   return JSON.stringify(Array.from({ length: n }, (_, i) => ({ jsonrpc: "2.0", id: i, method, params })));
 }
@@ -197,20 +224,13 @@ describe("tm.list and ul.dump paging", () => {
     expect(Object.keys(all[0]!).sort()).toEqual(
       ["age", "callid", "cseq", "holders", "id", "kind", "method", "shard", "state", "timers"].sort(),
     );
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const params: Record<string, unknown> = cursor === null ? { limit: 60 } : { limit: 60, cursor };
-      const page = (await callOne(rpc, "tm.list", params)).result as {
-        items: Array<{ id: string }>;
-        next: string | null;
-      };
-      expect(page.items.length).toBeLessThanOrEqual(60);
-      seen.push(...page.items.map((e) => e.id));
-      cursor = page.next;
-      pages++;
-    } while (cursor !== null && pages < 10);
+    const { seen, pages } = await allPages(
+      rpc,
+      "tm.list",
+      (cursor) => (cursor === null ? { limit: 60 } : { limit: 60, cursor }),
+      60,
+      (e) => e.id as string,
+    );
     expect(seen).toEqual(entries.map((e) => e.id));
     expect(pages).toBe(5);
     // Positional, as siptm rpc sends them: LIMIT [CURSOR]; a cursor alone pages by the default.
@@ -269,20 +289,13 @@ describe("tm.list and ul.dump paging", () => {
     const p3 = (await callOne(rpc, "ul.dump", { limit: 1, cursor: p2.next })).result as Page;
     expect(p3.items.map((a) => a.aor)).toEqual(["sip:u00@example.com"]);
     expect(all[0]!.contacts).toHaveLength(1);
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const params: unknown[] = cursor === null ? [7] : [7, cursor];
-      const page = (await callOne(rpc, "ul.dump", params)).result as {
-        items: Array<{ aor: string }>;
-        next: string | null;
-      };
-      expect(page.items.length).toBeLessThanOrEqual(7);
-      seen.push(...page.items.map((a) => a.aor));
-      cursor = page.next;
-      pages++;
-    } while (cursor !== null && pages < 10);
+    const { seen, pages } = await allPages(
+      rpc,
+      "ul.dump",
+      (cursor) => (cursor === null ? [7] : [7, cursor]),
+      7,
+      (a) => a.aor as string,
+    );
     expect(seen).toEqual(all.map((a) => a.aor).sort());
     expect(pages).toBe(5);
   });

@@ -4,17 +4,14 @@
 // INVITE still ringing is answered by its route and ACKed — and the server
 // then stops with nothing cut short. Child processes, an in-test engine;
 // everything killed in afterAll.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Engine, newCallId } from "@siptm/core";
-import { shardOf } from "@siptm/workers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { killAll, SERVER_TIMERS, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
+import { callIdOf, fileEngine, SERVER_TIMERS, serve, toServer, until } from "./helpers.js";
 
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 const dir = mkdtempSync(join(tmpdir(), "siptm-drain-"));
 // Every INVITE rings; when one is cancelled, the route answers the others 200. So the INVITE that
 // finishes during the drain is answered only after a CANCEL went through the drain: no race with a timer.
@@ -41,24 +38,12 @@ writeFileSync(
 `,
 );
 let uac: Engine;
-
-beforeAll(async () => {
-  uac = await testEngine();
-});
-
-afterAll(async () => {
-  await uac?.close();
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+fileEngine((e) => {
+  uac = e;
+}, dir);
 
 /** A fresh Call-ID of shard 0 of `shards` (any Call-ID in one thread): the route's state is per shard. */
-function shard0CallId(shards: number): string {
-  for (;;) {
-    const id = newCallId();
-    if (shards < 2 || shardOf(id, shards, SHARD_KEY) === 0) return id;
-  }
-}
+const shard0CallId = (shards: number) => callIdOf(0, shards);
 
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
@@ -75,13 +60,8 @@ forEachEngine((_bed, _kind, engine) => {
       ]);
       const invite = (callId: string) => {
         let rang = false;
-        const h = uac.request({
-          method: "INVITE",
-          uri: `sip:bob@127.0.0.1:${s.udp}`,
-          from: FROM,
-          to: TO,
+        const h = toServer(uac, s, "INVITE", {
           callId,
-          nextHop: `udp:127.0.0.1:${s.udp}`,
           onProvisional: (r) => {
             if (r.status === 180) rang = true;
           },

@@ -80,6 +80,20 @@ async function metric(s: Served, name: string): Promise<number | undefined> {
 
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
+  /** A server on the uas route answering INVITEs after `answerAfter` ms, a decoy on the Via port, and a TCP client. */
+  const uasDecoyClient = async (answerAfter: string) => {
+    const s = await serve([
+      "--workers",
+      workers,
+      "--route",
+      "uas",
+      "--answer-after",
+      answerAfter,
+      ...SERVER_TIMERS,
+    ]);
+    const elsewhere = await decoy();
+    return { s, elsewhere, c: await client(s.tcp) };
+  };
   describe(`siptm serve --workers ${workers}: TCP`, () => {
     it("--tcp-max-per-ip: the connection over the cap is closed at once, counted in tm.stats and /metrics", async () => {
       const s = await serve(["--workers", workers, "--route", "uas", "--tcp-max-per-ip", "2"]);
@@ -121,17 +135,7 @@ forEachEngine((_bed, _kind, engine) => {
     });
 
     it("INVITE answered after 500 ms, then the client's FIN: the 180 and the 200 both arrive", async () => {
-      const s = await serve([
-        "--workers",
-        workers,
-        "--route",
-        "uas",
-        "--answer-after",
-        "500",
-        ...SERVER_TIMERS,
-      ]);
-      const elsewhere = await decoy();
-      const c = await client(s.tcp);
+      const { s, elsewhere, c } = await uasDecoyClient("500");
       c.socket.end(request("INVITE", `hc-inv-${workers}`, elsewhere.port));
       await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
       expect(c.read()).toContain("SIP/2.0 180 Ringing");
@@ -140,17 +144,7 @@ forEachEngine((_bed, _kind, engine) => {
     });
 
     it("INVITE, then a full close: the 200 is a transport error, not sent on a new connection", async () => {
-      const s = await serve([
-        "--workers",
-        workers,
-        "--route",
-        "uas",
-        "--answer-after",
-        "300",
-        ...SERVER_TIMERS,
-      ]);
-      const elsewhere = await decoy();
-      const c = await client(s.tcp);
+      const { s, elsewhere, c } = await uasDecoyClient("300");
       c.socket.write(request("INVITE", `fc-inv-${workers}`, elsewhere.port));
       await until("the 180", () => c.read().includes("SIP/2.0 180 Ringing"));
       c.socket.destroy();

@@ -6,37 +6,35 @@
 // all shards), and the per-source rate limit counted in tm.stats and /metrics.
 // Child processes, in-test engines; everything killed in afterAll.
 import dgram from "node:dgram";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Engine, newCallId } from "@siptm/core";
+import type { Engine } from "@siptm/core";
 import { shardOf } from "@siptm/workers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { call, killAll, SERVER_TIMERS, type Served, SHARD_KEY, serve, testEngine, until } from "./helpers.js";
+import {
+  call,
+  callIdOf,
+  FROM,
+  fileEngine,
+  SERVER_TIMERS,
+  type Served,
+  SHARD_KEY,
+  serve,
+  TO,
+  toServer,
+  uacWaitOptions,
+  until,
+} from "./helpers.js";
 
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 const dir = mkdtempSync(join(tmpdir(), "siptm-parity-"));
 let uac: Engine;
+fileEngine((e) => {
+  uac = e;
+}, dir);
 
-beforeAll(async () => {
-  uac = await testEngine();
-});
-
-afterAll(async () => {
-  await uac?.close();
-  await killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-/** A fresh Call-ID that 2 shards give to `shard`. */
-function callIdFor(shard: number): string {
-  for (;;) {
-    const id = newCallId();
-    if (shardOf(id, 2, SHARD_KEY) === shard) return id;
-  }
-}
+const callIdFor = (shard: number) => callIdOf(shard);
 
 function options(s: Served, callId: string, protocol: "udp" | "tcp" = "udp") {
   const port = protocol === "udp" ? s.udp : s.tcp;
@@ -135,20 +133,8 @@ describe("--workers 2: /metrics histograms", () => {
     );
     expect(outcomes.map((o) => o.status)).toEqual([200, 200, 200, 200]);
     // A client transaction in a shard: its first response is timed there.
-    const uas = await testEngine({ onRequest: (tx) => tx.reply(200) });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const r = await call<{ code: number }>(s.rpc, "tm.t_uac_wait", [
-        "OPTIONS",
-        `sip:uas@127.0.0.1:${port}`,
-        ".",
-        ".",
-        `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 7 OPTIONS`,
-      ]);
-      expect(r.code).toBe(200);
-    } finally {
-      await uas.close();
-    }
+    const r = await uacWaitOptions(s, `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 7 OPTIONS`);
+    expect(r.code).toBe(200);
     let text = "";
     await until(
       "every freed transaction in the duration histogram",
@@ -232,13 +218,8 @@ describe("--workers 2: --max-transactions is the whole server's cap", () => {
     expect(s.stdout()).not.toMatch(/per shard/);
     expect(s.stdout()).toMatch(/hashing:\s+Call-ID → shard keyed by --secret/);
     const invite = (callId: string) =>
-      uac.request({
-        method: "INVITE",
-        uri: `sip:bob@127.0.0.1:${s.udp}`,
-        from: FROM,
-        to: TO,
+      toServer(uac, s, "INVITE", {
         callId,
-        nextHop: `udp:127.0.0.1:${s.udp}`,
       });
     const listed = async () => (await call<Array<{ callid: string }>>(s.rpc, "tm.list")).map((t) => t.callid);
     // Ten for shard 0: with a share of ceil(10 / 2) = 5 per shard the 6th would be refused there.

@@ -7,26 +7,32 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Engine, newCallId, type ServerTransactionHandle } from "@siptm/core";
-import { shardOf } from "@siptm/workers";
+import type { Engine } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
+  callDave,
+  callIdOf,
+  daveAndCaller,
+  FROM,
+  inviteOverTcp,
   killAll,
+  register,
   rpc,
   SERVER_TIMERS,
   type Served,
-  SHARD_KEY,
   serve,
+  TO,
   testEngine,
+  toServer,
+  uacStartThenCancel,
+  uacWaitOptions,
   until,
 } from "./helpers.js";
 
 const WORKERS = ["--workers", "2"];
 let server: Served;
 let uac: Engine;
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 const dir = mkdtempSync(join(tmpdir(), "siptm-workers-"));
 
 beforeAll(async () => {
@@ -40,14 +46,7 @@ afterAll(async () => {
 });
 
 /** `count` fresh Call-IDs that the server's 2 shards give to `shard`. */
-function callIdsFor(shard: number, count: number): string[] {
-  const out: string[] = [];
-  while (out.length < count) {
-    const id = newCallId();
-    if (shardOf(id, 2, SHARD_KEY) === shard) out.push(id);
-  }
-  return out;
-}
+const callIdsFor = (shard: number, count: number) => Array.from({ length: count }, () => callIdOf(shard));
 
 interface Stats {
   created: number;
@@ -67,13 +66,9 @@ describe("--workers 2: SIP against the uas route in the shards", () => {
     const outcomes = await Promise.all(
       callIds.map(
         (callId) =>
-          uac.request({
-            method: "OPTIONS",
+          toServer(uac, server, "OPTIONS", {
             uri: `sip:127.0.0.1:${server.udp}`,
-            from: FROM,
-            to: TO,
             callId,
-            nextHop: `udp:127.0.0.1:${server.udp}`,
           }).final,
       ),
     );
@@ -88,22 +83,7 @@ describe("--workers 2: SIP against the uas route in the shards", () => {
   });
 
   it("INVITE over TCP gets 180 then 200 with a Contact; the ACK and a BYE follow", async () => {
-    const seen: number[] = [];
-    const h = uac.request({
-      method: "INVITE",
-      uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
-      from: FROM,
-      to: TO,
-      nextHop: `tcp:127.0.0.1:${server.tcp}`,
-      onResponse: (r) => seen.push(r.status),
-    });
-    const outcome = await h.final;
-    expect(outcome.status).toBe(200);
-    expect(seen).toContain(180);
-    expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
-    uac.ack2xx(h, outcome.response!);
-    const bye = uac.ackAndBye(h, outcome.response!);
-    expect((await bye.final).status).toBe(200);
+    await inviteOverTcp(uac, server, FROM, TO);
   });
 });
 
@@ -132,66 +112,13 @@ describe("--workers 2: JSON-RPC control and metrics", () => {
   });
 
   it("tm.t_uac_wait returns the final response", async () => {
-    const uas = await testEngine({
-      onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }),
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const r = await call<{ code: number; headers: string }>(server.rpc, "tm.t_uac_wait", [
-        "OPTIONS",
-        `sip:uas@127.0.0.1:${port}`,
-        ".",
-        ".",
-        `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`,
-      ]);
-      expect(r.code).toBe(200);
-      expect(r.headers).toContain("X-Test: yes");
-    } finally {
-      await uas.close();
-    }
+    const r = await uacWaitOptions(server, `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`);
+    expect(r.code).toBe(200);
+    expect(r.headers).toContain("X-Test: yes");
   });
 
   it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {
-    let invite: ServerTransactionHandle | undefined;
-    let cancelled = false;
-    const uas = await testEngine({
-      onRequest: (tx) => {
-        invite = tx;
-        tx.events.onCancel = () => {
-          cancelled = true;
-        };
-        tx.reply(180);
-      },
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const started = await call<{ callid: string; cseq: number; tid: string }>(
-        server.rpc,
-        "tm.t_uac_start",
-        [
-          "INVITE",
-          `sip:bob@127.0.0.1:${port}`,
-          `udp:127.0.0.1:${port}`,
-          `udp:127.0.0.1:${server.udp}`,
-          `From: ${FROM}\r\nTo: ${TO}`,
-        ],
-      );
-      await until("the INVITE at the UAS", () => invite !== undefined);
-      expect(invite!.request.callId).toBe(started.callid);
-      await until("the 180 at the server", async () => {
-        const list = await call<Array<{ id: string; state: string; shard: number }>>(server.rpc, "tm.list");
-        return list.some((t) => t.id === started.tid && t.state === "proceeding");
-      });
-      const c = await call<{ result: string }>(server.rpc, "tm.cancel", [
-        started.callid,
-        String(started.cseq),
-      ]);
-      expect(c.result).toBe("sent");
-      await until("the CANCEL at the UAS", () => cancelled);
-      await until("the 487", () => invite!.finalStatus === 487);
-    } finally {
-      await uas.close();
-    }
+    await uacStartThenCancel(server, `From: ${FROM}\r\nTo: ${TO}`);
   }, 40_000);
 
   it("tm.cancel of an unknown call answers none; tm.reply of an unknown id is -32001", async () => {
@@ -214,13 +141,8 @@ describe("--workers 2: other servers", () => {
       ...SERVER_TIMERS,
     ]);
     const ring = (callId?: string) =>
-      uac.request({
-        method: "INVITE",
-        uri: `sip:bob@127.0.0.1:${s.udp}`,
-        from: FROM,
-        to: TO,
+      toServer(uac, s, "INVITE", {
         callId,
-        nextHop: `udp:127.0.0.1:${s.udp}`,
       });
     const a = ring();
     await until("a ringing INVITE", async () =>
@@ -264,12 +186,8 @@ describe("--workers 2: other servers", () => {
     const s = await serve(["--route", path, "--drain-timeout", "500", ...WORKERS]);
     expect(s.stdout()).toMatch(/route:\s+busy in shards \(2 sockets\)/);
     expect(s.stdout()).toMatch(/workers:\s+2 shards/);
-    const o = await uac.request({
-      method: "OPTIONS",
+    const o = await toServer(uac, s, "OPTIONS", {
       uri: `sip:127.0.0.1:${s.udp}`,
-      from: FROM,
-      to: TO,
-      nextHop: `udp:127.0.0.1:${s.udp}`,
     }).final;
     expect(o.status).toBe(486);
     expect(o.response?.header("x-route")).toBe("busy");
@@ -289,69 +207,39 @@ describe("--workers 2: other servers", () => {
       ...SERVER_TIMERS,
     ]);
     expect(server.stdout()).toMatch(/workers:\s+2 shards/);
-    const methods: string[] = [];
-    const acks: string[] = [];
-    const callee = await testEngine({
-      onRequest: (tx) => {
-        methods.push(tx.method);
-        if (tx.method === "INVITE") {
-          tx.events.onAck = (ack) => acks.push(ack.method);
-          tx.reply(200, { headers: [["Contact", `<sip:dave@127.0.0.1:${port}>`]] });
-        } else tx.reply(200);
-      },
-    });
-    const port = callee.transportFor("UDP")!.localPort;
-    const caller = await testEngine();
+    const dave = await daveAndCaller();
+    const { callee, caller, port, methods } = dave;
     // The REGISTER's Call-ID on shard 0, the INVITE's on shard 1: only a shared registrar finds dave.
     const [regCallId] = callIdsFor(0, 1);
     const [inviteCallId] = callIdsFor(1, 1);
     try {
       const hop = `udp:127.0.0.1:${server.udp}`;
-      const reg = await callee.request({
-        method: "REGISTER",
-        uri: "sip:127.0.0.1",
-        from: "<sip:dave@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        callId: regCallId,
-        cseq: 1,
-        headers: [["Contact", `<sip:dave@127.0.0.1:${port}>;expires=600`]],
-        nextHop: hop,
-      }).final;
+      const reg = await register(
+        callee,
+        server,
+        "sip:dave@127.0.0.1",
+        `<sip:dave@127.0.0.1:${port}>;expires=600`,
+        {
+          callId: regCallId,
+          cseq: 1,
+        },
+      );
       expect(reg.status).toBe(200);
       expect(reg.response!.headerValues("contact").join()).toContain(
         `<sip:dave@127.0.0.1:${port}>;expires=600`,
       );
       const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
       expect(dump.map((a) => a.aor)).toEqual(["sip:dave@127.0.0.1"]);
-      const invite = caller.request({
-        method: "INVITE",
-        uri: "sip:dave@127.0.0.1",
-        from: "<sip:erin@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
-        callId: inviteCallId,
-        nextHop: hop,
-      });
-      const answer = await invite.final;
-      expect(answer.status).toBe(200);
-      expect(answer.response!.headerValues("record-route").join()).toContain(`127.0.0.1:${server.udp}`);
-      const bye = caller.ackAndBye(invite, answer.response!);
-      expect((await bye.final).status).toBe(200);
-      await until("the ACK at the callee", () => acks.length > 0);
-      expect(methods).toEqual(["INVITE", "BYE"]);
+      await callDave(dave, server, inviteCallId);
       // Unregistered: the shards forget dave too (a call now is a 404 from the server itself).
-      const unreg = await callee.request({
-        method: "REGISTER",
-        uri: "sip:127.0.0.1",
-        from: "<sip:dave@127.0.0.1>",
-        to: "<sip:dave@127.0.0.1>",
+      const unreg = await register(callee, server, "sip:dave@127.0.0.1", undefined, {
         callId: regCallId,
         cseq: 100,
         headers: [
           ["Contact", "*"],
           ["Expires", "0"],
         ],
-        nextHop: hop,
-      }).final;
+      });
       expect(unreg.status).toBe(200);
       const after = await caller.request({
         method: "MESSAGE",

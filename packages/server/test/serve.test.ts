@@ -1,23 +1,27 @@
 // `siptm serve --route uas` as a child process, driven as a user would: SIP
 // from an in-test engine, JSON-RPC over HTTP, and the `siptm rpc` client.
-import type { Engine, ServerTransactionHandle, SipResponse } from "@siptm/core";
+import type { Engine, SipResponse } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
+  FROM,
+  inviteOverTcp,
   killAll,
   rpc,
   runCli,
   SERVER_TIMERS,
   type Served,
   serve,
+  TO,
   testEngine,
+  toServer,
+  uacStartThenCancel,
+  uacWaitOptions,
   until,
 } from "./helpers.js";
 
 let server: Served;
 let uac: Engine;
-const FROM = "<sip:alice@127.0.0.1>";
-const TO = "<sip:bob@127.0.0.1>";
 
 beforeAll(async () => {
   [server, uac] = await Promise.all([serve(["--route", "uas", ...SERVER_TIMERS]), testEngine()]);
@@ -30,12 +34,8 @@ afterAll(async () => {
 
 describe("SIP against the uas route", () => {
   it("OPTIONS over UDP gets 200", async () => {
-    const h = uac.request({
-      method: "OPTIONS",
+    const h = toServer(uac, server, "OPTIONS", {
       uri: `sip:127.0.0.1:${server.udp}`,
-      from: FROM,
-      to: TO,
-      nextHop: `udp:127.0.0.1:${server.udp}`,
     });
     const outcome = await h.final;
     expect(outcome.status).toBe(200);
@@ -43,22 +43,7 @@ describe("SIP against the uas route", () => {
   });
 
   it("INVITE over TCP gets 180 then 200 with a Contact; the ACK and a BYE follow", async () => {
-    const seen: number[] = [];
-    const h = uac.request({
-      method: "INVITE",
-      uri: `sip:bob@127.0.0.1:${server.tcp};transport=tcp`,
-      from: FROM,
-      to: TO,
-      nextHop: `tcp:127.0.0.1:${server.tcp}`,
-      onResponse: (r) => seen.push(r.status),
-    });
-    const outcome = await h.final;
-    expect(outcome.status).toBe(200);
-    expect(seen).toContain(180);
-    expect(outcome.response?.header("contact")).toMatch(/^<sip:siptm@127\.0\.0\.1:\d+;transport=tcp>$/);
-    uac.ack2xx(h, outcome.response!);
-    const bye = uac.ackAndBye(h, outcome.response!);
-    expect((await bye.final).status).toBe(200);
+    await inviteOverTcp(uac, server, FROM, TO);
   });
 });
 
@@ -155,77 +140,24 @@ describe("JSON-RPC control", () => {
   });
 
   it("tm.t_uac_wait sends a request and returns the final response", async () => {
-    const uas = await testEngine({
-      onRequest: (tx) => tx.reply(200, { headers: [["X-Test", "yes"]] }),
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const r = await call<{ code: number; reason: string; headers: string; body: string }>(
-        server.rpc,
-        "tm.t_uac_wait",
-        ["OPTIONS", `sip:uas@127.0.0.1:${port}`, ".", ".", `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`],
-      );
-      expect(r.code).toBe(200);
-      expect(r.reason).toBe("OK");
-      expect(r.headers).toContain("X-Test: yes");
-      expect(r.headers).toMatch(/CSeq: 42 OPTIONS/);
-    } finally {
-      await uas.close();
-    }
+    const r = await uacWaitOptions(server, `From: ${FROM}\r\nTo: ${TO}\r\nCSeq: 42 OPTIONS`);
+    expect(r.code).toBe(200);
+    expect(r.reason).toBe("OK");
+    expect(r.headers).toContain("X-Test: yes");
+    expect(r.headers).toMatch(/CSeq: 42 OPTIONS/);
   });
 
   it("tm.t_uac_start an INVITE to a ringing UAS, then tm.cancel: the UAS sees the CANCEL and answers 487", async () => {
-    let invite: ServerTransactionHandle | undefined;
-    let cancelled = false;
-    const uas = await testEngine({
-      onRequest: (tx) => {
-        invite = tx;
-        tx.events.onCancel = () => {
-          cancelled = true;
-        };
-        tx.reply(180);
-      },
-    });
-    try {
-      const port = uas.transportFor("UDP")!.localPort;
-      const started = await call<{ callid: string; cseq: number; tid: string }>(
-        server.rpc,
-        "tm.t_uac_start",
-        [
-          "INVITE",
-          `sip:bob@127.0.0.1:${port}`,
-          `udp:127.0.0.1:${port}`,
-          `udp:127.0.0.1:${server.udp}`,
-          `From: ${FROM}\r\nTo: ${TO}\r\nSubject: cancel me`,
-        ],
-      );
-      expect(started.tid).toBeTruthy();
-      await until("the INVITE at the UAS", () => invite !== undefined);
-      expect(invite!.request.callId).toBe(started.callid);
-      expect(invite!.request.cseq.seq).toBe(started.cseq);
-      // Once the 180 is in, the CANCEL goes out at once ("sent"); before, it waits for it ("pending").
-      await until("the 180 at the server", async () => {
-        const list = await call<Array<{ id: string; state: string }>>(server.rpc, "tm.list");
-        return list.some((t) => t.id === started.tid && t.state === "proceeding");
-      });
-      const c = await call<{ result: string }>(server.rpc, "tm.cancel", [
-        started.callid,
-        String(started.cseq),
-      ]);
-      expect(c.result).toBe("sent");
-      await until("the CANCEL at the UAS", () => cancelled);
-      await until("the 487", () => invite!.finalStatus === 487);
-      await until(
+    await uacStartThenCancel(server, `From: ${FROM}\r\nTo: ${TO}\r\nSubject: cancel me`, () =>
+      until(
         "created == freed on the server",
         async () => {
           const s = await call<{ created: number; freed: number; current: number }>(server.rpc, "tm.stats");
           return s.created === s.freed && s.current === 0;
         },
         20_000,
-      );
-    } finally {
-      await uas.close();
-    }
+      ),
+    );
   }, 40_000);
 
   it("siptm rpc prints the JSON result, and exits 1 on an error", async () => {

@@ -9,11 +9,9 @@
  */
 import type {
   AuditEntry,
-  CancelProgress,
   CancelResult,
   ClientEvents,
   Engine,
-  FinalOutcome,
   ReplyOptions,
   RequestOptions,
   ServerEvents,
@@ -26,23 +24,29 @@ import { ClientTransactionHandle } from "@siptm/core";
 
 export type MaybePromise<T> = T | Promise<T>;
 
-/** A client transaction the user started: core's ClientTransactionHandle has this shape. */
-export interface ClientTransactionLike {
-  readonly id: string;
-  readonly callId: string;
-  readonly cseq: number;
-  readonly method: string;
-  readonly branch: string;
-  /** The request as sent. */
-  readonly request: Buffer;
-  readonly outcome: FinalOutcome | undefined;
-  /** 2xx responses to an INVITE (each to be ACKed with `ack2xx`). */
-  readonly answers: SipResponse[];
-  readonly lastCancel: CancelProgress | undefined;
-  readonly terminated: boolean;
+/**
+ * A client transaction the user started: core's ClientTransactionHandle has this shape (its
+ * fields, read-only here: id, Call-ID, CSeq, method, branch, the request as sent, the outcome,
+ * the 2xx `answers` of an INVITE to be ACKed with `ack2xx`, the last CANCEL progress, `final`).
+ */
+export interface ClientTransactionLike
+  extends Readonly<
+    Pick<
+      ClientTransactionHandle,
+      | "id"
+      | "callId"
+      | "cseq"
+      | "method"
+      | "branch"
+      | "request"
+      | "outcome"
+      | "answers"
+      | "lastCancel"
+      | "terminated"
+      | "final"
+    >
+  > {
   events: ClientEvents;
-  /** Resolves with the final outcome; never rejects. */
-  readonly final: Promise<FinalOutcome>;
   /** Two-phase cancel (RFC 3261 §9.1): "sent", "pending" or "none". */
   cancel(reason?: string): MaybePromise<CancelResult>;
 }

@@ -29,7 +29,8 @@
  * The writer keeps references to the pending byte blobs and copies each once,
  * into a buffer of the exact size, at flush time.
  */
-import type { CancelProgress, FinalOutcome, ServerEndCause } from "@siptm/core";
+import type { CancelProgress, FinalOutcome, ServerEndCause, Source } from "@siptm/core";
+import type { ListenerInfo } from "./protocol.js";
 
 export const BATCH_HEADER = 16;
 export const RECORD_HEADER = 20;
@@ -278,12 +279,40 @@ export function decodeConnectionId(field: number): number | undefined {
   return field === 0 ? undefined : field - 1;
 }
 
-/** REC_IN: a message the coordinator received on socket `listener` from `address`:`port`. */
-export interface InRecord {
+// One writer, reader and fresh record per kind, each typed for its own fields, on purpose: no
+// generic record or field table on the data path. Only the addressed fields are read in common.
+
+/** What REC_IN, REC_SEND and REC_SERVER_NEW share: a socket of the coordinator and a peer, in the same fields. */
+export interface AddressedRecord {
+  /** The coordinator's socket, by its index in listen order. */
   listener: number;
   address: string;
   port: number;
   connectionId: number | undefined;
+}
+
+/** The addressed fields of the record `r` is on, into `into`. */
+function readAddressed(r: BatchReader, into: AddressedRecord): void {
+  into.listener = r.b;
+  into.address = r.s0;
+  into.port = r.w;
+  into.connectionId = decodeConnectionId(r.n0);
+}
+
+/** Where a received message came from, on socket `l` (a REC_IN or REC_SERVER_NEW read on either thread). */
+export function sourceOf(l: ListenerInfo, rec: AddressedRecord): Source {
+  return {
+    protocol: l.protocol,
+    address: rec.address,
+    port: rec.port,
+    localAddress: l.address,
+    localPort: l.port,
+    connectionId: rec.connectionId,
+  };
+}
+
+/** REC_IN: a message the coordinator received on socket `listener` from `address`:`port`. */
+export interface InRecord extends AddressedRecord {
   data: Buffer;
 }
 
@@ -300,10 +329,7 @@ export function writeIn(
 
 /** The REC_IN record `r` is on, into `into` (returned). */
 export function readIn(r: BatchReader, into: InRecord): InRecord {
-  into.listener = r.b;
-  into.address = r.s0;
-  into.port = r.w;
-  into.connectionId = decodeConnectionId(r.n0);
+  readAddressed(r, into);
   into.data = r.data;
   return into;
 }
@@ -316,11 +342,7 @@ export function newInRecord(): InRecord {
  * REC_SEND: a message for the coordinator to send from socket `listener` to
  * `address`:`port`; `errorTarget` names whom to tell of a failed send (0: nobody).
  */
-export interface SendRecord {
-  listener: number;
-  address: string;
-  port: number;
-  connectionId: number | undefined;
+export interface SendRecord extends AddressedRecord {
   errorTarget: number;
   data: Buffer;
 }
@@ -338,10 +360,7 @@ export function writeSend(
 }
 
 export function readSend(r: BatchReader, into: SendRecord): SendRecord {
-  into.listener = r.b;
-  into.address = r.s0;
-  into.port = r.w;
-  into.connectionId = decodeConnectionId(r.n0);
+  readAddressed(r, into);
   into.errorTarget = r.n1;
   into.data = r.data;
   return into;
@@ -426,11 +445,7 @@ export function newClientRecord(): ClientRecord {
  * REC_SERVER_NEW: a new server transaction `id` for the main thread's onRequest, its request (the
  * top Via stamped with received/rport) received on socket `listener` from `address`:`port`.
  */
-export interface ServerNewRecord {
-  listener: number;
-  address: string;
-  port: number;
-  connectionId: number | undefined;
+export interface ServerNewRecord extends AddressedRecord {
   id: string;
   data: Buffer;
 }
@@ -448,10 +463,7 @@ export function writeServerNew(
 }
 
 export function readServerNew(r: BatchReader, into: ServerNewRecord): ServerNewRecord {
-  into.listener = r.b;
-  into.address = r.s0;
-  into.port = r.w;
-  into.connectionId = decodeConnectionId(r.n0);
+  readAddressed(r, into);
   into.id = r.s1;
   into.data = r.data;
   return into;

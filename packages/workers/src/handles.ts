@@ -34,6 +34,7 @@ import {
   SEV_ACK,
   SEV_CANCEL,
   SEV_TERMINATED,
+  sourceOf,
 } from "./batch.js";
 import type { CreatedRequest, ListenerInfo } from "./protocol.js";
 
@@ -344,14 +345,7 @@ export class HandleTable {
     const rec = readServerNew(r, this.serverNewRecord);
     const id = rec.id;
     const l = this.listeners[rec.listener] ?? this.listeners[0]!;
-    const source: Source = {
-      protocol: l.protocol,
-      address: rec.address,
-      port: rec.port,
-      localAddress: l.address,
-      localPort: l.port,
-      connectionId: rec.connectionId,
-    };
+    const source = sourceOf(l, rec);
     const req = this.parse(rec.data);
     if (!req?.isRequest) return;
     const h = new ShardServerHandle(shard, id, req as SipRequest, source, this.owner);

@@ -39,5 +39,5 @@ export type { ShardEngineOptions } from "./protocol.js";
 export { buildReject } from "./reject.js";
 export type { RouteFunction, WireTap } from "./route-hooks.js";
 export { branchShard, isResponse, methodKind, newViaScan, scanTopVia, type ViaScan } from "./scan.js";
-export type { RouteContext, RouteModule } from "./shard.js";
+export type { RouteModule, ShardRouteContext } from "./shard.js";
 export const SHARDING_AVAILABLE = true as const;

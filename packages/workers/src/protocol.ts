@@ -171,7 +171,7 @@ export interface ShardApi {
   replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): Result<void>;
   ack2xx(handleId: number, answer: Uint8Array): Result<void>;
   config(patch: Partial<ShardConfig>): ShardConfig;
-  /** Call the function the route module provided as `name` (`RouteContext.provide`, route-hooks.ts). */
+  /** Call the function the route module provided as `name` (`ShardRouteContext.provide`, route-hooks.ts). */
   routeCall(name: string, args: unknown[]): Promise<Result<unknown>>;
   /** Wait until no transaction is live or `timeoutMs` passed; resolves with the live count. */
   drain(timeoutMs: number): Promise<number>;

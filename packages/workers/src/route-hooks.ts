@@ -1,6 +1,6 @@
 /**
  * What a route module can give its shard besides the engine's handlers
- * (`RouteContext.provide`, `onClose`, `tap` in shard.ts):
+ * (`ShardRouteContext.provide`, `onClose`, `tap` in shard.ts):
  *
  * - named control functions, which the main thread calls on EVERY shard with
  *   `ShardedEngine.routeCall(name, ...args)` over the control plane (comlink:
@@ -53,6 +53,7 @@ export class RouteHooks {
     this.tapping = true;
   }
 
+  // tapIn and tapOut stay two loops: each runs once per message, with no direction test in it.
   tapIn(data: Buffer, source: Source): void {
     for (const t of this.taps)
       if (t.in)

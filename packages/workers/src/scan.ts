@@ -79,6 +79,7 @@ export function scanTopVia(buf: Uint8Array, out: ViaScan): boolean {
   out.branch.end = -1;
   out.port = -1;
   out.rport = false;
+  // The header-line walk is scanCallId's too, written out on purpose: once per datagram, no callback.
   const n = buf.length;
   let p = nextLine(buf, 0);
   while (p < n) {

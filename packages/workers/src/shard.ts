@@ -52,6 +52,7 @@ import {
   REC_SYNC,
   readIn,
   readSync,
+  sourceOf,
   writeClientCancel,
   writeClientFinal,
   writeClientResponse,
@@ -79,7 +80,7 @@ import { type RouteFunction, RouteHooks, type WireTap } from "./route-hooks.js";
 import { branchPrefixOf } from "./scan.js";
 
 /** What a route module's default export gets besides the engine. */
-export interface RouteContext {
+export interface ShardRouteContext {
   shard: number;
   shards: number;
   incarnation: number;
@@ -99,7 +100,7 @@ export interface RouteContext {
 }
 
 /** A route module: `export default function route(engine, ctx) { engine.onRequest = … }`. */
-export type RouteModule = (engine: Engine, ctx: RouteContext) => void | Promise<void>;
+export type RouteModule = (engine: Engine, ctx: ShardRouteContext) => void | Promise<void>;
 
 const EMPTY = Buffer.alloc(0);
 /** Batches read off the data port after the one whose event fired, before the outgoing batch is posted. */
@@ -348,7 +349,7 @@ class Shard {
       const mod = (await import(task.route)) as { default?: unknown };
       if (typeof mod.default !== "function")
         throw new TypeError(`route module ${task.route} has no default export function`);
-      const ctx: RouteContext = {
+      const ctx: ShardRouteContext = {
         shard: task.index,
         shards: task.shards,
         incarnation: task.incarnation,
@@ -431,14 +432,7 @@ class Shard {
       readIn(r, rec);
       const l = listeners[rec.listener];
       if (!l) continue;
-      const source: Source = {
-        protocol: l.protocol,
-        address: rec.address,
-        port: rec.port,
-        localAddress: l.address,
-        localPort: l.port,
-        connectionId: rec.connectionId,
-      };
+      const source = sourceOf(l, rec);
       // A transaction keeps its message's bytes for its whole life. A batch of one message is
       // little more than that message (a few dozen bytes of header and address): keep a view.
       // Out of a bigger batch, copy, or one kept message would keep every other one alive.

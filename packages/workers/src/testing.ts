@@ -51,7 +51,7 @@ import { ShardedEngine } from "./coordinator.js";
 import type { ShardServerHandle } from "./handles.js";
 import { callsDone, handlesLive, shardHealth, shardsIdle, shardsNextDue, syncShards } from "./lockstep.js";
 import type { RequestFromOptions, ShardHealth } from "./protocol.js";
-import type { RouteContext } from "./shard.js";
+import type { ShardRouteContext } from "./shard.js";
 
 export {
   blockShard,
@@ -167,13 +167,13 @@ export class CoreBed extends EngineBed {
     this.engines.push(engine);
     if (route !== undefined) {
       const mod = (await import(routeUrl(route))) as {
-        default: (engine: Engine, ctx: RouteContext) => unknown;
+        default: (engine: Engine, ctx: ShardRouteContext) => unknown;
       };
       const listeners = (opts.protocols ?? ["UDP", "TCP"]).map((protocol) => {
         const t = engine.transportFor(protocol)!;
         return { protocol, address: t.localAddress, port: t.localPort };
       });
-      const ctx: RouteContext = {
+      const ctx: ShardRouteContext = {
         shard: 0,
         shards: 1,
         incarnation: 1,

@@ -1,5 +1,6 @@
 // Test helpers: bounded waits, addresses. Only 127.0.0.1.
 import { createUdpTransport, Engine, type EngineOptions } from "@siptm/core";
+import { ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
 
 /** The brief's short timers. */
 export const FAST = { t1: 50, t2: 400, t4: 500, timerD: 500 };
@@ -40,3 +41,23 @@ export function deferred<T = void>() {
 
 export const FROM = "<sip:alice@127.0.0.1>";
 export const TO = "<sip:bob@127.0.0.1>";
+
+/**
+ * A ShardedEngine of 2 shards on an ephemeral UDP port of 127.0.0.1, short timers, reference
+ * faults thrown, a short drain (a file's afterEach need not wait for Timer M/D of the last
+ * transactions), `opts` over that; added to `open`, which the file's afterEach closes.
+ */
+export async function shardedEngine(
+  open: Array<{ close(): Promise<void> }>,
+  opts: Partial<ShardedEngineOptions> = {},
+): Promise<ShardedEngine> {
+  const e = await ShardedEngine.create({
+    shards: 2,
+    listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
+    engine: { timers: FAST, refFaults: "throw" },
+    drainTimeoutMs: 300,
+    ...opts,
+  });
+  open.push(e);
+  return e;
+}

@@ -6,10 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newCallId } from "@siptm/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
+import type { ShardedEngineOptions } from "../src/coordinator.js";
 import { defaultHashKey, hashKey, shardOf } from "../src/hash.js";
 import { crashShard } from "../src/testing.js";
-import { FAST, FROM, peerEngine, TO, udp } from "./helpers.js";
+import { FROM, peerEngine, shardedEngine, TO, udp } from "./helpers.js";
 
 /** The engines here take the process's default key. */
 const KEY = hashKey(defaultHashKey());
@@ -32,18 +32,8 @@ function route(sub?: string): URL {
   return url;
 }
 
-async function sharded(opts: Partial<ShardedEngineOptions> = {}): Promise<ShardedEngine> {
-  const e = await ShardedEngine.create({
-    shards: 2,
-    listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
-    engine: { timers: FAST, refFaults: "throw" },
-    drainTimeoutMs: 300,
-    route: route(),
-    ...opts,
-  });
-  open.push(e);
-  return e;
-}
+const sharded = (opts: Partial<ShardedEngineOptions> = {}) =>
+  shardedEngine(open, { route: route(), ...opts });
 
 /** A fresh Call-ID that the 2 shards give to `shard`. */
 function callIdFor(shard: number): string {

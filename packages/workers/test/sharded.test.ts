@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SHARD_LOST, ShardedEngine, type ShardedEngineOptions } from "../src/coordinator.js";
 import { defaultHashKey, hashKey, shardOf } from "../src/hash.js";
 import { blockShard, crashShard, reportNow } from "../src/testing.js";
-import { deferred, FAST, FROM, peerEngine, sleep, TO, udp, waitFor } from "./helpers.js";
+import { deferred, FROM, peerEngine, shardedEngine, sleep, TO, udp, waitFor } from "./helpers.js";
 
 /** The engines here take the process's default key. */
 const KEY = hashKey(defaultHashKey());
@@ -20,18 +20,7 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((e) => e.close()));
 });
 
-async function sharded(opts: Partial<ShardedEngineOptions> = {}): Promise<ShardedEngine> {
-  const e = await ShardedEngine.create({
-    shards: 2,
-    listen: [{ protocol: "UDP", address: "127.0.0.1", port: 0 }],
-    engine: { timers: FAST, refFaults: "throw" },
-    // afterEach need not wait for Timer M/D of the last transactions.
-    drainTimeoutMs: 300,
-    ...opts,
-  });
-  open.push(e);
-  return e;
-}
+const sharded = (opts: Partial<ShardedEngineOptions> = {}) => shardedEngine(open, opts);
 
 async function peer(
   onRequest?: (tx: ServerTransactionHandle) => void,

@@ -10,6 +10,7 @@
 import {
   createUdpTransport,
   Engine,
+  type RequestOptions,
   type ServerEndCause,
   type ServerTransactionHandle,
   type SipRequest,
@@ -69,6 +70,31 @@ export function runSuite(kind: EngineKind): void {
 
     const toUnder = () => udp(under.port);
     const toPeer = () => udp(peerPort);
+    /** A request to sip:bob@127.0.0.1 from the engine under test to the peer. */
+    const toPeerRequest = (method: string, extra: Partial<RequestOptions> = {}) =>
+      under.engine.request({
+        method,
+        uri: "sip:bob@127.0.0.1",
+        from: FROM,
+        to: TO,
+        nextHop: toPeer(),
+        ...extra,
+      });
+    /** A request to sip:bob@127.0.0.1 from the peer to the engine under test. */
+    const toUnderRequest = (method: string, extra: Partial<RequestOptions> = {}) =>
+      peer.request({ method, uri: "sip:bob@127.0.0.1", from: FROM, to: TO, nextHop: toUnder(), ...extra });
+    /** An INVITE from the engine under test that the peer keeps ringing, once its 180 is in. */
+    const ringingInvite = async () => {
+      peerUas = (tx) => tx.reply(180);
+      const ringing = deferred();
+      const h = await toPeerRequest("INVITE", {
+        onProvisional: (r) => {
+          if (r.status === 180) ringing.resolve();
+        },
+      });
+      await ringing.promise;
+      return h;
+    };
 
     beforeAll(async () => {
       under = await makeEngine(kind, { timers: FAST, onRequest: (tx) => uas(tx) });
@@ -106,17 +132,7 @@ export function runSuite(kind: EngineKind): void {
 
     it("OPTIONS → 200, the engine as UAC", async () => {
       peerUas = (tx) => tx.reply(200);
-      const handles = await Promise.all(
-        Array.from({ length: 6 }, () =>
-          under.engine.request({
-            method: "OPTIONS",
-            uri: "sip:bob@127.0.0.1",
-            from: FROM,
-            to: TO,
-            nextHop: toPeer(),
-          }),
-        ),
-      );
+      const handles = await Promise.all(Array.from({ length: 6 }, () => toPeerRequest("OPTIONS")));
       const outcomes = await Promise.all(handles.map((h) => h.final));
       expect(outcomes.map((o) => o.status)).toEqual([200, 200, 200, 200, 200, 200]);
       for (const [i, h] of handles.entries()) {
@@ -133,19 +149,7 @@ export function runSuite(kind: EngineKind): void {
         seen.push(tx);
         later(0, () => tx.reply(200));
       };
-      const outcomes = await Promise.all(
-        Array.from(
-          { length: 6 },
-          () =>
-            peer.request({
-              method: "OPTIONS",
-              uri: "sip:bob@127.0.0.1",
-              from: FROM,
-              to: TO,
-              nextHop: toUnder(),
-            }).final,
-        ),
-      );
+      const outcomes = await Promise.all(Array.from({ length: 6 }, () => toUnderRequest("OPTIONS").final));
       expect(outcomes.map((o) => o.status)).toEqual([200, 200, 200, 200, 200, 200]);
       expect(seen.length).toBe(6);
       for (const tx of seen) {
@@ -166,12 +170,7 @@ export function runSuite(kind: EngineKind): void {
         later(30, () => tx.reply(486));
       };
       const statuses: number[] = [];
-      const h = peer.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toUnder(),
+      const h = toUnderRequest("INVITE", {
         onResponse: (r) => statuses.push(r.status),
       });
       const outcome = await h.final;
@@ -190,12 +189,7 @@ export function runSuite(kind: EngineKind): void {
         later(30, () => tx.reply(486));
       };
       const statuses: number[] = [];
-      const h = await under.engine.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toPeer(),
+      const h = await toPeerRequest("INVITE", {
         onResponse: (r) => statuses.push(r.status),
       });
       const outcome = await h.final;
@@ -212,13 +206,7 @@ export function runSuite(kind: EngineKind): void {
         tx.events.onAck = (a) => acked.resolve(a);
         tx.reply(200, { headers: [["Contact", `<sip:bob@127.0.0.1:${peerPort}>`]] });
       };
-      const h = await under.engine.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toPeer(),
-      });
+      const h = await toPeerRequest("INVITE");
       const outcome = await h.final;
       expect(outcome.status).toBe(200);
       expect(h.answers.length).toBe(1);
@@ -234,13 +222,7 @@ export function runSuite(kind: EngineKind): void {
         tx.events.onAck = (a) => acked.resolve(a);
         later(0, () => tx.reply(200, { headers: [["Contact", `<sip:bob@127.0.0.1:${under.port}>`]] }));
       };
-      const h = peer.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toUnder(),
-      });
+      const h = toUnderRequest("INVITE");
       const outcome = await h.final;
       expect(outcome.status).toBe(200);
       peer.ack2xx(h, outcome.response!);
@@ -248,19 +230,7 @@ export function runSuite(kind: EngineKind): void {
     });
 
     it("INVITE → 180 → cancel by handle → 200 (CANCEL) / 487 → ACK", async () => {
-      peerUas = (tx) => tx.reply(180);
-      const ringing = deferred();
-      const h = await under.engine.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toPeer(),
-        onProvisional: (r) => {
-          if (r.status === 180) ringing.resolve();
-        },
-      });
-      await ringing.promise;
+      const h = await ringingInvite();
       expect(await h.cancel()).toBe("sent");
       const outcome = await h.final;
       expect(outcome.status).toBe(487);
@@ -269,19 +239,7 @@ export function runSuite(kind: EngineKind): void {
     });
 
     it("cancel by Call-ID and CSeq (tm.cancel)", async () => {
-      peerUas = (tx) => tx.reply(180);
-      const ringing = deferred();
-      const h = await under.engine.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toPeer(),
-        onProvisional: (r) => {
-          if (r.status === 180) ringing.resolve();
-        },
-      });
-      await ringing.promise;
+      const h = await ringingInvite();
       expect(await under.engine.cancel(h.callId, h.cseq)).toBe("sent");
       expect((await h.final).status).toBe(487);
       expect(await under.engine.cancel(h.callId, h.cseq)).toBe("none");
@@ -291,12 +249,7 @@ export function runSuite(kind: EngineKind): void {
     it("cancel before any provisional: pending, sent with the first provisional, then 487", async () => {
       peerUas = (tx) => later(150, () => tx.reply(180));
       const cancels: string[] = [];
-      const h = await under.engine.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toPeer(),
+      const h = await toPeerRequest("INVITE", {
         onCancel: (p) => cancels.push(p.kind),
       });
       expect(await h.cancel()).toBe("pending");
@@ -311,20 +264,8 @@ export function runSuite(kind: EngineKind): void {
       uas = (tx) => {
         pending.push(tx);
       };
-      const options = peer.request({
-        method: "OPTIONS",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toUnder(),
-      });
-      const invite = peer.request({
-        method: "INVITE",
-        uri: "sip:bob@127.0.0.1",
-        from: FROM,
-        to: TO,
-        nextHop: toUnder(),
-      });
+      const options = toUnderRequest("OPTIONS");
+      const invite = toUnderRequest("INVITE");
       await waitFor(() => pending.length === 2, 5000, "both requests at the UAS");
       await sleep(60); // let the peer retransmit the OPTIONS at least once: still one transaction
       expect(pending.length).toBe(2);

@@ -1,0 +1,47 @@
+// The requests of the engine suites: those the scripted peers send, written out whole (from
+// alice at 127.0.0.9 to bob at 127.0.0.1, the UAS under test, unless said otherwise), and those
+// an engine of a bed starts from <sip:a@x> to <sip:b@y>.
+import type { RequestOptions } from "@siptm/core";
+import type { ClientTransactionLike } from "../../packages/workers/src/api.js";
+import type { BedEngine } from "../setup/engines.js";
+
+/** A request `engine` starts, from <sip:a@x> to <sip:b@y> unless `opts` says otherwise. */
+export function requestAB(
+  engine: BedEngine,
+  opts: Partial<RequestOptions> & { method: string; uri: string },
+): Promise<ClientTransactionLike> {
+  return Promise.resolve(engine.request({ from: "<sip:a@x>", to: "<sip:b@y>", ...opts }));
+}
+
+export interface RawRequest {
+  method: string;
+  /** Default sip:bob@127.0.0.1. */
+  uri?: string;
+  branch: string;
+  callId: string;
+  fromTag: string;
+  /** The To header's address, default <sip:bob@127.0.0.1>; `toTag` is added to it. */
+  to?: string;
+  toTag?: string;
+  /** CSeq number, default 1; its method is the request's. */
+  cseq?: number;
+  /** A Contact <sip:alice@127.0.0.9> after the CSeq. */
+  contact?: boolean;
+  /** Header lines (each ending in CRLF) before the Content-Length. */
+  extra?: string;
+}
+
+export function rawRequest(r: RawRequest): string {
+  return (
+    `${r.method} ${r.uri ?? "sip:bob@127.0.0.1"} SIP/2.0\r\n` +
+    `Via: SIP/2.0/UDP 127.0.0.9:5060;branch=${r.branch}\r\n` +
+    "Max-Forwards: 70\r\n" +
+    `From: <sip:alice@127.0.0.9>;tag=${r.fromTag}\r\n` +
+    `To: ${r.to ?? "<sip:bob@127.0.0.1>"}${r.toTag ? `;tag=${r.toTag}` : ""}\r\n` +
+    `Call-ID: ${r.callId}\r\n` +
+    `CSeq: ${r.cseq ?? 1} ${r.method}\r\n` +
+    (r.contact ? "Contact: <sip:alice@127.0.0.9>\r\n" : "") +
+    (r.extra ?? "") +
+    "Content-Length: 0\r\n\r\n"
+  );
+}
