@@ -327,10 +327,22 @@ export class RpcServer {
           ),
         );
       }
+      // Every call of the batch gets an answer within the one cap: room is kept for each call still
+      // to come (its shortest error answer and a comma) and for the brackets, so a call that comes
+      // after the budget is spent can still say so without the answer overshooting the cap.
+      const reserves = msg.map((m) => Buffer.byteLength(shortestTooLarge(idOf(m))) + 1);
+      let later = reserves.reduce((a, b) => a + b, 0) + 2;
+      if (later > budget) {
+        this.count("response");
+        return JSON.stringify(
+          errorResponse(null, TOO_LARGE, "the batch's answers cannot fit --rpc-max-response"),
+        );
+      }
       const out: string[] = [];
       for (let i = 0; i < msg.length; i++) {
         if (i > 0) await turn();
-        const res = await this.one(msg[i], budget);
+        later -= reserves[i]!;
+        const res = await this.one(msg[i], budget - later - 1);
         if (res === undefined) continue;
         out.push(res);
         budget -= Buffer.byteLength(res) + 1;
@@ -344,8 +356,16 @@ export class RpcServer {
     this.refused[reason] = (this.refused[reason] ?? 0) + 1;
   }
 
-  /** One call's answer as JSON text (undefined for a notification). */
+  /** One call's answer as JSON text (undefined for a notification), at most `budget` bytes. */
   private async one(msg: unknown, budget: number): Promise<string | undefined> {
+    const text = await this.answerTo(msg, budget);
+    if (text === undefined || Buffer.byteLength(text) <= budget) return text;
+    // An error answer longer than what is left (its message names the method, its data…): the shortest one.
+    this.count("response");
+    return shortestTooLarge(idOf(msg));
+  }
+
+  private async answerTo(msg: unknown, budget: number): Promise<string | undefined> {
     const answer = (o: object) => JSON.stringify(o);
     if (msg === null || typeof msg !== "object" || Array.isArray(msg))
       return answer(errorResponse(null, INVALID_REQUEST, "invalid request: not an object"));
@@ -765,4 +785,16 @@ function toRpcError(err: unknown): RpcError {
 
 function errorResponse(id: string | number | null, code: number, message: string, data?: unknown): object {
   return { jsonrpc: JSONRPC, id, error: data === undefined ? { code, message } : { code, message, data } };
+}
+
+/** The id a batch element's answer carries (what `one()` answers with): null when it has no valid one. */
+function idOf(msg: unknown): string | number | null {
+  if (msg === null || typeof msg !== "object" || Array.isArray(msg) || !("id" in msg)) return null;
+  const id = (msg as { id?: unknown }).id;
+  return typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) ? id : null;
+}
+
+/** The shortest answer that says a call's answer did not fit (-32011). */
+function shortestTooLarge(id: string | number | null): string {
+  return JSON.stringify(errorResponse(id, TOO_LARGE, "answer too large (--rpc-max-response)"));
 }

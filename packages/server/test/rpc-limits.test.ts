@@ -215,6 +215,31 @@ describe("JSON-RPC batches", () => {
   });
 });
 
+describe("the answer cap holds for every size of batch answer", () => {
+  it("whatever room the first calls leave, the whole batch answer stays within the cap and every call is answered", async () => {
+    const { tm } = scripted(2000);
+    const page = (await rpcOver(tm, { maxPage: 100 }).handle(batch(1, "tm.list", { limit: 100 })))!;
+    const one = Buffer.byteLength(page) - 2; // one call's answer, without the brackets
+    // Caps from one answer to three, in steps that land at every offset from a boundary: before,
+    // the -32011 answers of the calls after the budget ran out went past the cap.
+    for (let cap = one + 2; cap < 3 * one + 400; cap += 37) {
+      const rpc = rpcOver(tm, { maxPage: 100, maxResponseBytes: cap });
+      const text = (await rpc.handle(batch(16, "tm.list", { limit: 100 })))!;
+      expect(Buffer.byteLength(text), `cap ${cap}`).toBeLessThanOrEqual(cap);
+      const answers = JSON.parse(text) as Answer[];
+      expect(answers).toHaveLength(16);
+      for (const a of answers) if (a.error) expect(a.error.code).toBe(-32011);
+    }
+  });
+
+  it("a batch whose answers could not fit even as errors is one -32011", async () => {
+    const { tm } = scripted(10);
+    const rpc = rpcOver(tm, { maxResponseBytes: 300 });
+    const answer = JSON.parse((await rpc.handle(batch(16, "tm.list", { limit: 1 })))!) as Answer;
+    expect(answer.error?.code).toBe(-32011);
+  });
+});
+
 describe("tm.list and ul.dump paging", () => {
   it("tm.list without params keeps its array; with {limit, cursor} one page and next (null on the last)", async () => {
     const { tm, entries } = scripted(250);
