@@ -7,32 +7,17 @@
 import * as net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
+import { closeAll, listener, tcpRequest } from "../../core/test/transport/tcp-helpers.js";
 import { call, killAll, SERVER_TIMERS, type Served, serve, until } from "./helpers.js";
 
 const HOST = "127.0.0.1";
 const sockets: net.Socket[] = [];
-const servers: net.Server[] = [];
 
 afterAll(async () => {
   for (const s of sockets.splice(0)) s.destroy();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+  await closeAll();
   await killAll();
 });
-
-function request(method: string, callId: string, viaPort: number): Buffer {
-  return Buffer.from(
-    `${method} sip:bob@${HOST} SIP/2.0\r\n` +
-      `Via: SIP/2.0/TCP ${HOST}:${viaPort};branch=z9hG4bK-${callId}\r\n` +
-      "Max-Forwards: 70\r\n" +
-      `From: <sip:alice@${HOST}>;tag=a1\r\n` +
-      `To: <sip:bob@${HOST}>\r\n` +
-      `Call-ID: ${callId}\r\n` +
-      `CSeq: 1 ${method}\r\n` +
-      `Contact: <sip:alice@${HOST}:${viaPort};transport=tcp>\r\n` +
-      "Content-Length: 0\r\n\r\n",
-    "latin1",
-  );
-}
 
 interface Client {
   socket: net.Socket;
@@ -57,19 +42,6 @@ async function client(port: number): Promise<Client> {
   return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed: () => closed };
 }
 
-/** A listener on the requests' Via port: where a response would go on a new connection. */
-async function decoy(): Promise<{ port: number; got: () => string }> {
-  const server = net.createServer();
-  servers.push(server);
-  const chunks: Buffer[] = [];
-  server.on("connection", (s) => {
-    sockets.push(s);
-    s.on("data", (d: Buffer) => chunks.push(d));
-  });
-  await new Promise<void>((resolve) => server.listen({ host: HOST, port: 0 }, resolve));
-  return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
-}
-
 type Stats = Record<string, number>;
 
 async function metric(s: Served, name: string): Promise<number | undefined> {
@@ -91,7 +63,7 @@ forEachEngine((_bed, _kind, engine) => {
       answerAfter,
       ...SERVER_TIMERS,
     ]);
-    const elsewhere = await decoy();
+    const elsewhere = await listener();
     return { s, elsewhere, c: await client(s.tcp) };
   };
   describe(`siptm serve --workers ${workers}: TCP`, () => {
@@ -126,9 +98,9 @@ forEachEngine((_bed, _kind, engine) => {
 
     it("OPTIONS then the client's FIN: the 200 still arrives", async () => {
       const s = await serve(["--workers", workers, "--route", "uas", ...SERVER_TIMERS]);
-      const elsewhere = await decoy();
+      const elsewhere = await listener();
       const c = await client(s.tcp);
-      c.socket.end(request("OPTIONS", `hc-opt-${workers}`, elsewhere.port));
+      c.socket.end(tcpRequest("OPTIONS", `hc-opt-${workers}`, elsewhere.port));
       await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
       expect(elsewhere.got()).toBe("");
       expect((await call<Stats>(s.rpc, "tm.stats")).transport_errors).toBe(0);
@@ -136,7 +108,7 @@ forEachEngine((_bed, _kind, engine) => {
 
     it("INVITE answered after 500 ms, then the client's FIN: the 180 and the 200 both arrive", async () => {
       const { s, elsewhere, c } = await uasDecoyClient("500");
-      c.socket.end(request("INVITE", `hc-inv-${workers}`, elsewhere.port));
+      c.socket.end(tcpRequest("INVITE", `hc-inv-${workers}`, elsewhere.port));
       await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
       expect(c.read()).toContain("SIP/2.0 180 Ringing");
       expect(elsewhere.got()).toBe("");
@@ -145,7 +117,7 @@ forEachEngine((_bed, _kind, engine) => {
 
     it("INVITE, then a full close: the 200 is a transport error, not sent on a new connection", async () => {
       const { s, elsewhere, c } = await uasDecoyClient("300");
-      c.socket.write(request("INVITE", `fc-inv-${workers}`, elsewhere.port));
+      c.socket.write(tcpRequest("INVITE", `fc-inv-${workers}`, elsewhere.port));
       await until("the 180", () => c.read().includes("SIP/2.0 180 Ringing"));
       c.socket.destroy();
       await until("a transport error", async () => {

@@ -3,7 +3,7 @@ import { internals } from "../../src/engine/context.js";
 import { Engine } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport, type TcpTransport } from "../../src/transport/tcp.js";
-import { closeAll, HOST, listener, rawClient } from "./tcp-helpers.js";
+import { closeAll, HOST, listener, rawClient, tcpRequest } from "./tcp-helpers.js";
 
 const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 
@@ -31,20 +31,6 @@ async function uas(): Promise<{ engine: Engine; tcp: TcpTransport; pending: Serv
   return { engine, tcp, pending };
 }
 
-function request(method: string, callId: string, viaPort: number): Buffer {
-  const text =
-    `${method} sip:bob@${HOST} SIP/2.0\r\n` +
-    `Via: SIP/2.0/TCP ${HOST}:${viaPort};branch=z9hG4bK-${callId}\r\n` +
-    "Max-Forwards: 70\r\n" +
-    `From: <sip:alice@${HOST}>;tag=a1\r\n` +
-    `To: <sip:bob@${HOST}>\r\n` +
-    `Call-ID: ${callId}\r\n` +
-    `CSeq: 1 ${method}\r\n` +
-    `Contact: <sip:alice@${HOST}:${viaPort};transport=tcp>\r\n` +
-    "Content-Length: 0\r\n\r\n";
-  return Buffer.from(text, "latin1");
-}
-
 /**
  * A request, then the client's FIN; once the request is in (an INVITE: its
  * 180 came back) and the connection half-closed, the 200: it arrives on the
@@ -55,7 +41,7 @@ async function finalAfterFin(method: string, callId: string): Promise<Engine> {
   // A listener on the request's Via port: where a response would go on a new connection.
   const elsewhere = await listener();
   const c = await rawClient(tcp.localPort);
-  c.socket.end(request(method, callId, elsewhere.port));
+  c.socket.end(tcpRequest(method, callId, elsewhere.port));
   if (method === "INVITE") await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
   else await vi.waitFor(() => expect(pending).toHaveLength(1));
   const id = pending[0]!.source.connectionId!;
@@ -82,7 +68,7 @@ describe("TCP half-close and server transactions (RFC 3261 §18.2.2)", () => {
     // A listener on the request's Via port: where a response would go on a new connection.
     const elsewhere = await listener();
     const c = await rawClient(tcp.localPort);
-    c.socket.write(request("INVITE", "fc-invite", elsewhere.port));
+    c.socket.write(tcpRequest("INVITE", "fc-invite", elsewhere.port));
     await vi.waitFor(() => expect(c.read()).toContain("SIP/2.0 180 Ringing"));
     const id = pending[0]!.source.connectionId!;
     c.socket.destroy(); // FIN, and the socket is gone: what we write next is answered by a reset

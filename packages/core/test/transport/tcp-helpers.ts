@@ -106,6 +106,22 @@ export function collectErrors(): { errors: Error[]; target: SendErrorTarget } {
   return { errors, target: { transportError: (e) => errors.push(e) } };
 }
 
+/** A request over TCP from a client whose Via names `viaPort` (a response on a new connection would go there). */
+export function tcpRequest(method: string, callId: string, viaPort: number): Buffer {
+  return Buffer.from(
+    `${method} sip:bob@${HOST} SIP/2.0\r\n` +
+      `Via: SIP/2.0/TCP ${HOST}:${viaPort};branch=z9hG4bK-${callId}\r\n` +
+      "Max-Forwards: 70\r\n" +
+      `From: <sip:alice@${HOST}>;tag=a1\r\n` +
+      `To: <sip:bob@${HOST}>\r\n` +
+      `Call-ID: ${callId}\r\n` +
+      `CSeq: 1 ${method}\r\n` +
+      `Contact: <sip:alice@${HOST}:${viaPort};transport=tcp>\r\n` +
+      "Content-Length: 0\r\n\r\n",
+    "latin1",
+  );
+}
+
 /** A plain TCP listener that keeps what it reads (closed by closeAll). */
 export async function listener(): Promise<{ port: number; got: () => string }> {
   const server = net.createServer();
