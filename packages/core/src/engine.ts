@@ -352,7 +352,7 @@ export class Engine implements TransportSink {
       } catch (err) {
         this.ctx.stats.parse_errors++;
         if (err instanceof SipParseError && err.status >= 300)
-          this.replyStateless(req, source, err.status, err.reason);
+          this.replyStateless(req, source, err.status, { reason: err.reason });
         return;
       }
     }
@@ -361,18 +361,18 @@ export class Engine implements TransportSink {
       return;
     }
     if (this.draining) {
-      this.replyStateless(req, source, 503, undefined, [["Retry-After", String(this.drainRetryAfter)]]);
+      this.replyStateless(req, source, 503, { headers: [["Retry-After", String(this.drainRetryAfter)]] });
       return;
     }
     if (this.ctx.table.size >= this.maxTransactions) {
       this.ctx.stats.table_full++;
-      this.replyStateless(req, source, 503, undefined, [["Retry-After", String(this.retryAfter)]]);
+      this.replyStateless(req, source, 503, { headers: [["Retry-After", String(this.retryAfter)]] });
       return;
     }
     if (this.mergedRequests && req.toTag === undefined && this.isMerged(req)) {
       // §8.2.2.2: same From tag, Call-ID and CSeq as a request in progress, another branch.
       this.ctx.stats.merged_requests++;
-      this.replyStateless(req, source, 482, "Loop Detected");
+      this.replyStateless(req, source, 482, { reason: "Loop Detected" });
       return;
     }
     const tx = this.newServerTransaction(req, source, key);
@@ -472,18 +472,18 @@ export class Engine implements TransportSink {
   }
 
   // --- stateless responses ----------------------------------------------------------
-  /** A stateless response to a request (no transaction is created). */
-  replyStateless(
-    req: SipRequest,
-    source: Source,
-    status: number,
-    reason?: string,
-    headers?: Array<[string, string]>,
-  ): void {
+  /**
+   * A stateless response to a request (no transaction is created), with the
+   * same reply options as every other reply; a To tag of our own is added when
+   * the request had none (§8.2.6.2) unless `toTag` is given.
+   */
+  replyStateless(req: SipRequest, source: Source, status: number, opts?: ReplyOptions): void {
     const data = buildResponse(req, status, {
-      reason,
-      toTag: req.toTag || status === 100 ? undefined : newTag(),
-      headers,
+      reason: opts?.reason,
+      toTag: req.toTag || status === 100 ? undefined : (opts?.toTag ?? newTag()),
+      headers: opts?.headers,
+      body: typeof opts?.body === "string" ? Buffer.from(opts.body, "utf8") : opts?.body,
+      contentType: opts?.contentType,
     });
     this.ctx.stats.rpl_sent++;
     this.ctx.stats.rpl_generated++;

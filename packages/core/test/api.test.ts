@@ -5,6 +5,7 @@ import * as net from "node:net";
 import { describe, expect, it } from "vitest";
 import * as core from "../src/index.js";
 import * as internal from "../src/internal.js";
+import { Testbed } from "../src/testing.js";
 
 const PUBLIC = [
   "ClientTransactionHandle",
@@ -146,5 +147,42 @@ describe("engine.listen()", () => {
       taken.close();
       await engine.close();
     }
+  });
+});
+
+describe("replyStateless", () => {
+  it("takes the same reply options as every other reply: reason, headers, body, content type, To tag", () => {
+    const bed = new Testbed();
+    const engine = bed.engine({
+      address: "127.0.0.5",
+      onRequest: (tx) => {
+        engine.replyStateless(tx.request, tx.source, 404, {
+          reason: "Nobody Here",
+          headers: [["X-Why", "test"]],
+          body: "gone",
+          contentType: "text/plain",
+          toTag: "t-given",
+        });
+        engine.replyStateless(tx.request, tx.source, 480);
+        tx.reply(200);
+      },
+    });
+    const peer = bed.peer("127.0.0.9");
+    peer.send(
+      "OPTIONS sip:b@127.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKsl1\r\n" +
+        "Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.9>;tag=f\r\nTo: <sip:b@127.0.0.5>\r\n" +
+        "Call-ID: sl-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+      Testbed.hop(engine),
+    );
+    bed.flush();
+    const [first, second] = peer.messages((m) => !m.isRequest);
+    if (!first || first.isRequest || !second || second.isRequest) throw new Error("two responses expected");
+    expect([first.status, first.reason, first.toTag]).toEqual([404, "Nobody Here", "t-given"]);
+    expect(first.header("x-why")).toBe("test");
+    expect(first.header("content-type")).toBe("text/plain");
+    expect(first.body.toString()).toBe("gone");
+    expect(second.status).toBe(480);
+    expect(second.toTag).toMatch(/^[0-9a-f]+$/); // ours, made for it (§8.2.6.2)
+    bed.advance(64_000);
   });
 });
