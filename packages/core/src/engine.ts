@@ -482,7 +482,7 @@ export class Engine implements TransportSink {
       reason: opts?.reason,
       toTag: req.toTag || status === 100 ? undefined : (opts?.toTag ?? newTag()),
       headers: opts?.headers,
-      body: typeof opts?.body === "string" ? Buffer.from(opts.body, "utf8") : opts?.body,
+      body: opts?.body,
       contentType: opts?.contentType,
     });
     this.ctx.stats.rpl_sent++;
@@ -504,7 +504,6 @@ export class Engine implements TransportSink {
     const callId = opts.callId ?? newCallId();
     const cseq = opts.cseq ?? 1 + Math.floor(Math.random() * 10_000);
     const from = hasTag(opts.from) ? opts.from : `${opts.from};tag=${newTag()}`;
-    const body = typeof opts.body === "string" ? Buffer.from(opts.body, "utf8") : opts.body;
     // §8.1.1.8: a request that can create a dialog carries a Contact; ours unless the user gave one.
     let headers = opts.headers;
     if (DIALOG_CREATING.has(method) && !headers?.some(([n]) => canonicalName(n) === "contact")) {
@@ -520,7 +519,7 @@ export class Engine implements TransportSink {
       cseq,
       maxForwards: opts.maxForwards,
       headers,
-      body,
+      body: opts.body,
       contentType: opts.contentType,
     });
     const timers = opts.timers ? resolveTimers(opts.timers, this.timerConfig) : this.timerConfig;

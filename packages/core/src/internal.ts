@@ -4,7 +4,7 @@
  * table and timers, the engine's private context, message-layer pieces of the
  * hot path. No stability promise: embedders use `@siptm/core`.
  */
-export { Addressing, replyDestination, stampVia, unbracket } from "./engine/addressing.js";
+export { Addressing, replyDestination, stampVia } from "./engine/addressing.js";
 export { AuditPager, auditEntry } from "./engine/audit.js";
 export { type ClientStart, type EngineContext, internals } from "./engine/context.js";
 export { answeredDialog, sendAck2xx } from "./engine/dialog.js";
@@ -35,4 +35,5 @@ export {
 export type { ProxyLink, ServerTu } from "./transaction/server.js";
 export { clientKey, dialogKey, serverKey, TransactionTable } from "./transaction/table.js";
 export { type TimerEntry, TimerQueues, TimerService } from "./transaction/timers.js";
+export { unbracket } from "./transport/address.js";
 export * from "./transport/index.js";

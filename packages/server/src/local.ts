@@ -1,7 +1,7 @@
 /** Where we are: Kamailio's "myself" check and the Contact for our answers (main thread and shards). */
 import { networkInterfaces } from "node:os";
 import { parseUri, type Source } from "@siptm/core";
-import { normalizeAddress } from "@siptm/core/internal";
+import { normalizeAddress, unbracket } from "@siptm/core/internal";
 import { hostPort } from "./config.js";
 
 /** A bound SIP socket. */
@@ -19,7 +19,6 @@ export function makeIsLocal(
 ): (uri: string) => boolean {
   const hosts = new Set<string>();
   const ports = new Set<number>(sockets.map((s) => s.port));
-  const unbracket = (h: string) => (h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h);
   for (const s of sockets) {
     if (s.address === "0.0.0.0" || s.address === "::") {
       for (const list of Object.values(networkInterfaces()))
@@ -42,6 +41,6 @@ export function makeIsLocal(
 
 export function contactFor(source: Source, advertise: string | undefined): string {
   const host = advertise ?? source.localAddress;
-  const hp = hostPort(host.startsWith("[") ? host.slice(1, -1) : host, source.localPort);
+  const hp = hostPort(unbracket(host), source.localPort);
   return `<sip:siptm@${hp}${source.protocol === "UDP" ? "" : `;transport=${source.protocol.toLowerCase()}`}>`;
 }

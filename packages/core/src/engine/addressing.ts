@@ -9,6 +9,7 @@ import type { SipRequest } from "../message/types.js";
 import { parseUri } from "../message/uri.js";
 import type { Resolver } from "../proxy/resolver.js";
 import { TransactionError } from "../transaction/errors.js";
+import { unbracket } from "../transport/address.js";
 import type { Destination, Source, Transport, TransportProtocol } from "../transport/types.js";
 
 export class Addressing {
@@ -132,10 +133,6 @@ function hostAddresses(): Set<string> {
       for (const a of list ?? []) localAddresses.add(a.address.toLowerCase());
   }
   return localAddresses;
-}
-
-export function unbracket(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
 function bracket(host: string): string {

@@ -105,7 +105,8 @@ export interface BuildResponseOptions {
   toTag?: string | undefined;
   /** Extra header lines, after CSeq, in order. */
   headers?: Array<[string, string]> | undefined;
-  body?: Buffer | undefined;
+  /** A string body is written as UTF-8. */
+  body?: Buffer | string | undefined;
   /** Content-Type line, written when given (normally with a body). */
   contentType?: string | undefined;
 }
@@ -122,7 +123,8 @@ export interface BuildRequestOptions {
   /** Default 70. */
   maxForwards?: number | undefined;
   headers?: Array<[string, string]> | undefined;
-  body?: Buffer | undefined;
+  /** A string body is written as UTF-8. */
+  body?: Buffer | string | undefined;
   contentType?: string | undefined;
 }
 
@@ -235,7 +237,8 @@ function extraHeaders(headers: Array<[string, string]> | undefined, own: Readonl
   return s;
 }
 
-function finish(s: string, body: Buffer | undefined, contentType: string | undefined): Buffer {
+function finish(s: string, text: Buffer | string | undefined, contentType: string | undefined): Buffer {
+  const body = typeof text === "string" ? Buffer.from(text, "utf8") : text;
   if (contentType !== undefined) {
     checkText("Content-Type", contentType);
     s += `Content-Type: ${contentType}\r\n`;

@@ -42,6 +42,7 @@
 import { Resolver as NodeDnsResolver } from "node:dns/promises";
 import { type Clock, RealClock } from "../clock.js";
 import { isIPv4, isIPv6, parseUri, type SipUri, uriParam } from "../message/uri.js";
+import { unbracket } from "../transport/address.js";
 import type { Destination } from "../transport/types.js";
 
 /** The transports the resolver can pick. */
@@ -191,10 +192,6 @@ function errCode(err: unknown): string | undefined {
 function normName(name: string): string {
   const n = name.toLowerCase();
   return n.endsWith(".") ? n.slice(0, -1) : n;
-}
-
-function unbracket(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
 function isIp(s: string): boolean {

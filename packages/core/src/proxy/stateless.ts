@@ -18,6 +18,7 @@ import type { Engine } from "../engine.js";
 import { BRANCH_COOKIE } from "../message/ids.js";
 import { uriOfNameAddr } from "../message/nameaddr.js";
 import type { SipRequest, SipResponse } from "../message/types.js";
+import { unbracket } from "../transport/address.js";
 import type { Destination, Source } from "../transport/types.js";
 import { ownRouteProcessing, uriHostPort } from "./routing.js";
 
@@ -77,8 +78,7 @@ export function forwardResponseStateless(engine: Engine, res: SipResponse): bool
   }
   const via = res.via;
   if (!ctx.branchCookie.verify(top.branch, via, res.callId)) return dropped(ctx);
-  const sentBy = via.received ?? via.host;
-  const address = sentBy.startsWith("[") ? sentBy.slice(1, -1) : sentBy;
+  const address = unbracket(via.received ?? via.host);
   const port = typeof via.rport === "number" ? via.rport : (via.port ?? 5060);
   const protocol = via.transport === "TCP" || via.transport === "TLS" ? via.transport : "UDP";
   ctx.sendStateless(res.toBuffer(), { protocol, address, port });

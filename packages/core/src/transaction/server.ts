@@ -127,7 +127,7 @@ export abstract class ServerTransaction extends Transaction {
       reason: opts?.reason,
       toTag: status === 100 || this.request.toTag ? undefined : this.toTag,
       headers,
-      body: typeof opts?.body === "string" ? Buffer.from(opts.body, "utf8") : opts?.body,
+      body: opts?.body,
       contentType: opts?.contentType,
     });
   }

@@ -25,3 +25,8 @@ export function normalizeAddress(address: string): string {
   cache.set(address, out);
   return out;
 }
+
+/** A host without the brackets of an IPv6 reference ("[::1]" → "::1"); anything else as it is. */
+export function unbracket(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
