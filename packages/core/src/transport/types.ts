@@ -13,6 +13,12 @@ export interface Destination {
   readonly address: string; // IP literal without brackets
   readonly port: number;
   readonly connectionId?: number | undefined;
+  /**
+   * TLS (and WSS) outbound: the SIP domain the request targets (the host of its
+   * URI), sent as SNI and checked against the peer's certificate (RFC 5922 §7).
+   * Absent for an IP literal target: the certificate must name that address.
+   */
+  readonly serverName?: string | undefined;
 }
 
 /** Where a message came from, and on which local socket. */
@@ -37,6 +43,11 @@ export interface TransportSink {
   onMessage(data: Buffer, source: Source): void;
   /** A stream could not be framed (bad or missing Content-Length, oversize): the connection is closed after this. */
   onFramingError?(err: Error, source: Source): void;
+  /**
+   * A connection (TCP, TLS, WS) closed, for whatever reason: `source` is what its
+   * messages carried. The engine ends what lives on it (RFC 5626 flows, bindings).
+   */
+  onConnectionClosed?(source: Source): void;
 }
 
 /**
@@ -62,6 +73,24 @@ export interface TransportStats {
   tcp_msg_timeout_closed: number;
   /** Sends that failed (refused, reset, queue full, connection gone…), whoever asked for them. */
   tcp_send_errors: number;
+  /** TLS connections open now, inbound and outbound (not in tcp_connections). A gauge. */
+  tls_connections: number;
+  /** TLS handshakes that failed (bad certificate, protocol error, garbage on the port), inbound or outbound. */
+  tls_handshake_failed: number;
+  /** TLS handshakes not complete within the handshake timeout. */
+  tls_handshake_timeout: number;
+  /** Outbound TLS connections refused because the peer's certificate did not verify (chain, RFC 5922 name, pin). */
+  tls_verify_failed: number;
+  /** WebSocket connections open now (WS and WSS). A gauge. */
+  ws_connections: number;
+  /** Upgrade requests refused: no `sip` subprotocol (RFC 7118 §4), not a WebSocket handshake, over a cap. */
+  ws_handshake_rejected: number;
+  /** Connections whose WebSocket handshake was not complete within the handshake timeout. */
+  ws_handshake_timeout: number;
+  /** WebSocket messages larger than the largest SIP message: the connection is closed with 1009. */
+  ws_message_too_big: number;
+  /** WebSocket peers that did not answer a ping in time (dead): closed. */
+  ws_dead_closed: number;
 }
 
 export function newTransportStats(): TransportStats {
@@ -75,6 +104,15 @@ export function newTransportStats(): TransportStats {
     tcp_backlog_closed: 0,
     tcp_msg_timeout_closed: 0,
     tcp_send_errors: 0,
+    tls_connections: 0,
+    tls_handshake_failed: 0,
+    tls_handshake_timeout: 0,
+    tls_verify_failed: 0,
+    ws_connections: 0,
+    ws_handshake_rejected: 0,
+    ws_handshake_timeout: 0,
+    ws_message_too_big: 0,
+    ws_dead_closed: 0,
   };
 }
 
