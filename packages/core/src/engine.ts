@@ -116,6 +116,8 @@ export interface EngineOptions {
   onStrayAck?: (ack: SipRequest, source: Source) => void;
   /** A response that matched no client transaction. */
   onStrayResponse?: (res: SipResponse, source: Source) => void;
+  /** A connection (TCP, TLS, WS) of one of the engine's transports closed: drop what lives on it (RFC 5626 flows). */
+  onFlowClosed?: (source: Source) => void;
 }
 
 export interface RequestOptions extends ClientEvents {
@@ -167,6 +169,8 @@ export class Engine implements TransportSink {
   onStrayAck: ((ack: SipRequest, source: Source) => void) | undefined;
   /** A response that matched no client transaction (a proxy forwards a late 2xx, §16.11). */
   onStrayResponse: ((res: SipResponse, source: Source) => void) | undefined;
+  /** A connection of one of the engine's transports closed (RFC 5626 §5.3: a flow that fails ends its bindings). */
+  onFlowClosed: ((source: Source) => void) | undefined;
 
   private readonly ctx: EngineContext;
   private readonly addr: Addressing;
@@ -199,6 +203,7 @@ export class Engine implements TransportSink {
     this.unmatchedCancel = opts.unmatchedCancel ?? "stateless";
     this.mergedRequests = opts.mergedRequests ?? !opts.proxy;
     this.onRequest = opts.onRequest;
+    this.onFlowClosed = opts.onFlowClosed;
     this.onStrayAck =
       opts.onStrayAck ??
       (opts.proxy ? (ack, source) => forwardRequestStateless(this, ack, source) : undefined);
@@ -292,6 +297,12 @@ export class Engine implements TransportSink {
     } catch (err) {
       this.ctx.contain(err, "message");
     }
+  }
+
+  /** TransportSink: a connection closed (its flow: RFC 5626 §3). */
+  onConnectionClosed(source: Source): void {
+    if (this.closed) return;
+    this.onFlowClosed?.(source);
   }
 
   /** Alias of onMessage for embedding code that feeds bytes itself. */

@@ -117,6 +117,12 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   /** The sockets, with their bound ports. */
   readonly addresses: ReadonlyArray<Readonly<ListenerInfo>>;
   onRequest: ((tx: ShardServerHandle) => void) | undefined;
+  /**
+   * A connection (TCP, TLS, WS) closed. The coordinator owns every connection,
+   * so this runs in the main thread, where the shared registrar drops the
+   * bindings that lived on it (RFC 5626 §5.3).
+   */
+  onFlowClosed: ((source: Source) => void) | undefined;
 
   private readonly opts: ShardedEngineOptions;
   private readonly shards: Supervisor;
@@ -238,6 +244,9 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     for (const [i, l] of this.opts.listen.entries()) {
       const sink = {
         onMessage: (data: Buffer, source: Source) => this.onMessage(i, data, source),
+        onConnectionClosed: (source: Source) => {
+          if (this.shards.state !== "closed") this.onFlowClosed?.(source);
+        },
       };
       const t = this.opts.transportFactory
         ? await this.opts.transportFactory(l, sink)
