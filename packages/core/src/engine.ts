@@ -44,6 +44,7 @@ import type { ReplyOptions, ServerTu } from "./transaction/server.js";
 import { clientKey, serverKey } from "./transaction/table.js";
 import { type RateLimitOptions, SourceRateLimiter } from "./transport/ratelimit.js";
 import { createTcpTransport, type TcpTransportOptions } from "./transport/tcp.js";
+import type { TlsOptions } from "./transport/tls.js";
 import {
   addTransportStats,
   type Destination,
@@ -140,11 +141,14 @@ export interface RequestOptions extends ClientEvents {
 
 /** A socket to listen on: its address (IP literal, no brackets) and port (0: ephemeral), and that transport's own options. */
 export type UdpListen = Omit<UdpTransportOptions, "sink">;
-export type TcpListen = Omit<TcpTransportOptions, "sink">;
+export type TcpListen = Omit<TcpTransportOptions, "sink" | "tls">;
+/** SIP over TLS (RFC 3261 §26.3.1): a TCP listener's options and the TLS material. */
+export type TlsListen = TcpListen & { tls: TlsOptions };
 
 export interface ListenOptions {
   udp?: UdpListen | UdpListen[];
   tcp?: TcpListen | TcpListen[];
+  tls?: TlsListen | TlsListen[];
 }
 
 /** A socket the engine listens on, as bound (the real port of an ephemeral one). */
@@ -243,7 +247,7 @@ export class Engine implements TransportSink {
     const made: Transport[] = [];
     try {
       for (const o of asList(opts.udp)) made.push(await createUdpTransport({ ...o, sink: this }));
-      for (const o of asList(opts.tcp))
+      for (const o of [...asList<TcpListen>(opts.tcp), ...asList<TlsListen>(opts.tls)])
         made.push(await createTcpTransport({ clock: this.clock, limits: this.limits, ...o, sink: this }));
     } catch (err) {
       await Promise.all(made.map((t) => t.close()));

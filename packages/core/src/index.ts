@@ -15,6 +15,7 @@ export {
   type RequestOptions,
   type StatsSnapshot,
   type TcpListen,
+  type TlsListen,
   type UdpListen,
 } from "./engine.js";
 // --- the message layer
@@ -71,6 +72,7 @@ export { TransportBindError, TransportSendError } from "./transport/errors.js";
 export { type MemoryFaults, MemoryNetwork, type MemoryNetworkOptions } from "./transport/memory.js";
 export type { RateLimitOptions } from "./transport/ratelimit.js";
 export { createTcpTransport, type TcpLimitOptions, type TcpTransportOptions } from "./transport/tcp.js";
+export type { TlsCredentials, TlsOptions } from "./transport/tls.js";
 export type {
   Destination,
   SendErrorTarget,
