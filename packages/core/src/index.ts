@@ -52,6 +52,7 @@ export {
   type ResolveErrorCode,
   Resolver,
   type ResolverOptions,
+  type ResolverTransport,
 } from "./proxy/resolver.js";
 export { forwardRequestStateless, forwardResponseStateless } from "./proxy/stateless.js";
 // --- transactions, as their users see them

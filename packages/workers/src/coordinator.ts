@@ -37,10 +37,12 @@ import {
   type SipResponse,
   type Source,
   type StatsSnapshot,
+  type TlsCredentials,
   TransactionError,
   type TransactionErrorCode,
   type Transport,
   type TransportSendError,
+  type TransportSink,
 } from "@siptm/core";
 import { addTransportStats, newStats, newTransportStats } from "@siptm/core/internal";
 import type { Remote } from "comlink";
@@ -82,6 +84,7 @@ import {
   DEFAULT_MAX_TRANSACTIONS,
   DEFAULT_QUEUE_LIMIT,
   DEFAULT_REPORT_MS,
+  type ListenOption,
   type ShardedEngineOptions,
 } from "./options.js";
 import type {
@@ -252,17 +255,38 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         ? await this.opts.transportFactory(l, sink)
         : l.protocol === "UDP"
           ? await createUdpTransport({ address: l.address, port: l.port, sink })
-          : await createTcpTransport({
-              address: l.address,
-              port: l.port,
-              sink,
-              limits: this.opts.engine?.limits,
-              ...this.opts.tcp,
-            });
+          : await this.streamTransport(l, sink);
       this.transports.push(t);
       this.listeners.push({ protocol: l.protocol, address: l.address, port: t.localPort });
     }
     await this.shards.start();
+  }
+
+  /** A TCP or TLS listener (the coordinator owns every connection; shards send by connection id). */
+  private streamTransport(l: ListenOption, sink: TransportSink): Promise<Transport> {
+    if (l.protocol !== "TCP" && l.protocol !== "TLS")
+      throw new TypeError(`ShardedEngine: no ${l.protocol} transport here; give a transportFactory`);
+    if (l.protocol === "TLS" && !this.opts.tls)
+      throw new TypeError("ShardedEngine: a TLS listener needs opts.tls");
+    return createTcpTransport({
+      address: l.address,
+      port: l.port,
+      sink,
+      limits: this.opts.engine?.limits,
+      ...this.opts.tcp,
+      ...(l.protocol === "TLS" ? { tls: this.opts.tls } : {}),
+    });
+  }
+
+  /**
+   * TLS and WSS listeners present `creds` on new handshakes from now on
+   * (SIGHUP); live connections keep theirs. Throws when the material does not load.
+   */
+  reloadCertificates(creds: TlsCredentials): void {
+    for (const t of this.transports) {
+      const r = (t as Partial<{ reloadCertificates(c: TlsCredentials): void }>).reloadCertificates;
+      if (typeof r === "function" && (t.protocol === "TLS" || t.protocol === "WSS")) r.call(t, creds);
+    }
   }
 
   /** What incarnation `incarnation` of shard `index` starts with (the supervisor adds its ports). */

@@ -1,12 +1,19 @@
 /**
  * The options of a `ShardedEngine` (coordinator.ts) and their defaults.
  */
-import type { RateLimitOptions, TcpLimitOptions, Transport, TransportSink } from "@siptm/core";
+import type {
+  RateLimitOptions,
+  TcpLimitOptions,
+  TlsOptions,
+  Transport,
+  TransportProtocol,
+  TransportSink,
+} from "@siptm/core";
 import type { ShardServerHandle } from "./handles.js";
 import type { ShardEngineOptions } from "./protocol.js";
 
 export interface ListenOption {
-  protocol: "UDP" | "TCP";
+  protocol: TransportProtocol;
   /** IP literal. */
   address: string;
   /** 0 = ephemeral (see `addresses` for the bound port). */
@@ -97,6 +104,8 @@ export interface ShardedEngineOptions {
   testHooks?: boolean;
   /** Limits of the TCP listeners (connection caps, message deadline, keep-alive budget…); the core's defaults otherwise. */
   tcp?: TcpLimitOptions;
+  /** The TLS material of the TLS (and WSS) listeners and of outbound TLS; required when one listens on TLS. */
+  tls?: TlsOptions;
   /**
    * Make the coordinator's sockets with this instead of real UDP/TCP sockets
    * (tests use an in-memory network; later transports plug in the same way).

@@ -78,7 +78,9 @@ const udp = (address: string, port = 5060): Destination => ({ protocol: "UDP", a
 const tcp = (address: string, port = 5060): Destination => ({ protocol: "TCP", address, port });
 /** A TLS destination; for a host name, the name its certificate must show (RFC 5922 §4). */
 const tls = (address: string, port = 5061, serverName?: string): Destination =>
-  serverName === undefined ? { protocol: "TLS", address, port } : { protocol: "TLS", address, port, serverName };
+  serverName === undefined
+    ? { protocol: "TLS", address, port }
+    : { protocol: "TLS", address, port, serverName };
 
 /** A deterministic sequence for `random`. */
 function seq(...values: number[]): () => number {
@@ -351,7 +353,9 @@ describe("explicit transport= (§4.1, §4.2)", () => {
       .add("srv", "_sips._tcp.example.org", srv("s.example.org", 5061))
       .add("a", "s.example.org", "192.0.2.42");
     const { resolver } = setup(dns, { transports: ["TCP", "TLS"] });
-    expect(await resolver.resolve("sips:example.org;transport=tcp")).toEqual([tls("192.0.2.42", 5061, "example.org")]);
+    expect(await resolver.resolve("sips:example.org;transport=tcp")).toEqual([
+      tls("192.0.2.42", 5061, "example.org"),
+    ]);
   });
 
   const refused: Array<[string, ResolverOptions["transports"]]> = [
