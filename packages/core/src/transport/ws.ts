@@ -20,7 +20,7 @@ import type { EventEmitter } from "node:events";
 import * as http from "node:http";
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { type ServerOptions, type WebSocket, WebSocketServer } from "ws";
+import { type ServerOptions, WebSocket, WebSocketServer } from "ws";
 import { type Clock, RealClock } from "../clock.js";
 import { normalizeAddress, unbracket } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
@@ -92,11 +92,16 @@ export interface WsTransportOptions {
 
 /** A TCP connection whose opening handshake (TLS, then HTTP upgrade) is not done. */
 interface Handshake {
-  /** The socket HTTP is read from: the TCP socket, or the TLS socket over it. */
-  readonly socket: net.Socket;
+  /** Its key in `handshaking`: the TCP 4-tuple (the TLS socket over it has the same). */
+  readonly key: string;
+  readonly raw: net.Socket;
+  /** The socket HTTP is read from: the TCP socket, or (WSS) the TLS socket over it once that is up. */
+  socket: net.Socket;
   readonly ip: string;
   /** Sweep time of the accept. */
   readonly at: number;
+  /** Ended by us (its timeout, the transport's close): not a failed TLS handshake. */
+  killed: boolean;
 }
 
 type ConnState = "open" | "closing" | "closed";
@@ -148,20 +153,18 @@ export class WsTransport implements Transport {
   private readonly wildcard: boolean;
   private readonly http: http.Server;
   private readonly wss: WebSocketServer;
-  /** WSS: what a server TLSSocket is made with (replaced by `reloadCertificates`). */
-  private secure:
-    | { context: tls.SecureContext; requestCert: boolean; rejectUnauthorized: boolean }
-    | undefined;
+  /** WSS: the TLS layer (never listens: handed each accepted socket; its policy is node's own). */
+  private readonly tlsServer: tls.Server | undefined;
 
   /** Sockets in their opening handshake, in accept order (so the sweep stops at the first not due). */
-  private readonly handshaking = new Map<net.Socket, Handshake>();
+  private readonly handshaking = new Map<string, Handshake>();
   /** Handshaking sockets per peer IP. */
   private readonly handshakingPerIp = new Map<string, number>();
   private readonly byId = new Map<number, Connection>();
   private readonly byKey = new Map<string, Connection>();
   /** Open connections per peer IP (the socket's address). */
   private readonly perIp = new Map<string, number>();
-  /** Every accepted socket's close (the outer one: TLS for WSS). */
+  /** The close of every accepted TCP socket and WebSocket still open. */
   private readonly closes = new Set<Promise<void>>();
   private readonly counters: TransportStats = newTransportStats();
   private sweepAt: number;
@@ -196,17 +199,20 @@ export class WsTransport implements Transport {
     this.wildcard = opts.address === "0.0.0.0" || opts.address === "::";
     this.sweepAt = this.clock.now();
     if (opts.tls) {
-      const o = tlsServerOptions(opts.tls);
-      this.secure = {
-        context: tls.createSecureContext(tlsContextOptions(opts.tls)),
-        requestCert: o.requestCert === true,
-        rejectUnauthorized: o.rejectUnauthorized === true,
-      };
+      // Node's own deadline is only a backstop (real time): the sweep ends a slow handshake first, counted.
+      const backstop = Math.max(2 * this.handshakeTimeoutMs, 1000);
+      const server = tls.createServer({ ...tlsServerOptions(opts.tls), handshakeTimeout: backstop });
+      server.on("secureConnection", (socket: tls.TLSSocket) => this.onSecure(socket));
+      // Counted when the TCP socket closes (`onAccept`): the error does not say which one it was.
+      server.on("tlsClientError", (err: Error) => this.onSocketError?.(err));
+      this.tlsServer = server;
     }
 
     // Never listens: each accepted socket is handed to it ("connection"), so it starts no timers.
     this.http = http.createServer({ maxHeaderSize: MAX_HANDSHAKE_HEADER_BYTES });
-    this.http.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => this.onPlainRequest(req, res));
+    this.http.on("request", (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.onPlainRequest(req, res),
+    );
     this.http.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
       this.onUpgrade(req, socket, head),
     );
@@ -249,13 +255,14 @@ export class WsTransport implements Transport {
 
   /** True when `connectionId` names an open connection. */
   hasConnection(connectionId: number): boolean {
-    return this.byId.get(connectionId)?.state === "open";
+    const conn = this.byId.get(connectionId);
+    return conn !== undefined && usable(conn);
   }
 
   /** Close one connection (a Close frame 1000, RFC 6455 §7.1.2). False when there is no such open connection. */
   closeConnection(connectionId: number): boolean {
     const conn = this.byId.get(connectionId);
-    if (!conn || conn.state !== "open") return false;
+    if (conn?.state !== "open") return false;
     this.closeGracefully(conn, 1000, "closed by the server");
     return true;
   }
@@ -265,8 +272,8 @@ export class WsTransport implements Transport {
    * keep theirs. Throws (and keeps the old certificate) when `creds` is unusable.
    */
   reloadCertificates(creds: TlsCredentials): void {
-    if (!this.secure) throw new TypeError("WS transport: no TLS to reload (not WSS)");
-    this.secure = { ...this.secure, context: tls.createSecureContext(tlsContextOptions(creds)) };
+    if (!this.tlsServer) throw new TypeError("WS transport: no TLS to reload (not WSS)");
+    this.tlsServer.setSecureContext(tlsContextOptions(creds));
   }
 
   send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void {
@@ -277,12 +284,12 @@ export class WsTransport implements Transport {
     let conn: Connection | undefined;
     if (dest.connectionId !== undefined) {
       conn = this.byId.get(dest.connectionId);
-      if (conn && conn.state !== "open") conn = undefined;
+      if (conn && !usable(conn)) conn = undefined;
     }
     // RFC 7118 §5: a WebSocket client's Via and Contact hosts are not reachable
     // (".invalid"): only an open connection to the peer can carry it.
     if (!conn) conn = this.byKey.get(keyOf(dest.address, dest.port));
-    if (!conn || conn.state !== "open") {
+    if (!conn || !usable(conn)) {
       if (onError)
         fail(onError, new TransportSendError("ENOTCONN", dest, "no WebSocket connection to the peer"));
       return;
@@ -320,8 +327,8 @@ export class WsTransport implements Transport {
       for (const h of this.handshaking.values()) {
         if (now - h.at < this.handshakeTimeoutMs) break; // accept order: the rest are younger
         this.counters.ws_handshake_timeout++;
-        this.forgetHandshake(h.socket);
-        h.socket.destroy();
+        this.forgetHandshake(h);
+        this.destroyHandshake(h);
       }
     for (const conn of this.byId.values()) {
       if (conn.state !== "open") continue;
@@ -353,8 +360,8 @@ export class WsTransport implements Transport {
       // Resolves once every accepted TCP socket is closed too.
       const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       for (const h of [...this.handshaking.values()]) {
-        this.forgetHandshake(h.socket);
-        h.socket.destroy();
+        this.forgetHandshake(h);
+        this.destroyHandshake(h);
       }
       // RFC 6455 §7.4.1: 1001, the server is going away.
       for (const conn of this.byId.values())
@@ -384,54 +391,51 @@ export class WsTransport implements Transport {
       raw.destroy();
       return;
     }
-    // Errors reach whoever reads the socket (node:http's parser, then `ws`); this one only keeps
-    // an error no one else hears from being thrown.
+    // Errors reach whoever reads the socket (node:tls, node:http's parser, then `ws`); this one only
+    // keeps an error no one else hears from being thrown.
     raw.on("error", noop);
     raw.setNoDelay(true);
-    let socket = raw;
-    if (this.secure) {
-      const tlsSocket = new tls.TLSSocket(raw, {
-        isServer: true,
-        secureContext: this.secure.context,
-        requestCert: this.secure.requestCert,
-        rejectUnauthorized: this.secure.rejectUnauthorized,
-      });
-      let secured = false;
-      tlsSocket.once("secure", () => {
-        secured = true;
-        if (this.handshaking.has(tlsSocket)) this.http.emit("connection", tlsSocket);
-      });
-      tlsSocket.on("error", (err) => {
-        // A TLS handshake that failed: garbage, a protocol error, no client certificate when one is required.
-        if (!secured) {
-          this.counters.tls_handshake_failed++;
-          this.onSocketError?.(err);
-        }
-        tlsSocket.destroy();
-      });
-      socket = tlsSocket;
-    }
-    const h: Handshake = { socket, ip, at: this.sweepAt };
-    this.handshaking.set(socket, h);
+    const h: Handshake = { key: tupleOf(raw), raw, socket: raw, ip, at: this.sweepAt, killed: false };
+    this.handshaking.set(h.key, h);
     this.handshakingPerIp.set(ip, (this.handshakingPerIp.get(ip) ?? 0) + 1);
-    this.closes.add(
-      new Promise<void>((resolve) => {
-        socket.once("close", () => {
-          this.forgetHandshake(socket);
-          resolve();
-        });
-      }),
-    );
-    if (!this.secure) this.http.emit("connection", raw);
+    const closed = new Promise<void>((resolve) => {
+      raw.once("close", () => {
+        // WSS: closed before its TLS handshake was done, and not by us: a failed handshake (garbage, a
+        // protocol error, a client certificate refused — RFC 3261 §26.3.2.2 — or a peer that hung up).
+        if (this.tlsServer && h.socket === raw && !h.killed) this.counters.tls_handshake_failed++;
+        this.forgetHandshake(h);
+        this.closes.delete(closed);
+        resolve();
+      });
+    });
+    this.closes.add(closed);
+    if (this.tlsServer) this.tlsServer.emit("connection", raw);
+    else this.http.emit("connection", raw);
   }
 
-  private forgetHandshake(socket: net.Socket): void {
-    const h = this.handshaking.get(socket);
-    if (!h) return;
-    this.handshaking.delete(socket);
+  /** WSS: the TLS handshake is done; the HTTP upgrade comes next, over it. */
+  private onSecure(socket: tls.TLSSocket): void {
+    const h = this.handshaking.get(tupleOf(socket));
+    if (!h || this.closed) {
+      socket.destroy();
+      return;
+    }
+    h.socket = socket;
+    this.http.emit("connection", socket);
+  }
+
+  private forgetHandshake(h: Handshake): void {
+    if (this.handshaking.get(h.key) !== h) return;
+    this.handshaking.delete(h.key);
     const n = (this.handshakingPerIp.get(h.ip) ?? 1) - 1;
     if (n > 0) this.handshakingPerIp.set(h.ip, n);
     else this.handshakingPerIp.delete(h.ip);
+  }
+
+  private destroyHandshake(h: Handshake): void {
+    h.killed = true;
+    h.socket.destroy();
+    h.raw.destroy();
   }
 
   /** A request without an upgrade: RFC 7118 needs a WebSocket (RFC 7231 §6.5.15: 426). */
@@ -461,8 +465,8 @@ export class WsTransport implements Transport {
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
-    const h = this.handshaking.get(socket);
-    if (this.closed || !h) {
+    const h = this.handshaking.get(tupleOf(socket));
+    if (this.closed || h?.socket !== socket) {
       socket.destroy();
       return;
     }
@@ -519,7 +523,7 @@ export class WsTransport implements Transport {
   // --- open connections ---
 
   private onOpen(ws: WebSocket, req: http.IncomingMessage, socket: net.Socket, h: Handshake): void {
-    this.forgetHandshake(socket);
+    this.forgetHandshake(h);
     if (this.closed) {
       ws.terminate();
       return;
@@ -558,11 +562,11 @@ export class WsTransport implements Transport {
     this.perIp.set(h.ip, (this.perIp.get(h.ip) ?? 0) + 1);
     const key = keyOf(address, port);
     const holder = this.byKey.get(key);
-    if (!holder || holder.state !== "open") {
+    if (holder?.state !== "open") {
       this.byKey.set(key, conn);
       conn.key = key;
     }
-    ws.on("message", (data: Buffer, isBinary: boolean) => this.onFrame(conn, data, isBinary));
+    ws.on("message", (data: Buffer) => this.onFrame(conn, data));
     ws.on("pong", () => this.heard(conn));
     ws.on("ping", () => this.heard(conn));
     ws.on("error", (err: Error & { code?: string }) => {
@@ -580,7 +584,7 @@ export class WsTransport implements Transport {
     conn.pingAt = -1;
   }
 
-  private onFrame(conn: Connection, data: Buffer, _isBinary: boolean): void {
+  private onFrame(conn: Connection, data: Buffer): void {
     if (conn.state !== "open") return;
     this.heard(conn);
     // RFC 7118 §5: each message is one SIP message, text or binary frames alike.
@@ -668,7 +672,12 @@ export async function createWsTransport(opts: WsTransportOptions): Promise<WsTra
     () => server.close(),
   );
   const bound = server.address() as net.AddressInfo;
-  return new WsTransport(server, opts, bound.port);
+  try {
+    return new WsTransport(server, opts, bound.port);
+  } catch (err) {
+    server.close();
+    throw err;
+  }
 }
 
 /** `trustedProxies` as a BlockList; throws TypeError on an entry that is not an address or CIDR. */
@@ -706,8 +715,7 @@ function isWebSocketKey(key: string): boolean {
   if (key.length !== 24 || !key.endsWith("==")) return false;
   for (let i = 0; i < 22; i++) {
     const c = key.charCodeAt(i);
-    const ok =
-      (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
+    const ok = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
     if (!ok) return false;
   }
   return true;
@@ -720,6 +728,16 @@ function isBlank(data: Buffer): boolean {
     if (c !== 13 && c !== 10 && c !== 32 && c !== 9) return false;
   }
   return true;
+}
+
+/** Open on our side and the peer's (a peer's Close frame makes `ws` CLOSING: nothing more can be sent). */
+function usable(conn: Connection): boolean {
+  return conn.state === "open" && conn.ws.readyState === WebSocket.OPEN;
+}
+
+/** A TCP connection's 4-tuple, as a key. */
+function tupleOf(socket: net.Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}|${socket.localPort}`;
 }
 
 function keyOf(address: string, port: number): string {

@@ -134,7 +134,9 @@ function refused(url: string, opts: ClientOptions = {}): Promise<{ status: numbe
 }
 
 /** A raw TCP socket to `port`, with what it reads and whether it closed. */
-async function raw(port: number): Promise<{ socket: net.Socket; read: () => string; isClosed: () => boolean; closed: Promise<void> }> {
+async function raw(
+  port: number,
+): Promise<{ socket: net.Socket; read: () => string; isClosed: () => boolean; closed: Promise<void> }> {
   const socket = net.connect({ host: HOST, port });
   sockets.push(socket);
   const chunks: Buffer[] = [];
@@ -241,7 +243,9 @@ describe("WebSocket opening handshake (RFC 7118 §4, RFC 6455 §4)", () => {
     };
     const base = "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: sip\r\n";
     const key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-    expect(await ask(`GET / HTTP/1.1\r\n${base}Sec-WebSocket-Version: 13\r\n\r\n`)).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await ask(`GET / HTTP/1.1\r\n${base}Sec-WebSocket-Version: 13\r\n\r\n`)).toMatch(
+      /^HTTP\/1\.1 400 /,
+    );
     const v = await ask(`GET / HTTP/1.1\r\n${base}${key}Sec-WebSocket-Version: 7\r\n\r\n`);
     expect(v).toMatch(/^HTTP\/1\.1 426 /);
     expect(v).toContain("Sec-WebSocket-Version: 13");
@@ -357,9 +361,19 @@ describe("WebSocket sends", () => {
       sink.received.find((r) => r.data.toString().includes(`Call-ID: ${callId}`))!.source;
     const bSource = sourceOf("from-b");
     const reply = Buffer.from("SIP/2.0 200 OK\r\nCall-ID: from-b\r\nContent-Length: 0\r\n\r\n");
-    t.send(reply, { protocol: "WS", address: bSource.address, port: bSource.port, connectionId: bSource.connectionId });
+    t.send(reply, {
+      protocol: "WS",
+      address: bSource.address,
+      port: bSource.port,
+      connectionId: bSource.connectionId,
+    });
     const bytes = Buffer.from([0x53, 0x49, 0x50, 0xff, 0xfe]); // not UTF-8
-    t.send(bytes, { protocol: "WS", address: bSource.address, port: bSource.port, connectionId: bSource.connectionId });
+    t.send(bytes, {
+      protocol: "WS",
+      address: bSource.address,
+      port: bSource.port,
+      connectionId: bSource.connectionId,
+    });
     await vi.waitFor(() => expect(b.got).toHaveLength(2));
     expect(b.got[0]!.data.equals(reply)).toBe(true);
     expect(b.got[0]!.binary).toBe(false);
@@ -399,7 +413,11 @@ describe("WebSocket sends", () => {
 
 describe("WebSocket liveness (RFC 6455 §5.5.2) and limits", () => {
   it("a peer that does not answer pings is terminated within pingInterval + pongTimeout; a live one stays", async () => {
-    const { t, sink, clock } = await transport({ pingIntervalMs: 3000, pongTimeoutMs: 2000, idleTimeoutMs: 0 });
+    const { t, sink, clock } = await transport({
+      pingIntervalMs: 3000,
+      pongTimeoutMs: 2000,
+      idleTimeoutMs: 0,
+    });
     const dead = await connect(url(t), { autoPong: false });
     const live = await connect(url(t));
     await vi.waitFor(() => expect(t.connectionCount).toBe(2));
@@ -464,6 +482,31 @@ describe("WebSocket liveness (RFC 6455 §5.5.2) and limits", () => {
     // Another source address has its own share.
     await connect(url(t), { localAddress: "127.0.0.2" });
     expect(t.connectionCount).toBe(3);
+  });
+
+  it("sockets still in their handshake are capped too (per IP and in total): closed at once, counted", async () => {
+    const { t } = await transport({ maxConnectionsPerIp: 2, maxConnections: 3 });
+    const a = await raw(t.localPort);
+    const b = await raw(t.localPort);
+    await vi.waitFor(() => expect(t.handshakeCount).toBe(2));
+    const c = await raw(t.localPort);
+    await c.closed;
+    expect(c.read()).toBe("");
+    expect(t.stats.ws_handshake_rejected).toBe(1);
+    expect(a.isClosed() || b.isClosed()).toBe(false);
+    const other = net.connect({ host: HOST, port: t.localPort, localAddress: "127.0.0.2" });
+    sockets.push(other);
+    other.on("error", () => {});
+    await vi.waitFor(() => expect(t.handshakeCount).toBe(3));
+    const d = net.connect({ host: HOST, port: t.localPort, localAddress: "127.0.0.3" });
+    sockets.push(d);
+    d.on("error", () => {});
+    await new Promise((r) => d.once("close", r));
+    expect(t.stats.ws_handshake_rejected).toBe(2);
+    // Once one goes, its slot is free for the next.
+    a.socket.destroy();
+    await vi.waitFor(() => expect(t.handshakeCount).toBe(2));
+    await connect(url(t), { localAddress: "127.0.0.3" });
   });
 
   it("the total number of connections is capped: 503, counted; a closed one frees its slot", async () => {
@@ -576,11 +619,17 @@ describe("WebSocket connection lifetime", () => {
     expect(t.stats.ws_connections).toBe(0);
     expect(sink.closedConns).toHaveLength(2);
     // Nothing listens any more.
-    const err = await new Promise<Error>((resolve) => net.connect({ host: HOST, port: t.localPort }).on("error", resolve));
+    const err = await new Promise<Error>((resolve) =>
+      net.connect({ host: HOST, port: t.localPort }).on("error", resolve),
+    );
     expect((err as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
     // Sends after close fail with ECLOSED; close again is the same promise.
     const errors: Error[] = [];
-    t.send(Buffer.from("x"), { protocol: "WS", address: HOST, port: 1, connectionId: 1 }, { transportError: (e) => errors.push(e) });
+    t.send(
+      Buffer.from("x"),
+      { protocol: "WS", address: HOST, port: 1, connectionId: 1 },
+      { transportError: (e) => errors.push(e) },
+    );
     await Promise.resolve();
     expect((errors[0] as TransportSendError).code).toBe("ECLOSED");
     await t.close();
@@ -595,11 +644,29 @@ describe("WSS (WebSocket over TLS)", () => {
   function makeCert(name: string): { cert: string; key: string } {
     const key = join(dir, `${name}.key`);
     const cert = join(dir, `${name}.pem`);
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-      "-subj", `/CN=${name}`, "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-keyout", key, "-out", cert,
-    ], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        `/CN=${name}`,
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+      ],
+      { stdio: "ignore" },
+    );
     return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
   }
 
@@ -622,7 +689,12 @@ describe("WSS (WebSocket over TLS)", () => {
     const source = sink.received[0]!.source;
     expect(source.protocol).toBe("WSS");
     expect(source.port).toBe(c.port);
-    t.send(Buffer.from("SIP/2.0 200 OK\r\n\r\n"), { protocol: "WSS", address: HOST, port: c.port, connectionId: source.connectionId });
+    t.send(Buffer.from("SIP/2.0 200 OK\r\n\r\n"), {
+      protocol: "WSS",
+      address: HOST,
+      port: c.port,
+      connectionId: source.connectionId,
+    });
     await vi.waitFor(() => expect(c.got).toHaveLength(1));
     expect(c.got[0]!.data.toString()).toBe("SIP/2.0 200 OK\r\n\r\n");
     c.ws.send("\r\n\r\n");
@@ -643,7 +715,12 @@ describe("WSS (WebSocket over TLS)", () => {
     old.ws.send(sipMessage("old-conn"));
     await vi.waitFor(() => expect(sink.received).toHaveLength(1));
     const s = sink.received[0]!.source;
-    t.send(Buffer.from("SIP/2.0 200 OK\r\n\r\n"), { protocol: "WSS", address: s.address, port: s.port, connectionId: s.connectionId });
+    t.send(Buffer.from("SIP/2.0 200 OK\r\n\r\n"), {
+      protocol: "WSS",
+      address: s.address,
+      port: s.port,
+      connectionId: s.connectionId,
+    });
     await vi.waitFor(() => expect(old.got).toHaveLength(1));
     // A client that trusts only the old certificate now fails its TLS handshake.
     await expect(connect(wssUrl(t), { ca: cert1.cert })).rejects.toThrow();
@@ -667,6 +744,20 @@ describe("WSS (WebSocket over TLS)", () => {
     await vi.waitFor(() => expect(sink.received).toHaveLength(1));
   });
 
+  it("clientCert required: a client without a certificate, or with one not from the CA, fails its TLS handshake (counted)", async () => {
+    const { t, sink } = await transport({ tls: { ...cert1, ca: cert2.cert, clientCert: "required" } });
+    await expect(connect(wssUrl(t), { ca: cert1.cert })).rejects.toThrow();
+    await vi.waitFor(() => expect(t.stats.tls_handshake_failed).toBe(1));
+    // A certificate of its own, not signed by the CA the server asks for.
+    await expect(connect(wssUrl(t), { ca: cert1.cert, cert: cert1.cert, key: cert1.key })).rejects.toThrow();
+    await vi.waitFor(() => expect(t.stats.tls_handshake_failed).toBe(2));
+    expect(t.connectionCount).toBe(0);
+    await vi.waitFor(() => expect(t.handshakeCount).toBe(0));
+    const c = await connect(wssUrl(t), { ca: cert1.cert, cert: cert2.cert, key: cert2.key });
+    c.ws.send(sipMessage("client-cert"));
+    await vi.waitFor(() => expect(sink.received).toHaveLength(1));
+  });
+
   it("the handshake timeout covers the TLS handshake", async () => {
     const { t, clock } = await transport({ tls: cert1, handshakeTimeoutMs: 3000 });
     const silent = await raw(t.localPort);
@@ -674,5 +765,8 @@ describe("WSS (WebSocket over TLS)", () => {
     clock.advance(3000);
     await silent.closed;
     expect(t.stats.ws_handshake_timeout).toBe(1);
+    await vi.waitFor(() => expect(t.handshakeCount).toBe(0));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(t.stats.tls_handshake_failed).toBe(0); // counted once, as a timeout
   });
 });
