@@ -48,8 +48,8 @@ const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
 const CLOSE_TIMEOUT_MS = 2_000;
 /** Most bytes waiting to be written on one connection; a send beyond it fails with ENOBUFS and closes it. */
 const MAX_WRITE_QUEUE_BYTES = 8 * 1024 * 1024;
-/** Largest HTTP head of an opening handshake (browsers send well under 2 KiB). */
-const MAX_HANDSHAKE_HEADER_BYTES = 8 * 1024;
+/** Largest HTTP head of an opening handshake (node's default; a browser sends its cookies for the site too). */
+const MAX_HANDSHAKE_HEADER_BYTES = 16 * 1024;
 
 /** The WebSocket subprotocol of SIP (RFC 7118 §4, IANA registry). */
 export const SIP_SUBPROTOCOL = "sip";
@@ -70,7 +70,7 @@ export interface WsTransportOptions {
   maxConnectionsPerIp?: number;
   /** Largest WebSocket message; a larger one closes the connection with 1009 (counted `ws_message_too_big`). Default 65535. */
   maxMessageBytes?: number;
-  /** TCP accept to upgrade done (TLS handshake included for WSS); later: closed, counted `ws_handshake_timeout`. Default 10000 (for WSS: `tls.handshakeTimeoutMs` when only that is set). */
+  /** TCP accept to upgrade done (TLS handshake included for WSS); later: closed, counted `ws_handshake_timeout`. 0 = off. Default 10000 (for WSS: `tls.handshakeTimeoutMs` when only that is set). */
   handshakeTimeoutMs?: number;
   /** Nothing received and no SIP message sent for this long: closed. 0 = off. Default 120000. */
   idleTimeoutMs?: number;
@@ -200,7 +200,7 @@ export class WsTransport implements Transport {
     this.sweepAt = this.clock.now();
     if (opts.tls) {
       // Node's own deadline is only a backstop (real time): the sweep ends a slow handshake first, counted.
-      const backstop = Math.max(2 * this.handshakeTimeoutMs, 1000);
+      const backstop = this.handshakeTimeoutMs > 0 ? 2 * this.handshakeTimeoutMs : 120_000;
       const server = tls.createServer({ ...tlsServerOptions(opts.tls), handshakeTimeout: backstop });
       server.on("secureConnection", (socket: tls.TLSSocket) => this.onSecure(socket));
       // Counted when the TCP socket closes (`onAccept`): the error does not say which one it was.

@@ -386,6 +386,29 @@ describe("WebSocket sends", () => {
     expect(b.got).toHaveLength(2);
   });
 
+  it("a peer that stops reading: a send beyond the write queue fails with ENOBUFS and the connection goes", async () => {
+    const { t, sink } = await transport();
+    const c = await connect(url(t));
+    c.ws.send(sipMessage("then-stops-reading"));
+    await vi.waitFor(() => expect(sink.received).toHaveLength(1));
+    const source = sink.received[0]!.source;
+    c.ws.pause(); // reads nothing more
+    const errors: TransportSendError[] = [];
+    const target = { transportError: (e: Error) => errors.push(e as TransportSendError) };
+    const chunk = Buffer.alloc(60_000, 0x61);
+    let sent = 0;
+    while (t.hasConnection(source.connectionId!) && sent < 2000) {
+      t.send(chunk, { ...source, protocol: "WS" }, target);
+      sent++;
+    }
+    expect(t.hasConnection(source.connectionId!)).toBe(false);
+    expect(sent).toBeLessThan(2000);
+    await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0));
+    expect(errors[0]!.code).toBe("ENOBUFS");
+    await vi.waitFor(() => expect(sink.closedConns).toHaveLength(1));
+    expect(t.connectionCount).toBe(0);
+  });
+
   it("a send to no open connection fails asynchronously with ENOTCONN (a WS server never dials)", async () => {
     const { t } = await transport();
     const errors: Error[] = [];
@@ -550,6 +573,20 @@ describe("WebSocket liveness (RFC 6455 §5.5.2) and limits", () => {
     d.ws.send(sipMessage("xff-none"));
     await vi.waitFor(() => expect(none.sink.received).toHaveLength(1));
     expect(none.sink.received[0]!.source.address).toBe(HOST);
+  });
+
+  it("IPv6: a transport on ::1 gives IPv6 Sources; X-Forwarded-For from a trusted IPv6 proxy", async () => {
+    const { t, sink } = await transport({ address: "::1", trustedProxies: ["::1/128"] });
+    const c = await connect(`ws://[::1]:${t.localPort}/`, { headers: { "X-Forwarded-For": "2001:db8::7" } });
+    c.ws.send(sipMessage("over-v6"));
+    await vi.waitFor(() => expect(sink.received).toHaveLength(1));
+    expect(sink.received[0]!.source).toMatchObject({
+      protocol: "WS",
+      address: "2001:db8::7",
+      port: c.port,
+      localAddress: "::1",
+      localPort: t.localPort,
+    });
   });
 
   it("a trusted proxy that is not an address or CIDR is a TypeError before anything is bound", async () => {
