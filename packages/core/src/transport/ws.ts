@@ -574,7 +574,15 @@ export class WsTransport implements Transport {
       if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") this.counters.ws_message_too_big++;
       else this.onSocketError?.(err);
     });
-    ws.on("close", () => this.onClosed(conn));
+    // close() waits for this too: the sink hears of every connection closed before it resolves.
+    const closed = new Promise<void>((resolve) => {
+      ws.once("close", () => {
+        this.onClosed(conn);
+        this.closes.delete(closed);
+        resolve();
+      });
+    });
+    this.closes.add(closed);
   }
 
   /** Any frame from the peer: it is alive. */
