@@ -17,6 +17,7 @@ export {
   type TcpListen,
   type TlsListen,
   type UdpListen,
+  type WsListen,
 } from "./engine.js";
 // --- the message layer
 export {

@@ -13,6 +13,8 @@ import {
   type Transport,
   type TransportSink,
 } from "@siptm/core";
+import { createWsTransport } from "@siptm/core/internal";
+import type { WsLimitOptions } from "@siptm/workers";
 import type { ListenSpec, ServerConfig, TlsConfig } from "./config.js";
 
 /** A --tls-* file that cannot be read or used: one line, said at start or in the SIGHUP log. */
@@ -66,9 +68,26 @@ export async function openListener(
     case "TLS":
       if (!tls) throw new TlsMaterialError("a TLS listener needs --tls-cert and --tls-key");
       return createTcpTransport({ address, port, sink, onSocketError, ...config.tcp, tls });
-    default:
-      throw new TlsMaterialError(`--listen ${spec.protocol.toLowerCase()}: not available yet`);
+    case "WS":
+      return createWsTransport({ address, port, sink, onSocketError, ...wsLimits(config) });
+    case "WSS":
+      if (!tls) throw new TlsMaterialError("a WSS listener needs --tls-cert and --tls-key");
+      return createWsTransport({ address, port, sink, onSocketError, ...wsLimits(config), tls });
   }
+}
+
+/** The --ws-* flags and the connection caps of --tcp-* as the WebSocket transport's options. */
+export function wsLimits(config: ServerConfig): WsLimitOptions {
+  const w = config.ws;
+  const out: { -readonly [K in keyof WsLimitOptions]: WsLimitOptions[K] } = {};
+  if (w.trustedProxies.length > 0) out.trustedProxies = w.trustedProxies;
+  if (w.maxMessageBytes !== undefined) out.maxMessageBytes = w.maxMessageBytes;
+  if (w.pingIntervalMs !== undefined) out.pingIntervalMs = w.pingIntervalMs;
+  if (w.pongTimeoutMs !== undefined) out.pongTimeoutMs = w.pongTimeoutMs;
+  if (config.tcp.maxConnections !== undefined) out.maxConnections = config.tcp.maxConnections;
+  if (config.tcp.maxConnectionsPerIp !== undefined) out.maxConnectionsPerIp = config.tcp.maxConnectionsPerIp;
+  if (config.tcp.idleTimeoutMs !== undefined) out.idleTimeoutMs = config.tcp.idleTimeoutMs;
+  return out;
 }
 
 /** Anything with TLS material that can be replaced while running (a transport, the sharded engine). */

@@ -12,7 +12,7 @@ import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
 import { type ControlServer, startControl } from "./http.js";
-import { loadTls, openListener, type Reloadable, reloadTls } from "./listeners.js";
+import { loadTls, openListener, type Reloadable, reloadTls, wsLimits } from "./listeners.js";
 import { type BoundSocket, contactFor, makeIsLocal } from "./local.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -322,6 +322,7 @@ async function startSharded(
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
     tcp: config.tcp,
     tls: loadTls(config.tls),
+    ws: wsLimits(config),
     engine: {
       ...routeEngineOptions(config),
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the

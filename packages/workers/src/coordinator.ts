@@ -44,7 +44,7 @@ import {
   type TransportSendError,
   type TransportSink,
 } from "@siptm/core";
-import { addTransportStats, newStats, newTransportStats } from "@siptm/core/internal";
+import { addTransportStats, createWsTransport, newStats, newTransportStats } from "@siptm/core/internal";
 import type { Remote } from "comlink";
 import { Admission } from "./admission.js";
 import {
@@ -98,7 +98,7 @@ import type {
 } from "./protocol.js";
 import { type Incarnation, type Slot, Supervisor } from "./supervisor.js";
 
-export type { CoordinatorLogger, ListenOption, ShardedEngineOptions } from "./options.js";
+export type { CoordinatorLogger, ListenOption, ShardedEngineOptions, WsLimitOptions } from "./options.js";
 export { SHARD_LOST } from "./supervisor.js";
 
 function toError(r: Extract<Result<unknown>, { ok: false }>): Error {
@@ -262,12 +262,19 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     await this.shards.start();
   }
 
-  /** A TCP or TLS listener (the coordinator owns every connection; shards send by connection id). */
+  /** A TCP, TLS, WS or WSS listener (the coordinator owns every connection; shards send by connection id). */
   private streamTransport(l: ListenOption, sink: TransportSink): Promise<Transport> {
-    if (l.protocol !== "TCP" && l.protocol !== "TLS")
-      throw new TypeError(`ShardedEngine: no ${l.protocol} transport here; give a transportFactory`);
-    if (l.protocol === "TLS" && !this.opts.tls)
-      throw new TypeError("ShardedEngine: a TLS listener needs opts.tls");
+    const secure = l.protocol === "TLS" || l.protocol === "WSS";
+    if (secure && !this.opts.tls)
+      throw new TypeError(`ShardedEngine: a ${l.protocol} listener needs opts.tls`);
+    if (l.protocol === "WS" || l.protocol === "WSS")
+      return createWsTransport({
+        address: l.address,
+        port: l.port,
+        sink,
+        ...this.opts.ws,
+        ...(secure ? { tls: this.opts.tls } : {}),
+      });
     return createTcpTransport({
       address: l.address,
       port: l.port,

@@ -9,8 +9,12 @@ import type {
   TransportProtocol,
   TransportSink,
 } from "@siptm/core";
+import type { WsTransportOptions } from "@siptm/core/internal";
 import type { ShardServerHandle } from "./handles.js";
 import type { ShardEngineOptions } from "./protocol.js";
+
+/** The WebSocket transport's options a server passes through (everything but where it listens and what it presents). */
+export type WsLimitOptions = Omit<WsTransportOptions, "address" | "port" | "sink" | "tls" | "clock">;
 
 export interface ListenOption {
   protocol: TransportProtocol;
@@ -106,6 +110,8 @@ export interface ShardedEngineOptions {
   tcp?: TcpLimitOptions;
   /** The TLS material of the TLS (and WSS) listeners and of outbound TLS; required when one listens on TLS. */
   tls?: TlsOptions;
+  /** Limits of the WS and WSS listeners (message size, ping, trusted proxies…); the core's defaults otherwise. */
+  ws?: WsLimitOptions;
   /**
    * Make the coordinator's sockets with this instead of real UDP/TCP sockets
    * (tests use an in-memory network; later transports plug in the same way).

@@ -72,6 +72,18 @@ function options(): string {
 }
 
 describe("WebSocket transport under the core Engine", () => {
+  it("takes a request without Content-Length (RFC 7118 §5: one message per WebSocket message), and its body", async () => {
+    const { ws, requests } = await uas();
+    const c = await client(ws.localPort);
+    const noLength = options().replace("Content-Length: 0\r\n", "").replace("OPTIONS sip", "MESSAGE sip");
+    const message = `${noLength.replace("CSeq: 7 OPTIONS", "CSeq: 7 MESSAGE").replace("z9hG4bK-ws-e2e", "z9hG4bK-ws-nolen")}hello`;
+    expect(message).not.toMatch(/Content-Length/i);
+    c.ws.send(message);
+    await vi.waitFor(() => expect(c.got).toHaveLength(1));
+    expect(c.got[0]).toMatch(/^SIP\/2\.0 200 /);
+    expect(requests[0]!.request.body.toString("utf8")).toBe("hello");
+  });
+
   it("an OPTIONS over WS gets its 200 on the same WebSocket, Via changed only by received/rport", async () => {
     const { engine, ws, requests } = await uas();
     const c = await client(ws.localPort);
