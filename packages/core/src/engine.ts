@@ -315,6 +315,7 @@ export class Engine implements TransportSink {
   /** TransportSink: a connection closed (its flow: RFC 5626 §3). */
   onConnectionClosed(source: Source): void {
     if (this.closed) return;
+    this.ctx.connectionClosed(source);
     this.onFlowClosed?.(source);
   }
 

@@ -118,20 +118,21 @@ describe("typed records round-trip through a batch", () => {
     expect(got.map(plain)).toEqual(cases.map(plain));
   });
 
-  it("REC_SEND: listener, destination, connection id, send-error target, message", () => {
+  it("REC_SEND: listener, destination, connection id, send-error target, TLS server name, message", () => {
     const cases = conns.map((connectionId, i) => ({
       listener: [0, 3, 255, 1][i]!,
       address: ["10.0.0.1", "", "2001:db8::1", HIGH][i]!,
       port: [5060, 65535, 0, 5061][i]!,
       connectionId,
       errorTarget: [0, 1, MAX_U32, 0xfffffff0][i]!,
+      serverName: [undefined, "sip.example.test", undefined, HIGH][i],
       data: i === 1 ? EMPTY : MSG,
     }));
     const got = roundTrip(
       REC_SEND,
       (w) => {
         for (const c of cases)
-          writeSend(w, c.listener, c.address, c.port, c.connectionId, c.errorTarget, c.data);
+          writeSend(w, c.listener, c.address, c.port, c.connectionId, c.errorTarget, c.data, c.serverName);
       },
       (r) => readSend(r, newSendRecord()),
     );

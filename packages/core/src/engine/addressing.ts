@@ -28,9 +28,18 @@ export class Addressing {
     if (advertisedHost) this.aliases.add(unbracket(advertisedHost).toLowerCase());
   }
 
-  transportFor(protocol: TransportProtocol): Transport | undefined {
-    for (const t of this.transports) if (t.protocol === protocol) return t;
-    return undefined;
+  /**
+   * The transport to send on: the one of `protocol` that holds `connectionId`
+   * when one does (ids are unique in the process), else the first of `protocol`.
+   */
+  transportFor(protocol: TransportProtocol, connectionId?: number): Transport | undefined {
+    let first: Transport | undefined;
+    for (const t of this.transports) {
+      if (t.protocol !== protocol) continue;
+      if (connectionId === undefined || t.hasConnection?.(connectionId) === true) return t;
+      first ??= t;
+    }
+    return first;
   }
 
   /** §17: a reliable transport has no retransmission timers and zero D/I/J/K. */

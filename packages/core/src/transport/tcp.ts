@@ -6,6 +6,7 @@ import { StreamFramer } from "../message/stream.js";
 import type { ParseLimits } from "../message/types.js";
 import { normalizeAddress } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
 import {
   checkSipServerIdentity,
@@ -236,7 +237,6 @@ export class TcpTransport implements Transport {
   private evicting = 0;
   /** TLS: inbound sockets whose handshake is not done, by peer address|port. */
   private readonly handshaking = new Map<string, net.Socket>();
-  private nextId = 1;
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly counters: TransportStats = newTransportStats();
@@ -621,7 +621,7 @@ export class TcpTransport implements Transport {
   }
 
   private track(socket: net.Socket, outbound: boolean, dest: Destination, state: ConnState): Connection {
-    const id = this.nextId++;
+    const id = nextConnectionId();
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => {
       resolveClosed = resolve;
