@@ -202,6 +202,25 @@ function isIpLiteral(host: string): boolean {
   );
 }
 
+/** A transport that can alias a connection to its peer's sent-by (the TLS transport: RFC 5923). */
+interface Aliasing {
+  alias(connectionId: number, host: string, port: number): boolean;
+}
+
+/**
+ * RFC 5923: a request over TLS whose top Via carries `alias` asks that
+ * requests to its sent-by reuse the connection it came on. Hands that to the
+ * transport holding the connection, which grants it only to a peer whose
+ * certificate names the sent-by host. The default port is TLS's (5061).
+ */
+export function offerAlias(req: SipRequest, source: Source, transport: Transport | undefined): boolean {
+  if (source.protocol !== "TLS" || source.connectionId === undefined || !transport) return false;
+  const via = req.via;
+  if (!via.params.some(([name]) => name === "alias")) return false;
+  const t = transport as Partial<Aliasing>;
+  return typeof t.alias === "function" && t.alias(source.connectionId, via.host, via.port ?? 5061);
+}
+
 /**
  * §18.2.1 / RFC 3581: stamp `received` when the sent-by host is not the
  * source address, and fill an empty `rport` with the source port. Only the
