@@ -1,7 +1,8 @@
 // The requests of the engine suites: those the scripted peers send, written out whole (from
 // alice at 127.0.0.9 to bob at 127.0.0.1, the UAS under test, unless said otherwise), and those
 // an engine of a bed starts from <sip:a@x> to <sip:b@y>.
-import type { RequestOptions } from "@siptm/core";
+import type { RequestOptions, SipRequest } from "@siptm/core";
+import { expect } from "vitest";
 import type { ClientTransactionLike } from "../../packages/workers/src/api.js";
 import type { BedEngine } from "../setup/engines.js";
 
@@ -44,4 +45,18 @@ export function rawRequest(r: RawRequest): string {
     (r.extra ?? "") +
     "Content-Length: 0\r\n\r\n"
   );
+}
+
+/**
+ * A request the UAC sends inside its INVITE's transaction (the CANCEL, §9.1; the ACK of a
+ * non-2xx final, §17.1.1.3): the same Request-URI, Call-ID, From and CSeq number (its own
+ * method), one Via, with the INVITE's branch.
+ */
+export function expectInInviteTransaction(req: SipRequest, inv: SipRequest): void {
+  expect(req.uri).toBe(inv.uri);
+  expect(req.callId).toBe(inv.callId);
+  expect(req.header("from")).toBe(inv.header("from"));
+  expect(req.cseq).toEqual({ seq: inv.cseq.seq, method: req.method });
+  expect(req.viaCount).toBe(1);
+  expect(req.via.branch).toBe(inv.via.branch);
 }
