@@ -3,6 +3,7 @@
 import { buildResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
+import { uacAndPeer } from "./raw.js";
 
 const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
@@ -10,9 +11,7 @@ forEachEngine((makeBed) => {
   describe("Contact given by the user, any spelling", () => {
     for (const name of ["Contact", "contact", "m", "M"])
       it(`an INVITE with "${name}:" and its 2xx carry that one Contact, not the engine's as well`, async () => {
-        const bed = makeBed();
-        const uac = await bed.engine({ address: "127.0.0.1" });
-        const peer = bed.peer("127.0.0.9");
+        const { bed, uac, peer } = await uacAndPeer(makeBed);
         const h = await uac.request({
           method: "INVITE",
           uri: "sip:bob@127.0.0.9",

@@ -3,7 +3,7 @@
 import { buildResponse, type SipRequest } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine, live } from "../setup/engines.js";
-import { expectInInviteTransaction, requestAB } from "./raw.js";
+import { expectInInviteTransaction, onlyRequest, requestAB } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 
@@ -79,12 +79,8 @@ forEachEngine((makeBed) => {
       // the handle is detached once the final outcome is given (core's h.state "terminated")
       expect(h.outcome?.status).toBe(486);
       expect((await uac.audit()).find((a) => a.id === h.id)?.holders).not.toContain("handle");
-      const acks = peer.requests("ACK");
-      expect(acks).toHaveLength(1);
-      const ack = acks[0]!;
-      const inv = invite();
-      expect(ack.method).toBe("ACK");
-      expectInInviteTransaction(ack, inv);
+      const ack = onlyRequest(peer, "ACK");
+      expectInInviteTransaction(ack, invite());
       expect(ack.toTag).toBe("uas1");
       expect(ack.body.length).toBe(0);
       // A retransmitted 486 gets the same ACK bytes again.

@@ -6,7 +6,7 @@ import { type ClientEvents, newCallId, type SipResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { defaultHashKey, hashKey, shardOf } from "../../packages/workers/src/hash.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
-import { requestAB } from "./raw.js";
+import { requestAB, uacAndPeer } from "./raw.js";
 
 /** `count` fresh Call-IDs that the sharded beds' 2 shards (the process's default key) give to `shard`. */
 function callIdsOn(shard: number, count: number): string[] {
@@ -319,9 +319,7 @@ forEachEngine((makeBed) => {
     });
 
     it("per-transaction timer overrides (t_set_fr): Timer B of one request only", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      bed.peer("127.0.0.9");
+      const { bed, uac } = await uacAndPeer(makeBed);
       const short = await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.9",
@@ -337,9 +335,7 @@ forEachEngine((makeBed) => {
     });
 
     it("requestFrom: a request written in full goes out as written under our Via", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      const peer = bed.peer("127.0.0.9");
+      const { bed, uac, peer } = await uacAndPeer(makeBed);
       const text =
         "MESSAGE sip:b@127.0.0.9 SIP/2.0\r\nFrom: <sip:a@x>;tag=abc\r\nTo: <sip:b@y>\r\nCall-ID: full-1\r\n" +
         "CSeq: 5 MESSAGE\r\nX-Custom: kept as is\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";

@@ -4,7 +4,7 @@
 import type { RequestOptions, SipRequest } from "@siptm/core";
 import { expect } from "vitest";
 import type { ClientTransactionLike } from "../../packages/workers/src/api.js";
-import type { BedEngine } from "../setup/engines.js";
+import type { BedEngine, EngineBed } from "../setup/engines.js";
 
 /** A request `engine` starts, from <sip:a@x> to <sip:b@y> unless `opts` says otherwise. */
 export function requestAB(
@@ -59,4 +59,19 @@ export function expectInInviteTransaction(req: SipRequest, inv: SipRequest): voi
   expect(req.cseq).toEqual({ seq: inv.cseq.seq, method: req.method });
   expect(req.viaCount).toBe(1);
   expect(req.via.branch).toBe(inv.via.branch);
+}
+
+/** The one request of `method` a peer got (asserted: exactly one). */
+export function onlyRequest(peer: { requests(method: string): SipRequest[] }, method: string): SipRequest {
+  const got = peer.requests(method);
+  expect(got, `${method} requests`).toHaveLength(1);
+  return got[0]!;
+}
+
+/** A new bed with the usual pair of the client suites: the UAC engine at 127.0.0.1, a scripted peer at 127.0.0.9. */
+export async function uacAndPeer(makeBed: () => EngineBed) {
+  const bed = makeBed();
+  const uac = await bed.engine({ address: "127.0.0.1" });
+  const peer = bed.peer("127.0.0.9");
+  return { bed, uac, peer };
 }
