@@ -2,9 +2,7 @@
 // engines (with 2 shards the walk goes shard by shard), with nothing kept between pages.
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
-import { rawRequest } from "./raw.js";
-
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
+import { rawRequest, UAS } from "./raw.js";
 
 function invite(n: number): string {
   return rawRequest({

@@ -3,9 +3,7 @@
 import { buildResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
-import { uacAndPeer } from "./raw.js";
-
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
+import { UAS, uacAndPeer } from "./raw.js";
 
 forEachEngine((makeBed) => {
   describe("Contact given by the user, any spelling", () => {

@@ -6,6 +6,9 @@ import { expect } from "vitest";
 import type { ClientTransactionLike } from "../../packages/workers/src/api.js";
 import type { BedEngine, EngineBed } from "../setup/engines.js";
 
+/** Where the peers send: the UAS under test, bob at 127.0.0.1. */
+export const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
+
 /** A request `engine` starts, from <sip:a@x> to <sip:b@y> unless `opts` says otherwise. */
 export function requestAB(
   engine: BedEngine,

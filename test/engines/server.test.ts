@@ -3,12 +3,10 @@
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine, live } from "../setup/engines.js";
-import { rawRequest, requestAB } from "./raw.js";
+import { rawRequest, requestAB, UAS } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
-
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
 function invite(branch = "z9hG4bKabc123", extra = ""): string {
   return rawRequest({

@@ -5,9 +5,7 @@
 import { type TestBed, Testbed } from "@siptm/core/testing";
 import { describe, expect, it } from "vitest";
 import { BED_KINDS } from "../setup/engines.js";
-import { rawRequest } from "./raw.js";
-
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
+import { rawRequest, UAS } from "./raw.js";
 
 function options(n: number): string {
   return rawRequest({
