@@ -78,3 +78,8 @@ export async function uacAndPeer(makeBed: () => EngineBed) {
   const peer = bed.peer("127.0.0.9");
   return { bed, uac, peer };
 }
+
+/** Request `n` of a series named `series`: its own branch (z9hG4bK<series><n>) and Call-ID (<series>-<n>@127.0.0.9). */
+export function nthRequest(series: string, n: number, r: Omit<RawRequest, "branch" | "callId">): string {
+  return rawRequest({ ...r, branch: `z9hG4bK${series}${n}`, callId: `${series}-${n}@127.0.0.9` });
+}
