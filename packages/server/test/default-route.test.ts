@@ -6,7 +6,7 @@
 import type { Engine, ServerTransactionHandle } from "@siptm/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { call, killAll, register, SERVER_TIMERS, serve, testEngine, until } from "./helpers.js";
+import { call, killAll, register, SERVER_TIMERS, serve, testEngine, toServer, until } from "./helpers.js";
 
 afterAll(killAll);
 
@@ -57,7 +57,6 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start();
       const [decoy, other, caller] = await Promise.all([peer(), peer(), testEngine()]);
       try {
-        const hop = `udp:127.0.0.1:${server.udp}`;
         // bob@127.0.0.1 registered here …
         const reg = await register(
           decoy.engine,
@@ -70,12 +69,9 @@ forEachEngine((_bed, _kind, engine) => {
         );
         expect(reg.status).toBe(200);
         // … and a call for bob at the server on `other.port`: that server is the only target (§16.5).
-        const invite = caller.request({
-          method: "INVITE",
+        const invite = toServer(caller, server, "INVITE", {
           uri: `sip:bob@127.0.0.1:${other.port}`,
-          from: "<sip:alice@127.0.0.1>",
           to: `<sip:bob@127.0.0.1:${other.port}>`,
-          nextHop: hop,
         });
         const answer = await invite.final;
         expect(answer.status).toBe(200);
@@ -116,13 +112,10 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start();
       const ua = await testEngine();
       try {
-        const res = await ua.request({
-          method: "INVITE",
+        const res = await toServer(ua, server, "INVITE", {
           uri: "sip:nobody@127.0.0.1",
-          from: "<sip:alice@127.0.0.1>",
           to: "<sip:nobody@127.0.0.1>",
           headers: [["Route", `<sip:127.0.0.1:${server.udp};lr>`]],
-          nextHop: `udp:127.0.0.1:${server.udp}`,
         }).final;
         expect(res.status).toBe(404);
         expect((await call<{ relayed: number }>(server.rpc, "tm.stats")).relayed).toBe(0);
@@ -135,7 +128,6 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start(["--alias", "example.invalid"]);
       const [callee, caller] = await Promise.all([peer(), testEngine()]);
       try {
-        const hop = `udp:127.0.0.1:${server.udp}`;
         const reg = await register(
           callee.engine,
           server,
@@ -148,12 +140,9 @@ forEachEngine((_bed, _kind, engine) => {
         expect(reg.status).toBe(200);
         const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
         expect(dump.map((a) => a.aor)).toEqual(["sip:bob@example.invalid"]);
-        const invite = caller.request({
-          method: "INVITE",
+        const invite = toServer(caller, server, "INVITE", {
           uri: "sip:bob@example.invalid",
-          from: "<sip:alice@127.0.0.1>",
           to: "<sip:bob@example.invalid>",
-          nextHop: hop,
         });
         const answer = await invite.final;
         expect(answer.status).toBe(200);
@@ -183,12 +172,9 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start();
       const [other, caller] = await Promise.all([peer(), testEngine()]);
       try {
-        const invite = caller.request({
-          method: "INVITE",
+        const invite = toServer(caller, server, "INVITE", {
           uri: `sip:carol@127.0.0.1:${other.port}`,
-          from: "<sip:alice@127.0.0.1>",
           to: `<sip:carol@127.0.0.1:${other.port}>`,
-          nextHop: `udp:127.0.0.1:${server.udp}`,
         });
         const answer = await invite.final;
         expect(answer.status).toBe(200);
@@ -211,7 +197,6 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start(["--record-route", "off"]);
       const [callee, other, caller] = await Promise.all([peer(), peer(), testEngine()]);
       try {
-        const hop = `udp:127.0.0.1:${server.udp}`;
         const reg = await register(
           callee.engine,
           server,
@@ -220,13 +205,7 @@ forEachEngine((_bed, _kind, engine) => {
         );
         expect(reg.status).toBe(200);
         for (const uri of ["sip:dave@127.0.0.1", `sip:carol@127.0.0.1:${other.port}`]) {
-          const invite = caller.request({
-            method: "INVITE",
-            uri,
-            from: "<sip:alice@127.0.0.1>",
-            to: `<${uri}>`,
-            nextHop: hop,
-          });
+          const invite = toServer(caller, server, "INVITE", { uri: uri, to: `<${uri}>` });
           const answer = await invite.final;
           expect(answer.status).toBe(200);
           expect(answer.response!.headerValues("record-route")).toEqual([]);

@@ -190,7 +190,6 @@ describe("--workers 2: other servers", () => {
     const [regCallId] = callIdsFor(0, 1);
     const [inviteCallId] = callIdsFor(1, 1);
     try {
-      const hop = `udp:127.0.0.1:${server.udp}`;
       const reg = await register(
         callee,
         server,
@@ -218,13 +217,11 @@ describe("--workers 2: other servers", () => {
         ],
       });
       expect(unreg.status).toBe(200);
-      const after = await caller.request({
-        method: "MESSAGE",
+      const after = await toServer(caller, server, "MESSAGE", {
         uri: `sip:dave@127.0.0.1:${server.udp}`,
         from: "<sip:erin@127.0.0.1>",
         to: "<sip:dave@127.0.0.1>",
         callId: callIdsFor(1, 1)[0],
-        nextHop: hop,
       }).final;
       expect(after.status).toBe(404);
       expect(methods).toEqual(["INVITE", "BYE"]);
