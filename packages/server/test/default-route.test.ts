@@ -6,7 +6,17 @@
 import type { Engine, ServerTransactionHandle } from "@siptm/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { call, killAll, register, SERVER_TIMERS, serve, testEngine, toServer, until } from "./helpers.js";
+import {
+  call,
+  killAll,
+  register,
+  SERVER_TIMERS,
+  type Served,
+  serve,
+  testEngine,
+  toServer,
+  until,
+} from "./helpers.js";
 
 afterAll(killAll);
 
@@ -52,6 +62,13 @@ async function peer(): Promise<{ engine: Engine; seen: Seen[]; port: number }> {
   return { engine, seen, port };
 }
 
+/** REGISTER `aor` at the server for `p`, its contact that user at the peer's port (200 expected). */
+async function bindPeer(p: { engine: Engine; port: number }, server: Served, aor: string, uri?: string) {
+  const user = aor.slice("sip:".length, aor.indexOf("@"));
+  const reg = await register(p.engine, server, aor, `<sip:${user}@127.0.0.1:${p.port}>`, uri ? { uri } : {});
+  expect(reg.status).toBe(200);
+}
+
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
   describe(`route default, --workers ${workers}`, () => {
@@ -71,16 +88,7 @@ forEachEngine((_bed, _kind, engine) => {
       const server = await start();
       const [decoy, other, caller] = await Promise.all([peer(), peer(), phone()]);
       // bob@127.0.0.1 registered here …
-      const reg = await register(
-        decoy.engine,
-        server,
-        "sip:bob@127.0.0.1",
-        `<sip:bob@127.0.0.1:${decoy.port}>`,
-        {
-          uri: `sip:127.0.0.1:${server.udp}`,
-        },
-      );
-      expect(reg.status).toBe(200);
+      await bindPeer(decoy, server, "sip:bob@127.0.0.1", `sip:127.0.0.1:${server.udp}`);
       // … and a call for bob at the server on `other.port`: that server is the only target (§16.5).
       const invite = toServer(caller, server, "INVITE", {
         uri: `sip:bob@127.0.0.1:${other.port}`,
@@ -129,16 +137,7 @@ forEachEngine((_bed, _kind, engine) => {
     it("--alias names a domain of ours: its REGISTER is bound here and a call to its AOR reaches the contact", async () => {
       const server = await start(["--alias", "example.invalid"]);
       const [callee, caller] = await Promise.all([peer(), phone()]);
-      const reg = await register(
-        callee.engine,
-        server,
-        "sip:bob@example.invalid",
-        `<sip:bob@127.0.0.1:${callee.port}>`,
-        {
-          uri: "sip:example.invalid",
-        },
-      );
-      expect(reg.status).toBe(200);
+      await bindPeer(callee, server, "sip:bob@example.invalid", "sip:example.invalid");
       const dump = await call<Array<{ aor: string }>>(server.rpc, "ul.dump");
       expect(dump.map((a) => a.aor)).toEqual(["sip:bob@example.invalid"]);
       const invite = toServer(caller, server, "INVITE", {
@@ -186,15 +185,9 @@ forEachEngine((_bed, _kind, engine) => {
     it("--record-route off: nothing record-routes, to a registered AOR or another domain", async () => {
       const server = await start(["--record-route", "off"]);
       const [callee, other, caller] = await Promise.all([peer(), peer(), phone()]);
-      const reg = await register(
-        callee.engine,
-        server,
-        "sip:dave@127.0.0.1",
-        `<sip:dave@127.0.0.1:${callee.port}>`,
-      );
-      expect(reg.status).toBe(200);
+      await bindPeer(callee, server, "sip:dave@127.0.0.1");
       for (const uri of ["sip:dave@127.0.0.1", `sip:carol@127.0.0.1:${other.port}`]) {
-        const invite = toServer(caller, server, "INVITE", { uri: uri, to: `<${uri}>` });
+        const invite = toServer(caller, server, "INVITE", { uri, to: `<${uri}>` });
         const answer = await invite.final;
         expect(answer.status).toBe(200);
         expect(answer.response!.headerValues("record-route")).toEqual([]);
