@@ -353,7 +353,8 @@ export class Engine implements TransportSink {
 
   private receiveRequest(req: SipRequest, source: Source): void {
     const method = req.method;
-    if (source.protocol === "TLS") offerAlias(req, source, this.addr.transportFor("TLS", source.connectionId));
+    if (source.protocol === "TLS")
+      offerAlias(req, source, this.addr.transportFor("TLS", source.connectionId));
     // A retransmission, an ACK to a non-2xx, or a CANCEL retransmission: §17.2.3.
     const key = serverKey(req, false);
     const existing = this.ctx.table.get(key);

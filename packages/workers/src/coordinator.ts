@@ -32,6 +32,7 @@ import {
   createUdpTransport,
   type Destination,
   newCallId,
+  parseMessage,
   type ReplyOptions,
   type RequestOptions,
   type SipResponse,
@@ -44,7 +45,13 @@ import {
   type TransportSendError,
   type TransportSink,
 } from "@siptm/core";
-import { addTransportStats, createWsTransport, newStats, newTransportStats } from "@siptm/core/internal";
+import {
+  addTransportStats,
+  createWsTransport,
+  newStats,
+  newTransportStats,
+  offerAlias,
+} from "@siptm/core/internal";
 import type { Remote } from "comlink";
 import { Admission } from "./admission.js";
 import {
@@ -115,6 +122,9 @@ function unwrap<T>(r: Result<T>): T {
 }
 
 let instances = 0;
+
+/** What a top Via asking for connection reuse contains (RFC 5923). */
+const ALIAS = Buffer.from(";alias", "latin1");
 
 export class ShardedEngine implements TransactionEngine, HandleOwner {
   /** The sockets, with their bound ports. */
@@ -335,6 +345,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   /** TransportSink of socket `listener`: find the owning shard and queue the message for it. */
   private onMessage(listener: number, data: Buffer, source: Source): void {
     if (this.shards.state === "closed") return;
+    if (source.protocol === "TLS") this.aliasFrom(listener, data, source);
     const shard = this.admission.shardFor(listener, data, source);
     if (shard < 0) return;
     const slot = this.slots[shard]!;
@@ -431,6 +442,21 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
           this.sendErrors++;
         },
       });
+  }
+
+  /**
+   * RFC 5923: the coordinator owns the connections, so it grants a Via
+   * `alias` itself (the transport checks the peer's certificate). Only a
+   * TLS message that mentions `alias` at all is parsed here.
+   */
+  private aliasFrom(listener: number, data: Buffer, source: Source): void {
+    if (data.indexOf(ALIAS) < 0) return;
+    try {
+      const msg = parseMessage(data);
+      if (msg.isRequest) offerAlias(msg, source, this.transports[listener]);
+    } catch {
+      // the shard answers what does not parse
+    }
   }
 
   /**

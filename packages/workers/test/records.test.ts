@@ -147,7 +147,8 @@ describe("typed records round-trip through a batch", () => {
     expectRoundTrip(
       REC_SEND,
       cases,
-      (w, c) => writeSend(w, c.listener, c.address, c.port, c.connectionId, c.errorTarget, c.data, c.serverName),
+      (w, c) =>
+        writeSend(w, c.listener, c.address, c.port, c.connectionId, c.errorTarget, c.data, c.serverName),
       (r) => readSend(r, newSendRecord()),
     );
   });
