@@ -325,7 +325,7 @@ export class Registrar {
       if (next.size > this.maxContacts) return { status: 503, reason: "Too Many Contacts", headers: [], aor };
       if (next.size === 0) this.aors.delete(aor);
       else this.aors.set(aor, next);
-      if (flow) this.indexFlow(flow, aor);
+      if (flow && planned.some((p) => p.expires > 0)) this.indexFlow(flow, aor);
       // A binding registered (or removed) again is not lost any more.
       const lost = this.lostByAor.get(aor);
       if (lost) {
@@ -368,7 +368,10 @@ export class Registrar {
           }
           bindings.delete(k);
           let lost = this.lostByAor.get(aor);
-          if (!lost) this.lostByAor.set(aor, (lost = new Map()));
+          if (!lost) {
+            lost = new Map();
+            this.lostByAor.set(aor, lost);
+          }
           lost.delete(k);
           lost.set(k, { outbound: b.regId !== undefined, key: k, expiresAt: b.expiresAt });
           // As many as an AOR may have bindings: the oldest goes first (a Map keeps insertion order).
@@ -546,9 +549,9 @@ export class Registrar {
   /** Remember that `aor` has a binding on `flow` (for `flowClosed`). */
   private indexFlow(flow: Flow, aor: string): void {
     const key = flowKey(flow);
-    let set = this.byFlow.get(key);
-    if (!set) this.byFlow.set(key, (set = new Set()));
-    set.add(aor);
+    const set = this.byFlow.get(key);
+    if (set) set.add(aor);
+    else this.byFlow.set(key, new Set([aor]));
   }
 
   private liveLost(aor: string, now: number): Map<string, LostBinding> | undefined {

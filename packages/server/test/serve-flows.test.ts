@@ -176,7 +176,10 @@ forEachEngine((_bed, _kind, engine) => {
       const { engine: caller } = await peer();
 
       const h = inviteAlice(caller, server);
-      const invite = (await alice.take("the INVITE on alice's connection", isRequest("INVITE"))) as SipRequest;
+      const invite = (await alice.take(
+        "the INVITE on alice's connection",
+        isRequest("INVITE"),
+      )) as SipRequest;
       expect(invite.uri).toBe("sip:alice@xyz.invalid;transport=tcp");
       // The Record-Route facing alice (the outbound side of the double Record-Route) has her flow's token.
       const rr = invite.headerValues("record-route");
@@ -223,7 +226,10 @@ forEachEngine((_bed, _kind, engine) => {
 
       const { engine: caller } = await peer();
       const h = inviteAlice(caller, server);
-      const invite = (await second.take("the INVITE on the new connection", isRequest("INVITE"))) as SipRequest;
+      const invite = (await second.take(
+        "the INVITE on the new connection",
+        isRequest("INVITE"),
+      )) as SipRequest;
       second.send(answer(invite, 486));
       expect((await h.final).status).toBe(486);
       expect(first.got.filter(isRequest("INVITE"))).toHaveLength(0);

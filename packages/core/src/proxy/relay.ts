@@ -329,7 +329,9 @@ class ResponseContext implements ProxyLink {
       // on, with its transport (the peer upstream reaches us there). The side facing downstream is
       // added per attempt, once the outbound transport is known (RFC 5658 double Record-Route).
       const own = this.inboundUri();
-      b.inboundRr = this.opts.recordRouteUri ? this.opts.recordRouteUri(own, "inbound", undefined, target) : own;
+      b.inboundRr = this.opts.recordRouteUri
+        ? this.opts.recordRouteUri(own, "inbound", undefined, target)
+        : own;
       copy.prependHeader("Record-Route", `<${b.inboundRr};lr>`);
     }
     if (this.opts.onBranch) this.opts.onBranch({ index: b.index, target, request: copy });

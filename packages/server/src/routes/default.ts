@@ -172,7 +172,10 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
    * sender's, when the request came over one; a target's, when its branch goes over one — carries
    * that flow's token. Undefined when no flow is involved.
    */
-  function flowRecordRoute(tx: ServerTransactionHandle, targets?: RelayTarget[]): RelayOptions["recordRouteUri"] {
+  function flowRecordRoute(
+    tx: ServerTransactionHandle,
+    targets?: RelayTarget[],
+  ): RelayOptions["recordRouteUri"] {
     const from = flowOf(tx.source);
     if (!from && !targets?.some((t) => targetFlows.has(t))) return undefined;
     return (uri, side, dest, t) => {
