@@ -258,7 +258,7 @@ forEachEngine((_bed, _kind, engine) => {
       expect(((await alice.take("the 439", isResponse("REGISTER"))) as SipResponse).status).toBe(439);
     });
 
-    it("alice on TCP calls bob on UDP: bob's BYE along the route set reaches her connection (flow token); one with a forged token gets 403; after her connection closed, 430 Flow Failed", async () => {
+    it("alice on TCP calls bob on UDP: bob's BYE along the route set reaches her connection (flow token); one with a forged token gets 403; after her connection closed, 430 Flow Failed (a Request-URI reachable without the flow is routed as usual)", async () => {
       const server = await start();
       let bobInvite: ServerTransactionHandle | undefined;
       const acks: string[] = [];
@@ -339,6 +339,83 @@ forEachEngine((_bed, _kind, engine) => {
       // Her connection closes: the flow is gone, and nothing else reaches xyz.invalid.
       await alice.close();
       await until("430 to a request along her flow", async () => (await bobRequest(rr)).status === 430);
+      // A Request-URI that is reachable without the flow (an IP literal, no `ob`) is routed as usual.
+      const { port: elsewhere } = await peer({ onRequest: (tx) => tx.reply(200) });
+      const routed = await bob.request({
+        method: "BYE",
+        uri: `sip:alice@127.0.0.1:${elsewhere}`,
+        from: "<sip:bob@127.0.0.1>;tag=bob",
+        to: `<${AOR}>;tag=alice`,
+        callId,
+        cseq: ++cseq,
+        headers: rr.map((r): [string, string] => ["Route", r]),
+        nextHop: `udp:127.0.0.1:${server.udp}`,
+      }).final;
+      expect(routed.status).toBe(200);
+    });
+
+    it("carol on TCP calls alice registered over TCP: both sides of the Record-Route carry a token; carol's ACK reaches alice's connection, alice's BYE carol's", async () => {
+      const server = await start();
+      const alice = await rawUa(server.tcp);
+      expect((await registerOn(alice, newCallId(), 1, INVALID_CONTACT)).status).toBe(200);
+      const carol = await rawUa(server.tcp);
+      const callId = newCallId();
+      const carolContact = "<sip:carol@abc.invalid;transport=tcp>";
+      carol.send([
+        `INVITE ${AOR} SIP/2.0`,
+        "Via: SIP/2.0/TCP abc.invalid;branch=z9hG4bK-inv2",
+        "Max-Forwards: 70",
+        "From: <sip:carol@127.0.0.1>;tag=carol",
+        `To: <${AOR}>`,
+        `Call-ID: ${callId}`,
+        "CSeq: 1 INVITE",
+        `Contact: ${carolContact}`,
+        "Content-Length: 0",
+      ]);
+      const invite = (await alice.take(
+        "the INVITE on alice's connection",
+        isRequest("INVITE"),
+      )) as SipRequest;
+      const rr = invite.headerValues("record-route");
+      expect(rr).toHaveLength(2);
+      const [toAlice, toCarol] = rr.map(tokenOf);
+      expect(toAlice).toBeDefined();
+      expect(toCarol).toBeDefined();
+      expect(toAlice).not.toBe(toCarol);
+      alice.send(answer(invite, 200));
+      const ok = (await carol.take("the 200 on carol's connection", isResponse("INVITE"))) as SipResponse;
+      expect(ok.status).toBe(200);
+      expect(ok.headerValues("record-route")).toEqual(rr);
+
+      // carol (UAC): the route set reversed (§12.1.2); her own token is passed over, alice's used.
+      carol.send([
+        "ACK sip:alice@xyz.invalid;transport=tcp SIP/2.0",
+        "Via: SIP/2.0/TCP abc.invalid;branch=z9hG4bK-ack2",
+        "Max-Forwards: 70",
+        `Route: ${rr[1]}, ${rr[0]}`,
+        "From: <sip:carol@127.0.0.1>;tag=carol",
+        `To: <${AOR}>;tag=alice`,
+        `Call-ID: ${callId}`,
+        "CSeq: 1 ACK",
+        "Content-Length: 0",
+      ]);
+      await alice.take("the ACK on alice's connection", isRequest("ACK"));
+      // alice (UAS): the route set as recorded.
+      alice.send([
+        "BYE sip:carol@abc.invalid;transport=tcp SIP/2.0",
+        "Via: SIP/2.0/TCP xyz.invalid;branch=z9hG4bK-bye2",
+        "Max-Forwards: 70",
+        `Route: ${rr[0]}, ${rr[1]}`,
+        `From: <${AOR}>;tag=alice`,
+        "To: <sip:carol@127.0.0.1>;tag=carol",
+        `Call-ID: ${callId}`,
+        "CSeq: 1 BYE",
+        "Content-Length: 0",
+      ]);
+      const bye = (await carol.take("the BYE on carol's connection", isRequest("BYE"))) as SipRequest;
+      carol.send(answer(bye, 200));
+      const done = (await alice.take("the 200 to the BYE", isResponse("BYE"))) as SipResponse;
+      expect(done.status).toBe(200);
     });
 
     it("a binding over TCP with an IP-literal Contact stays when its connection closes, and is reached at its Contact from then on", async () => {

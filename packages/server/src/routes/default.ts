@@ -188,14 +188,17 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
 
   /**
    * RFC 5626 §5.3: a Route of ours at the top (one, or the pair of a double Record-Route, RFC
-   * 5658) with a user part is a flow token. A token whose MAC does not verify is "forged": the
-   * URI is ours and we never write another user part there, so it was made or edited by someone
-   * else — §5.3 answers it 403 rather than routing it as if it were not ours.
+   * 5658) with a user part is a flow token. One of the flow the request came over is "outgoing":
+   * it is passed over and the next one of ours is looked at (both sides of a dialog between two
+   * UAs on flows have a token). A token whose MAC does not verify is "forged": the URI is ours
+   * and we never write another user part there, so it was made or edited by someone else — §5.3
+   * answers it 403 rather than routing it as if it were not ours.
    */
   function flowRoute(req: SipRequest, source: Source): FlowRoute {
     const routes = req.headerValues("route");
-    let token: string | undefined;
-    for (let i = 0; i < routes.length && i < 2 && token === undefined; i++) {
+    const from = flowOf(source);
+    let kind: "none" | "outgoing" = "none";
+    for (let i = 0; i < routes.length && i < 2; i++) {
       let u: Uri;
       try {
         const raw = uriOfNameAddr(routes[i]!);
@@ -204,14 +207,16 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
       } catch {
         break;
       }
-      if (u.type === "sip" && u.rawUser !== undefined) token = u.rawUser;
+      if (u.type !== "sip" || u.rawUser === undefined) continue;
+      const flow = tokens.decode(u.rawUser);
+      if (!flow) return { kind: "forged" };
+      if (from && sameFlow(from, flow)) {
+        kind = "outgoing";
+        continue;
+      }
+      return { kind: live.has(flow) ? "incoming" : "gone", flow };
     }
-    if (token === undefined) return { kind: "none" };
-    const flow = tokens.decode(token);
-    if (!flow) return { kind: "forged" };
-    const from = flowOf(source);
-    if (from && sameFlow(from, flow)) return { kind: "outgoing" };
-    return { kind: live.has(flow) ? "incoming" : "gone", flow };
+    return { kind };
   }
 
   return {
