@@ -865,8 +865,6 @@ export class TcpTransport implements Transport {
   }
 
   private onClose(conn: Connection): void {
-    // A connection that was up was a flow (RFC 5626 §3): its close is told to the sink below.
-    const wasUp = conn.state !== "connecting" && conn.state !== "closed";
     conn.state = "closed";
     this.byId.delete(conn.id);
     this.unregisterKey(conn);
@@ -903,7 +901,6 @@ export class TcpTransport implements Transport {
       this.counters.tcp_send_errors += queue.length;
       for (const p of queue) p.onError?.transportError(err);
     }
-    if (wasUp) this.sink.onConnectionClosed?.(conn.source);
   }
 
   private unregisterKey(conn: Connection): void {
