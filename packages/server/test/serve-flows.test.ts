@@ -1,8 +1,9 @@
 // Route `default` and UAs on their own connections (RFC 5626 flows), against a real `siptm serve`
 // in one thread and with 2 shards (where the coordinator owns the connections and the registrar
 // lives in the main thread). Alice is a raw SIP client on a node:net socket, like a browser on a
-// WebSocket: her Via and Contact name `xyz.invalid`, so nothing but her connection reaches her.
-// The callers and callees on UDP are in-test engines. The server is a child process, killed in
+// WebSocket: her Via and Contact name `xyz.invalid`, so nothing but her connection reaches her;
+// one test has a browser-like UA on a real WebSocket (the `ws` package, RFC 7118). The callers
+// and callees on UDP are in-test engines. The server is a child process, killed in
 // afterAll.
 import * as net from "node:net";
 import {
@@ -16,13 +17,16 @@ import {
   StreamFramer,
 } from "@siptm/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { call, killAll, SERVER_TIMERS, type Served, serve, testEngine, until } from "./helpers.js";
 
 const sockets: net.Socket[] = [];
+const websockets: WebSocket[] = [];
 const engines: Engine[] = [];
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
+  for (const w of websockets.splice(0)) w.terminate();
   await Promise.all(engines.splice(0).map((e) => e.close()));
 });
 afterAll(killAll);
@@ -31,9 +35,8 @@ const AOR = "sip:alice@127.0.0.1";
 const INVALID_CONTACT = "<sip:alice@xyz.invalid;transport=tcp>";
 const INSTANCE = '"<urn:uuid:00000000-0000-1000-8000-00a0c91e6bf6>"';
 
-/** A SIP UA on one TCP connection, by hand: what it got (in order), and lines to send. */
+/** A SIP UA on one connection (TCP, or a WebSocket), by hand: what it got (in order), and lines to send. */
 interface RawUa {
-  readonly socket: net.Socket;
   /** Every message received, in order. */
   readonly got: SipMessage[];
   isClosed(): boolean;
@@ -52,7 +55,6 @@ async function rawUa(port: number): Promise<RawUa> {
   const socket = net.connect({ host: "127.0.0.1", port });
   sockets.push(socket);
   const got: SipMessage[] = [];
-  const taken = new Set<SipMessage>();
   const framer = new StreamFramer();
   let closed = false;
   socket.on("data", (chunk: Buffer) =>
@@ -70,21 +72,57 @@ async function rawUa(port: number): Promise<RawUa> {
     socket.once("error", reject);
   });
   return {
-    socket,
     got,
     isClosed: () => closed,
     send: (lines) => socket.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1"),
-    async take(what, pred) {
-      let found: SipMessage | undefined;
-      await until(what, () => {
-        found = got.find((m) => !taken.has(m) && pred(m));
-        return found !== undefined;
-      });
-      taken.add(found!);
-      return found!;
-    },
+    take: taker(got),
     async close() {
       socket.resetAndDestroy();
+      await done;
+    },
+  };
+}
+
+/** `RawUa.take` over the messages `got`. */
+function taker(got: SipMessage[]): RawUa["take"] {
+  const taken = new Set<SipMessage>();
+  return async (what, pred) => {
+    let found: SipMessage | undefined;
+    await until(what, () => {
+      found = got.find((m) => !taken.has(m) && pred(m));
+      return found !== undefined;
+    });
+    taken.add(found!);
+    return found!;
+  };
+}
+
+/** A browser-like UA on a WebSocket (subprotocol sip, RFC 7118): one SIP message per WebSocket message. */
+async function wsUa(port: number): Promise<RawUa> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, ["sip"]);
+  websockets.push(ws);
+  const got: SipMessage[] = [];
+  let closed = false;
+  ws.on("message", (d: Buffer) => got.push(parseMessage(Buffer.from(d), { datagram: false })));
+  ws.on("error", () => {});
+  const done = new Promise<void>((resolve) =>
+    ws.once("close", () => {
+      closed = true;
+      resolve();
+    }),
+  );
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  return {
+    got,
+    isClosed: () => closed,
+    send: (lines) => ws.send(`${lines.join("\r\n")}\r\n\r\n`),
+    take: taker(got),
+    async close() {
+      // The tab went away: no closing handshake, the connection just ends.
+      ws.terminate();
       await done;
     },
   };
@@ -135,9 +173,11 @@ function answer(req: SipRequest, status: number): string[] {
   return lines;
 }
 
-/** The flow token of a Record-Route value of ours (`sip:TOKEN@127.0.0.1:PORT;transport=tcp;...;ob`), or undefined. */
-function tokenOf(rr: string): string | undefined {
-  return /^<sip:([A-Za-z0-9_-]+)@127\.0\.0\.1:\d+;transport=tcp;ob;lr>$/.exec(rr)?.[1];
+/** The flow token of a Record-Route value of ours (`sip:TOKEN@127.0.0.1:PORT;transport=tcp;ob;lr`), or undefined. */
+function tokenOf(rr: string, transport = "tcp"): string | undefined {
+  return new RegExp(`^<sip:([A-Za-z0-9_-]+)@127\\.0\\.0\\.1:\\d+;transport=${transport};ob;lr>$`).exec(
+    rr,
+  )?.[1];
 }
 
 /** An in-test engine on UDP (and TCP), closed after the test. */
@@ -378,7 +418,7 @@ forEachEngine((_bed, _kind, engine) => {
       )) as SipRequest;
       const rr = invite.headerValues("record-route");
       expect(rr).toHaveLength(2);
-      const [toAlice, toCarol] = rr.map(tokenOf);
+      const [toAlice, toCarol] = rr.map((r) => tokenOf(r));
       expect(toAlice).toBeDefined();
       expect(toCarol).toBeDefined();
       expect(toAlice).not.toBe(toCarol);
@@ -416,6 +456,63 @@ forEachEngine((_bed, _kind, engine) => {
       carol.send(answer(bye, 200));
       const done = (await alice.take("the 200 to the BYE", isResponse("BYE"))) as SipResponse;
       expect(done.status).toBe(200);
+    });
+
+    it("a browser on a WebSocket (outbound, .invalid): the call from a UDP caller, its ACK and BYE arrive on the WebSocket (a ws flow token); once the tab is gone a call gets 430", async () => {
+      const server = await serve([
+        "--route",
+        "default",
+        "--workers",
+        workers,
+        "--drain-timeout",
+        "500",
+        "--listen",
+        "ws:127.0.0.1:0",
+        ...SERVER_TIMERS,
+      ]);
+      const wsPort = Number(/listen:\s+ws 127\.0\.0\.1:(\d+)/.exec(server.stdout())?.[1]);
+      const browser = await wsUa(wsPort);
+      const contact = `<sip:k3l5@df7jal23ls0d.invalid;transport=ws>;reg-id=1;+sip.instance=${INSTANCE}`;
+      browser.send([
+        `REGISTER sip:127.0.0.1:${wsPort};transport=ws SIP/2.0`,
+        "Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-wsreg",
+        "Max-Forwards: 70",
+        `From: <${AOR}>;tag=br`,
+        `To: <${AOR}>`,
+        `Call-ID: ${newCallId()}`,
+        "CSeq: 1 REGISTER",
+        `Contact: ${contact}`,
+        "Supported: path, outbound, gruu",
+        "Expires: 600",
+        "Content-Length: 0",
+      ]);
+      const reg = (await browser.take("the 200 to the REGISTER", isResponse("REGISTER"))) as SipResponse;
+      expect(reg.status).toBe(200);
+      expect(reg.header("require")).toBe("outbound");
+
+      const { engine: caller } = await peer();
+      const h = inviteAlice(caller, server);
+      const invite = (await browser.take("the INVITE on the WebSocket", isRequest("INVITE"))) as SipRequest;
+      expect(invite.uri).toBe("sip:k3l5@df7jal23ls0d.invalid;transport=ws");
+      expect(invite.via.transport).toBe("WS");
+      const rr = invite.headerValues("record-route");
+      expect(rr).toHaveLength(2);
+      expect(tokenOf(rr[0]!, "ws")).toBeDefined();
+      browser.send(answer(invite, 200));
+      const outcome = await h.final;
+      expect(outcome.status).toBe(200);
+      const bye = caller.ackAndBye(h, outcome.response!);
+      await browser.take("the ACK on the WebSocket", isRequest("ACK"));
+      const byeIn = (await browser.take("the BYE on the WebSocket", isRequest("BYE"))) as SipRequest;
+      browser.send(answer(byeIn, 200));
+      expect((await bye.final).status).toBe(200);
+
+      await browser.close();
+      await until("the binding gone", async () => (await bindings(server)).length === 0);
+      await until(
+        "430 to a call to the browser",
+        async () => (await inviteAlice(caller, server).final).status === 430,
+      );
     });
 
     it("a binding over TCP with an IP-literal Contact stays when its connection closes, and is reached at its Contact from then on", async () => {
