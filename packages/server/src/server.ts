@@ -352,6 +352,8 @@ async function startSharded(
       `route ${loaded.name} failed to start in a shard: ${err instanceof Error ? err.message : String(err)}`,
     );
   });
+  // RFC 5626: a connection closed in the coordinator drops its bindings, here and in the replicas.
+  if (publisher) sharded.onFlowClosed = (source) => publisher.flowClosed(source);
   const sockets: BoundSocket[] = sharded.addresses.map((a) => ({
     protocol: a.protocol,
     address: a.address,
@@ -494,6 +496,8 @@ async function startOneThread(
   }
 
   const registrar = new Registrar({ now: () => engine.now(), minExpires: config.minExpires });
+  // RFC 5626: a connection that closes drops the bindings that lived on it.
+  engine.onFlowClosed = (source) => registrar.flowClosed(source);
   const metrics = new Metrics(engine);
   const scheduler = new Scheduler(engine.clock, (err) => logger.warn({ err }, "route timer callback threw"));
   const life: Lifecycle = { draining: false, stopping: undefined };
