@@ -943,7 +943,8 @@ export class TcpTransport implements Transport {
     if (holder === conn) return true;
     if (holder && usable(holder)) return false;
     this.byKey.set(key, conn);
-    (conn.aliases ??= []).push(key);
+    if (conn.aliases) conn.aliases.push(key);
+    else conn.aliases = [key];
     return true;
   }
 

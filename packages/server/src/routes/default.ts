@@ -118,7 +118,7 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   // Flow tokens of this route (one thread, or this shard: every request of a dialog comes to the
   // shard of its Call-ID, the one that made the token), and the flows they were made for while
   // those are open (the registrar tells every close, also in a shard's replica).
-  const tokens = new FlowTokens();
+  const tokens = new FlowTokens(ctx.keys.flowToken);
   const live = new LiveFlows();
   const unwatch = registrar.watchFlows((flow) => live.closed(flow));
   /** The flow of each target made for a binding on one (for its side of the Record-Route). */
