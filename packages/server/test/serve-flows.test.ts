@@ -197,8 +197,15 @@ function inviteAlice(caller: Engine, server: Served) {
   });
 }
 
-async function bindings(server: Served): Promise<Array<{ uri: string }>> {
-  return call<Array<{ uri: string }>>(server.rpc, "ul.lookup", [AOR]);
+interface BindingView {
+  uri: string;
+  flow?: string;
+  instance?: string;
+  reg_id?: number;
+}
+
+async function bindings(server: Served): Promise<BindingView[]> {
+  return call<BindingView[]>(server.rpc, "ul.lookup", [AOR]);
 }
 
 forEachEngine((_bed, _kind, engine) => {
@@ -262,7 +269,11 @@ forEachEngine((_bed, _kind, engine) => {
       const again = await registerOn(second, callId, 2, contact, ["Supported: outbound"]);
       expect(again.status).toBe(200);
       expect(again.headerValues("contact")).toHaveLength(1);
-      expect(await bindings(server)).toHaveLength(1);
+      const [only] = await bindings(server);
+      // ul.lookup shows the flow (protocol, peer, connection id) and the outbound identity.
+      expect(only?.flow).toMatch(/^tcp:127\.0\.0\.1:\d+#\d+$/);
+      expect(only?.instance).toBeDefined();
+      expect(only?.reg_id).toBe(1);
 
       const { engine: caller } = await peer();
       const h = inviteAlice(caller, server);
