@@ -221,14 +221,23 @@ export function untrackBed(bed: TestBed): void {
  * Called after every test (test/setup/leak-check.ts): checks, closes and forgets every bed made
  * during the test, of any kind. A bed whose check throws is reported, not skipped.
  */
+/** The stream transports open now (to tell later which ones a test made). */
+export function openStreamTransports(): ReadonlySet<object> {
+  return new Set(liveStreamTransports());
+}
+
 /**
  * No stream transport left with a connection open (or a handshake in
- * progress) once a test is over: closes are asynchronous, so it waits up to
- * `waitMs` for the last ones to finish before naming those still open.
+ * progress) once a test is over — of those not in `before` (made by the test;
+ * a file's own transports are checked after the file). Closes are
+ * asynchronous: it waits up to `waitMs` for the last ones before naming those
+ * still open.
  */
-export async function checkOpenConnections(waitMs = 2000): Promise<string[]> {
+export async function checkOpenConnections(before?: ReadonlySet<object>, waitMs = 2000): Promise<string[]> {
   const open = () =>
-    [...liveStreamTransports()].filter((t) => t.connectionCount > 0 || (t.handshakes ?? 0) > 0);
+    [...liveStreamTransports()].filter(
+      (t) => !before?.has(t) && (t.connectionCount > 0 || (t.handshakes ?? 0) > 0),
+    );
   const deadline = Date.now() + waitMs;
   while (open().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return open().map(
