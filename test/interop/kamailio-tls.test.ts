@@ -35,9 +35,11 @@ import {
   startServer,
 } from "./siptm-server.js";
 
-const running = new Set<{ kill(): Promise<void> } | { stop(): Promise<void> }>();
+const running = new Set<{ kill(): Promise<void> }>();
+const kamailios = new Set<KamailioTls>();
 afterAll(async () => {
-  await Promise.all([...running].map((c) => ("stop" in c ? c.stop() : c.kill())));
+  await Promise.all([...running].map((c) => c.kill()));
+  await Promise.all([...kamailios].map((k) => k.stop()));
 });
 
 /** `siptm serve` with a UDP and a TLS listener on ephemeral ports, the fixture certificate and CA. */
@@ -64,7 +66,7 @@ async function tlsServer(workers: string, extra: string[]): Promise<{ server: Si
 
 async function startKamailio(opts: Parameters<typeof KamailioTls.start>[0]): Promise<KamailioTls> {
   const k = await KamailioTls.start(opts);
-  running.add(k);
+  kamailios.add(k);
   return k;
 }
 
@@ -316,7 +318,10 @@ for (const workers of ["0", "2"])
         expect(final.code, `${JSON.stringify(final)}\n${srv.report()}\n${k.report()}`).toBe(503);
         expect(final.headers, "a local 503 has no headers").toBe("");
         const after = await srv.stats();
-        expect((after.tls_verify_failed as number) - (before.tls_verify_failed as number), "tls_verify_failed").toBe(1);
+        expect(
+          (after.tls_verify_failed as number) - (before.tls_verify_failed as number),
+          "tls_verify_failed",
+        ).toBe(1);
         expect(after.transport_errors as number).toBeGreaterThan(before.transport_errors as number);
         // The INVITE was never written to the connection, and Kamailio never saw a request.
         await sleep(200);

@@ -6,7 +6,7 @@
 // proxy on one UDP and one TLS port that record-routes and sends user "siptm" to siptm's TLS
 // port and user "uas" to a UAS over UDP. In the foreground (-DD -E), stopped by its own pid.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,8 +44,7 @@ export function requireOpenssl(): string {
 /** Kamailio's tls module, or a thrown Error saying how to install it. */
 export function requireKamailioTls(): string {
   const bin = requireKamailio();
-  const probe = spawnSync("test", ["-f", join(MODULES, "tls.so")]);
-  if (probe.status !== 0)
+  if (!existsSync(join(MODULES, "tls.so")))
     throw new Error(
       `Kamailio's tls module (${MODULES}/tls.so) is not installed. Install it with ` +
         "`apt-get install -y kamailio-tls-modules`; .ci/run installs it before `npm run test:interop`.",
@@ -64,10 +63,7 @@ function openssl(bin: string, args: string[]): void {
  * fixture CA (trusted by siptm's --tls-ca), "self" is self-signed (trusted by nobody). Both name
  * kamailio.example.test and 127.0.0.1 (the address siptm connects to, checked as an IP SAN).
  */
-export function makeKamailioCertificate(
-  dir: string,
-  kind: "ca" | "self",
-): { cert: string; key: string } {
+export function makeKamailioCertificate(dir: string, kind: "ca" | "self"): { cert: string; key: string } {
   const bin = requireOpenssl();
   const key = join(dir, "kamailio.key");
   const cert = join(dir, "kamailio.pem");
@@ -75,7 +71,21 @@ export function makeKamailioCertificate(
   const san = "subjectAltName=URI:sip:kamailio.example.test,DNS:kamailio.example.test,IP:127.0.0.1";
   openssl(bin, ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", key]);
   if (kind === "self") {
-    openssl(bin, ["req", "-x509", "-new", "-key", key, "-days", "7", "-subj", subject, "-addext", san, "-out", cert]);
+    openssl(bin, [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      key,
+      "-days",
+      "7",
+      "-subj",
+      subject,
+      "-addext",
+      san,
+      "-out",
+      cert,
+    ]);
   } else {
     const csr = join(dir, "kamailio.csr");
     const ext = join(dir, "kamailio.ext");
@@ -158,7 +168,10 @@ export class KamailioTls extends Child {
         `ca_list = ${FIXTURE.ca}`,
       ];
       const tlsCfg = join(dir, "tls.cfg");
-      writeFileSync(tlsCfg, ["[server:default]", ...profile, "", "[client:default]", ...profile, ""].join("\n"));
+      writeFileSync(
+        tlsCfg,
+        ["[server:default]", ...profile, "", "[client:default]", ...profile, ""].join("\n"),
+      );
       const relay = (user: string, to: string) =>
         `  if ($rU == "${user}") { $du = "${to}"; if (!t_relay()) sl_reply_error(); exit; }`;
       const cfg = join(dir, "kamailio.cfg");
