@@ -13,8 +13,12 @@
 //     ACK of the 2xx and a BYE (tm.t_uac_wait with the route set) over the same connection.
 //  3. Kamailio presenting a self-signed certificate (not under --tls-ca): siptm's INVITE ends with
 //     a local 503, `tls_verify_failed` counts it, nothing reaches the UAS.
+//  4. Kamailio presenting a self-signed client certificate to siptm `--tls-client-cert required`:
+//     the handshake fails, `tls_handshake_failed` counts it, no SIP message gets through, siptm
+//     keeps serving.
 //
 // Each with `siptm serve --workers 0` and `--workers 2` (the coordinator owns the connections).
+import * as dgram from "node:dgram";
 import { afterAll, describe, expect, it } from "vitest";
 import { expectSippClean } from "./harness.js";
 import {
@@ -104,6 +108,29 @@ function headerValues(text: string, name: string): string[] {
     if (cur.trim()) out.push(cur.trim());
   }
   return out;
+}
+
+/** One request over UDP from a socket of our own to `port`; the first final response (or undefined after `timeoutMs`). */
+async function udpRequest(
+  port: number,
+  request: (local: number) => string,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  const sock = dgram.createSocket("udp4");
+  try {
+    await new Promise<void>((resolve) => sock.bind(0, HOST, () => resolve()));
+    const local = sock.address().port;
+    const final = new Promise<string>((resolve) => {
+      sock.on("message", (msg) => {
+        const text = msg.toString("utf8");
+        if (/^SIP\/2\.0 [2-6]\d\d /.test(text)) resolve(text);
+      });
+    });
+    sock.send(request(local), port, HOST);
+    return await Promise.race([final, sleep(timeoutMs).then(() => undefined)]);
+  } finally {
+    sock.close();
+  }
 }
 
 const uriOf = (nameAddr: string) => /<([^>]*)>/.exec(nameAddr)?.[1] ?? nameAddr;
@@ -327,6 +354,58 @@ for (const workers of ["0", "2"])
         await sleep(200);
         expect(k.output).not.toContain("kamailio in:");
         expect(after.tls_connections, "the refused connection is closed").toBe(0);
+        await expectServerDrained(srv, 15_000);
+      } finally {
+        await server?.kill();
+        await kamailio?.stop();
+      }
+    });
+    it("Kamailio presenting a self-signed client certificate to siptm --tls-client-cert required: the handshake fails, tls_handshake_failed counts it, siptm keeps serving", async () => {
+      requireOpenssl();
+      requireKamailioTls();
+      let server: SiptmServer | undefined;
+      let kamailio: KamailioTls | undefined;
+      try {
+        const s = await tlsServer(workers, ["--route", "uas", "--tls-client-cert", "required"]);
+        server = s.server;
+        kamailio = await startKamailio({ cert: "self", siptmTls: s.tls, frTimerMs: 2000 });
+        const k = kamailio;
+        const srv = server;
+        const options = (callId: string) => (local: number) =>
+          [
+            `OPTIONS sip:siptm@${HOST}:${k.udp} SIP/2.0`,
+            `Via: SIP/2.0/UDP ${HOST}:${local};branch=z9hG4bK-${callId};rport`,
+            `From: <sip:probe@${HOST}>;tag=${callId}`,
+            `To: <sip:siptm@${HOST}>`,
+            `Call-ID: ${callId}@${HOST}`,
+            "CSeq: 1 OPTIONS",
+            "Max-Forwards: 70",
+            "Content-Length: 0",
+            "",
+            "",
+          ].join("\r\n");
+        const answer = await udpRequest(k.udp, options(`refused-${workers}`), 15_000);
+        expect(answer, `no final response from Kamailio\n${srv.report()}\n${k.report()}`).toBeDefined();
+        // Kamailio never got through: its own failure (408 after fr_timer, or 5xx), never siptm's 200.
+        expect(answer!, answer).toMatch(/^SIP\/2\.0 (408|4\d\d|5\d\d) /);
+        const stats = await srv.stats();
+        expect(stats.tls_handshake_failed, "TLS handshakes failed: Kamailio's one attempt").toBe(1);
+        expect(stats.tls_connections, "no TLS connection kept").toBe(0);
+        expect(
+          tracedWithProto(srv).filter((t) => t.what !== ""),
+          "siptm never got a SIP message",
+        ).toEqual([]);
+        // Still serving: an OPTIONS over its UDP port is answered.
+        const probe = await udpRequest(
+          srv.udp,
+          (local) =>
+            options(`after-${workers}`)(local).replace(
+              `OPTIONS sip:siptm@${HOST}:${k.udp}`,
+              `OPTIONS sip:siptm@${HOST}:${srv.udp}`,
+            ),
+          5_000,
+        );
+        expect(probe, srv.report()).toMatch(/^SIP\/2\.0 200 /);
         await expectServerDrained(srv, 15_000);
       } finally {
         await server?.kill();

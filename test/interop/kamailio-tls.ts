@@ -122,6 +122,8 @@ export interface KamailioTlsOptions {
   siptmTls?: number;
   /** A UAS's UDP port: requests for user "uas" are relayed there over UDP. */
   uasUdp?: number;
+  /** tm's fr_timer (ms): how long Kamailio waits for a reply on a branch (its default 30000). */
+  frTimerMs?: number;
 }
 
 /** Kamailio 5.6 with its tls module on 127.0.0.1: one UDP port, one TLS port. */
@@ -204,6 +206,7 @@ export class KamailioTls extends Child {
           `modparam("tls", "config", "${tlsCfg}")`,
           // Double Record-Route when the request changes transport (UDP in, TLS out): the default, stated.
           'modparam("rr", "enable_double_rr", 1)',
+          opts.frTimerMs ? `modparam("tm", "fr_timer", ${opts.frTimerMs})` : "",
           "request_route {",
           '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr\\n");',
           '  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }',
