@@ -30,7 +30,7 @@ import {
   tlsPortOf,
   tracedWithProto,
 } from "./kamailio-tls.js";
-import { HOST, requireSipp, type SippProcess, sleep, startSipp } from "./sipp.js";
+import { HOST, killedAfterAll, requireSipp, type SippProcess, sleep, startSipp } from "./sipp.js";
 import {
   expectServerDrained,
   pollUntil,
@@ -39,10 +39,10 @@ import {
   startServer,
 } from "./siptm-server.js";
 
-const running = new Set<{ kill(): Promise<void> }>();
+const running = killedAfterAll<{ kill(): Promise<void> }>();
+/** Stopped (killed, folder removed) after the file's tests, whatever happened. */
 const kamailios = new Set<KamailioTls>();
 afterAll(async () => {
-  await Promise.all([...running].map((c) => c.kill()));
   await Promise.all([...kamailios].map((k) => k.stop()));
 });
 
