@@ -11,6 +11,8 @@
 //  2. siptm → Kamailio over TLS → SIPp UAS (UDP): an INVITE by tm.t_uac_wait to
 //     `sip:uas@127.0.0.1:K;transport=tls`, its 180/200 back over siptm's own connection, siptm's
 //     ACK of the 2xx and a BYE (tm.t_uac_wait with the route set) over the same connection.
+//     And a `sips:` Request-URI (OPTIONS sips:ping@127.0.0.1:K, answered by Kamailio) goes over
+//     TLS only (§26.2).
 //  3. Kamailio presenting a self-signed certificate (not under --tls-ca): siptm's INVITE ends with
 //     a local 503, `tls_verify_failed` counts it, nothing reaches the UAS.
 //  4. Kamailio presenting a self-signed client certificate to siptm `--tls-client-cert required`:
@@ -311,6 +313,44 @@ for (const workers of ["0", "2"])
         expect(stats.tls_connections, "TLS connections open now: siptm's one to Kamailio, reused").toBe(1);
       } finally {
         await uas?.kill();
+        await server?.kill();
+        await kamailio?.stop();
+      }
+    });
+
+    it("a sips: Request-URI goes over TLS only (RFC 3261 §26.2): OPTIONS sips:ping@127.0.0.1:K answered by Kamailio over siptm's connection", async () => {
+      requireOpenssl();
+      requireKamailioTls();
+      let server: SiptmServer | undefined;
+      let kamailio: KamailioTls | undefined;
+      try {
+        const s = await tlsServer(workers, ["--route", "default"]);
+        server = s.server;
+        kamailio = await startKamailio({ cert: "ca" });
+        const k = kamailio;
+        const srv = server;
+        const callId = `kamailio-sips-${workers}-${Date.now()}@${HOST}`;
+        const final = await srv.call<Final>("tm.t_uac_wait", [
+          "OPTIONS",
+          `sips:ping@${HOST}:${k.tls}`,
+          ".",
+          ".",
+          [
+            `From: <sips:siptm@${HOST}>;tag=sips${workers}`,
+            `To: <sips:ping@${HOST}>`,
+            `Call-ID: ${callId}`,
+          ].join("\r\n"),
+        ]);
+        expect(final.code, `${JSON.stringify(final)}\n${srv.report()}\n${k.report()}`).toBe(200);
+        expect(final.reason).toBe("Pong over tls");
+        const trace = tracedWithProto(srv).filter((t) => t.callId === callId);
+        expect(flow(trace)).toEqual(["out TLS OPTIONS", "in TLS 200 OPTIONS"]);
+        expect(trace.every((t) => t.peer === `${HOST}:${k.tls}`)).toBe(true);
+        expect(header(trace[0]!.text, "via", "v")).toMatch(/^SIP\/2\.0\/TLS /);
+        expect(k.output).toMatch(new RegExp(`kamailio in: OPTIONS sips:ping@${HOST}:${k.tls} from .*/tls`));
+        const stats = await expectServerDrained(srv, 15_000);
+        expect(stats.tls_verify_failed).toBe(0);
+      } finally {
         await server?.kill();
         await kamailio?.stop();
       }

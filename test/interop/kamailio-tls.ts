@@ -3,8 +3,9 @@
 // test CA of packages/core/test/fixtures/tls, or self-signed for the negative test), a tls.cfg
 // with one server and one client profile (each verifying the peer against that CA and requiring
 // its certificate: mutual TLS both ways), and a kamailio.cfg written for the test: a stateful
-// proxy on one UDP and one TLS port that record-routes and sends user "siptm" to siptm's TLS
-// port and user "uas" to a UAS over UDP. In the foreground (-DD -E), stopped by its own pid.
+// proxy on one UDP and one TLS port that answers user "ping" itself, record-routes, and sends
+// user "siptm" to siptm's TLS port and user "uas" to a UAS over UDP. In the foreground (-DD -E),
+// stopped by its own pid.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -217,6 +218,8 @@ export class KamailioTls extends Child {
           "  }",
           '  if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }',
           "  t_check_trans();",
+          // User "ping": answered by Kamailio itself (statelessly, over the connection it came on).
+          '  if ($rU == "ping") { sl_send_reply("200", "Pong over $pr"); exit; }',
           "  record_route();",
           opts.siptmTls ? relay("siptm", `sip:${HOST}:${opts.siptmTls};transport=tls`) : "",
           opts.uasUdp ? relay("uas", `sip:${HOST}:${opts.uasUdp}`) : "",
