@@ -63,7 +63,9 @@ async function tlsServer(workers: string, extra: string[]): Promise<{ server: Si
     FIXTURE.ca,
     "--workers",
     workers,
-    ...SERVER_TIMERS,
+    // Over TLS nothing is retransmitted: T1 only sets the Timer B/F waits (64·T1 = 16 s), long
+    // enough that a loaded machine does not turn a slow answer into a 408.
+    ...SERVER_TIMERS.map((v, i, all) => (all[i - 1] === "--t1" ? "250" : v)),
     ...extra,
   ]);
   running.add(server);
@@ -400,6 +402,44 @@ for (const workers of ["0", "2"])
         await kamailio?.stop();
       }
     });
+    it("Kamailio refusing siptm's client certificate after the TLS 1.3 handshake: the request ends with a local 503 at once (not 408 at Timer F), counted in tls_handshake_failed", async () => {
+      requireOpenssl();
+      requireKamailioTls();
+      let server: SiptmServer | undefined;
+      let kamailio: KamailioTls | undefined;
+      try {
+        // siptm presents a certificate outside the CA Kamailio trusts; Kamailio requires a valid one.
+        const s = await tlsServer(workers, [
+          "--route",
+          "default",
+          "--tls-cert",
+          FIXTURE.selfCert,
+          "--tls-key",
+          FIXTURE.selfKey,
+        ]);
+        server = s.server;
+        kamailio = await startKamailio({ cert: "ca", uasUdp: 9 });
+        const k = kamailio;
+        const srv = server;
+        const before = await srv.stats();
+        const final = await srv.call<Final>("tm.t_uac_wait", [
+          "OPTIONS",
+          `sip:uas@${HOST}:${k.tls};transport=tls`,
+          ".",
+          ".",
+          [`From: <sip:siptm@${HOST}>;tag=rc${workers}`, `To: <sip:uas@${HOST}>`].join("\r\n"),
+        ]);
+        expect(final.code, `${JSON.stringify(final)}\n${srv.report()}\n${k.report()}`).toBe(503);
+        const after = await srv.stats();
+        expect((after.tls_handshake_failed as number) - (before.tls_handshake_failed as number)).toBe(1);
+        expect(after.transport_errors as number).toBeGreaterThan(before.transport_errors as number);
+        await expectServerDrained(srv, 15_000);
+      } finally {
+        await server?.kill();
+        await kamailio?.stop();
+      }
+    });
+
     it("Kamailio presenting a self-signed client certificate to siptm --tls-client-cert required: the handshake fails, tls_handshake_failed counts it, siptm keeps serving", async () => {
       requireOpenssl();
       requireKamailioTls();

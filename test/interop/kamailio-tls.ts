@@ -26,6 +26,9 @@ export const FIXTURE = {
   /** CN sip.example.test; SAN URI sip:sip.example.test, DNS sip.example.test and localhost, IP 127.0.0.1. */
   serverCert: join(TLS_FIXTURES, "server.pem"),
   serverKey: join(TLS_FIXTURES, "server.key"),
+  /** Self-signed, outside the CA: a certificate Kamailio refuses. */
+  selfCert: join(TLS_FIXTURES, "selfsigned.pem"),
+  selfKey: join(TLS_FIXTURES, "selfsigned.key"),
 };
 
 const MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules";

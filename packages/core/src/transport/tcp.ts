@@ -143,6 +143,8 @@ interface LateSend {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Sends kept waiting for an outbound TLS peer's first byte (see `Connection.unconfirmed`). */
+const MAX_UNCONFIRMED = 256;
 
 /** "connecting": an outbound TCP connect, or a TLS handshake (either way) not done yet. */
 type ConnState = "connecting" | "open" | "closing" | "closed";
@@ -183,6 +185,13 @@ interface Connection {
   partialSince: number;
   /** Sends with a target made since the peer's FIN, kept until a probe shows the connection still up. */
   late: LateSend[] | undefined;
+  /**
+   * Outbound TLS: sends with a target made before the peer's first byte. In
+   * TLS 1.3 the server judges our certificate after our handshake is done, so
+   * a refusal (an alert, then the close) comes after these writes "succeeded":
+   * they fail at that close instead of waiting for Timer B/F.
+   */
+  unconfirmed: LateSend[] | undefined;
   /** Write callback of a send nobody listens to: counts its failure (one per connection, not per send). */
   readonly countFailure: (err?: Error | null) => void;
   readonly pongDone: () => void;
@@ -606,6 +615,7 @@ export class TcpTransport implements Transport {
       socket.destroy();
       return;
     }
+    conn.unconfirmed = [];
     this.onConnected(conn);
   }
 
@@ -667,6 +677,7 @@ export class TcpTransport implements Transport {
       pingWindowAt: this.sweepAt,
       partialSince: -1,
       late: undefined,
+      unconfirmed: undefined,
       countFailure: (err) => {
         if (err) this.counters.tcp_send_errors++;
       },
@@ -711,6 +722,7 @@ export class TcpTransport implements Transport {
   }
 
   private onData(conn: Connection, chunk: Buffer): void {
+    conn.unconfirmed = undefined; // the peer speaks: it took our handshake
     if (conn.state !== "open") return; // closing after a framing error: discard
     const messages: Buffer[] = [];
     let fault: unknown;
@@ -864,6 +876,10 @@ export class TcpTransport implements Transport {
   }
 
   private onError(conn: Connection, err: Error): void {
+    const tlsCode = (err as NodeJS.ErrnoException).code;
+    // An outbound TLS handshake refused (an alert, a protocol error), counted as the inbound ones are.
+    if (conn.outbound && conn.state === "connecting" && this.tlsOpts && /^ERR_(SSL|TLS)_/.test(tlsCode ?? ""))
+      this.counters.tls_handshake_failed++;
     if (!conn.failure) {
       const code = (err as NodeJS.ErrnoException).code;
       conn.failure = new TransportSendError(
@@ -894,6 +910,22 @@ export class TcpTransport implements Transport {
         for (const l of late)
           l.onError.transportError(
             new TransportSendError(conn.failure.code, l.dest, "connection reset after the peer closed"),
+          );
+      }
+    }
+    const unconfirmed = conn.unconfirmed;
+    if (unconfirmed) {
+      conn.unconfirmed = undefined;
+      if (unconfirmed.length > 0) {
+        // Closed (TLS 1.3: our certificate refused) before the peer said anything: what we sent
+        // on it can have no answer on it.
+        this.counters.tls_handshake_failed++;
+        this.counters.tcp_send_errors += unconfirmed.length;
+        const code = conn.failure?.code ?? "ECONNRESET";
+        const why = conn.failure ? `: ${conn.failure.message}` : "";
+        for (const u of unconfirmed)
+          u.onError.transportError(
+            new TransportSendError(code, u.dest, `the TLS peer closed the connection before answering${why}`),
           );
       }
     }
@@ -955,6 +987,11 @@ export class TcpTransport implements Transport {
     dest: Destination,
   ): void {
     if (onError) {
+      if (conn.unconfirmed) {
+        // A peer that says nothing for this long has taken the handshake: stop keeping them.
+        if (conn.unconfirmed.length >= MAX_UNCONFIRMED) conn.unconfirmed = undefined;
+        else conn.unconfirmed.push({ onError, dest, at: 0 });
+      }
       const late: LateSend | undefined = conn.peerEnded ? { onError, dest, at: this.clock.now() } : undefined;
       if (late) {
         if (!conn.late) conn.late = [];

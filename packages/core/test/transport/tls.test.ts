@@ -290,6 +290,19 @@ describe("TLS transport, outbound: the peer's certificate (RFC 3261 §26.3.1, RF
     await until(() => server.sink.received.length === 2);
   });
 
+  it("a peer that refuses our client certificate after the handshake (TLS 1.3) fails the sends at once, counted", async () => {
+    const server = await tlsTransport("server", { clientCert: "required" });
+    // We present a certificate outside the peer's CA set; we trust the peer.
+    const from = await tlsTransport("selfsigned");
+    const target = errorTarget();
+    from.t.send(sipMessage("refused-cert"), dest(server.t, "sip.example.test"), target);
+    await until(() => target.errors.length === 1);
+    expect(target.errors[0]).toBeInstanceOf(TransportSendError);
+    expect(from.t.stats.tls_handshake_failed).toBe(1);
+    expect(server.t.stats.tls_handshake_failed).toBe(1);
+    expect(server.sink.received).toHaveLength(0);
+  });
+
   it("reuses the connection for the next request to the same peer", async () => {
     const { server, from } = await pair("server");
     from.t.send(sipMessage("reuse-1"), dest(server.t, "sip.example.test"), errorTarget());
