@@ -257,6 +257,8 @@ export class BrowserPhones {
       args: [
         // CI runs as root, where Chromium's sandbox cannot start.
         "--no-sandbox",
+        // A container's small /dev/shm must not crash the renderer.
+        "--disable-dev-shm-usage",
         // getUserMedia without a camera, a microphone or a permission prompt: SIP.js and JsSIP
         // both take the microphone before they offer SDP. The tests check signalling only.
         "--use-fake-ui-for-media-stream",
