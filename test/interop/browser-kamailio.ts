@@ -171,7 +171,7 @@ export class KamailioWss {
         "}",
         "",
         "request_route {",
-        '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr\\n");',
+        '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr ci=$ci\\n");',
         '  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }',
         '  if (nat_uac_test("64")) {',
         "    force_rport();",

@@ -75,7 +75,7 @@ async function cancelledCall(
   user: string,
   target: string,
   uas: SippProcess,
-): Promise<void> {
+): Promise<string> {
   const call = await b.call(user, target);
   await b.waitEvent({ call, type: "progress", status: 180 });
   const invite = b.frames.findLast((f) => f.dir === "out" && f.method === "INVITE")!;
@@ -107,13 +107,19 @@ async function cancelledCall(
   ).toEqual([]);
   // SIPp: the CANCEL and the proxy's ACK carried the INVITE's branch; one call, no failure.
   expectSippClean(await uas.wait(30_000), 1);
+  return invite.callId;
 }
 
 /**
  * (b) A call to `target` (a SIPp UAS answering 200 with an SDP answer): the client ACKs the 200,
  * keeps the call up (it took the answer) until told to hang up, sends the BYE, gets its 200.
  */
-async function answeredCall(b: BrowserPhones, user: string, target: string, uas: SippProcess): Promise<void> {
+async function answeredCall(
+  b: BrowserPhones,
+  user: string,
+  target: string,
+  uas: SippProcess,
+): Promise<string> {
   const call = await b.call(user, target);
   await b.waitEvent({ call, type: "accepted" });
   const invite = b.frames.findLast((f) => f.dir === "out" && f.method === "INVITE")!;
@@ -142,21 +148,29 @@ async function answeredCall(b: BrowserPhones, user: string, target: string, uas:
     await b.report(),
   );
   expectSippClean(await uas.wait(30_000), 1);
+  return invite.callId;
+}
+
+/** The Call-IDs of one test's two calls, for the peer's own checks. */
+interface Calls {
+  cancelled: string;
+  answered: string;
 }
 
 /**
  * The browser suite against one peer: `start` brings the peer up (with the test's certificate);
- * `after` runs extra checks on it at the end (siptm: drained).
+ * `afterCalls` runs the peer's own checks once both calls of a test are over and the browser is
+ * closed (what it saw of them; siptm: drained).
  */
-function browserSuite(
+function browserSuite<P extends WssPeer>(
   title: string,
-  start: (cert: TestCert) => Promise<WssPeer>,
-  after?: (peer: WssPeer) => Promise<void>,
+  start: (cert: TestCert) => Promise<P>,
+  afterCalls: (peer: P, calls: Calls) => Promise<void>,
 ): void {
   describe(title, () => {
     let cert: TestCert | undefined;
     let pages: PageServer | undefined;
-    let peer: WssPeer | undefined;
+    let peer: P | undefined;
     let registrar: SiptmSide | undefined;
     const sipps = new Set<SippProcess>();
     const browsers = new Set<BrowserPhones>();
@@ -193,34 +207,51 @@ function browserSuite(
         try {
           await b.phone(user, lib, peer!.wsUrl, `sip:${user}@${HOST}`);
           expect(await b.register(user)).toBe(200);
-          await cancelledCall(b, user, ringAor, ring);
-          await answeredCall(b, user, bobAor, bob);
+          const cancelled = await cancelledCall(b, user, ringAor, ring);
+          const answered = await answeredCall(b, user, bobAor, bob);
           // One WebSocket for the REGISTER and both calls, still open.
           expect(b.sockets, "WebSockets the page opened").toHaveLength(1);
           expect(b.closedSockets, "WebSockets closed").toEqual([]);
           expect(new Set(b.frames.map((f) => f.url)).size, "WebSocket URLs of the frames").toBe(1);
+          await b.close();
+          await afterCalls(peer!, { cancelled, answered });
         } finally {
           await b.close();
           browsers.delete(b);
           await Promise.all([ring.kill(), bob.kill()]);
         }
       });
-
-    if (after)
-      it("the peer's own checks once every call is over", async () => {
-        await after(peer!);
-      });
   });
 }
 
-browserSuite("browsers over WSS to Kamailio (the reference WebRTC gateway)", async (cert) => {
-  requireKamailioWss();
-  const k = await KamailioWss.start(cert);
-  return {
-    name: "kamailio",
-    udp: k.udp,
-    wsUrl: k.wsUrl,
-    report: () => k.report(),
-    stop: () => k.stop(),
-  };
-});
+browserSuite(
+  "browsers over WSS to Kamailio (the reference WebRTC gateway)",
+  async (cert) => {
+    requireKamailioWss();
+    const k = await KamailioWss.start(cert);
+    return {
+      kamailio: k,
+      name: "kamailio",
+      udp: k.udp,
+      wsUrl: k.wsUrl,
+      report: () => k.report(),
+      stop: () => k.stop(),
+    };
+  },
+  async ({ kamailio }, calls) => {
+    // What Kamailio got from the browser (its request_route logs each request): the client's ACK
+    // of the 487 reached it over WSS, so did the ACK of the 200 and the BYE.
+    const got = (method: string, callId: string) =>
+      new RegExp(`kamailio in: ${method} \\S+ from \\S+/wss? ci=${literal(callId)}\\n`).test(kamailio.output);
+    expect(got("INVITE", calls.cancelled), kamailio.report()).toBe(true);
+    expect(got("CANCEL", calls.cancelled), kamailio.report()).toBe(true);
+    expect(got("ACK", calls.cancelled), kamailio.report()).toBe(true);
+    expect(got("ACK", calls.answered), kamailio.report()).toBe(true);
+    expect(got("BYE", calls.answered), kamailio.report()).toBe(true);
+  },
+);
+
+/** `text` as a literal inside a RegExp. */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
