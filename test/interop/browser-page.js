@@ -146,9 +146,8 @@ async function jssipPhone(name, { wsUrl, aor }) {
         ua.unregister();
       }),
     call: (id, target, headers) => {
-      let session;
       let answered = false;
-      session = ua.call(target, {
+      const session = ua.call(target, {
         extraHeaders: headers,
         mediaConstraints: { audio: true, video: false },
         pcConfig: { iceServers: [] },
@@ -170,7 +169,8 @@ async function jssipPhone(name, { wsUrl, aor }) {
           ended: (e) => record(name, id, "ended", { cause: e.cause, originator: e.originator }),
         },
       });
-      // JsSIP tells of the 200 to its BYE only through the raw transaction: watch the socket.
+      // JsSIP reports no response to its BYE (its "ended" comes as it sends it): the test reads
+      // the 200 from the WebSocket's frames, as for every other message.
       return {
         cancel: () => session.terminate(),
         bye: () => {

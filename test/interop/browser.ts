@@ -276,7 +276,7 @@ export class BrowserPhones {
       const phones = new BrowserPhones(browser, page);
       await page.goto(pageUrl, { timeout: 15_000 });
       await page.waitForFunction(
-        () => (window as unknown as { sipTest?: { ready: boolean } }).sipTest?.ready,
+        () => (globalThis as unknown as { sipTest?: { ready: boolean } }).sipTest?.ready,
         {
           timeout: 15_000,
         },
@@ -292,42 +292,42 @@ export class BrowserPhones {
   async phone(name: string, lib: Lib, wsUrl: string, aor: string): Promise<void> {
     await this.page.evaluate(
       ([n, l, o]) =>
-        (window as unknown as SipTestWindow).sipTest.phone(n, l, o as { wsUrl: string; aor: string }),
+        (globalThis as unknown as SipTestWindow).sipTest.phone(n, l, o as { wsUrl: string; aor: string }),
       [name, lib, { wsUrl, aor }] as const,
     );
   }
 
   /** REGISTER and wait for its 200: the status. */
   register(name: string): Promise<number> {
-    return this.page.evaluate((n) => (window as unknown as SipTestWindow).sipTest.register(n), name);
+    return this.page.evaluate((n) => (globalThis as unknown as SipTestWindow).sipTest.register(n), name);
   }
 
   unregister(name: string): Promise<number> {
-    return this.page.evaluate((n) => (window as unknown as SipTestWindow).sipTest.unregister(n), name);
+    return this.page.evaluate((n) => (globalThis as unknown as SipTestWindow).sipTest.unregister(n), name);
   }
 
   /** Start a call: its id in the page (events carry it). */
   call(name: string, target: string, headers: string[] = []): Promise<string> {
     return this.page.evaluate(
-      ([n, t, h]) => (window as unknown as SipTestWindow).sipTest.call(n, t, h as string[]),
+      ([n, t, h]) => (globalThis as unknown as SipTestWindow).sipTest.call(n, t, h as string[]),
       [name, target, headers] as const,
     );
   }
 
   async cancel(call: string): Promise<void> {
-    await this.page.evaluate((c) => (window as unknown as SipTestWindow).sipTest.cancel(c), call);
+    await this.page.evaluate((c) => (globalThis as unknown as SipTestWindow).sipTest.cancel(c), call);
   }
 
   async bye(call: string): Promise<void> {
-    await this.page.evaluate((c) => (window as unknown as SipTestWindow).sipTest.bye(c), call);
+    await this.page.evaluate((c) => (globalThis as unknown as SipTestWindow).sipTest.bye(c), call);
   }
 
   async stopPhone(name: string): Promise<void> {
-    await this.page.evaluate((n) => (window as unknown as SipTestWindow).sipTest.stop(n), name);
+    await this.page.evaluate((n) => (globalThis as unknown as SipTestWindow).sipTest.stop(n), name);
   }
 
   events(): Promise<PageEvent[]> {
-    return this.page.evaluate(() => (window as unknown as SipTestWindow).sipTest.events.slice());
+    return this.page.evaluate(() => (globalThis as unknown as SipTestWindow).sipTest.events.slice());
   }
 
   /** Wait (bounded) for the page event of `call` (or phone) of this type; it, or a thrown Error with the events so far. */
@@ -338,7 +338,7 @@ export class BrowserPhones {
     try {
       await this.page.waitForFunction(
         (m) =>
-          (window as unknown as SipTestWindow).sipTest.events.some(
+          (globalThis as unknown as SipTestWindow).sipTest.events.some(
             (e) =>
               e.type === m.type &&
               (m.call === undefined || e.call === m.call) &&
