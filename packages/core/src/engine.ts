@@ -44,6 +44,7 @@ import type { ReplyOptions, ServerTu } from "./transaction/server.js";
 import { clientKey, serverKey } from "./transaction/table.js";
 import { type RateLimitOptions, SourceRateLimiter } from "./transport/ratelimit.js";
 import { createTcpTransport, type TcpTransportOptions } from "./transport/tcp.js";
+import type { TlsOptions } from "./transport/tls.js";
 import {
   addTransportStats,
   type Destination,
@@ -55,6 +56,7 @@ import {
   type TransportStats,
 } from "./transport/types.js";
 import { createUdpTransport, type UdpTransportOptions } from "./transport/udp.js";
+import { createWsTransport, type WsTransportOptions } from "./transport/ws.js";
 
 export type { AuditEntry } from "./engine/audit.js";
 export type { EngineLogger } from "./engine/context.js";
@@ -140,11 +142,18 @@ export interface RequestOptions extends ClientEvents {
 
 /** A socket to listen on: its address (IP literal, no brackets) and port (0: ephemeral), and that transport's own options. */
 export type UdpListen = Omit<UdpTransportOptions, "sink">;
-export type TcpListen = Omit<TcpTransportOptions, "sink">;
+export type TcpListen = Omit<TcpTransportOptions, "sink" | "tls">;
+/** SIP over TLS (RFC 3261 §26.3.1): a TCP listener's options and the TLS material. */
+export type TlsListen = TcpListen & { tls: TlsOptions };
+/** SIP over WebSocket (RFC 7118); with `tls`, WSS. */
+export type WsListen = Omit<WsTransportOptions, "sink">;
 
 export interface ListenOptions {
   udp?: UdpListen | UdpListen[];
   tcp?: TcpListen | TcpListen[];
+  tls?: TlsListen | TlsListen[];
+  /** WS, or WSS for those with `tls`. */
+  ws?: WsListen | WsListen[];
 }
 
 /** A socket the engine listens on, as bound (the real port of an ephemeral one). */
@@ -243,8 +252,10 @@ export class Engine implements TransportSink {
     const made: Transport[] = [];
     try {
       for (const o of asList(opts.udp)) made.push(await createUdpTransport({ ...o, sink: this }));
-      for (const o of asList(opts.tcp))
+      for (const o of [...asList<TcpListen>(opts.tcp), ...asList<TlsListen>(opts.tls)])
         made.push(await createTcpTransport({ clock: this.clock, limits: this.limits, ...o, sink: this }));
+      for (const o of asList(opts.ws))
+        made.push(await createWsTransport({ clock: this.clock, ...o, sink: this }));
     } catch (err) {
       await Promise.all(made.map((t) => t.close()));
       throw err;
@@ -286,7 +297,9 @@ export class Engine implements TransportSink {
     if (this.closed) return;
     let msg: SipMessage;
     try {
-      msg = parseMessage(data, { datagram: source.protocol === "UDP", limits: this.limits });
+      // A WebSocket message is one SIP message, Content-Length optional (RFC 7118 §5), as a datagram's.
+      const datagram = source.protocol === "UDP" || source.protocol === "WS" || source.protocol === "WSS";
+      msg = parseMessage(data, { datagram, limits: this.limits });
     } catch (err) {
       this.parseFailed(err, data, source);
       return;

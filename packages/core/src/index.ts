@@ -15,7 +15,9 @@ export {
   type RequestOptions,
   type StatsSnapshot,
   type TcpListen,
+  type TlsListen,
   type UdpListen,
+  type WsListen,
 } from "./engine.js";
 // --- the message layer
 export {
@@ -51,6 +53,7 @@ export {
   type ResolveErrorCode,
   Resolver,
   type ResolverOptions,
+  type ResolverTransport,
 } from "./proxy/resolver.js";
 export { forwardRequestStateless, forwardResponseStateless } from "./proxy/stateless.js";
 // --- transactions, as their users see them
@@ -71,6 +74,7 @@ export { TransportBindError, TransportSendError } from "./transport/errors.js";
 export { type MemoryFaults, MemoryNetwork, type MemoryNetworkOptions } from "./transport/memory.js";
 export type { RateLimitOptions } from "./transport/ratelimit.js";
 export { createTcpTransport, type TcpLimitOptions, type TcpTransportOptions } from "./transport/tcp.js";
+export type { TlsCredentials, TlsOptions } from "./transport/tls.js";
 export type {
   Destination,
   SendErrorTarget,

@@ -37,3 +37,4 @@ export { clientKey, dialogKey, serverKey, TransactionTable } from "./transaction
 export { type TimerEntry, TimerQueues, TimerService } from "./transaction/timers.js";
 export { unbracket } from "./transport/address.js";
 export * from "./transport/index.js";
+export * from "./transport/ws.js";

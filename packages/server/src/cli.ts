@@ -53,6 +53,18 @@ async function serve(args: readonly string[]): Promise<number | undefined> {
   // at once, and a SIGTERM before them would kill the process without draining.
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // SIGHUP: reload what can change while running (the --tls-* files); on failure keep the old.
+  process.on("SIGHUP", () => {
+    try {
+      server.reload();
+      server.logger.info("SIGHUP: reloaded");
+      process.stdout.write("reloaded (SIGHUP)\n");
+    } catch (err) {
+      const msg = oneLine(err instanceof Error ? err.message : String(err));
+      server.logger.warn({ err: msg }, "SIGHUP: reload failed; keeping what was loaded");
+      process.stderr.write(`siptm: reload failed, keeping what was loaded: ${msg}\n`);
+    }
+  });
   // A crash after start-up: log it (with its stack, on stderr) and leave with status 1.
   process.on("uncaughtException", (err) => {
     server.logger.fatal({ err }, "uncaught exception");

@@ -17,7 +17,7 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-export type ListenProtocol = "UDP" | "TCP";
+export type ListenProtocol = "UDP" | "TCP" | "TLS" | "WS" | "WSS";
 
 export interface ListenSpec {
   readonly protocol: ListenProtocol;
@@ -25,6 +25,32 @@ export interface ListenSpec {
   readonly address: string;
   /** 0 = ephemeral (the banner shows the real port). */
   readonly port: number;
+}
+
+/**
+ * The TLS material and policy of the TLS and WSS listeners (--tls-*): file
+ * paths, read at start and again on SIGHUP.
+ */
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string | undefined;
+  /** Ask inbound peers for a certificate. */
+  readonly clientCert: "required" | "optional" | "off";
+  /** Outbound: check the peer's certificate (RFC 5922); "insecure" only when asked for (lab use). */
+  readonly verify: "verify" | "insecure";
+  /** SHA-256 fingerprints accepted whatever the chain (pinning). */
+  readonly pins: readonly string[];
+  readonly handshakeTimeoutMs: number | undefined;
+}
+
+/** The WebSocket listeners' limits (--ws-*); undefined: the transport's defaults. */
+export interface WsConfig {
+  /** CIDRs whose X-Forwarded-For is believed (a reverse proxy in front). */
+  readonly trustedProxies: readonly string[];
+  readonly maxMessageBytes: number | undefined;
+  readonly pingIntervalMs: number | undefined;
+  readonly pongTimeoutMs: number | undefined;
 }
 
 export interface HostPort {
@@ -98,8 +124,11 @@ export interface ServerConfig {
   readonly rateLimit: RateLimitConfig | undefined;
   /** --secret / SIPTM_SECRET: keys are derived from it (secret.ts); undefined = random per process. */
   readonly secret: string | undefined;
-  /** TCP limits given (--tcp-*); the rest are the TCP transport's defaults. */
+  /** TCP limits given (--tcp-*); the rest are the TCP transport's defaults. They apply to TLS too. */
   readonly tcp: TcpLimitOptions;
+  /** TLS material for the TLS and WSS listeners (and outbound TLS); undefined when none is given. */
+  readonly tls: TlsConfig | undefined;
+  readonly ws: WsConfig;
   readonly answerCode: number;
   /** ms, or "never". */
   readonly answerAfter: number | "never";
@@ -318,6 +347,13 @@ function resolveConfig(
   const secret = str("secret") ?? (env.SIPTM_SECRET || undefined);
   if (secret !== undefined && secret.length < MIN_SECRET_LENGTH)
     throw new UsageError(`--secret must have at least ${MIN_SECRET_LENGTH} characters`);
+  const tls = tlsConfig(str, raw, listen, routeBase);
+  const ws: WsConfig = {
+    trustedProxies: list(raw["ws-trusted-proxy"]).map((c) => checkCidr(c, "--ws-trusted-proxy")),
+    maxMessageBytes: optInt(str, "ws-max-message", 1024, 16 * 1024 * 1024),
+    pingIntervalMs: optInt(str, "ws-ping-interval", 0),
+    pongTimeoutMs: optInt(str, "ws-pong-timeout", 100),
+  };
   const tcp: TcpLimitOptions = {};
   const tcpMax = str("tcp-max-connections");
   if (tcpMax !== undefined) tcp.maxConnections = int("--tcp-max-connections", tcpMax, 1, 10_000_000);
@@ -370,6 +406,8 @@ function resolveConfig(
     rateLimit,
     secret,
     tcp,
+    tls,
+    ws,
     answerCode,
     answerAfter,
     recordRoute: rrText === "on",
@@ -391,21 +429,100 @@ function int(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTE
   return n;
 }
 
-/** "udp:127.0.0.1:5060", "tcp:[::1]:5060", "127.0.0.1:5060" (UDP and TCP), "udp:127.0.0.1" (port 5060). */
+/**
+ * "udp:127.0.0.1:5060", "tcp:[::1]:5060", "tls:127.0.0.1:5061", "ws:127.0.0.1:8080",
+ * "wss:127.0.0.1:8443", "127.0.0.1:5060" (UDP and TCP), "udp:127.0.0.1" (the
+ * protocol's default port: 5060, 5061 for TLS, 80 / 443 for WS / WSS).
+ */
 export function parseListen(spec: string): ListenSpec[] {
-  const m = /^(?:(udp|tcp):)?(\[[^\]]*\]|[^:[\]]+)(?::(\d{1,5}))?$/i.exec(spec.trim());
+  const m = /^(?:(udp|tcp|tls|wss|ws):)?(\[[^\]]*\]|[^:[\]]+)(?::(\d{1,5}))?$/i.exec(spec.trim());
   if (!m)
     throw new UsageError(
-      `--listen "${spec}": expected udp:HOST:PORT or tcp:HOST:PORT (IPv6 in brackets: udp:[::1]:5060)`,
+      `--listen "${spec}": expected PROTO:HOST:PORT, PROTO one of udp, tcp, tls, ws, wss (IPv6 in brackets: udp:[::1]:5060)`,
     );
   const address = m[2]!.startsWith("[") ? m[2]!.slice(1, -1) : m[2]!;
   if (isIP(address) === 0) throw new UsageError(`--listen "${spec}": "${address}" is not an IP address`);
   if (m[2]!.startsWith("[") !== (isIP(address) === 6))
     throw new UsageError(`--listen "${spec}": write an IPv6 address in brackets, and only an IPv6 address`);
-  const port = m[3] === undefined ? DEFAULT_SIP_PORT : Number(m[3]);
-  if (port > 65535) throw new UsageError(`--listen "${spec}": port ${port} is out of range`);
   const protos: ListenProtocol[] = m[1] ? [m[1].toUpperCase() as ListenProtocol] : ["UDP", "TCP"];
+  const port = m[3] === undefined ? DEFAULT_PORTS[protos[0]!] : Number(m[3]);
+  if (port > 65535) throw new UsageError(`--listen "${spec}": port ${port} is out of range`);
   return protos.map((protocol) => ({ protocol, address, port }));
+}
+
+/** RFC 3261 §19.1.2 (5060, 5061 for TLS); WebSocket: HTTP's own (RFC 7118 §7). */
+const DEFAULT_PORTS: Record<ListenProtocol, number> = { UDP: 5060, TCP: 5060, TLS: 5061, WS: 80, WSS: 443 };
+
+function list(v: string | string[] | boolean | undefined): string[] {
+  return v === undefined || typeof v === "boolean" ? [] : ([] as string[]).concat(v);
+}
+
+function optInt(
+  str: (name: string) => string | undefined,
+  name: string,
+  min: number,
+  max?: number,
+): number | undefined {
+  const v = str(name);
+  return v === undefined ? undefined : int(`--${name}`, v, min, max);
+}
+
+/** "10.0.0.0/8", "2001:db8::/32", or a single address (a /32 or /128). */
+export function checkCidr(text: string, flag: string): string {
+  const [addr, bits, extra] = text.trim().split("/");
+  const family = isIP(addr ?? "");
+  const max = family === 6 ? 128 : 32;
+  const ok =
+    family !== 0 &&
+    extra === undefined &&
+    (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max));
+  if (!ok) throw new UsageError(`${flag} "${text}": expected an IP address or ADDRESS/BITS`);
+  return text.trim();
+}
+
+/** --tls-*: required by a TLS or WSS listener; files resolved against the config file's directory. */
+function tlsConfig(
+  str: (name: string) => string | undefined,
+  raw: Raw,
+  listen: readonly ListenSpec[],
+  base: string,
+): TlsConfig | undefined {
+  const certFile = str("tls-cert");
+  const keyFile = str("tls-key");
+  const needs = listen.find((l) => l.protocol === "TLS" || l.protocol === "WSS");
+  if (certFile === undefined || keyFile === undefined) {
+    if (needs)
+      throw new UsageError(
+        `--listen ${needs.protocol.toLowerCase()}:… needs --tls-cert FILE and --tls-key FILE (PEM)`,
+      );
+    if (certFile !== undefined || keyFile !== undefined)
+      throw new UsageError("--tls-cert and --tls-key go together");
+    return undefined;
+  }
+  const clientCert = str("tls-client-cert") ?? "off";
+  if (clientCert !== "required" && clientCert !== "optional" && clientCert !== "off")
+    throw new UsageError(`--tls-client-cert must be required, optional or off, got "${clientCert}"`);
+  const verify = str("tls-verify") ?? "on";
+  if (verify !== "on" && verify !== "off")
+    throw new UsageError(`--tls-verify must be on or off, got "${verify}"`);
+  const pins = list(raw["tls-pin"]).map((p) => {
+    const hex = p.replace(/:/g, "");
+    if (!/^[0-9a-fA-F]{64}$/.test(hex))
+      throw new UsageError(
+        `--tls-pin "${p}": expected a SHA-256 fingerprint (64 hex digits, colons optional)`,
+      );
+    return p;
+  });
+  const ca = str("tls-ca");
+  return {
+    certFile: resolve(base, certFile),
+    keyFile: resolve(base, keyFile),
+    caFile: ca === undefined ? undefined : resolve(base, ca),
+    clientCert,
+    verify: verify === "on" ? "verify" : "insecure",
+    pins,
+    handshakeTimeoutMs: optInt(str, "tls-handshake-timeout", 100),
+  };
 }
 
 /** "127.0.0.1:5080", "[::1]:5080", "localhost:5080". */

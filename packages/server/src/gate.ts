@@ -30,6 +30,10 @@ export class Gate implements TransportSink {
     if (this.ready || isResponse(data)) this.engine.onMessage(data, source);
   }
 
+  onConnectionClosed(source: Source): void {
+    this.engine.onConnectionClosed(source);
+  }
+
   onFramingError(err: Error, source: Source): void {
     this.logger.debug({ err: err.message, peer: `${source.address}:${source.port}` }, "stream framing error");
   }

@@ -1,12 +1,12 @@
 /** Where we are: Kamailio's "myself" check and the Contact for our answers (main thread and shards). */
 import { networkInterfaces } from "node:os";
-import { parseUri, type Source } from "@siptm/core";
+import { parseUri, type Source, type TransportProtocol } from "@siptm/core";
 import { normalizeAddress, unbracket } from "@siptm/core/internal";
 import { hostPort } from "./config.js";
 
 /** A bound SIP socket. */
 export interface BoundSocket {
-  readonly protocol: "UDP" | "TCP";
+  readonly protocol: TransportProtocol;
   readonly address: string;
   readonly port: number;
 }

@@ -23,7 +23,14 @@ import {
   TxHistograms,
 } from "./histograms.js";
 
-const GAUGES = new Set(["current", "waiting", "settled", "tcp_connections"]);
+const GAUGES = new Set([
+  "current",
+  "waiting",
+  "settled",
+  "tcp_connections",
+  "tls_connections",
+  "ws_connections",
+]);
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"] as const;
 
 /** Prometheus names of the other counters of tm.stats (key → name, help). */
@@ -72,6 +79,31 @@ const COUNTER_NAMES: Record<string, [string, string]> = {
     "TCP connections closed for a message not complete within --tcp-msg-timeout",
   ],
   tcp_send_errors: ["siptm_tcp_send_errors_total", "TCP sends that failed"],
+  tls_handshake_failed: [
+    "siptm_tls_handshake_failed_total",
+    "TLS handshakes that failed (bad certificate, not TLS, protocol error)",
+  ],
+  tls_handshake_timeout: [
+    "siptm_tls_handshake_timeout_total",
+    "TLS handshakes not done within --tls-handshake-timeout",
+  ],
+  tls_verify_failed: [
+    "siptm_tls_verify_failed_total",
+    "outbound TLS connections refused: the peer's certificate did not verify (chain, RFC 5922 name, pin)",
+  ],
+  ws_handshake_rejected: [
+    "siptm_ws_handshake_rejected_total",
+    "WebSocket upgrades refused (no sip subprotocol, not a WebSocket handshake, over a cap)",
+  ],
+  ws_handshake_timeout: [
+    "siptm_ws_handshake_timeout_total",
+    "connections whose WebSocket handshake was not done in time",
+  ],
+  ws_message_too_big: [
+    "siptm_ws_message_too_big_total",
+    "WebSocket messages over --ws-max-message (connection closed with 1009)",
+  ],
+  ws_dead_closed: ["siptm_ws_dead_closed_total", "WebSocket peers closed for not answering a ping"],
 };
 
 const GAUGE_HELP: Record<string, [string, string]> = {
@@ -82,6 +114,8 @@ const GAUGE_HELP: Record<string, [string, string]> = {
     "transactions only absorbing retransmissions until a timer ends them (hold no drain)",
   ],
   tcp_connections: ["siptm_tcp_connections", "TCP connections open (inbound and outbound)"],
+  tls_connections: ["siptm_tls_connections", "TLS connections open (inbound and outbound)"],
+  ws_connections: ["siptm_ws_connections", "WebSocket connections open (WS and WSS)"],
 };
 
 export interface MetricsOptions {

@@ -6,23 +6,18 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
-import {
-  createTcpTransport,
-  createUdpTransport,
-  Engine,
-  Resolver,
-  type TimerConfig,
-  type Transport,
-} from "@siptm/core";
+import { Engine, type TimerConfig, type Transport } from "@siptm/core";
 import { ShardedEngine, type ShardServerHandle, type TransactionEngine, wrapEngine } from "@siptm/workers";
 import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
 import { type ControlServer, startControl } from "./http.js";
+import { loadTls, openListener, type Reloadable, reloadTls, wsLimits } from "./listeners.js";
 import { type BoundSocket, contactFor, makeIsLocal } from "./local.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { Registrar } from "./registrar.js";
+import { makeResolver } from "./resolver.js";
 import {
   checkHandlers,
   closeRoute,
@@ -85,6 +80,11 @@ export interface RunningServer {
   live(): Promise<number>;
   /** Stop accepting, drain (bounded by config.drainTimeout), close. Resolves once everything is closed. */
   shutdown(reason?: string): Promise<{ drained: boolean; left: number }>;
+  /**
+   * SIGHUP: read the --tls-* files again; new TLS/WSS handshakes use them,
+   * live connections are kept. Throws (and changes nothing) when they do not load.
+   */
+  reload(): void;
 }
 
 export interface StartOptions {
@@ -117,13 +117,6 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
   const loaded = await loadRoute(config.route, config.routeBase);
   if (config.workers > 0) return startSharded(config, logger, loaded);
   return startOneThread(config, logger, loaded);
-}
-
-/** RFC 3263 next hops for host names (proxy branches, tm.t_uac_*), on the transports and families we listen on. */
-function makeResolver(config: ServerConfig): Resolver {
-  const protocols = [...new Set(config.listen.map((l) => l.protocol))];
-  const families = [...new Set(config.listen.map((l): 4 | 6 => (l.address.includes(":") ? 6 : 4)))].sort();
-  return new Resolver({ transports: protocols, families });
 }
 
 /** The --rpc-max-* limits of the JSON-RPC layer (the defaults where not given). */
@@ -328,6 +321,8 @@ async function startSharded(
     shards: config.workers,
     listen: config.listen.map((l) => ({ protocol: l.protocol, address: l.address, port: l.port })),
     tcp: config.tcp,
+    tls: loadTls(config.tls),
+    ws: wsLimits(config),
     engine: {
       ...routeEngineOptions(config),
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the
@@ -358,7 +353,7 @@ async function startSharded(
     );
   });
   const sockets: BoundSocket[] = sharded.addresses.map((a) => ({
-    protocol: a.protocol === "TCP" ? "TCP" : "UDP",
+    protocol: a.protocol,
     address: a.address,
     port: a.port,
   }));
@@ -408,6 +403,7 @@ async function startSharded(
     engine: undefined,
     sharded,
     tm: sharded,
+    reload: () => reloadTls(config.tls, [sharded]),
     timers: local.timerConfig,
     config,
     logger,
@@ -482,20 +478,12 @@ async function startOneThread(
   const transports: Transport[] = [];
   const sockets: BoundSocket[] = [];
   const closeTransports = () => Promise.allSettled(transports.map((t) => t.close()));
+  const tls = loadTls(config.tls);
+  const onSocketError = (err: Error) => logger.debug({ err: err.message }, "socket error");
   for (const spec of config.listen) {
     let t: Transport;
-    const onSocketError = (err: Error) => logger.debug({ err: err.message }, "socket error");
     try {
-      t =
-        spec.protocol === "UDP"
-          ? await createUdpTransport({ address: spec.address, port: spec.port, sink: gate, onSocketError })
-          : await createTcpTransport({
-              address: spec.address,
-              port: spec.port,
-              sink: gate,
-              onSocketError,
-              ...config.tcp,
-            });
+      t = await openListener(spec, gate, config, tls, onSocketError);
     } catch (err) {
       await closeTransports();
       throw err;
@@ -555,10 +543,15 @@ async function startOneThread(
     },
   };
   const shutdown = (reason?: string) => shutdownServer({ config, logger, tm, control, life, stop }, reason);
+  const reloadable = transports.filter(
+    (t): t is Transport & Reloadable =>
+      (t.protocol === "TLS" || t.protocol === "WSS") && "reloadCertificates" in t,
+  );
 
   return {
     engine,
     sharded: undefined,
+    reload: () => reloadTls(config.tls, reloadable),
     tm,
     timers: engine.timerConfig,
     live: () => unsettled(tm),

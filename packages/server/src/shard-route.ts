@@ -22,7 +22,7 @@
  * - on shutdown (`ShardedEngine.close()`, after the drain) the route's
  *   `close()`, then the shard's timers and registrar (`ctx.onClose`).
  */
-import { type Engine, Resolver } from "@siptm/core";
+import type { Engine, Resolver } from "@siptm/core";
 import type { ShardRouteContext } from "@siptm/workers";
 import type { ServerConfig } from "./config.js";
 import { traceMessage } from "./gate.js";
@@ -30,6 +30,7 @@ import { SHARD_HISTOGRAMS, type ShardHistograms, TxHistograms } from "./histogra
 import type { BoundSocket } from "./local.js";
 import { createLogger } from "./log.js";
 import { Registrar } from "./registrar.js";
+import { makeResolver } from "./resolver.js";
 import {
   checkHandlers,
   closeRoute,
@@ -92,9 +93,7 @@ export default async function shardRoute(engine: Engine, info: ShardRouteContext
   // The shard's engine is built by the shard from plain-data options: a Resolver (an object with
   // caches and DNS handles) cannot be cloned into it, so the shard gets its own here, before any
   // request arrives (relay and resolveAll read `engine.resolver`).
-  const protocols = [...new Set(config.listen.map((l) => l.protocol))];
-  const families = [...new Set(config.listen.map((l): 4 | 6 => (l.address.includes(":") ? 6 : 4)))].sort();
-  (engine as { resolver: Resolver | undefined }).resolver = new Resolver({ transports: protocols, families });
+  (engine as { resolver: Resolver | undefined }).resolver = makeResolver(config);
 
   const loaded = await loadRoute(route, routeBase);
   const scheduler = new Scheduler(engine.clock, (err) =>

@@ -245,3 +245,78 @@ describe("serve flags", () => {
       expect(() => parse(args), args.join(" ")).toThrow(UsageError);
   });
 });
+
+describe("TLS and WebSocket listeners (--listen tls|ws|wss, --tls-*, --ws-*)", () => {
+  it("parses tls, ws and wss listeners with their default ports", () => {
+    expect(parseListen("tls:127.0.0.1")).toEqual([{ protocol: "TLS", address: "127.0.0.1", port: 5061 }]);
+    expect(parseListen("ws:127.0.0.1:8080")).toEqual([{ protocol: "WS", address: "127.0.0.1", port: 8080 }]);
+    expect(parseListen("WSS:[::1]")).toEqual([{ protocol: "WSS", address: "::1", port: 443 }]);
+    expect(() => parseListen("sctp:127.0.0.1:5060")).toThrow(UsageError);
+  });
+
+  it("a TLS or WSS listener needs --tls-cert and --tls-key; the files resolve against the base directory", () => {
+    expect(() => parse(["--listen", "tls:127.0.0.1:5061"])).toThrow(
+      /needs --tls-cert FILE and --tls-key FILE/,
+    );
+    expect(() => parse(["--listen", "wss:127.0.0.1:8443", "--tls-cert", "c.pem"])).toThrow(UsageError);
+    expect(() => parse(["--tls-cert", "c.pem"])).toThrow(/go together/);
+    const c = parse(["--listen", "tls:127.0.0.1:5061", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+    expect(c.tls).toEqual({
+      certFile: join(dir, "c.pem"),
+      keyFile: join(dir, "k.pem"),
+      caFile: undefined,
+      clientCert: "off",
+      verify: "verify",
+      pins: [],
+      handshakeTimeoutMs: undefined,
+    });
+    expect(parse([]).tls).toBeUndefined();
+  });
+
+  it("takes the TLS policy flags, and refuses bad values", () => {
+    const base = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+    const pin = "AB:".repeat(31) + "AB";
+    const c = parse([
+      ...base,
+      "--tls-client-cert",
+      "required",
+      "--tls-verify",
+      "off",
+      "--tls-pin",
+      pin,
+      "--tls-handshake-timeout",
+      "2500",
+    ]);
+    expect(c.tls?.clientCert).toBe("required");
+    expect(c.tls?.verify).toBe("insecure");
+    expect(c.tls?.pins).toEqual([pin]);
+    expect(c.tls?.handshakeTimeoutMs).toBe(2500);
+    expect(() => parse([...base, "--tls-client-cert", "maybe"])).toThrow(UsageError);
+    expect(() => parse([...base, "--tls-verify", "no"])).toThrow(UsageError);
+    expect(() => parse([...base, "--tls-pin", "1234"])).toThrow(/SHA-256/);
+  });
+
+  it("takes the WebSocket limits and trusted proxies (CIDR or address), and refuses bad ones", () => {
+    const c = parse([
+      "--ws-trusted-proxy",
+      "10.0.0.0/8",
+      "--ws-trusted-proxy",
+      "::1",
+      "--ws-max-message",
+      "8192",
+      "--ws-ping-interval",
+      "0",
+      "--ws-pong-timeout",
+      "3000",
+    ]);
+    expect(c.ws).toEqual({
+      trustedProxies: ["10.0.0.0/8", "::1"],
+      maxMessageBytes: 8192,
+      pingIntervalMs: 0,
+      pongTimeoutMs: 3000,
+    });
+    for (const bad of ["10.0.0.0/33", "example.com", "10.0.0.0/8/1", "::1/129"])
+      expect(() => parse(["--ws-trusted-proxy", bad]), bad).toThrow(UsageError);
+    expect(() => parse(["--ws-max-message", "10"])).toThrow(UsageError);
+  });
+});

@@ -37,12 +37,14 @@ import {
   type SipResponse,
   type Source,
   type StatsSnapshot,
+  type TlsCredentials,
   TransactionError,
   type TransactionErrorCode,
   type Transport,
   type TransportSendError,
+  type TransportSink,
 } from "@siptm/core";
-import { addTransportStats, newStats, newTransportStats } from "@siptm/core/internal";
+import { addTransportStats, createWsTransport, newStats, newTransportStats } from "@siptm/core/internal";
 import type { Remote } from "comlink";
 import { Admission } from "./admission.js";
 import {
@@ -82,6 +84,7 @@ import {
   DEFAULT_MAX_TRANSACTIONS,
   DEFAULT_QUEUE_LIMIT,
   DEFAULT_REPORT_MS,
+  type ListenOption,
   type ShardedEngineOptions,
 } from "./options.js";
 import type {
@@ -95,7 +98,7 @@ import type {
 } from "./protocol.js";
 import { type Incarnation, type Slot, Supervisor } from "./supervisor.js";
 
-export type { CoordinatorLogger, ListenOption, ShardedEngineOptions } from "./options.js";
+export type { CoordinatorLogger, ListenOption, ShardedEngineOptions, WsLimitOptions } from "./options.js";
 export { SHARD_LOST } from "./supervisor.js";
 
 function toError(r: Extract<Result<unknown>, { ok: false }>): Error {
@@ -252,17 +255,45 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
         ? await this.opts.transportFactory(l, sink)
         : l.protocol === "UDP"
           ? await createUdpTransport({ address: l.address, port: l.port, sink })
-          : await createTcpTransport({
-              address: l.address,
-              port: l.port,
-              sink,
-              limits: this.opts.engine?.limits,
-              ...this.opts.tcp,
-            });
+          : await this.streamTransport(l, sink);
       this.transports.push(t);
       this.listeners.push({ protocol: l.protocol, address: l.address, port: t.localPort });
     }
     await this.shards.start();
+  }
+
+  /** A TCP, TLS, WS or WSS listener (the coordinator owns every connection; shards send by connection id). */
+  private streamTransport(l: ListenOption, sink: TransportSink): Promise<Transport> {
+    const secure = l.protocol === "TLS" || l.protocol === "WSS";
+    if (secure && !this.opts.tls)
+      throw new TypeError(`ShardedEngine: a ${l.protocol} listener needs opts.tls`);
+    if (l.protocol === "WS" || l.protocol === "WSS")
+      return createWsTransport({
+        address: l.address,
+        port: l.port,
+        sink,
+        ...this.opts.ws,
+        ...(secure ? { tls: this.opts.tls } : {}),
+      });
+    return createTcpTransport({
+      address: l.address,
+      port: l.port,
+      sink,
+      limits: this.opts.engine?.limits,
+      ...this.opts.tcp,
+      ...(l.protocol === "TLS" ? { tls: this.opts.tls } : {}),
+    });
+  }
+
+  /**
+   * TLS and WSS listeners present `creds` on new handshakes from now on
+   * (SIGHUP); live connections keep theirs. Throws when the material does not load.
+   */
+  reloadCertificates(creds: TlsCredentials): void {
+    for (const t of this.transports) {
+      const r = (t as Partial<{ reloadCertificates(c: TlsCredentials): void }>).reloadCertificates;
+      if (typeof r === "function" && (t.protocol === "TLS" || t.protocol === "WSS")) r.call(t, creds);
+    }
   }
 
   /** What incarnation `incarnation` of shard `index` starts with (the supervisor adds its ports). */

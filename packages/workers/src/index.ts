@@ -24,6 +24,7 @@ export {
   SHARD_LOST,
   ShardedEngine,
   type ShardedEngineOptions,
+  type WsLimitOptions,
 } from "./coordinator.js";
 export { ShardClientHandle, ShardServerHandle } from "./handles.js";
 export {

@@ -1,12 +1,23 @@
 /**
  * The options of a `ShardedEngine` (coordinator.ts) and their defaults.
  */
-import type { RateLimitOptions, TcpLimitOptions, Transport, TransportSink } from "@siptm/core";
+import type {
+  RateLimitOptions,
+  TcpLimitOptions,
+  TlsOptions,
+  Transport,
+  TransportProtocol,
+  TransportSink,
+} from "@siptm/core";
+import type { WsTransportOptions } from "@siptm/core/internal";
 import type { ShardServerHandle } from "./handles.js";
 import type { ShardEngineOptions } from "./protocol.js";
 
+/** The WebSocket transport's options a server passes through (everything but where it listens and what it presents). */
+export type WsLimitOptions = Omit<WsTransportOptions, "address" | "port" | "sink" | "tls" | "clock">;
+
 export interface ListenOption {
-  protocol: "UDP" | "TCP";
+  protocol: TransportProtocol;
   /** IP literal. */
   address: string;
   /** 0 = ephemeral (see `addresses` for the bound port). */
@@ -97,6 +108,10 @@ export interface ShardedEngineOptions {
   testHooks?: boolean;
   /** Limits of the TCP listeners (connection caps, message deadline, keep-alive budget…); the core's defaults otherwise. */
   tcp?: TcpLimitOptions;
+  /** The TLS material of the TLS (and WSS) listeners and of outbound TLS; required when one listens on TLS. */
+  tls?: TlsOptions;
+  /** Limits of the WS and WSS listeners (message size, ping, trusted proxies…); the core's defaults otherwise. */
+  ws?: WsLimitOptions;
   /**
    * Make the coordinator's sockets with this instead of real UDP/TCP sockets
    * (tests use an in-memory network; later transports plug in the same way).

@@ -275,7 +275,12 @@ export class ShardedBed extends EngineBed {
       shards: this.shards,
       listen: (protocols ?? ["UDP", "TCP"]).map((protocol) => ({ protocol, address, port })),
       transportFactory: (l, sink) =>
-        network.createTransport({ address: l.address, port: l.port, protocol: l.protocol, sink }),
+        network.createTransport({
+          address: l.address,
+          port: l.port,
+          protocol: l.protocol === "UDP" ? "UDP" : "TCP",
+          sink,
+        }),
       virtualClock: this.clock,
       engine: { refFaults: "count", ...engineOpts },
       rateLimit,

@@ -46,7 +46,7 @@ export class Addressing {
   isLocal(host: string, port: number | undefined): boolean {
     const h = unbracket(host).toLowerCase();
     for (const t of this.transports) {
-      const p = port ?? (t.protocol === "TLS" || t.protocol === "WSS" ? 5061 : 5060);
+      const p = port ?? defaultPort(t.protocol);
       if (p !== t.localPort) continue;
       const local = t.localAddress.toLowerCase();
       if (h === local || this.aliases.has(h)) return true;
@@ -72,11 +72,13 @@ export class Addressing {
       throw new TransactionError("bad-request", `cannot route to ${hop}`);
     }
     const u = uri as {
+      scheme?: string;
       host?: string;
       port?: number;
       params?: ReadonlyArray<readonly [string, string | null]>;
     };
     if (!u.host) throw new TransactionError("bad-request", `no host in ${hop}`);
+    const secure = u.scheme === "sips";
     const address = unbracket(u.host);
     if (!isIpLiteral(address)) {
       const cached = this.resolver?.resolveCached(hop);
@@ -86,10 +88,16 @@ export class Addressing {
         `${u.host} needs DNS resolution (RFC 3263): use a resolver or a nextHop`,
       );
     }
-    let protocol: TransportProtocol = "UDP";
+    let param: string | undefined;
     for (const [name, value] of u.params ?? [])
-      if (name === "transport" && value) protocol = value.toUpperCase() as TransportProtocol;
-    return { protocol, address, port: u.port ?? 5060 };
+      if (name === "transport" && value) param = value.toLowerCase();
+    const protocol = transportOf(param, secure);
+    if (protocol === undefined)
+      throw new TransactionError(
+        "no-transport",
+        secure ? `a sips URI goes over TLS only (RFC 3261 §26.2): ${hop}` : `unknown transport in ${hop}`,
+      );
+    return { protocol, address, port: u.port ?? defaultPort(protocol) };
   }
 
   /**
@@ -121,6 +129,43 @@ export class Addressing {
     const transport = this.transportFor(dest.protocol);
     const host = this.advertisedHost ?? transport?.localAddress ?? "127.0.0.1";
     return `SIP/2.0/${dest.protocol} ${bracket(host)}:${transport?.localPort ?? 5060};branch=${branch};rport`;
+  }
+}
+
+/**
+ * The transport a URI's `transport` parameter names (RFC 3261 §19.1.1; RFC 7118
+ * §7 for ws). A sips URI goes over TLS, or WSS for transport=ws (§26.2: never in
+ * the clear): sips with udp is undefined (refused).
+ */
+function transportOf(param: string | undefined, secure: boolean): TransportProtocol | undefined {
+  switch (param) {
+    case undefined:
+      return secure ? "TLS" : "UDP";
+    case "udp":
+      return secure ? undefined : "UDP";
+    case "tcp":
+    case "tls":
+      return secure || param === "tls" ? "TLS" : "TCP";
+    case "ws":
+      return secure ? "WSS" : "WS";
+    case "wss":
+      return "WSS";
+    default:
+      return undefined;
+  }
+}
+
+/** RFC 3261 §19.1.2: 5060, 5061 for TLS; RFC 7118 §7 leaves WS to its URI (80/443 for ws/wss). */
+export function defaultPort(protocol: TransportProtocol): number {
+  switch (protocol) {
+    case "TLS":
+      return 5061;
+    case "WS":
+      return 80;
+    case "WSS":
+      return 443;
+    default:
+      return 5060;
   }
 }
 

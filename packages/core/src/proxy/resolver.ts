@@ -521,13 +521,14 @@ export class Resolver {
   async resolve(uri: string | SipUri): Promise<Destination[]> {
     const raw = typeof uri === "string" ? uri : uri.raw;
     try {
-      const p = plan(this.target(uri), this.ctx);
+      const target = this.target(uri);
+      const p = plan(target, this.ctx);
       let step = p.next();
       while (!step.done) {
         const answers = await Promise.all(step.value.map((q) => this.query(q)));
         step = p.next(answers);
       }
-      return this.arrange(step.value);
+      return this.arrange(step.value, target);
     } catch (err) {
       if (err instanceof ResolveError) throw err;
       throw new ResolveError("EDNS", raw, undefined, "resolution failed", err);
@@ -542,7 +543,8 @@ export class Resolver {
    */
   resolveCached(uri: string | SipUri): Destination[] | undefined {
     try {
-      const p = plan(this.target(uri), this.ctx);
+      const target = this.target(uri);
+      const p = plan(target, this.ctx);
       let step = p.next();
       while (!step.done) {
         const answers: Answer[] = [];
@@ -556,7 +558,7 @@ export class Resolver {
         }
         step = p.next(answers);
       }
-      return this.arrange(step.value);
+      return this.arrange(step.value, target);
     } catch {
       return undefined;
     }
@@ -631,12 +633,18 @@ export class Resolver {
     return { raw, secure, host, ip, port: u.port, transport };
   }
 
-  /** Stable: destinations not marked failed first, duplicates removed. */
-  private arrange(dests: Destination[]): Destination[] {
+  /**
+   * Stable: destinations not marked failed first, duplicates removed. A TLS
+   * destination for a host name carries that name (RFC 5922 §4: the domain of the URI, not the SRV target, is what
+   * the peer's certificate must show; it is also the SNI).
+   */
+  private arrange(found: Destination[], target: Target): Destination[] {
     const seen = new Set<string>();
     const good: Destination[] = [];
     const bad: Destination[] = [];
-    for (const d of dests) {
+    const named = !target.ip;
+    for (const f of found) {
+      const d = named && f.protocol === "TLS" ? { ...f, serverName: target.host } : f;
       const key = destKey(d);
       if (seen.has(key)) continue;
       seen.add(key);

@@ -1,11 +1,21 @@
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { type Clock, RealClock } from "../clock.js";
 import { StreamFramer } from "../message/stream.js";
 import type { ParseLimits } from "../message/types.js";
 import { normalizeAddress } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
 import { TransportSendError } from "./errors.js";
+import {
+  checkSipServerIdentity,
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  normalizeFingerprint,
+  type TlsCredentials,
+  type TlsOptions,
+  tlsContextOptions,
+  tlsServerOptions,
+} from "./tls.js";
 import {
   type Destination,
   newTransportStats,
@@ -109,6 +119,12 @@ export interface TcpTransportOptions extends TcpLimitOptions {
   clock?: Clock;
   /** How often that sweep runs. Default 1000. */
   sweepIntervalMs?: number;
+  /**
+   * SIP over TLS (RFC 3261 §26.3.1, RFC 5630): the same framing and limits
+   * over TLS connections, inbound and outbound; the transport's protocol is
+   * "TLS" (Via `SIP/2.0/TLS`).
+   */
+  tls?: TlsOptions;
 }
 
 interface Pending {
@@ -126,6 +142,7 @@ interface LateSend {
 
 const EMPTY = Buffer.alloc(0);
 
+/** "connecting": an outbound TCP connect, or a TLS handshake (either way) not done yet. */
 type ConnState = "connecting" | "open" | "closing" | "closed";
 
 interface Connection {
@@ -165,6 +182,8 @@ interface Connection {
   /** Write callback of a send nobody listens to: counts its failure (one per connection, not per send). */
   readonly countFailure: (err?: Error | null) => void;
   readonly pongDone: () => void;
+  /** It was open once (a flow existed: its close is told to the sink). */
+  opened: boolean;
 }
 
 /**
@@ -173,7 +192,7 @@ interface Connection {
  * to an address:port that has a live connection (inbound or outbound) uses it.
  */
 export class TcpTransport implements Transport {
-  readonly protocol = "TCP" as const;
+  readonly protocol: "TCP" | "TLS";
   readonly reliable = true;
   readonly localAddress: string;
   readonly localPort: number;
@@ -193,6 +212,12 @@ export class TcpTransport implements Transport {
   private readonly family: number;
   private readonly clock: Clock;
   private readonly sweepIntervalMs: number;
+  private readonly tlsOpts: TlsOptions | undefined;
+  /** TLS: the context new connections use (a reload replaces it; live ones keep theirs). */
+  private secureContext: tls.SecureContext | undefined;
+  private readonly handshakeTimeoutMs: number;
+  /** TLS: the pins as fingerprints (`normalizeFingerprint`). */
+  private readonly pins: ReadonlySet<string>;
 
   private readonly byId = new Map<number, Connection>();
   private readonly byKey = new Map<string, Connection>();
@@ -209,6 +234,8 @@ export class TcpTransport implements Transport {
   private sweepTimer: unknown;
   /** Half-closed connections ended to make room and not closed yet (they no longer count against the cap). */
   private evicting = 0;
+  /** TLS: inbound sockets whose handshake is not done, by peer address|port. */
+  private readonly handshaking = new Map<string, net.Socket>();
   private nextId = 1;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -238,7 +265,17 @@ export class TcpTransport implements Transport {
     this.clock = opts.clock ?? new RealClock();
     this.sweepIntervalMs = opts.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     this.sweepAt = this.clock.now();
-    server.on("connection", (socket) => this.onInbound(socket));
+    this.tlsOpts = opts.tls;
+    this.protocol = opts.tls ? "TLS" : "TCP";
+    this.handshakeTimeoutMs = opts.tls?.handshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+    this.pins = new Set((opts.tls?.pins ?? []).map(normalizeFingerprint));
+    if (opts.tls) {
+      this.secureContext = tls.createSecureContext(tlsContextOptions(opts.tls));
+      // The caps apply before the handshake costs anything (prepended: before tls.Server wraps it).
+      server.prependListener("connection", (raw: net.Socket) => this.onRawTls(raw));
+      server.on("secureConnection", (socket: tls.TLSSocket) => this.onInbound(socket));
+      server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => this.onHandshakeError(err, socket));
+    } else server.on("connection", (socket) => this.onInbound(socket));
     server.on("error", (err) => this.onSocketError?.(err));
     this.armSweep();
   }
@@ -248,9 +285,24 @@ export class TcpTransport implements Transport {
     return this.byId.size;
   }
 
-  /** The limit counters (a copy; `tcp_connections` is the count now). */
+  /** The limit counters (a copy; `tcp_connections` or `tls_connections` is the count now). */
   get stats(): TransportStats {
-    return { ...this.counters, tcp_connections: this.byId.size };
+    return this.tlsOpts
+      ? { ...this.counters, tls_connections: this.byId.size }
+      : { ...this.counters, tcp_connections: this.byId.size };
+  }
+
+  /**
+   * TLS: new connections, both ways, present `creds` from now on (SIGHUP);
+   * connections up now keep the certificate they shook hands with.
+   * Throws (and keeps the old context) when the material does not load.
+   */
+  reloadCertificates(creds: TlsCredentials): void {
+    if (!this.tlsOpts) throw new TypeError("reloadCertificates: not a TLS transport");
+    const material = tlsContextOptions({ ...this.tlsOpts, ...creds });
+    const context = tls.createSecureContext(material);
+    (this.server as tls.Server).setSecureContext(material);
+    this.secureContext = context;
   }
 
   /** Bytes waiting to go out on all connections (queued while connecting, or not yet taken by the kernel). */
@@ -324,6 +376,11 @@ export class TcpTransport implements Transport {
   /** Connections holding part of a message now (those the message deadline watches). */
   get partialMessages(): number {
     return this.partial.size;
+  }
+
+  /** TLS handshakes in progress (inbound): they count against `maxConnections`. */
+  get handshakes(): number {
+    return this.handshaking.size;
   }
 
   /** Close one connection now (queued sends fail with ECONNRESET). Returns false when there is no such connection. */
@@ -401,6 +458,8 @@ export class TcpTransport implements Transport {
       const serverClosed = new Promise<void>((resolve) => {
         this.server.close(() => resolve());
       });
+      for (const raw of this.handshaking.values()) raw.destroy();
+      this.handshaking.clear();
       const conns = [...this.byId.values()];
       for (const conn of conns) {
         if (!conn.failure) conn.failure = new TransportSendError("ECLOSED", conn.dest, "transport closed");
@@ -415,9 +474,43 @@ export class TcpTransport implements Transport {
 
   // --- connections ---
 
+  /** TLS: a TCP connection came in; its handshake starts unless a cap says no. */
+  private onRawTls(raw: net.Socket): void {
+    const address = raw.remoteAddress;
+    const port = raw.remotePort;
+    if (this.closed || !address || !port) {
+      raw.destroy();
+      return;
+    }
+    if (this.byId.size + this.handshaking.size - this.evicting >= this.maxConnections) {
+      this.counters.tcp_conn_rejected++;
+      raw.destroy();
+      return;
+    }
+    const key = keyOf(address, port);
+    this.handshaking.set(key, raw);
+    raw.once("close", () => {
+      if (this.handshaking.get(key) === raw) this.handshaking.delete(key);
+    });
+  }
+
+  /** TLS: an inbound handshake failed (bad certificate, not TLS at all, too slow): counted; the server keeps serving. */
+  private onHandshakeError(err: Error, socket: tls.TLSSocket): void {
+    const { remoteAddress, remotePort } = socket;
+    if (remoteAddress && remotePort) this.handshaking.delete(keyOf(remoteAddress, remotePort));
+    // With a listener for tlsClientError, node leaves the socket open: close it here.
+    socket.destroy();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ERR_TLS_HANDSHAKE_TIMEOUT") this.counters.tls_handshake_timeout++;
+    else this.counters.tls_handshake_failed++;
+    this.onSocketError?.(err);
+  }
+
   private onInbound(socket: net.Socket): void {
     const remoteAddress = socket.remoteAddress;
     const remotePort = socket.remotePort;
+    if (this.tlsOpts && remoteAddress && remotePort)
+      this.handshaking.delete(keyOf(remoteAddress, remotePort));
     if (this.closed || !remoteAddress || !remotePort) {
       socket.destroy();
       return;
@@ -440,7 +533,7 @@ export class TcpTransport implements Transport {
       return;
     }
     this.perIp.set(address, (this.perIp.get(address) ?? 0) + 1);
-    const conn = this.track(socket, false, { protocol: "TCP", address, port: remotePort }, "open");
+    const conn = this.track(socket, false, { protocol: this.protocol, address, port: remotePort }, "open");
     conn.ip = address;
     this.setSource(conn);
     socket.setNoDelay(true);
@@ -456,22 +549,69 @@ export class TcpTransport implements Transport {
     if (this.byId.size >= this.maxConnections) {
       return new TransportSendError("EMFILE", dest, "too many connections");
     }
-    const socket = new net.Socket({ allowHalfOpen: true });
-    const target: Destination = { protocol: "TCP", address: normalizeAddress(dest.address), port: dest.port };
+    const target: Destination = {
+      protocol: this.protocol,
+      address: normalizeAddress(dest.address),
+      port: dest.port,
+      serverName: dest.serverName,
+    };
+    const localAddress = !this.wildcard && family === this.family ? this.localAddress : undefined;
+    let socket: net.Socket;
+    if (this.tlsOpts) {
+      // RFC 3261 §26.3.1: the client checks the server's certificate. rejectUnauthorized is off
+      // so that the check is ours (chain, then the SIP domain of RFC 5922 §7, or a pin) and
+      // counted; nothing is written before it passes (the queue waits for onConnected).
+      const options: tls.ConnectionOptions = {
+        host: dest.address,
+        port: dest.port,
+        secureContext: this.secureContext,
+        rejectUnauthorized: false,
+        ...(dest.serverName ? { servername: dest.serverName } : {}),
+        ...(localAddress ? { localAddress } : {}),
+      };
+      socket = tls.connect(options);
+    } else socket = new net.Socket({ allowHalfOpen: true });
     const conn = this.track(socket, true, target, "connecting");
     socket.setNoDelay(true);
-    // While connecting, the socket timeout is the connect timeout; on connect it becomes the idle timeout.
+    // While connecting, the socket timeout is the connect timeout (TLS: connect and handshake);
+    // on connect it becomes the idle timeout.
     socket.setTimeout(this.connectTimeoutMs);
-    socket.once("connect", () => this.onConnected(conn));
-    const options: net.TcpSocketConnectOpts = { host: dest.address, port: dest.port };
-    if (!this.wildcard && family === this.family) options.localAddress = this.localAddress;
-    socket.connect(options);
+    if (this.tlsOpts) socket.once("secureConnect", () => this.onSecureConnect(conn));
+    else {
+      socket.once("connect", () => this.onConnected(conn));
+      socket.connect({ host: dest.address, port: dest.port, ...(localAddress ? { localAddress } : {}) });
+    }
     return conn;
+  }
+
+  /** TLS outbound: the handshake is done; the peer's certificate decides whether the connection is used. */
+  private onSecureConnect(conn: Connection): void {
+    if (conn.state !== "connecting") return;
+    const socket = conn.socket as tls.TLSSocket;
+    const why = this.refusal(socket, conn.dest);
+    if (why) {
+      this.counters.tls_verify_failed++;
+      conn.failure = new TransportSendError("ECERT", conn.dest, why);
+      socket.destroy();
+      return;
+    }
+    this.onConnected(conn);
+  }
+
+  /** Why the peer's certificate is not accepted (undefined: accepted). */
+  private refusal(socket: tls.TLSSocket, dest: Destination): string | undefined {
+    if (this.tlsOpts?.verify === "insecure") return undefined;
+    const cert = socket.getPeerCertificate();
+    if (this.pins.size > 0 && cert.fingerprint256 && this.pins.has(cert.fingerprint256)) return undefined;
+    if (!socket.authorized) return `certificate not trusted: ${String(socket.authorizationError)}`;
+    const err = checkSipServerIdentity(dest.serverName ?? dest.address, cert);
+    return err ? err.message : undefined;
   }
 
   private onConnected(conn: Connection): void {
     if (conn.state !== "connecting") return;
     conn.state = "open";
+    conn.opened = true;
     this.setSource(conn);
     conn.socket.setTimeout(this.idleTimeoutMs);
     const queue = conn.queue;
@@ -494,7 +634,7 @@ export class TcpTransport implements Transport {
       key: undefined,
       dest: { ...dest, connectionId: id },
       source: {
-        protocol: "TCP",
+        protocol: this.protocol,
         address: dest.address,
         port: dest.port,
         localAddress: this.localAddress,
@@ -521,6 +661,7 @@ export class TcpTransport implements Transport {
       pongDone: () => {
         conn.pongPending = false;
       },
+      opened: state === "open",
     };
     this.byId.set(id, conn);
     const key = keyOf(dest.address, dest.port);
@@ -548,7 +689,7 @@ export class TcpTransport implements Transport {
     const localAddress =
       this.wildcard && s.localAddress ? normalizeAddress(s.localAddress) : this.localAddress;
     conn.source = {
-      protocol: "TCP",
+      protocol: this.protocol,
       address,
       port,
       localAddress,
@@ -750,6 +891,7 @@ export class TcpTransport implements Transport {
       conn.evicted = false;
       this.evicting--;
     }
+    if (conn.opened) this.sink.onConnectionClosed?.(conn.source);
     const queue = conn.queue;
     conn.queue = [];
     conn.queuedBytes = 0;
@@ -801,12 +943,15 @@ export class TcpTransport implements Transport {
 
 /** Listen on `address:port`. Rejects with `TransportBindError` when the listen fails. */
 export async function createTcpTransport(opts: TcpTransportOptions): Promise<TcpTransport> {
-  const family = checkBindTarget("TCP", opts.address, opts.port);
+  const protocol = opts.tls ? "TLS" : "TCP";
+  const family = checkBindTarget(protocol, opts.address, opts.port);
   // Half-open: after a client's FIN its responses still go out on the connection (RFC 3261 §18.2.2).
-  const server = net.createServer({ allowHalfOpen: true });
+  const server = opts.tls
+    ? tls.createServer({ ...tlsServerOptions(opts.tls), allowHalfOpen: true })
+    : net.createServer({ allowHalfOpen: true });
   await bindOrThrow(
     server,
-    "TCP",
+    protocol,
     opts.address,
     opts.port,
     () => server.listen({ host: opts.address, port: opts.port, exclusive: true, ipv6Only: family === 6 }),

@@ -76,7 +76,11 @@ const srv = (name: string, port: number, priority = 10, weight = 0): SrvRecord =
 });
 const udp = (address: string, port = 5060): Destination => ({ protocol: "UDP", address, port });
 const tcp = (address: string, port = 5060): Destination => ({ protocol: "TCP", address, port });
-const tls = (address: string, port = 5061): Destination => ({ protocol: "TLS", address, port });
+/** A TLS destination; for a host name, the name its certificate must show (RFC 5922 §4). */
+const tls = (address: string, port = 5061, serverName?: string): Destination =>
+  serverName === undefined
+    ? { protocol: "TLS", address, port }
+    : { protocol: "TLS", address, port, serverName };
 
 /** A deterministic sequence for `random`. */
 function seq(...values: number[]): () => number {
@@ -170,8 +174,8 @@ describe("NAPTR → SRV → A/AAAA (§4.1)", () => {
   it("uses SIPS+D2T for a sip URI when TLS is enabled", async () => {
     const { resolver } = setup(zone(), { transports: ["UDP", "TCP", "TLS"] });
     expect(await resolver.resolve("sip:example.com")).toEqual([
-      tls("192.0.2.1"),
-      tls("2001:db8::1"),
+      tls("192.0.2.1", 5061, "example.com"),
+      tls("2001:db8::1", 5061, "example.com"),
       tcp("192.0.2.1"),
       tcp("2001:db8::1"),
       udp("192.0.2.2", 5070),
@@ -181,7 +185,10 @@ describe("NAPTR → SRV → A/AAAA (§4.1)", () => {
   it("a sips URI considers SIPS+D2T only", async () => {
     const dns = zone();
     const { resolver } = setup(dns, { transports: ["UDP", "TCP", "TLS"] });
-    expect(await resolver.resolve("sips:bob@example.com")).toEqual([tls("192.0.2.1"), tls("2001:db8::1")]);
+    expect(await resolver.resolve("sips:bob@example.com")).toEqual([
+      tls("192.0.2.1", 5061, "example.com"),
+      tls("2001:db8::1", 5061, "example.com"),
+    ]);
     expect(dns.count("srv")).toBe(1);
   });
 
@@ -245,7 +252,7 @@ describe("SRV without NAPTR", () => {
       .add("srv", "_sips._tcp.example.org", srv("s.example.org", 5071))
       .add("aaaa", "s.example.org", "2001:db8::5");
     const { resolver } = setup(dns, { transports: ["UDP", "TCP", "TLS"] });
-    expect(await resolver.resolve("sips:example.org")).toEqual([tls("2001:db8::5", 5071)]);
+    expect(await resolver.resolve("sips:example.org")).toEqual([tls("2001:db8::5", 5071, "example.org")]);
     expect(dns.count("srv")).toBe(1);
   });
 
@@ -283,7 +290,7 @@ describe("A/AAAA only", () => {
   it("sips → TLS 5061", async () => {
     const dns = new FakeDns().add("a", "host.example", "192.0.2.20");
     const { resolver } = setup(dns, { transports: ["UDP", "TCP", "TLS"] });
-    expect(await resolver.resolve("sips:host.example")).toEqual([tls("192.0.2.20")]);
+    expect(await resolver.resolve("sips:host.example")).toEqual([tls("192.0.2.20", 5061, "host.example")]);
   });
 
   it("`families` orders (or restricts) address families", async () => {
@@ -346,7 +353,9 @@ describe("explicit transport= (§4.1, §4.2)", () => {
       .add("srv", "_sips._tcp.example.org", srv("s.example.org", 5061))
       .add("a", "s.example.org", "192.0.2.42");
     const { resolver } = setup(dns, { transports: ["TCP", "TLS"] });
-    expect(await resolver.resolve("sips:example.org;transport=tcp")).toEqual([tls("192.0.2.42")]);
+    expect(await resolver.resolve("sips:example.org;transport=tcp")).toEqual([
+      tls("192.0.2.42", 5061, "example.org"),
+    ]);
   });
 
   const refused: Array<[string, ResolverOptions["transports"]]> = [

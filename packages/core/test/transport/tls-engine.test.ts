@@ -1,0 +1,133 @@
+// The engine over TLS: `engine.listen({ tls })`, a real TLS client (openssl s_client)
+// asking OPTIONS, sips: URIs going over TLS only (RFC 3261 §26.2), and a peer
+// certificate that fails verification ending the transaction as a transport error.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { Engine } from "../../src/engine.js";
+import type { FinalOutcome } from "../../src/transaction/client.js";
+import type { TlsOptions } from "../../src/transport/tls.js";
+import { HOST } from "./tcp-helpers.js";
+
+const dir = new URL("../fixtures/tls/", import.meta.url);
+const pem = (name: string): Buffer => readFileSync(new URL(name, dir));
+const CA = pem("ca.pem");
+const tlsOf = (name: string, extra: Partial<TlsOptions> = {}): TlsOptions => ({
+  cert: pem(`${name}.pem`),
+  key: pem(`${name}.key`),
+  ca: CA,
+  ...extra,
+});
+
+const engines: Engine[] = [];
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+});
+
+async function tlsEngine(
+  name: string,
+  extra: Partial<TlsOptions> = {},
+): Promise<{ engine: Engine; port: number }> {
+  const engine = new Engine({
+    refFaults: "throw",
+    onRequest: (tx) => tx.reply(200, { headers: [["X-Came-Over", tx.source.protocol]] }),
+  });
+  engines.push(engine);
+  const [bound] = await engine.listen({ tls: { address: HOST, port: 0, tls: tlsOf(name, extra) } });
+  expect(bound!.protocol).toBe("TLS");
+  return { engine, port: bound!.port };
+}
+
+function finalOf(engine: Engine, uri: string, nextHop?: string): Promise<FinalOutcome> {
+  return new Promise((resolve) => {
+    engine.request({
+      method: "OPTIONS",
+      uri,
+      from: "<sip:alice@127.0.0.1>",
+      to: "<sip:bob@127.0.0.1>",
+      ...(nextHop ? { nextHop } : {}),
+      onFinal: resolve,
+    });
+  });
+}
+
+describe("the engine over TLS", () => {
+  it("answers an OPTIONS sent by openssl s_client", async () => {
+    const { port } = await tlsEngine("server");
+    const options =
+      `OPTIONS sip:127.0.0.1:${port};transport=tls SIP/2.0\r\n` +
+      `Via: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK-s-client-1;rport\r\n` +
+      "From: <sip:probe@127.0.0.1>;tag=sc1\r\n" +
+      `To: <sip:127.0.0.1:${port}>\r\n` +
+      "Call-ID: s-client-1@127.0.0.1\r\n" +
+      "CSeq: 1 OPTIONS\r\n" +
+      "Max-Forwards: 70\r\n" +
+      "Content-Length: 0\r\n\r\n";
+    const tmp = mkdtempSync(join(tmpdir(), "siptm-tls-"));
+    writeFileSync(join(tmp, "ca.pem"), CA);
+    const client = spawn(
+      "openssl",
+      [
+        "s_client",
+        "-connect",
+        `${HOST}:${port}`,
+        "-servername",
+        "sip.example.test",
+        "-CAfile",
+        join(tmp, "ca.pem"),
+        "-verify_return_error",
+        "-quiet",
+      ],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
+    let out = "";
+    client.stdout.on("data", (d: Buffer) => {
+      out += d.toString("latin1");
+    });
+    try {
+      client.stdin.write(options);
+      await vi.waitFor(() => expect(out).toContain("SIP/2.0 200 OK"), { timeout: 10_000 });
+      expect(out).toContain("X-Came-Over: TLS");
+      expect(out).toMatch(/Via: SIP\/2\.0\/TLS 127\.0\.0\.1:1;branch=z9hG4bK-s-client-1;rport=\d+/);
+    } finally {
+      client.kill();
+    }
+  });
+
+  it("sends a sips: request over TLS (§26.2) with Via SIP/2.0/TLS, the peer certificate checked (its IP address here)", async () => {
+    const server = await tlsEngine("server");
+    const { engine } = await tlsEngine("client");
+    let via = "";
+    server.engine.onRequest = (tx) => {
+      via = tx.request.header("via") ?? "";
+      tx.reply(200);
+    };
+    const final = await finalOf(engine, `sips:bob@${HOST}:${server.port}`);
+    expect(final.status).toBe(200);
+    expect(via).toMatch(/^SIP\/2\.0\/TLS /);
+  });
+
+  it("refuses to send a sips: URI with transport=udp (never in the clear)", async () => {
+    const { engine } = await tlsEngine("client");
+    expect(() =>
+      engine.request({
+        method: "OPTIONS",
+        uri: `sips:bob@${HOST}:5061;transport=udp`,
+        from: "<sip:alice@127.0.0.1>",
+        to: "<sip:bob@127.0.0.1>",
+      }),
+    ).toThrow(/TLS only/);
+  });
+
+  it("a certificate that does not verify ends the transaction as a transport error (local 503), counted", async () => {
+    const server = await tlsEngine("selfsigned");
+    const { engine } = await tlsEngine("client");
+    const final = await finalOf(engine, `sips:bob@${HOST}:${server.port}`);
+    expect(final.status).toBe(503);
+    expect(final.cause).toBe("transport-error");
+    expect(engine.snapshot().tls_verify_failed).toBe(1);
+    expect(engine.snapshot().transport_errors).toBe(1);
+  });
+});
