@@ -2,19 +2,9 @@
 // engines (with 2 shards the walk goes shard by shard), with nothing kept between pages.
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
-import { rawRequest } from "./raw.js";
+import { nthRequest, UAS } from "./raw.js";
 
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
-
-function invite(n: number): string {
-  return rawRequest({
-    method: "INVITE",
-    branch: `z9hG4bKpage${n}`,
-    callId: `page-${n}@127.0.0.9`,
-    fromTag: "fa",
-    contact: true,
-  });
-}
+const invite = (n: number) => nthRequest("page", n, { method: "INVITE", fromTag: "fa", contact: true });
 
 forEachEngine((makeBed, kind) => {
   describe("auditPage", () => {

@@ -5,16 +5,14 @@
 import { buildResponse, type CancelResult } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
-import { requestAB } from "./raw.js";
+import { requestAB, uacAndPeer } from "./raw.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
 forEachEngine((makeBed) => {
   describe("Kamailio regressions", () => {
     it("#4011: tm.cancel through the control path while another transaction is being processed frees nothing", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      const peer = bed.peer("127.0.0.9");
+      const { bed, uac, peer } = await uacAndPeer(makeBed);
       const mk = () =>
         uac.request({
           method: "INVITE",
@@ -75,9 +73,7 @@ forEachEngine((makeBed) => {
     });
 
     it("#4862: a late reply to a transaction already ended does not resurrect it", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      const peer = bed.peer("127.0.0.9");
+      const { bed, uac, peer } = await uacAndPeer(makeBed);
       await requestAB(uac, { method: "INVITE", uri: "sip:b@127.0.0.9" });
       await bed.flush();
       const inv = peer.requests("INVITE")[0]!;

@@ -1,15 +1,31 @@
 // CANCEL of a local INVITE (RFC 3261 §9.1), two-phase, with the reference
 // holders asserted at each step. The seed scenario of the project:
 // INVITE → 180 → cancel → 200 (CANCEL) → 487 → ACK on the INVITE's branch.
-// Run on both engines (the core Engine and the ShardedEngine).
-import { buildResponse, type CancelProgress, type SipRequest } from "@siptm/core";
+// Run on both engines (the core Engine and the ShardedEngine); ackAndBye, an API
+// of the core Engine alone, on the core one.
+import {
+  buildResponse,
+  type CancelProgress,
+  type ClientTransactionHandle,
+  type Engine,
+  type SipRequest,
+} from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type EngineBed, forEachEngine } from "../setup/engines.js";
-import { requestAB } from "./raw.js";
+import { expectInInviteTransaction, onlyRequest, requestAB, uacAndPeer } from "./raw.js";
 
 const UAC = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
-forEachEngine((makeBed) => {
+/** The ACK of answeredDespiteCancel's 2xx (§13.2.2.4): to its Contact, a new branch, the INVITE's CSeq number, the reversed route set. */
+function expectAckOf2xx(ack: SipRequest, invite: SipRequest): void {
+  expect(ack.uri).toBe("sip:bob@127.0.0.9:5060");
+  expect(ack.via.branch).not.toBe(invite.via.branch);
+  expect(ack.cseq).toEqual({ seq: invite.cseq.seq, method: "ACK" });
+  expect(ack.toTag).toBe("uas-tag");
+  expect(ack.headerValues("route")).toEqual(["<sip:p1.example;lr>", "<sip:p2.example;lr>"]);
+}
+
+forEachEngine((makeBed, kind) => {
   async function setup(opts: { timers?: Record<string, number> } = {}) {
     const bed: EngineBed = makeBed();
     const uac = await bed.engine({ address: "127.0.0.1", timers: opts.timers });
@@ -34,6 +50,29 @@ forEachEngine((makeBed) => {
     return { bed, uac, peer, h, invite, respond, holders, state, progress };
   }
 
+  /** 180, cancel() sent, then a 2xx (a Contact, a route set of two) before the CANCEL's 200: an answered call. */
+  async function answeredDespiteCancel() {
+    const s = await setup();
+    const { bed, peer, h, invite, respond } = s;
+    respond(invite(), 180);
+    await bed.flush();
+    expect(await h.cancel()).toBe("sent");
+    await bed.flush();
+    const ok = buildResponse(invite(), 200, {
+      toTag: "uas-tag",
+      headers: [
+        ["Contact", "<sip:bob@127.0.0.9:5060>"],
+        ["Record-Route", "<sip:p2.example;lr>, <sip:p1.example;lr>"],
+      ],
+    });
+    peer.send(ok, UAC);
+    respond(onlyRequest(peer, "CANCEL"), 200);
+    await bed.flush();
+    expect(h.outcome).toMatchObject({ status: 200 });
+    expect(h.answers).toHaveLength(1);
+    return s;
+  }
+
   describe("client CANCEL (RFC 3261 §9.1)", () => {
     it("180 → cancel → CANCEL as §9.1 says → 200 → 487 → ACK on the INVITE's branch; holders at each step", async () => {
       const { bed, peer, h, invite, respond, holders, progress, uac } = await setup();
@@ -43,18 +82,12 @@ forEachEngine((makeBed) => {
 
       expect(await h.cancel('SIP;cause=487;text="user hung up"')).toBe("sent");
       await bed.flush();
-      const cancels = peer.requests("CANCEL");
-      expect(cancels).toHaveLength(1);
-      const cancel = cancels[0]!;
+      const cancel = onlyRequest(peer, "CANCEL");
       const inv = invite();
       // §9.1: same Request-URI, Call-ID, To, From, CSeq number, Route set, top Via with the same branch.
-      expect(cancel.uri).toBe(inv.uri);
-      expect(cancel.callId).toBe(inv.callId);
+      expectInInviteTransaction(cancel, inv);
       expect(cancel.header("to")).toBe(inv.header("to"));
-      expect(cancel.header("from")).toBe(inv.header("from"));
-      expect(cancel.cseq).toEqual({ seq: inv.cseq.seq, method: "CANCEL" });
       expect(cancel.headerLines("route")).toEqual(inv.headerLines("route"));
-      expect(cancel.viaCount).toBe(1);
       expect(cancel.via.raw).toBe(inv.via.raw);
       expect(cancel.header("reason")).toBe('SIP;cause=487;text="user hung up"');
       expect(progress).toEqual([{ kind: "sent" }]);
@@ -138,36 +171,28 @@ forEachEngine((makeBed) => {
       expect(progress).toEqual([{ kind: "not-sent" }]);
     });
 
-    // The ACK half of core's "…; ackAndBye ACKs it and sends BYE" (ackAndBye is
-    // core-only; that test stays in packages/core/test/cancel/client-cancel.test.ts).
     it("a 2xx racing the CANCEL is delivered as an answered call; ack2xx ACKs it", async () => {
-      const { bed, peer, h, invite, respond, uac } = await setup();
-      respond(invite(), 180);
-      await bed.flush();
-      expect(await h.cancel()).toBe("sent");
-      await bed.flush();
-      const ok = buildResponse(invite(), 200, {
-        toTag: "uas-tag",
-        headers: [
-          ["Contact", "<sip:bob@127.0.0.9:5060>"],
-          ["Record-Route", "<sip:p2.example;lr>, <sip:p1.example;lr>"],
-        ],
-      });
-      peer.send(ok, UAC);
-      respond(peer.requests("CANCEL")[0]!, 200);
-      await bed.flush();
-      expect(h.outcome).toMatchObject({ status: 200 });
-      expect(h.answers).toHaveLength(1);
+      const { bed, peer, h, invite, uac } = await answeredDespiteCancel();
       await uac.ack2xx(h, h.answers[0]!);
       await bed.flush();
-      expect(peer.requests("ACK")).toHaveLength(1);
-      const ack = peer.requests("ACK")[0]!;
-      expect(ack.uri).toBe("sip:bob@127.0.0.9:5060");
-      expect(ack.via.branch).not.toBe(invite().via.branch);
-      expect(ack.cseq).toEqual({ seq: invite().cseq.seq, method: "ACK" });
-      expect(ack.toTag).toBe("uas-tag");
-      expect(ack.headerValues("route")).toEqual(["<sip:p1.example;lr>", "<sip:p2.example;lr>"]);
+      expectAckOf2xx(onlyRequest(peer, "ACK"), invite());
     });
+
+    // ackAndBye is the core Engine's alone.
+    if (kind === "core")
+      it("a 2xx racing the CANCEL: the core Engine's ackAndBye ACKs it and sends BYE", async () => {
+        const { bed, peer, h, invite, respond, uac } = await answeredDespiteCancel();
+        const core = (uac as unknown as { engine: Engine }).engine;
+        const bye = core.ackAndBye(h as ClientTransactionHandle, h.answers[0]!);
+        await bed.flush();
+        expectAckOf2xx(onlyRequest(peer, "ACK"), invite());
+        const byeReq = onlyRequest(peer, "BYE");
+        expect(byeReq.cseq).toEqual({ seq: invite().cseq.seq + 1, method: "BYE" });
+        expect(byeReq.toTag).toBe("uas-tag");
+        respond(byeReq, 200);
+        await bed.flush();
+        expect(bye.outcome?.status).toBe(200);
+      });
 
     it("no final within 64·T1 after the CANCEL: the INVITE ends with a timeout", async () => {
       const { bed, invite, respond, h, peer } = await setup();
@@ -228,9 +253,7 @@ forEachEngine((makeBed) => {
     });
 
     it("cancel on a non-INVITE or after the final answers none", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      bed.peer("127.0.0.9");
+      const { uac } = await uacAndPeer(makeBed);
       const h = await requestAB(uac, {
         method: "MESSAGE",
         uri: "sip:b@127.0.0.9",

@@ -3,16 +3,13 @@
 import { buildResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { forEachEngine } from "../setup/engines.js";
-
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
+import { UAS, uacAndPeer } from "./raw.js";
 
 forEachEngine((makeBed) => {
   describe("Contact given by the user, any spelling", () => {
     for (const name of ["Contact", "contact", "m", "M"])
       it(`an INVITE with "${name}:" and its 2xx carry that one Contact, not the engine's as well`, async () => {
-        const bed = makeBed();
-        const uac = await bed.engine({ address: "127.0.0.1" });
-        const peer = bed.peer("127.0.0.9");
+        const { bed, uac, peer } = await uacAndPeer(makeBed);
         const h = await uac.request({
           method: "INVITE",
           uri: "sip:bob@127.0.0.9",

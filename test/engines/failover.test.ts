@@ -3,7 +3,7 @@
 // request, no real DNS), and failover to the next destination on a 503 or a
 // transport error (§4.3).
 import { describe, expect, it } from "vitest";
-import { forEachEngine } from "../setup/engines.js";
+import { type EngineBed, forEachEngine } from "../setup/engines.js";
 import { uacAndProxy, viaProxy } from "./proxy-bed.js";
 
 /** The X-Relay header: relay by Request-URI, with these A records. */
@@ -11,13 +11,19 @@ function dns(records: Record<string, string[]>): [string, string] {
   return ["X-Relay", Buffer.from(JSON.stringify({ dns: records }), "utf8").toString("base64url")];
 }
 
+/** A new bed: a UAS answering 200 at `address`, and the UAC and the proxy. */
+async function uasBehindProxy(makeBed: () => EngineBed, address: string) {
+  const bed = makeBed();
+  const uas = await bed.engine({ address });
+  uas.onRequest = (tx) => tx.reply(200);
+  const { uac } = await uacAndProxy(bed);
+  return { bed, uac };
+}
+
 forEachEngine((makeBed) => {
   describe("proxy next hops by RFC 3263", () => {
     it("resolves a host name and relays to it", async () => {
-      const bed = makeBed();
-      const uas = await bed.engine({ address: "127.0.0.10" });
-      uas.onRequest = (tx) => tx.reply(200);
-      const { uac } = await uacAndProxy(bed);
+      const { bed, uac } = await uasBehindProxy(makeBed, "127.0.0.10");
       const h = await viaProxy(bed, uac, {
         uri: "sip:bob@uas.example",
         headers: [dns({ "uas.example": ["127.0.0.10"] })],
@@ -61,10 +67,7 @@ forEachEngine((makeBed) => {
     });
 
     it("fails over on a transport error (TCP, nobody listening at the first address)", async () => {
-      const bed = makeBed();
-      const uas = await bed.engine({ address: "127.0.0.11" });
-      uas.onRequest = (tx) => tx.reply(200);
-      const { uac } = await uacAndProxy(bed);
+      const { bed, uac } = await uasBehindProxy(makeBed, "127.0.0.11");
       const h = await viaProxy(bed, uac, {
         uri: "sip:bob@pool.example;transport=tcp",
         headers: [dns({ "pool.example": ["127.0.0.99", "127.0.0.11"] })],

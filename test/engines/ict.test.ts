@@ -2,8 +2,8 @@
 // against a scripted peer on the in-memory network and a virtual clock.
 import { buildResponse, type SipRequest } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "../setup/engines.js";
-import { requestAB } from "./raw.js";
+import { type BedEngine, forEachEngine, live } from "../setup/engines.js";
+import { expectInInviteTransaction, onlyRequest, requestAB } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 
@@ -34,11 +34,6 @@ async function setup(makeBed: MakeBed, protocol: "UDP" | "TCP" = "UDP") {
 /** The state of the client transaction behind a handle (core's `h.state` while the handle is attached). */
 async function stateOf(engine: BedEngine, id: string): Promise<string | undefined> {
   return (await engine.audit()).find((a) => a.id === id)?.state;
-}
-
-/** Transactions alive in the engine (core's `engine.table.size` at rest). */
-async function live(engine: BedEngine): Promise<number> {
-  return (await engine.stats()).current;
 }
 
 forEachEngine((makeBed) => {
@@ -84,16 +79,8 @@ forEachEngine((makeBed) => {
       // the handle is detached once the final outcome is given (core's h.state "terminated")
       expect(h.outcome?.status).toBe(486);
       expect((await uac.audit()).find((a) => a.id === h.id)?.holders).not.toContain("handle");
-      const acks = peer.requests("ACK");
-      expect(acks).toHaveLength(1);
-      const ack = acks[0]!;
-      const inv = invite();
-      expect(ack.uri).toBe(inv.uri);
-      expect(ack.callId).toBe(inv.callId);
-      expect(ack.cseq).toEqual({ seq: inv.cseq.seq, method: "ACK" });
-      expect(ack.via.branch).toBe(inv.via.branch);
-      expect(ack.viaCount).toBe(1);
-      expect(ack.header("from")).toBe(inv.header("from"));
+      const ack = onlyRequest(peer, "ACK");
+      expectInInviteTransaction(ack, invite());
       expect(ack.toTag).toBe("uas1");
       expect(ack.body.length).toBe(0);
       // A retransmitted 486 gets the same ACK bytes again.

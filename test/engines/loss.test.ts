@@ -6,7 +6,7 @@ import { type ClientEvents, newCallId, type SipResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { defaultHashKey, hashKey, shardOf } from "../../packages/workers/src/hash.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
-import { requestAB } from "./raw.js";
+import { requestAB, uacAndPeer } from "./raw.js";
 
 /** `count` fresh Call-IDs that the sharded beds' 2 shards (the process's default key) give to `shard`. */
 function callIdsOn(shard: number, count: number): string[] {
@@ -59,6 +59,20 @@ async function pair(makeBed: () => EngineBed, uasHandler: (tx: ServerTx) => void
   return { bed, uas, uac, send };
 }
 
+/** The loss is not repaired `before` ms on (no outcome yet); `after` ms later the outcome is `status`. */
+async function expectRepairedBetween(
+  bed: EngineBed,
+  h: { readonly outcome?: { status: number } | undefined },
+  before: number,
+  after: number,
+  status: number,
+): Promise<void> {
+  await bed.advance(before);
+  expect(h.outcome).toBeUndefined();
+  await bed.advance(after);
+  expect(h.outcome?.status).toBe(status);
+}
+
 forEachEngine((makeBed) => {
   describe("loss of each message is recovered (RFC 3261 §17)", () => {
     it("INVITE lost: Timer A retransmits it", async () => {
@@ -89,10 +103,7 @@ forEachEngine((makeBed) => {
       const { bed, send, uas } = await pair(makeBed, (tx) => tx.reply(486));
       dropFirst(bed, "SIP/2.0 486");
       const h = await send("INVITE");
-      await bed.advance(400);
-      expect(h.outcome).toBeUndefined();
-      await bed.advance(200);
-      expect(h.outcome?.status).toBe(486);
+      await expectRepairedBetween(bed, h, 400, 200, 486);
       await bed.flush();
       expect((await uas.audit())[0]?.state).toBe("confirmed");
     });
@@ -120,10 +131,7 @@ forEachEngine((makeBed) => {
           if (r.status === 200) void uac.ack2xx(h, r);
         },
       });
-      await bed.advance(1000);
-      expect(h.outcome).toBeUndefined();
-      await bed.advance(600);
-      expect(h.outcome?.status).toBe(200);
+      await expectRepairedBetween(bed, h, 1000, 600, 200);
       await bed.flush();
       expect(acks).toEqual([1]);
     });
@@ -154,10 +162,7 @@ forEachEngine((makeBed) => {
       const { bed, send } = await pair(makeBed, (tx) => tx.reply(200));
       dropFirst(bed, "OPTIONS ", 3);
       const h = await send("OPTIONS");
-      await bed.advance(3400);
-      expect(h.outcome).toBeUndefined();
-      await bed.advance(200);
-      expect(h.outcome?.status).toBe(200);
+      await expectRepairedBetween(bed, h, 3400, 200, 200);
     });
 
     it("non-INVITE final lost: the retransmitted request gets it again", async () => {
@@ -173,20 +178,14 @@ forEachEngine((makeBed) => {
       const { bed, send } = await pair(makeBed, (tx) => tx.reply(180));
       dropFirst(bed, "CANCEL ");
       const h = await send("INVITE", { onProvisional: () => void h.cancel() });
-      await bed.advance(400);
-      expect(h.outcome).toBeUndefined();
-      await bed.advance(200);
-      expect(h.outcome?.status).toBe(487);
+      await expectRepairedBetween(bed, h, 400, 200, 487);
     });
 
     it("487 lost: Timer G resends it", async () => {
       const { bed, send } = await pair(makeBed, (tx) => tx.reply(180));
       dropFirst(bed, "SIP/2.0 487");
       const h = await send("INVITE", { onProvisional: () => void h.cancel() });
-      await bed.advance(400);
-      expect(h.outcome).toBeUndefined();
-      await bed.advance(200);
-      expect(h.outcome?.status).toBe(487);
+      await expectRepairedBetween(bed, h, 400, 200, 487);
     });
   });
 
@@ -319,9 +318,7 @@ forEachEngine((makeBed) => {
     });
 
     it("per-transaction timer overrides (t_set_fr): Timer B of one request only", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      bed.peer("127.0.0.9");
+      const { bed, uac } = await uacAndPeer(makeBed);
       const short = await requestAB(uac, {
         method: "INVITE",
         uri: "sip:b@127.0.0.9",
@@ -337,9 +334,7 @@ forEachEngine((makeBed) => {
     });
 
     it("requestFrom: a request written in full goes out as written under our Via", async () => {
-      const bed = makeBed();
-      const uac = await bed.engine({ address: "127.0.0.1" });
-      const peer = bed.peer("127.0.0.9");
+      const { bed, uac, peer } = await uacAndPeer(makeBed);
       const text =
         "MESSAGE sip:b@127.0.0.9 SIP/2.0\r\nFrom: <sip:a@x>;tag=abc\r\nTo: <sip:b@y>\r\nCall-ID: full-1\r\n" +
         "CSeq: 5 MESSAGE\r\nX-Custom: kept as is\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";

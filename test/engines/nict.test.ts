@@ -1,7 +1,7 @@
 // Non-INVITE client transaction: RFC 3261 §17.1.2 (Figure 6).
 import { buildResponse } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "../setup/engines.js";
+import { forEachEngine, live } from "../setup/engines.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 
@@ -24,11 +24,6 @@ async function setup(makeBed: MakeBed, protocol: "UDP" | "TCP" = "UDP", method =
       port: 5060,
     });
   return { bed, uac, peer, h, respond };
-}
-
-/** Transactions alive in the engine (core's `engine.table.size` at rest). */
-async function live(engine: BedEngine): Promise<number> {
-  return (await engine.stats()).current;
 }
 
 forEachEngine((makeBed) => {

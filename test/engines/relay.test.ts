@@ -4,6 +4,7 @@
 // each shard of a sharded engine. The relay options travel in an X-Relay header.
 import type { RelayTarget } from "@siptm/core";
 import { describe, expect, it } from "vitest";
+import { type SeenRequest, seenRequest } from "../../packages/core/src/testing.js";
 import type { ServerTransactionLike } from "../../packages/workers/src/api.js";
 import { type BedEngine, type EngineBed, forEachEngine } from "../setup/engines.js";
 import { PROXY, ROUTE, uacAndProxy, viaProxy } from "./proxy-bed.js";
@@ -33,19 +34,13 @@ const target = (i: number, q?: number): RelayTarget => ({ uri: `sip:uas${i}@127.
 async function setup(makeBed: () => EngineBed, behaviours: Behaviour[], relay: Spec = {}) {
   const bed = makeBed();
   const uac = await bed.engine({ address: "127.0.0.1" });
-  const seen: Array<{ uas: number; method: string; mf: number | undefined; vias: number; rr: string[] }> = [];
+  const seen: SeenRequest[] = [];
   const requests: Buffer[] = [];
   const uases: BedEngine[] = [];
   for (const [i, behave] of behaviours.entries()) {
     const uas = await bed.engine({ address: `127.0.0.${10 + i}` });
     uas.onRequest = (tx) => {
-      seen.push({
-        uas: i,
-        method: tx.method,
-        mf: tx.request.maxForwards,
-        vias: tx.request.viaCount,
-        rr: tx.request.headerValues("record-route"),
-      });
+      seen.push(seenRequest(i, tx.request));
       requests.push(tx.request.toBuffer());
       if (tx.method === "INVITE") behave(tx, bed);
       else send(tx.reply(200));

@@ -4,11 +4,10 @@
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
 import { type BedEngine, forEachEngine } from "../setup/engines.js";
-import { rawRequest } from "./raw.js";
+import { rawRequest, UAS } from "./raw.js";
 
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
 
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 const HEAD = (method: string, branch: string, cseq = 1) =>
   rawRequest({ method, branch, callId: "c1@127.0.0.9", fromTag: "fa", cseq });
 

@@ -2,13 +2,11 @@
 // (§17.2.2 + RFC 4320), driven by a scripted peer sending raw requests.
 import { TransactionError } from "@siptm/core";
 import { describe, expect, it } from "vitest";
-import { type BedEngine, forEachEngine } from "../setup/engines.js";
-import { rawRequest, requestAB } from "./raw.js";
+import { type BedEngine, forEachEngine, live } from "../setup/engines.js";
+import { rawRequest, requestAB, UAS } from "./raw.js";
 
 type MakeBed = Parameters<Parameters<typeof forEachEngine>[0]>[0];
 type ServerTx = Parameters<NonNullable<BedEngine["onRequest"]>>[0];
-
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
 
 function invite(branch = "z9hG4bKabc123", extra = ""): string {
   return rawRequest({
@@ -58,9 +56,13 @@ async function setup(makeBed: MakeBed, handler?: (tx: ServerTx) => void, opts: {
   return { bed, uas, peer, txs, statuses };
 }
 
-/** Transactions alive in the engine (core's `engine.table.size` at rest). */
-async function live(engine: BedEngine): Promise<number> {
-  return (await engine.stats()).current;
+/** setup(), then one OPTIONS from the peer, delivered: its server transaction is `tx`. */
+async function optionsArrived(makeBed: MakeBed) {
+  const s = await setup(makeBed);
+  s.peer.send(options(), UAS);
+  await s.bed.flush();
+  expect(s.txs).toHaveLength(1);
+  return { ...s, tx: s.txs[0]! };
 }
 
 forEachEngine((makeBed) => {
@@ -252,15 +254,11 @@ forEachEngine((makeBed) => {
 
   describe("non-INVITE server transaction (RFC 3261 §17.2.2, RFC 4320)", () => {
     it("Trying absorbs retransmissions; the final is resent for each retransmission; Timer J = 64·T1", async () => {
-      let tx: ServerTx | undefined;
-      const { bed, peer, statuses, uas } = await setup(makeBed, (t) => {
-        tx = t;
-      });
-      peer.send(options(), UAS);
+      const { bed, peer, statuses, uas, tx } = await optionsArrived(makeBed);
       peer.send(options(), UAS);
       await bed.flush();
       expect(statuses()).toEqual([]);
-      await tx!.reply(200);
+      await tx.reply(200);
       await bed.flush();
       peer.send(options(), UAS);
       await bed.flush();
@@ -273,15 +271,10 @@ forEachEngine((makeBed) => {
     });
 
     it("RFC 4320: refuses a non-100 provisional and a 408; defers a 100 until T2 has passed", async () => {
-      let tx: ServerTx | undefined;
-      const { bed, peer, statuses } = await setup(makeBed, (t) => {
-        tx = t;
-      });
-      peer.send(options(), UAS);
-      await bed.flush();
-      await expect((async () => tx!.reply(180))()).rejects.toThrow(TransactionError);
-      await expect((async () => tx!.reply(408))()).rejects.toThrow(/4320/);
-      await tx!.reply(100);
+      const { bed, peer, statuses, tx } = await optionsArrived(makeBed);
+      await expect((async () => tx.reply(180))()).rejects.toThrow(TransactionError);
+      await expect((async () => tx.reply(408))()).rejects.toThrow(/4320/);
+      await tx.reply(100);
       await bed.advance(3999);
       expect(statuses()).toEqual([]);
       await bed.advance(1);
@@ -289,20 +282,15 @@ forEachEngine((makeBed) => {
       peer.send(options(), UAS);
       await bed.flush();
       expect(statuses()).toEqual([100, 100]);
-      await tx!.reply(200);
+      await tx.reply(200);
       await bed.flush();
       expect(statuses()).toEqual([100, 100, 200]);
     });
 
     it("a deferred 100 is dropped when the final goes first", async () => {
-      let tx: ServerTx | undefined;
-      const { bed, peer, statuses } = await setup(makeBed, (t) => {
-        tx = t;
-      });
-      peer.send(options(), UAS);
-      await bed.flush();
-      await tx!.reply(100);
-      await tx!.reply(200);
+      const { bed, statuses, tx } = await optionsArrived(makeBed);
+      await tx.reply(100);
+      await tx.reply(200);
       await bed.advance(10_000);
       expect(statuses()).toEqual([200]);
     });

@@ -5,18 +5,9 @@
 import { type TestBed, Testbed } from "@siptm/core/testing";
 import { describe, expect, it } from "vitest";
 import { BED_KINDS } from "../setup/engines.js";
-import { rawRequest } from "./raw.js";
+import { nthRequest, UAS } from "./raw.js";
 
-const UAS = { protocol: "UDP" as const, address: "127.0.0.1", port: 5060 };
-
-function options(n: number): string {
-  return rawRequest({
-    method: "OPTIONS",
-    branch: `z9hG4bKbed${n}`,
-    callId: `bed-${n}@127.0.0.9`,
-    fromTag: "fb",
-  });
-}
+const options = (n: number) => nthRequest("bed", n, { method: "OPTIONS", fromTag: "fb" });
 
 /** What this test asks of an engine: what the core Engine and a bed's engine have in common. */
 interface Answering {

@@ -59,9 +59,10 @@ async function callAnswerHangUp(
 
 /**
  * `siptm serve --route default --workers N` listening on `listen`, alice and bob registered at its
- * `proxyPort` over their transports, and a call from alice that `hangsUp` ends. `check` gets the
- * server, the call's trace and Call-ID, and the 200 to the INVITE the proxy sent (it must have
- * sent one); then the phones stop and the server must drain. Everything stops whatever happens.
+ * `proxyPort` over their transports, and a call from alice that `hangsUp` ends. The call's flow
+ * through the proxy must contain the lines of `flow`; `check` gets the server, the call's trace,
+ * its flow, and the 200 to the INVITE the proxy sent (it must have sent one); then the phones stop
+ * and the server must drain. Everything stops whatever happens.
  */
 async function phoneCall(opts: {
   workers: string;
@@ -69,7 +70,8 @@ async function phoneCall(opts: {
   proxyPort: (server: SiptmServer) => number;
   transports: { alice: "udp" | "tcp"; bob: "udp" | "tcp" };
   hangsUp?: "alice" | "bob";
-  check: (server: SiptmServer, trace: Traced[], callId: string, answer: Traced) => void;
+  flow: string[];
+  check: (server: SiptmServer, trace: Traced[], flow: string[], answer: Traced) => void;
 }): Promise<void> {
   requireBaresip();
   let server: SiptmServer | undefined;
@@ -99,7 +101,9 @@ async function phoneCall(opts: {
     const trace = await callTrace(server, callId);
     const answer = trace.find((t) => t.dir === "out" && t.status === 200 && t.cseqMethod === "INVITE");
     expect(answer, server.report()).toBeDefined();
-    opts.check(server, trace, callId, answer!);
+    const flow = callFlow(trace, callId);
+    expect(flow, server.report()).toEqual(expect.arrayContaining(opts.flow));
+    opts.check(server, trace, flow, answer!);
     await Promise.all(phones.map((p) => p.stop()));
     await expectServerDrained(server, 15_000);
   } finally {
@@ -116,19 +120,10 @@ for (const workers of ["0", "2"])
         listen: `tcp:${HOST}:0`,
         proxyPort: (server) => server.tcp,
         transports: { alice: "tcp", bob: "tcp" },
-        check: (server, trace, callId, answer) => {
+        // The ACK and the BYE come to the proxy and are forwarded, each over TCP.
+        flow: ["in ACK TCP", "out ACK TCP", "in BYE TCP", "out BYE TCP", "in 200 BYE TCP"],
+        check: (server, _trace, flow, answer) => {
           expect(answer.text).toContain(`Record-Route: <sip:${HOST}:${server.tcp};transport=tcp;lr>\r\n`);
-          const flow = callFlow(trace, callId);
-          // The ACK and the BYE come to the proxy and are forwarded, each over TCP.
-          expect(flow, server.report()).toEqual(
-            expect.arrayContaining([
-              "in ACK TCP",
-              "out ACK TCP",
-              "in BYE TCP",
-              "out BYE TCP",
-              "in 200 BYE TCP",
-            ]),
-          );
           expect(flow.every((f) => f.endsWith("TCP"))).toBe(true);
         },
       });
@@ -142,22 +137,13 @@ for (const workers of ["0", "2"])
         proxyPort: () => port,
         transports: { alice: "udp", bob: "tcp" },
         hangsUp: "bob",
-        check: (server, trace, callId, answer) => {
+        flow: ["in ACK UDP", "out ACK TCP", "in BYE TCP", "out BYE UDP", "in 200 BYE UDP"],
+        check: (_server, trace, _flow, answer) => {
           const rr = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>, <sip:${HOST}:${port};lr>\r\n`;
           const rrLines = `Record-Route: <sip:${HOST}:${port};transport=tcp;lr>\r\nRecord-Route: <sip:${HOST}:${port};lr>\r\n`;
           // Top: the side facing the callee (TCP); below: the side facing the caller (UDP). baresip
           // may fold the two into one line when it copies them into its 200.
           expect(answer.text.includes(rr) || answer.text.includes(rrLines), answer.text).toBe(true);
-          const flow = callFlow(trace, callId);
-          expect(flow, server.report()).toEqual(
-            expect.arrayContaining([
-              "in ACK UDP",
-              "out ACK TCP",
-              "in BYE TCP",
-              "out BYE UDP",
-              "in 200 BYE UDP",
-            ]),
-          );
           // Each BYE leaves with no Route of ours left.
           const byeOut = trace.find((t) => t.dir === "out" && t.method === "BYE");
           expect(byeOut!.text).not.toMatch(/\r\nRoute:/i);

@@ -5,9 +5,9 @@
 // ringing seen in `tm.list`, the CANCEL sent by `tm.cancel` (Kamailio's
 // names), the table checked by `tm.stats`. One call over HTTP JSON-RPC, one
 // through the `siptm rpc` command-line client.
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { expectSippClean } from "./harness.js";
-import { discardFilesIfPassed, freeUdpPort, HOST, requireSipp, SippProcess } from "./sipp.js";
+import { discardFilesIfPassed, freeUdpPort, HOST, killedAfterAll, requireSipp, SippProcess } from "./sipp.js";
 import {
   expectServerDrained,
   type Listed,
@@ -18,10 +18,7 @@ import {
   startServer,
 } from "./siptm-server.js";
 
-const running = new Set<{ kill(): Promise<void> }>();
-afterAll(async () => {
-  await Promise.all([...running].map((c) => c.kill()));
-});
+const running = killedAfterAll<{ kill(): Promise<void> }>();
 
 interface Started {
   callid: string;

@@ -7,9 +7,9 @@
 // proxy's ACK (scenarios/uas-fork-cancelled.xml); the UAC gets the 200,
 // requires the proxy's Record-Route, and sends ACK and BYE through the proxy
 // by its route set (scenarios/uac-fork.xml).
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { expectSippClean, FAST_TIMERS, type SiptmSide, startSiptm } from "./harness.js";
-import { HOST, requireSipp, type SippOptions, SippProcess, startSipp } from "./sipp.js";
+import { HOST, killedAfterAll, requireSipp, type SippOptions, SippProcess, startSipp } from "./sipp.js";
 import {
   expectNo2xxRetransmissions,
   expectServerDrained,
@@ -20,10 +20,7 @@ import {
   startServer,
 } from "./siptm-server.js";
 
-const running = new Set<{ kill(): Promise<void> }>();
-afterAll(async () => {
-  await Promise.all([...running].map((c) => c.kill()));
-});
+const running = killedAfterAll<{ kill(): Promise<void> }>();
 
 const sipp = (opts: Omit<SippOptions, "port" | "rate"> & { listen?: boolean }) => startSipp(running, opts);
 

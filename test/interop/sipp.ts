@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { onTestFinished } from "vitest";
+import { afterAll, onTestFinished } from "vitest";
 import {
   freeUdpPort,
   udpPortBound as procUdpPortBound,
@@ -71,6 +71,15 @@ export async function stopChild(
     child.kill("SIGKILL");
     await exited;
   }
+}
+
+/** The child processes a test file starts (add each): all killed after the file's tests, whatever happened. */
+export function killedAfterAll<T extends { kill(): Promise<void> }>(): Set<T> {
+  const running = new Set<T>();
+  afterAll(async () => {
+    await Promise.all([...running].map((c) => c.kill()));
+  });
+  return running;
 }
 
 /** Poll `check` every `every` ms until it returns true; false after `timeoutMs`. */

@@ -5,12 +5,13 @@
 // transaction the server created was freed). The same pattern as
 // packages/server/test/helpers.ts, kept here so these tests do not reach into
 // another package's test folder.
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
+import { Child } from "../../bench/src/lib/children.js";
 import type { Engine, FinalOutcome } from "../../packages/core/src/index.js";
-import { HOST, type SippProcess, type SippResult, sleep, stopChild } from "./sipp.js";
+import { HOST, type SippProcess, type SippResult, sleep } from "./sipp.js";
 
 export const SERVER_CLI = fileURLToPath(new URL("../../packages/server/dist/cli.js", import.meta.url));
 /** The server's short timers (flags), the same values as FAST_TIMERS. */
@@ -27,7 +28,11 @@ export function requireServerBuild(): string {
 
 const MAX_OUTPUT = 4_000_000;
 
-/** One `siptm serve` child process. `kill()` is safe any time, any number of times. */
+/**
+ * One `siptm serve` child process: the load benchmark's `Child` (spawn, output,
+ * exit, kill by its own pid), keeping the output from the start, where the
+ * banner and the whole SIP trace are. `kill()` is safe any time, any number of times.
+ */
 export class SiptmServer {
   readonly args: string[];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -37,10 +42,7 @@ export class SiptmServer {
   tcp = 0;
   /** The control server's port (read from the banner). */
   rpc = 0;
-  private readonly child: ChildProcess;
-  private out = "";
-  private err = "";
-  private gone = false;
+  private readonly child: Child;
 
   /** `trace: false` for a load or soak test: a wire log of every message would be most of its work. */
   constructor(extra: string[], opts: { trace?: boolean } = {}) {
@@ -53,58 +55,48 @@ export class SiptmServer {
     const listen = extra.includes("--listen") ? [] : ["--listen", `udp:${HOST}:0`];
     this.args = [cli, "serve", ...listen, "--rpc", `${HOST}:0`, ...threads, ...extra];
     const { SIPTM_RPC_TOKEN: _drop, ...env } = process.env;
-    this.child = spawn(process.execPath, this.args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    this.child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      if (this.out.length < MAX_OUTPUT) this.out += d;
-    });
-    this.child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-      if (this.err.length < MAX_OUTPUT) this.err += d;
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.once("error", (e) => {
-        this.err += `\nspawn error: ${e.message}`;
-        this.gone = true;
-        resolve({ code: null, signal: null });
-      });
-      this.child.once("exit", (code, signal) => {
-        this.gone = true;
-        setImmediate(() => resolve({ code, signal }));
-      });
-    });
+    this.child = new Child(
+      "siptm serve",
+      process.execPath,
+      this.args,
+      { env },
+      { keep: "first", max: MAX_OUTPUT, encoding: "utf8" },
+    );
+    this.exited = this.child.exited;
   }
 
   /** The process id (its resident set is read from /proc by the soak test). */
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.child.pid > 0 ? this.child.pid : undefined;
   }
 
   /** True until the process has exited. */
   get running(): boolean {
-    return !this.gone;
+    return this.child.running;
   }
 
   get stdout(): string {
-    return this.out;
+    return this.child.stdout;
   }
   get stderr(): string {
-    return this.err;
+    return this.child.stderr;
   }
 
   /** Waits for the banner's `ready` line and reads the ports from it. */
   async ready(timeoutMs = 15_000): Promise<this> {
     const end = Date.now() + timeoutMs;
-    while (!/^ready/m.test(this.out)) {
-      if (this.gone) throw new Error(`siptm serve exited before ready:\n${this.report()}`);
+    while (!/^ready/m.test(this.stdout)) {
+      if (!this.running) throw new Error(`siptm serve exited before ready:\n${this.report()}`);
       if (Date.now() > end)
         throw new Error(`siptm serve not ready within ${timeoutMs} ms:\n${this.report()}`);
       await sleep(20);
     }
-    const port = (re: RegExp) => Number(re.exec(this.out)?.[1] ?? Number.NaN);
+    const port = (re: RegExp) => Number(re.exec(this.stdout)?.[1] ?? Number.NaN);
     this.udp = port(/listen:.*?udp 127\.0\.0\.1:(\d+)/s) || 0;
     this.tcp = port(/listen:.*?tcp 127\.0\.0\.1:(\d+)/s) || 0;
     this.rpc = port(/control:\s+http:\/\/127\.0\.0\.1:(\d+)\/rpc/);
     if (!((this.udp > 0 || this.tcp > 0) && this.rpc > 0))
-      throw new Error(`no ports in the banner:\n${this.out}`);
+      throw new Error(`no ports in the banner:\n${this.stdout}`);
     return this;
   }
 
@@ -124,7 +116,9 @@ export class SiptmServer {
         err instanceof Error
           ? `${err.message} ${String((err as { cause?: unknown }).cause ?? "")}`
           : String(err);
-      const state = this.gone ? `exited (${this.child.exitCode ?? this.child.signalCode})` : "running";
+      const state = this.running
+        ? "running"
+        : `exited (${this.child.proc.exitCode ?? this.child.proc.signalCode})`;
       throw new Error(
         `${method}: no answer from the control server (${why}); siptm serve ${state}\n${this.report()}`,
       );
@@ -145,7 +139,7 @@ export class SiptmServer {
   /** Every SIP message the server received or sent so far, from its `--trace` log (retransmissions included). */
   trace(): Traced[] {
     const out: Traced[] = [];
-    for (const line of this.err.split("\n")) {
+    for (const line of this.stderr.split("\n")) {
       if (!line.startsWith("{")) continue;
       let o: { dir?: string; peer?: string; sip?: string };
       try {
@@ -163,14 +157,14 @@ export class SiptmServer {
   report(): string {
     return [
       `command: node ${this.args.join(" ")}`,
-      `--- stdout\n${this.out.slice(-4000)}`,
-      `--- stderr (SIP trace, last lines)\n${traceTail(this.err, 12_000)}`,
+      `--- stdout\n${this.stdout.slice(-4000)}`,
+      `--- stderr (SIP trace, last lines)\n${traceTail(this.stderr, 12_000)}`,
     ].join("\n");
   }
 
   /** SIGTERM (the server drains, up to --drain-timeout), then SIGKILL `graceMs` later. Only this child, by its pid. */
   kill(graceMs = 3_000): Promise<void> {
-    return stopChild(this.child, () => this.gone, this.exited, graceMs);
+    return this.child.kill(graceMs);
   }
 }
 

@@ -2,7 +2,7 @@
 // (scenarios/uas-cancel.xml): INVITE → 100 → 180 → CANCEL → 200 → 487 → ACK.
 // SIPp fails a call that misses any step (the ACK included), so 0 failed
 // calls means every CANCEL matched its INVITE and every 487 was ACKed.
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type {
   CancelProgress,
   CancelResult,
@@ -18,12 +18,9 @@ import {
   runAgainstSipp,
   type SiptmSide,
 } from "./harness.js";
-import { HOST, type SippProcess, sleep, startSipp } from "./sipp.js";
+import { HOST, killedAfterAll, type SippProcess, sleep, startSipp } from "./sipp.js";
 
-const running = new Set<SippProcess>();
-afterAll(async () => {
-  await Promise.all([...running].map((s) => s.kill()));
-});
+const running = killedAfterAll<SippProcess>();
 
 const startUas = (calls: number, extra: string[] = []) =>
   startSipp(running, { scenario: "uas-cancel.xml", calls, extra, listen: true });

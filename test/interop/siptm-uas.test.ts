@@ -3,7 +3,7 @@
 // CANCEL, expects 200 (CANCEL) and 487 (INVITE), sends the ACK. siptm's
 // handler answers 180 and nothing else: the 200 and the 487 are the
 // engine's own (§9.2, autoCancel487).
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ServerEndCause, ServerTransactionHandle } from "../../packages/core/src/index.js";
 import {
   type Drop,
@@ -14,12 +14,9 @@ import {
   runAgainstSipp,
   type SiptmSide,
 } from "./harness.js";
-import { HOST, type SippProcess, startSipp } from "./sipp.js";
+import { HOST, killedAfterAll, type SippProcess, startSipp } from "./sipp.js";
 
-const running = new Set<SippProcess>();
-afterAll(async () => {
-  await Promise.all([...running].map((s) => s.kill()));
-});
+const running = killedAfterAll<SippProcess>();
 
 interface Invite {
   handle: ServerTransactionHandle;

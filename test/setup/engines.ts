@@ -9,6 +9,7 @@
 import { describe } from "vitest";
 import {
   BED_KINDS,
+  type BedEngine,
   type BedKind,
   type BedOptions,
   type EngineBed,
@@ -29,4 +30,9 @@ export function forEachEngine(
 /** The `siptm serve --workers` value of an engine kind: 0 for the core engine, else its shard count. */
 export function workersFlag(engine: EngineKind): string {
   return String(engine.shards);
+}
+
+/** Transactions alive in an engine of a bed (core's `engine.table.size` at rest). */
+export async function live(engine: BedEngine): Promise<number> {
+  return (await engine.stats()).current;
 }

@@ -11,7 +11,21 @@ import { alive, descendants } from "./proc.js";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** A spawned child with its output kept (bounded) and its exit as a promise. */
+/** How a child's output is kept: its last or its first `max` characters, decoded as `encoding`. */
+export interface OutputRule {
+  /** "last" (the default): a ring of the newest output; "first": the output from the start, cut at `max`. */
+  keep?: "last" | "first";
+  /** Characters kept per stream (default 200 000). */
+  max?: number;
+  /** Default latin1 (SIPp and Kamailio logs); utf8 for pino JSON. */
+  encoding?: BufferEncoding;
+}
+
+/**
+ * A spawned child with its output kept (bounded) and its exit as a promise.
+ * The load benchmark's children and the interop tests' `siptm serve`
+ * (test/interop/siptm-server.ts) are both this class.
+ */
 export class Child {
   readonly proc: ChildProcess;
   readonly pid: number;
@@ -28,6 +42,7 @@ export class Child {
     command: string,
     readonly args: readonly string[],
     options: SpawnOptions = {},
+    output: OutputRule = {},
   ) {
     this.proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
     if (this.proc.pid === undefined) {
@@ -36,14 +51,19 @@ export class Child {
     } else {
       this.pid = this.proc.pid;
     }
-    const keep = (which: "out" | "err", d: Buffer) => {
-      const text = d.toString("latin1");
-      if (which === "out") this.out = (this.out + text).slice(-200_000);
-      else this.err = (this.err + text).slice(-200_000);
+    const max = output.max ?? 200_000;
+    const first = output.keep === "first";
+    const append = (kept: string, text: string) =>
+      first ? (kept.length < max ? kept + text : kept) : (kept + text).slice(-max);
+    const keep = (which: "out" | "err", text: string) => {
+      if (which === "out") this.out = append(this.out, text);
+      else this.err = append(this.err, text);
       if (this.lineWaiters.length > 0) this.checkLines();
     };
-    this.proc.stdout?.on("data", (d: Buffer) => keep("out", d));
-    this.proc.stderr?.on("data", (d: Buffer) => keep("err", d));
+    // setEncoding: a character split over two chunks is decoded whole.
+    const encoding = output.encoding ?? "latin1";
+    this.proc.stdout?.setEncoding(encoding).on("data", (d: string) => keep("out", d));
+    this.proc.stderr?.setEncoding(encoding).on("data", (d: string) => keep("err", d));
     this.exited = new Promise((resolve) => {
       this.proc.once("error", (e) => {
         this.err += `\nspawn error: ${e.message}`;
@@ -54,7 +74,8 @@ export class Child {
       this.proc.once("exit", (code, signal) => {
         this.gone = true;
         registry.delete(this);
-        resolve({ code, signal });
+        // One turn later: the output still in the pipes is read first.
+        setImmediate(() => resolve({ code, signal }));
       });
     });
     registry.add(this);

@@ -13,7 +13,7 @@
  * actor.sendResponse → context.send → transport.send.
  */
 import { type Clock, RealClock } from "./clock.js";
-import { Addressing, replyDestination, stampVia } from "./engine/addressing.js";
+import { Addressing, offerAlias, replyDestination, stampVia } from "./engine/addressing.js";
 import { type AuditEntry, AuditPager, auditEntry } from "./engine/audit.js";
 import { EngineContext, type EngineLogger, registerContextReader } from "./engine/context.js";
 import { answeredDialog, sendAck2xx } from "./engine/dialog.js";
@@ -315,6 +315,7 @@ export class Engine implements TransportSink {
   /** TransportSink: a connection closed (its flow: RFC 5626 §3). */
   onConnectionClosed(source: Source): void {
     if (this.closed) return;
+    this.ctx.connectionClosed(source);
     this.onFlowClosed?.(source);
   }
 
@@ -352,6 +353,8 @@ export class Engine implements TransportSink {
 
   private receiveRequest(req: SipRequest, source: Source): void {
     const method = req.method;
+    if (source.protocol === "TLS")
+      offerAlias(req, source, this.addr.transportFor("TLS", source.connectionId));
     // A retransmission, an ACK to a non-2xx, or a CANCEL retransmission: §17.2.3.
     const key = serverKey(req, false);
     const existing = this.ctx.table.get(key);

@@ -4,7 +4,7 @@
  * table and timers, the engine's private context, message-layer pieces of the
  * hot path. No stability promise: embedders use `@siptm/core`.
  */
-export { Addressing, replyDestination, stampVia } from "./engine/addressing.js";
+export { Addressing, offerAlias, replyDestination, stampVia } from "./engine/addressing.js";
 export { AuditPager, auditEntry } from "./engine/audit.js";
 export { type ClientStart, type EngineContext, internals } from "./engine/context.js";
 export { answeredDialog, sendAck2xx } from "./engine/dialog.js";

@@ -15,6 +15,25 @@ import type { SipMessage, SipRequest } from "./message/types.js";
 import { type MemoryFaults, MemoryNetwork } from "./transport/memory.js";
 import type { Destination, Source, Transport } from "./transport/types.js";
 
+/** What a UAS behind a proxy saw of a request (the proxy suites): which UAS, the method, Max-Forwards, Vias, Record-Route. */
+export interface SeenRequest {
+  uas: number;
+  method: string;
+  mf: number | undefined;
+  vias: number;
+  rr: string[];
+}
+
+export function seenRequest(uas: number, req: SipRequest): SeenRequest {
+  return {
+    uas,
+    method: req.method,
+    mf: req.maxForwards,
+    vias: req.viaCount,
+    rr: req.headerValues("record-route"),
+  };
+}
+
 /** A scripted SIP peer: records what it receives, sends what the test tells it. */
 export class Peer {
   readonly received: Array<{ data: Buffer; msg: SipMessage; source: Source }> = [];

@@ -205,28 +205,41 @@ export class Metrics {
     });
     const shards = opts.shards ?? 1;
     const shardList = () => (engine ? undefined : this.last!.shards);
-    new Gauge({
-      name: "siptm_shard_queue_depth",
-      help: "messages handed to a shard and not yet processed (0 in one thread)",
-      labelNames: ["shard"],
-      registers,
-      collect() {
-        const list = shardList();
-        if (list) for (const s of list) this.set({ shard: String(s.shard) }, s.inFlight);
-        else for (let i = 0; i < shards; i++) this.set({ shard: String(i) }, 0);
+    type Shard = EngineStats["shards"][number];
+    type SetShard = (shard: number, value: number) => void;
+    /** A gauge per shard: `of` each shard's stats with shards, `alone` in one thread. */
+    const shardGauge = (
+      name: string,
+      help: string,
+      of: (s: Shard) => number,
+      alone: (set: SetShard) => void,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["shard"],
+        registers,
+        collect() {
+          const set: SetShard = (shard, value) => this.set({ shard: String(shard) }, value);
+          const list = shardList();
+          if (list) for (const s of list) set(s.shard, of(s));
+          else alone(set);
+        },
+      });
+    shardGauge(
+      "siptm_shard_queue_depth",
+      "messages handed to a shard and not yet processed (0 in one thread)",
+      (s) => s.inFlight,
+      (set) => {
+        for (let i = 0; i < shards; i++) set(i, 0);
       },
-    });
-    new Gauge({
-      name: "siptm_shard_transactions",
-      help: "live transactions per shard",
-      labelNames: ["shard"],
-      registers,
-      collect() {
-        const list = shardList();
-        if (list) for (const s of list) this.set({ shard: String(s.shard) }, s.current);
-        else this.set({ shard: "0" }, internals(engine!).table.size);
-      },
-    });
+    );
+    shardGauge(
+      "siptm_shard_transactions",
+      "live transactions per shard",
+      (s) => s.current,
+      (set) => set(0, internals(engine!).table.size),
+    );
     this.local = engine ? new TxHistograms(engine) : undefined;
     const data = () => this.histogramData();
     this.registry.registerMetric(

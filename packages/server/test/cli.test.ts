@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { SERVE_OPTIONS } from "../src/options.js";
-import { CLI, killAll, runCli, serve, sleep, testEngine } from "./helpers.js";
+import { BUSY_ROUTE, CLI, killAll, runCli, serve, sleep, testEngine } from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "siptm-cli-"));
 
@@ -146,18 +146,7 @@ describe("siptm", () => {
   });
 
   it("a route module given by path answers requests", async () => {
-    const path = join(dir, "busy.mjs");
-    writeFileSync(
-      path,
-      `export default function route(ctx) {
-  return {
-    description: "busy: everything gets 486 (" + ctx.sockets.length + " sockets)",
-    onRequest(tx) { tx.reply(486, { reason: "Busy Here", headers: [["X-Route", "busy"]] }); },
-  };
-}
-`,
-    );
-    const server = await serve(["--route", path]);
+    const server = await serve(["--route", BUSY_ROUTE]);
     expect(server.stdout()).toMatch(/route:\s+busy: everything gets 486 \(2 sockets\)/);
     const uac = await testEngine();
     try {

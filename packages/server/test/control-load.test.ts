@@ -4,7 +4,7 @@
 // --rpc-max-response, a batch over --rpc-max-batch is refused, and paging walks every transaction.
 import { createSocket, type Socket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, killAll, rpc, type Served, serve, until } from "./helpers.js";
+import { call, killAll, RINGING_UAS, rpc, type Served, serve, until } from "./helpers.js";
 
 const RINGING = 1500;
 const SHARDED_RINGING = 300;
@@ -146,7 +146,7 @@ describe("siptm serve with many live transactions, one thread", () => {
   let uac: Uac;
   beforeAll(async () => {
     [server, uac] = await Promise.all([
-      serve(["--route", "uas", "--answer-after", "never", "--rpc-max-page", "20", ...NO_RATE_LIMIT]),
+      serve([...RINGING_UAS, "--rpc-max-page", "20", ...NO_RATE_LIMIT]),
       udpClient(),
     ]);
     await ring(server, uac, RINGING, "ring");
@@ -195,17 +195,7 @@ describe("siptm serve --workers 2 with many live transactions", () => {
   let uac: Uac;
   beforeAll(async () => {
     [server, uac] = await Promise.all([
-      serve([
-        "--route",
-        "uas",
-        "--answer-after",
-        "never",
-        "--workers",
-        "2",
-        "--rpc-max-page",
-        "25",
-        ...NO_RATE_LIMIT,
-      ]),
+      serve([...RINGING_UAS, "--workers", "2", "--rpc-max-page", "25", ...NO_RATE_LIMIT]),
       udpClient(),
     ]);
     await ring(server, uac, SHARDED_RINGING, "shard");

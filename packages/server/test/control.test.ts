@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
   killAll,
+  RINGING_UAS,
   rpc,
   runCli,
   SERVER_TIMERS,
@@ -24,7 +25,7 @@ let uac: Engine;
 
 beforeAll(async () => {
   [server, uac] = await Promise.all([
-    serve(["--route", "uas", "--answer-after", "never", "--drain-timeout", "300", ...SERVER_TIMERS], {
+    serve([...RINGING_UAS, "--drain-timeout", "300", ...SERVER_TIMERS], {
       SIPTM_RPC_TOKEN: TOKEN,
     }),
     testEngine(),

@@ -19,10 +19,14 @@ import { afterAll, beforeAll, expect } from "vitest";
 import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
 
 export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+/** A route module given by path: every request gets 486 Busy Here with `X-Route: busy`. */
+export const BUSY_ROUTE = fileURLToPath(new URL("./fixtures/busy-route.mjs", import.meta.url));
 /** Short timers for the engines made in tests. */
 export const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 /** Short timers for the server under test (flags). */
 export const SERVER_TIMERS = ["--t1", "50", "--t2", "400", "--t4", "500", "--timer-d", "500"];
+/** The UAS route answering no INVITE by itself: each rings until the control interface answers it. */
+export const RINGING_UAS = ["--route", "uas", "--answer-after", "never"];
 /**
  * The secret every test server gets (SIPTM_SECRET), and the Call-ID hash key its shards use — derived
  * here as any node of a cluster derives it, so a test knows which shard a Call-ID goes to.

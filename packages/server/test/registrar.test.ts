@@ -12,6 +12,7 @@ import {
   SERVER_TIMERS,
   serve,
   testEngine,
+  toServer,
 } from "./helpers.js";
 
 let cseq = 0;
@@ -185,7 +186,6 @@ describe("siptm serve --route default", () => {
     const ua = await testEngine();
     try {
       const uaPort = ua.transportFor("UDP")!.localPort;
-      const hop = `udp:127.0.0.1:${server.udp}`;
       const reg = await registerAt(ua, server, "sip:carol@127.0.0.1", undefined, {
         headers: [
           ["Contact", `<sip:carol@127.0.0.1:${uaPort}>;expires=600`],
@@ -203,21 +203,17 @@ describe("siptm serve --route default", () => {
       expect(dump.map((a) => a.aor)).toEqual(["sip:carol@127.0.0.1"]);
       expect(dump[0]!.contacts).toHaveLength(2);
 
-      const options = await ua.request({
-        method: "OPTIONS",
+      const options = await toServer(ua, server, "OPTIONS", {
         uri: `sip:127.0.0.1:${server.udp}`,
         from: "<sip:carol@127.0.0.1>",
         to: `<sip:127.0.0.1:${server.udp}>`,
-        nextHop: hop,
       }).final;
       expect(options.status).toBe(200);
 
-      const nobody = await ua.request({
-        method: "MESSAGE",
+      const nobody = await toServer(ua, server, "MESSAGE", {
         uri: `sip:nobody@127.0.0.1:${server.udp}`,
         from: "<sip:carol@127.0.0.1>",
         to: "<sip:nobody@127.0.0.1>",
-        nextHop: hop,
       }).final;
       expect(nobody.status).toBe(404);
     } finally {
@@ -230,7 +226,6 @@ describe("siptm serve --route default", () => {
     const dave = await daveAndCaller();
     const { callee, caller, port } = dave;
     try {
-      const _hop = `udp:127.0.0.1:${server.udp}`;
       const reg = await registerAt(callee, server, "sip:dave@127.0.0.1", `<sip:dave@127.0.0.1:${port}>`);
       expect(reg.status).toBe(200);
       await callDave(dave, server);

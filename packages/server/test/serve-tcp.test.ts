@@ -52,19 +52,17 @@ async function metric(s: Served, name: string): Promise<number | undefined> {
 
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
-  /** A server on the uas route answering INVITEs after `answerAfter` ms, a decoy on the Via port, and a TCP client. */
-  const uasDecoyClient = async (answerAfter: string) => {
-    const s = await serve([
-      "--workers",
-      workers,
-      "--route",
-      "uas",
-      "--answer-after",
-      answerAfter,
-      ...SERVER_TIMERS,
-    ]);
+  /** A server on the uas route (answering INVITEs after `answerAfter` ms when given), a decoy on the Via port, and a TCP client. */
+  const uasDecoyClient = async (answerAfter?: string) => {
+    const after = answerAfter === undefined ? [] : ["--answer-after", answerAfter];
+    const s = await serve(["--workers", workers, "--route", "uas", ...after, ...SERVER_TIMERS]);
     const elsewhere = await listener();
     return { s, elsewhere, c: await client(s.tcp) };
+  };
+  /** The answers came back on the client's connection: nothing at the Via port, no transport error. */
+  const expectSameConnection = async (s: Served, elsewhere: { got(): string }) => {
+    expect(elsewhere.got()).toBe("");
+    expect((await call<Stats>(s.rpc, "tm.stats")).transport_errors).toBe(0);
   };
   describe(`siptm serve --workers ${workers}: TCP`, () => {
     it("--tcp-max-per-ip: the connection over the cap is closed at once, counted in tm.stats and /metrics", async () => {
@@ -97,13 +95,10 @@ forEachEngine((_bed, _kind, engine) => {
     });
 
     it("OPTIONS then the client's FIN: the 200 still arrives", async () => {
-      const s = await serve(["--workers", workers, "--route", "uas", ...SERVER_TIMERS]);
-      const elsewhere = await listener();
-      const c = await client(s.tcp);
+      const { s, elsewhere, c } = await uasDecoyClient();
       c.socket.end(tcpRequest("OPTIONS", `hc-opt-${workers}`, elsewhere.port));
       await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
-      expect(elsewhere.got()).toBe("");
-      expect((await call<Stats>(s.rpc, "tm.stats")).transport_errors).toBe(0);
+      await expectSameConnection(s, elsewhere);
     });
 
     it("INVITE answered after 500 ms, then the client's FIN: the 180 and the 200 both arrive", async () => {
@@ -111,8 +106,7 @@ forEachEngine((_bed, _kind, engine) => {
       c.socket.end(tcpRequest("INVITE", `hc-inv-${workers}`, elsewhere.port));
       await until("the 200", () => c.read().includes("SIP/2.0 200 OK"));
       expect(c.read()).toContain("SIP/2.0 180 Ringing");
-      expect(elsewhere.got()).toBe("");
-      expect((await call<Stats>(s.rpc, "tm.stats")).transport_errors).toBe(0);
+      await expectSameConnection(s, elsewhere);
     });
 
     it("INVITE, then a full close: the 200 is a transport error, not sent on a new connection", async () => {

@@ -18,6 +18,7 @@ import {
   callIdOf,
   FROM,
   fileEngine,
+  RINGING_UAS,
   SERVER_TIMERS,
   type Served,
   SHARD_KEY,
@@ -202,10 +203,7 @@ export default function route() {
 describe("--workers 2: --max-transactions is the whole server's cap", () => {
   it("ten ringing INVITEs that all hash to shard 0 fit a cap of 10; the 11th (on shard 1) gets 503 from the main thread", async () => {
     const s = await serve([
-      "--route",
-      "uas",
-      "--answer-after",
-      "never",
+      ...RINGING_UAS,
       "--max-transactions",
       "10",
       "--drain-timeout",

@@ -4,12 +4,10 @@
 // the `default` proxy with its registrar shared across shards, the JSON-RPC
 // methods through the sharded engine's async API, /metrics per shard, and a
 // clean SIGTERM. Child processes, in-test engines; everything killed in afterAll.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Engine } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  BUSY_ROUTE,
   call,
   callDave,
   callIdOf,
@@ -17,6 +15,7 @@ import {
   FROM,
   inviteOverTcp,
   killAll,
+  RINGING_UAS,
   register,
   rpc,
   SERVER_TIMERS,
@@ -33,7 +32,6 @@ import {
 const WORKERS = ["--workers", "2"];
 let server: Served;
 let uac: Engine;
-const dir = mkdtempSync(join(tmpdir(), "siptm-workers-"));
 
 beforeAll(async () => {
   [server, uac] = await Promise.all([serve(["--route", "uas", ...WORKERS, ...SERVER_TIMERS]), testEngine()]);
@@ -42,7 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await uac?.close();
   await killAll();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** `count` fresh Call-IDs that the server's 2 shards give to `shard`. */
@@ -130,16 +127,7 @@ describe("--workers 2: JSON-RPC control and metrics", () => {
 
 describe("--workers 2: other servers", () => {
   it("--answer-after never: a ringing INVITE in a shard is answered by tm.reply (id) and tm.reply_callid", async () => {
-    const s = await serve([
-      "--route",
-      "uas",
-      "--answer-after",
-      "never",
-      "--drain-timeout",
-      "300",
-      ...WORKERS,
-      ...SERVER_TIMERS,
-    ]);
+    const s = await serve([...RINGING_UAS, "--drain-timeout", "300", ...WORKERS, ...SERVER_TIMERS]);
     const ring = (callId?: string) =>
       toServer(uac, s, "INVITE", {
         callId,
@@ -172,19 +160,8 @@ describe("--workers 2: other servers", () => {
   }, 40_000);
 
   it("a route module given by path runs in the shards; SIGTERM → exit 0", async () => {
-    const path = join(dir, "busy.mjs");
-    writeFileSync(
-      path,
-      `export default function route(ctx) {
-  return {
-    description: "busy in shards (" + ctx.sockets.length + " sockets)",
-    onRequest(tx) { tx.reply(486, { reason: "Busy Here", headers: [["X-Route", "busy"]] }); },
-  };
-}
-`,
-    );
-    const s = await serve(["--route", path, "--drain-timeout", "500", ...WORKERS]);
-    expect(s.stdout()).toMatch(/route:\s+busy in shards \(2 sockets\)/);
+    const s = await serve(["--route", BUSY_ROUTE, "--drain-timeout", "500", ...WORKERS]);
+    expect(s.stdout()).toMatch(/route:\s+busy: everything gets 486 \(2 sockets\)/);
     expect(s.stdout()).toMatch(/workers:\s+2 shards/);
     const o = await toServer(uac, s, "OPTIONS", {
       uri: `sip:127.0.0.1:${s.udp}`,
@@ -213,7 +190,6 @@ describe("--workers 2: other servers", () => {
     const [regCallId] = callIdsFor(0, 1);
     const [inviteCallId] = callIdsFor(1, 1);
     try {
-      const hop = `udp:127.0.0.1:${server.udp}`;
       const reg = await register(
         callee,
         server,
@@ -241,13 +217,11 @@ describe("--workers 2: other servers", () => {
         ],
       });
       expect(unreg.status).toBe(200);
-      const after = await caller.request({
-        method: "MESSAGE",
+      const after = await toServer(caller, server, "MESSAGE", {
         uri: `sip:dave@127.0.0.1:${server.udp}`,
         from: "<sip:erin@127.0.0.1>",
         to: "<sip:dave@127.0.0.1>",
         callId: callIdsFor(1, 1)[0],
-        nextHop: hop,
       }).final;
       expect(after.status).toBe(404);
       expect(methods).toEqual(["INVITE", "BYE"]);

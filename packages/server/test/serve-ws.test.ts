@@ -137,6 +137,31 @@ forEachEngine((_bed, _kind, engine) => {
         expect(final.status).toBe(200);
       });
 
+      it("a request relayed to a browser whose WebSocket then closes fails at once (a local 503, sent upstream as 500), not at Timer F", async () => {
+        const s = await wsServe(workers, proto);
+        const b = await browser(proto, s.ws);
+        b.ws.send(
+          request(
+            "REGISTER",
+            `ws-gone-${proto}-${workers}`,
+            `gone${proto}${workers}`,
+            s.ws,
+            "Contact: <sip:k3l5@df7jal23ls0d.invalid;transport=ws>;expires=600\r\n",
+          ),
+        );
+        await until("registered", () => b.got.some((m) => m.startsWith("SIP/2.0 200")));
+        const tx = toServer(uac, s, "MESSAGE", {
+          uri: `sip:carol@127.0.0.1:${s.udp}`,
+          to: "<sip:carol@127.0.0.1>",
+        });
+        await until("the MESSAGE on the WebSocket", () => b.got.some((m) => m.startsWith("MESSAGE ")));
+        b.ws.terminate();
+        const final = await tx.final;
+        // The branch's local 503 (transport error); a proxy does not pass a 503 upstream (RFC 3261
+        // §16.7 step 6): 500. At Timer F it would be a 408 instead, long after the caller's own timeout.
+        expect(final.status).toBe(500);
+      });
+
       it("refuses a WebSocket handshake without the sip subprotocol (RFC 7118 §4), counted", async () => {
         const s = await wsServe(workers, proto, "uas");
         await expect(browser(proto, s.ws, [])).rejects.toThrow(/400/);

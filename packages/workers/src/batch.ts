@@ -344,6 +344,8 @@ export function newInRecord(): InRecord {
  */
 export interface SendRecord extends AddressedRecord {
   errorTarget: number;
+  /** TLS: the SIP domain the peer's certificate must show, and the SNI (RFC 5922); undefined: none. */
+  serverName: string | undefined;
   data: Buffer;
 }
 
@@ -355,19 +357,38 @@ export function writeSend(
   connectionId: number | undefined,
   errorTarget: number,
   data: Uint8Array,
+  serverName?: string,
 ): void {
-  w.add(REC_SEND, listener, port, encodeConnectionId(connectionId), errorTarget, address, "", data);
+  w.add(
+    REC_SEND,
+    listener,
+    port,
+    encodeConnectionId(connectionId),
+    errorTarget,
+    address,
+    serverName ?? "",
+    data,
+  );
 }
 
 export function readSend(r: BatchReader, into: SendRecord): SendRecord {
   readAddressed(r, into);
   into.errorTarget = r.n1;
+  into.serverName = r.s1 === "" ? undefined : r.s1;
   into.data = r.data;
   return into;
 }
 
 export function newSendRecord(): SendRecord {
-  return { listener: 0, address: "", port: 0, connectionId: undefined, errorTarget: 0, data: EMPTY };
+  return {
+    listener: 0,
+    address: "",
+    port: 0,
+    connectionId: undefined,
+    errorTarget: 0,
+    serverName: undefined,
+    data: EMPTY,
+  };
 }
 
 export type FinalCause = FinalOutcome["cause"];

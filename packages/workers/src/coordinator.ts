@@ -32,6 +32,7 @@ import {
   createUdpTransport,
   type Destination,
   newCallId,
+  parseMessage,
   type ReplyOptions,
   type RequestOptions,
   type SipResponse,
@@ -44,7 +45,13 @@ import {
   type TransportSendError,
   type TransportSink,
 } from "@siptm/core";
-import { addTransportStats, createWsTransport, newStats, newTransportStats } from "@siptm/core/internal";
+import {
+  addTransportStats,
+  createWsTransport,
+  newStats,
+  newTransportStats,
+  offerAlias,
+} from "@siptm/core/internal";
 import type { Remote } from "comlink";
 import { Admission } from "./admission.js";
 import {
@@ -115,6 +122,9 @@ function unwrap<T>(r: Result<T>): T {
 }
 
 let instances = 0;
+
+/** What a top Via asking for connection reuse contains (RFC 5923). */
+const ALIAS = Buffer.from(";alias", "latin1");
 
 export class ShardedEngine implements TransactionEngine, HandleOwner {
   /** The sockets, with their bound ports. */
@@ -247,9 +257,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     for (const [i, l] of this.opts.listen.entries()) {
       const sink = {
         onMessage: (data: Buffer, source: Source) => this.onMessage(i, data, source),
-        onConnectionClosed: (source: Source) => {
-          if (this.shards.state !== "closed") this.onFlowClosed?.(source);
-        },
+        onConnectionClosed: (source: Source) => this.connectionClosed(source),
       };
       const t = this.opts.transportFactory
         ? await this.opts.transportFactory(l, sink)
@@ -260,6 +268,19 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       this.listeners.push({ protocol: l.protocol, address: l.address, port: t.localPort });
     }
     await this.shards.start();
+  }
+
+  /**
+   * A connection closed. WebSocket clients cannot be reached on another, so
+   * every shard hears of it (their client transactions on it fail now); then
+   * the main thread's `onFlowClosed` (the shared registrar).
+   */
+  private connectionClosed(source: Source): void {
+    if (this.shards.state === "closed") return;
+    if (source.protocol === "WS" || source.protocol === "WSS")
+      for (let i = 0; i < this.slots.length; i++)
+        this.call(i, (api) => api.connectionClosed(source)).catch(() => {});
+    this.onFlowClosed?.(source);
   }
 
   /** A TCP, TLS, WS or WSS listener (the coordinator owns every connection; shards send by connection id). */
@@ -324,6 +345,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   /** TransportSink of socket `listener`: find the owning shard and queue the message for it. */
   private onMessage(listener: number, data: Buffer, source: Source): void {
     if (this.shards.state === "closed") return;
+    if (source.protocol === "TLS") this.aliasFrom(listener, data, source);
     const shard = this.admission.shardFor(listener, data, source);
     if (shard < 0) return;
     const slot = this.slots[shard]!;
@@ -397,13 +419,14 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
 
   private sendFor(inc: Incarnation, r: BatchReader): void {
     const rec = readSend(r, this.sendRecord);
-    const t = this.transports[rec.listener];
+    const t = this.transportFor(rec.listener, rec.connectionId);
     if (!t) return;
     const dest: Destination = {
       protocol: t.protocol,
       address: rec.address,
       port: rec.port,
       connectionId: rec.connectionId,
+      serverName: rec.serverName,
     };
     this.counters.out_messages++;
     const id = rec.errorTarget;
@@ -419,6 +442,34 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
           this.sendErrors++;
         },
       });
+  }
+
+  /**
+   * RFC 5923: the coordinator owns the connections, so it grants a Via
+   * `alias` itself (the transport checks the peer's certificate). Only a
+   * TLS message that mentions `alias` at all is parsed here.
+   */
+  private aliasFrom(listener: number, data: Buffer, source: Source): void {
+    if (data.indexOf(ALIAS) < 0) return;
+    try {
+      const msg = parseMessage(data);
+      if (msg.isRequest) offerAlias(msg, source, this.transports[listener]);
+    } catch {
+      // the shard answers what does not parse
+    }
+  }
+
+  /**
+   * The socket to send on: `listener`'s, unless the connection named is held
+   * by another listener of the same protocol (connection ids are unique in the
+   * process; a shard's engine picks the first listener of a protocol).
+   */
+  private transportFor(listener: number, connectionId: number | undefined): Transport | undefined {
+    const t = this.transports[listener];
+    if (!t || connectionId === undefined || t.hasConnection?.(connectionId) !== false) return t;
+    for (const other of this.transports)
+      if (other.protocol === t.protocol && other.hasConnection?.(connectionId) === true) return other;
+    return t;
   }
 
   // --- HandleOwner ----------------------------------------------------------------------

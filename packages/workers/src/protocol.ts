@@ -11,6 +11,7 @@ import type {
   EngineOptions,
   ReplyOptions,
   RequestOptions,
+  Source,
   StatsSnapshot,
   TimerConfig,
   TransportProtocol,
@@ -171,6 +172,12 @@ export interface ShardApi {
   replyByCallId(callId: string, cseq: number, status: number, opts?: ReplyOptions): Result<void>;
   ack2xx(handleId: number, answer: Uint8Array): Result<void>;
   config(patch: Partial<ShardConfig>): ShardConfig;
+  /**
+   * A WebSocket connection the coordinator owns closed: the shard's client
+   * transactions sent on it end as a transport error (one control call per
+   * closed connection, never per message).
+   */
+  connectionClosed(source: Source): void;
   /** Call the function the route module provided as `name` (`ShardRouteContext.provide`, route-hooks.ts). */
   routeCall(name: string, args: unknown[]): Promise<Result<unknown>>;
   /** Wait until no transaction is live or `timeoutMs` passed; resolves with the live count. */

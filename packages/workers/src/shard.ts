@@ -160,7 +160,7 @@ class Outbox {
         this.targets.set(id, { target: onError, dest, at: performance.now() });
       }
     }
-    writeSend(this.writer, listener, dest.address, dest.port, dest.connectionId, id, data);
+    writeSend(this.writer, listener, dest.address, dest.port, dest.connectionId, id, data, dest.serverName);
   }
 
   /**
@@ -586,6 +586,7 @@ class Shard {
           engine.ack2xx(h, res);
         }),
       config: (patch) => this.configure(patch),
+      connectionClosed: (source) => engine.onConnectionClosed(source),
       routeCall: (name, args) => this.hooks.call(name, args),
       drain: (timeoutMs) => this.drain(timeoutMs),
       shutdown: () => {

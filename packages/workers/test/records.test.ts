@@ -72,6 +72,24 @@ function roundTrip<T>(type: number, write: (w: BatchWriter) => void, read: (r: B
   return out;
 }
 
+/** Each case written by `write`, read back by `read`: the same records, in order. */
+function expectRoundTrip<C extends object>(
+  type: number,
+  cases: readonly C[],
+  write: (w: BatchWriter, c: C) => void,
+  read: (r: BatchReader) => object,
+): void {
+  const got = roundTrip(
+    type,
+    (w) => {
+      for (const c of cases) write(w, c);
+    },
+    read,
+  );
+  const asData = (rec: object) => plain(rec as { data?: Buffer });
+  expect(got.map(asData)).toEqual(cases.map(asData));
+}
+
 /** Buffers as latin1 text, so that records compare as plain data. */
 function plain<T extends { data?: Buffer }>(rec: T): Omit<T, "data"> & { data?: string } {
   const { data, ...rest } = rec;
@@ -108,34 +126,31 @@ describe("typed records round-trip through a batch", () => {
       connectionId,
       data: i === 2 ? EMPTY : MSG,
     }));
-    const got = roundTrip(
+    expectRoundTrip(
       REC_IN,
-      (w) => {
-        for (const c of cases) writeIn(w, c.listener, c.address, c.port, c.connectionId, c.data);
-      },
+      cases,
+      (w, c) => writeIn(w, c.listener, c.address, c.port, c.connectionId, c.data),
       (r) => readIn(r, newInRecord()),
     );
-    expect(got.map(plain)).toEqual(cases.map(plain));
   });
 
-  it("REC_SEND: listener, destination, connection id, send-error target, message", () => {
+  it("REC_SEND: listener, destination, connection id, send-error target, TLS server name, message", () => {
     const cases = conns.map((connectionId, i) => ({
       listener: [0, 3, 255, 1][i]!,
       address: ["10.0.0.1", "", "2001:db8::1", HIGH][i]!,
       port: [5060, 65535, 0, 5061][i]!,
       connectionId,
       errorTarget: [0, 1, MAX_U32, 0xfffffff0][i]!,
+      serverName: [undefined, "sip.example.test", undefined, HIGH][i],
       data: i === 1 ? EMPTY : MSG,
     }));
-    const got = roundTrip(
+    expectRoundTrip(
       REC_SEND,
-      (w) => {
-        for (const c of cases)
-          writeSend(w, c.listener, c.address, c.port, c.connectionId, c.errorTarget, c.data);
-      },
+      cases,
+      (w, c) =>
+        writeSend(w, c.listener, c.address, c.port, c.connectionId, c.errorTarget, c.data, c.serverName),
       (r) => readSend(r, newSendRecord()),
     );
-    expect(got.map(plain)).toEqual(cases.map(plain));
   });
 
   it("REC_SERVER_NEW: listener, source, connection id, transaction id, request", () => {
@@ -147,14 +162,12 @@ describe("typed records round-trip through a batch", () => {
       id: ["abc-s0i1.1", "", `x-s1i2.${"f".repeat(40)}`, HIGH][i]!,
       data: i === 1 ? EMPTY : MSG,
     }));
-    const got = roundTrip(
+    expectRoundTrip(
       REC_SERVER_NEW,
-      (w) => {
-        for (const c of cases) writeServerNew(w, c.listener, c.address, c.port, c.connectionId, c.id, c.data);
-      },
+      cases,
+      (w, c) => writeServerNew(w, c.listener, c.address, c.port, c.connectionId, c.id, c.data),
       (r) => readServerNew(r, newServerNewRecord()),
     );
-    expect(got.map(plain)).toEqual(cases.map(plain));
   });
 
   it("REC_CLIENT: response, final (each cause), cancel progress (each kind), termination", () => {
@@ -245,14 +258,12 @@ describe("typed records round-trip through a batch", () => {
       { seq: 0, time: undefined },
       { seq: 42, time: 1e15 },
     ];
-    const got = roundTrip(
+    expectRoundTrip(
       REC_SYNC,
-      (w) => {
-        for (const c of cases) writeSync(w, c.seq, c.time);
-      },
+      cases,
+      (w, c) => writeSync(w, c.seq, c.time),
       (r) => readSync(r, newSyncRecord()),
     );
-    expect(got).toEqual(cases);
   });
 
   it("a reader fills the scratch it is given and returns it: no object per record", () => {

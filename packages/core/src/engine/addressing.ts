@@ -28,9 +28,18 @@ export class Addressing {
     if (advertisedHost) this.aliases.add(unbracket(advertisedHost).toLowerCase());
   }
 
-  transportFor(protocol: TransportProtocol): Transport | undefined {
-    for (const t of this.transports) if (t.protocol === protocol) return t;
-    return undefined;
+  /**
+   * The transport to send on: the one of `protocol` that holds `connectionId`
+   * when one does (ids are unique in the process), else the first of `protocol`.
+   */
+  transportFor(protocol: TransportProtocol, connectionId?: number): Transport | undefined {
+    let first: Transport | undefined;
+    for (const t of this.transports) {
+      if (t.protocol !== protocol) continue;
+      if (connectionId === undefined || t.hasConnection?.(connectionId) === true) return t;
+      first ??= t;
+    }
+    return first;
   }
 
   /** §17: a reliable transport has no retransmission timers and zero D/I/J/K. */
@@ -191,6 +200,25 @@ function isIpLiteral(host: string): boolean {
     parts.length === 4 &&
     parts.every((p) => p.length > 0 && p.length <= 3 && /^\d+$/.test(p) && Number(p) <= 255)
   );
+}
+
+/** A transport that can alias a connection to its peer's sent-by (the TLS transport: RFC 5923). */
+interface Aliasing {
+  alias(connectionId: number, host: string, port: number): boolean;
+}
+
+/**
+ * RFC 5923: a request over TLS whose top Via carries `alias` asks that
+ * requests to its sent-by reuse the connection it came on. Hands that to the
+ * transport holding the connection, which grants it only to a peer whose
+ * certificate names the sent-by host. The default port is TLS's (5061).
+ */
+export function offerAlias(req: SipRequest, source: Source, transport: Transport | undefined): boolean {
+  if (source.protocol !== "TLS" || source.connectionId === undefined || !transport) return false;
+  const via = req.via;
+  if (!via.params.some(([name]) => name === "alias")) return false;
+  const t = transport as Partial<Aliasing>;
+  return typeof t.alias === "function" && t.alias(source.connectionId, via.host, via.port ?? 5061);
 }
 
 /**

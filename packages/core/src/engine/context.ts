@@ -31,8 +31,23 @@ import { type NictInit, NonInviteClientTransaction } from "../transaction/nict.j
 import { RefError, type RefReporter, throwingReporter } from "../transaction/refs.js";
 import { clientKey, TransactionTable } from "../transaction/table.js";
 import { type TimerEntry, TimerService } from "../transaction/timers.js";
-import type { Destination, SendErrorTarget } from "../transport/types.js";
+import { TransportSendError } from "../transport/errors.js";
+import type { Destination, SendErrorTarget, Source } from "../transport/types.js";
 import type { Addressing } from "./addressing.js";
+
+/** Either client actor (what `startClient` makes). */
+type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction;
+
+/** Where a WebSocket send goes: its connection id, else the peer's address and port (undefined: not WebSocket). */
+function connectionKey(d: {
+  readonly protocol: string;
+  readonly address: string;
+  readonly port: number;
+  readonly connectionId?: number | undefined;
+}): number | string | undefined {
+  if (d.protocol !== "WS" && d.protocol !== "WSS") return undefined;
+  return d.connectionId ?? `${d.protocol} ${d.address} ${d.port}`;
+}
 
 let reach: ((engine: Engine) => EngineContext) | undefined;
 
@@ -120,7 +135,7 @@ export class EngineContext implements TxContext {
     return this.clock.now();
   }
   send(data: Buffer, dest: Destination, onError: SendErrorTarget): void {
-    const t = this.addressing.transportFor(dest.protocol);
+    const t = this.addressing.transportFor(dest.protocol, dest.connectionId);
     if (!t) {
       onError.transportError(new Error(`no ${dest.protocol} transport`));
       return;
@@ -139,6 +154,7 @@ export class EngineContext implements TxContext {
   }
   freed(tx: Transaction): void {
     this.unfreed.delete(tx);
+    if (tx.kind === "ict" || tx.kind === "nict") this.offConnection(tx as ClientTransaction);
     this.stats.freed++;
     this.stats.current--;
     if (this.observers.destroyed) this.observers.destroyed(tx);
@@ -174,7 +190,7 @@ export class EngineContext implements TxContext {
   }
   /** Send bytes without any transaction (a stateless response, the ACK of a 2xx). */
   sendStateless(data: Buffer, dest: Destination): void {
-    const t = this.addressing.transportFor(dest.protocol);
+    const t = this.addressing.transportFor(dest.protocol, dest.connectionId);
     if (t) t.send(data, dest);
   }
 
@@ -200,10 +216,55 @@ export class EngineContext implements TxContext {
     const tx =
       p.method === "INVITE" ? new InviteClientTransaction(init) : new NonInviteClientTransaction(init);
     tx.key = clientKey(p.branch, p.method);
+    this.onConnection(tx);
     this.created(p.local ?? true);
     this.table.insert(tx);
     if (!p.defer) tx.start();
     return tx;
+  }
+
+  /**
+   * Client transactions whose request went on a WebSocket connection, by its
+   * id (or, sent without one, by the peer's address and port). Nothing can
+   * open a new connection to a WebSocket client (RFC 7118 §5: browsers are
+   * not reachable but over theirs), so when it closes they end at once as a
+   * transport error (a local 503: §8.1.3.1) rather than at Timer B/F.
+   */
+  private readonly byConnection = new Map<number | string, Set<ClientTransaction>>();
+
+  private onConnection(tx: ClientTransaction): void {
+    const key = connectionKey(tx.dest);
+    if (key === undefined) return;
+    let set = this.byConnection.get(key);
+    if (!set) this.byConnection.set(key, (set = new Set()));
+    set.add(tx);
+  }
+
+  private offConnection(tx: ClientTransaction): void {
+    const key = connectionKey(tx.dest);
+    if (key === undefined) return;
+    const set = this.byConnection.get(key);
+    if (!set?.delete(tx) || set.size > 0) return;
+    this.byConnection.delete(key);
+  }
+
+  /** A connection closed: what was sent on it and waits for an answer fails now (WebSocket only). */
+  connectionClosed(source: Source): void {
+    if (this.byConnection.size === 0) return;
+    for (const key of [source.connectionId, connectionKey({ ...source, connectionId: undefined })]) {
+      if (key === undefined) continue;
+      const set = this.byConnection.get(key);
+      if (!set) continue;
+      this.byConnection.delete(key);
+      for (const tx of set) {
+        const err = new TransportSendError("ECONNRESET", tx.dest, "the WebSocket connection closed");
+        try {
+          tx.transportError(err);
+        } catch (e) {
+          this.contain(e, "connection closed");
+        }
+      }
+    }
   }
 
   /** Run a user callback; a throw is counted and logged, never propagated into the engine. */

@@ -23,15 +23,17 @@ export type SafeCall = (what: string, fn: () => void) => void;
 
 /**
  * What both handles share: the actor while attached (holding "handle"), its
- * id, its holders for audit, and letting go.
+ * id and method, its holders for audit, and letting go.
  */
 abstract class TransactionHandle<T extends Transaction> {
   protected tx: T | null;
   readonly id: string;
+  readonly method: string;
 
   constructor(tx: T) {
     this.tx = tx;
     this.id = tx.id;
+    this.method = tx.method;
     tx.take("handle");
   }
 
@@ -66,7 +68,6 @@ export class ClientTransactionHandle
 {
   readonly callId: string;
   readonly cseq: number;
-  readonly method: string;
   readonly branch: string;
   /** The request as sent. */
   readonly request: Buffer;
@@ -87,7 +88,6 @@ export class ClientTransactionHandle
     super(tx);
     this.callId = tx.callId;
     this.cseq = tx.cseq;
-    this.method = tx.method;
     this.branch = tx.branch;
     this.request = tx.request;
     this.events = events ?? {};
@@ -161,7 +161,6 @@ export class ServerTransactionHandle
 {
   readonly request: SipRequest;
   readonly source: Source;
-  readonly method: string;
   cancelled = false;
   finalStatus = 0;
   terminated = false;
@@ -174,7 +173,6 @@ export class ServerTransactionHandle
     super(tx);
     this.request = tx.request;
     this.source = tx.source;
-    this.method = tx.method;
   }
 
   /** The transaction's state now ("terminated" once detached). */

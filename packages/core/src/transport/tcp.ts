@@ -4,8 +4,9 @@ import * as tls from "node:tls";
 import { type Clock, RealClock } from "../clock.js";
 import { StreamFramer } from "../message/stream.js";
 import type { ParseLimits } from "../message/types.js";
-import { normalizeAddress } from "./address.js";
+import { normalizeAddress, unbracket } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
 import {
   checkSipServerIdentity,
@@ -152,6 +153,8 @@ interface Connection {
   state: ConnState;
   /** Key under which it is in `byKey` (undefined when another connection holds the key). */
   key: string | undefined;
+  /** TLS: the sent-by host:port keys the peer aliased it to (RFC 5923), also in `byKey`. */
+  aliases: string[] | undefined;
   /** Where we connected to (outbound) or the peer (inbound): used to describe send errors. */
   dest: Destination;
   source: Source;
@@ -236,7 +239,6 @@ export class TcpTransport implements Transport {
   private evicting = 0;
   /** TLS: inbound sockets whose handshake is not done, by peer address|port. */
   private readonly handshaking = new Map<string, net.Socket>();
-  private nextId = 1;
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly counters: TransportStats = newTransportStats();
@@ -406,6 +408,11 @@ export class TcpTransport implements Transport {
     if (!conn) {
       // §18.2.2: that connection is gone: a new one to the address (its failure is a transport error).
       conn = this.byKey.get(keyOf(dest.address, dest.port));
+      if (conn && !usable(conn)) conn = undefined;
+    }
+    if (!conn && dest.serverName !== undefined) {
+      // §18.1.1, RFC 5923: a connection the peer aliased to this domain (a carrier's own, inbound).
+      conn = this.byKey.get(keyOf(dest.serverName.toLowerCase(), dest.port));
       if (conn && !usable(conn)) conn = undefined;
     }
     if (!conn) {
@@ -621,7 +628,7 @@ export class TcpTransport implements Transport {
   }
 
   private track(socket: net.Socket, outbound: boolean, dest: Destination, state: ConnState): Connection {
-    const id = this.nextId++;
+    const id = nextConnectionId();
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => {
       resolveClosed = resolve;
@@ -632,6 +639,7 @@ export class TcpTransport implements Transport {
       outbound,
       state,
       key: undefined,
+      aliases: undefined,
       dest: { ...dest, connectionId: id },
       source: {
         protocol: this.protocol,
@@ -906,6 +914,33 @@ export class TcpTransport implements Transport {
   private unregisterKey(conn: Connection): void {
     if (conn.key !== undefined && this.byKey.get(conn.key) === conn) this.byKey.delete(conn.key);
     conn.key = undefined;
+    if (conn.aliases) for (const k of conn.aliases) if (this.byKey.get(k) === conn) this.byKey.delete(k);
+    conn.aliases = undefined;
+  }
+
+  /**
+   * RFC 5923 connection reuse: the peer of inbound TLS connection
+   * `connectionId` asked (Via `alias`) that requests to its sent-by
+   * `host`:`port` reuse this connection. Granted only when it proved that
+   * name (§5: mutual TLS; its certificate chains to our CAs and names `host`
+   * per RFC 5922) — never on plain TCP, where anyone could claim any address.
+   * Returns whether the alias now holds.
+   */
+  alias(connectionId: number, host: string, port: number): boolean {
+    if (!this.tlsOpts) return false;
+    const conn = this.byId.get(connectionId);
+    if (!conn || conn.outbound || conn.state !== "open" || conn.peerEnded) return false;
+    const socket = conn.socket as tls.TLSSocket;
+    if (!socket.authorized) return false;
+    const name = unbracket(host).toLowerCase();
+    if (checkSipServerIdentity(name, socket.getPeerCertificate()) !== undefined) return false;
+    const key = keyOf(name, port);
+    const holder = this.byKey.get(key);
+    if (holder === conn) return true;
+    if (holder && usable(holder)) return false;
+    this.byKey.set(key, conn);
+    (conn.aliases ??= []).push(key);
+    return true;
   }
 
   private write(

@@ -130,6 +130,8 @@ export interface Transport {
   /** Send one message. Never throws for network errors: they go to `onError.transportError`, asynchronously or not. */
   send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void;
   close(): Promise<void>;
+  /** Stream transports: true when `connectionId` (unique in the process) is one of this transport's, usable. */
+  hasConnection?(connectionId: number): boolean;
   /** The transport's limit counters, when it keeps any (TCP). */
   readonly stats?: Readonly<TransportStats>;
 }

@@ -24,6 +24,7 @@ import { type ServerOptions, WebSocket, WebSocketServer } from "ws";
 import { type Clock, RealClock } from "../clock.js";
 import { normalizeAddress, unbracket } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
 import { DEFAULT_TCP_MAX_PER_IP, defaultTcpMaxConnections } from "./tcp.js";
 import { type TlsCredentials, type TlsOptions, tlsContextOptions, tlsServerOptions } from "./tls.js";
@@ -169,7 +170,6 @@ export class WsTransport implements Transport {
   private readonly counters: TransportStats = newTransportStats();
   private sweepAt: number;
   private sweepTimer: unknown;
-  private nextId = 1;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -528,7 +528,7 @@ export class WsTransport implements Transport {
       ws.terminate();
       return;
     }
-    const id = this.nextId++;
+    const id = nextConnectionId();
     const port = socket.remotePort ?? 0;
     const address = this.clientAddress(h.ip, req.headers["x-forwarded-for"]);
     const localAddress =

@@ -6,7 +6,7 @@ import { internals } from "../../src/engine/context.js";
 import type { Engine } from "../../src/engine.js";
 import { type RelayOptions, type RelayTarget, relay } from "../../src/proxy/relay.js";
 import { forwardRequestStateless } from "../../src/proxy/stateless.js";
-import { Testbed } from "../../src/testing.js";
+import { type SeenRequest, seenRequest, Testbed } from "../../src/testing.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 
 type Behaviour = (tx: ServerTransactionHandle, bed: Testbed) => void;
@@ -17,18 +17,12 @@ function setup(
 ) {
   const bed = new Testbed();
   const uac = bed.engine({ address: "127.0.0.1" });
-  const seen: Array<{ uas: number; method: string; mf: number | undefined; vias: number; rr: string[] }> = [];
+  const seen: SeenRequest[] = [];
   const uases: Engine[] = uasBehaviours.map((behave, i) =>
     bed.engine({
       address: `127.0.0.${10 + i}`,
       onRequest: (tx) => {
-        seen.push({
-          uas: i,
-          method: tx.method,
-          mf: tx.request.maxForwards,
-          vias: tx.request.viaCount,
-          rr: tx.request.headerValues("record-route"),
-        });
+        seen.push(seenRequest(i, tx.request));
         if (tx.method === "INVITE") behave(tx, bed);
         else tx.reply(200);
       },

@@ -26,6 +26,10 @@ const make = makeClient(InviteClientTransaction, "ict1", "INVITE");
 
 const ACTIVE = "A B lifetime";
 
+// One row per (state, event) pair, written out on purpose: the table reads as Figure 5, each
+// row checkable against the RFC on its own. Rows that look alike (within this table and across
+// the four figure tests) are different transitions; folding them into loops would hide which
+// pairs are covered. The shared machinery is figure-harness.ts.
 const UDP: Row[] = [
   // Calling
   ["calling", "1xx", "proceeding", [], "lifetime fr_inv", ["response 180"], ["fr_inv:181000"]],
@@ -195,6 +199,7 @@ const TCP: Row[] = [
   ["accepted", "Timer M", "terminated", [], "", ["terminated"]],
 ];
 
+// The figure's own data in figure-harness.ts's `Figure` shape (the same fields in each figure test).
 const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
   title: "Figure 5: INVITE client transaction, every state × event",
   make,

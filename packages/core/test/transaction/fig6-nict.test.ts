@@ -16,6 +16,10 @@ const make = makeClient(NonInviteClientTransaction, "nict1", "OPTIONS");
 
 const ACTIVE = "E F lifetime";
 
+// One row per (state, event) pair, written out on purpose: the table reads as Figure 6, each
+// row checkable against the RFC on its own. Rows that look alike (within this table and across
+// the four figure tests) are different transitions; folding them into loops would hide which
+// pairs are covered. The shared machinery is figure-harness.ts.
 const UDP: Row[] = [
   // Trying
   ["trying", "1xx", "proceeding", [], ACTIVE, ["response 100"], []],
@@ -65,6 +69,7 @@ const TCP: Row[] = [
   ["proceeding", "transport error", "terminated", [], "", ["final 503 transport-error", "terminated"]],
 ];
 
+// The figure's own data in figure-harness.ts's `Figure` shape (the same fields in each figure test).
 const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
   title: "Figure 6: non-INVITE client transaction, every state × event",
   make,

@@ -53,6 +53,10 @@ const CANCELLED: [string, string[], string, string[], string[]] = [
   ["G:500", "H:32000"],
 ];
 
+// One row per (state, event) pair, written out on purpose: the table reads as Figure 7, each
+// row checkable against the RFC on its own. Rows that look alike (within this table and across
+// the four figure tests) are different transitions; folding them into loops would hide which
+// pairs are covered. The shared machinery is figure-harness.ts.
 const UDP: Row[] = [
   // Proceeding, nothing sent yet
   ["proceeding", "INVITE", "proceeding", [], FRESH, []],
@@ -179,6 +183,7 @@ const TCP: Row[] = [
   ["completed", "Timer H", "terminated", [], "", ["terminated ack-timeout"]],
 ];
 
+// The figure's own data in figure-harness.ts's `Figure` shape (the same fields in each figure test).
 const FIGURE: Figure<From, Event, ReturnType<typeof make>> = {
   title: "Figure 7: INVITE server transaction, every state × event",
   make,

@@ -88,14 +88,14 @@ export async function rawClient(port: number): Promise<RawClient> {
   return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed, isClosed: () => isClosed };
 }
 
-/** A new transport with a collecting sink, and a raw client connected to it. */
-export async function clientOfNewTransport(): Promise<{
+/** A new transport (with `opts`) with a collecting sink, and a raw client connected to it. */
+export async function clientOfNewTransport(opts: { idleTimeoutMs?: number } = {}): Promise<{
   sink: ReturnType<typeof collector>;
   t: TcpTransport;
   c: RawClient;
 }> {
   const sink = collector();
-  const t = await transport({ sink });
+  const t = await transport({ sink, ...opts });
   const c = await rawClient(t.localPort);
   return { sink, t, c };
 }

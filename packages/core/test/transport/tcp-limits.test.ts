@@ -335,9 +335,7 @@ describe("TCP half-close (RFC 3261 §18.2.2)", () => {
   });
 
   it("an idle half-closed connection is ended from our side too", async () => {
-    const sink = collector();
-    const t = await transport({ sink, idleTimeoutMs: 50 });
-    const c = await rawClient(t.localPort);
+    const { sink, t, c } = await clientOfNewTransport({ idleTimeoutMs: 50 });
     c.socket.end(sipMessage("bye"));
     await c.closed;
     await vi.waitFor(() => expect(t.connectionCount).toBe(0));

@@ -168,9 +168,7 @@ describe("TCP transport", () => {
   });
 
   it("closes an idle connection", async () => {
-    const sink = collector();
-    const t = await transport({ sink, idleTimeoutMs: 50 });
-    const c = await rawClient(t.localPort);
+    const { sink, t, c } = await clientOfNewTransport({ idleTimeoutMs: 50 });
     c.socket.write(sipMessage("then-silence"));
     await c.closed;
     expect(sink.received).toHaveLength(1);

@@ -130,4 +130,45 @@ describe("the engine over TLS", () => {
     expect(engine.snapshot().tls_verify_failed).toBe(1);
     expect(engine.snapshot().transport_errors).toBe(1);
   });
+
+  it("RFC 5923: after a request with Via alias from a peer that proved its name, a request to that peer reuses its connection", async () => {
+    const server = await tlsEngine("server", { clientCert: "optional" });
+    const { connect } = await import("node:tls");
+    const peer = connect({
+      host: HOST,
+      port: server.port,
+      ca: CA,
+      servername: "sip.example.test",
+      cert: pem("client.pem"),
+      key: pem("client.key"),
+    });
+    let got = "";
+    peer.on("data", (d: Buffer) => {
+      got += d.toString("latin1");
+    });
+    await new Promise((r) => peer.once("secureConnect", r));
+    try {
+      peer.write(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\n" +
+          "Via: SIP/2.0/TLS client.example.test:5071;branch=z9hG4bK-alias-1;alias\r\n" +
+          "From: <sip:carrier@client.example.test>;tag=a1\r\n" +
+          "To: <sip:127.0.0.1>\r\n" +
+          "Call-ID: alias-1@client.example.test\r\n" +
+          "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+      );
+      await vi.waitFor(() => expect(got).toContain("SIP/2.0 200 OK"));
+      // Nothing listens at client.example.test:5071: only the aliased connection can carry this.
+      server.engine.request({
+        method: "OPTIONS",
+        uri: "sips:client.example.test:5071",
+        from: "<sip:siptm@127.0.0.1>",
+        to: "<sip:carrier@client.example.test>",
+        nextHop: { protocol: "TLS", address: "127.0.0.1", port: 5071, serverName: "client.example.test" },
+      });
+      await vi.waitFor(() => expect(got).toContain("OPTIONS sips:client.example.test:5071 SIP/2.0"));
+      expect(server.engine.snapshot().tls_connections).toBe(1);
+    } finally {
+      peer.destroy();
+    }
+  });
 });

@@ -299,3 +299,43 @@ describe("TLS transport, outbound: the peer's certificate (RFC 3261 §26.3.1, RF
     expect(server.sink.received[0]!.source.connectionId).toBe(server.sink.received[1]!.source.connectionId);
   });
 });
+
+describe("RFC 5923 connection reuse on TLS (Via alias)", () => {
+  async function aliased(clientCert: TlsOptions["clientCert"], present: boolean) {
+    const { t, sink } = await tlsTransport("server", { clientCert });
+    const c = await client(t, present ? cred("client") : {});
+    const got: Buffer[] = [];
+    c.on("data", (d: Buffer) => got.push(d));
+    c.write(sipMessage("alias-1"));
+    await until(() => sink.received.length === 1);
+    return { t, sink, c, got, id: sink.received[0]!.source.connectionId! };
+  }
+
+  it("a peer whose certificate names its sent-by gets requests to it on its own connection", async () => {
+    const { t, got, id } = await aliased("optional", true);
+    expect(t.alias(id, "client.example.test", 5071)).toBe(true);
+    const target = errorTarget();
+    t.send(
+      sipMessage("to-alias"),
+      { protocol: "TLS", address: "192.0.2.7", port: 5071, serverName: "client.example.test" },
+      target,
+    );
+    await until(() => Buffer.concat(got).includes("to-alias"));
+    expect(target.errors).toEqual([]);
+    expect(t.connectionCount).toBe(1);
+  });
+
+  it("is refused for a name the certificate does not show, without a client certificate, and on plain TCP", async () => {
+    const withCert = await aliased("optional", true);
+    expect(withCert.t.alias(withCert.id, "carrier.example.test", 5061)).toBe(false);
+    const noCert = await aliased("off", false);
+    expect(noCert.t.alias(noCert.id, "client.example.test", 5061)).toBe(false);
+    const sink = collector();
+    const tcp = await transport({ sink });
+    const raw = net.connect({ host: HOST, port: tcp.localPort });
+    sockets.push(raw);
+    raw.write(sipMessage("tcp-alias"));
+    await until(() => sink.received.length === 1);
+    expect(tcp.alias(sink.received[0]!.source.connectionId!, "127.0.0.1", 5060)).toBe(false);
+  });
+});

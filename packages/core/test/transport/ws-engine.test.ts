@@ -139,4 +139,44 @@ describe("WebSocket transport under the core Engine", () => {
     expect(sent).toMatch(/\r\nVia: SIP\/2\.0\/WS [^\r]+;branch=z9hG4bK/);
     expect(sent.endsWith("hello over the WebSocket")).toBe(true);
   });
+
+  it("a client transaction to a WebSocket client ends as a transport error (503) when its connection closes, not at Timer F", async () => {
+    const { engine, ws, requests } = await uas();
+    const c = await client(ws.localPort);
+    c.ws.send(options());
+    await vi.waitFor(() => expect(requests).toHaveLength(1));
+    const source = requests[0]!.source;
+    const h = engine.request({
+      method: "MESSAGE",
+      uri: "sip:alice@abc.invalid;transport=ws",
+      from: `<sip:server@${HOST}>`,
+      to: "<sip:alice@example.invalid>",
+      nextHop: {
+        protocol: "WS",
+        address: source.address,
+        port: source.port,
+        connectionId: source.connectionId,
+      },
+    });
+    await vi.waitFor(() => expect(c.got.some((m) => m.startsWith("MESSAGE "))).toBe(true));
+    // The browser tab goes away without answering.
+    c.ws.terminate();
+    const final = await h.final;
+    expect(final.status).toBe(503);
+    expect(final.cause).toBe("transport-error");
+    expect(engine.snapshot().transport_errors).toBe(1);
+  });
+
+  it("answers on the right one of two WebSocket listeners (connection ids are unique across transports)", async () => {
+    const { engine, ws } = await uas();
+    const second = await createWsTransport({ address: HOST, port: 0, sink: engine });
+    engine.addTransport(second);
+    const a = await client(ws.localPort);
+    const b = await client(second.localPort);
+    b.ws.send(options().replaceAll("z9hG4bK-ws-e2e", "z9hG4bK-ws-second"));
+    await vi.waitFor(() => expect(b.got.some((m) => m.startsWith("SIP/2.0 200"))).toBe(true));
+    a.ws.send(options());
+    await vi.waitFor(() => expect(a.got.some((m) => m.startsWith("SIP/2.0 200"))).toBe(true));
+    expect(engine.snapshot().transport_errors).toBe(0);
+  });
 });
