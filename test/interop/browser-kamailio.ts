@@ -12,13 +12,14 @@
 //    alias on an INVITE (so in-dialog requests could reach it back over its connection).
 //  - REGISTER → save("location"); an initial request → record_route (a double one: WSS in, UDP
 //    out) + lookup("location") + t_relay; in-dialog → loose_route; CANCEL and ACK via tm.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Child } from "../../bench/src/lib/children.js";
 import { freeSipPort } from "./peers.js";
-import { HOST, sleep, stopChild, waitUntil } from "./sipp.js";
+import { HOST, sleep, waitUntil } from "./sipp.js";
 
 const MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 
@@ -56,38 +57,18 @@ export function accepts(port: number): Promise<boolean> {
 }
 
 export class KamailioWss {
-  private out = "";
-  private gone = false;
-  private readonly exited: Promise<void>;
-
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly child: Child,
     readonly dir: string,
     /** SIP over UDP on 127.0.0.1. */
     readonly udp: number,
     /** SIP over WSS on 127.0.0.1. */
     readonly wss: number,
-  ) {
-    const keep = (d: string) => {
-      if (this.out.length < 2_000_000) this.out += d;
-    };
-    child.stdout?.setEncoding("utf8").on("data", keep);
-    child.stderr?.setEncoding("utf8").on("data", keep);
-    this.exited = new Promise((resolve) => {
-      child.once("error", (e) => {
-        this.out += `\nspawn error: ${e.message}`;
-        this.gone = true;
-        resolve();
-      });
-      child.once("exit", () => {
-        this.gone = true;
-        setImmediate(resolve);
-      });
-    });
-  }
+  ) {}
 
+  /** Its log (stderr: -E), then anything on stdout. */
   get output(): string {
-    return this.out;
+    return `${this.child.stderr}${this.child.stdout}`;
   }
 
   get wsUrl(): string {
@@ -197,14 +178,16 @@ export class KamailioWss {
         "",
       ].join("\n"),
     );
-    const child = spawn(
+    const child = new Child(
+      "kamailio (WSS)",
       bin,
       ["-f", cfg, "-DD", "-E", "-Y", dir, "-P", join(dir, "kamailio.pid"), "-m", "64", "-M", "16"],
-      { stdio: ["ignore", "pipe", "pipe"] },
+      {},
+      { keep: "first", max: 2_000_000 },
     );
     const k = new KamailioWss(child, dir, udp, wss);
-    const ok = await waitUntil(() => k.gone || /main\(\): processes/.test(k.out), 10_000);
-    if (!ok || k.gone) {
+    const ok = await waitUntil(() => !child.running || /main\(\): processes/.test(k.output), 10_000);
+    if (!ok || !child.running) {
       const report = k.report();
       await k.stop();
       throw new Error(`kamailio (WSS) did not start:\n${report}`);
@@ -212,23 +195,25 @@ export class KamailioWss {
     // Up once its WSS port accepts a connection (polled, bounded).
     const end = Date.now() + 10_000;
     while (!(await accepts(wss))) {
-      if (k.gone || Date.now() > end) {
+      if (!child.running || Date.now() > end) {
         const report = k.report();
         await k.stop();
         throw new Error(`kamailio (WSS) not accepting on ${wss}:\n${report}`);
       }
       await sleep(50);
     }
+    // Its worker processes (tcp, udp, timers…), so that the kill reaches any left behind.
+    child.recordDescendants();
     return k;
   }
 
   report(): string {
-    return `--- kamailio (udp ${this.udp}, wss ${this.wss})\n${this.out.slice(-8000)}`;
+    return `--- kamailio (udp ${this.udp}, wss ${this.wss}): ${this.child.commandLine}\n${this.output.slice(-8000)}`;
   }
 
-  /** SIGTERM, then SIGKILL after 3 s: only this child, by its pid. Safe any number of times. */
+  /** SIGTERM, then SIGKILL after 3 s, to it and its recorded workers (by pid). Safe any number of times. */
   async stop(): Promise<void> {
-    await stopChild(this.child, () => this.gone, this.exited, 3_000);
+    await this.child.kill(3_000);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../packages/core/src/index.js";
 import { BrowserPhones, type Frame, type Lib, PageServer, type TestCert, testCert } from "./browser.js";
 import { expectSippClean, FAST_TIMERS, type SiptmSide, startSiptm } from "./harness.js";
-import { HOST, requireSipp, type SippProcess, startSipp } from "./sipp.js";
+import { HOST, killedAfterAll, requireSipp, type SippProcess, startSipp } from "./sipp.js";
 
 /** A SIP server with a WSS listener for the browser and a UDP one for SIPp. */
 export interface WssPeer {
@@ -169,7 +169,7 @@ export function browserSuite<P extends WssPeer>(
     let pages: PageServer | undefined;
     let peer: P | undefined;
     let registrar: SiptmSide | undefined;
-    const sipps = new Set<SippProcess>();
+    const sipps = killedAfterAll<SippProcess>();
     const browsers = new Set<BrowserPhones>();
 
     beforeAll(async () => {
@@ -182,7 +182,6 @@ export function browserSuite<P extends WssPeer>(
 
     afterAll(async () => {
       await Promise.all([...browsers].map((b) => b.close()));
-      await Promise.all([...sipps].map((s) => s.kill()));
       await registrar?.engine.close();
       await peer?.stop();
       await pages?.close();
