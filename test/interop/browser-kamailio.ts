@@ -10,8 +10,10 @@
 //  - A request from a WebSocket client (nat_uac_test 64): force_rport, fix_nated_register for its
 //    REGISTER (its Contact is a `.invalid` host: usrloc keeps where it came from), and a Contact
 //    alias on an INVITE (so in-dialog requests could reach it back over its connection).
-//  - REGISTER → save("location"); an initial request → record_route (a double one: WSS in, UDP
-//    out) + lookup("location") + t_relay; in-dialog → loose_route; CANCEL and ACK via tm.
+//  - REGISTER → save("location"); an initial request → record_route (a double one when it
+//    changes transport) + lookup("location") + t_relay; in-dialog → loose_route; CANCEL and ACK
+//    via tm. A WebSocket client's reply gets a Contact alias (onreply_route), and an in-dialog
+//    request to such a Contact goes to the alias (handle_ruri_alias): back down its connection.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
@@ -173,7 +175,14 @@ export class KamailioWss {
         '  if (is_method("REGISTER")) { save("location"); exit; }',
         "  record_route();",
         '  if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }',
+        '  t_on_reply("WS_REPLY");',
         "  t_relay();",
+        "}",
+        "",
+        // A WebSocket client's answer: its Contact (a .invalid host) gets an alias of where it
+        // is, so the caller's in-dialog requests reach it back (handle_ruri_alias above).
+        "onreply_route[WS_REPLY] {",
+        '  if (nat_uac_test("64")) add_contact_alias();',
         "}",
         "",
       ].join("\n"),

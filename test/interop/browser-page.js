@@ -32,6 +32,18 @@ async function sipjsPhone(name, { wsUrl, aor }) {
     },
     delegate: {
       onDisconnect: (error) => record(name, undefined, "disconnected", { cause: String(error ?? "") }),
+      // An incoming call: answered at once (the test's callee), with the fake microphone.
+      onInvite: (invitation) => {
+        const id = `in:${invitation.request.callId}`;
+        record(name, id, "incoming");
+        invitation.stateChange.addListener((state) => {
+          if (state === SIP.SessionState.Established) record(name, id, "answered");
+          if (state === SIP.SessionState.Terminated) record(name, id, "ended");
+        });
+        invitation
+          .accept({ sessionDescriptionHandlerOptions: { constraints: { audio: true, video: false } } })
+          .catch((err) => record(name, id, "error", { cause: String(err) }));
+      },
     },
   });
   await ua.start();
@@ -115,6 +127,16 @@ async function jssipPhone(name, { wsUrl, aor }) {
     connection_recovery_max_interval: 60,
   });
   ua.on("disconnected", (e) => record(name, undefined, "disconnected", { cause: String(e?.reason ?? "") }));
+  // An incoming call: answered at once (the test's callee), with the fake microphone.
+  ua.on("newRTCSession", (e) => {
+    if (e.originator !== "remote") return;
+    const id = `in:${e.request.call_id}`;
+    record(name, id, "incoming");
+    e.session.on("confirmed", () => record(name, id, "answered"));
+    e.session.on("ended", (x) => record(name, id, "ended", { cause: x.cause, originator: x.originator }));
+    e.session.on("failed", (x) => record(name, id, "rejected", { cause: x.cause, originator: x.originator }));
+    e.session.answer({ mediaConstraints: { audio: true, video: false }, pcConfig: { iceServers: [] } });
+  });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("JsSIP: not connected within 5 s")), 5000);
     ua.once("connected", () => {

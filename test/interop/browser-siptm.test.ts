@@ -106,7 +106,31 @@ for (const { scheme, workers } of RUNS)
         rr.filter((v) => v.includes(`transport=${scheme}`)),
         invite?.text,
       ).toHaveLength(1);
+      // The call to the browser: SIPp's INVITE found the browser's binding and went down its
+      // WebSocket; SIPp's ACK and BYE, to the browser's .invalid Contact, followed siptm's
+      // Record-Route and went down the same connection; the answers came back.
+      const incoming = calls.incoming === undefined ? undefined : of(calls.incoming);
+      if (incoming)
+        expect(incoming, `${incoming.join("\n")}\n${server.report()}`).toEqual(
+          expect.arrayContaining([
+            "in INVITE",
+            "out INVITE",
+            "in 200 INVITE",
+            "out 200 INVITE",
+            "in ACK",
+            "out ACK",
+            "in BYE",
+            "out BYE",
+            "in 200 BYE",
+            "out 200 BYE",
+          ]),
+        );
       // Then every transaction it made is freed (the WebSocket closed with the browser).
       await expectServerDrained(server, 15_000);
     },
+    // (c), a call *to* the browser, is not run against siptm yet: SIPp's ACK and BYE, sent to the
+    // browser's Contact (sip:…@….invalid;transport=ws) through siptm's Record-Route, find no way
+    // down the browser's WebSocket (the ACK is dropped as a stray, the BYE answered 500), where
+    // Kamailio (browser.test.ts) gets them there. Set it to true once siptm routes them.
+    { incoming: false },
   );

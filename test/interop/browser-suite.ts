@@ -148,21 +148,66 @@ async function answeredCall(b: BrowserPhones, user: string, target: string): Pro
   return invite.callId;
 }
 
-/** The Call-IDs of one test's two calls, for the peer's own checks. */
+/**
+ * (c) A call to the client: a SIPp UAC calls its address of record through the peer (over UDP);
+ * the peer finds its binding and sends the INVITE down the client's WebSocket; the client answers
+ * 200 (SDP), gets the ACK and SIPp's BYE (to its .invalid Contact, via the peer's Record-Route),
+ * answers it 200.
+ */
+async function incomingCall(
+  b: BrowserPhones,
+  user: string,
+  peer: WssPeer,
+  sipps: Set<SippProcess>,
+): Promise<string> {
+  const from = b.frames.length;
+  const caller = await startSipp(sipps, {
+    scenario: "uac-webrtc-call.xml",
+    calls: 1,
+    remote: `${HOST}:${peer.udp}`,
+    extra: ["-s", user],
+  });
+  const invite = await b
+    .waitFrame(
+      (f) => b.frames.indexOf(f) >= from && f.dir === "in" && f.method === "INVITE",
+      "the INVITE from the SIPp UAC",
+    )
+    .catch(async (err: Error) => {
+      await caller.kill();
+      throw new Error(`${err.message}\n${(await caller.done).report()}\n${peer.report()}`);
+    });
+  const call = `in:${invite.callId}`;
+  await b.waitEvent({ call, type: "incoming" });
+  await b.waitEvent({ call, type: "answered" });
+  await b.waitEvent({ call, type: "ended" });
+  const mine = ofCall(invite.callId);
+  await b.waitFrame(
+    (f) => mine(f) && f.dir === "out" && f.status === 200 && f.cseqMethod === "BYE",
+    "200 to the BYE",
+  );
+  expectSippClean(await caller.wait(30_000), 1);
+  const flow = b.flow(invite.callId);
+  expectInOrder(flow, ["in INVITE", "out 200 INVITE", "in ACK", "in BYE", "out 200 BYE"], await b.report());
+  return invite.callId;
+}
+
+/** The Call-IDs of one test's calls, for the peer's own checks (`incoming` when (c) ran). */
 export interface Calls {
   cancelled: string;
   answered: string;
+  incoming: string | undefined;
 }
 
 /**
  * The browser suite against one peer: `start` brings the peer up (with the test's certificate);
- * `afterCalls` runs the peer's own checks once both calls of a test are over and the browser is
- * closed (what it saw of them; siptm: drained).
+ * `afterCalls` runs the peer's own checks once the calls of a test are over and the browser is
+ * closed (what it saw of them; siptm: drained). `incoming`: also (c), a call to the browser.
  */
 export function browserSuite<P extends WssPeer>(
   title: string,
   start: (cert: TestCert) => Promise<P>,
   afterCalls: (peer: P, calls: Calls) => Promise<void>,
+  opts: { incoming: boolean },
 ): void {
   describe(title, () => {
     let cert: TestCert | undefined;
@@ -203,8 +248,15 @@ export function browserSuite<P extends WssPeer>(
         try {
           await b.phone(user, lib, peer!.wsUrl, `sip:${user}@${HOST}`);
           expect(await b.register(user)).toBe(200);
-          const cancelled = await cancelledCall(b, user, ringAor);
-          const answered = await answeredCall(b, user, bobAor);
+          // A failing step's message ends with what the peer logged (its SIP trace).
+          const step = <T>(run: Promise<T>): Promise<T> =>
+            run.catch((err: Error) => {
+              err.message = `${err.message}\n${peer!.report()}`;
+              throw err;
+            });
+          const cancelled = await step(cancelledCall(b, user, ringAor));
+          const answered = await step(answeredCall(b, user, bobAor));
+          const incoming = opts.incoming ? await step(incomingCall(b, user, peer!, sipps)) : undefined;
           // Each SIPp ran its one call to the end (lingering a while for retransmissions) with no
           // failure: for `ring`, the proxy's CANCEL and ACK carried the branch of its INVITE.
           const [rang, answeredSipp] = await Promise.all([ring.wait(30_000), bob.wait(30_000)]);
@@ -215,7 +267,7 @@ export function browserSuite<P extends WssPeer>(
           expect(b.closedSockets, "WebSockets closed").toEqual([]);
           expect(new Set(b.frames.map((f) => f.url)).size, "WebSocket URLs of the frames").toBe(1);
           await b.close();
-          await afterCalls(peer!, { cancelled, answered });
+          await afterCalls(peer!, { cancelled, answered, incoming });
         } finally {
           await b.close();
           browsers.delete(b);
