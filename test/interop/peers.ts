@@ -63,7 +63,7 @@ export async function freeSipPort(span = 1): Promise<number> {
 }
 
 /** One child process with its output kept (bounded) for failure messages. */
-class Child {
+export class Child {
   protected readonly child: ChildProcess;
   protected out = "";
   gone = false;

@@ -12,6 +12,7 @@ import { internals } from "./engine/context.js";
 import { Engine, type EngineOptions } from "./engine.js";
 import { parseMessage } from "./message/parser.js";
 import type { SipMessage, SipRequest } from "./message/types.js";
+import { liveStreamTransports } from "./transport/live.js";
 import { type MemoryFaults, MemoryNetwork } from "./transport/memory.js";
 import type { Destination, Source, Transport } from "./transport/types.js";
 
@@ -220,6 +221,32 @@ export function untrackBed(bed: TestBed): void {
  * Called after every test (test/setup/leak-check.ts): checks, closes and forgets every bed made
  * during the test, of any kind. A bed whose check throws is reported, not skipped.
  */
+/** The stream transports open now (to tell later which ones a test made). */
+export function openStreamTransports(): ReadonlySet<object> {
+  return new Set(liveStreamTransports());
+}
+
+/**
+ * No stream transport left with a connection open (or a handshake in
+ * progress) once a test is over — of those not in `before` (made by the test;
+ * a file's own transports are checked after the file). Closes are
+ * asynchronous: it waits up to `waitMs` for the last ones before naming those
+ * still open.
+ */
+export async function checkOpenConnections(before?: ReadonlySet<object>, waitMs = 2000): Promise<string[]> {
+  const open = () =>
+    [...liveStreamTransports()].filter(
+      (t) => !before?.has(t) && (t.connectionCount > 0 || (t.handshakes ?? 0) > 0),
+    );
+  const deadline = Date.now() + waitMs;
+  while (open().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  return open().map(
+    (t) =>
+      `${t.protocol} transport ${t.localAddress}:${t.localPort}: ${t.connectionCount} connection(s)` +
+      `${t.handshakes ? ` and ${t.handshakes} handshake(s)` : ""} left open`,
+  );
+}
+
 export async function checkAllBeds(): Promise<string[]> {
   const problems: string[] = [];
   const all = [...beds()];

@@ -34,6 +34,12 @@ export const ALLOW =
 export interface RouteContext {
   readonly engine: Engine;
   readonly config: Readonly<ServerConfig>;
+  /**
+   * The route's keys (`flowToken`: the MAC key of RFC 5626 flow tokens),
+   * derived from --secret, else random per server process: the same in one
+   * thread, in every shard and across shard restarts.
+   */
+  readonly keys: RouteKeys;
   /** A child logger ({ component: "route" }). */
   readonly logger: Logger;
   /** The in-memory registrar (RFC 3261 §10.3), shared by every route. */
@@ -70,9 +76,15 @@ export interface RouteHandlers {
 export type RouteFactory = (ctx: RouteContext) => RouteHandlers | Promise<RouteHandlers>;
 
 /** What a route's context is made of: the same in one thread and in each shard. */
+/** Keys a route gets (RouteContext.keys). */
+export interface RouteKeys {
+  readonly flowToken: Uint8Array;
+}
+
 export interface RouteParts {
   engine: Engine;
   config: ServerConfig;
+  keys: RouteKeys;
   /** The route's logger ({ component: "route" }). */
   logger: Logger;
   registrar: Registrar;
@@ -85,6 +97,7 @@ export function routeContext(p: RouteParts): RouteContext {
   return {
     engine,
     config,
+    keys: p.keys,
     logger: p.logger,
     registrar: p.registrar,
     relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),

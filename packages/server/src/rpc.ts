@@ -8,6 +8,7 @@ import { setImmediate as turn } from "node:timers/promises";
 import { type Destination, type FinalOutcome, type SipResponse, TransactionError } from "@siptm/core";
 import { checkHeaderFields } from "@siptm/core/internal";
 import type { AuditPage, ClientTransactionLike, TransactionEngine } from "@siptm/workers";
+import { hostPort } from "./config.js";
 import type { BoundSocket } from "./local.js";
 import type { Logger } from "./log.js";
 import { type Binding, canonicalAor, type Registrar } from "./registrar.js";
@@ -227,7 +228,7 @@ export class RpcServer {
     });
     m.set("ul.dump", {
       params: ["limit?", "cursor?"],
-      help: "registrar bindings: [{aor, contacts: [{uri, expires, q, callid, cseq}]}]. With limit and/or cursor: one page → {items, next} (AORs in order; pass next as cursor; null: the last page)",
+      help: "registrar bindings: [{aor, contacts: [{uri, expires, q, callid, cseq, flow?, instance?, reg_id?}]}]. With limit and/or cursor: one page → {items, next} (AORs in order; pass next as cursor; null: the last page)",
       run: (p, ctx) =>
         this.list("ul.dump", p, ctx, (after, limit) => {
           const page = deps.registrar.dumpPage(after, limit);
@@ -511,6 +512,14 @@ export class RpcServer {
       q: b.q,
       callid: b.callId,
       cseq: b.cseq,
+      // RFC 5626: the connection the binding lives on (stream transports), and its outbound identity.
+      ...(b.flow
+        ? {
+            flow: `${b.flow.protocol.toLowerCase()}:${hostPort(b.flow.address, b.flow.port)}#${b.flow.connectionId}`,
+          }
+        : {}),
+      ...(b.instance !== undefined ? { instance: b.instance } : {}),
+      ...(b.regId !== undefined ? { reg_id: b.regId } : {}),
     };
   }
 

@@ -25,13 +25,14 @@ import {
   type LoadedRoute,
   loadRoute,
   type RouteHandlers,
+  type RouteKeys,
   RouteLoadError,
   type RouteParts,
   routeContext,
 } from "./route.js";
 import { type RpcDeps, type RpcLimits, RpcServer } from "./rpc.js";
 import { Scheduler } from "./scheduler.js";
-import { BRANCH_COOKIE_LABEL, deriveKey, SHARD_HASH_LABEL } from "./secret.js";
+import { BRANCH_COOKIE_LABEL, deriveKey, FLOW_TOKEN_LABEL, SHARD_HASH_LABEL, secretOf } from "./secret.js";
 import { shardRouteUrl } from "./shard-route.js";
 import { RegistrarPublisher, registrarChannelName } from "./shared-registrar.js";
 
@@ -146,6 +147,11 @@ function routeEngineOptions(config: ServerConfig) {
     proxy: isProxy(config),
     cookieKey: config.secret ? deriveKey(config.secret, BRANCH_COOKIE_LABEL) : undefined,
   };
+}
+
+/** The keys of the route (RouteContext.keys): the same in one thread and in every shard. */
+export function routeKeys(config: ServerConfig): RouteKeys {
+  return { flowToken: deriveKey(secretOf(config.secret), FLOW_TOKEN_LABEL, 32) };
 }
 
 /** The --rpc-* limits of the HTTP server. */
@@ -323,6 +329,7 @@ async function startSharded(
     tcp: config.tcp,
     tls: loadTls(config.tls),
     ws: wsLimits(config),
+    routeKeys: { ...routeKeys(config) },
     engine: {
       ...routeEngineOptions(config),
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the
@@ -352,6 +359,8 @@ async function startSharded(
       `route ${loaded.name} failed to start in a shard: ${err instanceof Error ? err.message : String(err)}`,
     );
   });
+  // RFC 5626: a connection closed in the coordinator drops its bindings, here and in the replicas.
+  if (publisher) sharded.onFlowClosed = (source) => publisher.flowClosed(source);
   const sockets: BoundSocket[] = sharded.addresses.map((a) => ({
     protocol: a.protocol,
     address: a.address,
@@ -439,6 +448,7 @@ async function describeRoute(
     const ctx = routeContext({
       engine,
       config,
+      keys: routeKeys(config),
       logger: createLogger("silent"),
       registrar: new Registrar({ now: () => engine.now() }),
       scheduler,
@@ -494,6 +504,8 @@ async function startOneThread(
   }
 
   const registrar = new Registrar({ now: () => engine.now(), minExpires: config.minExpires });
+  // RFC 5626: a connection that closes drops the bindings that lived on it.
+  engine.onFlowClosed = (source) => registrar.flowClosed(source);
   const metrics = new Metrics(engine);
   const scheduler = new Scheduler(engine.clock, (err) => logger.warn({ err }, "route timer callback threw"));
   const life: Lifecycle = { draining: false, stopping: undefined };
@@ -517,6 +529,7 @@ async function startOneThread(
   const parts: RouteParts = {
     engine,
     config,
+    keys: routeKeys(config),
     logger: logger.child({ component: "route" }),
     registrar,
     scheduler,

@@ -22,6 +22,7 @@
  * - on shutdown (`ShardedEngine.close()`, after the drain) the route's
  *   `close()`, then the shard's timers and registrar (`ctx.onClose`).
  */
+import { randomBytes } from "node:crypto";
 import type { Engine, Resolver } from "@siptm/core";
 import type { ShardRouteContext } from "@siptm/workers";
 import type { ServerConfig } from "./config.js";
@@ -36,6 +37,7 @@ import {
   closeRoute,
   installRoute,
   loadRoute,
+  type RouteKeys,
   type RouteParts,
   routeContext,
 } from "./route.js";
@@ -105,7 +107,9 @@ export default async function shardRoute(engine: Engine, info: ShardRouteContext
   const registrar = new Registrar({ now: () => engine.now(), minExpires: config.minExpires });
   const shared = registrarChannel !== undefined && info.forward !== undefined;
   const unsubscribe = shared ? subscribeReplica(registrarChannel, registrar) : undefined;
-  const parts: RouteParts = { engine, config, logger: routeLogger, registrar, scheduler, sockets };
+  // The route's keys came with the shard's task (never in this module's URL).
+  const keys: RouteKeys = { flowToken: info.keys.flowToken ?? new Uint8Array(randomBytes(32)) };
+  const parts: RouteParts = { engine, config, keys, logger: routeLogger, registrar, scheduler, sockets };
   const ctx = routeContext(parts);
   const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
   const forward = info.forward;

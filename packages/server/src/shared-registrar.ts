@@ -19,11 +19,24 @@
  * Ordering: the update is posted before the 200 to the REGISTER leaves, and
  * an INVITE to the AOR arrives over the network after that 200 — in practice
  * the replicas are current when it is routed, but nothing enforces it.
+ *
+ * Flows (RFC 5626): the coordinator owns every connection, so a connection's
+ * close is told to the main thread (`ShardedEngine.onFlowClosed`), whose
+ * registrar drops the bindings that lived on it; the AORs that changed are
+ * broadcast like any change, then the closed flow itself, so that each
+ * shard's route forgets it (`Registrar.watchFlows`: its flow tokens of that
+ * flow are answered 430 from then on).
  */
 import { BroadcastChannel } from "node:worker_threads";
+import type { Source } from "@siptm/core";
+import { type Flow, flowOf } from "./flow.js";
 import type { AorCopy, Registrar } from "./registrar.js";
 
-type Message = { type: "hello" } | { type: "aor"; copy: AorCopy } | { type: "full"; aors: AorCopy[] };
+type Message =
+  | { type: "hello" }
+  | { type: "aor"; copy: AorCopy }
+  | { type: "full"; aors: AorCopy[] }
+  | { type: "flow"; flow: Flow };
 
 function dataOf(ev: unknown): Message | undefined {
   const data = (ev as { data?: unknown }).data as { type?: unknown } | undefined;
@@ -57,7 +70,15 @@ export class RegistrarPublisher {
 
   /** Every AOR (a shard asked). */
   publishAll(): void {
-    this.post({ type: "full", aors: this.registrar.dump().map((a) => this.registrar.copyOf(a.aor)) });
+    this.post({ type: "full", aors: this.registrar.copyAll() });
+  }
+
+  /** A connection closed (the sharded engine's onFlowClosed): drop its bindings here, then tell the shards. */
+  flowClosed(source: Source): void {
+    const flow = flowOf(source);
+    if (!flow) return;
+    for (const aor of this.registrar.flowClosed(flow)) this.publish(aor);
+    this.post({ type: "flow", flow });
   }
 
   close(): void {
@@ -76,6 +97,8 @@ export function subscribeReplica(name: string, replica: Registrar): () => void {
     const m = dataOf(ev);
     if (m?.type === "aor") replica.replace(m.copy);
     else if (m?.type === "full") for (const copy of m.aors) replica.replace(copy);
+    // Its bindings came as "aor" updates before; this tells the replica's flow watchers.
+    else if (m?.type === "flow") replica.flowClosed(m.flow);
   };
   channel.unref();
   channel.postMessage({ type: "hello" } satisfies Message);

@@ -275,7 +275,7 @@ describe("TLS and WebSocket listeners (--listen tls|ws|wss, --tls-*, --ws-*)", (
 
   it("takes the TLS policy flags, and refuses bad values", () => {
     const base = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
-    const pin = "AB:".repeat(31) + "AB";
+    const pin = `${"AB:".repeat(31)}AB`;
     const c = parse([
       ...base,
       "--tls-client-cert",

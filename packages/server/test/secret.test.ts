@@ -1,6 +1,12 @@
 // Keys derived from the server's secret (secret.ts): HMAC-SHA256(secret, label), truncated.
 import { describe, expect, it } from "vitest";
-import { deriveKey, SHARD_HASH_LABEL } from "../src/secret.js";
+import {
+  BRANCH_COOKIE_LABEL,
+  deriveKey,
+  FLOW_TOKEN_LABEL,
+  SHARD_HASH_LABEL,
+  secretOf,
+} from "../src/secret.js";
 
 const hex = (u: Uint8Array) => Buffer.from(u).toString("hex");
 
@@ -21,5 +27,16 @@ describe("deriveKey", () => {
   it("refuses a length outside 1 to 32 bytes", () => {
     expect(() => deriveKey("x", "y", 0)).toThrow(RangeError);
     expect(() => deriveKey("x", "y", 33)).toThrow(RangeError);
+  });
+});
+
+describe("the server's secret when none is configured", () => {
+  it("is made once per process: every key derived from it is the same at each call (one thread and every shard)", () => {
+    expect(secretOf(undefined)).toBe(secretOf(undefined));
+    expect(secretOf(undefined)).toMatch(/^[0-9a-f]{64}$/);
+    expect(secretOf("configured-secret-xyz")).toBe("configured-secret-xyz");
+    const flow = deriveKey(secretOf(undefined), FLOW_TOKEN_LABEL, 32);
+    expect(flow).toEqual(deriveKey(secretOf(undefined), FLOW_TOKEN_LABEL, 32));
+    expect(flow).not.toEqual(deriveKey(secretOf(undefined), BRANCH_COOKIE_LABEL, 32));
   });
 });

@@ -329,6 +329,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
       engine: { maxTransactions: this.maxTransactions, ...this.opts.engine },
       route: this.routeUrl,
       forward: this.onRequest !== undefined,
+      routeKeys: this.opts.routeKeys ?? {},
       testHooks: this.opts.testHooks ?? false,
       virtualStart: this.opts.virtualClock?.now(),
       batch: { maxMessages: this.batchMessages, maxBytes: this.batchBytes },

@@ -110,6 +110,12 @@ export interface ShardedEngineOptions {
   tcp?: TcpLimitOptions;
   /** The TLS material of the TLS (and WSS) listeners and of outbound TLS; required when one listens on TLS. */
   tls?: TlsOptions;
+  /**
+   * Keys a route needs in every shard (a flow-token MAC key…), by name:
+   * structured-cloned into each shard with its task — never in the route
+   * module's URL, which shows in stack traces. A restarted shard gets the same.
+   */
+  routeKeys?: Readonly<Record<string, Uint8Array>>;
   /** Limits of the WS and WSS listeners (message size, ping, trusted proxies…); the core's defaults otherwise. */
   ws?: WsLimitOptions;
   /**

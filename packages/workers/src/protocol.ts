@@ -52,6 +52,8 @@ export interface ShardTask {
   route: string | undefined;
   /** Hand each new server transaction to the main thread's onRequest. */
   forward: boolean;
+  /** `ShardedEngineOptions.routeKeys`, for the route (`ShardRouteContext.keys`). */
+  routeKeys: Readonly<Record<string, Uint8Array>>;
   testHooks: boolean;
   /** Lockstep tests: the engine runs on a virtual clock starting here, moved only by REC_SYNC records. */
   virtualStart: number | undefined;

@@ -88,6 +88,8 @@ export interface ShardRouteContext {
   forward: ((tx: ServerTransactionHandle) => void) | undefined;
   /** The coordinator's sockets (its `addresses`, with the bound ports), in listen order. */
   listeners: readonly ListenerInfo[];
+  /** `ShardedEngineOptions.routeKeys`: the same in every shard and every incarnation. */
+  keys: Readonly<Record<string, Uint8Array>>;
   /**
    * Name a function the main thread calls on every shard with `ShardedEngine.routeCall(name, ...args)`
    * (control plane; arguments and result structured-cloned). See route-hooks.ts.
@@ -355,6 +357,7 @@ class Shard {
         incarnation: task.incarnation,
         forward: task.forward ? (tx) => this.forward(tx) : undefined,
         listeners: task.listeners.map((l) => ({ ...l })),
+        keys: task.routeKeys,
         provide: (name, fn) => this.hooks.provide(name, fn),
         onClose: (fn) => this.hooks.onClose(fn),
         tap: (tap) => this.hooks.tap(tap),

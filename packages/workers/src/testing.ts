@@ -178,6 +178,7 @@ export class CoreBed extends EngineBed {
         shards: 1,
         incarnation: 1,
         forward: undefined,
+        keys: {},
         listeners,
         // One thread: nothing to call from another one, nothing to trace here.
         provide: () => {},

@@ -78,6 +78,18 @@ describe("routeCall", () => {
   });
 });
 
+describe("route keys", () => {
+  it("reach every shard with its task (not the module URL), and a restarted shard gets the same", async () => {
+    const key = new Uint8Array(32).fill(7);
+    const se = await sharded({ routeKeys: { flowToken: key }, testHooks: true, logger: { warn: () => {} } });
+    const hex = Buffer.from(key).toString("hex");
+    expect(await se.routeCall("keys")).toEqual([{ flowToken: hex }, { flowToken: hex }]);
+    await crashShard(se, 0, "exit");
+    await se.ready();
+    expect(await se.routeCall("keys")).toEqual([{ flowToken: hex }, { flowToken: hex }]);
+  });
+});
+
 describe("tap", () => {
   it("sees every message each shard's engine receives and sends; a throwing tap changes nothing", async () => {
     const se = await sharded();

@@ -235,9 +235,9 @@ export class EngineContext implements TxContext {
   private onConnection(tx: ClientTransaction): void {
     const key = connectionKey(tx.dest);
     if (key === undefined) return;
-    let set = this.byConnection.get(key);
-    if (!set) this.byConnection.set(key, (set = new Set()));
-    set.add(tx);
+    const set = this.byConnection.get(key);
+    if (set) set.add(tx);
+    else this.byConnection.set(key, new Set([tx]));
   }
 
   private offConnection(tx: ClientTransaction): void {

@@ -49,6 +49,19 @@ export interface RelayOptions {
    * that value, as it is.
    */
   recordRoute?: boolean | string;
+  /**
+   * With `recordRoute: true`: the URI written (before `;lr`) for each Record-Route we add, given
+   * ours (`uri`). `side` "inbound" is the one facing the request's sender (the socket it came in
+   * on; `dest` undefined), "outbound" the one facing the branch's destination `dest` (RFC 5658).
+   * A flow token goes here (RFC 5626 §5.3: `sip:TOKEN@host:port;transport=tcp;ob`). When the two
+   * sides get different URIs, both are written, even on one socket. Default: ours as it is.
+   */
+  recordRouteUri?: (
+    uri: string,
+    side: "inbound" | "outbound",
+    dest: Destination | undefined,
+    target: RelayTarget,
+  ) => string;
   /** Kamailio fr_timer: no response at all on a branch (Timer B/F of the branch), ms. Default 64·T1. */
   frTimer?: number;
   /** Timer C (§16.6 item 11) / Kamailio fr_inv_timer: final wait after a provisional, refreshed by each. Default: the engine's `frInvTimer`. */
@@ -163,9 +176,12 @@ class Branch {
   /** The branch request without our Via, and where it may go, in order. */
   template: Buffer | undefined;
   destinations: Destination[] = [];
+  /** The URI of the Record-Route facing upstream (recordRoute true), as written. */
+  inboundRr: string | undefined;
   constructor(
     readonly ctx: ResponseContext,
     readonly index: number,
+    readonly target: RelayTarget,
   ) {}
 }
 
@@ -290,7 +306,7 @@ class ResponseContext implements ProxyLink {
     this.refs.take("starting");
     this.starting = true;
     for (const target of targets) {
-      const b = new Branch(this, this.list.length);
+      const b = new Branch(this, this.list.length, target);
       this.list.push(b);
       this.group.push(b);
       this.startBranch(b, target);
@@ -312,7 +328,11 @@ class ResponseContext implements ProxyLink {
       // §16.6 item 4: a URI that resolves to this element, with lr: the socket the request came in
       // on, with its transport (the peer upstream reaches us there). The side facing downstream is
       // added per attempt, once the outbound transport is known (RFC 5658 double Record-Route).
-      copy.prependHeader("Record-Route", `<${this.inboundUri()};lr>`);
+      const own = this.inboundUri();
+      b.inboundRr = this.opts.recordRouteUri
+        ? this.opts.recordRouteUri(own, "inbound", undefined, target)
+        : own;
+      copy.prependHeader("Record-Route", `<${b.inboundRr};lr>`);
     }
     if (this.opts.onBranch) this.opts.onBranch({ index: b.index, target, request: copy });
     b.template = copy.toBuffer();
@@ -366,8 +386,12 @@ class ResponseContext implements ProxyLink {
       // RFC 5658 §4: when the request leaves by another transport or socket than it came in on,
       // a second Record-Route on top names the outbound one, so that each side of the dialog
       // reaches us over its own transport; both are ours and both are removed (routing.ts).
-      const outbound = this.engine.addressing.ownUri(dest.protocol);
-      if (outbound !== this.inboundUri()) copy.prependHeader("Record-Route", `<${outbound};lr>`);
+      const own = this.engine.addressing.ownUri(dest.protocol);
+      const outbound = this.opts.recordRouteUri
+        ? this.opts.recordRouteUri(own, "outbound", dest, b.target)
+        : own;
+      if (outbound !== (b.inboundRr ?? this.inboundUri()))
+        copy.prependHeader("Record-Route", `<${outbound};lr>`);
     }
     // §16.6 item 8: a branch that makes loop detection possible (§16.3 item 4).
     let branch = this.engine.newBranch(`${loopHash(this.req)}.`);

@@ -27,8 +27,15 @@ import { ownRouteProcessing, uriHostPort } from "./routing.js";
  * Request-URI. The branch is derived from the incoming one (§16.11), so a
  * retransmission gets the same branch. Returns false, and counts it, when it
  * is not forwarded: not on our route, Max-Forwards exhausted, no route.
+ * `opts.nextHop`: send it there instead (a flow, RFC 5626 §5.3), once the
+ * checks above passed.
  */
-export function forwardRequestStateless(engine: Engine, req: SipRequest, _source: Source): boolean {
+export function forwardRequestStateless(
+  engine: Engine,
+  req: SipRequest,
+  _source: Source,
+  opts: { nextHop?: Destination } = {},
+): boolean {
   const ctx = internals(engine);
   if (req.maxForwards === 0) return dropped(ctx);
   // Only along a route we are on, or for an INVITE we relayed and still hold (Accepted):
@@ -43,12 +50,14 @@ export function forwardRequestStateless(engine: Engine, req: SipRequest, _source
     const own = uriHostPort(req.uri);
     if (own && engine.isLocal(own.host, own.port)) return dropped(ctx);
   }
-  try {
-    const target = route ? uriOfNameAddr(route) : req.uri;
-    dest = ctx.addressing.resolveNextHop(target);
-  } catch {
-    return dropped(ctx);
-  }
+  if (opts.nextHop) dest = opts.nextHop;
+  else
+    try {
+      const target = route ? uriOfNameAddr(route) : req.uri;
+      dest = ctx.addressing.resolveNextHop(target);
+    } catch {
+      return dropped(ctx);
+    }
   const digest = createHash("sha1")
     .update(`${req.via.branch ?? req.via.raw}\n${req.uri}`)
     .digest("hex")

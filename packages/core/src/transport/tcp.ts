@@ -8,6 +8,7 @@ import { normalizeAddress, unbracket } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
 import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
+import { liveStreamTransports } from "./live.js";
 import {
   checkSipServerIdentity,
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
@@ -279,6 +280,7 @@ export class TcpTransport implements Transport {
       server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => this.onHandshakeError(err, socket));
     } else server.on("connection", (socket) => this.onInbound(socket));
     server.on("error", (err) => this.onSocketError?.(err));
+    liveStreamTransports().add(this);
     this.armSweep();
   }
 
@@ -474,7 +476,9 @@ export class TcpTransport implements Transport {
       }
       this.clock.clearTimer(this.sweepTimer);
       this.sweepTimer = undefined;
-      this.closing = Promise.all([serverClosed, ...conns.map((c) => c.closed)]).then(() => undefined);
+      this.closing = Promise.all([serverClosed, ...conns.map((c) => c.closed)]).then(() => {
+        liveStreamTransports().delete(this);
+      });
     }
     return this.closing;
   }
@@ -939,7 +943,8 @@ export class TcpTransport implements Transport {
     if (holder === conn) return true;
     if (holder && usable(holder)) return false;
     this.byKey.set(key, conn);
-    (conn.aliases ??= []).push(key);
+    if (conn.aliases) conn.aliases.push(key);
+    else conn.aliases = [key];
     return true;
   }
 

@@ -26,6 +26,7 @@ import { normalizeAddress, unbracket } from "./address.js";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
 import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
+import { liveStreamTransports } from "./live.js";
 import { DEFAULT_TCP_MAX_PER_IP, defaultTcpMaxConnections } from "./tcp.js";
 import { type TlsCredentials, type TlsOptions, tlsContextOptions, tlsServerOptions } from "./tls.js";
 import {
@@ -235,6 +236,7 @@ export class WsTransport implements Transport {
     });
     server.on("connection", (socket: net.Socket) => this.onAccept(socket));
     server.on("error", (err: Error) => this.onSocketError?.(err));
+    liveStreamTransports().add(this);
     this.armSweep();
   }
 
@@ -249,6 +251,11 @@ export class WsTransport implements Transport {
   }
 
   /** Sockets accepted whose opening handshake is not done. */
+  /** Handshakes in progress (the name the live-transport check reads). */
+  get handshakes(): number {
+    return this.handshakeCount;
+  }
+
   get handshakeCount(): number {
     return this.handshaking.size;
   }
@@ -367,7 +374,9 @@ export class WsTransport implements Transport {
       for (const conn of this.byId.values())
         if (conn.state === "open") this.closeGracefully(conn, 1001, "server shutting down");
       this.wss.close();
-      this.closing = Promise.all([serverClosed, ...this.closes]).then(() => undefined);
+      this.closing = Promise.all([serverClosed, ...this.closes]).then(() => {
+        liveStreamTransports().delete(this);
+      });
     }
     return this.closing;
   }

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Engine } from "../../src/engine.js";
-import type { FinalOutcome } from "../../src/transaction/client.js";
+import type { FinalOutcome } from "../../src/transaction/actor.js";
 import type { TlsOptions } from "../../src/transport/tls.js";
 import { HOST } from "./tcp-helpers.js";
 

@@ -57,6 +57,23 @@ async function client(
 
 const VIA = "SIP/2.0/WS abc.invalid;branch=z9hG4bK-ws-e2e;rport";
 
+/** A MESSAGE from the engine to the WebSocket client whose request came from `source`, over its connection. */
+function messageTo(engine: Engine, source: Source, body?: string) {
+  return engine.request({
+    method: "MESSAGE",
+    uri: "sip:alice@abc.invalid;transport=ws",
+    from: `<sip:server@${HOST}>`,
+    to: "<sip:alice@example.invalid>",
+    ...(body === undefined ? {} : { body, contentType: "text/plain" }),
+    nextHop: {
+      protocol: "WS",
+      address: source.address,
+      port: source.port,
+      connectionId: source.connectionId,
+    },
+  });
+}
+
 function options(): string {
   return (
     `OPTIONS sip:${HOST} SIP/2.0\r\n` +
@@ -120,20 +137,7 @@ describe("WebSocket transport under the core Engine", () => {
         `SIP/2.0 200 OK\r\n${keep.map((l) => (/^to:/i.test(l) ? `${l};tag=ws-ua` : l)).join("\r\n")}\r\nContent-Length: 0\r\n\r\n`,
       );
     });
-    const h = engine.request({
-      method: "MESSAGE",
-      uri: "sip:alice@abc.invalid;transport=ws",
-      from: `<sip:server@${HOST}>`,
-      to: "<sip:alice@example.invalid>",
-      body: "hello over the WebSocket",
-      contentType: "text/plain",
-      nextHop: {
-        protocol: "WS",
-        address: source.address,
-        port: source.port,
-        connectionId: source.connectionId,
-      },
-    });
+    const h = messageTo(engine, source, "hello over the WebSocket");
     expect((await h.final).status).toBe(200);
     const sent = c.got.find((m) => m.startsWith("MESSAGE "))!;
     expect(sent).toMatch(/\r\nVia: SIP\/2\.0\/WS [^\r]+;branch=z9hG4bK/);
@@ -146,18 +150,7 @@ describe("WebSocket transport under the core Engine", () => {
     c.ws.send(options());
     await vi.waitFor(() => expect(requests).toHaveLength(1));
     const source = requests[0]!.source;
-    const h = engine.request({
-      method: "MESSAGE",
-      uri: "sip:alice@abc.invalid;transport=ws",
-      from: `<sip:server@${HOST}>`,
-      to: "<sip:alice@example.invalid>",
-      nextHop: {
-        protocol: "WS",
-        address: source.address,
-        port: source.port,
-        connectionId: source.connectionId,
-      },
-    });
+    const h = messageTo(engine, source);
     await vi.waitFor(() => expect(c.got.some((m) => m.startsWith("MESSAGE "))).toBe(true));
     // The browser tab goes away without answering.
     c.ws.terminate();

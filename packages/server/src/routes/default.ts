@@ -6,19 +6,30 @@
  *    another domain is relayed there (§10.3 step 1).
  *  - an initial request (no To tag) for one of our AORs (the Request-URI is
  *    ours) that is registered → relayed to its contacts (q-values: highest
- *    first, equal ones in parallel).
+ *    first, equal ones in parallel). A binding made over a connection (TCP,
+ *    TLS, WS, WSS) is reached over that connection, whatever its Contact's
+ *    host (RFC 5626 flows; a browser's is `*.invalid`); over UDP a Contact with
+ *    a host name is reached where its REGISTER came from. Of the outbound
+ *    bindings of one instance (RFC 5626 §7) only one at a time.
  *  - a request to the server itself (the Request-URI is ours, no Route but ours):
- *    OPTIONS without a user part → 200; anything else → 404 (nobody
- *    registered under that name).
+ *    OPTIONS without a user part → 200; an AOR whose bindings all went with
+ *    their connections → 430 Flow Failed (outbound ones, RFC 5626 §5.3) or
+ *    480 (ordinary ones); anything else → 404 (nobody registered under that name).
  *  - anything else → relayed by its Request-URI (Route set, in-dialog
  *    requests, other domains through RFC 3263): outside our domains the
  *    Request-URI is the only target (§16.5), whoever is registered here.
  *  - relayed requests without a To tag (they may create a dialog) get our
- *    Record-Route, unless --record-route off (§16.6 item 4).
+ *    Record-Route, unless --record-route off (§16.6 item 4). The side of it
+ *    that faces a UA on a connection carries a flow token
+ *    (`sip:TOKEN@host:port;transport=tcp;lr;ob`, RFC 5626 §5.3, flow.ts): a
+ *    later request from the far side whose Route has the token goes over that
+ *    connection — 430 Flow Failed when it closed (unless the Request-URI can be
+ *    reached without it), 403 when the token's MAC does not verify.
  *  - the ACK of a 2xx on our route, and a late 2xx to an INVITE whose branch
- *    carries our cookie (no transaction) → forwarded statelessly (§16.11);
- *    any other stray ACK or response is dropped (counted in `stray_dropped`,
- *    logged at debug at most once a second: a flood of them costs no log).
+ *    carries our cookie (no transaction) → forwarded statelessly (§16.11),
+ *    an ACK with a flow token over its flow; any other stray ACK or response
+ *    is dropped (counted in `stray_dropped`, logged at debug at most once a
+ *    second: a flood of them costs no log).
  */
 import {
   forwardRequestStateless,
@@ -27,14 +38,45 @@ import {
   type RelayOptions,
   type RelayTarget,
   type ServerTransactionHandle,
+  type SipRequest,
+  type Source,
   TransactionError,
   type Uri,
   uriOfNameAddr,
 } from "@siptm/core";
-import type { Binding } from "../registrar.js";
+import { type Flow, FlowTokens, flowDestination, flowOf, LiveFlows, sameFlow } from "../flow.js";
+import { type Binding, hasIpContact } from "../registrar.js";
 import { ALLOW, type RouteContext, type RouteHandlers } from "../route.js";
 
 const IP_HOST = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3})$/;
+
+/**
+ * What a request's Route says of flows (RFC 5626 §5.3): no token of ours; a token whose MAC does
+ * not verify; the request came over the token's flow ("outgoing": routed as usual); the flow is
+ * open ("incoming": sent over it); it closed.
+ */
+type FlowRoute =
+  | { readonly kind: "none" | "forged" | "outgoing" }
+  | { readonly kind: "incoming" | "gone"; readonly flow: Flow };
+
+/** Our URI with a flow token as its user part and `ob` (RFC 5626 §5.3). */
+function withToken(uri: string, token: string): string {
+  const colon = uri.indexOf(":");
+  return `${uri.slice(0, colon + 1)}${token}@${uri.slice(colon + 1)};ob`;
+}
+
+/**
+ * The Request-URI can be reached without the flow: an IP-literal host and no `ob` (a carrier, or a
+ * UA with a routable Contact whose connection merely closed idle).
+ */
+function reachableWithoutFlow(uri: string): boolean {
+  try {
+    const u = parseUri(uri);
+    return u.type === "sip" && hasIpContact(uri) && !u.params.some(([n]) => n === "ob");
+  } catch {
+    return false;
+  }
+}
 
 export default function defaultRoute(ctx: RouteContext): RouteHandlers {
   const { registrar, logger, engine } = ctx;
@@ -73,7 +115,22 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
     }
   }
 
+  // Flow tokens of this route (one thread, or this shard: every request of a dialog comes to the
+  // shard of its Call-ID, the one that made the token), and the flows they were made for while
+  // those are open (the registrar tells every close, also in a shard's replica).
+  const tokens = new FlowTokens(ctx.keys.flowToken);
+  const live = new LiveFlows();
+  const unwatch = registrar.watchFlows((flow) => live.closed(flow));
+  /** The flow of each target made for a binding on one (for its side of the Record-Route). */
+  const targetFlows = new WeakMap<RelayTarget, Flow>();
+
   function target(b: Binding): RelayTarget {
+    // RFC 5626: a binding made over a connection is reached over it, whatever its Contact's host.
+    if (b.flow) {
+      const t: RelayTarget = { uri: b.uri, q: b.q, nextHop: flowDestination(b.flow) };
+      targetFlows.set(t, b.flow);
+      return t;
+    }
     let host = "";
     try {
       const u = parseUri(b.uri);
@@ -81,14 +138,85 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
     } catch {
       // unparseable contacts were refused at REGISTER time
     }
-    // A Contact with a host name (a UA behind NAT, or .invalid): reach it where its REGISTER came from.
-    if (!IP_HOST.test(host) && b.source)
+    // Over UDP, an outbound binding (its flow is the source, RFC 5626 §5.3) or a Contact with a
+    // host name (a UA behind NAT, or .invalid): reach it where its REGISTER came from.
+    if ((b.regId !== undefined || !IP_HOST.test(host)) && b.source)
       return {
         uri: b.uri,
         q: b.q,
         nextHop: { protocol: b.source.protocol, address: b.source.address, port: b.source.port },
       };
     return { uri: b.uri, q: b.q };
+  }
+
+  /**
+   * The targets of an AOR's bindings. RFC 5626 §7: no more than one contact of one instance's
+   * outbound bindings at a time — the one registered last (its expiry furthest away).
+   */
+  function targetsOf(bindings: readonly Binding[]): RelayTarget[] {
+    const byInstance = new Map<string, Binding>();
+    const out: Binding[] = [];
+    for (const b of bindings) {
+      if (b.instance === undefined || b.regId === undefined) out.push(b);
+      else {
+        const seen = byInstance.get(b.instance);
+        if (!seen || b.expiresAt > seen.expiresAt) byInstance.set(b.instance, b);
+      }
+    }
+    out.push(...byInstance.values());
+    return out.sort((a, b) => b.q - a.q).map(target);
+  }
+
+  /**
+   * The Record-Route URIs of a relay of `tx` (RFC 5626 §5.3): the side facing a UA on a flow — the
+   * sender's, when the request came over one; a target's, when its branch goes over one — carries
+   * that flow's token. Undefined when no flow is involved.
+   */
+  function flowRecordRoute(
+    tx: ServerTransactionHandle,
+    targets?: RelayTarget[],
+  ): RelayOptions["recordRouteUri"] {
+    const from = flowOf(tx.source);
+    if (!from && !targets?.some((t) => targetFlows.has(t))) return undefined;
+    return (uri, side, dest, t) => {
+      const flow = side === "inbound" ? from : targetFlows.get(t);
+      if (!flow || (side === "outbound" && dest?.connectionId !== flow.connectionId)) return uri;
+      live.add(flow);
+      return withToken(uri, tokens.encode(flow));
+    };
+  }
+
+  /**
+   * RFC 5626 §5.3: a Route of ours at the top (one, or the pair of a double Record-Route, RFC
+   * 5658) with a user part is a flow token. One of the flow the request came over is "outgoing":
+   * it is passed over and the next one of ours is looked at (both sides of a dialog between two
+   * UAs on flows have a token). A token whose MAC does not verify is "forged": the URI is ours
+   * and we never write another user part there, so it was made or edited by someone else — §5.3
+   * answers it 403 rather than routing it as if it were not ours.
+   */
+  function flowRoute(req: SipRequest, source: Source): FlowRoute {
+    const routes = req.headerValues("route");
+    const from = flowOf(source);
+    let kind: "none" | "outgoing" = "none";
+    for (let i = 0; i < routes.length && i < 2; i++) {
+      let u: Uri;
+      try {
+        const raw = uriOfNameAddr(routes[i]!);
+        if (!ctx.isLocal(raw)) break;
+        u = parseUri(raw);
+      } catch {
+        break;
+      }
+      if (u.type !== "sip" || u.rawUser === undefined) continue;
+      const flow = tokens.decode(u.rawUser);
+      if (!flow) return { kind: "forged" };
+      if (from && sameFlow(from, flow)) {
+        kind = "outgoing";
+        continue;
+      }
+      return { kind: live.has(flow) ? "incoming" : "gone", flow };
+    }
+    return { kind };
   }
 
   return {
@@ -112,10 +240,30 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
       }
       // §16.6 item 4: stay in the dialog a request may create (none exists with a To tag).
       const recordRoute = ctx.config.recordRoute && req.toTag === undefined;
+      // RFC 5626 §5.3: a request along a Record-Route of ours with a flow token.
+      const fr = flowRoute(req, tx.source);
+      if (fr.kind === "forged") {
+        reply(tx, 403, "Forbidden");
+        return;
+      }
+      if (fr.kind === "gone" && !reachableWithoutFlow(req.uri)) {
+        reply(tx, 430, "Flow Failed");
+        return;
+      }
+      if (fr.kind === "incoming") {
+        const targets = [{ uri: req.uri, nextHop: flowDestination(fr.flow) }];
+        relay(tx, { targets, recordRoute, recordRouteUri: recordRoute ? flowRecordRoute(tx) : undefined });
+        return;
+      }
       if (local && req.toTag === undefined) {
         const bindings = registrar.lookup(req.uri);
         if (bindings.length > 0) {
-          relay(tx, { targets: bindings.map(target), recordRoute });
+          const targets = targetsOf(bindings);
+          relay(tx, {
+            targets,
+            recordRoute,
+            recordRouteUri: recordRoute ? flowRecordRoute(tx, targets) : undefined,
+          });
           return;
         }
       }
@@ -134,16 +282,39 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
             ["Allow", ALLOW],
             ["Accept", "application/sdp"],
           ]);
-        else reply(tx, 404, "Not Found");
+        else {
+          // The AOR's bindings went with their connections (registrar.ts `lost`): RFC 5626 §5.3
+          // names 430 for a flow that failed (outbound); an ordinary binding's UA is not
+          // reachable now (480, RFC 3261 §21.4.18); nobody registered: 404.
+          const lost = user === undefined || req.toTag !== undefined ? undefined : registrar.lost(req.uri);
+          if (lost === "outbound") reply(tx, 430, "Flow Failed");
+          else if (lost === "flow") reply(tx, 480, "Temporarily Unavailable");
+          else reply(tx, 404, "Not Found");
+        }
         return;
       }
-      relay(tx, { recordRoute });
+      relay(tx, { recordRoute, recordRouteUri: recordRoute ? flowRecordRoute(tx) : undefined });
     },
     onStrayAck(ack, source) {
-      if (!forwardRequestStateless(engine, ack, source)) strayDropped("ACK", ack.callId);
+      // The ACK of a 2xx towards a UA on a flow goes over it (RFC 5626 §5.3); nothing answers an
+      // ACK, so one with a forged token or for a closed flow is dropped.
+      const fr = flowRoute(ack, source);
+      const sent =
+        fr.kind === "forged" || (fr.kind === "gone" && !reachableWithoutFlow(ack.uri))
+          ? false
+          : forwardRequestStateless(
+              engine,
+              ack,
+              source,
+              fr.kind === "incoming" ? { nextHop: flowDestination(fr.flow) } : {},
+            );
+      if (!sent) strayDropped("ACK", ack.callId);
     },
     onStrayResponse(res) {
       if (!forwardResponseStateless(engine, res)) strayDropped("response", res.callId);
+    },
+    close() {
+      unwatch();
     },
   };
 }
