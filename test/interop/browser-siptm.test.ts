@@ -128,9 +128,8 @@ for (const { scheme, workers } of RUNS)
       // Then every transaction it made is freed (the WebSocket closed with the browser).
       await expectServerDrained(server, 15_000);
     },
-    // (c), a call *to* the browser, is not run against siptm yet: SIPp's ACK and BYE, sent to the
-    // browser's Contact (sip:…@….invalid;transport=ws) through siptm's Record-Route, find no way
-    // down the browser's WebSocket (the ACK is dropped as a stray, the BYE answered 500), where
-    // Kamailio (browser.test.ts) gets them there. Set it to true once siptm routes them.
-    { incoming: false },
+    // (c), a call *to* the browser: SIPp's ACK and BYE, sent to the browser's Contact
+    // (sip:…@….invalid;transport=ws) along siptm's Record-Route, reach the browser's WebSocket by
+    // the flow token in that Record-Route (RFC 5626 §5.3), as Kamailio's do (browser.test.ts).
+    { incoming: true },
   );

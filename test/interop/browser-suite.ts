@@ -234,7 +234,7 @@ export function browserSuite<P extends WssPeer>(
     });
 
     for (const { lib, user } of LIBS)
-      it(`${lib} in Chromium registers over the WebSocket; (a) a call rung (180) and cancelled: 200 to the CANCEL, 487 to the INVITE, ${lib}'s own ACK of the 487; (b) a second call on the same WebSocket answered 200 (SDP): ${lib} ACKs it, hangs up with a BYE, gets its 200`, async () => {
+      it(`${lib} in Chromium registers over the WebSocket; (a) a call rung (180) and cancelled: 200 to the CANCEL, 487 to the INVITE, ${lib}'s own ACK of the 487; (b) a second call on the same WebSocket answered 200 (SDP): ${lib} ACKs it, hangs up with a BYE, gets its 200${opts.incoming ? `; (c) a call to ${lib} from a SIPp UAC answered, then SIPp's ACK and BYE reach it over its WebSocket` : ""}`, async () => {
         // SIPp UASes, registered over UDP: `ring` rings and is cancelled, `bob` answers.
         const ring = await startSipp(sipps, { scenario: "uas-proxied-cancel.xml", calls: 1, listen: true });
         const bob = await startSipp(sipps, { scenario: "uas-webrtc-call.xml", calls: 1, listen: true });
