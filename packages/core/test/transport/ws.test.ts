@@ -1,13 +1,8 @@
-// SIP over WebSocket (RFC 7118): the handshake, framing, keep-alive, liveness,
-// limits and TLS of the WS/WSS transport, against the real `ws` client.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type * as tls from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
 import { VirtualClock } from "../../src/clock.js";
 import { TransportBindError, type TransportSendError } from "../../src/transport/errors.js";
@@ -674,45 +669,13 @@ describe("WebSocket connection lifetime", () => {
 });
 
 describe("WSS (WebSocket over TLS)", () => {
-  let dir: string;
-  let cert1: { cert: string; key: string };
-  let cert2: { cert: string; key: string };
-
-  function makeCert(name: string): { cert: string; key: string } {
-    const key = join(dir, `${name}.key`);
-    const cert = join(dir, `${name}.pem`);
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        `/CN=${name}`,
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ],
-      { stdio: "ignore" },
-    );
-    return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
-  }
-
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), "siptm-wss-"));
-    cert1 = makeCert("first");
-    cert2 = makeCert("second");
+  // Two self-signed test certificates (packages/core/test/fixtures/tls, make.sh), each its own anchor.
+  const fixture = (name: string) => ({
+    cert: readFileSync(new URL(`../fixtures/tls/${name}.pem`, import.meta.url), "utf8"),
+    key: readFileSync(new URL(`../fixtures/tls/${name}.key`, import.meta.url), "utf8"),
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const cert1 = fixture("selfsigned");
+  const cert2 = fixture("selfsigned2");
 
   const wssUrl = (t: WsTransport) => `wss://${HOST}:${t.localPort}/`;
 
