@@ -1,11 +1,11 @@
 /**
- * What the UDP and TCP transports share to bind their socket: the check of
+ * What the UDP, TCP and WebSocket transports share to bind their socket: the check of
  * the address and port asked for, and the wait for "listening" that turns
  * the first "error" into a TransportBindError.
  */
 
 import type { EventEmitter } from "node:events";
-import { isIP } from "node:net";
+import { isIP, type Server } from "node:net";
 import { TransportBindError } from "./errors.js";
 import type { TransportProtocol } from "./types.js";
 
@@ -47,4 +47,26 @@ export function bindOrThrow(
     socket.once("listening", onListening);
     start();
   });
+}
+
+/**
+ * A stream listener (TCP, TLS, WS, WSS) on `address:port`, exclusive, IPv6-only
+ * for an IPv6 address; resolves once it listens, else closes it and rejects
+ * with a TransportBindError.
+ */
+export function listenOrThrow(
+  server: Server,
+  protocol: TransportProtocol,
+  address: string,
+  port: number,
+  family: 4 | 6,
+): Promise<void> {
+  return bindOrThrow(
+    server,
+    protocol,
+    address,
+    port,
+    () => server.listen({ host: address, port, exclusive: true, ipv6Only: family === 6 }),
+    () => server.close(),
+  );
 }

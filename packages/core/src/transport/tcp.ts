@@ -5,10 +5,11 @@ import { type Clock, RealClock } from "../clock.js";
 import { StreamFramer } from "../message/stream.js";
 import type { ParseLimits } from "../message/types.js";
 import { normalizeAddress, unbracket } from "./address.js";
-import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { checkBindTarget, listenOrThrow } from "./bind.js";
 import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
 import { liveStreamTransports } from "./live.js";
+import { fail, keyOf } from "./shared.js";
 import {
   checkSipServerIdentity,
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
@@ -1026,26 +1027,11 @@ export async function createTcpTransport(opts: TcpTransportOptions): Promise<Tcp
   const server = opts.tls
     ? tls.createServer({ ...tlsServerOptions(opts.tls), allowHalfOpen: true })
     : net.createServer({ allowHalfOpen: true });
-  await bindOrThrow(
-    server,
-    protocol,
-    opts.address,
-    opts.port,
-    () => server.listen({ host: opts.address, port: opts.port, exclusive: true, ipv6Only: family === 6 }),
-    () => server.close(),
-  );
+  await listenOrThrow(server, protocol, opts.address, opts.port, family);
   const bound = server.address() as net.AddressInfo;
   return new TcpTransport(server, opts, bound.port);
 }
 
 function usable(conn: Connection): boolean {
   return conn.state === "open" || conn.state === "connecting";
-}
-
-function keyOf(address: string, port: number): string {
-  return `${normalizeAddress(address)}|${port}`;
-}
-
-function fail(target: SendErrorTarget, err: Error): void {
-  queueMicrotask(() => target.transportError(err));
 }

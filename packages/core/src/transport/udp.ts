@@ -3,6 +3,7 @@ import * as dns from "node:dns";
 import { isIP } from "node:net";
 import { bindOrThrow, checkBindTarget } from "./bind.js";
 import { TransportSendError } from "./errors.js";
+import { fail } from "./shared.js";
 import type { Destination, SendErrorTarget, Source, Transport, TransportSink } from "./types.js";
 
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -23,6 +24,8 @@ export interface UdpTransportOptions {
 
 /** One datagram = one message. Unreliable: the transaction layer retransmits. */
 export class UdpTransport implements Transport {
+  // The Transport members and the close state, declared as ws.ts and tcp.ts declare theirs: the
+  // same interface, not shared code (a base class would put a prototype hop on every send).
   readonly protocol = "UDP" as const;
   readonly reliable = false;
   readonly localAddress: string;
@@ -155,9 +158,4 @@ function literalLookup(
 function codeOf(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
   return typeof code === "string" ? code : "EIO";
-}
-
-/** Report a send failure asynchronously, so a caller never sees its own error re-entrantly inside `send`. */
-function fail(target: SendErrorTarget, err: Error): void {
-  queueMicrotask(() => target.transportError(err));
 }

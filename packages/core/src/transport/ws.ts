@@ -16,17 +16,17 @@
  * Per message only two fields are set, from the sweep's coarse time.
  */
 import { isUtf8 } from "node:buffer";
-import type { EventEmitter } from "node:events";
 import * as http from "node:http";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { type ServerOptions, WebSocket, WebSocketServer } from "ws";
 import { type Clock, RealClock } from "../clock.js";
 import { normalizeAddress, unbracket } from "./address.js";
-import { bindOrThrow, checkBindTarget } from "./bind.js";
+import { checkBindTarget, listenOrThrow } from "./bind.js";
 import { nextConnectionId } from "./connection-id.js";
 import { TransportSendError } from "./errors.js";
 import { liveStreamTransports } from "./live.js";
+import { fail, keyOf } from "./shared.js";
 import { DEFAULT_TCP_MAX_PER_IP, defaultTcpMaxConnections } from "./tcp.js";
 import { type TlsCredentials, type TlsOptions, tlsContextOptions, tlsServerOptions } from "./tls.js";
 import {
@@ -39,6 +39,8 @@ import {
   type TransportStats,
 } from "./types.js";
 
+// Same shape as tcp.ts's defaults on purpose: each transport's own limits, by name, in its own module
+// (the values differ or may change apart; the limits both share are imported from tcp.ts below).
 /** Largest WebSocket message (the parser's default largest SIP message). */
 export const DEFAULT_WS_MAX_MESSAGE_BYTES = 65_535;
 export const DEFAULT_WS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -283,6 +285,9 @@ export class WsTransport implements Transport {
     this.tlsServer.setSecureContext(tlsContextOptions(creds));
   }
 
+  // The prologue has TcpTransport.send's shape on purpose: the same steps (closed, the named
+  // connection, the one to the address) over this file's own Connection and `usable`, whose
+  // states differ (no "connecting": a WebSocket server never dials).
   send(data: Buffer, dest: Destination, onError?: SendErrorTarget): void {
     if (this.closed) {
       if (onError) fail(onError, new TransportSendError("ECLOSED", dest, "transport closed"));
@@ -680,14 +685,7 @@ export async function createWsTransport(opts: WsTransportOptions): Promise<WsTra
   trustedProxyList(opts.trustedProxies); // a bad CIDR is an error now, before anything is bound
   if (opts.tls) tls.createSecureContext(tlsContextOptions(opts.tls)); // likewise a bad certificate
   const server = net.createServer();
-  await bindOrThrow(
-    server as EventEmitter,
-    protocol,
-    opts.address,
-    opts.port,
-    () => server.listen({ host: opts.address, port: opts.port, exclusive: true, ipv6Only: family === 6 }),
-    () => server.close(),
-  );
+  await listenOrThrow(server, protocol, opts.address, opts.port, family);
   const bound = server.address() as net.AddressInfo;
   try {
     return new WsTransport(server, opts, bound.port);
@@ -757,12 +755,4 @@ function tupleOf(socket: net.Socket): string {
   return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}|${socket.localPort}`;
 }
 
-function keyOf(address: string, port: number): string {
-  return `${normalizeAddress(address)}|${port}`;
-}
-
 function noop(): void {}
-
-function fail(target: SendErrorTarget, err: Error): void {
-  queueMicrotask(() => target.transportError(err));
-}
