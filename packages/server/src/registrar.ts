@@ -555,25 +555,11 @@ export class Registrar {
   }
 
   private liveLost(aor: string, now: number): Map<string, LostBinding> | undefined {
-    const lost = this.lostByAor.get(aor);
-    if (!lost) return undefined;
-    for (const [key, l] of lost) if (l.expiresAt <= now) lost.delete(key);
-    if (lost.size === 0) {
-      this.lostByAor.delete(aor);
-      return undefined;
-    }
-    return lost;
+    return unexpired(this.lostByAor, aor, now);
   }
 
   private live(aor: string, now: number): Map<string, Binding> | undefined {
-    const bindings = this.aors.get(aor);
-    if (!bindings) return undefined;
-    for (const [key, b] of bindings) if (b.expiresAt <= now) bindings.delete(key);
-    if (bindings.size === 0) {
-      this.aors.delete(aor);
-      return undefined;
-    }
-    return bindings;
+    return unexpired(this.aors, aor, now);
   }
 
   private contactHeaders(aor: string, now: number): Array<[string, string]> {
@@ -584,4 +570,20 @@ export class Registrar {
       `<${b.uri}>${b.params}${b.q !== 1 ? `;q=${b.q}` : ""};expires=${Math.max(0, Math.ceil((b.expiresAt - now) / 1000))}`,
     ]);
   }
+}
+
+/** `aor`'s entries in `byAor` not expired at `now` (the expired ones removed, the AOR too when none is left). */
+function unexpired<T extends { readonly expiresAt: number }>(
+  byAor: Map<string, Map<string, T>>,
+  aor: string,
+  now: number,
+): Map<string, T> | undefined {
+  const entries = byAor.get(aor);
+  if (!entries) return undefined;
+  for (const [key, e] of entries) if (e.expiresAt <= now) entries.delete(key);
+  if (entries.size === 0) {
+    byAor.delete(aor);
+    return undefined;
+  }
+  return entries;
 }
