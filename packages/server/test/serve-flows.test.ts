@@ -5,7 +5,6 @@
 // one test has a browser-like UA on a real WebSocket (the `ws` package, RFC 7118). The callers
 // and callees on UDP are in-test engines. The server is a child process, killed in
 // afterAll.
-import * as net from "node:net";
 import {
   type Engine,
   newCallId,
@@ -19,13 +18,13 @@ import {
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
+import { closeAll, rawSocket } from "../../core/test/transport/tcp-helpers.js";
 import { call, killAll, SERVER_TIMERS, type Served, serve, testEngine, until } from "./helpers.js";
 
-const sockets: net.Socket[] = [];
 const websockets: WebSocket[] = [];
 const engines: Engine[] = [];
 afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
+  await closeAll();
   for (const w of websockets.splice(0)) w.terminate();
   await Promise.all(engines.splice(0).map((e) => e.close()));
 });
@@ -52,28 +51,18 @@ interface RawUa {
 }
 
 async function rawUa(port: number): Promise<RawUa> {
-  const socket = net.connect({ host: "127.0.0.1", port });
-  sockets.push(socket);
   const got: SipMessage[] = [];
   const framer = new StreamFramer();
-  let closed = false;
-  socket.on("data", (chunk: Buffer) =>
+  const {
+    socket,
+    closed: done,
+    isClosed,
+  } = await rawSocket(port, (chunk) =>
     framer.push(chunk, (m) => got.push(parseMessage(Buffer.from(m), { datagram: false }))),
   );
-  socket.on("error", () => {});
-  const done = new Promise<void>((resolve) =>
-    socket.once("close", () => {
-      closed = true;
-      resolve();
-    }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
   return {
     got,
-    isClosed: () => closed,
+    isClosed,
     send: (lines) => socket.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1"),
     take: taker(got),
     async close() {

@@ -4,43 +4,20 @@
 // client that half-closes its connection after its request still gets the
 // responses (RFC 3261 §18.2.2), while one that closed fully makes the late
 // response a transport error. Child processes; everything killed in afterAll.
-import * as net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
-import { closeAll, listener, tcpRequest } from "../../core/test/transport/tcp-helpers.js";
+import {
+  rawClient as client,
+  closeAll,
+  listener,
+  tcpRequest,
+} from "../../core/test/transport/tcp-helpers.js";
 import { call, killAll, SERVER_TIMERS, type Served, serve, until } from "./helpers.js";
 
-const HOST = "127.0.0.1";
-const sockets: net.Socket[] = [];
-
 afterAll(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
   await closeAll();
   await killAll();
 });
-
-interface Client {
-  socket: net.Socket;
-  read: () => string;
-  closed: () => boolean;
-}
-
-async function client(port: number): Promise<Client> {
-  const socket = net.connect({ host: HOST, port });
-  sockets.push(socket);
-  const chunks: Buffer[] = [];
-  let closed = false;
-  socket.on("data", (c: Buffer) => chunks.push(c));
-  socket.on("error", () => {});
-  socket.on("close", () => {
-    closed = true;
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
-  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed: () => closed };
-}
 
 type Stats = Record<string, number>;
 
@@ -74,20 +51,20 @@ forEachEngine((_bed, _kind, engine) => {
         async () => (await call<Stats>(s.rpc, "tm.stats")).tcp_connections === 2,
       );
       const c = await client(s.tcp);
-      await until("the third closed", () => c.closed());
+      await until("the third closed", () => c.isClosed());
       const stats = await call<Stats>(s.rpc, "tm.stats");
       expect(stats.tcp_conn_rejected_ip).toBe(1);
       expect(stats.tcp_conn_rejected).toBe(0);
       expect(await metric(s, "siptm_tcp_conn_rejected_ip_total")).toBe(1);
       expect(await metric(s, "siptm_tcp_connections")).toBe(2);
-      expect(a.closed() || b.closed()).toBe(false);
+      expect(a.isClosed() || b.isClosed()).toBe(false);
     });
 
     it("--tcp-max-pings: a ping flood closes the connection, counted", async () => {
       const s = await serve(["--workers", workers, "--route", "uas", "--tcp-max-pings", "3"]);
       const c = await client(s.tcp);
       c.socket.write("\r\n\r\n".repeat(1000));
-      await until("closed", () => c.closed());
+      await until("closed", () => c.isClosed());
       const stats = await call<Stats>(s.rpc, "tm.stats");
       expect(stats.tcp_ping_flood_closed).toBe(1);
       expect(stats.tcp_pings).toBe(4);

@@ -66,14 +66,20 @@ export interface RawClient {
   isClosed: () => boolean;
 }
 
-/** A raw client socket to a transport, with everything it reads collected. */
-export async function rawClient(port: number): Promise<RawClient> {
+/**
+ * A raw TCP socket to `port` on HOST, connected (destroyed by closeAll): `onData` hears every
+ * chunk it reads; errors are ignored (resets are expected in some tests). The one raw-socket
+ * builder of the transport, WebSocket and server tests.
+ */
+export async function rawSocket(
+  port: number,
+  onData: (chunk: Buffer) => void,
+): Promise<{ socket: net.Socket; closed: Promise<void>; isClosed: () => boolean }> {
   const socket = net.connect({ host: HOST, port });
   sockets.push(socket);
   socket.setNoDelay(true);
-  const chunks: Buffer[] = [];
-  socket.on("data", (c: Buffer) => chunks.push(c));
-  socket.on("error", () => {}); // resets are expected in some tests
+  socket.on("data", onData);
+  socket.on("error", () => {});
   let isClosed = false;
   const closed = new Promise<void>((resolve) =>
     socket.once("close", () => {
@@ -85,7 +91,14 @@ export async function rawClient(port: number): Promise<RawClient> {
     socket.once("connect", resolve);
     socket.once("error", reject);
   });
-  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed, isClosed: () => isClosed };
+  return { socket, closed, isClosed: () => isClosed };
+}
+
+/** A raw client socket to a transport, with everything it reads collected. */
+export async function rawClient(port: number): Promise<RawClient> {
+  const chunks: Buffer[] = [];
+  const { socket, closed, isClosed } = await rawSocket(port, (c) => chunks.push(c));
+  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), closed, isClosed };
 }
 
 /** A new transport (with `opts`) with a collecting sink, and a raw client connected to it. */

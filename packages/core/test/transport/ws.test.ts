@@ -9,6 +9,7 @@ import { TransportBindError, type TransportSendError } from "../../src/transport
 import { fingerprintOf } from "../../src/transport/tls.js";
 import type { Source, TransportSink } from "../../src/transport/types.js";
 import { createWsTransport, type WsTransport, type WsTransportOptions } from "../../src/transport/ws.js";
+import { rawClient as raw, sockets } from "./tcp-helpers.js";
 
 const HOST = "127.0.0.1";
 
@@ -48,7 +49,6 @@ function collector(): Sink {
 
 const transports: WsTransport[] = [];
 const clients: WebSocket[] = [];
-const sockets: net.Socket[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.terminate();
@@ -126,29 +126,6 @@ function refused(url: string, opts: ClientOptions = {}): Promise<{ status: numbe
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
     });
   });
-}
-
-/** A raw TCP socket to `port`, with what it reads and whether it closed. */
-async function raw(
-  port: number,
-): Promise<{ socket: net.Socket; read: () => string; isClosed: () => boolean; closed: Promise<void> }> {
-  const socket = net.connect({ host: HOST, port });
-  sockets.push(socket);
-  const chunks: Buffer[] = [];
-  let isClosed = false;
-  socket.on("data", (c: Buffer) => chunks.push(c));
-  socket.on("error", () => {});
-  const closed = new Promise<void>((resolve) =>
-    socket.once("close", () => {
-      isClosed = true;
-      resolve();
-    }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
-  return { socket, read: () => Buffer.concat(chunks).toString("latin1"), isClosed: () => isClosed, closed };
 }
 
 const url = (t: WsTransport, path = "/") => `ws://${HOST}:${t.localPort}${path}`;
