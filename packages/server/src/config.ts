@@ -308,15 +308,12 @@ function resolveConfig(
   const workersText = str("workers");
   const workers = workersText === undefined ? availableParallelism() : int("--workers", workersText, 0, 1024);
 
-  const timers: Partial<TimerConfig> = {};
-  const t1 = str("t1");
-  if (t1 !== undefined) timers.t1 = int("--t1", t1, 1);
-  const t2 = str("t2");
-  if (t2 !== undefined) timers.t2 = int("--t2", t2, 1);
-  const t4 = str("t4");
-  if (t4 !== undefined) timers.t4 = int("--t4", t4, 1);
-  const timerD = str("timer-d");
-  if (timerD !== undefined) timers.timerD = int("--timer-d", timerD, 0);
+  const timers: Partial<TimerConfig> = given({
+    t1: optInt(str, "t1", 1),
+    t2: optInt(str, "t2", 1),
+    t4: optInt(str, "t4", 1),
+    timerD: optInt(str, "timer-d", 0),
+  });
   const proxy: ProxyTimers = {};
   const frInv = str("fr-inv-timer");
   if (frInv !== undefined) {
@@ -354,15 +351,12 @@ function resolveConfig(
     pingIntervalMs: optInt(str, "ws-ping-interval", 0),
     pongTimeoutMs: optInt(str, "ws-pong-timeout", 100),
   };
-  const tcp: TcpLimitOptions = {};
-  const tcpMax = str("tcp-max-connections");
-  if (tcpMax !== undefined) tcp.maxConnections = int("--tcp-max-connections", tcpMax, 1, 10_000_000);
-  const tcpPerIp = str("tcp-max-per-ip");
-  if (tcpPerIp !== undefined) tcp.maxConnectionsPerIp = int("--tcp-max-per-ip", tcpPerIp, 0);
-  const tcpMsg = str("tcp-msg-timeout");
-  if (tcpMsg !== undefined) tcp.msgTimeoutMs = int("--tcp-msg-timeout", tcpMsg, 0);
-  const tcpPings = str("tcp-max-pings");
-  if (tcpPings !== undefined) tcp.maxPingsPerWindow = int("--tcp-max-pings", tcpPings, 0);
+  const tcp: TcpLimitOptions = given({
+    maxConnections: optInt(str, "tcp-max-connections", 1, 10_000_000),
+    maxConnectionsPerIp: optInt(str, "tcp-max-per-ip", 0),
+    msgTimeoutMs: optInt(str, "tcp-msg-timeout", 0),
+    maxPingsPerWindow: optInt(str, "tcp-max-pings", 0),
+  });
   const answerCodeText = str("answer-code");
   const answerCode = answerCodeText === undefined ? 200 : int("--answer-code", answerCodeText, 200, 699);
   const afterText = str("answer-after");
@@ -465,6 +459,13 @@ function optInt(
 ): number | undefined {
   const v = str(name);
   return v === undefined ? undefined : int(`--${name}`, v, min, max);
+}
+
+/** `o` without its undefined members: a flag not given leaves its key absent (so a spread keeps the default). */
+function given<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
 /** "10.0.0.0/8", "2001:db8::/32", or a single address (a /32 or /128). */

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { VirtualClock } from "../../src/clock.js";
 import { type TimerEntry, TimerQueues, TimerService } from "../../src/transaction/timers.js";
+import { mulberry32 } from "../../src/transport/memory.js";
 
 type Fired = [owner: string, kind: number, deadline: number];
 
@@ -9,18 +10,6 @@ function collect(q: TimerQueues<string>, now: number): Fired[] {
   const out: Fired[] = [];
   q.expire(now, (e) => out.push([e.owner, e.kind, e.deadline]));
   return out;
-}
-
-/** Deterministic PRNG (mulberry32) for the large randomized run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Naive reference model: an unsorted array, sorted on demand by (deadline, arming order). */
@@ -313,7 +302,7 @@ describe("TimerQueues", () => {
   });
 
   it("100k arm/cancel/expire in random order agree with a naive model", () => {
-    const rand = prng(0xc0ffee);
+    const rand = mulberry32(0xc0ffee); // deterministic, for the large randomized run
     const durations = [0, 500, 1_000, 2_000, 4_000, 4_000, 5_000, 32_000, 32_000, 64 * 500];
     const q = new TimerQueues<number>();
     const model = new ModelQueues();
