@@ -20,7 +20,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Child } from "../../bench/src/lib/children.js";
-import { freeSipPort } from "./peers.js";
+import { freeSipPort, KAMAILIO_CFG_HEAD, KAMAILIO_CORE_MODULES } from "./peers.js";
 import { HOST, sleep, waitUntil } from "./sipp.js";
 
 const MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
@@ -106,14 +106,7 @@ export class KamailioWss {
     writeFileSync(
       cfg,
       [
-        "#!KAMAILIO",
-        "debug=2",
-        "log_stderror=yes",
-        "children=1",
-        "tcp_children=1",
-        "auto_aliases=no",
-        "dns=no",
-        "rev_dns=no",
+        ...KAMAILIO_CFG_HEAD,
         "enable_tls=yes",
         "tcp_accept_no_cl=yes",
         `listen=udp:${HOST}:${udp}`,
@@ -121,23 +114,8 @@ export class KamailioWss {
         `alias="${HOST}:${udp}"`,
         `alias="${HOST}:${wss}"`,
         `mpath="${process.env.KAMAILIO_MODULES ?? MODULES}/"`,
-        ...[
-          "kex",
-          "xlog",
-          "tm",
-          "sl",
-          "rr",
-          "pv",
-          "maxfwd",
-          "siputils",
-          "textops",
-          "usrloc",
-          "registrar",
-          "nathelper",
-          "tls",
-          "xhttp",
-          "websocket",
-        ].map(mod),
+        ...KAMAILIO_CORE_MODULES,
+        ...["usrloc", "registrar", "nathelper", "tls", "xhttp", "websocket"].map(mod),
         `modparam("tls", "config", "${join(dir, "tls.cfg")}")`,
         'modparam("usrloc", "db_mode", 0)',
         'modparam("registrar", "max_expires", 3600)',

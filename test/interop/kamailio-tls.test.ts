@@ -28,6 +28,7 @@ import {
   KamailioTls,
   requireKamailioTls,
   requireOpenssl,
+  TLS_LISTENERS,
   type TracedTls,
   tlsPortOf,
   tracedWithProto,
@@ -51,14 +52,7 @@ afterAll(async () => {
 /** `siptm serve` with a UDP and a TLS listener on ephemeral ports, the fixture certificate and CA. */
 async function tlsServer(workers: string, extra: string[]): Promise<{ server: SiptmServer; tls: number }> {
   const server = await startServer([
-    "--listen",
-    `udp:${HOST}:0`,
-    "--listen",
-    `tls:${HOST}:0`,
-    "--tls-cert",
-    FIXTURE.serverCert,
-    "--tls-key",
-    FIXTURE.serverKey,
+    ...TLS_LISTENERS,
     "--tls-ca",
     FIXTURE.ca,
     "--workers",

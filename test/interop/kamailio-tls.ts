@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Child, freeSipPort, requireKamailio } from "./peers.js";
+import { Child, freeSipPort, KAMAILIO_CFG_HEAD, KAMAILIO_CORE_MODULES, requireKamailio } from "./peers.js";
 import { HOST, sleep, waitUntil } from "./sipp.js";
 import type { SiptmServer } from "./siptm-server.js";
 
@@ -30,6 +30,18 @@ export const FIXTURE = {
   selfCert: join(TLS_FIXTURES, "selfsigned.pem"),
   selfKey: join(TLS_FIXTURES, "selfsigned.key"),
 };
+
+/** `siptm serve` flags: a UDP and a TLS listener on ephemeral ports, the fixture server certificate. */
+export const TLS_LISTENERS = [
+  "--listen",
+  `udp:${HOST}:0`,
+  "--listen",
+  `tls:${HOST}:0`,
+  "--tls-cert",
+  FIXTURE.serverCert,
+  "--tls-key",
+  FIXTURE.serverKey,
+];
 
 const MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 
@@ -184,29 +196,14 @@ export class KamailioTls extends Child {
       writeFileSync(
         cfg,
         [
-          "#!KAMAILIO",
-          "debug=2",
-          "log_stderror=yes",
-          "children=1",
-          "tcp_children=1",
-          "auto_aliases=no",
-          "dns=no",
-          "rev_dns=no",
+          ...KAMAILIO_CFG_HEAD,
           "enable_tls=yes",
           `listen=udp:${HOST}:${udp}`,
           `listen=tls:${HOST}:${tls}`,
           `mpath="${MODULES}/"`,
           // The tls module first (it initialises OpenSSL for the others).
           'loadmodule "tls.so"',
-          'loadmodule "kex.so"',
-          'loadmodule "xlog.so"',
-          'loadmodule "tm.so"',
-          'loadmodule "sl.so"',
-          'loadmodule "rr.so"',
-          'loadmodule "pv.so"',
-          'loadmodule "maxfwd.so"',
-          'loadmodule "siputils.so"',
-          'loadmodule "textops.so"',
+          ...KAMAILIO_CORE_MODULES,
           `modparam("tls", "config", "${tlsCfg}")`,
           // Double Record-Route when the request changes transport (UDP in, TLS out): the default, stated.
           'modparam("rr", "enable_double_rr", 1)',

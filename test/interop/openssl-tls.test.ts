@@ -4,7 +4,7 @@
 // the fixture chain (packages/core/test/fixtures/tls), verification errors fatal.
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { FIXTURE, requireOpenssl, tlsPortOf } from "./kamailio-tls.js";
+import { FIXTURE, requireOpenssl, TLS_LISTENERS, tlsPortOf } from "./kamailio-tls.js";
 import { HOST, killedAfterAll, waitUntil } from "./sipp.js";
 import { expectServerDrained, type SiptmServer, startServer } from "./siptm-server.js";
 
@@ -25,20 +25,7 @@ for (const workers of ["0", "2"])
   describe(`siptm serve --workers ${workers} over TLS, openssl s_client as the client`, () => {
     it("answers an OPTIONS 200 on the connection, the client verifying the server's certificate", async () => {
       const openssl = requireOpenssl();
-      const server = await startServer([
-        "--workers",
-        workers,
-        "--route",
-        "uas",
-        "--listen",
-        `udp:${HOST}:0`,
-        "--listen",
-        `tls:${HOST}:0`,
-        "--tls-cert",
-        FIXTURE.serverCert,
-        "--tls-key",
-        FIXTURE.serverKey,
-      ]);
+      const server = await startServer(["--workers", workers, "--route", "uas", ...TLS_LISTENERS]);
       servers.add(server);
       const port = tlsPortOf(server);
       const client = spawn(

@@ -297,6 +297,31 @@ export function requireKamailio(): string {
   return requireBinary(process.env.KAMAILIO_BIN ?? "kamailio", "kamailio", ["-v"]);
 }
 
+/** The head of every test Kamailio's config: one process of each kind, logs on stderr, no DNS. */
+export const KAMAILIO_CFG_HEAD = [
+  "#!KAMAILIO",
+  "debug=2",
+  "log_stderror=yes",
+  "children=1",
+  "tcp_children=1",
+  "auto_aliases=no",
+  "dns=no",
+  "rev_dns=no",
+];
+
+/** The modules every test Kamailio loads (tm and sl, Record-Route, the xlog trace), as loadmodule lines. */
+export const KAMAILIO_CORE_MODULES = [
+  "kex",
+  "xlog",
+  "tm",
+  "sl",
+  "rr",
+  "pv",
+  "maxfwd",
+  "siputils",
+  "textops",
+].map((m) => `loadmodule "${m}.so"`);
+
 /**
  * Kamailio 5.6 as a registrar and stateful proxy on 127.0.0.1 (UDP and TCP on one port): REGISTER →
  * save("location") in memory; an initial request → lookup("location") and t_relay (404 when
@@ -334,27 +359,12 @@ export class Kamailio extends Child {
     writeFileSync(
       cfg,
       [
-        "#!KAMAILIO",
-        "debug=2",
-        "log_stderror=yes",
-        "children=1",
-        "tcp_children=1",
-        "auto_aliases=no",
-        "dns=no",
-        "rev_dns=no",
+        ...KAMAILIO_CFG_HEAD,
         `listen=udp:${HOST}:${port}`,
         `listen=tcp:${HOST}:${port}`,
         `alias="${HOST}:${port}"`,
         'mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"',
-        'loadmodule "kex.so"',
-        'loadmodule "xlog.so"',
-        'loadmodule "tm.so"',
-        'loadmodule "sl.so"',
-        'loadmodule "rr.so"',
-        'loadmodule "pv.so"',
-        'loadmodule "maxfwd.so"',
-        'loadmodule "siputils.so"',
-        'loadmodule "textops.so"',
+        ...KAMAILIO_CORE_MODULES,
         'loadmodule "usrloc.so"',
         'loadmodule "registrar.so"',
         'modparam("usrloc", "db_mode", 0)',
