@@ -197,6 +197,31 @@ async function bindings(server: Served): Promise<BindingView[]> {
   return call<BindingView[]>(server.rpc, "ul.lookup", [AOR]);
 }
 
+/** The caller's ACK and BYE of the dialog `h` answered (stateless ACK, §16.11) reach `ua` (on `where`); the BYE answered 200. The ACK. */
+async function ackAndByeOn(
+  ua: RawUa,
+  where: string,
+  caller: Engine,
+  h: ReturnType<typeof inviteAlice>,
+  response: SipResponse,
+): Promise<SipRequest> {
+  const bye = caller.ackAndBye(h, response);
+  const ack = (await ua.take(`the ACK on ${where}`, isRequest("ACK"))) as SipRequest;
+  const byeIn = (await ua.take(`the BYE on ${where}`, isRequest("BYE"))) as SipRequest;
+  ua.send(answer(byeIn, 200));
+  expect((await bye.final).status).toBe(200);
+  return ack;
+}
+
+/** After its connection closed: alice's binding goes, and a call to her then gets `status` (`whom` names her in the wait). */
+async function expectGoneThen(server: Served, caller: Engine, status: number, whom = "alice"): Promise<void> {
+  await until("the binding gone", async () => (await bindings(server)).length === 0);
+  await until(
+    `${status} to a call to ${whom}`,
+    async () => (await inviteAlice(caller, server).final).status === status,
+  );
+}
+
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
   describe(`route default and flows, --workers ${workers}`, () => {
@@ -227,20 +252,12 @@ forEachEngine((_bed, _kind, engine) => {
       expect(outcome.status).toBe(200);
 
       // The caller's ACK (stateless, §16.11) and BYE go along the route set: over alice's connection.
-      const bye = caller.ackAndBye(h, outcome.response!);
-      const ack = (await alice.take("the ACK on alice's connection", isRequest("ACK"))) as SipRequest;
+      const ack = await ackAndByeOn(alice, "alice's connection", caller, h, outcome.response!);
       expect(ack.callId).toBe(invite.callId);
-      const byeIn = (await alice.take("the BYE on alice's connection", isRequest("BYE"))) as SipRequest;
-      alice.send(answer(byeIn, 200));
-      expect((await bye.final).status).toBe(200);
 
       await alice.close();
-      await until("the binding gone", async () => (await bindings(server)).length === 0);
       // Registered, but its connection closed (RFC 5626 §3): not reachable now.
-      await until(
-        "480 to a call to alice",
-        async () => (await inviteAlice(caller, server).final).status === 480,
-      );
+      await expectGoneThen(server, caller, 480);
     });
 
     it("outbound (reg-id, +sip.instance, Supported: outbound): 200 with Require: outbound; a refresh of the same instance and reg-id over a new connection replaces the flow; once that one closes a call gets 430 Flow Failed", async () => {
@@ -278,11 +295,7 @@ forEachEngine((_bed, _kind, engine) => {
       await first.close();
       expect(await bindings(server)).toHaveLength(1);
       await second.close();
-      await until("the binding gone", async () => (await bindings(server)).length === 0);
-      await until(
-        "430 to a call to alice",
-        async () => (await inviteAlice(caller, server).final).status === 430,
-      );
+      await expectGoneThen(server, caller, 430);
     });
 
     it("reg-id without Supported: outbound is an ordinary binding (no Require: outbound); one through another proxy (two Vias) that asks for outbound gets 439", async () => {
@@ -501,18 +514,10 @@ forEachEngine((_bed, _kind, engine) => {
       browser.send(answer(invite, 200));
       const outcome = await h.final;
       expect(outcome.status).toBe(200);
-      const bye = caller.ackAndBye(h, outcome.response!);
-      await browser.take("the ACK on the WebSocket", isRequest("ACK"));
-      const byeIn = (await browser.take("the BYE on the WebSocket", isRequest("BYE"))) as SipRequest;
-      browser.send(answer(byeIn, 200));
-      expect((await bye.final).status).toBe(200);
+      await ackAndByeOn(browser, "the WebSocket", caller, h, outcome.response!);
 
       await browser.close();
-      await until("the binding gone", async () => (await bindings(server)).length === 0);
-      await until(
-        "430 to a call to the browser",
-        async () => (await inviteAlice(caller, server).final).status === 430,
-      );
+      await expectGoneThen(server, caller, 430, "the browser");
     });
 
     it("a binding over TCP with an IP-literal Contact stays when its connection closes, and is reached at its Contact from then on", async () => {
