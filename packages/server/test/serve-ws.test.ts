@@ -92,6 +92,17 @@ async function registeredBrowser(workers: string, proto: "ws" | "wss", tag: stri
   return { s, b };
 }
 
+/** A MESSAGE from the UDP caller to carol (the browser's AOR) through `s`, once it is on `b`'s WebSocket: the caller's transaction, and the MESSAGE as `b` got it. */
+async function messageToBrowser(s: Served, b: Browser, extra: { body?: string; contentType?: string } = {}) {
+  const tx = toServer(uac, s, "MESSAGE", {
+    uri: `sip:carol@127.0.0.1:${s.udp}`,
+    to: "<sip:carol@127.0.0.1>",
+    ...extra,
+  });
+  await until("the MESSAGE on the WebSocket", () => b.got.some((m) => m.startsWith("MESSAGE ")));
+  return { tx, msg: b.got.find((m) => m.startsWith("MESSAGE "))! };
+}
+
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
   for (const proto of ["ws", "wss"] as const)
@@ -109,14 +120,10 @@ forEachEngine((_bed, _kind, engine) => {
 
       it("registers a *.invalid Contact, and a call to that AOR from a UDP caller arrives on the WebSocket", async () => {
         const { s, b } = await registeredBrowser(workers, proto, "reg");
-        const tx = toServer(uac, s, "MESSAGE", {
-          uri: `sip:carol@127.0.0.1:${s.udp}`,
-          to: "<sip:carol@127.0.0.1>",
+        const { tx, msg } = await messageToBrowser(s, b, {
           body: "hello browser",
           contentType: "text/plain",
         });
-        await until("the MESSAGE on the WebSocket", () => b.got.some((m) => m.startsWith("MESSAGE ")));
-        const msg = b.got.find((m) => m.startsWith("MESSAGE "))!;
         expect(msg).toMatch(/^MESSAGE sip:k3l5@df7jal23ls0d\.invalid;transport=ws SIP\/2\.0\r\n/);
         expect(msg).toMatch(new RegExp(`Via: SIP/2\\.0/${proto.toUpperCase()} `));
         // Answer it as the browser would: the 200 goes back to the caller through the server.
@@ -143,11 +150,7 @@ forEachEngine((_bed, _kind, engine) => {
 
       it("a request relayed to a browser whose WebSocket then closes fails at once (a local 503, sent upstream as 500), not at Timer F", async () => {
         const { s, b } = await registeredBrowser(workers, proto, "gone");
-        const tx = toServer(uac, s, "MESSAGE", {
-          uri: `sip:carol@127.0.0.1:${s.udp}`,
-          to: "<sip:carol@127.0.0.1>",
-        });
-        await until("the MESSAGE on the WebSocket", () => b.got.some((m) => m.startsWith("MESSAGE ")));
+        const { tx } = await messageToBrowser(s, b);
         b.ws.terminate();
         const final = await tx.final;
         // The branch's local 503 (transport error); a proxy does not pass a 503 upstream (RFC 3261

@@ -88,6 +88,15 @@ function options(): string {
   );
 }
 
+/** A UAS engine with a client on its WebSocket that has sent an OPTIONS: the engine, the client, and the request's source. */
+async function connectedClient() {
+  const { engine, ws, requests } = await uas();
+  const c = await client(ws.localPort);
+  c.ws.send(options());
+  await vi.waitFor(() => expect(requests).toHaveLength(1));
+  return { engine, c, source: requests[0]!.source };
+}
+
 describe("WebSocket transport under the core Engine", () => {
   it("takes a request without Content-Length (RFC 7118 §5: one message per WebSocket message), and its body", async () => {
     const { ws, requests } = await uas();
@@ -122,11 +131,7 @@ describe("WebSocket transport under the core Engine", () => {
   });
 
   it("a request from the engine to the client goes over the client's connection and completes", async () => {
-    const { engine, ws, requests } = await uas();
-    const c = await client(ws.localPort);
-    c.ws.send(options());
-    await vi.waitFor(() => expect(requests).toHaveLength(1));
-    const source = requests[0]!.source;
+    const { engine, c, source } = await connectedClient();
     // The client answers what it is sent (as a SIP.js UA would a MESSAGE).
     c.ws.on("message", (data: Buffer) => {
       const text = data.toString("utf8");
@@ -145,11 +150,7 @@ describe("WebSocket transport under the core Engine", () => {
   });
 
   it("a client transaction to a WebSocket client ends as a transport error (503) when its connection closes, not at Timer F", async () => {
-    const { engine, ws, requests } = await uas();
-    const c = await client(ws.localPort);
-    c.ws.send(options());
-    await vi.waitFor(() => expect(requests).toHaveLength(1));
-    const source = requests[0]!.source;
+    const { engine, c, source } = await connectedClient();
     const h = messageTo(engine, source);
     await vi.waitFor(() => expect(c.got.some((m) => m.startsWith("MESSAGE "))).toBe(true));
     // The browser tab goes away without answering.
