@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
-import { HOST } from "./sipp.js";
+import { HOST, sipSummary } from "./sipp.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -188,22 +188,16 @@ export interface Frame {
 
 function describeFrame(dir: "out" | "in", url: string, payload: string | Buffer): Frame {
   const text = typeof payload === "string" ? payload : payload.toString("utf8");
-  const lines = (text.split("\r\n\r\n")[0] ?? "").split("\r\n");
-  const start = lines[0] ?? "";
-  const field = (name: RegExp) => {
-    const l = lines.find((x) => name.test(x));
-    return l ? l.slice(l.indexOf(":") + 1).trim() : "";
-  };
-  const status = /^SIP\/2\.0 (\d{3})/.exec(start);
+  const m = sipSummary(text);
   return {
     dir,
     url,
-    start,
-    method: status ? undefined : start.split(" ")[0],
-    status: status ? Number(status[1]) : undefined,
-    cseqMethod: field(/^CSeq\s*:/i).split(/\s+/)[1] ?? "",
-    cseq: Number(field(/^CSeq\s*:/i).split(/\s+/)[0]),
-    callId: field(/^(Call-ID|i)\s*:/i),
+    start: m.start,
+    method: m.method,
+    status: m.status,
+    cseqMethod: m.cseqMethod,
+    cseq: m.cseq,
+    callId: m.callId,
     text,
   };
 }

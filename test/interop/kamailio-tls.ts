@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Child, freeSipPort, KAMAILIO_CFG_HEAD, KAMAILIO_CORE_MODULES, requireKamailio } from "./peers.js";
-import { HOST, sleep, waitUntil } from "./sipp.js";
+import { HOST, sipSummary, sleep, waitUntil } from "./sipp.js";
 import type { SiptmServer } from "./siptm-server.js";
 
 /** The test-only CA, server and client certificates of the core's TLS tests (make.sh there). */
@@ -275,21 +275,13 @@ export function tracedWithProto(server: SiptmServer): TracedTls[] {
       continue;
     }
     if (typeof o.sip !== "string" || (o.dir !== "in" && o.dir !== "out")) continue;
-    const head = o.sip.split("\r\n\r\n")[0] ?? "";
-    const lines = head.split("\r\n");
-    const start = lines[0] ?? "";
-    const field = (re: RegExp) => {
-      const l = lines.find((x) => re.test(x));
-      return l === undefined ? "" : l.slice(l.indexOf(":") + 1).trim();
-    };
-    const status = /^SIP\/2\.0 (\d{3})/.exec(start);
-    const cseqMethod = field(/^CSeq\s*:/i).split(/\s+/)[1] ?? "";
+    const m = sipSummary(o.sip);
     out.push({
       dir: o.dir,
       proto: o.proto ?? "",
       peer: o.peer ?? "",
-      what: status ? `${status[1]} ${cseqMethod}` : (start.split(" ")[0] ?? ""),
-      callId: field(/^(Call-ID|i)\s*:/i),
+      what: m.status !== undefined ? `${m.status} ${m.cseqMethod}` : (m.method ?? ""),
+      callId: m.callId,
       text: o.sip,
     });
   }

@@ -15,6 +15,37 @@ import {
 } from "../../bench/src/lib/sipp-load.js";
 
 export const HOST = "127.0.0.1";
+
+/**
+ * A SIP message's head as the traces show it: the start line, the method (requests) or status
+ * (responses), the CSeq method and number, the Call-ID; `values(re)` lists the values of the
+ * header lines `re` matches. The one reader of the siptm, Kamailio and browser traces.
+ */
+export function sipSummary(text: string): {
+  start: string;
+  method: string | undefined;
+  status: number | undefined;
+  cseqMethod: string;
+  cseq: number;
+  callId: string;
+  values: (re: RegExp) => string[];
+} {
+  const lines = (text.split("\r\n\r\n")[0] ?? "").split("\r\n");
+  const start = lines[0] ?? "";
+  const values = (re: RegExp) =>
+    lines.filter((l) => re.test(l)).map((l) => l.slice(l.indexOf(":") + 1).trim());
+  const status = /^SIP\/2\.0 (\d{3})/.exec(start);
+  const cseq = (values(/^CSeq\s*:/i)[0] ?? "").split(/\s+/);
+  return {
+    start,
+    method: status ? undefined : start.split(" ")[0],
+    status: status ? Number(status[1]) : undefined,
+    cseqMethod: cseq[1] ?? "",
+    cseq: Number(cseq[0]),
+    callId: values(/^(Call-ID|i)\s*:/i)[0] ?? "",
+    values,
+  };
+}
 export const SCENARIOS = join(dirname(fileURLToPath(import.meta.url)), "scenarios");
 
 /** The sipp binary, or a thrown Error saying how to get it: a missing SIPp fails the tests, it never skips them. */

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { Child } from "../../bench/src/lib/children.js";
 import type { Engine, FinalOutcome } from "../../packages/core/src/index.js";
-import { HOST, type SippProcess, type SippResult, sleep } from "./sipp.js";
+import { HOST, type SippProcess, type SippResult, sipSummary, sleep } from "./sipp.js";
 
 export const SERVER_CLI = fileURLToPath(new URL("../../packages/server/dist/cli.js", import.meta.url));
 /** The server's short timers (flags), the same values as FAST_TIMERS. */
@@ -224,22 +224,16 @@ export interface Traced {
 }
 
 function describeTraced(dir: "in" | "out", peer: string, text: string): Traced {
-  const head = text.split("\r\n\r\n")[0] ?? "";
-  const lines = head.split("\r\n");
-  const start = lines[0] ?? "";
-  const field = (re: RegExp) =>
-    lines.filter((l) => re.test(l)).map((l) => l.slice(l.indexOf(":") + 1).trim());
-  const status = /^SIP\/2\.0 (\d{3})/.exec(start);
-  const cseq = field(/^(CSeq)\s*:/i)[0] ?? "";
+  const m = sipSummary(text);
   return {
     dir,
     peer,
-    start,
-    method: status ? undefined : start.split(" ")[0],
-    status: status ? Number(status[1]) : undefined,
-    cseqMethod: cseq.split(/\s+/)[1] ?? "",
-    callId: field(/^(Call-ID|i)\s*:/i)[0] ?? "",
-    vias: field(/^(Via|v)\s*:/i).reduce((n, v) => n + (v.match(/SIP\s*\/\s*2\.0\s*\//gi)?.length ?? 0), 0),
+    start: m.start,
+    method: m.method,
+    status: m.status,
+    cseqMethod: m.cseqMethod,
+    callId: m.callId,
+    vias: m.values(/^(Via|v)\s*:/i).reduce((n, v) => n + (v.match(/SIP\s*\/\s*2\.0\s*\//gi)?.length ?? 0), 0),
     text,
   };
 }
