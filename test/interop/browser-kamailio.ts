@@ -20,7 +20,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Child } from "../../bench/src/lib/children.js";
-import { freeSipPort, KAMAILIO_CFG_HEAD, KAMAILIO_CORE_MODULES } from "./peers.js";
+import { freeSipPort, KAMAILIO_CFG_HEAD, KAMAILIO_CORE_MODULES, kamailioArgs } from "./peers.js";
 import { HOST, sleep, waitUntil } from "./sipp.js";
 
 const MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
@@ -168,7 +168,7 @@ export class KamailioWss {
     const child = new Child(
       "kamailio (WSS)",
       bin,
-      ["-f", cfg, "-DD", "-E", "-Y", dir, "-P", join(dir, "kamailio.pid"), "-m", "64", "-M", "16"],
+      kamailioArgs(cfg, dir, 16),
       {},
       { keep: "first", max: 2_000_000 },
     );

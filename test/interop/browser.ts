@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
-import { HOST, sipSummary } from "./sipp.js";
+import { HOST, type SipHead, sipSummary } from "./sipp.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -173,31 +173,19 @@ export function requireChromium(): string {
 }
 
 /** One WebSocket frame the page sent or received, with the SIP start line and CSeq read from it. */
-export interface Frame {
+export interface Frame extends SipHead {
   dir: "out" | "in";
   url: string;
-  start: string;
-  method: string | undefined;
-  status: number | undefined;
-  cseqMethod: string;
-  /** The CSeq number. */
-  cseq: number;
-  callId: string;
   text: string;
 }
 
 function describeFrame(dir: "out" | "in", url: string, payload: string | Buffer): Frame {
   const text = typeof payload === "string" ? payload : payload.toString("utf8");
-  const m = sipSummary(text);
+  const { values: _, ...head } = sipSummary(text);
   return {
     dir,
     url,
-    start: m.start,
-    method: m.method,
-    status: m.status,
-    cseqMethod: m.cseqMethod,
-    cseq: m.cseq,
-    callId: m.callId,
+    ...head,
     text,
   };
 }

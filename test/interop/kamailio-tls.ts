@@ -11,7 +11,14 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Child, freeSipPort, KAMAILIO_CFG_HEAD, KAMAILIO_CORE_MODULES, requireKamailio } from "./peers.js";
+import {
+  Child,
+  freeSipPort,
+  KAMAILIO_CFG_HEAD,
+  KAMAILIO_CORE_MODULES,
+  kamailioArgs,
+  requireKamailio,
+} from "./peers.js";
 import { HOST, sipSummary, sleep, waitUntil } from "./sipp.js";
 import type { SiptmServer } from "./siptm-server.js";
 
@@ -151,20 +158,7 @@ export class KamailioTls extends Child {
     bin: string,
     cfg: string,
   ) {
-    super("kamailio (tls)", bin, [
-      "-f",
-      cfg,
-      "-DD",
-      "-E",
-      "-Y",
-      dir,
-      "-P",
-      join(dir, "kamailio.pid"),
-      "-m",
-      "64",
-      "-M",
-      "16",
-    ]);
+    super("kamailio (tls)", bin, kamailioArgs(cfg, dir, 16));
   }
 
   static async start(opts: KamailioTlsOptions): Promise<KamailioTls> {

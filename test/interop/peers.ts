@@ -297,6 +297,24 @@ export function requireKamailio(): string {
   return requireBinary(process.env.KAMAILIO_BIN ?? "kamailio", "kamailio", ["-v"]);
 }
 
+/** A test Kamailio's command line: `cfg`, in the foreground, logs on stderr, its runtime files in `dir`, 64 MB shared and `pkgMb` private memory. */
+export function kamailioArgs(cfg: string, dir: string, pkgMb: number): string[] {
+  return [
+    "-f",
+    cfg,
+    "-DD",
+    "-E",
+    "-Y",
+    dir,
+    "-P",
+    join(dir, "kamailio.pid"),
+    "-m",
+    "64",
+    "-M",
+    String(pkgMb),
+  ];
+}
+
 /** The head of every test Kamailio's config: one process of each kind, logs on stderr, no DNS. */
 export const KAMAILIO_CFG_HEAD = [
   "#!KAMAILIO",
@@ -335,20 +353,7 @@ export class Kamailio extends Child {
     bin: string,
     cfg: string,
   ) {
-    super("kamailio", bin, [
-      "-f",
-      cfg,
-      "-DD",
-      "-E",
-      "-Y",
-      dir,
-      "-P",
-      join(dir, "kamailio.pid"),
-      "-m",
-      "64",
-      "-M",
-      "8",
-    ]);
+    super("kamailio", bin, kamailioArgs(cfg, dir, 8));
   }
 
   static async start(opts: { recordRoute?: boolean } = {}): Promise<Kamailio> {

@@ -16,20 +16,27 @@ import {
 
 export const HOST = "127.0.0.1";
 
+/** A SIP message's head as the traces show it (see `sipSummary`). */
+export interface SipHead {
+  /** The request or status line. */
+  start: string;
+  /** Request method, or undefined for a response. */
+  method: string | undefined;
+  /** Response status, or undefined for a request. */
+  status: number | undefined;
+  /** The CSeq method. */
+  cseqMethod: string;
+  /** The CSeq number. */
+  cseq: number;
+  callId: string;
+}
+
 /**
  * A SIP message's head as the traces show it: the start line, the method (requests) or status
  * (responses), the CSeq method and number, the Call-ID; `values(re)` lists the values of the
  * header lines `re` matches. The one reader of the siptm, Kamailio and browser traces.
  */
-export function sipSummary(text: string): {
-  start: string;
-  method: string | undefined;
-  status: number | undefined;
-  cseqMethod: string;
-  cseq: number;
-  callId: string;
-  values: (re: RegExp) => string[];
-} {
+export function sipSummary(text: string): SipHead & { values: (re: RegExp) => string[] } {
   const lines = (text.split("\r\n\r\n")[0] ?? "").split("\r\n");
   const start = lines[0] ?? "";
   const values = (re: RegExp) =>

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { Child } from "../../bench/src/lib/children.js";
 import type { Engine, FinalOutcome } from "../../packages/core/src/index.js";
-import { HOST, type SippProcess, type SippResult, sipSummary, sleep } from "./sipp.js";
+import { HOST, type SipHead, type SippProcess, type SippResult, sipSummary, sleep } from "./sipp.js";
 
 export const SERVER_CLI = fileURLToPath(new URL("../../packages/server/dist/cli.js", import.meta.url));
 /** The server's short timers (flags), the same values as FAST_TIMERS. */
@@ -205,35 +205,22 @@ export interface Listed {
 }
 
 /** One SIP message of the server's `--trace` log. */
-export interface Traced {
+export interface Traced extends SipHead {
   dir: "in" | "out";
   /** HOST:PORT of the other side. */
   peer: string;
-  /** The request or status line. */
-  start: string;
-  /** Request method, or undefined for a response. */
-  method: string | undefined;
-  /** Response status, or undefined for a request. */
-  status: number | undefined;
-  /** The CSeq method. */
-  cseqMethod: string;
-  callId: string;
   /** Number of Via header field values. */
   vias: number;
   text: string;
 }
 
 function describeTraced(dir: "in" | "out", peer: string, text: string): Traced {
-  const m = sipSummary(text);
+  const { values, ...head } = sipSummary(text);
   return {
     dir,
     peer,
-    start: m.start,
-    method: m.method,
-    status: m.status,
-    cseqMethod: m.cseqMethod,
-    callId: m.callId,
-    vias: m.values(/^(Via|v)\s*:/i).reduce((n, v) => n + (v.match(/SIP\s*\/\s*2\.0\s*\//gi)?.length ?? 0), 0),
+    ...head,
+    vias: values(/^(Via|v)\s*:/i).reduce((n, v) => n + (v.match(/SIP\s*\/\s*2\.0\s*\//gi)?.length ?? 0), 0),
     text,
   };
 }
