@@ -16,6 +16,7 @@ import {
   freeSipPort,
   KAMAILIO_CFG_HEAD,
   KAMAILIO_CORE_MODULES,
+  KAMAILIO_ROUTE_HEAD,
   kamailioArgs,
   requireKamailio,
 } from "./peers.js";
@@ -202,16 +203,7 @@ export class KamailioTls extends Child {
           // Double Record-Route when the request changes transport (UDP in, TLS out): the default, stated.
           'modparam("rr", "enable_double_rr", 1)',
           opts.frTimerMs ? `modparam("tm", "fr_timer", ${opts.frTimerMs})` : "",
-          "request_route {",
-          '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr\\n");',
-          '  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }',
-          "  if (has_totag()) {",
-          "    if (loose_route()) { t_relay(); exit; }",
-          '    if (is_method("ACK")) { if (t_check_trans()) t_relay(); exit; }',
-          '    sl_send_reply("404", "Not Here"); exit;',
-          "  }",
-          '  if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }',
-          "  t_check_trans();",
+          ...KAMAILIO_ROUTE_HEAD,
           // User "ping": answered by Kamailio itself (statelessly, over the connection it came on).
           '  if ($rU == "ping") { sl_send_reply("200", "Pong over $pr"); exit; }',
           "  record_route();",

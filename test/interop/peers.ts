@@ -297,6 +297,23 @@ export function requireKamailio(): string {
   return requireBinary(process.env.KAMAILIO_BIN ?? "kamailio", "kamailio", ["-v"]);
 }
 
+/**
+ * The start of a test Kamailio's request_route: a trace line, Max-Forwards, in-dialog requests by
+ * their Route (ACK and CANCEL in their transaction), the transaction of an initial request.
+ */
+export const KAMAILIO_ROUTE_HEAD = [
+  "request_route {",
+  '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr\\n");',
+  '  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }',
+  "  if (has_totag()) {",
+  "    if (loose_route()) { t_relay(); exit; }",
+  '    if (is_method("ACK")) { if (t_check_trans()) t_relay(); exit; }',
+  '    sl_send_reply("404", "Not Here"); exit;',
+  "  }",
+  '  if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }',
+  "  t_check_trans();",
+];
+
 /** A test Kamailio's command line: `cfg`, in the foreground, logs on stderr, its runtime files in `dir`, 64 MB shared and `pkgMb` private memory. */
 export function kamailioArgs(cfg: string, dir: string, pkgMb: number): string[] {
   return [
@@ -374,16 +391,7 @@ export class Kamailio extends Child {
         'loadmodule "registrar.so"',
         'modparam("usrloc", "db_mode", 0)',
         'modparam("registrar", "max_expires", 3600)',
-        "request_route {",
-        '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr\\n");',
-        '  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }',
-        "  if (has_totag()) {",
-        "    if (loose_route()) { t_relay(); exit; }",
-        '    if (is_method("ACK")) { if (t_check_trans()) t_relay(); exit; }',
-        '    sl_send_reply("404", "Not Here"); exit;',
-        "  }",
-        '  if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }',
-        "  t_check_trans();",
+        ...KAMAILIO_ROUTE_HEAD,
         '  if (is_method("REGISTER")) { save("location"); exit; }',
         opts.recordRoute ? "  record_route();" : "",
         '  if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }',
