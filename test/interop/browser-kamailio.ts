@@ -131,6 +131,8 @@ export class KamailioWss {
         '  xhttp_reply("404", "Not Found", "", "");',
         "}",
         "",
+        // This Kamailio's own request_route (WebSocket aliases, the NAT fix-ups), alike in its first lines with
+        // peers.ts's KAMAILIO_ROUTE_HEAD but not the same: written out so the script reads whole.
         "request_route {",
         '  xlog("L_INFO", "kamailio in: $rm $ru from $si:$sp/$pr ci=$ci\\n");',
         '  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }',

@@ -87,6 +87,7 @@ async function cancelledCall(b: BrowserPhones, user: string, target: string): Pr
   expect(ack.cseqMethod).toBe("ACK");
   expect(ack.cseq).toBe(invite.cseq);
   expect(branch(ack)).toBe(branch(invite));
+  // Wait for the answer, then the flow in order, as the answered call below does: each call's own frames.
   await b.waitFrame(
     (f) => mine(f) && f.dir === "in" && f.status === 200 && f.cseqMethod === "CANCEL",
     "200 to the CANCEL",

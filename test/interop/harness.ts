@@ -35,6 +35,7 @@ export async function startSiptm(opts: {
   loss?: Parameters<typeof lossy>[0];
 }): Promise<SiptmSide> {
   const engine = new Engine({ timers: opts.timers, onRequest: opts.onRequest, refFaults: "count" });
+  // Start, and close what was made if that fails (as siptm-server.ts's startServer does for its child).
   const link = opts.loss ? lossy(opts.loss) : undefined;
   try {
     const udp = await createUdpTransport({ address: HOST, port: 0, sink: link ? link.sink(engine) : engine });

@@ -314,6 +314,8 @@ for (const workers of ["0", "2"])
       }
     });
 
+    // Each test starts and kills its own siptm and Kamailio in try/finally, alike in form on purpose:
+    // each runs alone against fresh peers and shows its own logs when it fails.
     it("a sips: Request-URI goes over TLS only (RFC 3261 §26.2): OPTIONS sips:ping@127.0.0.1:K answered by Kamailio over siptm's connection", async () => {
       requireOpenssl();
       requireKamailioTls();

@@ -9,6 +9,7 @@ import type {
   ClientTransactionHandle,
   FinalOutcome,
 } from "../../packages/core/src/index.js";
+// The SIPp harness, as siptm-uas.test.ts imports it (the two sides of the same interop runs).
 import {
   type Drop,
   dropFirst,

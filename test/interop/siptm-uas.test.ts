@@ -5,6 +5,7 @@
 // engine's own (§9.2, autoCancel487).
 import { describe, expect, it } from "vitest";
 import type { ServerEndCause, ServerTransactionHandle } from "../../packages/core/src/index.js";
+// The SIPp harness, as siptm-uac.test.ts imports it (the two sides of the same interop runs).
 import {
   type Drop,
   dropFirst,

@@ -33,6 +33,8 @@ export { type NameAddr, parseNameAddr, uriOfNameAddr } from "./message/nameaddr.
 export { parseMessage } from "./message/parser.js";
 export { type KeepAliveKind, StreamFramer } from "./message/stream.js";
 export type * from "./message/types.js";
+// The public subset of message/index.ts's names, listed again on purpose: the public API is exactly
+// what is written here (pinned by test/api.test.ts and README.md), not whatever the layer exports.
 export {
   type AbsoluteUri,
   parseUri,

@@ -17,6 +17,7 @@ export interface OptionSpec {
   readonly cliOnly?: boolean;
 }
 
+// One row per flag, alike on purpose (the table is the flags' one definition: parseArgs, --config, help).
 export const SERVE_OPTIONS: readonly OptionSpec[] = [
   {
     name: "listen",
@@ -320,6 +321,8 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: "help", type: "boolean", short: "h", help: "show this help", cliOnly: true },
 ];
 
+// Entries of the same form as SERVE_OPTIONS' on purpose: one table row per flag. The rpc client's
+// --rpc, --config and --help are its own (their help says what they mean for the client).
 export const RPC_CLIENT_OPTIONS: readonly OptionSpec[] = [
   {
     name: "rpc",

@@ -13,6 +13,7 @@ import type { BoundSocket } from "./local.js";
 import type { Logger } from "./log.js";
 import { type Binding, canonicalAor, type Registrar } from "./registrar.js";
 
+// One constant per JSON-RPC error code, alike on purpose: a code table (JSON-RPC 2.0 §5.1, then ours), each name its own value.
 export const PARSE_ERROR = -32700;
 export const INVALID_REQUEST = -32600;
 export const METHOD_NOT_FOUND = -32601;

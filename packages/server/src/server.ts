@@ -154,6 +154,7 @@ export function routeKeys(config: ServerConfig): RouteKeys {
   return { flowToken: deriveKey(secretOf(config.secret), FLOW_TOKEN_LABEL, 32) };
 }
 
+// Field-by-field object literals (here and in shard.ts's health()) look alike but map different records.
 /** The --rpc-* limits of the HTTP server. */
 function controlOptions(config: ServerConfig) {
   const c = config.control;

@@ -296,6 +296,8 @@ describe("TLS and WebSocket listeners (--listen tls|ws|wss, --tls-*, --ws-*)", (
     expect(() => parse([...base, "--tls-pin", "1234"])).toThrow(/SHA-256/);
   });
 
+  // Each flag group's test lists its own flags and expected config, in the same form as the --rpc-* test
+  // above on purpose: a table would put the flags of unrelated options side by side.
   it("takes the WebSocket limits and trusted proxies (CIDR or address), and refuses bad ones", () => {
     const c = parse([
       "--ws-trusted-proxy",

@@ -72,6 +72,8 @@ async function bindPeer(p: { engine: Engine; port: number }, server: Served, aor
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
   describe(`route default, --workers ${workers}`, () => {
+    // A `siptm serve` flag list, alike in form with the other server tests' on purpose: each test's
+    // command line reads whole, as a user would type it.
     const start = (extra: string[] = []) =>
       serve([
         "--route",

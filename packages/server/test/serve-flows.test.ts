@@ -260,6 +260,8 @@ forEachEngine((_bed, _kind, engine) => {
       await expectGoneThen(server, caller, 480);
     });
 
+    // Registers, then a call to alice taken on a connection, as the test above: the same steps, each test's own
+    // assertions in between (Require: outbound, ul.lookup's flow), so not folded into one helper.
     it("outbound (reg-id, +sip.instance, Supported: outbound): 200 with Require: outbound; a refresh of the same instance and reg-id over a new connection replaces the flow; once that one closes a call gets 430 Flow Failed", async () => {
       const server = await start();
       const contact = `${INVALID_CONTACT};reg-id=1;+sip.instance=${INSTANCE}`;
@@ -471,6 +473,7 @@ forEachEngine((_bed, _kind, engine) => {
       expect(done.status).toBe(200);
     });
 
+    // Its own `siptm serve` command line (a WS listener too), written out like the other server tests'.
     it("a browser on a WebSocket (outbound, .invalid): the call from a UDP caller, its ACK and BYE arrive on the WebSocket (a ws flow token); once the tab is gone a call gets 430", async () => {
       const server = await serve([
         "--route",

@@ -6,6 +6,7 @@
 // clean SIGTERM. Child processes, in-test engines; everything killed in afterAll.
 import type { Engine } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+// The helpers of serve.test.ts's flows, here on the sharded engine: a like import list.
 import {
   BUSY_ROUTE,
   call,

@@ -2,6 +2,7 @@
 // from an in-test engine, JSON-RPC over HTTP, and the `siptm rpc` client.
 import type { Engine, SipResponse } from "@siptm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+// The helpers this file drives `siptm serve` with (serve-workers.test.ts imports a like set: the same flows, sharded).
 import {
   call,
   FROM,

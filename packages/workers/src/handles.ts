@@ -295,6 +295,7 @@ export class HandleTable {
     }
   }
 
+  // Same shape as serverEvent below on purpose: each dispatcher is typed for its own record and handles.
   /** An event of a client transaction started here. */
   clientEvent(r: BatchReader): void {
     const rec = readClient(r, this.clientRecord);
@@ -362,6 +363,8 @@ export class HandleTable {
     }
   }
 
+  // Same shape as clientEvent on purpose: a switch per record kind over its own event codes and handle map,
+  // typed for its record (one dispatcher per kind, no generic lookup per event).
   /** An event of a server transaction handed to onRequest. */
   serverEvent(r: BatchReader): void {
     const rec = readServer(r, this.serverRecord);

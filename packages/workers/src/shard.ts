@@ -546,6 +546,7 @@ class Shard {
       }),
       audit: () => engine.audit(),
       auditPage: (after, limit) => engine.auditPage(after, limit),
+      // A field-by-field copy, alike in form with server.ts's controlOptions: different records, nothing to share.
       health: (): ShardHealth => {
         const st = engine.stats;
         return {

@@ -134,6 +134,8 @@ describe("typed records round-trip through a batch", () => {
     );
   });
 
+  // One test per record kind, alike in form on purpose: each lists its own fields' edge values and calls
+  // its own writer and reader (the typed pairs of batch.ts); expectRoundTrip is the shared part.
   it("REC_SEND: listener, destination, connection id, send-error target, TLS server name, message", () => {
     const cases = conns.map((connectionId, i) => ({
       listener: [0, 3, 255, 1][i]!,

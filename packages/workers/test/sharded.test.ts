@@ -199,6 +199,7 @@ describe("a shard dies", () => {
     const warnings: string[] = [];
     const se = await sharded({ testHooks: true, logger: { warn: (_o, msg) => warnings.push(msg) } });
     const arrived = { n: 0 };
+    // 180 then a late 200 (as fixtures/route.mjs answers an INVITE): this peer's own delay and Contact.
     const p = await peer((tx) => {
       arrived.n++;
       tx.reply(180);

@@ -30,6 +30,7 @@ import {
 } from "./types.js";
 
 const CRLF = Buffer.from("\r\n", "latin1");
+// Same shape as ws.ts's defaults on purpose: each transport's own limits, by name, in its own module.
 const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_WRITE_QUEUE = 8 * 1024 * 1024;

@@ -176,6 +176,8 @@ export class WsTransport implements Transport {
   private closed = false;
   private closing: Promise<void> | undefined;
 
+  // The Transport members and the close state, declared as udp.ts and tcp.ts declare theirs: the same
+  // interface, not shared code.
   /** @internal use `createWsTransport`. */
   constructor(
     private readonly server: net.Server,

@@ -160,6 +160,8 @@ describe("edits change only what they touch", () => {
     expect(() => m.setUri("sip:a b")).toThrow(RangeError);
   });
 
+  // Each step's whole expected message is written out on purpose (the same form again below): a reader
+  // checks the bytes an edit makes, not a diff computed by the test.
   it("prependHeader, appendHeader, setHeader, removeHeader", () => {
     const m = parseReq(text(HEAD));
     m.prependHeader("Route", "<sip:first.example.com;lr>");

@@ -86,6 +86,7 @@ describe("parseNameAddr", () => {
   });
 });
 
+// Alike in form with text.test.ts's cases (input → expected), different functions: kept as plain expects.
 describe("uriOfNameAddr (the one name-addr → URI extractor)", () => {
   it("takes the URI inside <>, trimmed; a quoted display name may hold < and >", () => {
     expect(uriOfNameAddr("<sip:a@h;lr>;p=1")).toBe("sip:a@h;lr");

@@ -302,6 +302,7 @@ describe("parseMessage: requests", () => {
     expect(m.fromTag).toBe("def");
   });
 
+  // Each torture case writes its message out line by line on purpose (as the folding case above): the bytes are the test.
   it("unknown methods, unusual tokens and unknown URI schemes parse", () => {
     const m = req(
       msg([

@@ -9,6 +9,8 @@ import {
   utf8,
 } from "../../src/message/text.js";
 
+// One test per helper, written out: the tables of different helpers look alike (name → expected) but each
+// checks its own function; a shared loop would hide which helper a failing row belongs to.
 describe("text helpers", () => {
   it("canonicalName maps compact forms and lower-cases", () => {
     for (const [name, canonical] of [

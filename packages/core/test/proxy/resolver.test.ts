@@ -310,6 +310,7 @@ describe("A/AAAA only", () => {
     expect(dns4.count("aaaa")).toBe(0);
   });
 
+  // Each RFC 3263 case builds its own FakeDns records, alike in form on purpose: the records are the test.
   it("an explicit port skips NAPTR and SRV (§4.2)", async () => {
     const dns = new FakeDns()
       .add("naptr", "host.example", naptr("SIP+D2T", "_sip._tcp.host.example"))

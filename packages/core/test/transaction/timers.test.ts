@@ -493,6 +493,7 @@ describe("TimerService", () => {
     expect(svc.size).toBe(0);
   });
 
+  // Tests of the same form (arm, advance, the fired list) with their own deadlines: each is its own case.
   it("re-arms the clock only when the earliest deadline moves earlier, or after expiry", () => {
     const clock = new CountingClock();
     const svc = new TimerService<string>(clock, () => {});

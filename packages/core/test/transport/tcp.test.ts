@@ -38,6 +38,7 @@ describe("TCP transport", () => {
     expect(t.connectionCount).toBe(0);
   });
 
+  // The same test as ws.test.ts's for its own transport: different factories and protocol names.
   it("rejects EADDRINUSE with a typed error", async () => {
     const t = await transport({ sink: collector() });
     const err = await createTcpTransport({ address: HOST, port: t.localPort, sink: collector() }).then(

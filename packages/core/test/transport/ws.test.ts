@@ -140,6 +140,7 @@ describe("WebSocket opening handshake (RFC 7118 §4, RFC 6455 §4)", () => {
     expect(t.stats.ws_connections).toBe(0);
   });
 
+  // The same test as tcp.test.ts's for this transport: different factories and protocol names.
   it("rejects a port in use with a TransportBindError", async () => {
     const { t } = await transport();
     const err = await createWsTransport({ address: HOST, port: t.localPort, sink: collector() }).then(
