@@ -169,8 +169,8 @@ export class SiptmServer {
 }
 
 /** Start `siptm serve` on ephemeral 127.0.0.1 ports (UDP only) and wait for its `ready` line. */
-// Start, and kill the child if it never gets ready (the same try/catch as harness.ts's engine start).
 export async function startServer(extra: string[], opts: { trace?: boolean } = {}): Promise<SiptmServer> {
+  // Start, and kill the child if it never gets ready (the same try/catch as harness.ts's engine start).
   const server = new SiptmServer(extra, opts);
   try {
     return await server.ready();

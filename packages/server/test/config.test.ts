@@ -192,6 +192,7 @@ describe("serve flags", () => {
       maxPage: undefined,
     });
     expect(d.minExpires).toBe(60);
+    // The --rpc-* flags and what they set, written out as the other flag groups' tests are (same form on purpose).
     const c = parse([
       "--rpc-host",
       "siptm.example",

@@ -283,6 +283,7 @@ forEachEngine((_bed, _kind, engine) => {
       expect(only?.instance).toBeDefined();
       expect(only?.reg_id).toBe(1);
 
+      // The call to alice, taken on the new connection: the same steps as the test above, on purpose (its own connection).
       const { engine: caller } = await peer();
       const h = inviteAlice(caller, server);
       const invite = (await second.take(

@@ -175,6 +175,7 @@ describe("--workers 2: other servers", () => {
     expect(s.stdout()).toMatch(/^stopped/m);
   }, 30_000);
 
+  // Its command line written out, like serve-workers-parity.test.ts's, on purpose: each test's reads whole.
   it("--route default: a REGISTER on one shard, then a call to the AOR routed by the other shard reaches the contact", async () => {
     const server = await serve([
       "--route",

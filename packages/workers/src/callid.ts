@@ -72,8 +72,8 @@ export function matchHeaderName(
  * false when the message has no Call-ID header with a non-empty value before
  * the end of its headers.
  */
-// Its header-line walk is scan.ts's too, written out on purpose there: once per datagram, no callback.
 export function scanCallId(buf: Uint8Array, out: Span): boolean {
+  // Its header-line walk is scan.ts's too, written out on purpose there: once per datagram, no callback.
   const n = buf.length;
   let p = nextLine(buf, 0);
   while (p < n) {

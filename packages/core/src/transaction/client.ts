@@ -146,7 +146,10 @@ export abstract class ClientTransaction extends Transaction {
     this.end(TIMEOUT_OUTCOME);
   }
 
-  /** The hard cap (Kamailio max_inv_lifetime / max_noninv_lifetime): → Terminated whatever the state, 408 for a user still waiting. */
+  /**
+   * The hard cap (Kamailio max_inv_lifetime / max_noninv_lifetime): → Terminated whatever the state, 408 for a user still waiting.
+   * Kept apart from transportError, whose switch looks alike: there Accepted/Completed end without a 503.
+   */
   protected lifetimeExpired(): void {
     switch (this.state) {
       case "calling":

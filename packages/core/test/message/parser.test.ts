@@ -203,6 +203,7 @@ describe("parseMessage: requests", () => {
         "  ;",
         "  tag = 98asjd8",
         "MaX-fOrWaRdS: 0068",
+        // Written out line by line on purpose (as the other torture cases below): the bytes are the test.
         "Call-ID: fold@192.0.2.1",
         "cseq: 0009",
         "  INVITE",

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+// The names message/index.ts also exports, imported from text.ts itself: a list of names, alike by nature.
 import {
   canonicalName,
   compactCode,

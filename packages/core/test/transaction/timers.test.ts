@@ -591,6 +591,7 @@ describe("TimerService", () => {
       fired.push([e.owner, clock.now()]);
       if (e.owner === "a") svc.arm("now", 0, 0);
     });
+    // The same form as the tests above (arm, advance, the fired list), with this case's own deadlines.
     svc.arm("a", 0, 100);
     svc.arm("b", 0, 100);
     clock.advance(100);
