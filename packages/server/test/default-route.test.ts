@@ -10,9 +10,8 @@ import {
   call,
   killAll,
   register,
-  SERVER_TIMERS,
   type Served,
-  serve,
+  serveDefault,
   testEngine,
   toServer,
   until,
@@ -72,19 +71,7 @@ async function bindPeer(p: { engine: Engine; port: number }, server: Served, aor
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
   describe(`route default, --workers ${workers}`, () => {
-    // A `siptm serve` flag list, alike in form with the other server tests' on purpose: each test's
-    // command line reads whole, as a user would type it.
-    const start = (extra: string[] = []) =>
-      serve([
-        "--route",
-        "default",
-        "--workers",
-        workers,
-        "--drain-timeout",
-        "500",
-        ...SERVER_TIMERS,
-        ...extra,
-      ]);
+    const start = (extra: string[] = []) => serveDefault(workers, extra);
 
     it("a request for another server on this host (other port) goes there, not to a local binding of the same user", async () => {
       const server = await start();

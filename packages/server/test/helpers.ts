@@ -25,6 +25,19 @@ export const BUSY_ROUTE = fileURLToPath(new URL("./fixtures/busy-route.mjs", imp
 export const FAST = { t1: 20, t2: 160, t4: 200, timerD: 200, autoInv100: 10 };
 /** Short timers for the server under test (flags). */
 export const SERVER_TIMERS = ["--t1", "50", "--t2", "400", "--t4", "500", "--timer-d", "500"];
+/** `siptm serve --route default` on `workers` (the --workers value), the test timers, a short drain, then `extra`. */
+export function serveDefault(workers: string, extra: string[] = []): Promise<Served> {
+  return serve([
+    "--route",
+    "default",
+    "--workers",
+    workers,
+    "--drain-timeout",
+    "500",
+    ...SERVER_TIMERS,
+    ...extra,
+  ]);
+}
 /** The UAS route answering no INVITE by itself: each rings until the control interface answers it. */
 export const RINGING_UAS = ["--route", "uas", "--answer-after", "never"];
 /**

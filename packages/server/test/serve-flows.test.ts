@@ -19,7 +19,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { forEachEngine, workersFlag } from "../../../test/setup/engines.js";
 import { closeAll, rawSocket } from "../../core/test/transport/tcp-helpers.js";
-import { call, killAll, SERVER_TIMERS, type Served, serve, testEngine, until } from "./helpers.js";
+import { call, killAll, type Served, serveDefault, testEngine, until } from "./helpers.js";
 
 const websockets: WebSocket[] = [];
 const engines: Engine[] = [];
@@ -225,8 +225,7 @@ async function expectGoneThen(server: Served, caller: Engine, status: number, wh
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
   describe(`route default and flows, --workers ${workers}`, () => {
-    const start = () =>
-      serve(["--route", "default", "--workers", workers, "--drain-timeout", "500", ...SERVER_TIMERS]);
+    const start = (extra: string[] = []) => serveDefault(workers, extra);
 
     it("a binding made over TCP with a .invalid Contact is reached over that connection: the INVITE, the ACK and BYE of the dialog (flow token in Record-Route); once it closes the binding is gone and a call gets 480", async () => {
       const server = await start();
@@ -474,19 +473,8 @@ forEachEngine((_bed, _kind, engine) => {
       expect(done.status).toBe(200);
     });
 
-    // Its own `siptm serve` command line (a WS listener too), written out like the other server tests'.
     it("a browser on a WebSocket (outbound, .invalid): the call from a UDP caller, its ACK and BYE arrive on the WebSocket (a ws flow token); once the tab is gone a call gets 430", async () => {
-      const server = await serve([
-        "--route",
-        "default",
-        "--workers",
-        workers,
-        "--drain-timeout",
-        "500",
-        "--listen",
-        "ws:127.0.0.1:0",
-        ...SERVER_TIMERS,
-      ]);
+      const server = await start(["--listen", "ws:127.0.0.1:0"]);
       const wsPort = Number(/listen:\s+ws 127\.0\.0\.1:(\d+)/.exec(server.stdout())?.[1]);
       const browser = await wsUa(wsPort);
       const contact = `<sip:k3l5@df7jal23ls0d.invalid;transport=ws>;reg-id=1;+sip.instance=${INSTANCE}`;

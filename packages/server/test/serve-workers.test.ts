@@ -22,6 +22,7 @@ import {
   SERVER_TIMERS,
   type Served,
   serve,
+  serveDefault,
   TO,
   testEngine,
   toServer,
@@ -175,16 +176,8 @@ describe("--workers 2: other servers", () => {
     expect(s.stdout()).toMatch(/^stopped/m);
   }, 30_000);
 
-  // Its command line written out, like serve-workers-parity.test.ts's, on purpose: each test's reads whole.
   it("--route default: a REGISTER on one shard, then a call to the AOR routed by the other shard reaches the contact", async () => {
-    const server = await serve([
-      "--route",
-      "default",
-      "--drain-timeout",
-      "500",
-      ...WORKERS,
-      ...SERVER_TIMERS,
-    ]);
+    const server = await serveDefault("2");
     expect(server.stdout()).toMatch(/workers:\s+2 shards/);
     const dave = await daveAndCaller();
     const { callee, caller, port, methods } = dave;
