@@ -250,7 +250,6 @@ describe("--workers 2: --max-transactions is the whole server's cap", () => {
 
 forEachEngine((_bed, _kind, engine) => {
   const workers = workersFlag(engine);
-  // Command lines written out per test, like serve-workers.test.ts's, on purpose: each reads whole.
   describe(`--workers ${workers}: the per-source rate limit`, () => {
     it("drops a source's new requests past --rate-burst, counted in tm.stats and /metrics", async () => {
       const s = await serve([
