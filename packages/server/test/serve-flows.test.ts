@@ -197,6 +197,13 @@ async function bindings(server: Served): Promise<BindingView[]> {
   return call<BindingView[]>(server.rpc, "ul.lookup", [AOR]);
 }
 
+/** A call from `caller` to alice through `server`, and its INVITE as `ua` got it (on `where`). */
+async function inviteTakenOn(ua: RawUa, where: string, caller: Engine, server: Served) {
+  const h = inviteAlice(caller, server);
+  const invite = (await ua.take(`the INVITE on ${where}`, isRequest("INVITE"))) as SipRequest;
+  return { h, invite };
+}
+
 /** The caller's ACK and BYE of the dialog `h` answered (stateless ACK, §16.11) reach `ua` (on `where`); the BYE answered 200. The ACK. */
 async function ackAndByeOn(
   ua: RawUa,
@@ -235,11 +242,7 @@ forEachEngine((_bed, _kind, engine) => {
       expect(reg.header("require")).toBeUndefined();
       const { engine: caller } = await peer();
 
-      const h = inviteAlice(caller, server);
-      const invite = (await alice.take(
-        "the INVITE on alice's connection",
-        isRequest("INVITE"),
-      )) as SipRequest;
+      const { h, invite } = await inviteTakenOn(alice, "alice's connection", caller, server);
       expect(invite.uri).toBe("sip:alice@xyz.invalid;transport=tcp");
       // The Record-Route facing alice (the outbound side of the double Record-Route) has her flow's token.
       const rr = invite.headerValues("record-route");
@@ -282,13 +285,8 @@ forEachEngine((_bed, _kind, engine) => {
       expect(only?.instance).toBeDefined();
       expect(only?.reg_id).toBe(1);
 
-      // The call to alice, taken on the new connection: the same steps as the test above, on purpose (its own connection).
       const { engine: caller } = await peer();
-      const h = inviteAlice(caller, server);
-      const invite = (await second.take(
-        "the INVITE on the new connection",
-        isRequest("INVITE"),
-      )) as SipRequest;
+      const { h, invite } = await inviteTakenOn(second, "the new connection", caller, server);
       second.send(answer(invite, 486));
       expect((await h.final).status).toBe(486);
       expect(first.got.filter(isRequest("INVITE"))).toHaveLength(0);
@@ -496,8 +494,7 @@ forEachEngine((_bed, _kind, engine) => {
       expect(reg.header("require")).toBe("outbound");
 
       const { engine: caller } = await peer();
-      const h = inviteAlice(caller, server);
-      const invite = (await browser.take("the INVITE on the WebSocket", isRequest("INVITE"))) as SipRequest;
+      const { h, invite } = await inviteTakenOn(browser, "the WebSocket", caller, server);
       expect(invite.uri).toBe("sip:k3l5@df7jal23ls0d.invalid;transport=ws");
       expect(invite.via.transport).toBe("WS");
       const rr = invite.headerValues("record-route");
@@ -528,8 +525,7 @@ forEachEngine((_bed, _kind, engine) => {
       const { engine: caller } = await peer();
 
       // Reached over the REGISTER's connection first (RFC 5626 flow), not at the Contact.
-      const h = inviteAlice(caller, server);
-      const invite = (await alice.take("the INVITE on the connection", isRequest("INVITE"))) as SipRequest;
+      const { h, invite } = await inviteTakenOn(alice, "the connection", caller, server);
       alice.send(answer(invite, 486));
       expect((await h.final).status).toBe(486);
       expect(invites).toHaveLength(0);
