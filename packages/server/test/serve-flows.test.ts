@@ -364,10 +364,10 @@ forEachEngine((_bed, _kind, engine) => {
 
       // bob (the UAS) sends in-dialog requests along the Record-Route as it is (§12.1.1).
       let cseq = 0;
-      const bobRequest = (routes: string[]) =>
+      const bobRequest = (routes: string[], uri = "sip:alice@xyz.invalid;transport=tcp") =>
         bob.request({
           method: "BYE",
-          uri: "sip:alice@xyz.invalid;transport=tcp",
+          uri,
           from: "<sip:bob@127.0.0.1>;tag=bob",
           to: `<${AOR}>;tag=alice`,
           callId,
@@ -394,16 +394,7 @@ forEachEngine((_bed, _kind, engine) => {
       await until("430 to a request along her flow", async () => (await bobRequest(rr)).status === 430);
       // A Request-URI that is reachable without the flow (an IP literal, no `ob`) is routed as usual.
       const { port: elsewhere } = await peer({ onRequest: (tx) => tx.reply(200) });
-      const routed = await bob.request({
-        method: "BYE",
-        uri: `sip:alice@127.0.0.1:${elsewhere}`,
-        from: "<sip:bob@127.0.0.1>;tag=bob",
-        to: `<${AOR}>;tag=alice`,
-        callId,
-        cseq: ++cseq,
-        headers: rr.map((r): [string, string] => ["Route", r]),
-        nextHop: `udp:127.0.0.1:${server.udp}`,
-      }).final;
+      const routed = await bobRequest(rr, `sip:alice@127.0.0.1:${elsewhere}`);
       expect(routed.status).toBe(200);
     });
 
