@@ -25,7 +25,7 @@ export interface UdpTransportOptions {
 /** One datagram = one message. Unreliable: the transaction layer retransmits. */
 export class UdpTransport implements Transport {
   // The Transport members and the close state, declared as ws.ts and tcp.ts declare theirs: the
-  // same interface, not shared code (a base class would put a prototype hop on every send).
+  // same interface, not shared code (the values and the close paths are each transport's own).
   readonly protocol = "UDP" as const;
   readonly reliable = false;
   readonly localAddress: string;
