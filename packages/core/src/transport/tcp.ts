@@ -248,7 +248,9 @@ export class TcpTransport implements Transport {
   /** Half-closed connections ended to make room and not closed yet (they no longer count against the cap). */
   private evicting = 0;
   /** TLS: inbound sockets whose handshake is not done, by peer address|port. */
-  private readonly handshaking = new Map<string, net.Socket>();
+  private readonly handshaking = new Map<string, { readonly raw: net.Socket; readonly ip: string }>();
+  /** TLS: handshakes in progress per peer IP (with `perIp`, under `maxConnectionsPerIp`). */
+  private readonly handshakesPerIp = new Map<string, number>();
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly counters: TransportStats = newTransportStats();
@@ -476,8 +478,9 @@ export class TcpTransport implements Transport {
       const serverClosed = new Promise<void>((resolve) => {
         this.server.close(() => resolve());
       });
-      for (const raw of this.handshaking.values()) raw.destroy();
+      for (const { raw } of this.handshaking.values()) raw.destroy();
       this.handshaking.clear();
+      this.handshakesPerIp.clear();
       const conns = [...this.byId.values()];
       for (const conn of conns) {
         if (!conn.failure) conn.failure = new TransportSendError("ECLOSED", conn.dest, "transport closed");
@@ -507,17 +510,36 @@ export class TcpTransport implements Transport {
       raw.destroy();
       return;
     }
+    const ip = normalizeAddress(address);
+    const fromIp = (this.perIp.get(ip) ?? 0) + (this.handshakesPerIp.get(ip) ?? 0);
+    if (this.maxPerIp > 0 && fromIp >= this.maxPerIp) {
+      this.counters.tcp_conn_rejected_ip++;
+      raw.destroy();
+      return;
+    }
     const key = keyOf(address, port);
-    this.handshaking.set(key, raw);
+    const entry = { raw, ip };
+    this.handshaking.set(key, entry);
+    this.handshakesPerIp.set(ip, (this.handshakesPerIp.get(ip) ?? 0) + 1);
     raw.once("close", () => {
-      if (this.handshaking.get(key) === raw) this.handshaking.delete(key);
+      if (this.handshaking.get(key) === entry) this.forgetHandshake(key);
     });
+  }
+
+  /** A TLS handshake ended (done, failed, or its socket closed). */
+  private forgetHandshake(key: string): void {
+    const entry = this.handshaking.get(key);
+    if (!entry) return;
+    this.handshaking.delete(key);
+    const n = (this.handshakesPerIp.get(entry.ip) ?? 1) - 1;
+    if (n > 0) this.handshakesPerIp.set(entry.ip, n);
+    else this.handshakesPerIp.delete(entry.ip);
   }
 
   /** TLS: an inbound handshake failed (bad certificate, not TLS at all, too slow): counted; the server keeps serving. */
   private onHandshakeError(err: Error, socket: tls.TLSSocket): void {
     const { remoteAddress, remotePort } = socket;
-    if (remoteAddress && remotePort) this.handshaking.delete(keyOf(remoteAddress, remotePort));
+    if (remoteAddress && remotePort) this.forgetHandshake(keyOf(remoteAddress, remotePort));
     // With a listener for tlsClientError, node leaves the socket open: close it here.
     socket.destroy();
     const code = (err as NodeJS.ErrnoException).code;
@@ -529,8 +551,7 @@ export class TcpTransport implements Transport {
   private onInbound(socket: net.Socket): void {
     const remoteAddress = socket.remoteAddress;
     const remotePort = socket.remotePort;
-    if (this.tlsOpts && remoteAddress && remotePort)
-      this.handshaking.delete(keyOf(remoteAddress, remotePort));
+    if (this.tlsOpts && remoteAddress && remotePort) this.forgetHandshake(keyOf(remoteAddress, remotePort));
     if (this.closed || !remoteAddress || !remotePort) {
       socket.destroy();
       return;
