@@ -197,6 +197,8 @@ interface Connection {
   readonly pongDone: () => void;
   /** It was open once (a flow existed: its close is told to the sink). */
   opened: boolean;
+  /** The sink heard that it closed (at the close, or, inbound, at the peer's FIN). */
+  told: boolean;
 }
 
 /**
@@ -706,6 +708,7 @@ export class TcpTransport implements Transport {
         conn.pongPending = false;
       },
       opened: state === "open",
+      told: false,
     };
     this.byId.set(id, conn);
     const key = keyOf(dest.address, dest.port);
@@ -823,6 +826,9 @@ export class TcpTransport implements Transport {
   private onEnd(conn: Connection): void {
     conn.peerEnded = true;
     this.unregisterKey(conn);
+    // A client's FIN ends its flow (RFC 5626 §5.3): it can send nothing more, no answer to
+    // what we sent it either. The connection stays for the responses it is owed (§18.2.2).
+    if (!conn.outbound) this.tellClosed(conn);
     if (conn.partialSince >= 0) {
       conn.partialSince = -1;
       this.partial.delete(conn);
@@ -956,7 +962,7 @@ export class TcpTransport implements Transport {
       conn.evicted = false;
       this.evicting--;
     }
-    if (conn.opened) this.sink.onConnectionClosed?.(conn.source);
+    this.tellClosed(conn);
     const queue = conn.queue;
     conn.queue = [];
     conn.queuedBytes = 0;
@@ -966,6 +972,13 @@ export class TcpTransport implements Transport {
       this.counters.tcp_send_errors += queue.length;
       for (const p of queue) p.onError?.transportError(err);
     }
+  }
+
+  /** Tell the sink once that a connection that was up is gone (or, inbound, half-closed by its peer). */
+  private tellClosed(conn: Connection): void {
+    if (!conn.opened || conn.told) return;
+    conn.told = true;
+    this.sink.onConnectionClosed?.(conn.source, !conn.outbound);
   }
 
   private unregisterKey(conn: Connection): void {
