@@ -4,13 +4,13 @@
  * surface is what README.md ("The public API") documents, and nothing more.
  * What siptm's own packages share beyond it is `@siptm/core/internal`.
  */
-export { type Clock, RealClock, VirtualClock } from "./clock.js";
+
 // --- digest authentication (RFC 3261 §22, RFC 7616, RFC 8760)
 export {
   type ChallengeOptions,
   type CredentialLookup,
-  DigestAuth,
   type DigestAlgorithm,
+  DigestAuth,
   type DigestAuthOptions,
   type DigestChallenge,
   type DigestFailure,
@@ -33,6 +33,7 @@ export {
   type UsersFileProblemCode,
   type UsersTable,
 } from "./auth/users.js";
+export { type Clock, RealClock, VirtualClock } from "./clock.js";
 export {
   type AuditEntry,
   type BoundSocket,

@@ -201,7 +201,11 @@ export class DigestAuth {
     checkText("realm", opts.realm);
     this.realm = opts.realm;
     const algs = opts.algorithms ?? ["SHA-256", "MD5"];
-    if (algs.length === 0 || algs.some((a) => ALG_BIT[a] === undefined) || new Set(algs).size !== algs.length) {
+    if (
+      algs.length === 0 ||
+      algs.some((a) => ALG_BIT[a] === undefined) ||
+      new Set(algs).size !== algs.length
+    ) {
       throw new RangeError('algorithms: a non-empty list of distinct "SHA-256" / "MD5"');
     }
     this.algorithms = [...algs];
@@ -350,7 +354,8 @@ export class DigestAuth {
     if (this.opaque !== undefined && params.get("opaque") !== this.opaque) return fail("bad-nonce", "opaque");
     const n = this.openNonce(nonce, realm);
     if (n === undefined) return fail("bad-nonce");
-    if ((n.algorithms & ALG_BIT[algorithm]) === 0) return fail("bad-algorithm", "not offered with this nonce");
+    if ((n.algorithms & ALG_BIT[algorithm]) === 0)
+      return fail("bad-algorithm", "not offered with this nonce");
     const now = this.now();
     if (n.issuedAt > now + this.skew) return fail("bad-nonce", "from the future");
     const expiresAt = n.issuedAt + this.nonceLifetimeMs;
@@ -365,7 +370,10 @@ export class DigestAuth {
       qop === undefined
         ? digestHash(algorithm, `${ha1}:${nonce}:${ha2}`)
         : digestHash(algorithm, `${ha1}:${nonce}:${ncRaw}:${cnonce}:${qop}:${ha2}`);
-    const match = timingSafeEqual(Buffer.from(expected, "latin1"), Buffer.from(response.toLowerCase(), "latin1"));
+    const match = timingSafeEqual(
+      Buffer.from(expected, "latin1"),
+      Buffer.from(response.toLowerCase(), "latin1"),
+    );
     if (!match || !known) return fail("wrong");
 
     // Only a right digest learns that the nonce is stale (RFC 7616 §3.3 "stale").

@@ -23,7 +23,13 @@ export interface NonceCounts {
    * `issuedAt` and valid until `expiresAt` (ms, the verifier's clock, which is
    * also `now`). Called only for a request whose digest was right.
    */
-  use(nonce: string, nc: number, issuedAt: number, expiresAt: number, now: number): NonceUse | Promise<NonceUse>;
+  use(
+    nonce: string,
+    nc: number,
+    issuedAt: number,
+    expiresAt: number,
+    now: number,
+  ): NonceUse | Promise<NonceUse>;
 }
 
 export interface MemoryNonceCountsOptions {

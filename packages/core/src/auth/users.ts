@@ -95,7 +95,8 @@ export function parseUsers(text: string, opts: ParseUsersOptions = {}): UsersTab
       if (end === n) break;
       continue;
     }
-    const bad = (code: UsersFileProblemCode, message: string) => problems.push({ line: lineNo, code, message });
+    const bad = (code: UsersFileProblemCode, message: string) =>
+      problems.push({ line: lineNo, code, message });
     const fields = trimmed.split(":");
     if (fields.length !== 3 && fields.length !== 4) {
       bad("syntax", `expected user:realm:HA1[:HA1-SHA-256], found ${fields.length} fields`);
