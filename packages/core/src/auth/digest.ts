@@ -147,6 +147,29 @@ export function digestHa1(algorithm: DigestAlgorithm, user: string, realm: strin
   return digestHash(algorithm, `${user}:${realm}:${password}`);
 }
 
+/**
+ * The request-digest (RFC 7616 §3.4.1, RFC 3261 §22.4): with qop=auth,
+ * H(HA1:nonce:nc:cnonce:qop:HA2); without qop (RFC 2069), H(HA1:nonce:HA2);
+ * HA2 = H(method:uri).
+ */
+export function digestResponse(
+  algorithm: DigestAlgorithm,
+  ha1: string,
+  a: {
+    method: string;
+    uri: string;
+    nonce: string;
+    nc?: string | undefined;
+    cnonce?: string | undefined;
+    qop?: "auth" | undefined;
+  },
+): string {
+  const ha2 = digestHash(algorithm, `${a.method}:${a.uri}`);
+  return a.qop === undefined
+    ? digestHash(algorithm, `${ha1}:${a.nonce}:${ha2}`)
+    : digestHash(algorithm, `${ha1}:${a.nonce}:${a.nc}:${a.cnonce}:${a.qop}:${ha2}`);
+}
+
 function isHex(s: string, len: number): boolean {
   if (s.length !== len) return false;
   for (let i = 0; i < len; i++) {
@@ -365,11 +388,14 @@ export class DigestAuth {
     const stored = await lookup(user, realm, algorithm);
     const known = typeof stored === "string" && isHex(stored, HEX_LEN[algorithm]);
     const ha1 = known ? stored.toLowerCase() : this.dummy[algorithm];
-    const ha2 = digestHash(algorithm, `${req.method}:${uri}`);
-    const expected =
-      qop === undefined
-        ? digestHash(algorithm, `${ha1}:${nonce}:${ha2}`)
-        : digestHash(algorithm, `${ha1}:${nonce}:${ncRaw}:${cnonce}:${qop}:${ha2}`);
+    const expected = digestResponse(algorithm, ha1, {
+      method: req.method,
+      uri,
+      nonce,
+      nc: ncRaw,
+      cnonce,
+      qop,
+    });
     const match = timingSafeEqual(
       Buffer.from(expected, "latin1"),
       Buffer.from(response.toLowerCase(), "latin1"),

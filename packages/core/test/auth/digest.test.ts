@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { digestResponse } from "../../src/auth/digest.js";
 import { parseCredentials } from "../../src/auth/params.js";
 import {
   type CredentialLookup,
@@ -69,17 +70,19 @@ describe("RFC 7616 §3.9.1 known answers", () => {
     uri: "/dir/index.html",
     nc: "00000001",
     cnonce,
-    qop: "auth",
+    qop: "auth" as const,
   };
   it.each([
     ["MD5", "8ca523f5e9506fed4657c9700eebdbec"],
     ["SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"],
   ] as const)("%s response", (algorithm, expected) => {
-    const c = { realm: "http-auth@example.org", nonce, algorithm, stale: false };
-    expect(responseFor(c, base)).toBe(expected);
-    // The server's side: digestHa1 is the HA1 it stores, and verify recomputes the same response.
+    // The server's computation: the HA1 it stores (digestHa1), then the response verify recomputes.
     const ha1 = digestHa1(algorithm, "Mufasa", "http-auth@example.org", "Circle of Life");
     expect(ha1).toHaveLength(algorithm === "MD5" ? 32 : 64);
+    expect(digestResponse(algorithm, ha1, { ...base, nonce })).toBe(expected);
+    // The test client's, written apart: the same.
+    const c = { realm: "http-auth@example.org", nonce, algorithm, stale: false };
+    expect(responseFor(c, base)).toBe(expected);
   });
 
   it("verify accepts the RFC's MD5 and SHA-256 Authorization values (our nonce in place of the RFC's)", async () => {
