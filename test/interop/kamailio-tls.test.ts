@@ -57,9 +57,10 @@ async function tlsServer(workers: string, extra: string[]): Promise<{ server: Si
     FIXTURE.ca,
     "--workers",
     workers,
-    // Over TLS nothing is retransmitted: T1 only sets the Timer B/F waits (64·T1 = 16 s), long
-    // enough that a loaded machine does not turn a slow answer into a 408.
-    ...SERVER_TIMERS.map((v, i, all) => (all[i - 1] === "--t1" ? "250" : v)),
+    // Over TLS nothing is retransmitted: T1 sets the Timer B/F waits (64·T1 = 6.4 s, so that a
+    // loaded machine does not turn a slow answer into a 408) and Timer L (as long: the drains
+    // below wait 15 s).
+    ...SERVER_TIMERS.map((v, i, all) => (all[i - 1] === "--t1" ? "100" : v)),
     ...extra,
   ]);
   running.add(server);

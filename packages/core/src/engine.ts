@@ -313,9 +313,9 @@ export class Engine implements TransportSink {
   }
 
   /** TransportSink: a connection closed (its flow: RFC 5626 §3). */
-  onConnectionClosed(source: Source): void {
+  onConnectionClosed(source: Source, inbound = true): void {
     if (this.closed) return;
-    this.ctx.connectionClosed(source);
+    this.ctx.connectionClosed(source, inbound);
     this.onFlowClosed?.(source);
   }
 

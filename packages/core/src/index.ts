@@ -4,6 +4,35 @@
  * surface is what README.md ("The public API") documents, and nothing more.
  * What siptm's own packages share beyond it is `@siptm/core/internal`.
  */
+
+// --- digest authentication (RFC 3261 §22, RFC 7616, RFC 8760)
+export {
+  type ChallengeOptions,
+  type CredentialLookup,
+  type DigestAlgorithm,
+  DigestAuth,
+  type DigestAuthOptions,
+  type DigestChallenge,
+  type DigestFailure,
+  type DigestRequest,
+  type DigestResult,
+  digestHa1,
+} from "./auth/digest.js";
+export {
+  MemoryNonceCounts,
+  type MemoryNonceCountsOptions,
+  type NonceCounts,
+  type NonceUse,
+} from "./auth/nonce-counts.js";
+export {
+  type ParseUsersOptions,
+  parseUsers,
+  type UserEntry,
+  UsersFileError,
+  type UsersFileProblem,
+  type UsersFileProblemCode,
+  type UsersTable,
+} from "./auth/users.js";
 export { type Clock, RealClock, VirtualClock } from "./clock.js";
 export {
   type AuditEntry,

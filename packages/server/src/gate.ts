@@ -30,8 +30,8 @@ export class Gate implements TransportSink {
     if (this.ready || isResponse(data)) this.engine.onMessage(data, source);
   }
 
-  onConnectionClosed(source: Source): void {
-    this.engine.onConnectionClosed(source);
+  onConnectionClosed(source: Source, inbound: boolean): void {
+    this.engine.onConnectionClosed(source, inbound);
   }
 
   onFramingError(err: Error, source: Source): void {

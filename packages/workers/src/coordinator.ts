@@ -257,7 +257,7 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
     for (const [i, l] of this.opts.listen.entries()) {
       const sink = {
         onMessage: (data: Buffer, source: Source) => this.onMessage(i, data, source),
-        onConnectionClosed: (source: Source) => this.connectionClosed(source),
+        onConnectionClosed: (source: Source, inbound: boolean) => this.connectionClosed(source, inbound),
       };
       const t = this.opts.transportFactory
         ? await this.opts.transportFactory(l, sink)
@@ -271,15 +271,16 @@ export class ShardedEngine implements TransactionEngine, HandleOwner {
   }
 
   /**
-   * A connection closed. WebSocket clients cannot be reached on another, so
-   * every shard hears of it (their client transactions on it fail now); then
-   * the main thread's `onFlowClosed` (the shared registrar).
+   * A connection closed. A client on its own connection (WebSocket, or one
+   * that connected to us) cannot be reached on another, so every shard hears
+   * of it (their client transactions on it fail now); then the main thread's
+   * `onFlowClosed` (the shared registrar).
    */
-  private connectionClosed(source: Source): void {
+  private connectionClosed(source: Source, inbound: boolean): void {
     if (this.shards.state === "closed") return;
-    if (source.protocol === "WS" || source.protocol === "WSS")
+    if (inbound || source.protocol === "WS" || source.protocol === "WSS")
       for (let i = 0; i < this.slots.length; i++)
-        this.call(i, (api) => api.connectionClosed(source)).catch(() => {});
+        this.call(i, (api) => api.connectionClosed(source, inbound)).catch(() => {});
     this.onFlowClosed?.(source);
   }
 

@@ -179,7 +179,7 @@ export interface ShardApi {
    * transactions sent on it end as a transport error (one control call per
    * closed connection, never per message).
    */
-  connectionClosed(source: Source): void;
+  connectionClosed(source: Source, inbound: boolean): void;
   /** Call the function the route module provided as `name` (`ShardRouteContext.provide`, route-hooks.ts). */
   routeCall(name: string, args: unknown[]): Promise<Result<unknown>>;
   /** Wait until no transaction is live or `timeoutMs` passed; resolves with the live count. */

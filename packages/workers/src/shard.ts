@@ -590,7 +590,7 @@ class Shard {
           engine.ack2xx(h, res);
         }),
       config: (patch) => this.configure(patch),
-      connectionClosed: (source) => engine.onConnectionClosed(source),
+      connectionClosed: (source, inbound) => engine.onConnectionClosed(source, inbound),
       routeCall: (name, args) => this.hooks.call(name, args),
       drain: (timeoutMs) => this.drain(timeoutMs),
       shutdown: () => {

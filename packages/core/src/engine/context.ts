@@ -38,15 +38,20 @@ import type { Addressing } from "./addressing.js";
 /** Either client actor (what `startClient` makes). */
 type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction;
 
-/** Where a WebSocket send goes: its connection id, else the peer's address and port (undefined: not WebSocket). */
+/**
+ * The connection a send goes on: its id; a WebSocket send without one, the
+ * peer's address and port (its only way there); undefined: none (UDP, or a
+ * TCP/TLS send that opens or finds a connection by address).
+ */
 function connectionKey(d: {
   readonly protocol: string;
   readonly address: string;
   readonly port: number;
   readonly connectionId?: number | undefined;
 }): number | string | undefined {
-  if (d.protocol !== "WS" && d.protocol !== "WSS") return undefined;
-  return d.connectionId ?? `${d.protocol} ${d.address} ${d.port}`;
+  if (d.protocol === "UDP") return undefined;
+  if (d.connectionId !== undefined) return d.connectionId;
+  return d.protocol === "WS" || d.protocol === "WSS" ? `${d.protocol} ${d.address} ${d.port}` : undefined;
 }
 
 let reach: ((engine: Engine) => EngineContext) | undefined;
@@ -224,11 +229,14 @@ export class EngineContext implements TxContext {
   }
 
   /**
-   * Client transactions whose request went on a WebSocket connection, by its
-   * id (or, sent without one, by the peer's address and port). Nothing can
-   * open a new connection to a WebSocket client (RFC 7118 §5: browsers are
-   * not reachable but over theirs), so when it closes they end at once as a
-   * transport error (a local 503: §8.1.3.1) rather than at Timer B/F.
+   * Client transactions whose request went on a connection, by its id (or, a
+   * WebSocket send without one, by the peer's address and port). When a
+   * connection the peer had opened closes — a WebSocket client (RFC 7118 §5:
+   * a browser is reachable over its own connection only), a phone or trunk on
+   * its own TCP/TLS flow (RFC 5626 §5.3) — nobody can open a new one to it, so
+   * they end at once as a transport error (a local 503: §8.1.3.1) rather than
+   * at Timer B/F. On a connection we opened, the server may still answer on a
+   * new one to our sent-by (RFC 3261 §18.2.2): they wait.
    */
   private readonly byConnection = new Map<number | string, Set<ClientTransaction>>();
 
@@ -248,16 +256,17 @@ export class EngineContext implements TxContext {
     this.byConnection.delete(key);
   }
 
-  /** A connection closed: what was sent on it and waits for an answer fails now (WebSocket only). */
-  connectionClosed(source: Source): void {
+  /** A connection closed: what was sent on it and waits for an answer fails now, when the peer had opened it. */
+  connectionClosed(source: Source, inbound: boolean): void {
     if (this.byConnection.size === 0) return;
     for (const key of [source.connectionId, connectionKey({ ...source, connectionId: undefined })]) {
       if (key === undefined) continue;
       const set = this.byConnection.get(key);
       if (!set) continue;
       this.byConnection.delete(key);
+      if (!inbound && source.protocol !== "WS" && source.protocol !== "WSS") continue;
       for (const tx of set) {
-        const err = new TransportSendError("ECONNRESET", tx.dest, "the WebSocket connection closed");
+        const err = new TransportSendError("ECONNRESET", tx.dest, "the peer's connection closed");
         try {
           tx.transportError(err);
         } catch (e) {

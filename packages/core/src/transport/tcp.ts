@@ -199,6 +199,8 @@ interface Connection {
   readonly pongDone: () => void;
   /** It was open once (a flow existed: its close is told to the sink). */
   opened: boolean;
+  /** The sink heard that it closed (at the close, or, inbound, at the peer's FIN). */
+  told: boolean;
 }
 
 /**
@@ -250,7 +252,9 @@ export class TcpTransport implements Transport {
   /** Half-closed connections ended to make room and not closed yet (they no longer count against the cap). */
   private evicting = 0;
   /** TLS: inbound sockets whose handshake is not done, by peer address|port. */
-  private readonly handshaking = new Map<string, net.Socket>();
+  private readonly handshaking = new Map<string, { readonly raw: net.Socket; readonly ip: string }>();
+  /** TLS: handshakes in progress per peer IP (with `perIp`, under `maxConnectionsPerIp`). */
+  private readonly handshakesPerIp = new Map<string, number>();
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly counters: TransportStats = newTransportStats();
@@ -478,8 +482,9 @@ export class TcpTransport implements Transport {
       const serverClosed = new Promise<void>((resolve) => {
         this.server.close(() => resolve());
       });
-      for (const raw of this.handshaking.values()) raw.destroy();
+      for (const { raw } of this.handshaking.values()) raw.destroy();
       this.handshaking.clear();
+      this.handshakesPerIp.clear();
       const conns = [...this.byId.values()];
       for (const conn of conns) {
         if (!conn.failure) conn.failure = new TransportSendError("ECLOSED", conn.dest, "transport closed");
@@ -509,17 +514,36 @@ export class TcpTransport implements Transport {
       raw.destroy();
       return;
     }
+    const ip = normalizeAddress(address);
+    const fromIp = (this.perIp.get(ip) ?? 0) + (this.handshakesPerIp.get(ip) ?? 0);
+    if (this.maxPerIp > 0 && fromIp >= this.maxPerIp) {
+      this.counters.tcp_conn_rejected_ip++;
+      raw.destroy();
+      return;
+    }
     const key = keyOf(address, port);
-    this.handshaking.set(key, raw);
+    const entry = { raw, ip };
+    this.handshaking.set(key, entry);
+    this.handshakesPerIp.set(ip, (this.handshakesPerIp.get(ip) ?? 0) + 1);
     raw.once("close", () => {
-      if (this.handshaking.get(key) === raw) this.handshaking.delete(key);
+      if (this.handshaking.get(key) === entry) this.forgetHandshake(key);
     });
+  }
+
+  /** A TLS handshake ended (done, failed, or its socket closed). */
+  private forgetHandshake(key: string): void {
+    const entry = this.handshaking.get(key);
+    if (!entry) return;
+    this.handshaking.delete(key);
+    const n = (this.handshakesPerIp.get(entry.ip) ?? 1) - 1;
+    if (n > 0) this.handshakesPerIp.set(entry.ip, n);
+    else this.handshakesPerIp.delete(entry.ip);
   }
 
   /** TLS: an inbound handshake failed (bad certificate, not TLS at all, too slow): counted; the server keeps serving. */
   private onHandshakeError(err: Error, socket: tls.TLSSocket): void {
     const { remoteAddress, remotePort } = socket;
-    if (remoteAddress && remotePort) this.handshaking.delete(keyOf(remoteAddress, remotePort));
+    if (remoteAddress && remotePort) this.forgetHandshake(keyOf(remoteAddress, remotePort));
     // With a listener for tlsClientError, node leaves the socket open: close it here.
     socket.destroy();
     const code = (err as NodeJS.ErrnoException).code;
@@ -531,8 +555,7 @@ export class TcpTransport implements Transport {
   private onInbound(socket: net.Socket): void {
     const remoteAddress = socket.remoteAddress;
     const remotePort = socket.remotePort;
-    if (this.tlsOpts && remoteAddress && remotePort)
-      this.handshaking.delete(keyOf(remoteAddress, remotePort));
+    if (this.tlsOpts && remoteAddress && remotePort) this.forgetHandshake(keyOf(remoteAddress, remotePort));
     if (this.closed || !remoteAddress || !remotePort) {
       socket.destroy();
       return;
@@ -687,6 +710,7 @@ export class TcpTransport implements Transport {
         conn.pongPending = false;
       },
       opened: state === "open",
+      told: false,
     };
     this.byId.set(id, conn);
     const key = keyOf(dest.address, dest.port);
@@ -804,6 +828,9 @@ export class TcpTransport implements Transport {
   private onEnd(conn: Connection): void {
     conn.peerEnded = true;
     this.unregisterKey(conn);
+    // A client's FIN ends its flow (RFC 5626 §5.3): it can send nothing more, no answer to
+    // what we sent it either. The connection stays for the responses it is owed (§18.2.2).
+    if (!conn.outbound) this.tellClosed(conn);
     if (conn.partialSince >= 0) {
       conn.partialSince = -1;
       this.partial.delete(conn);
@@ -937,7 +964,7 @@ export class TcpTransport implements Transport {
       conn.evicted = false;
       this.evicting--;
     }
-    if (conn.opened) this.sink.onConnectionClosed?.(conn.source);
+    this.tellClosed(conn);
     const queue = conn.queue;
     conn.queue = [];
     conn.queuedBytes = 0;
@@ -947,6 +974,13 @@ export class TcpTransport implements Transport {
       this.counters.tcp_send_errors += queue.length;
       for (const p of queue) p.onError?.transportError(err);
     }
+  }
+
+  /** Tell the sink once that a connection that was up is gone (or, inbound, half-closed by its peer). */
+  private tellClosed(conn: Connection): void {
+    if (!conn.opened || conn.told) return;
+    conn.told = true;
+    this.sink.onConnectionClosed?.(conn.source, !conn.outbound);
   }
 
   private unregisterKey(conn: Connection): void {

@@ -45,9 +45,11 @@ export interface TransportSink {
   onFramingError?(err: Error, source: Source): void;
   /**
    * A connection (TCP, TLS, WS) closed, for whatever reason: `source` is what its
-   * messages carried. The engine ends what lives on it (RFC 5626 flows, bindings).
+   * messages carried; `inbound` when the peer had opened it (a client on its own
+   * flow, which nobody can reach once it is gone). The engine ends what lives on
+   * it (RFC 5626 flows, bindings, requests sent on it).
    */
-  onConnectionClosed?(source: Source): void;
+  onConnectionClosed?(source: Source, inbound: boolean): void;
 }
 
 /**

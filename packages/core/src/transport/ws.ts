@@ -648,7 +648,7 @@ export class WsTransport implements Transport {
     if (n > 0) this.perIp.set(conn.ip, n);
     else this.perIp.delete(conn.ip);
     try {
-      this.sink.onConnectionClosed?.(conn.source);
+      this.sink.onConnectionClosed?.(conn.source, true);
     } catch (err) {
       this.onSocketError?.(err instanceof Error ? err : new Error(String(err)));
     }

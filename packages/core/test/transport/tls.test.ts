@@ -181,6 +181,29 @@ describe("TLS transport, inbound", () => {
     expect(t.stats.tcp_conn_rejected).toBe(1);
   });
 
+  it("caps handshakes and connections per source IP together (--tcp-max-per-ip): the one over it is closed at once, counted", async () => {
+    const sink = collector();
+    const t = await transport({ sink, maxConnectionsPerIp: 2, tls: { ...cred("server"), ca: CA } });
+    const done = await client(t);
+    done.write(sipMessage("per-ip-1"));
+    await until(() => sink.received.length === 1);
+    const pending = net.connect({ host: HOST, port: t.localPort });
+    sockets.push(pending);
+    pending.on("error", () => {});
+    await until(() => t.handshakes === 1);
+    const third = net.connect({ host: HOST, port: t.localPort });
+    sockets.push(third);
+    third.on("error", () => {});
+    await new Promise((r) => third.once("close", r));
+    expect(t.stats.tcp_conn_rejected_ip).toBe(1);
+    // The pending handshake gone, there is room again.
+    pending.destroy();
+    await until(() => t.handshakes === 0);
+    const fourth = await client(t);
+    fourth.write(sipMessage("per-ip-2"));
+    await until(() => sink.received.length === 2);
+  });
+
   it("with client certificates required: one without is refused (counted), one from the CA is served", async () => {
     const { t, sink } = await tlsTransport("server", { clientCert: "required" });
     await expect(
