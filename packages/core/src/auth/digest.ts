@@ -19,7 +19,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { uriEquals } from "../message/uri.js";
 import { MemoryNonceCounts, type NonceCounts } from "./nonce-counts.js";
-import { parseCredentials, quote } from "./params.js";
+import { isHex, parseCredentials, quote } from "./params.js";
 
 /** The algorithms offered and accepted (RFC 8760 §2: SHA-256, and MD5 for the phones that know only it). */
 export type DigestAlgorithm = "SHA-256" | "MD5";
@@ -168,15 +168,6 @@ export function digestResponse(
   return a.qop === undefined
     ? digestHash(algorithm, `${ha1}:${a.nonce}:${ha2}`)
     : digestHash(algorithm, `${ha1}:${a.nonce}:${a.nc}:${a.cnonce}:${a.qop}:${ha2}`);
-}
-
-function isHex(s: string, len: number): boolean {
-  if (s.length !== len) return false;
-  for (let i = 0; i < len; i++) {
-    const c = s.charCodeAt(i) | 0x20;
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
 }
 
 function isBase64Url(s: string): boolean {

@@ -16,6 +16,16 @@ export type CredentialsParse =
   | { readonly ok: true; readonly scheme: string; readonly params: ReadonlyMap<string, string> }
   | { readonly ok: false; readonly scheme: string | undefined; readonly error: string; readonly at: number };
 
+/** Exactly `len` hex digits, either case (a digest response, an nc, a stored HA1). */
+export function isHex(s: string, len: number): boolean {
+  if (s.length !== len) return false;
+  for (let i = 0; i < len; i++) {
+    const c = s.charCodeAt(i) | 0x20;
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
 /** token characters (RFC 3261 §25.1): alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" */
 function isTokenChar(c: number): boolean {
   return (

@@ -6,6 +6,7 @@
  * are skipped; CRLF line ends are accepted.
  */
 import type { CredentialLookup, DigestAlgorithm } from "./digest.js";
+import { isHex } from "./params.js";
 
 export interface UserEntry {
   readonly user: string;
@@ -59,15 +60,6 @@ export interface UsersTable {
   /** The stored HA1 for the user in the realm under the algorithm, or undefined. */
   readonly lookup: CredentialLookup;
   get(user: string, realm: string): UserEntry | undefined;
-}
-
-function isHex(s: string, len: number): boolean {
-  if (s.length !== len) return false;
-  for (let i = 0; i < len; i++) {
-    const c = s.charCodeAt(i) | 0x20;
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
 }
 
 function keyOf(user: string, realm: string): string {
