@@ -5,10 +5,10 @@
 // connection to our sent-by (RFC 3261 §18.2.2), so the transaction waits.
 import * as net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Engine } from "../../src/engine.js";
+import type { Engine } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport } from "../../src/transport/tcp.js";
-import { closeAll, HOST, rawClient, servers, tcpRequest } from "./tcp-helpers.js";
+import { answering200, closeAll, HOST, rawClient, servers, tcpRequest } from "./tcp-helpers.js";
 
 const engines: Engine[] = [];
 afterEach(async () => {
@@ -17,18 +17,10 @@ afterEach(async () => {
 });
 
 async function engineOnTcp(): Promise<{ engine: Engine; port: number; requests: ServerTransactionHandle[] }> {
-  const requests: ServerTransactionHandle[] = [];
-  const engine = new Engine({
-    refFaults: "throw",
-    onRequest: (tx) => {
-      requests.push(tx);
-      tx.reply(200);
-    },
-  });
-  engines.push(engine);
-  const tcp = await createTcpTransport({ address: HOST, port: 0, sink: engine });
-  engine.addTransport(tcp);
-  return { engine, port: tcp.localPort, requests };
+  const { engine, transport, requests } = await answering200(engines, (sink) =>
+    createTcpTransport({ address: HOST, port: 0, sink }),
+  );
+  return { engine, port: transport.localPort, requests };
 }
 
 describe("a connection closing under a client transaction", () => {

@@ -14,6 +14,7 @@ afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.close()));
 });
 
+// Not tcp-helpers.ts's answering200: this engine holds its requests for the test (FAST timers, 180 to an INVITE).
 async function uas(): Promise<{ engine: Engine; tcp: TcpTransport; pending: ServerTransactionHandle[] }> {
   const pending: ServerTransactionHandle[] = [];
   const engine = new Engine({

@@ -1,8 +1,10 @@
 // What the TCP transport tests share: a SIP message to frame, a sink that
 // collects, transports and raw client sockets closed after every test.
 import * as net from "node:net";
+import { Engine } from "../../src/engine.js";
+import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import { createTcpTransport, type TcpTransport, type TcpTransportOptions } from "../../src/transport/tcp.js";
-import type { SendErrorTarget, Source, TransportSink } from "../../src/transport/types.js";
+import type { SendErrorTarget, Source, Transport, TransportSink } from "../../src/transport/types.js";
 
 export const HOST = "127.0.0.1";
 
@@ -146,6 +148,28 @@ export async function listener(): Promise<{ port: number; got: () => string }> {
   });
   await new Promise<void>((resolve) => server.listen({ host: HOST, port: 0 }, resolve));
   return { port: (server.address() as net.AddressInfo).port, got: () => Buffer.concat(chunks).toString() };
+}
+
+/**
+ * An engine that answers every request 200 and keeps its server transactions, on the transport
+ * `listen` makes for it (added to the engine); pushed to `engines` (the test closes them).
+ */
+export async function answering200<T extends Transport>(
+  engines: Engine[],
+  listen: (sink: TransportSink) => Promise<T>,
+): Promise<{ engine: Engine; transport: T; requests: ServerTransactionHandle[] }> {
+  const requests: ServerTransactionHandle[] = [];
+  const engine = new Engine({
+    refFaults: "throw",
+    onRequest: (tx) => {
+      requests.push(tx);
+      tx.reply(200);
+    },
+  });
+  engines.push(engine);
+  const transport = await listen(engine);
+  engine.addTransport(transport);
+  return { engine, transport, requests };
 }
 
 /** For afterEach: destroy the sockets, close the transports and the servers. */

@@ -4,10 +4,11 @@
 // engine to the client over that connection.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
-import { Engine } from "../../src/engine.js";
+import type { Engine } from "../../src/engine.js";
 import type { ServerTransactionHandle } from "../../src/transaction/handles.js";
 import type { Source } from "../../src/transport/types.js";
 import { createWsTransport, type WsTransport } from "../../src/transport/ws.js";
+import { answering200 } from "./tcp-helpers.js";
 
 const HOST = "127.0.0.1";
 const engines: Engine[] = [];
@@ -19,18 +20,10 @@ afterEach(async () => {
 });
 
 async function uas(): Promise<{ engine: Engine; ws: WsTransport; requests: ServerTransactionHandle[] }> {
-  const requests: ServerTransactionHandle[] = [];
-  const engine = new Engine({
-    refFaults: "throw",
-    onRequest: (tx) => {
-      requests.push(tx);
-      tx.reply(200);
-    },
-  });
-  engines.push(engine);
-  const ws = await createWsTransport({ address: HOST, port: 0, sink: engine });
-  engine.addTransport(ws);
-  return { engine, ws, requests };
+  const { engine, transport, requests } = await answering200(engines, (sink) =>
+    createWsTransport({ address: HOST, port: 0, sink }),
+  );
+  return { engine, ws: transport, requests };
 }
 
 async function client(
