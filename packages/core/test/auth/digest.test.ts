@@ -40,6 +40,14 @@ function req(authorization: string | string[] | undefined, over: Partial<DigestR
   return { method: "REGISTER", uri: REGISTER_URI, authorization, header: "authorization", ...over };
 }
 
+/** Alice's answer to `c` (REGISTER, her password), with `a` over it. */
+function asAlice(
+  c: Parameters<typeof authorize>[0],
+  a: Partial<Parameters<typeof authorize>[1]> = {},
+): string {
+  return authorize(c, { user: "alice", password: "wonderland", method: "REGISTER", uri: REGISTER_URI, ...a });
+}
+
 /** Challenge, then the UA's answer for the algorithm offered at `which`. */
 function answer(
   auth: DigestAuth,
@@ -49,13 +57,7 @@ function answer(
   const c = readChallenge(ch.values[a.which ?? 0]!);
   return {
     nonce: c.nonce,
-    value: authorize(c, {
-      user: "alice",
-      password: "wonderland",
-      method: "REGISTER",
-      uri: REGISTER_URI,
-      ...a,
-    }),
+    value: asAlice(c, a),
   };
 }
 
@@ -227,10 +229,7 @@ describe("verify", () => {
     expect(await auth.verify(req(foreign), lookup)).toMatchObject({ reason: "bad-nonce" });
     // A nonce issued for realm A, answered for realm B.
     const chA = readChallenge(auth.challenge({ status: 401, realm: "a.example" }).values[0]!);
-    const asB = authorize(
-      { ...chA, realm: "b.example" },
-      { user: "alice", password: "wonderland", method: "REGISTER", uri: REGISTER_URI },
-    );
+    const asB = asAlice({ ...chA, realm: "b.example" });
     expect(await auth.verify(req(asB, { realm: "b.example" }), lookup)).toMatchObject({
       reason: "bad-nonce",
     });
@@ -258,12 +257,7 @@ describe("verify", () => {
     expect(ch.values[0]).toContain("stale=true");
     const c = readChallenge(ch.values[0]!);
     expect(c.stale).toBe(true);
-    const fresh = authorize(c, {
-      user: "alice",
-      password: "wonderland",
-      method: "REGISTER",
-      uri: REGISTER_URI,
-    });
+    const fresh = asAlice(c);
     expect(await auth.verify(req(fresh), lookup)).toMatchObject({ ok: true });
   });
 
@@ -287,8 +281,7 @@ describe("verify", () => {
   it("a replayed nc → replay; increasing counts accepted; a late count within the window once", async () => {
     const { auth } = setup();
     const ch = readChallenge(auth.challenge({ status: 401 }).values[0]!);
-    const with_ = (nc: number) =>
-      authorize(ch, { user: "alice", password: "wonderland", method: "REGISTER", uri: REGISTER_URI, nc });
+    const with_ = (nc: number) => asAlice(ch, { nc });
     expect(await auth.verify(req(with_(1)), lookup)).toMatchObject({ ok: true });
     expect(await auth.verify(req(with_(1)), lookup)).toEqual({ ok: false, reason: "replay" });
     expect(await auth.verify(req(with_(2)), lookup)).toMatchObject({ ok: true });
@@ -303,32 +296,16 @@ describe("verify", () => {
   it("a failed attempt does not use up the count (no denial of service on the real client)", async () => {
     const { auth } = setup();
     const ch = readChallenge(auth.challenge({ status: 401 }).values[0]!);
-    const bad = authorize(ch, {
-      user: "alice",
-      password: "guess",
-      method: "REGISTER",
-      uri: REGISTER_URI,
-      nc: 1,
-    });
+    const bad = asAlice(ch, { password: "guess", nc: 1 });
     expect(await auth.verify(req(bad), lookup)).toMatchObject({ reason: "wrong" });
-    const good = authorize(ch, {
-      user: "alice",
-      password: "wonderland",
-      method: "REGISTER",
-      uri: REGISTER_URI,
-    });
+    const good = asAlice(ch);
     expect(await auth.verify(req(good), lookup)).toMatchObject({ ok: true });
   });
 
   it("a count store that forgot the nonce → stale (the client takes a fresh one)", async () => {
     const { auth, clock } = setup({ nonceCounts: new MemoryNonceCounts({ maxNonces: 1 }) });
     const first = answer(auth);
-    const firstAgain = authorize(readChallenge(auth.challenge({ status: 401 }).values[0]!), {
-      user: "alice",
-      password: "wonderland",
-      method: "REGISTER",
-      uri: REGISTER_URI,
-    });
+    const firstAgain = asAlice(readChallenge(auth.challenge({ status: 401 }).values[0]!));
     clock.advance(1);
     const second = answer(auth);
     expect(await auth.verify(req(first.value), lookup)).toMatchObject({ ok: true });
@@ -346,12 +323,7 @@ describe("verify", () => {
       reason: "uri-mismatch",
     });
     const ch = readChallenge(auth.challenge({ status: 401 }).values[0]!);
-    const v = authorize(ch, {
-      user: "alice",
-      password: "wonderland",
-      method: "REGISTER",
-      uri: "sip:SIPTM.example",
-    });
+    const v = asAlice(ch, { uri: "sip:SIPTM.example" });
     expect(await auth.verify(req(v), lookup)).toMatchObject({ ok: true });
   });
 
@@ -391,10 +363,7 @@ describe("verify", () => {
     });
     const both = setup().auth;
     const onlyMd5 = readChallenge(both.challenge({ status: 401, algorithms: ["MD5"] }).values[0]!);
-    const asSha = authorize(
-      { ...onlyMd5, algorithm: "SHA-256" },
-      { user: "alice", password: "wonderland", method: "REGISTER", uri: REGISTER_URI },
-    );
+    const asSha = asAlice({ ...onlyMd5, algorithm: "SHA-256" });
     expect(await both.verify(req(asSha), lookup)).toMatchObject({ reason: "bad-algorithm" });
   });
 
