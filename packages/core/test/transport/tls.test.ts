@@ -51,6 +51,14 @@ function client(t: TcpTransport, opts: tls.ConnectionOptions = {}): Promise<tls.
   });
 }
 
+/** A plain TCP socket to `t` that never starts its TLS handshake (errors ignored, destroyed by closeAll). */
+function silentSocket(t: TcpTransport): net.Socket {
+  const socket = net.connect({ host: HOST, port: t.localPort });
+  sockets.push(socket);
+  socket.on("error", () => {});
+  return socket;
+}
+
 function dest(t: TcpTransport, serverName?: string): Destination {
   return { protocol: "TLS", address: HOST, port: t.localPort, serverName };
 }
@@ -159,9 +167,7 @@ describe("TLS transport, inbound", () => {
 
   it("abandons a handshake not done within the handshake timeout (counted)", async () => {
     const { t } = await tlsTransport("server", { handshakeTimeoutMs: 50 });
-    const raw = net.connect({ host: HOST, port: t.localPort });
-    sockets.push(raw);
-    raw.on("error", () => {});
+    const raw = silentSocket(t);
     await new Promise((r) => raw.once("close", r));
     await until(() => t.stats.tls_handshake_timeout === 1);
     expect(t.handshakes).toBe(0);
@@ -170,13 +176,9 @@ describe("TLS transport, inbound", () => {
   it("counts handshakes in progress against the connection cap", async () => {
     const sink = collector();
     const t = await transport({ sink, maxConnections: 1, tls: { ...cred("server"), ca: CA } });
-    const raw = net.connect({ host: HOST, port: t.localPort });
-    sockets.push(raw);
-    raw.on("error", () => {});
+    silentSocket(t); // holds the one connection the cap allows, in its handshake
     await until(() => t.handshakes === 1);
-    const second = net.connect({ host: HOST, port: t.localPort });
-    sockets.push(second);
-    second.on("error", () => {});
+    const second = silentSocket(t);
     await new Promise((r) => second.once("close", r));
     expect(t.stats.tcp_conn_rejected).toBe(1);
   });
@@ -187,13 +189,9 @@ describe("TLS transport, inbound", () => {
     const done = await client(t);
     done.write(sipMessage("per-ip-1"));
     await until(() => sink.received.length === 1);
-    const pending = net.connect({ host: HOST, port: t.localPort });
-    sockets.push(pending);
-    pending.on("error", () => {});
+    const pending = silentSocket(t);
     await until(() => t.handshakes === 1);
-    const third = net.connect({ host: HOST, port: t.localPort });
-    sockets.push(third);
-    third.on("error", () => {});
+    const third = silentSocket(t);
     await new Promise((r) => third.once("close", r));
     expect(t.stats.tcp_conn_rejected_ip).toBe(1);
     // The pending handshake gone, there is room again.
