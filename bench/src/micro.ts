@@ -31,6 +31,7 @@ function ringCursor(): () => number {
 }
 
 /** UDP is the common case: parse as a datagram. */
+// Named constants of the benchmark, alike in form with other files' fixtures (digest.test.ts's RFC values): data, not code.
 const PARSE_OPTIONS = { datagram: true } as const;
 /** The Via a proxy would push in the edit benchmark. */
 const NEW_VIA = "SIP/2.0/UDP 192.0.2.250:5060;branch=z9hG4bK-bench-2f81c0e9a1";

@@ -63,6 +63,7 @@ function answer(
 
 describe("RFC 7616 §3.9.1 known answers", () => {
   // The RFC's example: Mufasa, "Circle of Life" (lowercase "of", RFC 7616 errata 4495).
+  // The RFC's values, written as they stand there (alike in form with other constant blocks, e.g. bench/src/micro.ts's).
   const nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
   const cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
   const base = {
