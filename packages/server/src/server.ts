@@ -7,8 +7,8 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { Engine, type TimerConfig, type Transport } from "@siptm/core";
-import { AUTH_RELOAD, loadUsersFile, ServerAuth } from "./auth.js";
 import { ShardedEngine, type ShardServerHandle, type TransactionEngine, wrapEngine } from "@siptm/workers";
+import { AUTH_RELOAD, loadUsersFile, ServerAuth } from "./auth.js";
 import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
@@ -464,9 +464,14 @@ async function startSharded(
       // shard reads it again itself (route `default` provides AUTH_RELOAD).
       if (mainAuth.authenticating && loaded.name === "default") {
         mainAuth.reload();
-        sharded.routeCall(AUTH_RELOAD).catch((err: unknown) =>
-          logger.warn({ err: err instanceof Error ? err.message : String(err) }, "users reload in a shard failed"),
-        );
+        sharded
+          .routeCall(AUTH_RELOAD)
+          .catch((err: unknown) =>
+            logger.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              "users reload in a shard failed",
+            ),
+          );
       }
     },
     timers: local.timerConfig,
