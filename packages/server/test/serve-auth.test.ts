@@ -21,7 +21,6 @@ import { call, killAll, runCli, SERVER_TIMERS, type Served, serve, testEngine, u
 
 const REALM = "siptm.test";
 const DOMAIN = "siptm.test";
-const PASSWORDS: Record<string, string> = { alice: "wonderland", bob: "builder" };
 
 function userLine(user: string, password: string, sha = true): string {
   const md5 = digestHa1("MD5", user, REALM, password);
