@@ -96,6 +96,20 @@ export interface ControlLimits {
   readonly maxPage: number | undefined;
 }
 
+/** Route `default`: who may register and relay (--users, --realm, --domain, --trusted, --open). */
+export interface AuthConfig {
+  /** The users file (absolute path); undefined: no digest authentication. */
+  readonly usersFile: string | undefined;
+  /** The realm of the challenges (RFC 3261 §22.1). */
+  readonly realm: string;
+  /** --domain: SIP domains we serve besides our addresses and --alias (also in `aliases`). */
+  readonly domains: readonly string[];
+  /** --trusted CIDRs: peers whose requests skip authentication and relay checks. */
+  readonly trusted: readonly string[];
+  /** --open: no authentication and no relay checks (today's open registrar and relay). */
+  readonly open: boolean;
+}
+
 export interface ServerConfig {
   readonly listen: readonly ListenSpec[];
   /** null: no control server. */
@@ -137,6 +151,8 @@ export interface ServerConfig {
   readonly advertise: string | undefined;
   /** --alias: other host names that are ours (domains served; Kamailio alias). */
   readonly aliases: readonly string[];
+  /** Route `default`: authentication and relay policy. */
+  readonly auth: AuthConfig;
   readonly logLevel: LogLevel;
   readonly trace: boolean;
   /** Seconds; 0 = off. */
@@ -375,6 +391,9 @@ function resolveConfig(
   for (const a of aliases)
     if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(a))
       throw new UsageError(`--alias: "${a}" is not a host name or IP address`);
+  const auth = authConfig(str, raw, listen, advertise, routeBase);
+  // A domain we serve is ours as an alias is: its Request-URIs and Routes are local.
+  for (const d of auth.domains) if (!aliases.includes(d)) aliases.push(d);
 
   const levelText = str("log-level") ?? "warn";
   if (!(LOG_LEVELS as readonly string[]).includes(levelText))
@@ -407,6 +426,7 @@ function resolveConfig(
     recordRoute: rrText === "on",
     advertise,
     aliases,
+    auth,
     logLevel: levelText as LogLevel,
     trace: raw.trace === true,
     statusInterval: statusText === undefined ? 5 : int("--status-interval", statusText, 0, 86_400),
@@ -479,6 +499,43 @@ export function checkCidr(text: string, flag: string): string {
     (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max));
   if (!ok) throw new UsageError(`${flag} "${text}": expected an IP address or ADDRESS/BITS`);
   return text.trim();
+}
+
+/**
+ * --users, --realm, --domain, --trusted, --open. Safe by default (as --rpc-token): a SIP listener
+ * off loopback needs --users (digest authentication) or an explicit --open.
+ */
+function authConfig(
+  str: (name: string) => string | undefined,
+  raw: Raw,
+  listen: readonly ListenSpec[],
+  advertise: string | undefined,
+  base: string,
+): AuthConfig {
+  const users = str("users");
+  const open = raw.open === true;
+  if (open && users !== undefined) throw new UsageError("--open and --users exclude each other");
+  const exposed = listen.find((l) => !isLoopback(l.address));
+  if (exposed && users === undefined && !open)
+    throw new UsageError(
+      `refusing to serve SIP on ${hostPort(exposed.address, exposed.port)} as an open registrar and relay: give --users FILE (digest authentication), or --open, or listen on loopback`,
+    );
+  const realm = str("realm") ?? advertise ?? listen[0]?.address ?? "127.0.0.1";
+  if (realm === "" || !/^[\x20-\x7e]{1,256}$/.test(realm) || realm.includes('"') || realm.includes("\\"))
+    throw new UsageError(`--realm "${realm}": 1 to 256 visible ASCII characters, no quote or backslash`);
+  const domains = list(raw.domain).map((d) => {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.:-]+)$/.test(d))
+      throw new UsageError(`--domain: "${d}" is not a host name or IP address`);
+    return d;
+  });
+  const trusted = list(raw.trusted).map((c) => checkCidr(c, "--trusted"));
+  return {
+    usersFile: users === undefined ? undefined : resolve(base, users),
+    realm,
+    domains,
+    trusted,
+    open,
+  };
 }
 
 /** --tls-*: required by a TLS or WSS listener; files resolved against the config file's directory. */

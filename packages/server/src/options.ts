@@ -275,6 +275,37 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
     help: "route default: insert Record-Route in relayed dialog-creating requests, to stay in the dialog (default on)",
   },
   {
+    name: "users",
+    type: "string",
+    arg: "FILE",
+    help: "route default: digest authentication (RFC 3261 §22) against this users file, one user:realm:HA1[:HA1-SHA-256] a line (htdigest's format); reloaded on SIGHUP",
+  },
+  {
+    name: "realm",
+    type: "string",
+    arg: "REALM",
+    help: "route default: the realm of the digest challenges (default: --advertise, else the first listen address)",
+  },
+  {
+    name: "domain",
+    type: "string",
+    multiple: true,
+    arg: "NAME",
+    help: "route default: a SIP domain we serve (its AORs register here, its users are ours; also an --alias). Repeatable",
+  },
+  {
+    name: "trusted",
+    type: "string",
+    multiple: true,
+    arg: "CIDR",
+    help: "route default: peers (a carrier, an upstream proxy) whose requests skip authentication and relay checks. Repeatable",
+  },
+  {
+    name: "open",
+    type: "boolean",
+    help: "route default: no authentication and no relay checks at all (an open registrar and relay: labs only). Needed off loopback without --users",
+  },
+  {
     name: "alias",
     type: "string",
     multiple: true,

@@ -18,6 +18,7 @@ import {
   type SipResponse,
   type Source,
 } from "@siptm/core";
+import { ServerAuth } from "./auth.js";
 import type { ServerConfig } from "./config.js";
 import { type BoundSocket, contactFor, makeIsLocal } from "./local.js";
 import type { Logger } from "./log.js";
@@ -58,6 +59,11 @@ export interface RouteContext {
   readonly sockets: readonly BoundSocket[];
   /** A Contact URI (in <>) for answers to a request that came in on `source`'s local socket. */
   contactFor(source: Source): string;
+  /**
+   * Who may register and relay (--users, --realm, --domain, --trusted, --open; auth.ts): the digest
+   * challenges and checks of route `default`, for any route that wants them.
+   */
+  readonly auth: ServerAuth;
 }
 
 export interface RouteHandlers {
@@ -79,6 +85,8 @@ export type RouteFactory = (ctx: RouteContext) => RouteHandlers | Promise<RouteH
 /** Keys a route gets (RouteContext.keys). */
 export interface RouteKeys {
   readonly flowToken: Uint8Array;
+  /** The HMAC key of digest nonces (auth.ts): a nonce made in one thread or shard verifies in any. */
+  readonly digestNonce: Uint8Array;
 }
 
 export interface RouteParts {
@@ -90,10 +98,14 @@ export interface RouteParts {
   registrar: Registrar;
   scheduler: Scheduler;
   sockets: readonly BoundSocket[];
+  /** Made from the config when not given (the server gives its own to reload it on SIGHUP). */
+  auth?: ServerAuth;
 }
 
 export function routeContext(p: RouteParts): RouteContext {
   const { engine, config, scheduler } = p;
+  const isLocal = makeIsLocal(p.sockets, config.advertise, config.aliases);
+  p.auth ??= new ServerAuth({ config: config.auth, key: p.keys.digestNonce, isLocal });
   return {
     engine,
     config,
@@ -102,9 +114,10 @@ export function routeContext(p: RouteParts): RouteContext {
     registrar: p.registrar,
     relay: (tx: ServerTransactionHandle, o?: RelayOptions) => relay(engine, tx, { ...config.proxy, ...o }),
     after: (ms, fn) => scheduler.after(ms, fn),
-    isLocal: makeIsLocal(p.sockets, config.advertise, config.aliases),
+    isLocal,
     sockets: p.sockets,
     contactFor: (source: Source) => contactFor(source, config.advertise),
+    auth: p.auth,
   };
 }
 

@@ -21,6 +21,9 @@ export const BRANCH_COOKIE_LABEL = "branch-cookie";
 /** Label of the MAC key of RFC 5626 flow tokens in Record-Route (flow.ts). */
 export const FLOW_TOKEN_LABEL = "flow-token";
 
+/** Label of the HMAC key of digest nonces (RFC 7616 §3.3; @siptm/core DigestAuth, auth.ts). */
+export const DIGEST_NONCE_LABEL = "digest-nonce";
+
 let processSecret: string | undefined;
 /**
  * The server's secret: --secret when given, else one made at random once per

@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { Engine, type TimerConfig, type Transport } from "@siptm/core";
 import { ShardedEngine, type ShardServerHandle, type TransactionEngine, wrapEngine } from "@siptm/workers";
+import { AUTH_RELOAD, loadUsersFile, ServerAuth } from "./auth.js";
 import { DEFAULT_MAX_TRANSACTIONS, type ServerConfig } from "./config.js";
 import { Gate, TracedTransport } from "./gate.js";
 import { SHARD_HISTOGRAMS } from "./histograms.js";
@@ -32,7 +33,14 @@ import {
 } from "./route.js";
 import { type RpcDeps, type RpcLimits, RpcServer } from "./rpc.js";
 import { Scheduler } from "./scheduler.js";
-import { BRANCH_COOKIE_LABEL, deriveKey, FLOW_TOKEN_LABEL, SHARD_HASH_LABEL, secretOf } from "./secret.js";
+import {
+  BRANCH_COOKIE_LABEL,
+  DIGEST_NONCE_LABEL,
+  deriveKey,
+  FLOW_TOKEN_LABEL,
+  SHARD_HASH_LABEL,
+  secretOf,
+} from "./secret.js";
 import { shardRouteUrl } from "./shard-route.js";
 import { RegistrarPublisher, registrarChannelName } from "./shared-registrar.js";
 
@@ -116,6 +124,8 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
   const logger = opts.logger ?? createLogger(config.logLevel, config.trace);
   // Load the route first: a bad route fails before any socket is bound.
   const loaded = await loadRoute(config.route, config.routeBase);
+  // And a bad users file (a UsageError naming its lines), before any socket too.
+  if (config.auth.usersFile !== undefined && !config.auth.open) loadUsersFile(config.auth.usersFile);
   if (config.workers > 0) return startSharded(config, logger, loaded);
   return startOneThread(config, logger, loaded);
 }
@@ -151,7 +161,11 @@ function routeEngineOptions(config: ServerConfig) {
 
 /** The keys of the route (RouteContext.keys): the same in one thread and in every shard. */
 export function routeKeys(config: ServerConfig): RouteKeys {
-  return { flowToken: deriveKey(secretOf(config.secret), FLOW_TOKEN_LABEL, 32) };
+  const secret = secretOf(config.secret);
+  return {
+    flowToken: deriveKey(secret, FLOW_TOKEN_LABEL, 32),
+    digestNonce: deriveKey(secret, DIGEST_NONCE_LABEL, 32),
+  };
 }
 
 // Field-by-field object literals (here and in shard.ts's health()) look alike but map different records.
@@ -311,11 +325,30 @@ async function startSharded(
   const registrar = new Registrar({ now: () => local.now(), minExpires: config.minExpires });
   const publisher =
     loaded.name === "default" ? new RegistrarPublisher(registrarChannelName(), registrar) : undefined;
+  // The REGISTERs for us come here: authenticated here (auth.ts), with the nonce key every shard
+  // has, on our own sockets' "myself" (set once they are bound).
+  let auth: ServerAuth | undefined;
+  const keys = routeKeys(config);
   const onRegister = (tx: ShardServerHandle) => {
-    if (tx.method !== "REGISTER") {
+    if (tx.method !== "REGISTER" || !auth) {
       tx.reply(500).catch(() => {});
       return;
     }
+    auth.register(tx.request, tx.source).then(
+      (v) => {
+        if (v.ok) registerHere(tx);
+        else
+          tx.reply(v.status, { reason: v.reason, headers: v.headers }).catch((err: unknown) =>
+            logger.debug({ err }, "REGISTER answer not sent"),
+          );
+      },
+      (err: unknown) => {
+        logger.warn({ err }, "REGISTER authentication failed");
+        tx.reply(500).catch(() => {});
+      },
+    );
+  };
+  const registerHere = (tx: ShardServerHandle) => {
     const out = registrar.register(tx.request, tx.source);
     logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
     // The shards learn the new bindings before the UA learns it is registered.
@@ -330,7 +363,7 @@ async function startSharded(
     tcp: config.tcp,
     tls: loadTls(config.tls),
     ws: wsLimits(config),
-    routeKeys: { ...routeKeys(config) },
+    routeKeys: { ...keys },
     engine: {
       ...routeEngineOptions(config),
       // The coordinator holds the whole server to the cap (below); each shard's own cap is the
@@ -367,6 +400,19 @@ async function startSharded(
     address: a.address,
     port: a.port,
   }));
+  try {
+    auth = new ServerAuth({
+      config: config.auth,
+      key: keys.digestNonce,
+      isLocal: makeIsLocal(sockets, config.advertise, config.aliases),
+    });
+  } catch (err) {
+    await sharded.close();
+    publisher?.close();
+    await local.close();
+    throw err;
+  }
+  const mainAuth = auth;
   registrar.start();
   const metrics = new Metrics({
     stats: () => sharded.stats(),
@@ -413,7 +459,22 @@ async function startSharded(
     engine: undefined,
     sharded,
     tm: sharded,
-    reload: () => reloadTls(config.tls, [sharded]),
+    reload: () => {
+      reloadTls(config.tls, [sharded]);
+      // The users file: checked here first (a broken one throws, and nobody changes), then every
+      // shard reads it again itself (route `default` provides AUTH_RELOAD).
+      if (mainAuth.authenticating && loaded.name === "default") {
+        mainAuth.reload();
+        sharded
+          .routeCall(AUTH_RELOAD)
+          .catch((err: unknown) =>
+            logger.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              "users reload in a shard failed",
+            ),
+          );
+      }
+    },
     timers: local.timerConfig,
     config,
     logger,
@@ -565,7 +626,10 @@ async function startOneThread(
   return {
     engine,
     sharded: undefined,
-    reload: () => reloadTls(config.tls, reloadable),
+    reload: () => {
+      reloadTls(config.tls, reloadable);
+      parts.auth?.reload();
+    },
     tm,
     timers: engine.timerConfig,
     live: () => unsettled(tm),

@@ -25,6 +25,7 @@
 import { randomBytes } from "node:crypto";
 import type { Engine, Resolver } from "@siptm/core";
 import type { ShardRouteContext } from "@siptm/workers";
+import { AUTH_RELOAD } from "./auth.js";
 import type { ServerConfig } from "./config.js";
 import { traceMessage } from "./gate.js";
 import { SHARD_HISTOGRAMS, type ShardHistograms, TxHistograms } from "./histograms.js";
@@ -108,9 +109,15 @@ export default async function shardRoute(engine: Engine, info: ShardRouteContext
   const shared = registrarChannel !== undefined && info.forward !== undefined;
   const unsubscribe = shared ? subscribeReplica(registrarChannel, registrar) : undefined;
   // The route's keys came with the shard's task (never in this module's URL).
-  const keys: RouteKeys = { flowToken: info.keys.flowToken ?? new Uint8Array(randomBytes(32)) };
+  const keys: RouteKeys = {
+    flowToken: info.keys.flowToken ?? new Uint8Array(randomBytes(32)),
+    digestNonce: info.keys.digestNonce ?? new Uint8Array(randomBytes(32)),
+  };
   const parts: RouteParts = { engine, config, keys, logger: routeLogger, registrar, scheduler, sockets };
   const ctx = routeContext(parts);
+  // SIGHUP: this shard reads the users file again (the main thread checked it first); a broken
+  // one keeps the users loaded before, and says why.
+  info.provide(AUTH_RELOAD, () => ctx.auth.reload());
   const handlers = checkHandlers(loaded.name, await loaded.factory(ctx));
   const forward = info.forward;
   // The shared registrar: a REGISTER for us goes to the main thread; one for another domain stays

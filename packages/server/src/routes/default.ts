@@ -25,6 +25,11 @@
  *    later request from the far side whose Route has the token goes over that
  *    connection — 430 Flow Failed when it closed (unless the Request-URI can be
  *    reached without it), 403 when the token's MAC does not verify.
+ *  - who may (auth.ts, --users / --trusted / --open): a REGISTER for us needs credentials of
+ *    the AOR's user (401, RFC 3261 §22.2); a request relayed anywhere but to a user registered
+ *    here needs a From in our domain (else 403: no open relay) and, with --users, the From
+ *    user's Proxy-Authorization (407, §22.3), which is removed before relaying; a request in a
+ *    dialog along our Record-Route between one of ours and anyone is relayed unchallenged.
  *  - the ACK of a 2xx on our route, and a late 2xx to an INVITE whose branch
  *    carries our cookie (no transaction) → forwarded statelessly (§16.11),
  *    an ACK with a flow token over its flow; any other stray ACK or response
@@ -44,6 +49,7 @@ import {
   type Uri,
   uriOfNameAddr,
 } from "@siptm/core";
+import { type AuthVerdict, removeConsumed } from "../auth.js";
 import { type Flow, FlowTokens, flowDestination, flowOf, LiveFlows, sameFlow } from "../flow.js";
 import { type Binding, hasIpContact } from "../registrar.js";
 import { ALLOW, type RouteContext, type RouteHandlers } from "../route.js";
@@ -219,8 +225,66 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
     return { kind };
   }
 
+  const { auth } = ctx;
+
+  /** Go on with `then` when the verdict lets the request through, else answer it as it says. */
+  function checked(
+    tx: ServerTransactionHandle,
+    verdict: Promise<AuthVerdict> | AuthVerdict,
+    then: (v: AuthVerdict & { ok: true }) => void,
+  ): void {
+    Promise.resolve(verdict).then(
+      (v) => {
+        if (tx.finalStatus || tx.terminated) return;
+        if (v.ok) then(v);
+        else {
+          logger.debug({ tx: tx.id, method: tx.method, status: v.status }, "refused");
+          reply(tx, v.status, v.reason, v.headers);
+        }
+      },
+      (err: unknown) => {
+        logger.warn({ tx: tx.id, err: err instanceof Error ? err.message : String(err) }, "auth failed");
+        reply(tx, 500, "Server Internal Error");
+      },
+    );
+  }
+
+  /** Relay options that remove the Proxy-Authorization value we consumed (RFC 3261 §22.3). */
+  function consuming(v: AuthVerdict & { ok: true }, opts: RelayOptions): RelayOptions {
+    const index = v.consumed;
+    if (index === undefined) return opts;
+    return { ...opts, onBranch: (b) => removeConsumed(b.request, index) };
+  }
+
+  /**
+   * A request in a dialog (To tag) along our Record-Route (our Route on top) whose From or To is
+   * in our domain: it follows a dialog we let through (a call to or from one of ours), and is
+   * relayed unchallenged, as Kamailio's loose_route() does in its default configuration.
+   */
+  function inOurDialog(req: SipRequest): boolean {
+    if (req.toTag === undefined) return false;
+    const top = req.headerValues("route")[0];
+    let ours = false;
+    try {
+      ours = top !== undefined && ctx.isLocal(uriOfNameAddr(top));
+    } catch {
+      ours = false;
+    }
+    if (!ours) return false;
+    const party = (h: string | undefined) => {
+      try {
+        return h !== undefined && auth.ourDomain(uriOfNameAddr(h));
+      } catch {
+        return false;
+      }
+    };
+    return party(req.header("from")) || party(req.header("to"));
+  }
+
   return {
-    description: "default: stateful proxy + in-memory registrar",
+    description: `default: stateful proxy + in-memory registrar${
+      auth.config.open ? " (open: no authentication)" : auth.authenticating ? " + digest authentication" : ""
+    }`,
     onRequest(tx) {
       const req = tx.request;
       // Our domain is our addresses with our ports: an AOR drops the port, so a URI for another
@@ -228,13 +292,17 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
       const local = ctx.isLocal(req.uri);
       if (req.method === "REGISTER") {
         if (local) {
-          const out = registrar.register(req, tx.source);
-          logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
-          reply(tx, out.status, out.reason, out.headers);
+          // §10.3 steps 2–3: authenticate, and the credentials must be the AOR's own.
+          checked(tx, auth.register(req, tx.source), () => {
+            const out = registrar.register(req, tx.source);
+            logger.debug({ aor: out.aor, status: out.status }, "REGISTER");
+            reply(tx, out.status, out.reason, out.headers);
+          });
         } else {
           // §10.3 step 1: we have no bindings for that domain, and a registrar that is also a
-          // proxy SHOULD forward the REGISTER to it (§16). No Record-Route: it makes no dialog.
-          relay(tx);
+          // proxy SHOULD forward the REGISTER to it (§16) — only for our own users, and never
+          // with --users (no relaying of registrations). No Record-Route: it makes no dialog.
+          checked(tx, auth.registerElsewhere(req, tx.source), () => relay(tx));
         }
         return;
       }
@@ -293,7 +361,16 @@ export default function defaultRoute(ctx: RouteContext): RouteHandlers {
         }
         return;
       }
-      relay(tx, { recordRoute, recordRouteUri: recordRoute ? flowRecordRoute(tx) : undefined });
+      const opts: RelayOptions = {
+        recordRoute,
+        recordRouteUri: recordRoute ? flowRecordRoute(tx) : undefined,
+      };
+      if (inOurDialog(req)) {
+        relay(tx, opts);
+        return;
+      }
+      // Anywhere else: our users only (no open relay), authenticated with --users (§22.3).
+      checked(tx, auth.relay(req, tx.source), (v) => relay(tx, consuming(v, opts)));
     },
     onStrayAck(ack, source) {
       // The ACK of a 2xx towards a UA on a flow goes over it (RFC 5626 §5.3); nothing answers an
