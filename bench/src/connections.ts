@@ -187,9 +187,11 @@ function spawnRaised(
   });
 }
 
-/** Server-side sockets established on `port` (ss), the count the server really holds. */
-function establishedOn(port: number): number {
-  const r = spawnSync("ss", ["-tnH", "state", "established", `( sport = :${port} )`], { encoding: "utf8" });
+/** Server-side sockets on `port` in the given states (ss), the count the server really holds. */
+function socketsOn(port: number, states: readonly string[] = ["established"]): number {
+  const r = spawnSync("ss", ["-tnH", ...states.flatMap((s) => ["state", s]), `( sport = :${port} )`], {
+    encoding: "utf8",
+  });
   return (r.stdout ?? "").split("\n").filter((l) => l.trim().length > 0).length;
 }
 
@@ -409,6 +411,10 @@ interface MemoryRow {
   external?: number;
   before: Record<string, number>;
   after: Record<string, number>;
+  /** 3 s after the clients closed. */
+  afterClose: Record<string, number>;
+  /** Server sockets on the port (established or CLOSE-WAIT) 3 s after the clients closed. */
+  leftOpen: number;
   closedByServer: number;
 }
 
@@ -510,9 +516,13 @@ async function measureMemory(a: Args, transport: Held, system: string): Promise<
     const before = await serverMemory(server);
     const held = await holdConnections(transport, port, a.held, a.concurrency);
     await sleep(2000);
-    const serverCount = establishedOn(port);
+    const serverCount = socketsOn(port);
     const after = await serverMemory(server);
     const closedByServer = await closeHeld(held.gens);
+    // Three seconds after the clients closed: what the server still keeps (a leak would stay).
+    await sleep(3000);
+    const leftOpen = socketsOn(port, ["established", "close-wait"]);
+    const afterClose = await serverMemory(server);
     const n = held.opened;
     const per = (k: string) => ((after[k] ?? 0) - (before[k] ?? 0)) / Math.max(n, 1);
     const row: MemoryRow = {
@@ -526,6 +536,8 @@ async function measureMemory(a: Args, transport: Held, system: string): Promise<
       rss: per("rss"),
       before,
       after,
+      afterClose,
+      leftOpen,
       closedByServer,
     };
     row.pss = per("pss");
@@ -710,7 +722,7 @@ async function measureHandshakes(a: Args, system: string): Promise<HandshakeRow>
 
 // ------------------------------------------------------------------ report
 
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+const kb = (bytes: number) => `${(Math.abs(bytes) < 51.2 ? 0 : bytes / 1024).toFixed(1)} KB`;
 const fmt = (n: number | undefined, digits = 1) =>
   n === undefined || !Number.isFinite(n) ? "–" : n.toFixed(digits);
 
@@ -726,6 +738,7 @@ function memoryTable(rows: readonly MemoryRow[]): string {
     "V8 heap / conn",
     "external / conn",
     "processes",
+    "left 3 s after close",
   ];
   const body = rows.map((r) => [
     r.transport.toUpperCase(),
@@ -738,6 +751,7 @@ function memoryTable(rows: readonly MemoryRow[]): string {
     r.heap === undefined ? "–" : kb(r.heap),
     r.external === undefined ? "–" : kb(r.external),
     String(r.processes),
+    String(r.leftOpen),
   ]);
   return pipeTable(head, body);
 }
@@ -827,7 +841,7 @@ function markdown(
     out.push(
       "## Memory per idle connection",
       "",
-      "(after − before) / held, the server's processes read from /proc: RSS = VmRSS summed over them, Pss = Pss (smaps_rollup) summed over them. Kamailio's processes share one memory segment (its connections and TLS state live there): the VmRSS sum counts a shared page once in every process that touched it, the Pss sum counts it once — Pss is the figure to compare. siptm `--workers 0` is one process (its RSS and Pss deltas agree); V8 heap used and external memory from its /metrics. Before: after a warm-up of 100 connections opened and closed.",
+      "(after − before) / held, the server's processes read from /proc: RSS = VmRSS summed over them, Pss = Pss (smaps_rollup) summed over them. Kamailio's processes share one memory segment (its connections and TLS state live there): the VmRSS sum counts a shared page once in every process that touched it, the Pss sum counts it once — Pss is the figure to compare. siptm `--workers 0` is one process (its RSS and Pss deltas agree); V8 heap used and external memory from its /metrics. Before: after a warm-up of 100 connections opened and closed. Left: server sockets on the port (established or CLOSE-WAIT) 3 s after the clients closed theirs.",
       "",
       memoryTable(memory),
       "",
