@@ -801,6 +801,7 @@ function handshakeTable(rows: readonly HandshakeRow[]): string {
     "wall s",
     "handshakes / s",
     "server CPU ms / handshake",
+    "one core's worth / s",
     "generator CPU ms / handshake",
   ];
   const body = rows.map((r) => [
