@@ -44,7 +44,7 @@ import {
 import { type BenchEnvironment, environment, packageVersion } from "./lib/env.js";
 import { alive, cpuSeconds, pssBytes, rssBytes } from "./lib/proc.js";
 import { pipeTable } from "./lib/report.js";
-import { kamailioVersion, siptmMetric } from "./lib/systems.js";
+import { kamailioVersion, siptmMetric, stableDescendants } from "./lib/systems.js";
 
 const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const REPO_DIR = resolve(BENCH_DIR, "..");
@@ -297,13 +297,7 @@ async function startKamailio(transport: Held, maxConnections: number): Promise<S
   const child = spawnRaised(`kamailio (${transport})`, KAMAILIO, args, { cwd: runDir });
   try {
     await waitForTcpPort(port, 20_000, child);
-    let last = -1;
-    for (let i = 0; i < 40; i++) {
-      const n = child.recordDescendants().length;
-      if (n === last && n > 0) break;
-      last = n;
-      await sleep(100);
-    }
+    await stableDescendants(child);
   } catch (err) {
     await child.kill();
     releaseTempDir(runDir, true);

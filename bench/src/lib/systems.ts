@@ -231,14 +231,7 @@ export async function startServer(spec: SystemSpec, role: ServerRole, paths: Pat
   const child = new Child(`${spec.id} (${role})`, paths.kamailio, args, { cwd: runDir });
   try {
     await waitForUdpPort(port, 15_000, child);
-    // The workers are forked around the bind: wait until their number is stable.
-    let last = -1;
-    for (let i = 0; i < 40; i++) {
-      const n = child.recordDescendants().length;
-      if (n === last && n > 0) break;
-      last = n;
-      await sleep(100);
-    }
+    await stableDescendants(child);
   } catch (err) {
     await child.kill();
     releaseTempDir(runDir, true);
@@ -280,4 +273,15 @@ export async function siptmMetric(rpcPort: number, name: string): Promise<number
   const text = await res.text();
   const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, "m"));
   return m ? Number(m[1]) : undefined;
+}
+
+/** Kamailio forks its workers around the bind: wait (up to 4 s) until their number is stable. */
+export async function stableDescendants(child: { recordDescendants(): number[] }): Promise<void> {
+  let last = -1;
+  for (let i = 0; i < 40; i++) {
+    const n = child.recordDescendants().length;
+    if (n === last && n > 0) return;
+    last = n;
+    await sleep(100);
+  }
 }
