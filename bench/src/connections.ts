@@ -44,7 +44,7 @@ import {
 import { type BenchEnvironment, environment, packageVersion } from "./lib/env.js";
 import { alive, cpuSeconds, pssBytes, rssBytes } from "./lib/proc.js";
 import { pipeTable } from "./lib/report.js";
-import { kamailioVersion, siptmMetric, stableDescendants } from "./lib/systems.js";
+import { freeTcpPort, kamailioVersion, siptmMetric, stableDescendants } from "./lib/systems.js";
 
 const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const REPO_DIR = resolve(BENCH_DIR, "..");
@@ -135,18 +135,6 @@ function parseArgs(argv: readonly string[]): Args {
 }
 
 // ------------------------------------------------------------------ helpers
-
-async function freeTcpPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((res, rej) => {
-    server.once("error", rej);
-    server.listen({ host: HOST, port: 0, exclusive: true }, () => res());
-  });
-  const address = server.address();
-  await new Promise<void>((res) => server.close(() => res()));
-  if (address === null || typeof address === "string") throw new Error("no TCP port");
-  return address.port;
-}
 
 async function waitForTcpPort(port: number, timeoutMs: number, child: Child): Promise<void> {
   const end = Date.now() + timeoutMs;

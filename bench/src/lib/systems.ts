@@ -59,7 +59,7 @@ export interface RunningServer {
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (for siptm's control server). */
-async function freeTcpPort(): Promise<number> {
+export async function freeTcpPort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
