@@ -44,7 +44,13 @@ import {
 import { type BenchEnvironment, environment, packageVersion } from "./lib/env.js";
 import { alive, cpuSeconds, pssBytes, rssBytes } from "./lib/proc.js";
 import { pipeTable } from "./lib/report.js";
-import { freeTcpPort, kamailioVersion, siptmMetric, stableDescendants } from "./lib/systems.js";
+import {
+  BENCH_SERVER_FLAGS,
+  freeTcpPort,
+  kamailioVersion,
+  siptmMetric,
+  stableDescendants,
+} from "./lib/systems.js";
 
 const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const REPO_DIR = resolve(BENCH_DIR, "..");
@@ -220,16 +226,9 @@ async function startSiptm(
     String(workers),
     "--route",
     "uas",
-    "--log-level",
-    "error",
-    "--status-interval",
-    "0",
-    "--drain-timeout",
-    "100",
-    // One generator is one source IP sending hundreds of requests per second and holding
-    // thousands of connections: the per-source caps would measure themselves.
-    "--rate-limit",
-    "0",
+    ...BENCH_SERVER_FLAGS,
+    // One generator is one source IP holding thousands of connections: the per-IP cap would
+    // measure itself.
     "--tcp-max-per-ip",
     "0",
     "--tcp-max-connections",

@@ -58,6 +58,23 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+/**
+ * What every benchmarked `siptm serve` runs with: quiet logs, no status line;
+ * stopping between runs does not wait for transactions still in their timers;
+ * no per-source rate limit (a load generator is one source sending thousands
+ * of requests per second: the limit would measure itself, not the server).
+ */
+export const BENCH_SERVER_FLAGS: readonly string[] = [
+  "--log-level",
+  "error",
+  "--status-interval",
+  "0",
+  "--drain-timeout",
+  "100",
+  "--rate-limit",
+  "0",
+];
+
 /** A TCP port on 127.0.0.1 that was free a moment ago (for siptm's control server). */
 export async function freeTcpPort(): Promise<number> {
   const server = net.createServer();
@@ -158,17 +175,7 @@ export async function startServer(spec: SystemSpec, role: ServerRole, paths: Pat
       `${HOST}:${rpcPort}`,
       "--workers",
       String(spec.workers ?? 0),
-      "--log-level",
-      "error",
-      "--status-interval",
-      "0",
-      // Stopping between runs must not wait for the transactions still in their timers.
-      "--drain-timeout",
-      "100",
-      // SIPp is one source sending thousands of calls per second: the per-source limit
-      // (default 1000 new requests/s) would measure itself, not the server.
-      "--rate-limit",
-      "0",
+      ...BENCH_SERVER_FLAGS,
       ...siptmRouteArgs(role),
     ];
     const child = new Child(`${spec.id} (${role})`, paths.node, args);
